@@ -1,0 +1,308 @@
+//! Shared fixtures and real-service helpers for the integration tests.
+#![allow(dead_code)]
+
+use std::net::TcpListener as StdListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, NaiveTime, Utc};
+use vitalwatch_alerting::*;
+use vitalwatch_schemas::PatientId;
+use vitalwatch_schemas::proto::{
+    AlertEvent, AlertEventKind, EvidenceReading, Severity as PSeverity,
+};
+
+pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
+
+pub fn t(s: &str) -> DateTime<Utc> {
+    s.parse().expect("valid RFC 3339 time")
+}
+
+pub fn pid(s: &str) -> PhysicianId {
+    PhysicianId::new(s).unwrap()
+}
+
+pub fn physician(id: &str, quiet: Option<(u32, u32)>) -> Physician {
+    Physician {
+        id: pid(id),
+        name: format!("Dr {id}"),
+        email: EmailAddress::new(format!("{id}@hospital.example")).unwrap(),
+        mobile: Some(PhoneNumber::new("+33612345678").unwrap()),
+        time_zone: TimeZone::new("Europe/Paris").unwrap(),
+        quiet_hours: quiet.map(|(s, e)| {
+            QuietHours::new(
+                NaiveTime::from_hms_opt(s, 0, 0).unwrap(),
+                NaiveTime::from_hms_opt(e, 0, 0).unwrap(),
+            )
+        }),
+        channels: ChannelPreferences::default(),
+        hourly_cap: None,
+    }
+}
+
+pub fn directory(ps: Vec<Physician>) -> Directory {
+    Directory::new(ps).unwrap()
+}
+
+pub fn team() -> CareTeam {
+    CareTeam {
+        patient_id: PatientId::new("pt-0042").unwrap(),
+        responsible: pid("dr-martin"),
+        deputies: vec![pid("dr-chen")],
+        policy: EscalationPolicy::default(),
+    }
+}
+
+pub fn sev(s: Severity) -> i32 {
+    (match s {
+        Severity::Info => PSeverity::Info,
+        Severity::Low => PSeverity::Low,
+        Severity::Medium => PSeverity::Medium,
+        Severity::High => PSeverity::High,
+        Severity::Critical => PSeverity::Critical,
+    }) as i32
+}
+
+/// An SpO2 alert event for episode `ep-1`.
+pub fn event(id: &str, kind: AlertEventKind, severity: Severity, at: DateTime<Utc>) -> AlertEvent {
+    let micros = at.timestamp_micros();
+    AlertEvent {
+        event_id: id.to_string(),
+        episode_id: "ep-1".to_string(),
+        patient_id: "pt-0042".to_string(),
+        rule_id: "threshold.spo2.low".to_string(),
+        rule_kind: "threshold".to_string(),
+        kind: kind as i32,
+        severity: sev(severity),
+        program: "copd".to_string(),
+        code: "59408-5".to_string(),
+        reading_time_unix_micros: micros - 60_000_000,
+        detected_at_unix_micros: micros,
+        readings: vec![EvidenceReading {
+            observation_id: "obs-1".into(),
+            code: "59408-5".into(),
+            value: 87.0,
+            unit: "%".into(),
+            time_unix_micros: micros - 60_000_000,
+        }],
+        threshold: Some(90.0),
+        baseline: Some(95.0),
+        summary: "SpO2 87 % below 90 %".to_string(),
+        trace_id: "trace-1".to_string(),
+        previous_severity: 0,
+    }
+}
+
+pub fn history(end: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
+    (0..56)
+        .map(|i| {
+            (
+                end - chrono::Duration::hours(6 * i),
+                95.0 - (i % 5) as f64 * 0.8,
+            )
+        })
+        .collect()
+}
+
+/// Whether the test may use a service; under CI=true a missing service is a failure.
+pub fn require(service: &str, available: bool, how: &str) -> bool {
+    if available {
+        return true;
+    }
+    if std::env::var("CI")
+        .map(|v| v == "true" || v == "1")
+        .unwrap_or(false)
+    {
+        panic!("{service} is required under CI but is not available: {how}");
+    }
+    eprintln!("SKIPPED: {service} is not available ({how}); set CI=true to make this a failure");
+    false
+}
+
+pub fn aiosmtpd_available() -> bool {
+    Command::new("python3")
+        .args(["-c", "import aiosmtpd"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false)
+}
+
+pub fn free_port() -> u16 {
+    StdListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A running aiosmtpd process that writes every message into `dir`.
+pub struct SmtpSink {
+    child: Child,
+    pub port: u16,
+    pub dir: PathBuf,
+}
+
+impl SmtpSink {
+    pub fn start(port: u16, dir: &Path) -> SmtpSink {
+        let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
+        let child = Command::new("python3")
+            .args([
+                "-m",
+                "aiosmtpd",
+                "-n",
+                "-l",
+                &format!("127.0.0.1:{port}"),
+                "-c",
+                "smtp_sink.Sink",
+            ])
+            .arg(dir)
+            .env("PYTHONPATH", &tests)
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn python3 -m aiosmtpd");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "aiosmtpd did not start listening on port {port}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        SmtpSink {
+            child,
+            port,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// Raw messages received so far, in order.
+    pub fn messages(&self) -> Vec<(Vec<u8>, Vec<String>)> {
+        let mut out = Vec::new();
+        for n in 0.. {
+            let eml = self.dir.join(format!("{n}.eml"));
+            let Ok(raw) = std::fs::read(&eml) else { break };
+            let rcpt =
+                std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap_or_default();
+            out.push((raw, rcpt.lines().map(str::to_string).collect()));
+        }
+        out
+    }
+
+    pub fn wait_for(&self, count: usize) -> Vec<(Vec<u8>, Vec<String>)> {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let m = self.messages();
+            if m.len() >= count || Instant::now() > deadline {
+                return m;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One request received by the fake provider.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    pub method: String,
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    pub at: Instant,
+}
+
+impl Recorded {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(&self.body).into_owned().collect()
+    }
+}
+
+/// A real HTTP/1.1 server answering with the scripted (status, body) list in
+/// order (the last one repeats), recording every request.
+pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Recorded>>>) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::body::Bytes;
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
+    let script = Arc::new(script);
+    let log2 = log.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log2.clone();
+            let script = script.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    let script = script.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let path = req.uri().path().to_string();
+                        let headers = req
+                            .headers()
+                            .iter()
+                            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+                            .collect();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|c| c.to_bytes().to_vec())
+                            .unwrap_or_default();
+                        let n = {
+                            let mut l = log.lock().unwrap();
+                            l.push(Recorded {
+                                method,
+                                path,
+                                headers,
+                                body,
+                                at: Instant::now(),
+                            });
+                            l.len() - 1
+                        };
+                        let (status, body) = script
+                            .get(n)
+                            .or(script.last())
+                            .cloned()
+                            .unwrap_or((500, String::new()));
+                        let resp = hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap();
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (format!("http://{addr}"), log)
+}

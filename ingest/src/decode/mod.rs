@@ -1,0 +1,83 @@
+//! Decoders: payload bytes in one of the four formats -> [`RawBatch`]. They
+//! check structure only; values, units, times and identities are checked by
+//! [`crate::normalize`].
+
+use std::borrow::Cow;
+
+use crate::reject::{Reason, Rejection};
+use crate::topic::Format;
+
+pub mod fhir;
+pub mod json;
+pub mod proto;
+pub mod senml;
+
+/// A measurement time as sent.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawTime<'a> {
+    /// RFC 3339 text (must carry an offset).
+    Rfc3339(Cow<'a, str>),
+    /// Microseconds since the epoch.
+    UnixMicros(i64),
+    /// Seconds since the epoch, possibly fractional (SenML).
+    UnixSeconds(f64),
+    /// Seconds relative to the receive time (SenML times below 2^28).
+    RelativeSeconds(f64),
+}
+
+/// One reading as decoded, before normalization.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawReading<'a> {
+    /// Reading type name (`heart_rate`, `blood_pressure`, ...).
+    pub kind: Cow<'a, str>,
+    /// Measurement time, if given.
+    pub time: Option<RawTime<'a>>,
+    /// Unit as sent.
+    pub unit: Option<Cow<'a, str>>,
+    /// Value of single-valued types.
+    pub value: Option<f64>,
+    /// Blood pressure: systolic.
+    pub systolic: Option<f64>,
+    /// Blood pressure: diastolic.
+    pub diastolic: Option<f64>,
+    /// Blood pressure: pulse.
+    pub pulse: Option<f64>,
+}
+
+/// A decoded message.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RawBatch<'a> {
+    /// Sender's idempotency key.
+    pub msg_id: Option<Cow<'a, str>>,
+    /// The patient the payload claims (manual entries; ignored for devices).
+    pub patient_claim: Option<Cow<'a, str>>,
+    /// Readings, in payload order.
+    pub readings: Vec<RawReading<'a>>,
+}
+
+/// Decodes a payload in `format`.
+pub fn decode(format: Format, payload: &[u8]) -> Result<RawBatch<'_>, Rejection> {
+    let batch = match format {
+        Format::Json => json::decode(payload)?,
+        Format::Senml => senml::decode(payload)?,
+        Format::Fhir => fhir::decode(payload)?,
+        Format::Proto => proto::decode(payload)?,
+    };
+    if batch.readings.is_empty() {
+        return Err(Rejection::message(Reason::EmptyBatch, "the message holds no readings"));
+    }
+    Ok(batch)
+}
+
+/// A malformed-payload rejection with a bounded message.
+pub(crate) fn malformed(format: Format, detail: impl std::fmt::Display) -> Rejection {
+    let mut msg = format!("invalid {} payload: {detail}", format.as_str());
+    if msg.len() > 300 {
+        let mut cut = 300;
+        while !msg.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        msg.truncate(cut);
+    }
+    Rejection::message(Reason::MalformedPayload, msg)
+}

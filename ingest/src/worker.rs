@@ -1,0 +1,428 @@
+//! The `ingest` role: MQTT (shared subscription, QoS 1, persistent session,
+//! manual acknowledgments) -> pure pipeline -> bus. An MQTT message is
+//! acknowledged only after the bus acknowledged everything it produced, in
+//! the order messages arrived, so a crash loses nothing: the broker redelivers
+//! what was not acknowledged. In-flight work is bounded (`max_in_flight`):
+//! when the bus is slow, ingest stops reading and the broker queues.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use futures::StreamExt;
+use futures::stream::FuturesOrdered;
+use prost::Message as _;
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use tokio::sync::mpsc;
+use vitalwatch_platform::bus::{BusError, Delivery, Producer};
+use vitalwatch_platform::config::Settings;
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_platform::store::Store;
+use vitalwatch_schemas::registry::RegistrySnapshot;
+use vitalwatch_schemas::{ObservationId, proto, topics};
+
+use crate::dedup::Dedup;
+use crate::normalize::Limits;
+use crate::pipeline::{Processed, process};
+use crate::reject::Reason;
+
+/// Counters of the ingest role (no patient data).
+#[derive(Debug, Default)]
+pub struct IngestStats {
+    /// MQTT messages received.
+    pub messages: AtomicU64,
+    /// Messages acknowledged to the broker.
+    pub acked: AtomicU64,
+    /// Observations produced to the bus.
+    pub observations: AtomicU64,
+    /// Observations dropped as already produced.
+    pub duplicates: AtomicU64,
+    /// Device status events produced.
+    pub statuses: AtomicU64,
+    /// Rejections, by reason (index = position in `Reason::ALL`).
+    pub rejections: [AtomicU64; Reason::ALL.len()],
+    /// Bus retries.
+    pub bus_retries: AtomicU64,
+}
+
+impl IngestStats {
+    /// Total rejections.
+    pub fn rejected(&self) -> u64 {
+        self.rejections.iter().map(|c| c.load(Ordering::Relaxed)).sum()
+    }
+
+    fn count_rejection(&self, r: Reason) {
+        if let Some(i) = Reason::ALL.iter().position(|x| *x == r) {
+            self.rejections[i].fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Where the role sends its output.
+#[derive(Clone)]
+pub struct Outputs {
+    /// The bus.
+    pub producer: Arc<dyn Producer>,
+    /// Observations topic.
+    pub observations_topic: String,
+    /// Dead-letter topic.
+    pub rejected_topic: String,
+    /// Device status topic.
+    pub status_topic: String,
+}
+
+/// Parses `mqtt://host:port` (or `embedded://host:port`).
+pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("mqtt://")
+        .or_else(|| url.strip_prefix("embedded://"))
+        .or_else(|| url.strip_prefix("tcp://"))
+        .ok_or_else(|| anyhow::anyhow!("MQTT URL {url:?} must start with mqtt://"))?;
+    let (host, port) = match rest.rsplit_once(':') {
+        Some((h, p)) => (h.to_owned(), p.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?),
+        None => (rest.trim_end_matches('/').to_owned(), 1883),
+    };
+    Ok((host, port))
+}
+
+/// A registry snapshot shared with a reloader.
+#[derive(Clone)]
+pub struct SharedRegistry {
+    inner: Arc<RwLock<(Arc<RegistrySnapshot>, Instant)>>,
+    store: Arc<dyn Store>,
+}
+
+impl SharedRegistry {
+    /// Loads the registry, retrying until the database answers or `shutdown` fires.
+    pub async fn load(store: Arc<dyn Store>, shutdown: &CancellationToken) -> anyhow::Result<Self> {
+        let mut delay = Duration::from_millis(200);
+        loop {
+            match store.registry().await {
+                Ok(s) => {
+                    return Ok(SharedRegistry { inner: Arc::new(RwLock::new((Arc::new(s), Instant::now()))), store });
+                }
+                Err(e) if !shutdown.is_cancelled() => {
+                    tracing::warn!(message = "Registry not available yet; retrying.", error = %e);
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// The current snapshot.
+    pub fn get(&self) -> Arc<RegistrySnapshot> {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).0.clone()
+    }
+
+    fn age(&self) -> Duration {
+        self.inner.read().unwrap_or_else(|e| e.into_inner()).1.elapsed()
+    }
+
+    /// Reloads from the store; keeps the old snapshot on failure.
+    pub async fn reload(&self) {
+        match self.store.registry().await {
+            Ok(s) => *self.inner.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(s), Instant::now()),
+            Err(e) => tracing::warn!(message = "Registry reload failed; keeping the previous snapshot.", error = %e),
+        }
+    }
+}
+
+/// Runs the ingest role until `shutdown` fires, then drains: every message
+/// taken from the broker is produced and acknowledged before returning.
+pub async fn run(
+    settings: &Settings,
+    outputs: Outputs,
+    registry: SharedRegistry,
+    stats: Arc<IngestStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (host, port) = broker_address(&settings.mqtt.url)?;
+    let mut opts = MqttOptions::new(settings.mqtt.client_id.clone(), host, port);
+    opts.set_clean_session(false)
+        .set_manual_acks(true)
+        .set_keep_alive(Duration::from_secs(settings.mqtt.keep_alive_secs.max(5)))
+        .set_max_packet_size(settings.ingest.max_payload_bytes + 64 * 1024, settings.ingest.max_payload_bytes + 64 * 1024)
+        .set_inflight(100);
+    if let Some(user) = &settings.mqtt.username {
+        opts.set_credentials(user.clone(), settings.mqtt.password.clone().unwrap_or_default());
+    }
+    let cap = settings.mqtt.max_in_flight;
+    let (client, eventloop) = AsyncClient::new(opts, cap * 2 + 1024);
+    let (tx, rx) = mpsc::channel::<(Publish, chrono::DateTime<Utc>)>(cap);
+
+    let share = settings.mqtt.share_group.clone();
+    let poller = tokio::spawn(poll_loop(eventloop, client.clone(), share, tx, stats.clone()));
+
+    // Periodic registry reload.
+    let reloader = {
+        let registry = registry.clone();
+        let every = Duration::from_secs(settings.ingest.registry_refresh_secs.max(1));
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => registry.reload().await,
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        })
+    };
+
+    let limits = Limits {
+        max_future: chrono::Duration::seconds(settings.ingest.max_future_secs),
+        max_age: chrono::Duration::days(settings.ingest.max_age_days),
+        max_payload_bytes: settings.ingest.max_payload_bytes,
+        max_readings: settings.ingest.max_readings,
+    };
+    let mut processor = Processor {
+        client: client.clone(),
+        outputs,
+        registry,
+        limits,
+        dedup: Dedup::new(settings.ingest.dedup_capacity),
+        stats: stats.clone(),
+        cap,
+    };
+    processor.run(rx, shutdown).await;
+    reloader.abort();
+
+    // Everything taken is acknowledged (queued in the client); say goodbye so
+    // the acknowledgments go out before the connection closes.
+    let _ = client.disconnect().await;
+    match tokio::time::timeout(Duration::from_secs(10), poller).await {
+        Ok(_) => {}
+        Err(_) => tracing::warn!(message = "MQTT connection did not close within 10 s."),
+    }
+    tracing::info!(
+        message = "Ingest stopped.",
+        messages = stats.messages.load(Ordering::Relaxed),
+        acked = stats.acked.load(Ordering::Relaxed),
+        observations = stats.observations.load(Ordering::Relaxed),
+        rejected = stats.rejected()
+    );
+    Ok(())
+}
+
+async fn poll_loop(
+    mut eventloop: EventLoop,
+    client: AsyncClient,
+    share: String,
+    tx: mpsc::Sender<(Publish, chrono::DateTime<Utc>)>,
+    stats: Arc<IngestStats>,
+) {
+    let filters = [topics::MQTT_DEVICE_READINGS_FILTER, topics::MQTT_MANUAL_FILTER, topics::MQTT_DEVICE_STATUS_FILTER];
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match eventloop.poll().await {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                tracing::info!(message = "Connected to the MQTT broker.");
+                for f in filters {
+                    let filter = if share.is_empty() { f.to_owned() } else { format!("$share/{share}/{f}") };
+                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                        tracing::error!(message = "Subscribe request failed.", error = %e);
+                    }
+                }
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                stats.messages.fetch_add(1, Ordering::Relaxed);
+                if tx.send((p, Utc::now())).await.is_err() {
+                    // Draining: leave it unacknowledged; the broker redelivers it.
+                }
+            }
+            Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
+                // Give the eventloop one more turn to flush, then stop.
+                let _ = tokio::time::timeout(Duration::from_millis(200), eventloop.poll()).await;
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if tx.is_closed() {
+                    return;
+                }
+                tracing::warn!(message = "MQTT connection error; reconnecting.", error = %e);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+struct Processor {
+    client: AsyncClient,
+    outputs: Outputs,
+    registry: SharedRegistry,
+    limits: Limits,
+    dedup: Dedup,
+    stats: Arc<IngestStats>,
+    cap: usize,
+}
+
+type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (Publish, chrono::DateTime<Utc>, Result<Vec<ObservationId>, BusError>)> + Send>>;
+
+impl Processor {
+    async fn run(&mut self, mut rx: mpsc::Receiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
+        let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
+        let mut draining = false;
+        loop {
+            tokio::select! {
+                biased;
+                Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
+                    self.complete(publish, received_at, result, &mut pending).await;
+                }
+                _ = shutdown.cancelled(), if !draining => {
+                    draining = true;
+                    rx.close();
+                }
+                msg = rx.recv(), if pending.len() < self.cap => {
+                    match msg {
+                        Some((publish, received_at)) => {
+                            let fut = self.start(publish, received_at).await;
+                            pending.push_back(fut);
+                        }
+                        None => {
+                            // Channel closed and empty: finish what is pending.
+                            while let Some((publish, received_at, result)) = pending.next().await {
+                                self.complete(publish, received_at, result, &mut pending).await;
+                            }
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes a message and enqueues its output; returns a future that
+    /// resolves when the bus acknowledged all of it.
+    async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>) -> Pending {
+        let topic = publish.topic.clone();
+        let mut processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
+        if processed.depends_on_registry() && self.registry.age() > Duration::from_secs(1) {
+            self.registry.reload().await;
+            processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
+        }
+        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, &processed).await;
+        Box::pin(async move {
+            let mut result = Ok(ids);
+            for d in deliveries {
+                match d {
+                    Ok(fut) => {
+                        if let Err(e) = fut.await {
+                            result = Err(e);
+                        }
+                    }
+                    Err(e) => result = Err(e),
+                }
+            }
+            (publish, received_at, result)
+        })
+    }
+
+    async fn produce(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        received_at: chrono::DateTime<Utc>,
+        p: &Processed,
+    ) -> (Vec<Result<Delivery, BusError>>, Vec<ObservationId>) {
+        let out = &self.outputs;
+        let mut deliveries = Vec::with_capacity(p.observations.len() + p.rejections.len() + 1);
+        let mut ids = Vec::with_capacity(p.observations.len());
+        for o in &p.observations {
+            if self.dedup.contains(o.id) {
+                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
+            ids.push(o.id);
+            let bytes = o.to_proto().encode_to_vec();
+            deliveries.push(out.producer.send(&out.observations_topic, o.patient_id.as_str().as_bytes(), bytes).await);
+        }
+        for (i, r) in p.rejections.iter().enumerate().take(10) {
+            self.stats.count_rejection(r.reason);
+            let more = p.rejections.len().saturating_sub(10);
+            let message = if i == 9 && more > 0 { format!("{} (and {more} more rejections)", r.message) } else { r.message.clone() };
+            let dl = proto::Rejection {
+                topic: topic.to_owned(),
+                raw_payload: payload.to_vec(),
+                reason: r.reason.as_str().to_owned(),
+                message,
+                field: r.field.clone().unwrap_or_default(),
+                received_at_unix_micros: received_at.timestamp_micros(),
+                trace_id: p.trace_id.clone(),
+            };
+            deliveries.push(out.producer.send(&out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await);
+        }
+        for r in p.rejections.iter().skip(10) {
+            self.stats.count_rejection(r.reason);
+        }
+        if let Some(s) = &p.status {
+            let key = if s.patient_id.is_empty() { s.device_id.clone() } else { s.patient_id.clone() };
+            deliveries.push(out.producer.send(&out.status_topic, key.as_bytes(), s.encode_to_vec()).await);
+        }
+        if let (Some(reply_topic), Some(body)) = (&p.reply_topic, p.reply_json()) {
+            // Best effort: the dead letter is the record; the reply is a courtesy to the app.
+            if let Err(e) = self.client.publish(reply_topic.clone(), QoS::AtLeastOnce, false, body).await {
+                tracing::warn!(message = "Could not queue the rejection reply.", error = %e);
+            }
+        }
+        if !p.rejections.is_empty() {
+            tracing::debug!(
+                message = "Message rejected.",
+                trace_id = %p.trace_id,
+                reason = p.rejections[0].reason.as_str(),
+                rejections = p.rejections.len()
+            );
+        }
+        (deliveries, ids)
+    }
+
+    async fn complete(
+        &mut self,
+        publish: Publish,
+        received_at: chrono::DateTime<Utc>,
+        result: Result<Vec<ObservationId>, BusError>,
+        _pending: &mut FuturesOrdered<Pending>,
+    ) {
+        let mut result = result;
+        let mut delay = Duration::from_millis(100);
+        // Retry in place until the bus takes it: ordering and nothing lost.
+        while let Err(e) = &result {
+            self.stats.bus_retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(message = "Bus did not acknowledge; retrying the message.", error = %e);
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(10));
+            let fut = self.start(publish.clone(), received_at).await;
+            result = fut.await.2;
+        }
+        if let Ok(ids) = result {
+            let n = ids.len() as u64;
+            for id in ids {
+                self.dedup.insert(id);
+            }
+            self.stats.observations.fetch_add(n, Ordering::Relaxed);
+        }
+        if let Err(e) = self.client.ack(&publish).await {
+            tracing::warn!(message = "Could not queue the MQTT acknowledgment.", error = %e);
+        } else {
+            self.stats.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(broker_address("mqtt://127.0.0.1:1883").unwrap(), ("127.0.0.1".into(), 1883));
+        assert_eq!(broker_address("embedded://0.0.0.0:18830").unwrap(), ("0.0.0.0".into(), 18830));
+        assert_eq!(broker_address("mqtt://broker").unwrap(), ("broker".into(), 1883));
+        assert!(broker_address("http://x").is_err());
+        assert!(broker_address("mqtt://x:notaport").is_err());
+    }
+}

@@ -1,0 +1,177 @@
+//! Kafka backend (any Kafka-protocol broker) over rdkafka/librdkafka.
+//! Producer: idempotent, `acks=all`; a full local queue makes `send` wait.
+//! Consumer: explicit commits only (`enable.auto.commit=false`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::config::ClientConfig;
+use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::{Offset, TopicPartitionList};
+
+use super::{BusError, Consumer, Delivery, Message, Producer};
+use crate::config::BusSettings;
+
+fn base_config(s: &BusSettings, client_id: &str) -> ClientConfig {
+    let mut c = ClientConfig::new();
+    c.set("bootstrap.servers", &s.brokers).set("client.id", client_id);
+    for (k, v) in &s.kafka {
+        c.set(k, v);
+    }
+    c
+}
+
+fn classify(e: KafkaError) -> BusError {
+    use RDKafkaErrorCode as C;
+    let code = e.rdkafka_error_code();
+    match code {
+        Some(
+            C::MessageSizeTooLarge
+            | C::InvalidMessage
+            | C::InvalidMessageSize
+            | C::TopicAuthorizationFailed
+            | C::ClusterAuthorizationFailed
+            | C::UnknownTopicOrPartition,
+        ) => BusError::Permanent(e.to_string()),
+        _ => BusError::Transient(e.to_string()),
+    }
+}
+
+/// Kafka producer.
+#[derive(Clone)]
+pub struct KafkaProducer {
+    inner: FutureProducer,
+}
+
+impl KafkaProducer {
+    /// An idempotent producer with `acks=all`.
+    pub fn new(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
+        let mut c = base_config(s, client_id);
+        c.set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set("linger.ms", "5")
+            .set("compression.type", "lz4")
+            .set("queue.buffering.max.messages", "200000");
+        for (k, v) in &s.kafka {
+            c.set(k, v);
+        }
+        let inner: FutureProducer = c.create().map_err(|e| BusError::Permanent(format!("kafka producer: {e}")))?;
+        Ok(KafkaProducer { inner })
+    }
+}
+
+#[async_trait]
+impl Producer for KafkaProducer {
+    async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError> {
+        loop {
+            let record = FutureRecord::to(topic).key(key).payload(&payload);
+            match self.inner.send_result(record) {
+                Ok(fut) => {
+                    return Ok(Box::pin(async move {
+                        match fut.await {
+                            Ok(Ok(_)) => Ok(()),
+                            Ok(Err((e, _))) => Err(classify(e)),
+                            Err(_) => Err(BusError::Transient("delivery cancelled".into())),
+                        }
+                    }));
+                }
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err((e, _)) => return Err(classify(e)),
+            }
+        }
+    }
+
+    async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
+        let p = self.inner.clone();
+        tokio::task::spawn_blocking(move || p.flush(timeout))
+            .await
+            .map_err(|e| BusError::Transient(e.to_string()))?
+            .map_err(classify)
+    }
+}
+
+/// Kafka consumer-group member.
+pub struct KafkaConsumer {
+    inner: Arc<StreamConsumer>,
+}
+
+impl KafkaConsumer {
+    /// Joins `group` and subscribes to `topics`.
+    pub fn new(s: &BusSettings, group: &str, client_id: &str, topics: &[&str]) -> Result<Self, BusError> {
+        let mut c = base_config(s, client_id);
+        c.set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("auto.offset.reset", "earliest")
+            .set("session.timeout.ms", "10000")
+            .set("heartbeat.interval.ms", "1000");
+        for (k, v) in &s.kafka {
+            c.set(k, v);
+        }
+        let inner: StreamConsumer = c.create().map_err(|e| BusError::Permanent(format!("kafka consumer: {e}")))?;
+        inner.subscribe(topics).map_err(classify)?;
+        Ok(KafkaConsumer { inner: Arc::new(inner) })
+    }
+}
+
+#[async_trait]
+impl Consumer for KafkaConsumer {
+    async fn recv(&mut self) -> Result<Message, BusError> {
+        let m = self.inner.recv().await.map_err(classify)?;
+        Ok(Message {
+            topic: m.topic().to_owned(),
+            partition: m.partition(),
+            offset: m.offset(),
+            key: m.key().map(<[u8]>::to_vec),
+            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        })
+    }
+
+    async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let mut tpl = TopicPartitionList::new();
+        for (t, p, o) in positions {
+            tpl.add_partition_offset(t, *p, Offset::Offset(o + 1)).map_err(classify)?;
+        }
+        let c = self.inner.clone();
+        tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+            .await
+            .map_err(|e| BusError::Transient(e.to_string()))?
+            .map_err(classify)
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.inner
+            .assignment()
+            .map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect())
+            .unwrap_or_default()
+    }
+}
+
+/// Creates the vitalwatch topics if they do not exist.
+pub async fn ensure_topics(s: &BusSettings, topics: &[&str]) -> Result<(), BusError> {
+    let admin: AdminClient<DefaultClientContext> =
+        base_config(s, "vitalwatch-admin").create().map_err(|e| BusError::Permanent(format!("kafka admin: {e}")))?;
+    let new: Vec<NewTopic<'_>> =
+        topics.iter().map(|t| NewTopic::new(t, s.partitions, TopicReplication::Fixed(s.replication))).collect();
+    let results = admin
+        .create_topics(new.iter(), &AdminOptions::new().operation_timeout(Some(Duration::from_secs(10))))
+        .await
+        .map_err(classify)?;
+    for r in results {
+        match r {
+            Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
+            Err((t, code)) => return Err(BusError::Transient(format!("creating topic {t}: {code}"))),
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! The message bus: Kafka in production, an in-process log in embedded mode.
+//! Both give the same contract: a producer whose delivery future resolves only
+//! once the message is durably accepted, and consumer groups that commit
+//! explicitly after the work is done.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+
+pub mod kafka;
+pub mod memory;
+
+/// A bus failure.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// A failure that may pass (broker down, timeout, rebalance).
+    #[error("transient bus error: {0}")]
+    Transient(String),
+    /// A failure retrying cannot fix (message too large, authorization).
+    #[error("permanent bus error: {0}")]
+    Permanent(String),
+    /// The consumer was closed.
+    #[error("bus consumer closed")]
+    Closed,
+}
+
+/// Resolves when the message is durably accepted by the bus.
+pub type Delivery = BoxFuture<'static, Result<(), BusError>>;
+
+/// Publishes messages.
+#[async_trait]
+pub trait Producer: Send + Sync {
+    /// Enqueues a message. Waits while the producer queue is full
+    /// (back-pressure); the returned future resolves on delivery.
+    async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError>;
+    /// Waits for every queued message to be delivered, at most `timeout`.
+    async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
+}
+
+/// A consumed message.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Offset in the partition.
+    pub offset: i64,
+    /// Key, if any.
+    pub key: Option<Vec<u8>>,
+    /// Payload.
+    pub payload: Vec<u8>,
+}
+
+/// Consumes messages as a member of a consumer group.
+#[async_trait]
+pub trait Consumer: Send {
+    /// The next message.
+    async fn recv(&mut self) -> Result<Message, BusError>;
+    /// Marks everything up to and including these positions (topic,
+    /// partition, offset) as processed. Call only after the work is durable.
+    async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError>;
+    /// Partitions currently assigned (for telemetry and tests).
+    fn assignment(&self) -> Vec<(String, i32)>;
+}
+
+/// Receives up to `max` messages, waiting at most `wait` after the first one.
+/// Returns an empty batch only if `idle` passes with no message at all.
+pub async fn recv_batch(
+    consumer: &mut dyn Consumer,
+    max: usize,
+    wait: Duration,
+    idle: Duration,
+) -> Result<Vec<Message>, BusError> {
+    let mut batch = Vec::new();
+    match tokio::time::timeout(idle, consumer.recv()).await {
+        Ok(m) => batch.push(m?),
+        Err(_) => return Ok(batch),
+    }
+    let deadline = tokio::time::Instant::now() + wait;
+    while batch.len() < max {
+        match tokio::time::timeout_at(deadline, consumer.recv()).await {
+            Ok(Ok(m)) => batch.push(m),
+            Ok(Err(e)) => {
+                if batch.is_empty() {
+                    return Err(e);
+                }
+                break;
+            }
+            Err(_) => break,
+        }
+    }
+    Ok(batch)
+}
+
+/// The highest offset per (topic, partition) of a batch, for committing.
+pub fn positions(batch: &[Message]) -> Vec<(String, i32, i64)> {
+    let mut out: Vec<(String, i32, i64)> = Vec::new();
+    for m in batch {
+        match out.iter_mut().find(|(t, p, _)| *t == m.topic && *p == m.partition) {
+            Some(e) => e.2 = e.2.max(m.offset),
+            None => out.push((m.topic.clone(), m.partition, m.offset)),
+        }
+    }
+    out
+}

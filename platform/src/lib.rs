@@ -1,0 +1,14 @@
+//! # vitalwatch-platform
+//!
+//! The plumbing every role shares, so the role crates hold only their logic:
+//! - [`config`]: layered configuration (defaults, file, environment) that rejects unknown keys;
+//! - [`telemetry`]: tracing setup (JSON or text);
+//! - [`shutdown`]: SIGTERM/SIGINT handling;
+//! - [`bus`]: the message bus: Apache Kafka (any Kafka-protocol broker) or an in-process log;
+//! - [`store`]: the database: PostgreSQL/TimescaleDB or SQLite, with migrations and the registry.
+
+pub mod bus;
+pub mod config;
+pub mod shutdown;
+pub mod store;
+pub mod telemetry;

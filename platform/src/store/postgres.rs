@@ -1,0 +1,336 @@
+//! PostgreSQL / TimescaleDB driver (tokio-postgres). One connection per
+//! process, re-established on failure; observation batches go in as
+//! `INSERT ... SELECT * FROM UNNEST(...) ON CONFLICT DO NOTHING`, which skips
+//! duplicates and works unchanged on TimescaleDB hypertables.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::{Client, NoTls};
+use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations};
+
+use super::{MigrationReport, Store, StoreError, StoredObservation};
+
+/// Advisory lock key that serializes concurrent `migrate` runs.
+const MIGRATION_LOCK: i64 = 0x7669_7461_6c77;
+
+const INSERT_SQL: &str = "INSERT INTO observations \
+    (time, patient_id, code, value, unit, source, device_id, received_at, time_source, original_value, original_unit, msg_id, trace_id) \
+    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[], \
+    $8::timestamptz[], $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[]) \
+    ON CONFLICT DO NOTHING";
+
+/// The PostgreSQL store.
+pub struct PgStore {
+    url: String,
+    chunk: usize,
+    conn: Mutex<Option<Client>>,
+}
+
+pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() {
+        return StoreError::Transient(e.to_string());
+    }
+    match e.code() {
+        None => StoreError::Transient(e.to_string()),
+        Some(c) => {
+            let class = &c.code()[..2];
+            let msg = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
+            if matches!(class, "08" | "40" | "53" | "57") {
+                StoreError::Transient(msg)
+            } else {
+                StoreError::Permanent(format!("{msg} (SQLSTATE {})", c.code()))
+            }
+        }
+    }
+}
+
+impl PgStore {
+    /// Connects (and fails fast if the database is unreachable).
+    pub async fn connect(url: &str, chunk: usize) -> Result<Self, StoreError> {
+        let s = PgStore { url: url.to_owned(), chunk: chunk.max(1), conn: Mutex::new(None) };
+        drop(s.client().await?);
+        Ok(s)
+    }
+
+    async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut g = self.conn.lock().await;
+        if g.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
+                StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
+            })?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
+                }
+            });
+            *g = Some(client);
+        }
+        Ok(g)
+    }
+
+    /// Runs `f` on the live client.
+    async fn with<T>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
+        let mut g = self.client().await?;
+        let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into())) };
+        f(c).await.map_err(classify)
+    }
+}
+
+#[async_trait]
+impl Store for PgStore {
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.with(async |c| {
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+            let result = migrate_locked(c).await;
+            let unlock = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
+            let report = result?;
+            unlock?;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
+        if obs.is_empty() {
+            return Ok(0);
+        }
+        let chunk = self.chunk;
+        self.with(async |c| {
+            let tx = c.transaction().await?;
+            let stmt = tx.prepare(INSERT_SQL).await?;
+            let mut inserted = 0;
+            for part in obs.chunks(chunk) {
+                let time: Vec<DateTime<Utc>> = part.iter().map(|o| o.time).collect();
+                let patient: Vec<&str> = part.iter().map(|o| o.patient_id.as_str()).collect();
+                let code: Vec<&str> = part.iter().map(|o| o.code.loinc()).collect();
+                let value: Vec<f64> = part.iter().map(|o| o.value).collect();
+                let unit: Vec<&str> = part.iter().map(|o| o.code.ucum()).collect();
+                let source: Vec<&str> = part.iter().map(|o| o.source.as_str()).collect();
+                let device: Vec<Option<&str>> = part.iter().map(|o| o.device_id.as_ref().map(|d| d.as_str())).collect();
+                let received: Vec<DateTime<Utc>> = part.iter().map(|o| o.received_at).collect();
+                let time_source: Vec<&str> = part.iter().map(|o| o.time_source.as_str()).collect();
+                let orig_v: Vec<f64> = part.iter().map(|o| o.original_value).collect();
+                let orig_u: Vec<&str> = part.iter().map(|o| o.original_unit.as_str()).collect();
+                let msg: Vec<Option<&str>> = part.iter().map(|o| o.msg_id.as_deref()).collect();
+                let trace: Vec<&str> = part.iter().map(|o| o.trace_id.as_str()).collect();
+                inserted += tx
+                    .execute(
+                        &stmt,
+                        &[
+                            &time,
+                            &patient,
+                            &code,
+                            &value,
+                            &unit,
+                            &source,
+                            &device,
+                            &received,
+                            &time_source,
+                            &orig_v,
+                            &orig_u,
+                            &msg,
+                            &trace,
+                        ],
+                    )
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(inserted)
+        })
+        .await
+    }
+
+    async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
+        let (patients, devices, enrolments) = self
+            .with(async |c| {
+                let p = c.query("SELECT patient_id FROM patients WHERE status = 'active'", &[]).await?;
+                let d = c.query("SELECT device_id, retired_at FROM devices", &[]).await?;
+                let e = c.query("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments", &[]).await?;
+                Ok((p, d, e))
+            })
+            .await?;
+        let mut snap = RegistrySnapshot::default();
+        for r in patients {
+            snap.patients.insert(r.get(0));
+        }
+        for r in devices {
+            snap.devices.insert(r.get(0), DeviceEntry { retired_at: r.get(1), enrolments: Vec::new() });
+        }
+        for r in enrolments {
+            let device: String = r.get(0);
+            let Ok(patient_id) = PatientId::new(r.get::<_, String>(1)) else { continue };
+            if let Some(d) = snap.devices.get_mut(&device) {
+                d.enrolments.push(Enrolment { patient_id, valid_from: r.get(2), valid_to: r.get(3) });
+            }
+        }
+        Ok(snap)
+    }
+
+    async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError> {
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT (patient_id) DO NOTHING",
+                &[&patient.as_str()],
+            )
+            .await
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn add_device(&self, device: &DeviceId, kind: &str) -> Result<bool, StoreError> {
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO devices (device_id, kind) VALUES ($1, $2) ON CONFLICT (device_id) DO NOTHING",
+                &[&device.as_str(), &kind],
+            )
+            .await
+        })
+        .await
+        .map(|n| n == 1)
+    }
+
+    async fn enrol(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {
+        let outcome = self
+            .with(async |c| {
+                let tx = c.transaction().await?;
+                let d = tx
+                    .query_opt("SELECT retired_at FROM devices WHERE device_id = $1 FOR UPDATE", &[&device.as_str()])
+                    .await?;
+                let p = tx.query_opt("SELECT 1 FROM patients WHERE patient_id = $1", &[&patient.as_str()]).await?;
+                let Some(d) = d else { return Ok(Err("unknown device")) };
+                if p.is_none() {
+                    return Ok(Err("unknown patient"));
+                }
+                if d.get::<_, Option<DateTime<Utc>>>(0).is_some() {
+                    return Ok(Err("the device is retired"));
+                }
+                tx.execute(
+                    "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                    &[&device.as_str(), &from],
+                )
+                .await?;
+                let overlap = tx
+                    .query_opt(
+                        "SELECT 1 FROM enrolments WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2)",
+                        &[&device.as_str(), &from],
+                    )
+                    .await?;
+                if overlap.is_some() {
+                    return Ok(Err("an enrolment of this device starts at or after that time"));
+                }
+                tx.execute(
+                    "INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
+                    &[&device.as_str(), &patient.as_str(), &from],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome.map_err(|m| StoreError::Invalid(m.to_owned()))
+    }
+
+    async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.with(async |c| {
+            c.execute(
+                "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                &[&device.as_str(), &at],
+            )
+            .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn retire_device(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let n = self
+            .with(async |c| {
+                let tx = c.transaction().await?;
+                let n = tx
+                    .execute(
+                        "UPDATE devices SET status = 'retired', retired_at = $2 WHERE device_id = $1",
+                        &[&device.as_str(), &at],
+                    )
+                    .await?;
+                tx.execute(
+                    "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                    &[&device.as_str(), &at],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(n)
+            })
+            .await?;
+        if n == 0 { Err(StoreError::Invalid("unknown device".into())) } else { Ok(()) }
+    }
+
+    async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError> {
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT time, patient_id, code, value, unit, source, device_id FROM observations \
+                     WHERE patient_id = $1 ORDER BY time, code LIMIT $2",
+                    &[&patient.as_str(), &limit],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredObservation {
+                time: r.get(0),
+                patient_id: r.get(1),
+                code: r.get(2),
+                value: r.get(3),
+                unit: r.get(4),
+                source: r.get(5),
+                device_id: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn count_observations(&self) -> Result<i64, StoreError> {
+        self.with(async |c| c.query_one("SELECT count(*) FROM observations", &[]).await.map(|r| r.get(0))).await
+    }
+}
+
+async fn migrate_locked(c: &mut Client) -> Result<MigrationReport, tokio_postgres::Error> {
+    c.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
+         applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .await?;
+    let available = c
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')", &[])
+        .await?
+        .get::<_, bool>(0);
+    if available {
+        c.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await?;
+    }
+    let applied: Vec<i32> =
+        c.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
+    let mut report = MigrationReport { applied: Vec::new(), timescale: available };
+    for m in migrations::POSTGRES {
+        if applied.contains(&m.version) || (m.timescale_only && !available) {
+            continue;
+        }
+        if m.timescale_only {
+            for stmt in migrations::statements(m.sql) {
+                c.batch_execute(stmt).await?;
+            }
+            c.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
+                .await?;
+        } else {
+            let tx = c.transaction().await?;
+            tx.batch_execute(m.sql).await?;
+            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
+                .await?;
+            tx.commit().await?;
+        }
+        report.applied.push(m.version);
+    }
+    Ok(report)
+}

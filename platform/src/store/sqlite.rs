@@ -1,0 +1,358 @@
+//! SQLite driver for embedded mode (`vitalwatch run`). A single connection in
+//! WAL mode behind a mutex; every call runs on the blocking pool.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations};
+
+use super::{MigrationReport, Store, StoreError, StoredObservation};
+
+/// The SQLite store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    conn: Arc<Mutex<Connection>>,
+}
+
+fn err(e: rusqlite::Error) -> StoreError {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
+        {
+            StoreError::Transient(e.to_string())
+        }
+        _ => StoreError::Permanent(e.to_string()),
+    }
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(us: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(us).unwrap_or_default()
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file; `:memory:` for tests.
+    pub fn open(path: &str) -> Result<Self, StoreError> {
+        if path != ":memory:"
+            && let Some(dir) = Path::new(path).parent()
+            && !dir.as_os_str().is_empty()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
+        }
+        let conn = Connection::open(path).map_err(err)?;
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(err)?;
+        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut g)
+        })
+        .await
+        .map_err(|e| StoreError::Permanent(format!("database task failed: {e}")))?
+    }
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
+        self.run(|c| {
+            let tx = c.transaction().map_err(err)?;
+            tx.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            .map_err(err)?;
+            let mut report = MigrationReport::default();
+            for m in migrations::SQLITE {
+                let done: Option<i64> = tx
+                    .query_row("SELECT version FROM schema_migrations WHERE version = ?1", [m.version], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                if done.is_some() {
+                    continue;
+                }
+                tx.execute_batch(m.sql).map_err(err)?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    params![m.version, m.name, micros(Utc::now())],
+                )
+                .map_err(err)?;
+                report.applied.push(m.version);
+            }
+            tx.commit().map_err(err)?;
+            Ok(report)
+        })
+        .await
+    }
+
+    async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
+        let obs = obs.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            let mut n = 0;
+            {
+                let mut st = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO observations (time, patient_id, code, value, unit, source, device_id, \
+                         received_at, time_source, original_value, original_unit, msg_id, trace_id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                    )
+                    .map_err(err)?;
+                for o in &obs {
+                    n += st
+                        .execute(params![
+                            micros(o.time),
+                            o.patient_id.as_str(),
+                            o.code.loinc(),
+                            o.value,
+                            o.code.ucum(),
+                            o.source.as_str(),
+                            o.device_id.as_ref().map(|d| d.as_str()),
+                            micros(o.received_at),
+                            o.time_source.as_str(),
+                            o.original_value,
+                            o.original_unit,
+                            o.msg_id,
+                            o.trace_id,
+                        ])
+                        .map_err(err)? as u64;
+                }
+            }
+            tx.commit().map_err(err)?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
+        self.run(|c| {
+            let mut snap = RegistrySnapshot::default();
+            let mut st = c.prepare("SELECT patient_id FROM patients WHERE status = 'active'").map_err(err)?;
+            for p in st.query_map([], |r| r.get::<_, String>(0)).map_err(err)? {
+                snap.patients.insert(p.map_err(err)?);
+            }
+            let mut st = c.prepare("SELECT device_id, retired_at FROM devices").map_err(err)?;
+            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))).map_err(err)?;
+            for row in rows {
+                let (d, retired) = row.map_err(err)?;
+                snap.devices.insert(d, DeviceEntry { retired_at: retired.map(from_micros), enrolments: Vec::new() });
+            }
+            let mut st =
+                c.prepare("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments").map_err(err)?;
+            let rows = st
+                .query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+                })
+                .map_err(err)?;
+            for row in rows {
+                let (d, p, from, to) = row.map_err(err)?;
+                let Ok(patient_id) = PatientId::new(p) else { continue };
+                if let Some(e) = snap.devices.get_mut(&d) {
+                    e.enrolments.push(Enrolment {
+                        patient_id,
+                        valid_from: from_micros(from),
+                        valid_to: to.map(from_micros),
+                    });
+                }
+            }
+            Ok(snap)
+        })
+        .await
+    }
+
+    async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError> {
+        let p = patient.as_str().to_owned();
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO patients (patient_id, created_at) VALUES (?1, ?2)",
+                params![p, micros(Utc::now())],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn add_device(&self, device: &DeviceId, kind: &str) -> Result<bool, StoreError> {
+        let (d, k) = (device.as_str().to_owned(), kind.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT OR IGNORE INTO devices (device_id, kind, created_at) VALUES (?1, ?2, ?3)",
+                params![d, k, micros(Utc::now())],
+            )
+            .map(|n| n == 1)
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn enrol(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {
+        let (d, p, f) = (device.as_str().to_owned(), patient.as_str().to_owned(), micros(from));
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            let retired: Option<Option<i64>> = tx
+                .query_row("SELECT retired_at FROM devices WHERE device_id = ?1", [&d], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
+            match retired {
+                None => return Err(StoreError::Invalid("unknown device".into())),
+                Some(Some(_)) => return Err(StoreError::Invalid("the device is retired".into())),
+                Some(None) => {}
+            }
+            let known: Option<i64> =
+                tx.query_row("SELECT 1 FROM patients WHERE patient_id = ?1", [&p], |r| r.get(0)).optional().map_err(err)?;
+            if known.is_none() {
+                return Err(StoreError::Invalid("unknown patient".into()));
+            }
+            tx.execute(
+                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                params![d, f],
+            )
+            .map_err(err)?;
+            let overlap: Option<i64> = tx
+                .query_row(
+                    "SELECT 1 FROM enrolments WHERE device_id = ?1 AND (valid_to IS NULL OR valid_to > ?2)",
+                    params![d, f],
+                    |r| r.get(0),
+                )
+                .optional()
+                .map_err(err)?;
+            if overlap.is_some() {
+                return Err(StoreError::Invalid("an enrolment of this device starts at or after that time".into()));
+            }
+            tx.execute("INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES (?1, ?2, ?3)", params![d, p, f])
+                .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (d, a) = (device.as_str().to_owned(), micros(at));
+        self.run(move |c| {
+            c.execute(
+                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                params![d, a],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn retire_device(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let (d, a) = (device.as_str().to_owned(), micros(at));
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            let n = tx
+                .execute("UPDATE devices SET status = 'retired', retired_at = ?2 WHERE device_id = ?1", params![d, a])
+                .map_err(err)?;
+            if n == 0 {
+                return Err(StoreError::Invalid("unknown device".into()));
+            }
+            tx.execute(
+                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                params![d, a],
+            )
+            .map_err(err)?;
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError> {
+        let p = patient.as_str().to_owned();
+        self.run(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT time, patient_id, code, value, unit, source, device_id FROM observations \
+                     WHERE patient_id = ?1 ORDER BY time, code LIMIT ?2",
+                )
+                .map_err(err)?;
+            let rows = st
+                .query_map(params![p, limit], |r| {
+                    Ok(StoredObservation {
+                        time: from_micros(r.get(0)?),
+                        patient_id: r.get(1)?,
+                        code: r.get(2)?,
+                        value: r.get(3)?,
+                        unit: r.get(4)?,
+                        source: r.get(5)?,
+                        device_id: r.get(6)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn count_observations(&self) -> Result<i64, StoreError> {
+        self.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitalwatch_schemas::{Code, ObservationId, Source, TimeSource};
+
+    fn obs(p: &str, t: i64, v: f64) -> Observation {
+        let time = from_micros(t);
+        Observation {
+            id: ObservationId::compute(p, Code::BodyWeight, t),
+            patient_id: PatientId::new(p).unwrap(),
+            code: Code::BodyWeight,
+            value: v,
+            time,
+            received_at: time,
+            source: Source::Manual,
+            device_id: None,
+            time_source: TimeSource::App,
+            original_value: v,
+            original_unit: "kg".into(),
+            msg_id: None,
+            trace_id: "t".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn migrate_twice_insert_dedupes_and_registry_round_trips() {
+        let s = SqliteStore::open(":memory:").unwrap();
+        assert_eq!(s.migrate().await.unwrap().applied, vec![1]);
+        assert!(s.migrate().await.unwrap().applied.is_empty());
+        assert_eq!(s.insert_observations(&[obs("p1", 1, 80.0), obs("p1", 2, 80.1)]).await.unwrap(), 2);
+        assert_eq!(s.insert_observations(&[obs("p1", 1, 80.0), obs("p1", 3, 80.2)]).await.unwrap(), 1);
+        assert_eq!(s.count_observations().await.unwrap(), 3);
+
+        let (p, d) = (PatientId::new("p1").unwrap(), DeviceId::new("d1").unwrap());
+        assert!(s.enrol(&d, &p, from_micros(0)).await.is_err(), "unknown device");
+        s.add_patient(&p).await.unwrap();
+        s.add_device(&d, "scale").await.unwrap();
+        s.enrol(&d, &p, from_micros(10)).await.unwrap();
+        let p2 = PatientId::new("p2").unwrap();
+        s.add_patient(&p2).await.unwrap();
+        s.enrol(&d, &p2, from_micros(20)).await.unwrap();
+        let snap = s.registry().await.unwrap();
+        assert_eq!(snap.patient_for(&d, from_micros(15)).unwrap(), &p);
+        assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
+        s.retire_device(&d, from_micros(30)).await.unwrap();
+        let snap = s.registry().await.unwrap();
+        assert!(snap.patient_for(&d, from_micros(35)).is_err());
+        assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
+    }
+}

@@ -1,0 +1,532 @@
+//! The engine: per-patient state plus configuration, driven by observations,
+//! device heartbeats and ticks. Deterministic: time only comes from the
+//! readings and from the `now` arguments.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId};
+
+use crate::alert::{self, Cause, Emit};
+use crate::compiled::{Body, CompiledRules, Ctx, Finding, HOUR_US, Verdict};
+use crate::config::{EngineSettings, PatientRules, Program};
+use crate::episodes::{self, EpisodeInfo, EpisodeStatus, Transition};
+use crate::error::{CloseError, ConfigError, RestoreError};
+use crate::history::Insert;
+use crate::missing;
+use crate::state::{PatientSnapshot, PatientState};
+
+/// What the engine did with an observation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ObservationOutcome {
+    /// Stored and evaluated against the patient's rules.
+    Evaluated,
+    /// Stored (history and baselines updated) but not evaluated: it is older
+    /// than the patient's newest reading by more than the allowed lateness, or
+    /// older than `now − max_alert_age`. Never raises an alert about the
+    /// present; it may still resolve a missing-data episode.
+    Late,
+    /// Same code and measurement time (hence same observation id) already
+    /// seen: ignored.
+    Duplicate,
+    /// Not stored.
+    Rejected(RejectReason),
+}
+
+/// Why an observation was not stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RejectReason {
+    /// The value is NaN or infinite.
+    NonFiniteValue,
+    /// Measured later than `now + max_future_skew` (device clock error).
+    FutureTime,
+    /// Older than the patient's newest reading minus the retention.
+    BeyondRetention,
+}
+
+/// What [`Engine::replay`] rebuilt.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ReplayReport {
+    /// Observations of the patient processed.
+    pub observations: usize,
+    /// Episodes open at the end of the replay.
+    pub open_episodes: usize,
+    /// Events of the replay about readings taken within `max_alert_age` of
+    /// `now`. They may have been published before the restart: their ids are
+    /// deterministic, so re-publishing them is safe (consumers drop
+    /// duplicates) and guarantees none is lost. Older events are dropped.
+    pub recent_events: Vec<AlertEvent>,
+}
+
+/// The rules engine (pure, no I/O). One instance per worker partition.
+#[derive(Debug, Clone)]
+pub struct Engine {
+    settings: EngineSettings,
+    retention_us: i64,
+    defaults: Vec<(Program, Arc<CompiledRules>)>,
+    patients: HashMap<PatientId, PatientState>,
+}
+
+struct Limits {
+    retention_us: i64,
+    lateness_us: i64,
+    max_age_us: i64,
+    skew_us: i64,
+}
+
+impl Engine {
+    /// Creates an engine.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::Settings`] for invalid settings; any error of a program's
+    /// default rules (a bug, covered by tests).
+    pub fn new(settings: EngineSettings) -> Result<Self, ConfigError> {
+        settings.validate()?;
+        let retention_hours = u64::from(settings.retention_days) * 24;
+        let mut defaults = Vec::with_capacity(Program::ALL.len());
+        for p in Program::ALL {
+            defaults.push((p, Arc::new(CompiledRules::compile(PatientRules::for_program(p), retention_hours)?)));
+        }
+        Ok(Engine {
+            retention_us: i64::from(settings.retention_days) * 24 * HOUR_US,
+            settings,
+            defaults,
+            patients: HashMap::new(),
+        })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &EngineSettings {
+        &self.settings
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            retention_us: self.retention_us,
+            lateness_us: i64::from(self.settings.allowed_lateness_secs) * 1_000_000,
+            max_age_us: i64::from(self.settings.max_alert_age_secs) * 1_000_000,
+            skew_us: i64::from(self.settings.max_future_skew_secs) * 1_000_000,
+        }
+    }
+
+    fn default_rules(&self, program: Program) -> Option<Arc<CompiledRules>> {
+        self.defaults.iter().find(|(p, _)| *p == program).map(|(_, r)| Arc::clone(r))
+    }
+
+    /// Compiles rules, sharing the program defaults when unchanged.
+    /// `monitoring_since` is per patient: it lives in the state, not in the
+    /// (shareable) compiled rules.
+    fn compile(&self, mut rules: PatientRules) -> Result<Arc<CompiledRules>, ConfigError> {
+        rules.monitoring_since = None;
+        if rules == PatientRules::for_program(rules.program)
+            && let Some(shared) = self.default_rules(rules.program)
+        {
+            return Ok(shared);
+        }
+        let hours = u64::from(self.settings.retention_days) * 24;
+        Ok(Arc::new(CompiledRules::compile(rules, hours)?))
+    }
+
+    /// Sets (or replaces) a patient's rules; takes effect for the next reading.
+    /// Open episodes of rules that still exist (same id) are kept; those of
+    /// removed or disabled rules are resolved, and their RESOLVED events
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the rules are invalid (see [`PatientRules::effective`])
+    /// or look back further than the retention. The previous rules stay.
+    pub fn set_patient_rules(
+        &mut self,
+        patient: &PatientId,
+        rules: PatientRules,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AlertEvent>, ConfigError> {
+        let since = rules.monitoring_since.map(|t| t.timestamp_micros());
+        let compiled = self.compile(rules)?;
+        let now_us = now.timestamp_micros();
+        let floor_pad = self.retention_us;
+        let Some(state) = self.patients.get_mut(patient) else {
+            self.patients.insert(patient.clone(), PatientState::new(compiled, since.unwrap_or(now_us)));
+            return Ok(Vec::new());
+        };
+        let old = std::mem::replace(&mut state.rules, Arc::clone(&compiled));
+        if let Some(s) = since {
+            state.monitoring_since_us = s;
+        }
+        let mut events = Vec::new();
+        let floor = state.history.newest_us().unwrap_or(now_us).saturating_sub(floor_pad);
+        let mut kept = Vec::with_capacity(state.episodes.len());
+        for ep in std::mem::take(&mut state.episodes) {
+            let Some(old_body) = old.get(ep.rule) else { continue };
+            match compiled.find(old_body.id()) {
+                Some(rule) => kept.push(episodes::Episode { rule, ..ep }),
+                None if ep.status == EpisodeStatus::Open => events.push(alert::build(&Emit {
+                    patient,
+                    program: old.program.as_str(),
+                    body: old_body,
+                    hist: &state.history,
+                    floor_us: floor,
+                    kind: AlertEventKind::Resolved,
+                    episode: ep,
+                    previous: None,
+                    finding: None,
+                    reading_us: ep.last_us,
+                    now_us,
+                    trace_id: "",
+                    cause: Cause::RuleRemoved,
+                })),
+                None => {}
+            }
+        }
+        state.episodes = kept;
+        Ok(events)
+    }
+
+    /// The rules of a patient, if known.
+    pub fn patient_rules(&self, patient: &PatientId) -> Option<PatientRules> {
+        self.patients.get(patient).map(|s| s.rules())
+    }
+
+    /// Processes one observation at processing time `now`, appending any alert
+    /// events to `out` (allocation-free unless an event is emitted or the
+    /// patient is new).
+    ///
+    /// Rules run on the measurement time. A patient the engine has no rules for
+    /// gets the default program of the settings.
+    pub fn on_observation(&mut self, obs: &Observation, now: DateTime<Utc>, out: &mut Vec<AlertEvent>) -> ObservationOutcome {
+        let t = obs.time_micros();
+        let now_us = now.timestamp_micros();
+        let limits = self.limits();
+        if !obs.value.is_finite() {
+            return ObservationOutcome::Rejected(RejectReason::NonFiniteValue);
+        }
+        if t > now_us.saturating_add(limits.skew_us) {
+            return ObservationOutcome::Rejected(RejectReason::FutureTime);
+        }
+        if let Some(state) = self.patients.get_mut(&obs.patient_id) {
+            return process(state, &obs.patient_id, obs, now_us, &limits, out);
+        }
+        let rules = match self.default_rules(self.settings.default_program) {
+            Some(r) => r,
+            None => return ObservationOutcome::Rejected(RejectReason::BeyondRetention),
+        };
+        let state = self.patients.entry(obs.patient_id.clone()).or_insert_with(|| PatientState::new(rules, t));
+        process(state, &obs.patient_id, obs, now_us, &limits, out)
+    }
+
+    /// Records a status heartbeat of `device`, enrolled to `patient`, at `time`.
+    /// Used to tell "device silent" from "patient did not measure".
+    pub fn on_device_status(&mut self, device: &DeviceId, patient: &PatientId, time: DateTime<Utc>) {
+        let t = time.timestamp_micros();
+        let hash = missing::device_hash(device.as_str());
+        if !self.patients.contains_key(patient)
+            && let Some(rules) = self.default_rules(self.settings.default_program)
+        {
+            self.patients.insert(patient.clone(), PatientState::new(rules, t));
+        }
+        if let Some(state) = self.patients.get_mut(patient) {
+            missing::record_contact(&mut state.devices, hash, t, None);
+        }
+    }
+
+    /// Evaluates the missing-data rules of every patient at `now`, appending
+    /// events to `out` in a deterministic order (patient id, rule id).
+    ///
+    /// `now` should be the worker's watermark: the processing time up to which
+    /// the patient's readings have been consumed. Ticking with the wall clock
+    /// while a backlog is still being consumed would report missing data that
+    /// is only queued.
+    pub fn tick(&mut self, now: DateTime<Utc>, out: &mut Vec<AlertEvent>) {
+        let now_us = now.timestamp_micros();
+        let start = out.len();
+        let retention = self.retention_us;
+        for (patient, state) in self.patients.iter_mut() {
+            tick_patient(patient, state, now_us, retention, out);
+        }
+        if let Some(new) = out.get_mut(start..) {
+            new.sort_by(|a, b| (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind)));
+        }
+    }
+
+    /// A physician closes the open episode of `rule_id`. Returns its RESOLVED
+    /// event. The rule stays quiet until its condition clears or gets more
+    /// severe than at closing.
+    ///
+    /// # Errors
+    ///
+    /// [`CloseError`] when the patient, the rule or an open episode is unknown.
+    pub fn close_episode(&mut self, patient: &PatientId, rule_id: &str, now: DateTime<Utc>) -> Result<AlertEvent, CloseError> {
+        let state = self.patients.get_mut(patient).ok_or(CloseError::UnknownPatient)?;
+        let rule = state.rules.find(rule_id).ok_or_else(|| CloseError::UnknownRule(rule_id.chars().take(80).collect()))?;
+        let ep = state
+            .episodes
+            .iter_mut()
+            .find(|e| e.rule == rule && e.status == EpisodeStatus::Open)
+            .ok_or_else(|| CloseError::NoOpenEpisode(rule_id.to_owned()))?;
+        ep.status = EpisodeStatus::ClosedByPhysician;
+        let ep = *ep;
+        let body = state.rules.get(rule).ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
+        let floor = state.history.newest_us().unwrap_or(ep.last_us).saturating_sub(self.retention_us);
+        Ok(alert::build(&Emit {
+            patient,
+            program: state.rules.program.as_str(),
+            body,
+            hist: &state.history,
+            floor_us: floor,
+            kind: AlertEventKind::Resolved,
+            episode: ep,
+            previous: None,
+            finding: None,
+            reading_us: ep.last_us,
+            now_us: now.timestamp_micros(),
+            trace_id: "",
+            cause: Cause::ClosedByPhysician,
+        }))
+    }
+
+    /// The patient's open (and physician-closed) episodes.
+    pub fn open_episodes(&self, patient: &PatientId) -> Vec<EpisodeInfo> {
+        let Some(state) = self.patients.get(patient) else { return Vec::new() };
+        let at = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
+        state
+            .episodes
+            .iter()
+            .filter_map(|e| {
+                let rule_id = state.rules.get(e.rule)?.id();
+                Some(EpisodeInfo {
+                    episode_id: episodes::episode_id(patient.as_str(), rule_id, e.opened_us),
+                    rule_id: rule_id.to_owned(),
+                    severity: e.severity,
+                    status: e.status,
+                    opened_at: at(e.opened_us),
+                    last_reading_at: at(e.last_us),
+                })
+            })
+            .collect()
+    }
+
+    /// Serializes a patient's state (JSON of [`PatientSnapshot`]); `None` for
+    /// an unknown patient.
+    pub fn checkpoint(&self, patient: &PatientId) -> Option<Vec<u8>> {
+        let state = self.patients.get(patient)?;
+        serde_json::to_vec(&state.snapshot(self.retention_us)).ok()
+    }
+
+    /// Restores a patient's state from [`Engine::checkpoint`] bytes, replacing
+    /// any state held.
+    ///
+    /// # Errors
+    ///
+    /// [`RestoreError`] if the bytes are not a checkpoint of a supported
+    /// version, or its rules are invalid for this engine.
+    pub fn restore(&mut self, patient: &PatientId, bytes: &[u8]) -> Result<(), RestoreError> {
+        let snap: PatientSnapshot = serde_json::from_slice(bytes)?;
+        let rules = self.compile(snap.rules.clone())?;
+        let state = PatientState::from_snapshot(snap, rules)?;
+        self.patients.insert(patient.clone(), state);
+        Ok(())
+    }
+
+    /// Rebuilds a patient's state from its recent observations (e.g. the last
+    /// 14 days from the database), replacing any state held. Observations are
+    /// processed in arrival order (`received_at`, then measurement time), each
+    /// with `now = max(received_at, time)` capped at `now`, so late readings
+    /// are late again and episodes open and resolve as they did live.
+    /// Observations of other patients are skipped. Missing-data rules are not
+    /// replayed: the next [`Engine::tick`] re-opens such episodes with the
+    /// same ids.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the rules are invalid.
+    pub fn replay<'a, I>(
+        &mut self,
+        patient: &PatientId,
+        rules: PatientRules,
+        observations: I,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayReport, ConfigError>
+    where
+        I: IntoIterator<Item = &'a Observation>,
+    {
+        let since = rules.monitoring_since.map(|t| t.timestamp_micros());
+        let compiled = self.compile(rules)?;
+        let mut obs: Vec<&Observation> = observations.into_iter().filter(|o| o.patient_id == *patient).collect();
+        obs.sort_by_key(|o| (o.received_at.max(o.time), o.time, o.code));
+        let now_us = now.timestamp_micros();
+        let first = obs.first().map_or(now_us, |o| o.time_micros().min(o.received_at.timestamp_micros()));
+        let mut state = PatientState::new(compiled, since.unwrap_or(first));
+        let limits = self.limits();
+        let mut events = Vec::new();
+        let mut n = 0;
+        for o in &obs {
+            let t_now = o.received_at.max(o.time).timestamp_micros().min(now_us);
+            if !o.value.is_finite() || o.time_micros() > t_now.saturating_add(limits.skew_us) {
+                continue;
+            }
+            process(&mut state, patient, o, t_now, &limits, &mut events);
+            n += 1;
+        }
+        let cutoff = now_us.saturating_sub(limits.max_age_us);
+        events.retain(|e| e.reading_time_unix_micros >= cutoff);
+        let report = ReplayReport {
+            observations: n,
+            open_episodes: state.episodes.iter().filter(|e| e.status == EpisodeStatus::Open).count(),
+            recent_events: events,
+        };
+        self.patients.insert(patient.clone(), state);
+        Ok(report)
+    }
+
+    /// Forgets a patient (end of monitoring). Returns whether it was known.
+    pub fn remove_patient(&mut self, patient: &PatientId) -> bool {
+        self.patients.remove(patient).is_some()
+    }
+
+    /// Number of patients held.
+    pub fn patient_count(&self) -> usize {
+        self.patients.len()
+    }
+
+    /// A patient's state, for inspection and memory measurement.
+    pub fn patient_state(&self, patient: &PatientId) -> Option<&PatientState> {
+        self.patients.get(patient)
+    }
+
+    /// Approximate bytes held by the engine for all patients: each
+    /// [`PatientState::approx_bytes`], the patient id strings and the hash
+    /// map's buckets (shared default rules excluded).
+    pub fn approx_bytes(&self) -> usize {
+        let buckets = self.patients.capacity()
+            * (std::mem::size_of::<PatientId>() + std::mem::size_of::<PatientState>() + 1);
+        let per: usize = self
+            .patients
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.approx_bytes() - std::mem::size_of::<PatientState>())
+            .sum();
+        buckets + per
+    }
+}
+
+/// Processes one observation for one patient.
+fn process(
+    state: &mut PatientState,
+    patient: &PatientId,
+    obs: &Observation,
+    now_us: i64,
+    limits: &Limits,
+    out: &mut Vec<AlertEvent>,
+) -> ObservationOutcome {
+    let t = obs.time_micros();
+    let code = obs.code;
+    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
+    let newest_before = history.newest_us();
+    let late = newest_before.is_some_and(|n| t < n.saturating_sub(limits.lateness_us))
+        || t < now_us.saturating_sub(limits.max_age_us);
+    match history.insert(code, t, obs.value, limits.retention_us) {
+        Insert::Inserted => {}
+        Insert::Duplicate => return ObservationOutcome::Duplicate,
+        Insert::TooOld => return ObservationOutcome::Rejected(RejectReason::BeyondRetention),
+    }
+    if let Some(dev) = &obs.device_id {
+        missing::record_contact(devices, missing::device_hash(dev.as_str()), t, Some(code));
+    }
+    let floor_us = history.newest_us().unwrap_or(t).saturating_sub(limits.retention_us);
+    let ctx = Ctx { hist: history, t_us: t, floor_us };
+    let rules: &CompiledRules = rules;
+    let Some(list) = rules.by_code.get(code.index()) else { return ObservationOutcome::Evaluated };
+    for &ri in list {
+        let Some(body) = rules.get(ri) else { continue };
+        let (verdict, ordered) = match body {
+            Body::Cadence(c) => {
+                let g = missing::gap(c, history, *monitoring_since_us, now_us);
+                match missing::evaluate(c, g, now_us) {
+                    v @ Verdict::Clear(_) => (v, false),
+                    _ => continue,
+                }
+            }
+            _ if late => continue,
+            Body::Threshold(r) => (crate::threshold::evaluate(r, &ctx), true),
+            Body::Change(r) => (crate::change::evaluate(r, &ctx), true),
+            Body::News2(r) => (crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions), true),
+        };
+        let tr = episodes::apply(episodes, ri, &verdict, t, ordered);
+        let finding = match verdict {
+            Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
+            Verdict::NoChange => None,
+        };
+        emit(tr, patient, rules, body, history, floor_us, finding, t, now_us, &obs.trace_id, out);
+    }
+    if late { ObservationOutcome::Late } else { ObservationOutcome::Evaluated }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn emit(
+    tr: Transition,
+    patient: &PatientId,
+    rules: &CompiledRules,
+    body: &Body,
+    hist: &crate::history::History,
+    floor_us: i64,
+    finding: Option<Finding>,
+    reading_us: i64,
+    now_us: i64,
+    trace_id: &str,
+    out: &mut Vec<AlertEvent>,
+) {
+    let (kind, episode, previous) = match tr {
+        Transition::None => return,
+        Transition::Opened(ep) => (AlertEventKind::Opened, ep, None),
+        Transition::Escalated { episode, from } => (AlertEventKind::Escalated, episode, Some(from)),
+        Transition::Resolved(ep) => (AlertEventKind::Resolved, ep, None),
+    };
+    out.push(alert::build(&Emit {
+        patient,
+        program: rules.program.as_str(),
+        body,
+        hist,
+        floor_us,
+        kind,
+        episode,
+        previous,
+        finding,
+        reading_us,
+        now_us,
+        trace_id,
+        cause: Cause::Condition,
+    }));
+}
+
+fn tick_patient(patient: &PatientId, state: &mut PatientState, now_us: i64, retention_us: i64, out: &mut Vec<AlertEvent>) {
+    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
+    let rules: &CompiledRules = rules;
+    let floor_us = history.newest_us().unwrap_or(now_us).saturating_sub(retention_us);
+    for &ri in &rules.cadence {
+        let Some(body) = rules.get(ri) else { continue };
+        let Body::Cadence(c) = body else { continue };
+        let g = missing::gap(c, history, *monitoring_since_us, now_us);
+        let (t, reading_us, expected_us) = match g {
+            missing::Gap::Overdue { due_us, since_us, .. } => {
+                (due_us, due_us, since_us.saturating_add(i64::from(c.every_hours).saturating_mul(HOUR_US)))
+            }
+            missing::Gap::OnTime => (now_us, history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us), now_us),
+        };
+        let verdict = missing::evaluate(c, g, now_us);
+        let mut tr = episodes::apply(episodes, ri, &verdict, t, false);
+        if let Transition::Opened(ep) = &mut tr {
+            ep.device_silent = missing::device_silent(devices, c.code, expected_us);
+            if let Some(stored) = episodes.iter_mut().find(|e| e.rule == ri) {
+                stored.device_silent = ep.device_silent;
+            }
+        }
+        let finding = match verdict {
+            Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
+            Verdict::NoChange => None,
+        };
+        emit(tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out);
+    }
+}

@@ -1,0 +1,68 @@
+//! # vitalwatch-rules
+//!
+//! The pure core of the vitalwatch rules engine: it turns a patient's
+//! normalized observations (from `vitalwatch.observations.v1`) into
+//! [`AlertEvent`]s (for `vitalwatch.alerts.v1`). No I/O, no clock, no logging:
+//! the worker that consumes Kafka, checkpoints state and publishes alerts is
+//! built on top of [`Engine`].
+//!
+//! ## Layout
+//!
+//! - [`config`]: per-patient rule configuration ([`PatientRules`]) on top of
+//!   program defaults, engine settings, validation;
+//! - [`programs`]: the default rules of each care program, with sources;
+//! - [`news2`]: NEWS2 scoring (RCP 2017);
+//! - `history`: compact per-patient reading history (8 bytes per reading);
+//! - `baseline`: median / MAD / mean on a stack buffer;
+//! - `threshold`, `change`, `missing`: rule evaluation;
+//! - `episodes`: one episode per (patient, rule), deterministic ids;
+//! - `alert`: evidence and summaries of [`AlertEvent`]s;
+//! - [`state`]: [`PatientState`] and its checkpoint form;
+//! - [`engine`]: [`Engine`], which ties them together.
+//!
+//! ## Guarantees
+//!
+//! - **Event time.** Rules run on measurement time. Readings are inserted into
+//!   history in time order whatever their arrival order. A late reading (older
+//!   than the patient's newest by more than the allowed lateness, or older
+//!   than `now − max_alert_age`) updates history and baselines but raises no
+//!   alert. Every alert carries the time its reading was taken.
+//! - **Duplicates** (same code and measurement time, i.e. same observation id)
+//!   are ignored.
+//! - **Episodes.** One per (patient, rule): OPENED once, ESCALATED only when
+//!   the severity rises, RESOLVED past the clear threshold or when a physician
+//!   closes it.
+//! - **Determinism.** Episode and event ids are hashes of the readings, so a
+//!   replay or a restore from checkpoint produces the same ids; consumers drop
+//!   duplicates by `event_id`.
+//! - **No panics on data**, and no allocation on the hot path unless an event
+//!   is emitted.
+//! - **No PHI in summaries**: summaries never contain the patient id.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod news2;
+pub mod programs;
+pub mod state;
+
+mod alert;
+mod baseline;
+mod change;
+mod compiled;
+mod episodes;
+mod history;
+mod missing;
+mod threshold;
+
+pub use config::{
+    CadenceRule, ChangeMethod, ChangeRule, Comparison, Consciousness, Direction, EngineSettings, Level, MinHistory,
+    News2Assumptions, News2Rule, PatientRules, Persistence, Program, RuleSet, Severity, Spo2Scale, ThresholdCheck,
+    ThresholdRule,
+};
+pub use engine::{Engine, ObservationOutcome, RejectReason, ReplayReport};
+pub use episodes::{EpisodeInfo, EpisodeStatus};
+pub use error::{CloseError, ConfigError, RestoreError};
+pub use news2::{News2, News2Band, News2Inputs, news2_score};
+pub use state::{PatientSnapshot, PatientState};
+pub use vitalwatch_schemas::proto::AlertEvent;

@@ -1,0 +1,35 @@
+//! SQL migrations, embedded in the binary. The runner lives in
+//! `vitalwatch-platform`; this module only holds the text.
+
+/// One migration.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Monotonic version; recorded in `schema_migrations`.
+    pub version: i32,
+    /// Short name.
+    pub name: &'static str,
+    /// SQL text.
+    pub sql: &'static str,
+    /// Applies only when the TimescaleDB extension is available; each statement
+    /// runs on its own, outside a transaction.
+    pub timescale_only: bool,
+}
+
+/// PostgreSQL / TimescaleDB migrations, in order.
+pub const POSTGRES: &[Migration] = &[
+    Migration { version: 1, name: "registry", sql: include_str!("../migrations/postgres/0001_registry.sql"), timescale_only: false },
+    Migration { version: 2, name: "observations", sql: include_str!("../migrations/postgres/0002_observations.sql"), timescale_only: false },
+    Migration { version: 3, name: "timescale_hypertable", sql: include_str!("../migrations/postgres/timescale_0001_hypertable.sql"), timescale_only: true },
+    Migration { version: 4, name: "aggregates_plain", sql: include_str!("../migrations/postgres/0003_aggregates_plain.sql"), timescale_only: false },
+];
+
+/// SQLite migrations, in order.
+pub const SQLITE: &[Migration] = &[
+    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql"), timescale_only: false },
+];
+
+/// Splits a TimescaleDB-only migration into its statements (one per line that
+/// is not a comment).
+pub fn statements(sql: &str) -> impl Iterator<Item = &str> {
+    sql.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with("--"))
+}

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Ensure the real services that vitalwatch's tests need are installed and running, reusing what
+# already runs. Idempotent; about a second when everything is up. See scripts/README.md.
+#
+#   bash scripts/services.sh             # start/check; prints `export VW_...=...` lines on stdout
+#   eval "$(bash scripts/services.sh)"   # same, into the current shell
+#   source scripts/services.sh           # same; the work runs in a child bash (set -e does not leak)
+#
+# Writes every variable to $VW_STATE/services.env (KEY=VALUE lines) for test code.
+#   VW_TEST_PG         PostgreSQL 15, 127.0.0.1:5432, user postgres, trust auth
+#   VW_TEST_MQTT       private Mosquitto, 127.0.0.1:18830, deploy/mosquitto/mosquitto-test.conf
+#   VW_TEST_MQTT_STOCK the machine's stock Mosquitto, 127.0.0.1:1883
+#   VW_TEST_KAFKA      tansu (Kafka wire protocol), 127.0.0.1:9092, in-memory storage
+#   VW_TEST_TIMESCALE  PGlite + TimescaleDB behind pglite-socket, 127.0.0.1:55432 (ONE client at a time)
+#   VW_TIMESCALE_SERVER  node script to spawn a private fresh TimescaleDB: node "$VW_TIMESCALE_SERVER" --port 0
+#   VW_TANSU_BIN       the tansu binary (e.g. `tansu topic create NAME --partitions 4 --broker tcp://...`)
+# SMTP: no shared server. Tests start their own `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`
+# (this script only makes sure `import aiosmtpd` works).
+#
+# Settings (environment): VW_CACHE (default ~/.cache/vitalwatch), VW_STATE (default $VW_CACHE/state),
+# VW_SERVICE_TIMEOUT (seconds to wait for a started service, default 60),
+# VW_TANSU_BUILD_TIMEOUT (seconds to wait for a tansu build already running elsewhere, default 2400).
+
+_vw_cache="${VW_CACHE:-$HOME/.cache/vitalwatch}"
+_vw_state="${VW_STATE:-$_vw_cache/state}"
+if [[ "${BASH_SOURCE[0]}" != "$0" ]]; then
+  # Sourced: do the work in a child bash, then export what it wrote.
+  if bash "${BASH_SOURCE[0]}" >/dev/null; then
+    while IFS='=' read -r _vw_k _vw_v; do
+      [[ -n "$_vw_k" && "$_vw_k" != \#* ]] && export "$_vw_k=$_vw_v"
+    done <"$_vw_state/services.env"
+    unset _vw_k _vw_v _vw_cache _vw_state
+    return 0
+  fi
+  unset _vw_cache _vw_state
+  return 1
+fi
+
+set -euo pipefail
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export VW_CACHE="$_vw_cache" VW_STATE="$_vw_state"
+TIMEOUT="${VW_SERVICE_TIMEOUT:-60}"
+LOGS="$VW_STATE/logs"
+mkdir -p "$VW_STATE" "$LOGS"
+
+# One run at a time per state dir (a second run waits, e.g. for a tansu build in progress).
+# flock -o: the lock is held by flock itself, not inherited by the daemons started below.
+if [[ -z "${_VW_SERVICES_LOCKED:-}" ]]; then
+  _VW_SERVICES_LOCKED=1 exec flock -o "$VW_STATE/.services.lock" bash "${BASH_SOURCE[0]}" "$@"
+fi
+
+log() { printf '[services] %s\n' "$*" >&2; }
+die() {
+  printf '[services] ERROR: %s\n' "$*" >&2
+  exit 1
+}
+
+# TCP probe: is something accepting connections on host:port?
+listening() { timeout 2 bash -c "exec 3<>/dev/tcp/$1/$2" 2>/dev/null; }
+
+# wait_for NAME HOST PORT [LOGFILE]: wait until HOST:PORT accepts connections, or fail clearly.
+wait_for() {
+  local name=$1 host=$2 port=$3 logfile=${4:-} deadline=$((SECONDS + TIMEOUT))
+  until listening "$host" "$port"; do
+    if ((SECONDS >= deadline)); then
+      [[ -n "$logfile" && -f "$logfile" ]] && tail -n 20 "$logfile" >&2
+      die "$name did not start listening on $host:$port within ${TIMEOUT}s${logfile:+ (log: $logfile)}"
+    fi
+    sleep 0.2
+  done
+}
+
+# Start a long-running command fully detached (own session, no inherited stdio), pid to a file.
+spawn() {
+  local pidfile=$1 logfile=$2
+  shift 2
+  setsid nohup "$@" </dev/null >>"$logfile" 2>&1 &
+  echo $! >"$pidfile"
+}
+
+# Is the pid in this file alive?
+pid_alive() { [[ -f "$1" ]] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+APT_UPDATED=0
+# apt_install PKG...: install the Debian packages that are missing (apt-get update once, if needed).
+apt_install() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  ((${#missing[@]})) || return 0
+  ((EUID == 0)) || die "missing packages ${missing[*]}; run as root or install them"
+  log "apt-get install ${missing[*]}"
+  if ((APT_UPDATED == 0)); then
+    apt-get update -qq >&2 || die "apt-get update failed"
+    APT_UPDATED=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
+    || die "apt-get install ${missing[*]} failed"
+}
+
+# ------------------------------------------------------------------------------------ PostgreSQL
+PG_URL="postgres://postgres@127.0.0.1:5432/postgres"
+pg_ok() { psql "$PG_URL" -w -XAtqc 'select 1' >/dev/null 2>&1; }
+ensure_postgres() {
+  command -v psql >/dev/null || apt_install postgresql-client
+  pg_ok && return 0
+  if ! listening 127.0.0.1 5432; then
+    compgen -G '/etc/postgresql/*/main' >/dev/null || apt_install postgresql
+    local ver
+    ver="$(ls /etc/postgresql | sort -V | tail -n 1)"
+    [[ -n "$ver" ]] || die "PostgreSQL is installed but has no cluster in /etc/postgresql"
+    # The package's postinst may have started it already.
+    if ! listening 127.0.0.1 5432; then
+      log "starting PostgreSQL $ver"
+      pg_ctlcluster --skip-systemctl-redirect "$ver" main start </dev/null >>"$LOGS/postgresql-start.log" 2>&1 \
+        || listening 127.0.0.1 5432 \
+        || { tail -n 20 "$LOGS/postgresql-start.log" >&2; die "pg_ctlcluster $ver main start failed"; }
+    fi
+    wait_for PostgreSQL 127.0.0.1 5432 "$LOGS/postgresql-start.log"
+  fi
+  pg_ok && return 0
+  # Listening but TCP needs a password (Debian's default is scram-sha-256 for 127.0.0.1):
+  # trust user postgres over loopback, for tests only.
+  ((EUID == 0)) || die "PostgreSQL on 127.0.0.1:5432 refuses passwordless user postgres; run as root once"
+  local hba
+  hba="$(runuser -u postgres -- psql -XAtqc 'show hba_file')" || die "cannot ask PostgreSQL for its hba_file"
+  if ! grep -q '^# vitalwatch tests' "$hba"; then
+    log "pg_hba.conf: trusting user postgres on 127.0.0.1 and ::1 ($hba)"
+    {
+      echo '# vitalwatch tests: passwordless user postgres over loopback'
+      echo 'host all postgres 127.0.0.1/32 trust'
+      echo 'host all postgres ::1/128 trust'
+      cat "$hba"
+    } >"$hba.vw" && cat "$hba.vw" >"$hba" && rm -f "$hba.vw"
+  fi
+  runuser -u postgres -- psql -XAtqc 'select pg_reload_conf()' >/dev/null
+  sleep 0.3
+  pg_ok || die "PostgreSQL at $PG_URL still refuses user postgres without password"
+}
+
+# ------------------------------------------------------------------------------------ Mosquitto
+ensure_mosquitto() {
+  command -v mosquitto >/dev/null || apt_install mosquitto
+  command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || apt_install mosquitto-clients
+
+  # The machine's stock broker on 1883.
+  if ! listening 127.0.0.1 1883; then
+    log "starting stock Mosquitto on 127.0.0.1:1883"
+    mkdir -p /run/mosquitto /var/log/mosquitto
+    id mosquitto >/dev/null 2>&1 && chown mosquitto /run/mosquitto /var/log/mosquitto
+    mosquitto -d -c /etc/mosquitto/mosquitto.conf </dev/null >>"$LOGS/mosquitto-stock.log" 2>&1 \
+      || die "stock Mosquitto failed to start (see /var/log/mosquitto/mosquitto.log)"
+    wait_for "Mosquitto (stock)" 127.0.0.1 1883 /var/log/mosquitto/mosquitto.log
+  fi
+
+  # Our private broker on 18830, with the project's config.
+  local dir="$VW_STATE/mosquitto-test"
+  if ! listening 127.0.0.1 18830; then
+    mkdir -p "$dir/data"
+    {
+      cat "$REPO/deploy/mosquitto/mosquitto-test.conf"
+      echo
+      echo "# ---- added by scripts/services.sh"
+      echo "user $(id -un)"
+      echo "pid_file $dir/mosquitto.pid"
+      echo "persistence_location $dir/data/"
+      echo "log_dest file $LOGS/mosquitto-test.log"
+    } >"$dir/mosquitto.conf"
+    log "starting private Mosquitto on 127.0.0.1:18830 (state: $dir)"
+    mosquitto -d -c "$dir/mosquitto.conf" </dev/null >>"$LOGS/mosquitto-test.log" 2>&1 \
+      || { tail -n 20 "$LOGS/mosquitto-test.log" >&2; die "private Mosquitto failed to start"; }
+    wait_for "Mosquitto (private)" 127.0.0.1 18830 "$LOGS/mosquitto-test.log"
+  fi
+}
+
+# ------------------------------------------------------------------------------------ tansu (Kafka)
+TANSU_ROOT="$VW_CACHE/tansu"
+TANSU_BIN="$TANSU_ROOT/bin/tansu"
+other_tansu_build() { pgrep -f '(^|/)cargo install tansu( |$)' 2>/dev/null | head -n 1; }
+ensure_tansu_binary() {
+  [[ -x "$TANSU_BIN" ]] && return 0
+  local pid deadline=$((SECONDS + ${VW_TANSU_BUILD_TIMEOUT:-2400}))
+  pid="$(other_tansu_build || true)"
+  if [[ -n "$pid" ]]; then
+    log "a 'cargo install tansu' (pid $pid) is already running; waiting for it"
+    while kill -0 "$pid" 2>/dev/null; do
+      ((SECONDS < deadline)) || die "timed out waiting for 'cargo install tansu' (pid $pid)"
+      sleep 5
+    done
+    [[ -x "$TANSU_BIN" ]] && return 0
+    log "that build did not produce $TANSU_BIN; building it here"
+  fi
+  command -v cargo >/dev/null || die "cargo not found: needed to build tansu"
+  log "building tansu into $TANSU_ROOT (about 9 minutes on 2 cores; log: $LOGS/tansu-install.log)"
+  # --locked: it does not compile with drifted dependencies; dynostore: needed by memory:// storage.
+  # Own target dir (not the workspace's), so the workspace build lock is not taken.
+  env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR cargo install tansu --locked \
+    --features dynostore,postgres --root "$TANSU_ROOT" </dev/null >"$LOGS/tansu-install.log" 2>&1 \
+    || { tail -n 30 "$LOGS/tansu-install.log" >&2; die "cargo install tansu failed"; }
+  [[ -x "$TANSU_BIN" ]] || die "cargo install tansu finished but $TANSU_BIN is missing"
+}
+ensure_tansu() {
+  listening 127.0.0.1 9092 && return 0
+  ensure_tansu_binary
+  log "starting tansu on 127.0.0.1:9092 (in-memory storage)"
+  spawn "$VW_STATE/tansu.pid" "$LOGS/tansu.log" "$TANSU_BIN" broker \
+    --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
+    --storage-engine memory://tansu/
+  wait_for tansu 127.0.0.1 9092 "$LOGS/tansu.log"
+}
+
+# ------------------------------------------------------------------------------------ TimescaleDB
+TS_DIR="$VW_CACHE/timescale"
+TS_URL="postgres://postgres:x@127.0.0.1:55432/postgres"
+# 0 = answers; 124 = no answer within 10 s (busy: it serves one client at a time); else broken.
+ts_ok() { timeout 10 psql "$TS_URL" -w -XAtqc 'select 1' >/dev/null 2>&1; }
+ensure_timescale_files() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  local src="$REPO/scripts/timescale" stamp
+  mkdir -p "$TS_DIR"
+  stamp="$(cat "$src/package.json" "$src/package-lock.json" | sha256sum | cut -c1-16)"
+  if [[ ! -d "$TS_DIR/node_modules" || "$(cat "$TS_DIR/.stamp" 2>/dev/null)" != "$stamp" ]]; then
+    log "npm ci in $TS_DIR (PGlite + TimescaleDB)"
+    cp "$src/package.json" "$src/package-lock.json" "$TS_DIR/"
+    (cd "$TS_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null >"$LOGS/timescale-npm.log" 2>&1) \
+      || { tail -n 20 "$LOGS/timescale-npm.log" >&2; die "npm ci for the TimescaleDB server failed"; }
+    echo "$stamp" >"$TS_DIR/.stamp"
+  fi
+  # server.mjs must sit next to node_modules (ESM resolves packages from the file's location).
+  if ! cmp -s "$src/server.mjs" "$TS_DIR/server.mjs"; then
+    cp "$src/server.mjs" "$TS_DIR/server.mjs"
+    return 1 # changed: a running server from the old file should be restarted
+  fi
+}
+ensure_timescale() {
+  local pidfile="$VW_STATE/timescale.pid" changed=0
+  ensure_timescale_files || changed=1
+  if listening 127.0.0.1 55432; then
+    local why="server.mjs changed" rc=0
+    if ((changed == 0)); then
+      ts_ok || rc=$?
+      ((rc == 0)) && return 0
+      if ((rc == 124)); then
+        log "WARNING: TimescaleDB on 127.0.0.1:55432 is busy (another client holds its one connection); reusing it"
+        return 0
+      fi
+      why="not answering 'select 1'"
+    fi
+    pid_alive "$pidfile" || die "127.0.0.1:55432 is in use ($why) by a process this script did not start; stop it"
+    log "restarting the TimescaleDB server ($why)"
+    kill "$(cat "$pidfile")" 2>/dev/null || true
+    local deadline=$((SECONDS + 10))
+    while listening 127.0.0.1 55432 && ((SECONDS < deadline)); do sleep 0.2; done
+    pid_alive "$pidfile" && kill -9 "$(cat "$pidfile")" 2>/dev/null || true
+  fi
+  log "starting the TimescaleDB server (PGlite) on 127.0.0.1:55432"
+  spawn "$pidfile" "$LOGS/timescale.log" node "$TS_DIR/server.mjs" --host 127.0.0.1 --port 55432
+  wait_for "TimescaleDB (pglite)" 127.0.0.1 55432 "$LOGS/timescale.log"
+  ts_ok || die "TimescaleDB server on 127.0.0.1:55432 listens but does not answer 'select 1' (log: $LOGS/timescale.log)"
+}
+
+# ------------------------------------------------------------------------------------ SMTP (aiosmtpd)
+ensure_aiosmtpd() {
+  python3 -c 'import aiosmtpd' 2>/dev/null && return 0
+  log "installing aiosmtpd (PyPI)"
+  python3 -m pip install --quiet --disable-pip-version-check 'aiosmtpd>=1.4,<2' >&2 \
+    || apt_install python3-aiosmtpd
+  python3 -c 'import aiosmtpd' 2>/dev/null || die "python3 cannot import aiosmtpd after installing it"
+}
+
+# ------------------------------------------------------------------------------------ main
+ensure_postgres
+ensure_mosquitto
+ensure_timescale
+ensure_aiosmtpd
+ensure_tansu # last: on a fresh machine this may build for ~9 minutes
+
+ENV_FILE="$VW_STATE/services.env"
+{
+  echo "VW_CACHE=$VW_CACHE"
+  echo "VW_STATE=$VW_STATE"
+  echo "VW_TEST_PG=$PG_URL"
+  echo "VW_TEST_MQTT=127.0.0.1:18830"
+  echo "VW_TEST_MQTT_STOCK=127.0.0.1:1883"
+  echo "VW_TEST_KAFKA=127.0.0.1:9092"
+  echo "VW_TEST_TIMESCALE=$TS_URL"
+  echo "VW_TIMESCALE_SERVER=$TS_DIR/server.mjs"
+  echo "VW_TANSU_BIN=$TANSU_BIN"
+} >"$ENV_FILE.tmp"
+mv "$ENV_FILE.tmp" "$ENV_FILE"
+sed 's/^/export /' "$ENV_FILE"
+log "all services up (${SECONDS}s); variables in $ENV_FILE"

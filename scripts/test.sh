@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The one command that runs vitalwatch's whole test suite; CI runs it through .ci/run.
+# Starts (or reuses) the real services first; see scripts/README.md.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Exports VW_TEST_PG, VW_TEST_MQTT, VW_TEST_KAFKA, VW_TEST_TIMESCALE, ... (scripts/services.sh).
+source scripts/services.sh
+[[ -n "${CI:-}" ]] && export CI
+# One shared target dir for fmt, clippy and the tests.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
+
+failed=()
+step() {
+  printf '\n==> %s\n' "$*"
+  "$@" || failed+=("$*")
+}
+
+step cargo fmt --all --check
+step cargo clippy --workspace --all-targets -- -D warnings
+step cargo nextest run --workspace --no-fail-fast
+if [[ -f deploy/validate.sh ]]; then
+  step bash deploy/validate.sh
+fi
+
+if ((${#failed[@]})); then
+  printf '\nFAILED steps:\n' >&2
+  printf '  %s\n' "${failed[@]}" >&2
+  exit 1
+fi
+printf '\nall steps passed\n'

@@ -1,0 +1,75 @@
+//! `vitalwatch run` as a subprocess on a random port, fed by an ordinary MQTT
+//! client: the readings land in its SQLite store, and SIGTERM stops it cleanly.
+
+mod common;
+mod payloads;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use payloads::*;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use vitalwatch_platform::store::Store;
+use vitalwatch_platform::store::sqlite::SqliteStore;
+use vitalwatch_schemas::PatientId;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_stores_readings_from_an_ordinary_mqtt_client() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path_str(dir.path());
+    let port = free_port();
+    let args = ["--embedded", "--data-dir", data.as_str()];
+    run_cli(&[&["patient", "add", "p-demo"][..], &args[..]].concat(), &[]);
+    run_cli(&[&["device", "add", "scale-demo", "--kind", "scale"][..], &args[..]].concat(), &[]);
+    run_cli(&[&["device", "enrol", "scale-demo", "p-demo", "--from", "2020-01-01T00:00:00Z"][..], &args[..]].concat(), &[]);
+
+    let listen = format!("127.0.0.1:{port}");
+    let mut run = Proc::spawn("run", &["run", "--data-dir", &data, "--mqtt-listen", &listen], &[]);
+    assert!(
+        wait_until(Duration::from_secs(30), || async { tokio::net::TcpStream::connect(&listen).await.is_ok() }).await,
+        "the embedded broker did not open {listen}"
+    );
+
+    let mut opts = MqttOptions::new("plain-client", "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(10));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    let t = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    let device_payload = TestReading::WeightLb(t, 180.0).encode("senml");
+    let manual = r#"{"msg_id":"app-1","readings":[{"type":"blood_pressure","unit":"mmHg","systolic":135,"diastolic":85}]}"#;
+
+    let store = SqliteStore::open(&format!("{data}/vitalwatch.db")).unwrap();
+    let patient = PatientId::new("p-demo").unwrap();
+    // Publish until both land (the first may precede ingest's subscription).
+    let mut stored = Vec::new();
+    for _ in 0..100 {
+        client.publish("vitalwatch/v1/devices/scale-demo/readings/senml", QoS::AtLeastOnce, false, device_payload.clone()).await.unwrap();
+        client.publish("vitalwatch/v1/patients/p-demo/manual/json", QoS::AtLeastOnce, false, manual).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stored = store.observations(&patient, 100).await.unwrap();
+        let has_device = stored.iter().any(|o| o.source == "device");
+        let has_manual = stored.iter().any(|o| o.source == "manual");
+        if has_device && has_manual {
+            break;
+        }
+    }
+    let weight = stored.iter().find(|o| o.code == "29463-7").expect("weight row in SQLite");
+    assert_eq!(weight.time, t);
+    assert!((weight.value - 180.0 * 0.45359237).abs() < 1e-9);
+    assert_eq!(weight.unit, "kg");
+    assert_eq!(weight.device_id.as_deref(), Some("scale-demo"));
+    let sys: Vec<_> = stored.iter().filter(|o| o.code == "8480-6").collect();
+    assert!(!sys.is_empty(), "systolic row");
+    assert!(sys.iter().all(|o| o.value == 135.0 && o.unit == "mm[Hg]" && o.source == "manual"));
+    // Same device reading published many times: stored once.
+    assert_eq!(stored.iter().filter(|o| o.code == "29463-7").count(), 1);
+
+    run.terminate(Duration::from_secs(20));
+}

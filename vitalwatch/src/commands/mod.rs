@@ -1,0 +1,6 @@
+//! Subcommand implementations.
+
+pub mod registry;
+pub mod roles;
+pub mod run;
+pub mod wiring;

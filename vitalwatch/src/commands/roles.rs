@@ -1,0 +1,43 @@
+//! The production roles, one per process.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use vitalwatch_ingest::persist::{self, PersistStats};
+use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry};
+use vitalwatch_platform::config::{BusKind, Profile, Settings};
+use vitalwatch_platform::{shutdown, store, telemetry};
+
+use super::wiring::Bus;
+
+fn service_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
+    let s = Settings::load(Profile::Service, config)?;
+    telemetry::init(s.log_format, "info,rumqttc=warn,librdkafka=warn");
+    if s.bus.kind == BusKind::Memory {
+        anyhow::bail!("bus.kind = \"memory\" only works inside `vitalwatch run` (one process); use kafka");
+    }
+    Ok(s)
+}
+
+/// `vitalwatch ingest`.
+pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
+    let s = service_settings(config)?;
+    let shutdown = shutdown::on_signals();
+    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let bus = Bus::open(&s).await?;
+    let registry = SharedRegistry::load(store, &shutdown).await?;
+    tracing::info!(message = "Ingest starting.", client_id = %s.mqtt.client_id, share_group = %s.mqtt.share_group);
+    worker::run(&s, bus.outputs(&s)?, registry, Arc::new(IngestStats::default()), shutdown).await
+}
+
+/// `vitalwatch persist`.
+pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
+    let s = service_settings(config)?;
+    let shutdown = shutdown::on_signals();
+    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let bus = Bus::open(&s).await?;
+    let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
+    tracing::info!(message = "Persist starting.", group = %s.persist.group);
+    persist::run(consumer.as_mut(), store, &s.persist, Arc::new(PersistStats::default()), shutdown).await
+}

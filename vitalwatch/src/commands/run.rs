@@ -1,0 +1,141 @@
+//! `vitalwatch run`: ingest and persist (and, as they land, rules and
+//! alerting) in one process on embedded defaults, so a newcomer's first command
+//! works on a fresh machine with only Rust installed.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::Args;
+use vitalwatch_ingest::persist::{self, PersistStats};
+use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
+use vitalwatch_platform::config::{Profile, Settings};
+use vitalwatch_platform::{shutdown, store, telemetry};
+
+use super::wiring::Bus;
+use crate::{embedded_broker, sim};
+
+/// Options of `vitalwatch run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Data folder (SQLite database, alert files).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the embedded MQTT broker (overrides mqtt.url).
+    #[arg(long)]
+    pub mqtt_listen: Option<SocketAddr>,
+    /// Also start N simulated patients (devices and manual entries, some deteriorating).
+    #[arg(long, value_name = "N")]
+    pub simulate: Option<usize>,
+    /// Seconds between two readings of one simulated patient.
+    #[arg(long, default_value_t = 5.0)]
+    pub simulate_interval: f64,
+}
+
+/// Runs every role until SIGTERM/SIGINT.
+pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
+    let mut s = Settings::load(Profile::Embedded, config)?;
+    if let Some(d) = &args.data_dir {
+        if s.database.url == format!("sqlite://{}/vitalwatch.db", s.data_dir.display()) {
+            s.database.url = format!("sqlite://{}/vitalwatch.db", d.display());
+        }
+        s.data_dir = d.clone();
+    }
+    if let Some(addr) = args.mqtt_listen {
+        s.mqtt.url = format!("embedded://{addr}");
+    }
+    telemetry::init(s.log_format, "info,rumqttd=warn,rumqttc=warn,librdkafka=warn");
+    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    let shutdown = shutdown::on_signals();
+
+    if s.mqtt.url.starts_with("embedded://") {
+        let (host, port) = broker_address(&s.mqtt.url)?;
+        let addr: SocketAddr = format!("{host}:{port}").parse().context("embedded broker address")?;
+        embedded_broker::start(addr, s.ingest.max_payload_bytes + 64 * 1024).await?;
+        s.mqtt.url = format!("mqtt://{addr}");
+        s.mqtt.share_group.clear();
+    }
+
+    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    store.migrate().await.context("migrating the database")?;
+    let bus = Bus::open(&s).await?;
+
+    let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
+    let persist_stats = Arc::new(PersistStats::default());
+    let persist_task = {
+        let (store, settings, stats, shutdown) = (store.clone(), s.persist.clone(), persist_stats.clone(), shutdown.clone());
+        tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, shutdown).await })
+    };
+
+    if let Some(n) = args.simulate {
+        sim::trickle::register(store.as_ref(), n).await?;
+    }
+    let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
+    let ingest_stats = Arc::new(IngestStats::default());
+    let ingest_task = {
+        let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), shutdown.clone());
+        tokio::spawn(async move { worker::run(&s2, outputs, registry, stats, shutdown).await })
+    };
+
+    let sim_task = args.simulate.map(|n| {
+        let (url, shutdown) = (s.mqtt.url.clone(), shutdown.clone());
+        let interval = Duration::from_secs_f64(args.simulate_interval.max(0.05));
+        tokio::spawn(async move { sim::trickle::run(&url, n, interval, shutdown).await })
+    });
+
+    banner(&s, args.simulate);
+    let reporter = {
+        let (i, p, shutdown) = (ingest_stats.clone(), persist_stats.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                tracing::info!(
+                    message = "Progress.",
+                    messages = i.messages.load(Ordering::Relaxed),
+                    observations = i.observations.load(Ordering::Relaxed),
+                    rejected = i.rejected(),
+                    stored = p.inserted.load(Ordering::Relaxed)
+                );
+            }
+        })
+    };
+
+    shutdown.cancelled().await;
+    if let Some(t) = sim_task {
+        let _ = t.await;
+    }
+    ingest_task.await.context("ingest task")??;
+    // Let persist take what ingest produced last, then stop it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    persist_task.await.context("persist task")??;
+    reporter.abort();
+    tracing::info!(message = "Stopped cleanly.", stored = persist_stats.inserted.load(Ordering::Relaxed));
+    Ok(())
+}
+
+fn banner(s: &Settings, simulate: Option<usize>) {
+    let addr = s.mqtt.url.trim_start_matches("mqtt://");
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "1883"));
+    eprintln!(
+        "\nvitalwatch is running (embedded mode)\n\
+         \x20 MQTT broker : {addr}\n\
+         \x20 database    : {}\n\
+         \x20 data folder : {}\n{}\n\
+         Try a manual entry (register the patient first: vitalwatch patient add p-demo --embedded):\n\
+         \x20 mosquitto_pub -h {host} -p {port} -q 1 -t vitalwatch/v1/patients/p-demo/manual/json \\\n\
+         \x20   -m '{{\"readings\":[{{\"type\":\"body_weight\",\"unit\":\"kg\",\"value\":81.4}}]}}'\n\
+         Stop with Ctrl-C (nothing is lost).\n",
+        s.database.url,
+        s.data_dir.display(),
+        match simulate {
+            Some(n) => format!("  simulation  : {n} patients publishing"),
+            None => String::new(),
+        }
+    );
+}

@@ -1,0 +1,82 @@
+//! `vitalwatch`: one binary, one subcommand per role.
+//!
+//! - `run`: every role in one process on embedded defaults (embedded MQTT
+//!   broker, in-process bus, SQLite), for a first look and for development;
+//! - `ingest`, `persist`: the production roles, against an MQTT broker, Kafka
+//!   and PostgreSQL/TimescaleDB;
+//! - `migrate`: database migrations;
+//! - `simulate`: the load generator;
+//! - `patient`, `device`: the registry.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod embedded_broker;
+mod sim;
+
+/// Remote patient monitoring: readings in, significant changes out.
+#[derive(Debug, Parser)]
+#[command(name = "vitalwatch", version, about, long_about = None)]
+struct Cli {
+    /// Configuration file (TOML). Environment variables VITALWATCH_<SECTION>__<KEY> override it.
+    #[arg(long, short, global = true, env = "VITALWATCH_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every role in one process on embedded defaults: embedded MQTT broker, in-process bus, SQLite.
+    Run(commands::run::RunArgs),
+    /// The ingest role: MQTT -> validate and normalize -> Kafka.
+    Ingest,
+    /// The persist role: Kafka -> TimescaleDB/PostgreSQL.
+    Persist,
+    /// Apply database migrations (safe to run twice and from several pods at once).
+    Migrate(commands::registry::StoreArgs),
+    /// Load generator: simulated patients publish readings to a broker; reports throughput and latency.
+    Simulate(sim::load::SimulateArgs),
+    /// Manage patients.
+    #[command(subcommand)]
+    Patient(commands::registry::PatientCommand),
+    /// Manage devices and their enrolments.
+    #[command(subcommand)]
+    Device(commands::registry::DeviceCommand),
+    /// Print the effective configuration (secrets masked) after validation.
+    Config(commands::registry::StoreArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async move {
+        let config = cli.config.as_deref();
+        match cli.command {
+            Command::Run(args) => commands::run::run(config, args).await,
+            Command::Ingest => commands::roles::ingest(config).await,
+            Command::Persist => commands::roles::persist(config).await,
+            Command::Migrate(args) => commands::registry::migrate(config, args).await,
+            Command::Simulate(args) => sim::load::run(args).await,
+            Command::Patient(c) => commands::registry::patient(config, c).await,
+            Command::Device(c) => commands::registry::device(config, c).await,
+            Command::Config(args) => commands::registry::show_config(config, args),
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

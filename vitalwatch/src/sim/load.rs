@@ -1,0 +1,337 @@
+//! `vitalwatch simulate`: the load generator. Simulated patients publish at a
+//! fixed total rate over several MQTT connections (QoS 1); optionally the
+//! tool watches the database and the observations topic and reports
+//! throughput, loss and end-to-end latency (publish -> row visible, publish ->
+//! Kafka), plus the CPU seconds of given processes per 100,000 readings.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use chrono::{DateTime, Utc};
+use clap::Args;
+use hdrhistogram::Histogram;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use tokio::sync::Mutex;
+
+use super::model::{FORMATS, SimPatient};
+
+/// Options of `vitalwatch simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// MQTT broker.
+    #[arg(long, default_value = "mqtt://127.0.0.1:1883")]
+    pub broker: String,
+    /// Number of simulated patients.
+    #[arg(long, default_value_t = 1000)]
+    pub patients: usize,
+    /// Total readings per second.
+    #[arg(long, default_value_t = 1000)]
+    pub rate: u64,
+    /// Duration, seconds.
+    #[arg(long, default_value_t = 60)]
+    pub duration: u64,
+    /// Payload formats, comma-separated (json, senml, fhir, proto).
+    #[arg(long, default_value = "json,senml,fhir,proto", value_delimiter = ',')]
+    pub formats: Vec<String>,
+    /// Publisher connections.
+    #[arg(long, default_value_t = 4)]
+    pub connections: usize,
+    /// PostgreSQL URL: register the patients and devices first, then measure publish -> row latency and loss.
+    #[arg(long)]
+    pub database: Option<String>,
+    /// Kafka brokers: measure publish -> observation-on-Kafka latency.
+    #[arg(long)]
+    pub kafka: Option<String>,
+    /// Observations topic (with --kafka).
+    #[arg(long, default_value = "vitalwatch.observations.v1")]
+    pub observations_topic: String,
+    /// Process ids whose CPU time to report per 100,000 readings (repeatable).
+    #[arg(long = "measure-pid")]
+    pub measure_pids: Vec<u32>,
+    /// Id prefix of this run's patients (default: a fresh one).
+    #[arg(long)]
+    pub prefix: Option<String>,
+    /// Seconds to wait for the last rows after publishing ends.
+    #[arg(long, default_value_t = 60)]
+    pub drain_timeout: u64,
+}
+
+fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// Runs the load and prints the report.
+pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
+    vitalwatch_platform::telemetry::init(vitalwatch_platform::telemetry::LogFormat::Text, "warn");
+    let formats: Vec<&'static str> = args
+        .formats
+        .iter()
+        .map(|f| FORMATS.iter().find(|x| **x == f.as_str()).copied().with_context(|| format!("unknown format {f:?}")))
+        .collect::<anyhow::Result<_>>()?;
+    let prefix = args.prefix.clone().unwrap_or_else(|| format!("p-load-{}", Utc::now().format("%H%M%S")));
+    let rows_db = match &args.database {
+        Some(url) => {
+            let store = vitalwatch_platform::store::open(url, 2000).await.context("opening the database")?;
+            eprintln!("registering {} patients and their devices ...", args.patients);
+            super::trickle::register_population(store.as_ref(), &prefix, args.patients, &formats).await?;
+            Some(url.clone())
+        }
+        None => None,
+    };
+    let start_cpu: Vec<Option<f64>> = args.measure_pids.iter().map(|p| cpu_seconds(*p)).collect();
+
+    let published = Arc::new(AtomicU64::new(0));
+    let expected_rows = Arc::new(AtomicU64::new(0));
+    let done = Arc::new(AtomicBool::new(false));
+    let row_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let kafka_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let rows_seen = Arc::new(AtomicU64::new(0));
+    let kafka_seen = Arc::new(AtomicU64::new(0));
+
+    let watcher = rows_db.map(|url| {
+        let (h, seen, done, prefix) = (row_latency.clone(), rows_seen.clone(), done.clone(), prefix.clone());
+        tokio::spawn(async move { watch_rows(&url, &prefix, h, seen, done).await })
+    });
+    let kafka_watcher = args.kafka.clone().map(|brokers| {
+        let (h, seen, done, topic, prefix) =
+            (kafka_latency.clone(), kafka_seen.clone(), done.clone(), args.observations_topic.clone(), prefix.clone());
+        tokio::spawn(async move { watch_kafka(&brokers, &topic, &prefix, h, seen, done).await })
+    });
+
+    let (host, port) = vitalwatch_ingest::worker::broker_address(&args.broker)?;
+    let conns = args.connections.max(1);
+    let per_conn_rate = (args.rate as f64 / conns as f64).max(1.0);
+    let deadline = Instant::now() + Duration::from_secs(args.duration);
+    let mut publishers = Vec::new();
+    for c in 0..conns {
+        let mut patients: Vec<SimPatient> =
+            (0..args.patients).filter(|i| i % conns == c).map(|i| SimPatient::new(&prefix, i, &formats)).collect();
+        if patients.is_empty() {
+            continue;
+        }
+        let mut opts = MqttOptions::new(format!("{prefix}-pub-{c}"), host.clone(), port);
+        opts.set_keep_alive(Duration::from_secs(30)).set_inflight(1000).set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
+        let acked = Arc::new(AtomicU64::new(0));
+        let acked2 = acked.clone();
+        let poller = tokio::spawn(async move {
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::PubAck(_))) => {
+                        acked2.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        eprintln!("publisher connection error: {e}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        let (published, expected_rows) = (published.clone(), expected_rows.clone());
+        publishers.push(tokio::spawn(async move {
+            let started = Instant::now();
+            let mut sent = 0u64;
+            let mut step = 0u64;
+            let mut idx = 0usize;
+            while Instant::now() < deadline {
+                let due = (started.elapsed().as_secs_f64() * per_conn_rate) as u64;
+                while sent < due {
+                    let p = &mut patients[idx];
+                    let (topic, payload, rows) = p.reading(step, Utc::now());
+                    if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
+                        return (sent, acked, poller);
+                    }
+                    sent += 1;
+                    published.fetch_add(1, Ordering::Relaxed);
+                    expected_rows.fetch_add(rows, Ordering::Relaxed);
+                    idx += 1;
+                    if idx == patients.len() {
+                        idx = 0;
+                        step += 1;
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            // Wait for the broker to acknowledge everything we sent.
+            let until = Instant::now() + Duration::from_secs(30);
+            while acked.load(Ordering::Relaxed) < sent && Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let _ = client.disconnect().await;
+            (sent, acked, poller)
+        }));
+    }
+
+    let t0 = Instant::now();
+    let progress = {
+        let (published, rows_seen, kafka_seen, done) =
+            (published.clone(), rows_seen.clone(), kafka_seen.clone(), done.clone());
+        tokio::spawn(async move {
+            let mut last = 0;
+            while !done.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let p = published.load(Ordering::Relaxed);
+                eprintln!(
+                    "[{:>4.0}s] published {p} ({} /s), rows visible {}, on kafka {}",
+                    t0.elapsed().as_secs_f64(),
+                    p - last,
+                    rows_seen.load(Ordering::Relaxed),
+                    kafka_seen.load(Ordering::Relaxed)
+                );
+                last = p;
+            }
+        })
+    };
+
+    let mut sent_total = 0;
+    let mut acked_total = 0;
+    for p in publishers {
+        let (sent, acked, poller) = p.await?;
+        sent_total += sent;
+        acked_total += acked.load(Ordering::Relaxed);
+        poller.abort();
+    }
+    let publish_secs = t0.elapsed().as_secs_f64();
+    let expected = expected_rows.load(Ordering::Relaxed);
+    if watcher.is_some() {
+        let until = Instant::now() + Duration::from_secs(args.drain_timeout);
+        while rows_seen.load(Ordering::Relaxed) < expected && Instant::now() < until {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let end_secs = t0.elapsed().as_secs_f64();
+    done.store(true, Ordering::Relaxed);
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    if let Some(w) = kafka_watcher {
+        let _ = w.await;
+    }
+    progress.abort();
+
+    println!("\n=== vitalwatch simulate report ===");
+    println!("patients {}  formats {:?}  connections {conns}", args.patients, args.formats);
+    println!(
+        "published {sent_total} readings in {publish_secs:.1} s = {:.0} readings/s (broker acked {acked_total})",
+        sent_total as f64 / publish_secs
+    );
+    let seen = rows_seen.load(Ordering::Relaxed);
+    if args.database.is_some() {
+        let h = row_latency.lock().await;
+        println!(
+            "rows expected {expected}, visible {seen}, missing {}  (all visible after {end_secs:.1} s)",
+            expected.saturating_sub(seen)
+        );
+        println!(
+            "publish -> row visible latency: p50 {:.1} ms  p99 {:.1} ms  p99.9 {:.1} ms  max {:.1} ms",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.value_at_quantile(0.999) as f64 / 1000.0,
+            h.max() as f64 / 1000.0
+        );
+    }
+    if args.kafka.is_some() {
+        let h = kafka_latency.lock().await;
+        println!(
+            "publish -> on Kafka latency: p50 {:.1} ms  p99 {:.1} ms  (observations seen {})",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            kafka_seen.load(Ordering::Relaxed)
+        );
+    }
+    for (pid, before) in args.measure_pids.iter().zip(start_cpu) {
+        if let (Some(b), Some(a)) = (before, cpu_seconds(*pid)) {
+            println!(
+                "pid {pid}: {:.2} CPU s total, {:.2} CPU s per 100,000 readings",
+                a - b,
+                (a - b) * 100_000.0 / sent_total.max(1) as f64
+            );
+        }
+    }
+    if args.database.is_some() && seen < expected {
+        anyhow::bail!("{} rows missing", expected - seen);
+    }
+    Ok(())
+}
+
+async fn watch_rows(
+    url: &str,
+    prefix: &str,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    seen: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(conn);
+    let pattern = format!("{prefix}-%");
+    let mut watermark: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(5);
+    let mut recent: HashSet<(String, String, i64)> = HashSet::new();
+    let stmt = client
+        .prepare(
+            "SELECT patient_id, code, time, received_at FROM observations \
+             WHERE received_at > $1 AND patient_id LIKE $2 ORDER BY received_at",
+        )
+        .await?;
+    while !done.load(Ordering::Relaxed) {
+        let rows = client.query(&stmt, &[&(watermark - chrono::Duration::seconds(2)), &pattern]).await?;
+        let now = Utc::now();
+        let mut h = hist.lock().await;
+        for r in rows {
+            let (p, c, t, rec): (String, String, DateTime<Utc>, DateTime<Utc>) = (r.get(0), r.get(1), r.get(2), r.get(3));
+            if recent.insert((p, c, t.timestamp_micros())) {
+                let _ = h.record((now - t).num_microseconds().unwrap_or(0).max(0) as u64);
+                seen.fetch_add(1, Ordering::Relaxed);
+            }
+            if rec > watermark {
+                watermark = rec;
+            }
+        }
+        drop(h);
+        if recent.len() > 2_000_000 {
+            recent.clear();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(())
+}
+
+async fn watch_kafka(
+    brokers: &str,
+    topic: &str,
+    prefix: &str,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    seen: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use prost::Message as _;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{Consumer as _, StreamConsumer};
+    use rdkafka::message::Message as _;
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{prefix}-latency"))
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    c.subscribe(&[topic])?;
+    while !done.load(Ordering::Relaxed) {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await else { continue };
+        let Some(payload) = m.payload() else { continue };
+        let Ok(o) = vitalwatch_schemas::proto::Observation::decode(payload) else { continue };
+        if !o.patient_id.starts_with(prefix) {
+            continue;
+        }
+        let lat = Utc::now().timestamp_micros() - o.time_unix_micros;
+        let _ = hist.lock().await.record(lat.max(0) as u64);
+        seen.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok(())
+}

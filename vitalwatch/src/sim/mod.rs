@@ -1,0 +1,6 @@
+//! Simulated patients: the pure reading model, the trickle of `run --simulate`
+//! and the load generator of `vitalwatch simulate`.
+
+pub mod load;
+pub mod model;
+pub mod trickle;

@@ -1,0 +1,194 @@
+//! A deterministic model of patients and their home devices. Some patients
+//! deteriorate: a heart-failure patient gaining weight, a COPD patient whose
+//! SpO2 drifts down, a hypertensive patient whose pressure climbs.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use prost::Message as _;
+use vitalwatch_schemas::proto::{Reading, ReadingBatch, ReadingType};
+use vitalwatch_schemas::topics;
+
+/// Payload formats a simulated device may use.
+pub const FORMATS: [&str; 4] = ["json", "senml", "fhir", "proto"];
+
+/// How a simulated patient evolves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trend {
+    /// Stable, normal noise.
+    Stable,
+    /// Heart failure: weight rises.
+    WeightGain,
+    /// COPD: SpO2 drifts down.
+    Spo2Drift,
+    /// Hypertension: pressure climbs.
+    PressureRise,
+}
+
+/// One simulated patient.
+#[derive(Debug, Clone)]
+pub struct SimPatient {
+    /// Patient id.
+    pub id: String,
+    /// Device id prefix (`{prefix}-scale`, `-cuff`, `-oxi`, `-gluco`, `-thermo`).
+    pub device_prefix: String,
+    /// Payload format of the devices.
+    pub format: &'static str,
+    /// Enters readings by hand in the app instead of devices.
+    pub manual: bool,
+    /// Trend.
+    pub trend: Trend,
+    rng: u64,
+}
+
+/// The device kinds of a simulated patient.
+pub const DEVICE_KINDS: [(&str, &str); 5] =
+    [("scale", "scale"), ("cuff", "bp_cuff"), ("oxi", "oximeter"), ("gluco", "glucometer"), ("thermo", "thermometer")];
+
+impl SimPatient {
+    /// The i-th patient of a population named `prefix`.
+    pub fn new(prefix: &str, i: usize, formats: &[&'static str]) -> SimPatient {
+        let trend = match i % 10 {
+            3 => Trend::WeightGain,
+            5 => Trend::Spo2Drift,
+            7 => Trend::PressureRise,
+            _ => Trend::Stable,
+        };
+        SimPatient {
+            id: format!("{prefix}-{i:06}"),
+            device_prefix: format!("{prefix}-{i:06}"),
+            format: formats[i % formats.len().max(1)],
+            manual: i % 5 == 4,
+            trend,
+            rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
+        }
+    }
+
+    /// Device ids and kinds.
+    pub fn devices(&self) -> impl Iterator<Item = (String, &'static str)> + '_ {
+        DEVICE_KINDS.iter().map(|(suffix, kind)| (format!("{}-{suffix}", self.device_prefix), *kind))
+    }
+
+    fn noise(&mut self) -> f64 {
+        // xorshift64*: deterministic, fast, good enough for noise.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        let x = self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        (x >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+    }
+
+    /// The `step`-th reading as (MQTT topic, payload, rows it will store).
+    pub fn reading(&mut self, step: u64, time: DateTime<Utc>) -> (String, Vec<u8>, u64) {
+        let s = step as f64;
+        let kind = step % 5;
+        let n = self.noise();
+        let (ty, unit, values): (&str, &str, Vec<f64>) = match kind {
+            0 => {
+                let w = 82.0 + n * 0.6 + if self.trend == Trend::WeightGain { 0.05 * s } else { 0.0 };
+                ("body_weight", "kg", vec![(w * 10.0).round() / 10.0])
+            }
+            1 => {
+                let rise = if self.trend == Trend::PressureRise { 0.6 * s } else { 0.0 };
+                let sys = (128.0 + n * 10.0 + rise).round().min(260.0);
+                let dia = (80.0 + n * 6.0 + rise * 0.5).round().min(sys - 10.0);
+                ("blood_pressure", "mmHg", vec![sys, dia, (70.0 + n * 8.0).round()])
+            }
+            2 => {
+                let drift = if self.trend == Trend::Spo2Drift { 0.1 * s } else { 0.0 };
+                ("spo2", "%", vec![(96.0 + n * 2.0 - drift).round().clamp(80.0, 100.0)])
+            }
+            3 => ("blood_glucose", "mg/dL", vec![(110.0 + n * 30.0).round()]),
+            _ => ("body_temperature", "Cel", vec![((36.8 + n * 0.4) * 10.0).round() / 10.0]),
+        };
+        let rows = values.len() as u64;
+        if self.manual {
+            let topic = topics::patient_manual_topic(&self.id, "json");
+            return (topic, canonical_json(ty, unit, &values, time), rows);
+        }
+        let device = format!("{}-{}", self.device_prefix, DEVICE_KINDS[kind as usize].0);
+        let topic = topics::device_readings_topic(&device, self.format);
+        let payload = match self.format {
+            "senml" => senml(ty, unit, &values, time),
+            "fhir" => fhir(ty, unit, &values, time),
+            "proto" => proto(ty, unit, &values, time),
+            _ => canonical_json(ty, unit, &values, time),
+        };
+        (topic, payload, rows)
+    }
+}
+
+fn rfc3339(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+/// Canonical JSON for one reading.
+pub fn canonical_json(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+    let reading = if ty == "blood_pressure" {
+        serde_json::json!({"type": ty, "time": rfc3339(t), "unit": unit, "systolic": v[0], "diastolic": v[1], "pulse": v[2]})
+    } else {
+        serde_json::json!({"type": ty, "time": rfc3339(t), "unit": unit, "value": v[0]})
+    };
+    serde_json::to_vec(&serde_json::json!({ "readings": [reading] })).unwrap_or_default()
+}
+
+fn senml(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+    let ts = t.timestamp_micros() as f64 / 1e6;
+    let records = if ty == "blood_pressure" {
+        serde_json::json!([
+            {"bn": "urn:dev:sim:", "bt": ts, "bu": unit, "n": "systolic", "v": v[0]},
+            {"n": "diastolic", "v": v[1]},
+            {"n": "pulse", "u": "/min", "v": v[2]}
+        ])
+    } else {
+        serde_json::json!([{"bn": "urn:dev:sim:", "bt": ts, "n": ty, "u": unit, "v": v[0]}])
+    };
+    serde_json::to_vec(&records).unwrap_or_default()
+}
+
+fn loinc(ty: &str) -> &'static str {
+    match ty {
+        "body_weight" => "29463-7",
+        "blood_pressure" => "85354-9",
+        "spo2" => "59408-5",
+        "blood_glucose" => "41653-7",
+        "body_temperature" => "8310-5",
+        "respiratory_rate" => "9279-1",
+        _ => "8867-4",
+    }
+}
+
+fn fhir(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+    let code = |c: &str| serde_json::json!({"coding": [{"system": "http://loinc.org", "code": c}]});
+    let q = |x: f64, u: &str| serde_json::json!({"value": x, "unit": u, "system": "http://unitsofmeasure.org", "code": u});
+    let mut o = serde_json::json!({
+        "resourceType": "Observation", "status": "final", "code": code(loinc(ty)), "effectiveDateTime": rfc3339(t)
+    });
+    if ty == "blood_pressure" {
+        o["component"] = serde_json::json!([
+            {"code": code("8480-6"), "valueQuantity": q(v[0], "mm[Hg]")},
+            {"code": code("8462-4"), "valueQuantity": q(v[1], "mm[Hg]")},
+            {"code": code("8867-4"), "valueQuantity": q(v[2], "/min")}
+        ]);
+    } else {
+        o["valueQuantity"] = q(v[0], unit);
+    }
+    serde_json::to_vec(&o).unwrap_or_default()
+}
+
+fn proto(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+    let r#type = match ty {
+        "body_weight" => ReadingType::BodyWeight,
+        "blood_pressure" => ReadingType::BloodPressure,
+        "spo2" => ReadingType::Spo2,
+        "blood_glucose" => ReadingType::BloodGlucose,
+        "body_temperature" => ReadingType::BodyTemperature,
+        "respiratory_rate" => ReadingType::RespiratoryRate,
+        _ => ReadingType::HeartRate,
+    } as i32;
+    let mut r = Reading { r#type, time_unix_micros: t.timestamp_micros(), unit: unit.to_owned(), ..Default::default() };
+    if ty == "blood_pressure" {
+        (r.systolic, r.diastolic, r.pulse) = (Some(v[0]), Some(v[1]), Some(v[2]));
+    } else {
+        r.value = Some(v[0]);
+    }
+    ReadingBatch { readings: vec![r], ..Default::default() }.encode_to_vec()
+}

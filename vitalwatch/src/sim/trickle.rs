@@ -1,0 +1,74 @@
+//! `vitalwatch run --simulate N`: N patients publishing at a gentle pace.
+
+use std::time::Duration;
+
+use chrono::Utc;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_platform::store::Store;
+use vitalwatch_schemas::{DeviceId, PatientId};
+
+use super::model::{FORMATS, SimPatient};
+
+/// Prefix of simulated patient and device ids in `run`.
+pub const PREFIX: &str = "p-sim";
+
+/// Registers the simulated patients and their devices (idempotent).
+pub async fn register(store: &dyn Store, n: usize) -> anyhow::Result<()> {
+    register_population(store, PREFIX, n, &FORMATS).await
+}
+
+/// Registers `n` patients named `prefix` with their devices enrolled.
+pub async fn register_population(store: &dyn Store, prefix: &str, n: usize, formats: &[&'static str]) -> anyhow::Result<()> {
+    let since = Utc::now() - chrono::Duration::days(365);
+    let snapshot = store.registry().await?;
+    for i in 0..n {
+        let p = SimPatient::new(prefix, i, formats);
+        let pid = PatientId::new(p.id.clone())?;
+        store.add_patient(&pid).await?;
+        for (device, kind) in p.devices() {
+            let did = DeviceId::new(device)?;
+            if snapshot.patient_for(&did, Utc::now()).is_ok_and(|q| *q == pid) {
+                continue;
+            }
+            store.add_device(&did, kind).await?;
+            store.enrol(&did, &pid, since).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Publishes one reading per patient every `interval` until `shutdown`.
+pub async fn run(url: &str, n: usize, interval: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (host, port) = vitalwatch_ingest::worker::broker_address(url)?;
+    let mut opts = MqttOptions::new("vitalwatch-simulator", host, port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(200);
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    let poller = tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+            }
+        }
+    });
+    let mut patients: Vec<SimPatient> = (0..n).map(|i| SimPatient::new(PREFIX, i, &FORMATS)).collect();
+    let mut step = 0u64;
+    let pause = interval / (n.max(1) as u32);
+    'outer: loop {
+        for p in patients.iter_mut() {
+            let (topic, payload, _) = p.reading(step, Utc::now());
+            if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
+                break 'outer;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(pause) => {}
+                _ = shutdown.cancelled() => break 'outer,
+            }
+        }
+        step += 1;
+    }
+    let _ = client.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    poller.abort();
+    Ok(())
+}
