@@ -91,13 +91,15 @@ apt_install() {
   done
   ((${#missing[@]})) || return 0
   ((EUID == 0)) || die "missing packages ${missing[*]}; run as root or install them"
-  log "apt-get install ${missing[*]}"
+  log "apt-get install ${missing[*]} (log: $LOGS/apt.log)"
+  # Output to a file, not to our stdout/stderr: a daemon that a package's postinst starts must not
+  # hold the caller's pipes open (CI would wait for it).
   if ((APT_UPDATED == 0)); then
-    apt-get update -qq >&2 || die "apt-get update failed"
+    apt-get update </dev/null >>"$LOGS/apt.log" 2>&1 || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get update failed"; }
     APT_UPDATED=1
   fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
-    || die "apt-get install ${missing[*]} failed"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" \
+    </dev/null >>"$LOGS/apt.log" 2>&1 || { tail -n 20 "$LOGS/apt.log" >&2; die "apt-get install ${missing[*]} failed"; }
 }
 
 # ------------------------------------------------------------------------------------ PostgreSQL
@@ -205,7 +207,10 @@ ensure_tansu() {
   listening 127.0.0.1 9092 && return 0
   ensure_tansu_binary
   log "starting tansu on 127.0.0.1:9092 (in-memory storage)"
-  spawn "$VW_STATE/tansu.pid" "$LOGS/tansu.log" "$TANSU_BIN" broker \
+  # tansu also reads its settings from the environment (STORAGE_ENGINE, SCHEMA_REGISTRY, ...):
+  # flags win for those given; clear the ones not given.
+  spawn "$VW_STATE/tansu.pid" "$LOGS/tansu.log" env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT \
+    -u CLUSTER_ID "$TANSU_BIN" broker \
     --listener-url tcp://127.0.0.1:9092 --advertised-listener-url tcp://127.0.0.1:9092 \
     --storage-engine memory://tansu/
   wait_for tansu 127.0.0.1 9092 "$LOGS/tansu.log"

@@ -70,7 +70,7 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
     let total = 24_000u32;
     let mut expected: BTreeSet<(String, String, i64)> = BTreeSet::new();
     for m in 0..total {
-        let t = base + chrono::Duration::milliseconds(m as i64 * 1500);
+        let t = base + chrono::Duration::seconds(m as i64 * 2); // whole seconds: SenML sends seconds
         let r = TestReading::nth(m, t);
         let patient = format!("pat-{}", m % 20);
         for (code, _) in r.expected_rows() {

@@ -18,7 +18,11 @@
 //! - [`transport`]: SMTP, Twilio, webhook, `.eml` and JSON-lines transports;
 //! - [`retry`]: backoff with jitter;
 //! - [`notifier`]: compose + send with retries and channel fallback;
-//! - [`audit`]: append-only records of every decision and attempt.
+//! - [`audit`]: append-only records of every decision and attempt;
+//! - [`store`]: the durable state (PostgreSQL or SQLite): care teams,
+//!   episodes, the outbox, acknowledgments, the audit trail;
+//! - [`service`]: the `vitalwatch alerting` role (consumer, dispatcher,
+//!   escalation scheduler, HTTP endpoints); entry point [`run`].
 //!
 //! ## Using it
 //!
@@ -44,7 +48,9 @@ pub mod policy;
 pub mod quiet_hours;
 pub mod render;
 pub mod retry;
+pub mod service;
 pub mod severity;
+pub mod store;
 pub mod team;
 pub mod transport;
 
@@ -62,6 +68,7 @@ pub use planner::{Plan, PlanInput, plan};
 pub use policy::{EscalationPolicy, EscalationStep, Ladder, PolicyError, Target};
 pub use quiet_hours::QuietHours;
 pub use retry::RetryPolicy;
+pub use service::run;
 pub use severity::{Channel, Severity};
 pub use team::{
     CareTeam, ChannelPreferences, Directory, EmailAddress, PhoneNumber, Physician, PhysicianId,

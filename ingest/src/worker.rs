@@ -5,6 +5,7 @@
 //! what was not acknowledged. In-flight work is bounded (`max_in_flight`):
 //! when the bus is slow, ingest stops reading and the broker queues.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -183,6 +184,7 @@ pub async fn run(
         registry,
         limits,
         dedup: Dedup::new(settings.ingest.dedup_capacity),
+        inflight: HashSet::new(),
         stats: stats.clone(),
         cap,
     };
@@ -257,6 +259,9 @@ struct Processor {
     registry: SharedRegistry,
     limits: Limits,
     dedup: Dedup,
+    /// Ids produced but not yet acknowledged by the bus: a duplicate arriving
+    /// meanwhile is not produced again (the original retries until delivered).
+    inflight: HashSet<u128>,
     stats: Arc<IngestStats>,
     cap: usize,
 }
@@ -280,7 +285,7 @@ impl Processor {
                 msg = rx.recv(), if pending.len() < self.cap => {
                     match msg {
                         Some((publish, received_at)) => {
-                            let fut = self.start(publish, received_at).await;
+                            let fut = self.start(publish, received_at, false).await;
                             pending.push_back(fut);
                         }
                         None => {
@@ -298,14 +303,14 @@ impl Processor {
 
     /// Processes a message and enqueues its output; returns a future that
     /// resolves when the bus acknowledged all of it.
-    async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>) -> Pending {
+    async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>, retry: bool) -> Pending {
         let topic = publish.topic.clone();
         let mut processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
         if processed.depends_on_registry() && self.registry.age() > Duration::from_secs(1) {
             self.registry.reload().await;
             processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
         }
-        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, &processed).await;
+        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, &processed, retry).await;
         Box::pin(async move {
             let mut result = Ok(ids);
             for d in deliveries {
@@ -328,15 +333,17 @@ impl Processor {
         payload: &[u8],
         received_at: chrono::DateTime<Utc>,
         p: &Processed,
+        retry: bool,
     ) -> (Vec<Result<Delivery, BusError>>, Vec<ObservationId>) {
         let out = &self.outputs;
         let mut deliveries = Vec::with_capacity(p.observations.len() + p.rejections.len() + 1);
         let mut ids = Vec::with_capacity(p.observations.len());
         for o in &p.observations {
-            if self.dedup.contains(o.id) {
+            if !retry && (self.dedup.contains(o.id) || self.inflight.contains(&o.id.0)) {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            self.inflight.insert(o.id.0);
             ids.push(o.id);
             let bytes = o.to_proto().encode_to_vec();
             deliveries.push(out.producer.send(&out.observations_topic, o.patient_id.as_str().as_bytes(), bytes).await);
@@ -395,12 +402,13 @@ impl Processor {
             tracing::warn!(message = "Bus did not acknowledge; retrying the message.", error = %e);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
-            let fut = self.start(publish.clone(), received_at).await;
+            let fut = self.start(publish.clone(), received_at, true).await;
             result = fut.await.2;
         }
         if let Ok(ids) = result {
             let n = ids.len() as u64;
             for id in ids {
+                self.inflight.remove(&id.0);
                 self.dedup.insert(id);
             }
             self.stats.observations.fetch_add(n, Ordering::Relaxed);

@@ -39,6 +39,10 @@ pub struct Settings {
     pub ingest: IngestSettings,
     /// Persist role.
     pub persist: PersistSettings,
+    /// Alerting role.
+    pub alerting: AlertingSettings,
+    /// Rules role.
+    pub rules: RulesSettings,
 }
 
 impl Default for Settings {
@@ -51,6 +55,8 @@ impl Default for Settings {
             database: DatabaseSettings::default(),
             ingest: IngestSettings::default(),
             persist: PersistSettings::default(),
+            alerting: AlertingSettings::default(),
+            rules: RulesSettings::default(),
         }
     }
 }
@@ -207,6 +213,218 @@ impl Default for PersistSettings {
     }
 }
 
+/// Rules role settings (`vitalwatch rules`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RulesSettings {
+    /// Kafka consumer group (on the observations and device-status topics).
+    pub group: String,
+    /// Seconds between two evaluations of the missing-data rules.
+    pub tick_secs: u64,
+    /// Most bus messages per batch (one database transaction, one offset commit).
+    pub batch_size: usize,
+    /// Longest wait to fill a batch, milliseconds.
+    pub batch_wait_ms: u64,
+    /// Seconds between two polls of `patient_rules` for changed rules.
+    pub config_poll_secs: u64,
+}
+
+impl Default for RulesSettings {
+    fn default() -> Self {
+        RulesSettings {
+            group: "vitalwatch-rules".into(),
+            tick_secs: 60,
+            batch_size: 1000,
+            batch_wait_ms: 20,
+            config_poll_secs: 5,
+        }
+    }
+}
+
+/// How alert emails (and, with `file`, SMS) leave the process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertTransportKind {
+    /// Emails through `alerting.smtp`, SMS through `alerting.sms.provider`.
+    Smtp,
+    /// Emails as `.eml` files and SMS as JSON lines in `alerting.file_dir`.
+    File,
+}
+
+/// SMTP connection security.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmtpSecurityKind {
+    /// Implicit TLS (port 465).
+    Tls,
+    /// STARTTLS required (port 587).
+    StartTls,
+    /// STARTTLS when offered.
+    Opportunistic,
+    /// Plain text (tests and local relays only).
+    None,
+}
+
+/// SMS provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SmsProviderKind {
+    /// No SMS: pages go by email only.
+    None,
+    /// Twilio's Messages API (or any API of that shape).
+    Twilio,
+    /// A JSON webhook (`{to, body, idempotency_key}`).
+    Webhook,
+}
+
+/// Outgoing mail server of the alerting role.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSmtpSettings {
+    /// Host name.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// Connection security.
+    pub security: SmtpSecurityKind,
+    /// User name, if the server requires authentication.
+    pub username: Option<String>,
+    /// Password (never logged).
+    pub password: Option<String>,
+    /// Sender mailbox, e.g. `vitalwatch <alerts@hospital.example>`; its domain
+    /// is also used in Message-IDs.
+    pub from: String,
+    /// Timeout of one SMTP conversation, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for AlertSmtpSettings {
+    fn default() -> Self {
+        AlertSmtpSettings {
+            host: "127.0.0.1".into(),
+            port: 25,
+            security: SmtpSecurityKind::Opportunistic,
+            username: None,
+            password: None,
+            from: "vitalwatch <alerts@vitalwatch.localdomain>".into(),
+            timeout_secs: 20,
+        }
+    }
+}
+
+/// SMS gateway of the alerting role (outgoing messages and inbound replies).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSmsSettings {
+    /// Provider.
+    pub provider: SmsProviderKind,
+    /// Twilio API base URL.
+    pub twilio_base_url: String,
+    /// Twilio account SID.
+    pub twilio_account_sid: String,
+    /// Twilio auth token (never logged). When set, inbound SMS webhooks must
+    /// carry a valid `X-Twilio-Signature`.
+    pub twilio_auth_token: Option<String>,
+    /// Sender number (E.164); or use `twilio_messaging_service_sid`.
+    pub twilio_from: Option<String>,
+    /// Twilio messaging service SID (instead of `twilio_from`).
+    pub twilio_messaging_service_sid: Option<String>,
+    /// Webhook URL (provider `webhook`).
+    pub webhook_url: String,
+    /// Bearer token for the webhook (never logged).
+    pub webhook_bearer_token: Option<String>,
+    /// HMAC-SHA256 secret to sign webhook bodies (never logged).
+    pub webhook_signing_secret: Option<String>,
+    /// Timeout of one provider request, seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for AlertSmsSettings {
+    fn default() -> Self {
+        AlertSmsSettings {
+            provider: SmsProviderKind::None,
+            twilio_base_url: "https://api.twilio.com".into(),
+            twilio_account_sid: String::new(),
+            twilio_auth_token: None,
+            twilio_from: None,
+            twilio_messaging_service_sid: None,
+            webhook_url: String::new(),
+            webhook_bearer_token: None,
+            webhook_signing_secret: None,
+            timeout_secs: 15,
+        }
+    }
+}
+
+/// Alerting role settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertingSettings {
+    /// Kafka consumer group of the alert-event consumer.
+    pub group: String,
+    /// Listen address of the acknowledgment / SMS webhook / health server.
+    pub http_addr: String,
+    /// Public base URL of that server, used in acknowledgment links
+    /// (`{public_base_url}/ack?t=...`) and to verify Twilio signatures
+    /// (`{public_base_url}/sms/inbound`).
+    pub public_base_url: String,
+    /// Secret for acknowledgment links and SMS codes, at least 32 bytes (never
+    /// logged). Required by `vitalwatch alerting`; in `run`, a random secret is
+    /// created in `file_dir` when unset.
+    pub ack_secret: Option<String>,
+    /// Validity of acknowledgment links, hours.
+    pub ack_link_ttl_hours: u32,
+    /// Digits of SMS acknowledgment codes (4 to 8).
+    pub ack_code_digits: u32,
+    /// Transport kind.
+    pub transport: AlertTransportKind,
+    /// Folder of the `file` transport (`{data_dir}` is replaced by the data folder).
+    pub file_dir: PathBuf,
+    /// Outgoing mail server (transport `smtp`).
+    pub smtp: AlertSmtpSettings,
+    /// SMS gateway (transport `smtp`).
+    pub sms: AlertSmsSettings,
+    /// How long a dispatcher owns the outbox rows it claimed, seconds: rows of
+    /// a dispatcher that died are retried after this.
+    pub outbox_lease_secs: u64,
+    /// Outbox poll period, milliseconds.
+    pub outbox_poll_ms: u64,
+    /// Outbox rows claimed at once.
+    pub outbox_batch: usize,
+    /// Period of the escalation scheduler, milliseconds.
+    pub scheduler_poll_ms: u64,
+    /// Delivery attempts per notification and channel (first one included).
+    pub retry_max_attempts: u32,
+    /// Delay before the second attempt, milliseconds (doubles, with jitter).
+    pub retry_base_delay_ms: u64,
+    /// Longest delay between attempts, milliseconds.
+    pub retry_max_delay_ms: u64,
+}
+
+impl Default for AlertingSettings {
+    fn default() -> Self {
+        AlertingSettings {
+            group: "vitalwatch-alerting".into(),
+            http_addr: "0.0.0.0:8080".into(),
+            public_base_url: "http://127.0.0.1:8080".into(),
+            ack_secret: None,
+            ack_link_ttl_hours: 72,
+            ack_code_digits: 4,
+            transport: AlertTransportKind::Smtp,
+            file_dir: PathBuf::from("{data_dir}/alerts"),
+            smtp: AlertSmtpSettings::default(),
+            sms: AlertSmsSettings::default(),
+            outbox_lease_secs: 60,
+            outbox_poll_ms: 500,
+            outbox_batch: 20,
+            scheduler_poll_ms: 1000,
+            retry_max_attempts: 6,
+            retry_base_delay_ms: 2000,
+            retry_max_delay_ms: 60_000,
+        }
+    }
+}
+
 /// A configuration error, with the offending key.
 #[derive(Debug, thiserror::Error)]
 #[error("configuration error: {0}")]
@@ -222,6 +440,8 @@ impl Settings {
             s.bus.kind = BusKind::Memory;
             s.database.url = "sqlite://{data_dir}/vitalwatch.db".into();
             s.persist.batch_wait_ms = 20;
+            s.alerting.transport = AlertTransportKind::File;
+            s.alerting.http_addr = "127.0.0.1:8080".into();
         }
         s
     }
@@ -249,6 +469,10 @@ impl Settings {
     pub fn resolve_data_dir(&mut self) {
         let dir = self.data_dir.display().to_string();
         self.database.url = self.database.url.replace("{data_dir}", &dir);
+        let file_dir = self.alerting.file_dir.display().to_string();
+        if file_dir.contains("{data_dir}") {
+            self.alerting.file_dir = PathBuf::from(file_dir.replace("{data_dir}", &dir));
+        }
     }
 
     /// Checks values that serde cannot.
@@ -260,8 +484,14 @@ impl Settings {
         if self.persist.batch_size == 0 {
             return bad("persist.batch_size must be at least 1");
         }
+        if self.rules.batch_size == 0 || self.rules.tick_secs == 0 || self.rules.config_poll_secs == 0 {
+            return bad("rules.batch_size, rules.tick_secs and rules.config_poll_secs must be at least 1");
+        }
         if self.database.insert_chunk == 0 {
             return bad("database.insert_chunk must be at least 1");
+        }
+        if self.alerting.outbox_lease_secs == 0 || self.alerting.outbox_batch == 0 {
+            return bad("alerting.outbox_lease_secs and alerting.outbox_batch must be at least 1");
         }
         if self.bus.partitions < 1 {
             return bad("bus.partitions must be at least 1");
@@ -285,6 +515,16 @@ impl Settings {
             s.mqtt.password = Some("********".into());
         }
         s.database.url = redact_url(&s.database.url);
+        let mask = |v: &mut Option<String>| {
+            if v.is_some() {
+                *v = Some("********".into());
+            }
+        };
+        mask(&mut s.alerting.ack_secret);
+        mask(&mut s.alerting.smtp.password);
+        mask(&mut s.alerting.sms.twilio_auth_token);
+        mask(&mut s.alerting.sms.webhook_bearer_token);
+        mask(&mut s.alerting.sms.webhook_signing_secret);
         for (k, v) in s.bus.kafka.iter_mut() {
             if k.contains("password") || k.contains("secret") {
                 *v = "********".into();
@@ -354,5 +594,13 @@ mod tests {
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:********@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
+        let mut s = Settings::defaults(Profile::Embedded);
+        s.alerting.ack_secret = Some("very-secret-ack-key".into());
+        s.alerting.smtp.password = Some("smtp-pass".into());
+        let t = s.redacted_toml();
+        assert!(!t.contains("very-secret-ack-key") && !t.contains("smtp-pass"), "{t}");
+        s.resolve_data_dir();
+        assert_eq!(s.alerting.file_dir, PathBuf::from("data/alerts"));
+        assert_eq!(s.alerting.transport, AlertTransportKind::File);
     }
 }

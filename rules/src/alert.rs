@@ -3,7 +3,7 @@
 //! event is emitted.
 
 use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, EvidenceReading};
-use vitalwatch_schemas::{Code, ObservationId, PatientId};
+use vitalwatch_schemas::{Code, ObservationId};
 
 use crate::compiled::{Body, Ctx, Finding, HOUR_US, MINUTE_US};
 use crate::config::{ChangeMethod, Direction, Persistence, Severity};
@@ -27,7 +27,8 @@ pub(crate) enum Cause {
 
 /// Everything needed to build one event.
 pub(crate) struct Emit<'a> {
-    pub patient: &'a PatientId,
+    /// The patient id (never put in the summary).
+    pub patient: &'a str,
     pub program: &'static str,
     pub body: &'a Body,
     pub hist: &'a History,
@@ -46,20 +47,24 @@ pub(crate) struct Emit<'a> {
 /// Builds the event.
 pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
     let rule_id = e.body.id();
-    let episode_id = crate::episodes::episode_id(e.patient.as_str(), rule_id, e.episode.opened_us);
+    let episode_id = crate::episodes::episode_id(e.patient, rule_id, e.episode.opened_us);
     let severity = e.episode.severity;
     let readings = evidence(e);
     let f = e.finding;
     AlertEvent {
         event_id: event_id(&episode_id, e.kind, severity),
         episode_id,
-        patient_id: e.patient.as_str().to_owned(),
+        patient_id: e.patient.to_owned(),
         rule_id: rule_id.to_owned(),
         rule_kind: e.body.kind_label(e.episode.device_silent).to_owned(),
         kind: e.kind as i32,
         severity: severity.to_proto() as i32,
         program: e.program.to_owned(),
-        code: e.body.primary_code().map(|c| c.loinc().to_owned()).unwrap_or_default(),
+        code: e
+            .body
+            .primary_code()
+            .map(|c| c.loinc().to_owned())
+            .unwrap_or_default(),
         reading_time_unix_micros: e.reading_us,
         detected_at_unix_micros: e.now_us,
         readings,
@@ -71,9 +76,9 @@ pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
     }
 }
 
-fn evidence_reading(patient: &PatientId, r: Reading) -> EvidenceReading {
+fn evidence_reading(patient: &str, r: Reading) -> EvidenceReading {
     EvidenceReading {
-        observation_id: ObservationId::compute(patient.as_str(), r.code, r.t_us).to_hex(),
+        observation_id: ObservationId::compute(patient, r.code, r.t_us).to_hex(),
         code: r.code.loinc().to_owned(),
         value: r.value,
         unit: r.code.ucum().to_owned(),
@@ -83,10 +88,15 @@ fn evidence_reading(patient: &PatientId, r: Reading) -> EvidenceReading {
 
 fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
     let t = e.reading_us;
-    let ctx = Ctx { hist: e.hist, t_us: t, floor_us: e.floor_us };
+    let ctx = Ctx {
+        hist: e.hist,
+        t_us: t,
+        floor_us: e.floor_us,
+    };
     let mut out: Vec<Reading> = Vec::new();
     let resolved = e.kind == AlertEventKind::Resolved;
-    let window = |code: Code, from: i64, out: &mut Vec<Reading>| out.extend(e.hist.readings(code, from, t));
+    let window =
+        |code: Code, from: i64, out: &mut Vec<Reading>| out.extend(e.hist.readings(code, from, t));
     match e.body {
         Body::Threshold(rule) => {
             let trigger_code = e.finding.and_then(|f| f.code);
@@ -94,14 +104,20 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
                 match rule.persistence {
                     Persistence::Immediate => {}
                     Persistence::Consecutive { readings } => {
-                        let mut prev: Vec<Reading> =
-                            e.hist.readings(code, e.floor_us, t).rev().take(usize::from(readings)).collect();
+                        let mut prev: Vec<Reading> = e
+                            .hist
+                            .readings(code, e.floor_us, t)
+                            .rev()
+                            .take(usize::from(readings))
+                            .collect();
                         prev.reverse();
                         out.extend(prev);
                     }
-                    Persistence::Sustained { minutes } => {
-                        window(code, ctx.back(i64::from(minutes).saturating_mul(MINUTE_US)), &mut out)
-                    }
+                    Persistence::Sustained { minutes } => window(
+                        code,
+                        ctx.back(i64::from(minutes).saturating_mul(MINUTE_US)),
+                        &mut out,
+                    ),
                 }
             }
             for c in &rule.checks {
@@ -114,16 +130,25 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
         }
         Body::Change(rule) => {
             let back = match rule.method {
-                ChangeMethod::WindowChange { window_hours, tolerance_hours, .. } => {
-                    (i64::from(window_hours) + i64::from(tolerance_hours)) * HOUR_US
+                ChangeMethod::WindowChange {
+                    window_hours,
+                    tolerance_hours,
+                    ..
+                } => (i64::from(window_hours) + i64::from(tolerance_hours)).saturating_mul(HOUR_US),
+                ChangeMethod::Baseline { recent_hours, .. } => {
+                    i64::from(recent_hours).saturating_mul(HOUR_US)
                 }
-                ChangeMethod::Baseline { recent_hours, .. } => i64::from(recent_hours) * HOUR_US,
-                ChangeMethod::WindowMean { window_hours } => i64::from(window_hours) * HOUR_US,
+                ChangeMethod::WindowMean { window_hours } => {
+                    i64::from(window_hours).saturating_mul(HOUR_US)
+                }
             };
             window(rule.code, ctx.back(back), &mut out);
             if out.len() > MAX_EVIDENCE {
                 // Keep the reference (extreme) reading of a window change and the newest ones.
-                let reference = e.finding.and_then(|f| f.baseline).and_then(|b| out.iter().copied().find(|r| r.value == b));
+                let reference = e
+                    .finding
+                    .and_then(|f| f.baseline)
+                    .and_then(|b| out.iter().copied().find(|r| r.value == b));
                 let tail = out.split_off(out.len() - (MAX_EVIDENCE - 1));
                 out.clear();
                 out.extend(reference);
@@ -137,7 +162,9 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
     if out.len() > MAX_EVIDENCE {
         out.drain(..out.len() - MAX_EVIDENCE);
     }
-    out.into_iter().map(|r| evidence_reading(e.patient, r)).collect()
+    out.into_iter()
+        .map(|r| evidence_reading(e.patient, r))
+        .collect()
 }
 
 /// Formats a number with at most two decimals, dropping useless zeros.
@@ -162,7 +189,9 @@ fn unit(code: Code) -> &'static str {
 
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
-    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
+    c.next()
+        .map(|f| f.to_uppercase().chain(c).collect())
+        .unwrap_or_default()
 }
 
 fn span(hours: u32) -> String {
@@ -176,42 +205,65 @@ fn span(hours: u32) -> String {
 fn summary(e: &Emit<'_>) -> String {
     match e.cause {
         Cause::ClosedByPhysician => return "Episode closed by the physician".to_owned(),
-        Cause::RuleRemoved => return "Resolved: rule removed from the patient's configuration".to_owned(),
+        Cause::RuleRemoved => {
+            return "Resolved: rule removed from the patient's configuration".to_owned();
+        }
         Cause::Condition => {}
     }
     let body = condition_summary(e);
     match e.kind {
-        AlertEventKind::Escalated => format!("Escalated to {}: {body}", e.episode.severity.as_str()),
+        AlertEventKind::Escalated => {
+            format!("Escalated to {}: {body}", e.episode.severity.as_str())
+        }
         AlertEventKind::Resolved => format!("Resolved: {body}"),
         _ => body,
     }
 }
 
 fn condition_summary(e: &Emit<'_>) -> String {
-    let Some(f) = e.finding else { return e.body.id().to_owned() };
+    let Some(f) = e.finding else {
+        return e.body.id().to_owned();
+    };
     let resolved = e.kind == AlertEventKind::Resolved;
     match e.body {
         Body::Threshold(rule) => {
-            let code = f.code.or_else(|| rule.checks.first().map(|c| c.code)).unwrap_or(Code::HeartRate);
+            let code = f
+                .code
+                .or_else(|| rule.checks.first().map(|c| c.code))
+                .unwrap_or(Code::HeartRate);
             let u = unit(code);
             let base = format!("{} {} {u}", capitalized(code.display()), num(f.amount));
             let sustained = match rule.persistence {
                 Persistence::Immediate => String::new(),
-                Persistence::Consecutive { readings } => format!(", {readings} consecutive readings"),
+                Persistence::Consecutive { readings } => {
+                    format!(", {readings} consecutive readings")
+                }
                 Persistence::Sustained { minutes } => format!(", sustained {minutes} min"),
             };
             if resolved {
                 format!("{base}, past the clear threshold {} {u}", num(f.threshold))
             } else {
-                format!("{base} (threshold {} {} {u}{sustained})", f.op.symbol(), num(f.threshold))
+                format!(
+                    "{base} (threshold {} {} {u}{sustained})",
+                    f.op.symbol(),
+                    num(f.threshold)
+                )
             }
         }
         Body::Change(rule) => {
             let u = unit(rule.code);
             let name = capitalized(rule.code.display());
             match rule.method {
-                ChangeMethod::WindowChange { direction, window_hours, .. } => {
-                    let sign = if direction == Direction::Rise { "+" } else { "-" };
+                ChangeMethod::WindowChange {
+                    direction,
+                    window_hours,
+                    ..
+                } => {
+                    let sign = if direction == Direction::Rise {
+                        "+"
+                    } else {
+                        "-"
+                    };
                     let thr = if resolved { "clear" } else { "threshold" };
                     format!(
                         "{name} {sign}{} {u} in {} ({thr} {} {u})",
@@ -220,8 +272,17 @@ fn condition_summary(e: &Emit<'_>) -> String {
                         num(f.threshold)
                     )
                 }
-                ChangeMethod::Baseline { direction, recent_hours, baseline_hours, .. } => {
-                    let dir = if direction == Direction::Rise { "above" } else { "below" };
+                ChangeMethod::Baseline {
+                    direction,
+                    recent_hours,
+                    baseline_hours,
+                    ..
+                } => {
+                    let dir = if direction == Direction::Rise {
+                        "above"
+                    } else {
+                        "below"
+                    };
                     let now = match (recent_hours, f.reading) {
                         (0, Some(v)) => format!("{name} {} {u}", num(v)),
                         _ => format!("{name} median over {}", span(recent_hours)),
@@ -254,7 +315,10 @@ fn condition_summary(e: &Emit<'_>) -> String {
                 _ if resolved => "low",
                 _ => "low-medium, a single parameter scored 3",
             };
-            format!("NEWS2 {} ({band} risk) from home readings; assumed alert and on air unless configured", num(f.amount))
+            format!(
+                "NEWS2 {} ({band} risk) from home readings; assumed alert and on air unless configured",
+                num(f.amount)
+            )
         }
         Body::Cadence(rule) => {
             let name = rule.code.display();

@@ -2,7 +2,9 @@
 //! device heartbeats and ticks. Deterministic: time only comes from the
 //! readings and from the `now` arguments.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
@@ -66,7 +68,110 @@ pub struct Engine {
     settings: EngineSettings,
     retention_us: i64,
     defaults: Vec<(Program, Arc<CompiledRules>)>,
-    patients: HashMap<PatientId, PatientState>,
+    patients: HashMap<PatientKey, PatientState, BuildHasherDefault<IdHasher>>,
+}
+
+/// A patient id stored inline in the map (valid ids are at most 64 ASCII
+/// bytes), so a lookup compares keys without touching another heap line.
+#[derive(Clone)]
+struct PatientKey {
+    len: u8,
+    bytes: [u8; 64],
+}
+
+impl PatientKey {
+    fn new(id: &PatientId) -> Self {
+        let src = id.as_str().as_bytes();
+        let n = src.len().min(64);
+        let mut bytes = [0u8; 64];
+        if let (Some(dst), Some(src)) = (bytes.get_mut(..n), src.get(..n)) {
+            dst.copy_from_slice(src);
+        }
+        PatientKey {
+            len: n as u8,
+            bytes,
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        // Always valid: a prefix of a validated ASCII id.
+        self.bytes
+            .get(..usize::from(self.len))
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .unwrap_or("")
+    }
+}
+
+impl PartialEq for PatientKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for PatientKey {}
+
+impl Hash for PatientKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state);
+    }
+}
+
+impl Borrow<str> for PatientKey {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::fmt::Debug for PatientKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A fast, non-cryptographic hasher for patient ids (FxHash-style multiply
+/// and rotate, 8 bytes at a time). Patient ids are validated, pseudonymous
+/// identifiers assigned by the platform, not attacker-chosen keys, so hash
+/// flooding resistance (SipHash, the std default) is not needed on this path.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0xf135_7aea_2e62_a9c5;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut b = [0u8; 8];
+            b.copy_from_slice(c);
+            self.0 = (self.0 ^ u64::from_le_bytes(b))
+                .wrapping_mul(K)
+                .rotate_left(26);
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            if let Some(dst) = b.get_mut(..rest.len()) {
+                dst.copy_from_slice(rest);
+            }
+            self.0 = (self.0 ^ u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59))
+                .wrapping_mul(K)
+                .rotate_left(26);
+        }
+    }
+
+    fn write_u8(&mut self, i: u8) {
+        self.0 = (self.0 ^ u64::from(i))
+            .wrapping_mul(0xf135_7aea_2e62_a9c5)
+            .rotate_left(26);
+    }
+
+    fn finish(&self) -> u64 {
+        // Final avalanche (from MurmurHash3 fmix64) so the low bits used for bucket selection mix well.
+        let mut h = self.0;
+        h ^= h >> 33;
+        h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        h ^= h >> 33;
+        h
+    }
 }
 
 struct Limits {
@@ -88,13 +193,19 @@ impl Engine {
         let retention_hours = u64::from(settings.retention_days) * 24;
         let mut defaults = Vec::with_capacity(Program::ALL.len());
         for p in Program::ALL {
-            defaults.push((p, Arc::new(CompiledRules::compile(PatientRules::for_program(p), retention_hours)?)));
+            defaults.push((
+                p,
+                Arc::new(CompiledRules::compile(
+                    PatientRules::for_program(p),
+                    retention_hours,
+                )?),
+            ));
         }
         Ok(Engine {
             retention_us: i64::from(settings.retention_days) * 24 * HOUR_US,
             settings,
             defaults,
-            patients: HashMap::new(),
+            patients: HashMap::default(),
         })
     }
 
@@ -113,7 +224,10 @@ impl Engine {
     }
 
     fn default_rules(&self, program: Program) -> Option<Arc<CompiledRules>> {
-        self.defaults.iter().find(|(p, _)| *p == program).map(|(_, r)| Arc::clone(r))
+        self.defaults
+            .iter()
+            .find(|(p, _)| *p == program)
+            .map(|(_, r)| Arc::clone(r))
     }
 
     /// Compiles rules, sharing the program defaults when unchanged.
@@ -149,8 +263,11 @@ impl Engine {
         let compiled = self.compile(rules)?;
         let now_us = now.timestamp_micros();
         let floor_pad = self.retention_us;
-        let Some(state) = self.patients.get_mut(patient) else {
-            self.patients.insert(patient.clone(), PatientState::new(compiled, since.unwrap_or(now_us)));
+        let Some(state) = self.patients.get_mut(patient.as_str()) else {
+            self.patients.insert(
+                PatientKey::new(patient),
+                PatientState::new(compiled, since.unwrap_or(now_us)),
+            );
             return Ok(Vec::new());
         };
         let old = std::mem::replace(&mut state.rules, Arc::clone(&compiled));
@@ -158,14 +275,20 @@ impl Engine {
             state.monitoring_since_us = s;
         }
         let mut events = Vec::new();
-        let floor = state.history.newest_us().unwrap_or(now_us).saturating_sub(floor_pad);
+        let floor = state
+            .history
+            .newest_us()
+            .unwrap_or(now_us)
+            .saturating_sub(floor_pad);
         let mut kept = Vec::with_capacity(state.episodes.len());
         for ep in std::mem::take(&mut state.episodes) {
-            let Some(old_body) = old.get(ep.rule) else { continue };
+            let Some(old_body) = old.get(ep.rule) else {
+                continue;
+            };
             match compiled.find(old_body.id()) {
                 Some(rule) => kept.push(episodes::Episode { rule, ..ep }),
                 None if ep.status == EpisodeStatus::Open => events.push(alert::build(&Emit {
-                    patient,
+                    patient: patient.as_str(),
                     program: old.program.as_str(),
                     body: old_body,
                     hist: &state.history,
@@ -188,7 +311,7 @@ impl Engine {
 
     /// The rules of a patient, if known.
     pub fn patient_rules(&self, patient: &PatientId) -> Option<PatientRules> {
-        self.patients.get(patient).map(|s| s.rules())
+        self.patients.get(patient.as_str()).map(|s| s.rules())
     }
 
     /// Processes one observation at processing time `now`, appending any alert
@@ -197,7 +320,12 @@ impl Engine {
     ///
     /// Rules run on the measurement time. A patient the engine has no rules for
     /// gets the default program of the settings.
-    pub fn on_observation(&mut self, obs: &Observation, now: DateTime<Utc>, out: &mut Vec<AlertEvent>) -> ObservationOutcome {
+    pub fn on_observation(
+        &mut self,
+        obs: &Observation,
+        now: DateTime<Utc>,
+        out: &mut Vec<AlertEvent>,
+    ) -> ObservationOutcome {
         let t = obs.time_micros();
         let now_us = now.timestamp_micros();
         let limits = self.limits();
@@ -207,28 +335,37 @@ impl Engine {
         if t > now_us.saturating_add(limits.skew_us) {
             return ObservationOutcome::Rejected(RejectReason::FutureTime);
         }
-        if let Some(state) = self.patients.get_mut(&obs.patient_id) {
-            return process(state, &obs.patient_id, obs, now_us, &limits, out);
+        if let Some(state) = self.patients.get_mut(obs.patient_id.as_str()) {
+            return process(state, obs.patient_id.as_str(), obs, now_us, &limits, out);
         }
         let rules = match self.default_rules(self.settings.default_program) {
             Some(r) => r,
             None => return ObservationOutcome::Rejected(RejectReason::BeyondRetention),
         };
-        let state = self.patients.entry(obs.patient_id.clone()).or_insert_with(|| PatientState::new(rules, t));
-        process(state, &obs.patient_id, obs, now_us, &limits, out)
+        let state = self
+            .patients
+            .entry(PatientKey::new(&obs.patient_id))
+            .or_insert_with(|| PatientState::new(rules, t));
+        process(state, obs.patient_id.as_str(), obs, now_us, &limits, out)
     }
 
     /// Records a status heartbeat of `device`, enrolled to `patient`, at `time`.
     /// Used to tell "device silent" from "patient did not measure".
-    pub fn on_device_status(&mut self, device: &DeviceId, patient: &PatientId, time: DateTime<Utc>) {
+    pub fn on_device_status(
+        &mut self,
+        device: &DeviceId,
+        patient: &PatientId,
+        time: DateTime<Utc>,
+    ) {
         let t = time.timestamp_micros();
         let hash = missing::device_hash(device.as_str());
-        if !self.patients.contains_key(patient)
+        if !self.patients.contains_key(patient.as_str())
             && let Some(rules) = self.default_rules(self.settings.default_program)
         {
-            self.patients.insert(patient.clone(), PatientState::new(rules, t));
+            self.patients
+                .insert(PatientKey::new(patient), PatientState::new(rules, t));
         }
-        if let Some(state) = self.patients.get_mut(patient) {
+        if let Some(state) = self.patients.get_mut(patient.as_str()) {
             missing::record_contact(&mut state.devices, hash, t, None);
         }
     }
@@ -245,10 +382,12 @@ impl Engine {
         let start = out.len();
         let retention = self.retention_us;
         for (patient, state) in self.patients.iter_mut() {
-            tick_patient(patient, state, now_us, retention, out);
+            tick_patient(patient.as_str(), state, now_us, retention, out);
         }
         if let Some(new) = out.get_mut(start..) {
-            new.sort_by(|a, b| (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind)));
+            new.sort_by(|a, b| {
+                (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind))
+            });
         }
     }
 
@@ -259,9 +398,20 @@ impl Engine {
     /// # Errors
     ///
     /// [`CloseError`] when the patient, the rule or an open episode is unknown.
-    pub fn close_episode(&mut self, patient: &PatientId, rule_id: &str, now: DateTime<Utc>) -> Result<AlertEvent, CloseError> {
-        let state = self.patients.get_mut(patient).ok_or(CloseError::UnknownPatient)?;
-        let rule = state.rules.find(rule_id).ok_or_else(|| CloseError::UnknownRule(rule_id.chars().take(80).collect()))?;
+    pub fn close_episode(
+        &mut self,
+        patient: &PatientId,
+        rule_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<AlertEvent, CloseError> {
+        let state = self
+            .patients
+            .get_mut(patient.as_str())
+            .ok_or(CloseError::UnknownPatient)?;
+        let rule = state
+            .rules
+            .find(rule_id)
+            .ok_or_else(|| CloseError::UnknownRule(rule_id.chars().take(80).collect()))?;
         let ep = state
             .episodes
             .iter_mut()
@@ -269,10 +419,17 @@ impl Engine {
             .ok_or_else(|| CloseError::NoOpenEpisode(rule_id.to_owned()))?;
         ep.status = EpisodeStatus::ClosedByPhysician;
         let ep = *ep;
-        let body = state.rules.get(rule).ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
-        let floor = state.history.newest_us().unwrap_or(ep.last_us).saturating_sub(self.retention_us);
+        let body = state
+            .rules
+            .get(rule)
+            .ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
+        let floor = state
+            .history
+            .newest_us()
+            .unwrap_or(ep.last_us)
+            .saturating_sub(self.retention_us);
         Ok(alert::build(&Emit {
-            patient,
+            patient: patient.as_str(),
             program: state.rules.program.as_str(),
             body,
             hist: &state.history,
@@ -290,7 +447,9 @@ impl Engine {
 
     /// The patient's open (and physician-closed) episodes.
     pub fn open_episodes(&self, patient: &PatientId) -> Vec<EpisodeInfo> {
-        let Some(state) = self.patients.get(patient) else { return Vec::new() };
+        let Some(state) = self.patients.get(patient.as_str()) else {
+            return Vec::new();
+        };
         let at = |us: i64| DateTime::from_timestamp_micros(us).unwrap_or_default();
         state
             .episodes
@@ -312,7 +471,7 @@ impl Engine {
     /// Serializes a patient's state (JSON of [`PatientSnapshot`]); `None` for
     /// an unknown patient.
     pub fn checkpoint(&self, patient: &PatientId) -> Option<Vec<u8>> {
-        let state = self.patients.get(patient)?;
+        let state = self.patients.get(patient.as_str())?;
         serde_json::to_vec(&state.snapshot(self.retention_us)).ok()
     }
 
@@ -327,7 +486,7 @@ impl Engine {
         let snap: PatientSnapshot = serde_json::from_slice(bytes)?;
         let rules = self.compile(snap.rules.clone())?;
         let state = PatientState::from_snapshot(snap, rules)?;
-        self.patients.insert(patient.clone(), state);
+        self.patients.insert(PatientKey::new(patient), state);
         Ok(())
     }
 
@@ -355,10 +514,15 @@ impl Engine {
     {
         let since = rules.monitoring_since.map(|t| t.timestamp_micros());
         let compiled = self.compile(rules)?;
-        let mut obs: Vec<&Observation> = observations.into_iter().filter(|o| o.patient_id == *patient).collect();
+        let mut obs: Vec<&Observation> = observations
+            .into_iter()
+            .filter(|o| o.patient_id == *patient)
+            .collect();
         obs.sort_by_key(|o| (o.received_at.max(o.time), o.time, o.code));
         let now_us = now.timestamp_micros();
-        let first = obs.first().map_or(now_us, |o| o.time_micros().min(o.received_at.timestamp_micros()));
+        let first = obs.first().map_or(now_us, |o| {
+            o.time_micros().min(o.received_at.timestamp_micros())
+        });
         let mut state = PatientState::new(compiled, since.unwrap_or(first));
         let limits = self.limits();
         let mut events = Vec::new();
@@ -368,23 +532,27 @@ impl Engine {
             if !o.value.is_finite() || o.time_micros() > t_now.saturating_add(limits.skew_us) {
                 continue;
             }
-            process(&mut state, patient, o, t_now, &limits, &mut events);
+            process(&mut state, patient.as_str(), o, t_now, &limits, &mut events);
             n += 1;
         }
         let cutoff = now_us.saturating_sub(limits.max_age_us);
         events.retain(|e| e.reading_time_unix_micros >= cutoff);
         let report = ReplayReport {
             observations: n,
-            open_episodes: state.episodes.iter().filter(|e| e.status == EpisodeStatus::Open).count(),
+            open_episodes: state
+                .episodes
+                .iter()
+                .filter(|e| e.status == EpisodeStatus::Open)
+                .count(),
             recent_events: events,
         };
-        self.patients.insert(patient.clone(), state);
+        self.patients.insert(PatientKey::new(patient), state);
         Ok(report)
     }
 
     /// Forgets a patient (end of monitoring). Returns whether it was known.
     pub fn remove_patient(&mut self, patient: &PatientId) -> bool {
-        self.patients.remove(patient).is_some()
+        self.patients.remove(patient.as_str()).is_some()
     }
 
     /// Number of patients held.
@@ -394,7 +562,7 @@ impl Engine {
 
     /// A patient's state, for inspection and memory measurement.
     pub fn patient_state(&self, patient: &PatientId) -> Option<&PatientState> {
-        self.patients.get(patient)
+        self.patients.get(patient.as_str())
     }
 
     /// Approximate bytes held by the engine for all patients: each
@@ -402,11 +570,11 @@ impl Engine {
     /// map's buckets (shared default rules excluded).
     pub fn approx_bytes(&self) -> usize {
         let buckets = self.patients.capacity()
-            * (std::mem::size_of::<PatientId>() + std::mem::size_of::<PatientState>() + 1);
+            * (std::mem::size_of::<PatientKey>() + std::mem::size_of::<PatientState>() + 1);
         let per: usize = self
             .patients
-            .iter()
-            .map(|(k, v)| k.as_str().len() + v.approx_bytes() - std::mem::size_of::<PatientState>())
+            .values()
+            .map(|v| v.approx_bytes() - std::mem::size_of::<PatientState>())
             .sum();
         buckets + per
     }
@@ -415,7 +583,7 @@ impl Engine {
 /// Processes one observation for one patient.
 fn process(
     state: &mut PatientState,
-    patient: &PatientId,
+    patient: &str,
     obs: &Observation,
     now_us: i64,
     limits: &Limits,
@@ -423,7 +591,13 @@ fn process(
 ) -> ObservationOutcome {
     let t = obs.time_micros();
     let code = obs.code;
-    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
+    let PatientState {
+        rules,
+        history,
+        devices,
+        episodes,
+        monitoring_since_us,
+    } = state;
     let newest_before = history.newest_us();
     let late = newest_before.is_some_and(|n| t < n.saturating_sub(limits.lateness_us))
         || t < now_us.saturating_sub(limits.max_age_us);
@@ -435,10 +609,19 @@ fn process(
     if let Some(dev) = &obs.device_id {
         missing::record_contact(devices, missing::device_hash(dev.as_str()), t, Some(code));
     }
-    let floor_us = history.newest_us().unwrap_or(t).saturating_sub(limits.retention_us);
-    let ctx = Ctx { hist: history, t_us: t, floor_us };
+    let floor_us = history
+        .newest_us()
+        .unwrap_or(t)
+        .saturating_sub(limits.retention_us);
+    let ctx = Ctx {
+        hist: history,
+        t_us: t,
+        floor_us,
+    };
     let rules: &CompiledRules = rules;
-    let Some(list) = rules.by_code.get(code.index()) else { return ObservationOutcome::Evaluated };
+    let Some(list) = rules.by_code.get(code.index()) else {
+        return ObservationOutcome::Evaluated;
+    };
     for &ri in list {
         let Some(body) = rules.get(ri) else { continue };
         let (verdict, ordered) = match body {
@@ -452,22 +635,41 @@ fn process(
             _ if late => continue,
             Body::Threshold(r) => (crate::threshold::evaluate(r, &ctx), true),
             Body::Change(r) => (crate::change::evaluate(r, &ctx), true),
-            Body::News2(r) => (crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions), true),
+            Body::News2(r) => (
+                crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions),
+                true,
+            ),
         };
         let tr = episodes::apply(episodes, ri, &verdict, t, ordered);
         let finding = match verdict {
             Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
             Verdict::NoChange => None,
         };
-        emit(tr, patient, rules, body, history, floor_us, finding, t, now_us, &obs.trace_id, out);
+        emit(
+            tr,
+            patient,
+            rules,
+            body,
+            history,
+            floor_us,
+            finding,
+            t,
+            now_us,
+            &obs.trace_id,
+            out,
+        );
     }
-    if late { ObservationOutcome::Late } else { ObservationOutcome::Evaluated }
+    if late {
+        ObservationOutcome::Late
+    } else {
+        ObservationOutcome::Evaluated
+    }
 }
 
 #[allow(clippy::too_many_arguments)]
 fn emit(
     tr: Transition,
-    patient: &PatientId,
+    patient: &str,
     rules: &CompiledRules,
     body: &Body,
     hist: &crate::history::History,
@@ -501,19 +703,42 @@ fn emit(
     }));
 }
 
-fn tick_patient(patient: &PatientId, state: &mut PatientState, now_us: i64, retention_us: i64, out: &mut Vec<AlertEvent>) {
-    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
+fn tick_patient(
+    patient: &str,
+    state: &mut PatientState,
+    now_us: i64,
+    retention_us: i64,
+    out: &mut Vec<AlertEvent>,
+) {
+    let PatientState {
+        rules,
+        history,
+        devices,
+        episodes,
+        monitoring_since_us,
+    } = state;
     let rules: &CompiledRules = rules;
-    let floor_us = history.newest_us().unwrap_or(now_us).saturating_sub(retention_us);
+    let floor_us = history
+        .newest_us()
+        .unwrap_or(now_us)
+        .saturating_sub(retention_us);
     for &ri in &rules.cadence {
         let Some(body) = rules.get(ri) else { continue };
         let Body::Cadence(c) = body else { continue };
         let g = missing::gap(c, history, *monitoring_since_us, now_us);
         let (t, reading_us, expected_us) = match g {
-            missing::Gap::Overdue { due_us, since_us, .. } => {
-                (due_us, due_us, since_us.saturating_add(i64::from(c.every_hours).saturating_mul(HOUR_US)))
-            }
-            missing::Gap::OnTime => (now_us, history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us), now_us),
+            missing::Gap::Overdue {
+                due_us, since_us, ..
+            } => (
+                due_us,
+                due_us,
+                since_us.saturating_add(i64::from(c.every_hours).saturating_mul(HOUR_US)),
+            ),
+            missing::Gap::OnTime => (
+                now_us,
+                history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us),
+                now_us,
+            ),
         };
         let verdict = missing::evaluate(c, g, now_us);
         let mut tr = episodes::apply(episodes, ri, &verdict, t, false);
@@ -527,6 +752,8 @@ fn tick_patient(patient: &PatientId, state: &mut PatientState, now_us: i64, rete
             Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
             Verdict::NoChange => None,
         };
-        emit(tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out);
+        emit(
+            tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out,
+        );
     }
 }

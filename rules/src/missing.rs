@@ -22,46 +22,67 @@ use crate::compiled::{Finding, HOUR_US, Verdict};
 use crate::config::{CadenceRule, Comparison};
 use crate::history::History;
 
-/// At most this many devices are tracked per patient (least recently heard
-/// from is forgotten first).
-pub(crate) const MAX_DEVICES: usize = 8;
+/// At most this many devices are tracked per patient, inline (least recently
+/// heard from is forgotten first).
+pub(crate) const MAX_DEVICES: usize = 6;
 
-/// When a device was last heard from and which codes it sent.
+/// When a device was last heard from and which codes it sent (16 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeviceSeen {
-    /// FNV-1a 64 hash of the device id (the id itself is not kept).
-    pub id_hash: u64,
-    /// Last contact (reading or heartbeat), µs.
+    /// Last contact (reading or heartbeat), µs; `i64::MIN` for an empty slot.
     pub last_us: i64,
+    /// 32-bit FNV-1a hash of the device id (the id itself is not kept).
+    pub id_hash: u32,
     /// Bit `Code::index` set for every code the device sent.
     pub codes: u8,
 }
 
-/// FNV-1a 64 of a device id.
-pub(crate) fn device_hash(id: &str) -> u64 {
+impl DeviceSeen {
+    /// An empty slot.
+    pub(crate) const EMPTY: DeviceSeen = DeviceSeen {
+        last_us: i64::MIN,
+        id_hash: 0,
+        codes: 0,
+    };
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.last_us == i64::MIN
+    }
+}
+
+/// The devices of one patient, inline (no allocation, one cache line and a half).
+pub(crate) type Devices = [DeviceSeen; MAX_DEVICES];
+
+/// FNV-1a hash of a device id, folded to 32 bits.
+pub(crate) fn device_hash(id: &str) -> u32 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
-    h
+    (h ^ (h >> 32)) as u32
 }
 
 /// Records a contact (a reading of `code`, or a heartbeat when `code` is None).
-pub(crate) fn record_contact(devices: &mut Vec<DeviceSeen>, id_hash: u64, t_us: i64, code: Option<Code>) {
+pub(crate) fn record_contact(devices: &mut Devices, id_hash: u32, t_us: i64, code: Option<Code>) {
     let bit = code.map_or(0u8, |c| 1u8 << c.index());
-    if let Some(d) = devices.iter_mut().find(|d| d.id_hash == id_hash) {
+    let t_us = t_us.max(i64::MIN + 1);
+    if let Some(d) = devices
+        .iter_mut()
+        .find(|d| !d.is_empty() && d.id_hash == id_hash)
+    {
         d.last_us = d.last_us.max(t_us);
         d.codes |= bit;
         return;
     }
-    if devices.len() >= MAX_DEVICES
-        && let Some(i) = devices.iter().enumerate().min_by_key(|(_, d)| d.last_us).map(|(i, _)| i)
-    {
-        devices.swap_remove(i);
+    // An empty slot has last_us = i64::MIN, so it is also the least recent.
+    if let Some(slot) = devices.iter_mut().min_by_key(|d| d.last_us) {
+        *slot = DeviceSeen {
+            last_us: t_us,
+            id_hash,
+            codes: bit,
+        };
     }
-    devices.reserve_exact(1);
-    devices.push(DeviceSeen { id_hash, last_us: t_us, codes: bit });
 }
 
 /// Whether the code's readings are overdue at `now_us`.
@@ -81,11 +102,24 @@ pub(crate) enum Gap {
 }
 
 /// Computes the gap of `rule` at `now_us`.
-pub(crate) fn gap(rule: &CadenceRule, hist: &History, monitoring_since_us: i64, now_us: i64) -> Gap {
+pub(crate) fn gap(
+    rule: &CadenceRule,
+    hist: &History,
+    monitoring_since_us: i64,
+    now_us: i64,
+) -> Gap {
     let last = hist.latest(rule.code, i64::MAX);
     let since_us = last.map_or(monitoring_since_us, |r| r.t_us.max(monitoring_since_us));
     let due_us = since_us.saturating_add(i64::from(rule.max_gap_hours()).saturating_mul(HOUR_US));
-    if now_us >= due_us { Gap::Overdue { due_us, since_us, last } } else { Gap::OnTime }
+    if now_us >= due_us {
+        Gap::Overdue {
+            due_us,
+            since_us,
+            last,
+        }
+    } else {
+        Gap::OnTime
+    }
 }
 
 /// The verdict of a cadence rule at `now_us`.
@@ -115,10 +149,17 @@ pub(crate) fn evaluate(rule: &CadenceRule, g: Gap, now_us: i64) -> Verdict {
 
 /// True when the devices that should send `code` were all silent since
 /// `expected_us`, when the next reading was expected (see the module docs).
-pub(crate) fn device_silent(devices: &[DeviceSeen], code: Code, expected_us: i64) -> bool {
+pub(crate) fn device_silent(devices: &Devices, code: Code, expected_us: i64) -> bool {
     let bit = 1u8 << code.index();
-    let senders = devices.iter().any(|d| d.codes & bit != 0);
-    let candidates = devices.iter().filter(|d| if senders { d.codes & bit != 0 } else { d.codes == 0 });
+    let known = devices.iter().filter(|d| !d.is_empty());
+    let senders = known.clone().any(|d| d.codes & bit != 0);
+    let candidates = known.filter(|d| {
+        if senders {
+            d.codes & bit != 0
+        } else {
+            d.codes == 0
+        }
+    });
     let mut any = false;
     for d in candidates {
         any = true;
@@ -135,18 +176,22 @@ mod tests {
 
     #[test]
     fn device_tracking_is_bounded() {
-        let mut v = Vec::new();
-        for i in 0..20u64 {
-            record_contact(&mut v, i, i as i64, Some(Code::BodyWeight));
+        let mut v = [DeviceSeen::EMPTY; MAX_DEVICES];
+        for i in 0..20u32 {
+            record_contact(&mut v, i, i64::from(i), Some(Code::BodyWeight));
         }
-        assert_eq!(v.len(), MAX_DEVICES);
-        assert!(v.iter().all(|d| d.id_hash >= 12));
+        assert!(v.iter().all(|d| !d.is_empty() && d.id_hash >= 14));
+        record_contact(&mut v, 19, 100, None);
+        assert_eq!(v.iter().filter(|d| d.id_hash == 19).count(), 1);
     }
 
     #[test]
     fn silent_classification() {
-        let mut v = Vec::new();
-        assert!(!device_silent(&v, Code::BodyWeight, 90), "no device: patient did not measure");
+        let mut v = [DeviceSeen::EMPTY; MAX_DEVICES];
+        assert!(
+            !device_silent(&v, Code::BodyWeight, 90),
+            "no device: patient did not measure"
+        );
         record_contact(&mut v, 1, 50, Some(Code::BodyWeight));
         assert!(device_silent(&v, Code::BodyWeight, 90));
         record_contact(&mut v, 1, 95, None);

@@ -197,7 +197,10 @@ pub fn news2_score(i: &News2Inputs) -> News2 {
         measured(i.pulse).map(score_pulse),
         measured(i.temperature).map(score_temperature),
     ];
-    let fixed = [score_oxygen(i.supplemental_oxygen), score_consciousness(i.consciousness)];
+    let fixed = [
+        score_oxygen(i.supplemental_oxygen),
+        score_consciousness(i.consciousness),
+    ];
     let mut total = 0u8;
     let mut any3 = false;
     let mut count = 0u8;
@@ -210,7 +213,12 @@ pub fn news2_score(i: &News2Inputs) -> News2 {
         total += s;
         any3 |= s == 3;
     }
-    News2 { total, any_single_3: any3, band: band(total, any3), measured: count }
+    News2 {
+        total,
+        any_single_3: any3,
+        band: band(total, any3),
+        measured: count,
+    }
 }
 
 /// The latest reading of each NEWS2 parameter within the rule's window before
@@ -220,7 +228,8 @@ pub(crate) fn parameters(
     ctx: &crate::compiled::Ctx<'_>,
 ) -> [Option<crate::history::Reading>; 5] {
     let from = ctx.back(i64::from(rule.window_minutes).saturating_mul(crate::compiled::MINUTE_US));
-    crate::compiled::NEWS2_CODES.map(|c| ctx.hist.readings(c, from, ctx.t_us).next_back())
+    let all = ctx.hist.latest_each(from, ctx.t_us);
+    crate::compiled::NEWS2_CODES.map(|c| all.get(c.index()).copied().flatten())
 }
 
 /// Evaluates the NEWS2 rule at `ctx.t_us`: triggers in the low–medium, medium

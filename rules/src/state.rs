@@ -8,7 +8,9 @@
 //! A checkpoint is the JSON of [`PatientSnapshot`]: the patient's
 //! [`PatientRules`], the history as raw packed `u64` entries (pruned to the
 //! retention), the devices, and the episodes *by rule id* so that a restore
-//! does not depend on rule order. About 4–5 KB for 14 days of typical history.
+//! does not depend on rule order. Each history entry is a JSON integer of up
+//! to 20 characters, so 14 days of typical history (182 readings) is about
+//! 4 KB.
 
 use std::sync::Arc;
 
@@ -19,7 +21,7 @@ use crate::config::{PatientRules, Program, Severity};
 use crate::episodes::{Episode, EpisodeStatus};
 use crate::error::RestoreError;
 use crate::history::History;
-use crate::missing::DeviceSeen;
+use crate::missing::{DeviceSeen, Devices};
 
 /// The checkpoint format version written by this build.
 pub const SNAPSHOT_VERSION: u32 = 1;
@@ -29,24 +31,33 @@ pub const SNAPSHOT_VERSION: u32 = 1;
 pub struct PatientState {
     pub(crate) rules: Arc<CompiledRules>,
     pub(crate) history: History,
-    pub(crate) devices: Vec<DeviceSeen>,
+    pub(crate) devices: Devices,
     pub(crate) episodes: Vec<Episode>,
     pub(crate) monitoring_since_us: i64,
 }
 
 impl PatientState {
     pub(crate) fn new(rules: Arc<CompiledRules>, monitoring_since_us: i64) -> Self {
-        PatientState { rules, history: History::default(), devices: Vec::new(), episodes: Vec::new(), monitoring_since_us }
+        PatientState {
+            rules,
+            history: History::default(),
+            devices: [DeviceSeen::EMPTY; crate::missing::MAX_DEVICES],
+            episodes: Vec::new(),
+            monitoring_since_us,
+        }
     }
 
-    /// Approximate bytes used by this state: the struct itself plus its heap
-    /// (history, devices, episodes). Rules shared with other patients (the
+    /// Approximate bytes used by this state: the struct itself (devices are
+    /// inline) plus its heap (history, episodes). Rules shared with other patients (the
     /// program defaults) are not counted; a patient's own rules are.
     pub fn approx_bytes(&self) -> usize {
-        let rules = if Arc::strong_count(&self.rules) > 1 { 0 } else { self.rules.approx_bytes() };
+        let rules = if Arc::strong_count(&self.rules) > 1 {
+            0
+        } else {
+            self.rules.approx_bytes()
+        };
         std::mem::size_of::<Self>()
             + self.history.heap_bytes()
-            + self.devices.capacity() * std::mem::size_of::<DeviceSeen>()
             + self.episodes.capacity() * std::mem::size_of::<Episode>()
             + rules
     }
@@ -83,7 +94,12 @@ impl PatientState {
             monitoring_since_us: self.monitoring_since_us,
             epoch_us,
             history: entries.to_vec(),
-            devices: self.devices.clone(),
+            devices: self
+                .devices
+                .iter()
+                .filter(|d| !d.is_empty())
+                .copied()
+                .collect(),
             episodes: self
                 .episodes
                 .iter()
@@ -102,13 +118,21 @@ impl PatientState {
     }
 
     /// Rebuilds a state from a snapshot with already compiled rules.
-    pub(crate) fn from_snapshot(s: PatientSnapshot, rules: Arc<CompiledRules>) -> Result<Self, RestoreError> {
+    pub(crate) fn from_snapshot(
+        s: PatientSnapshot,
+        rules: Arc<CompiledRules>,
+    ) -> Result<Self, RestoreError> {
         if s.version != SNAPSHOT_VERSION {
-            return Err(RestoreError::UnsupportedVersion { found: s.version, expected: SNAPSHOT_VERSION });
+            return Err(RestoreError::UnsupportedVersion {
+                found: s.version,
+                expected: SNAPSHOT_VERSION,
+            });
         }
         let mut episodes = Vec::with_capacity(s.episodes.len());
         for e in s.episodes {
-            let rule = rules.find(&e.rule_id).ok_or_else(|| RestoreError::UnknownEpisodeRule(e.rule_id.clone()))?;
+            let rule = rules
+                .find(&e.rule_id)
+                .ok_or_else(|| RestoreError::UnknownEpisodeRule(e.rule_id.clone()))?;
             if episodes.iter().any(|x: &Episode| x.rule == rule) {
                 continue;
             }
@@ -121,9 +145,13 @@ impl PatientState {
                 device_silent: e.device_silent,
             });
         }
-        let mut devices = s.devices;
-        devices.truncate(crate::missing::MAX_DEVICES);
-        devices.shrink_to_fit();
+        let mut devices = [DeviceSeen::EMPTY; crate::missing::MAX_DEVICES];
+        for (slot, d) in devices
+            .iter_mut()
+            .zip(s.devices.into_iter().filter(|d| !d.is_empty()))
+        {
+            *slot = d;
+        }
         Ok(PatientState {
             rules,
             history: History::from_parts(s.epoch_us, s.history),
@@ -187,7 +215,8 @@ impl Serialize for PatientState {
 impl<'de> Deserialize<'de> for PatientState {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = PatientSnapshot::deserialize(deserializer)?;
-        let rules = CompiledRules::compile(s.rules.clone(), MAX_RETENTION_HOURS).map_err(serde::de::Error::custom)?;
+        let rules = CompiledRules::compile(s.rules.clone(), MAX_RETENTION_HOURS)
+            .map_err(serde::de::Error::custom)?;
         PatientState::from_snapshot(s, Arc::new(rules)).map_err(serde::de::Error::custom)
     }
 }

@@ -6,7 +6,8 @@
 //!   and PostgreSQL/TimescaleDB;
 //! - `migrate`: database migrations;
 //! - `simulate`: the load generator;
-//! - `patient`, `device`: the registry.
+//! - `patient`, `device`: the registry;
+//! - `alerting`: the alerting role; `physician`, `care-team`, `alert`: care teams and episodes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +49,17 @@ enum Command {
     Device(commands::registry::DeviceCommand),
     /// Print the effective configuration (secrets masked) after validation.
     Config(commands::registry::StoreArgs),
+    /// The alerting role: alert events -> email/SMS notifications, escalation, acknowledgments.
+    Alerting,
+    /// Manage physicians (alert recipients).
+    #[command(subcommand)]
+    Physician(commands::alerting::PhysicianCommand),
+    /// Manage patients' care teams (responsible physician, deputies, escalation policy).
+    #[command(subcommand)]
+    CareTeam(commands::alerting::CareTeamCommand),
+    /// Acknowledge, snooze or inspect alert episodes.
+    #[command(subcommand)]
+    Alert(commands::alerting::AlertCommand),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +82,10 @@ fn main() -> ExitCode {
             Command::Patient(c) => commands::registry::patient(config, c).await,
             Command::Device(c) => commands::registry::device(config, c).await,
             Command::Config(args) => commands::registry::show_config(config, args),
+            Command::Alerting => commands::alerting::role(config).await,
+            Command::Physician(c) => commands::alerting::physician(config, c).await,
+            Command::CareTeam(c) => commands::alerting::care_team(config, c).await,
+            Command::Alert(c) => commands::alerting::alert(config, c).await,
         }
     });
     match result {

@@ -99,13 +99,50 @@ impl Producer for KafkaProducer {
 }
 
 /// Kafka consumer-group member.
+///
+/// It heals a stuck group: if this member has had no partitions for a while
+/// although the group has unconsumed messages and its committed offsets do not
+/// move (nobody consumes), it leaves and rejoins. Seen with a Kafka-protocol
+/// broker (tansu 0.6) that completes a rebalance with an empty assignment when
+/// the previous leader was SIGKILLed, and never rebalances again. With Apache
+/// Kafka this does not trigger: either someone consumes or the coordinator
+/// rebalances first.
 pub struct KafkaConsumer {
     inner: Arc<StreamConsumer>,
+    shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
+    rejoin: Arc<std::sync::atomic::AtomicBool>,
+    watchdog: tokio::task::JoinHandle<()>,
+    settings: BusSettings,
+    group: String,
+    client_id: String,
+    topics: Vec<String>,
 }
+
+/// How long a member may sit without partitions while the group makes no
+/// progress before it rejoins.
+const STUCK_AFTER: Duration = Duration::from_secs(20);
 
 impl KafkaConsumer {
     /// Joins `group` and subscribes to `topics`.
     pub fn new(s: &BusSettings, group: &str, client_id: &str, topics: &[&str]) -> Result<Self, BusError> {
+        let inner = Arc::new(Self::create(s, group, client_id, topics)?);
+        let shared = Arc::new(std::sync::Mutex::new(inner.clone()));
+        let rejoin = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let topic_names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+        let watchdog = tokio::spawn(watchdog(shared.clone(), rejoin.clone(), topic_names.clone(), group.to_owned()));
+        Ok(KafkaConsumer {
+            inner,
+            shared,
+            rejoin,
+            watchdog,
+            settings: s.clone(),
+            group: group.to_owned(),
+            client_id: client_id.to_owned(),
+            topics: topic_names,
+        })
+    }
+
+    fn create(s: &BusSettings, group: &str, client_id: &str, topics: &[&str]) -> Result<StreamConsumer, BusError> {
         let mut c = base_config(s, client_id);
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -117,14 +154,100 @@ impl KafkaConsumer {
         }
         let inner: StreamConsumer = c.create().map_err(|e| BusError::Permanent(format!("kafka consumer: {e}")))?;
         inner.subscribe(topics).map_err(classify)?;
-        Ok(KafkaConsumer { inner: Arc::new(inner) })
+        Ok(inner)
+    }
+
+    fn rejoin_now(&mut self) {
+        let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
+        match Self::create(&self.settings, &self.group, &self.client_id, &topics) {
+            Ok(c) => {
+                self.inner = Arc::new(c);
+                *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.inner.clone();
+            }
+            Err(e) => tracing::warn!(message = "Could not rejoin the consumer group.", error = %e),
+        }
+    }
+}
+
+impl Drop for KafkaConsumer {
+    fn drop(&mut self) {
+        self.watchdog.abort();
+    }
+}
+
+/// Committed offsets and lag of the group over every partition of `topics`.
+fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<(Vec<i64>, i64)> {
+    let timeout = Duration::from_secs(5);
+    let mut tpl = TopicPartitionList::new();
+    let mut highs = Vec::new();
+    for t in topics {
+        let md = c.fetch_metadata(Some(t), timeout).ok()?;
+        for topic in md.topics() {
+            for p in topic.partitions() {
+                tpl.add_partition(t, p.id());
+                let (_, high) = c.fetch_watermarks(t, p.id(), timeout).ok()?;
+                highs.push(high);
+            }
+        }
+    }
+    let committed = c.committed_offsets(tpl, timeout).ok()?;
+    let offsets: Vec<i64> = committed
+        .elements()
+        .iter()
+        .map(|e| match e.offset() {
+            Offset::Offset(o) => o,
+            _ => 0,
+        })
+        .collect();
+    let lag = offsets.iter().zip(&highs).map(|(c, h)| (h - c).max(0)).sum();
+    Some((offsets, lag))
+}
+
+/// Watches for a stuck group (see [`KafkaConsumer`]) and asks for a rejoin.
+async fn watchdog(
+    shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
+    rejoin: Arc<std::sync::atomic::AtomicBool>,
+    topics: Vec<String>,
+    group: String,
+) {
+    let mut idle_since: Option<std::time::Instant> = None;
+    let mut last: Option<Vec<i64>> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let c = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let assigned = c.assignment().map(|a| a.count() > 0).unwrap_or(false);
+        if assigned {
+            (idle_since, last) = (None, None);
+            continue;
+        }
+        if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() < STUCK_AFTER {
+            continue;
+        }
+        let t = topics.clone();
+        let Ok(Some((offsets, lag))) = tokio::task::spawn_blocking(move || group_progress(&c, &t)).await else {
+            continue;
+        };
+        if lag > 0 && last.as_ref() == Some(&offsets) {
+            tracing::warn!(
+                message = "Consumer group is stuck (no partitions here, lag not moving); rejoining.",
+                group = %group,
+                lag
+            );
+            rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
+            (idle_since, last) = (None, None);
+        } else {
+            last = Some(offsets);
+        }
     }
 }
 
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn recv(&mut self) -> Result<Message, BusError> {
-        let m = self.inner.recv().await.map_err(classify)?;
+        if self.rejoin.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            self.rejoin_now();
+        }
+        let m = self.inner.recv().await.map_err(classify)?.detach();
         Ok(Message {
             topic: m.topic().to_owned(),
             partition: m.partition(),

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitalwatch_schemas::registry::RegistrySnapshot;
-use vitalwatch_schemas::{DeviceId, Observation, PatientId};
+use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource, proto};
 
 pub mod postgres;
 pub mod sqlite;
@@ -51,6 +51,111 @@ pub struct StoredObservation {
     pub device_id: Option<String>,
 }
 
+/// A patient's rule configuration as stored (`patient_rules`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredPatientRules {
+    /// Patient.
+    pub patient_id: String,
+    /// JSON of `vitalwatch_rules::PatientRules`.
+    pub rules: String,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// An alert episode as stored (`alerts`), for tools and tests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredAlert {
+    /// Deterministic episode id.
+    pub episode_id: String,
+    /// Patient.
+    pub patient_id: String,
+    /// Rule id.
+    pub rule_id: String,
+    /// Rule kind (threshold, baseline, trend, news2, missing, device_silent).
+    pub rule_kind: String,
+    /// Care program.
+    pub program: String,
+    /// LOINC code (empty for multi-parameter scores).
+    pub code: String,
+    /// `info`, `low`, `medium`, `high` or `critical`.
+    pub severity: String,
+    /// `open`, `resolved` or `closed`.
+    pub status: String,
+    /// Measurement time of the opening reading.
+    pub opened_at: DateTime<Utc>,
+    /// Detection time of the last event.
+    pub last_event_at: DateTime<Utc>,
+    /// Measurement time of the reading that resolved it.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Summary of the last event (no identifying data).
+    pub summary: String,
+    /// JSON evidence of the last event.
+    pub evidence: String,
+    /// Id of the last event.
+    pub last_event_id: String,
+}
+
+/// Lower-case name of an alert severity.
+pub fn severity_name(s: i32) -> &'static str {
+    match proto::Severity::try_from(s) {
+        Ok(proto::Severity::Info) => "info",
+        Ok(proto::Severity::Low) => "low",
+        Ok(proto::Severity::Medium) => "medium",
+        Ok(proto::Severity::High) => "high",
+        Ok(proto::Severity::Critical) => "critical",
+        _ => "unspecified",
+    }
+}
+
+/// Lower-case name of an alert event kind.
+pub fn event_kind_name(k: i32) -> &'static str {
+    match proto::AlertEventKind::try_from(k) {
+        Ok(proto::AlertEventKind::Opened) => "opened",
+        Ok(proto::AlertEventKind::Escalated) => "escalated",
+        Ok(proto::AlertEventKind::Resolved) => "resolved",
+        _ => "unspecified",
+    }
+}
+
+/// The evidence of an alert event as JSON: triggering readings, threshold,
+/// baseline, program, rule.
+pub fn evidence_json(e: &proto::AlertEvent) -> String {
+    let readings: Vec<serde_json::Value> = e
+        .readings
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "observation_id": r.observation_id,
+                "code": r.code,
+                "value": r.value,
+                "unit": r.unit,
+                "time_unix_micros": r.time_unix_micros,
+            })
+        })
+        .collect();
+    serde_json::json!({
+        "rule_id": e.rule_id,
+        "rule_kind": e.rule_kind,
+        "program": e.program,
+        "code": e.code,
+        "severity": severity_name(e.severity),
+        "previous_severity": severity_name(e.previous_severity),
+        "threshold": e.threshold,
+        "baseline": e.baseline,
+        "readings": readings,
+    })
+    .to_string()
+}
+
+/// The episode row values an event leads to: (status, resolved).
+pub(crate) fn episode_status(e: &proto::AlertEvent) -> (&'static str, bool) {
+    if e.kind == proto::AlertEventKind::Resolved as i32 {
+        if e.summary.to_ascii_lowercase().contains("closed by") { ("closed", true) } else { ("resolved", true) }
+    } else {
+        ("open", false)
+    }
+}
+
 /// The database operations vitalwatch needs.
 #[async_trait]
 pub trait Store: Send + Sync {
@@ -76,6 +181,24 @@ pub trait Store: Send + Sync {
     async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError>;
     /// Number of stored observations (tools and tests).
     async fn count_observations(&self) -> Result<i64, StoreError>;
+    /// Observations of a patient measured at or after `since`, with every
+    /// field the rules engine needs (receive time included), in measurement
+    /// order. Used to rebuild a patient's rule state.
+    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError>;
+    /// Stores (replaces) a patient's rules JSON; `updated_at` becomes now.
+    async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError>;
+    /// A patient's stored rules, if any.
+    async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError>;
+    /// Rules changed at or after `since`, oldest change first.
+    async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError>;
+    /// In one transaction: inserts every event into `alert_events` (an event
+    /// already there is skipped) and, for each new one, upserts its episode in
+    /// `alerts`. Returns how many events were new. Safe to call again with
+    /// the same events (redelivery, replay).
+    async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError>;
+    /// Alert episodes of a patient (all patients if `None`), by opening time
+    /// (tools and tests).
+    async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError>;
 }
 
 /// Opens the store named by a `postgres://` or `sqlite://` URL.
@@ -90,4 +213,49 @@ pub async fn open(url: &str, insert_chunk: usize) -> Result<std::sync::Arc<dyn S
             crate::config::redact_url(url)
         )))
     }
+}
+
+/// The columns of a stored observation, as read back for the rules engine.
+pub(crate) struct RowParts<'a> {
+    pub time: DateTime<Utc>,
+    pub code: &'a str,
+    pub value: f64,
+    pub source: &'a str,
+    pub device_id: Option<&'a str>,
+    pub received_at: DateTime<Utc>,
+    pub time_source: &'a str,
+    pub original_value: f64,
+    pub original_unit: String,
+    pub msg_id: Option<String>,
+    pub trace_id: String,
+}
+
+/// Rebuilds an [`Observation`] from its row; `None` for a row that no longer
+/// parses (unknown code: skipped rather than failing a whole rebuild).
+pub(crate) fn rebuild_observation(patient: &PatientId, r: RowParts<'_>) -> Option<Observation> {
+    let code = Code::from_loinc(r.code)?;
+    let source = match r.source {
+        "device" => Source::Device,
+        _ => Source::Manual,
+    };
+    let time_source = match r.time_source {
+        "device" => TimeSource::Device,
+        "app" => TimeSource::App,
+        _ => TimeSource::Received,
+    };
+    Some(Observation {
+        id: ObservationId::compute(patient.as_str(), code, r.time.timestamp_micros()),
+        patient_id: patient.clone(),
+        code,
+        value: r.value,
+        time: r.time,
+        received_at: r.received_at,
+        source,
+        device_id: r.device_id.and_then(|d| DeviceId::new(d.to_owned()).ok()),
+        time_source,
+        original_value: r.original_value,
+        original_unit: r.original_unit,
+        msg_id: r.msg_id,
+        trace_id: r.trace_id,
+    })
 }

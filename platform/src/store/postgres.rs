@@ -8,9 +8,12 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::{Client, NoTls};
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
-use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
-use super::{MigrationReport, Store, StoreError, StoredObservation};
+use super::{
+    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status, event_kind_name,
+    evidence_json, severity_name,
+};
 
 /// Advisory lock key that serializes concurrent `migrate` runs.
 const MIGRATION_LOCK: i64 = 0x7669_7461_6c77;
@@ -294,6 +297,191 @@ impl Store for PgStore {
 
     async fn count_observations(&self) -> Result<i64, StoreError> {
         self.with(async |c| c.query_one("SELECT count(*) FROM observations", &[]).await.map(|r| r.get(0))).await
+    }
+
+    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError> {
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT time, code, value, source, device_id, received_at, time_source, original_value, original_unit, \
+                     msg_id, trace_id FROM observations WHERE patient_id = $1 AND time >= $2 ORDER BY time, code",
+                    &[&patient.as_str(), &since],
+                )
+                .await
+            })
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let code: String = r.get(1);
+            let source: String = r.get(3);
+            let device: Option<String> = r.get(4);
+            let time_source: String = r.get(6);
+            let trace: Option<String> = r.get(10);
+            if let Some(o) = super::rebuild_observation(
+                patient,
+                RowParts {
+                    time: r.get(0),
+                    code: &code,
+                    value: r.get(2),
+                    source: &source,
+                    device_id: device.as_deref(),
+                    received_at: r.get(5),
+                    time_source: &time_source,
+                    original_value: r.get(7),
+                    original_unit: r.get(8),
+                    msg_id: r.get(9),
+                    trace_id: trace.unwrap_or_default(),
+                },
+            ) {
+                out.push(o);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
+        self.with(async |c| {
+            c.execute(
+                "INSERT INTO patient_rules (patient_id, rules, updated_at) VALUES ($1, $2, clock_timestamp()) \
+                 ON CONFLICT (patient_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+                &[&patient.as_str(), &rules_json],
+            )
+            .await
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {
+        let row = self
+            .with(async |c| {
+                c.query_opt("SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = $1", &[&patient.as_str()])
+                    .await
+            })
+            .await?;
+        Ok(row.map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) }))
+    }
+
+    async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError> {
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT patient_id, rules, updated_at FROM patient_rules WHERE updated_at >= $1 ORDER BY updated_at",
+                    &[&since],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) }).collect())
+    }
+
+    async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        self.with(async |c| {
+            let tx = c.transaction().await?;
+            let ins = tx
+                .prepare(
+                    "INSERT INTO alert_events (event_id, episode_id, patient_id, kind, severity, reading_time, detected_at, payload) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
+                )
+                .await?;
+            let up = tx
+                .prepare(
+                    "INSERT INTO alerts (episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, \
+                     last_event_at, resolved_at, summary, evidence, last_event_id) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14) \
+                     ON CONFLICT (episode_id) DO UPDATE SET \
+                       severity = CASE WHEN excluded.status = 'open' THEN excluded.severity ELSE alerts.severity END, \
+                       status = excluded.status, last_event_at = excluded.last_event_at, resolved_at = excluded.resolved_at, \
+                       summary = excluded.summary, evidence = excluded.evidence, last_event_id = excluded.last_event_id",
+                )
+                .await?;
+            let mut new = 0;
+            for e in events {
+                let reading = DateTime::from_timestamp_micros(e.reading_time_unix_micros).unwrap_or_default();
+                let detected = DateTime::from_timestamp_micros(e.detected_at_unix_micros).unwrap_or_default();
+                let n = tx
+                    .execute(
+                        &ins,
+                        &[
+                            &e.event_id,
+                            &e.episode_id,
+                            &e.patient_id,
+                            &event_kind_name(e.kind),
+                            &severity_name(e.severity),
+                            &reading,
+                            &detected,
+                            &prost::Message::encode_to_vec(e),
+                        ],
+                    )
+                    .await?;
+                if n == 0 {
+                    continue;
+                }
+                new += 1;
+                let (status, resolved) = episode_status(e);
+                let resolved_at = resolved.then_some(reading);
+                tx.execute(
+                    &up,
+                    &[
+                        &e.episode_id,
+                        &e.patient_id,
+                        &e.rule_id,
+                        &e.rule_kind,
+                        &e.program,
+                        &e.code,
+                        &severity_name(e.severity),
+                        &status,
+                        &reading,
+                        &detected,
+                        &resolved_at,
+                        &e.summary,
+                        &evidence_json(e),
+                        &e.event_id,
+                    ],
+                )
+                .await?;
+            }
+            tx.commit().await?;
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {
+        let p = patient.map(|p| p.as_str().to_owned());
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, last_event_at, \
+                     resolved_at, summary, evidence::text, last_event_id FROM alerts \
+                     WHERE $1::text IS NULL OR patient_id = $1 ORDER BY opened_at, episode_id",
+                    &[&p],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|r| StoredAlert {
+                episode_id: r.get(0),
+                patient_id: r.get(1),
+                rule_id: r.get(2),
+                rule_kind: r.get(3),
+                program: r.get(4),
+                code: r.get(5),
+                severity: r.get(6),
+                status: r.get(7),
+                opened_at: r.get(8),
+                last_event_at: r.get(9),
+                resolved_at: r.get(10),
+                summary: r.get(11),
+                evidence: r.get(12),
+                last_event_id: r.get(13),
+            })
+            .collect())
     }
 }
 

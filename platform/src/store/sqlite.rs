@@ -8,9 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
-use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
-use super::{MigrationReport, Store, StoreError, StoredObservation};
+use super::{
+    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status,
+    event_kind_name, evidence_json, severity_name,
+};
 
 /// The SQLite store.
 #[derive(Clone)]
@@ -303,6 +306,206 @@ impl Store for SqliteStore {
 
     async fn count_observations(&self) -> Result<i64, StoreError> {
         self.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
+    }
+
+    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError> {
+        let (p, since) = (patient.clone(), micros(since));
+        self.run(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT time, code, value, source, device_id, received_at, time_source, original_value, original_unit, \
+                     msg_id, trace_id FROM observations WHERE patient_id = ?1 AND time >= ?2 ORDER BY time, code",
+                )
+                .map_err(err)?;
+            #[allow(clippy::type_complexity)]
+            let rows = st
+                .query_map(params![p.as_str(), since], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, f64>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<String>>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, String>(6)?,
+                        r.get::<_, f64>(7)?,
+                        r.get::<_, String>(8)?,
+                        r.get::<_, Option<String>>(9)?,
+                        r.get::<_, Option<String>>(10)?,
+                    ))
+                })
+                .map_err(err)?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (time, code, value, source, device, received, ts, ov, ou, msg, trace) = row.map_err(err)?;
+                if let Some(o) = super::rebuild_observation(
+                    &p,
+                    RowParts {
+                        time: from_micros(time),
+                        code: &code,
+                        value,
+                        source: &source,
+                        device_id: device.as_deref(),
+                        received_at: from_micros(received),
+                        time_source: &ts,
+                        original_value: ov,
+                        original_unit: ou,
+                        msg_id: msg,
+                        trace_id: trace.unwrap_or_default(),
+                    },
+                ) {
+                    out.push(o);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
+        let (p, r) = (patient.as_str().to_owned(), rules_json.to_owned());
+        self.run(move |c| {
+            c.execute(
+                "INSERT INTO patient_rules (patient_id, rules, updated_at) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT (patient_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
+                params![p, r, micros(Utc::now())],
+            )
+            .map(|_| ())
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {
+        let p = patient.as_str().to_owned();
+        self.run(move |c| {
+            c.query_row("SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = ?1", [&p], |r| {
+                Ok(StoredPatientRules { patient_id: r.get(0)?, rules: r.get(1)?, updated_at: from_micros(r.get(2)?) })
+            })
+            .optional()
+            .map_err(err)
+        })
+        .await
+    }
+
+    async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError> {
+        let since = micros(since);
+        self.run(move |c| {
+            let mut st = c
+                .prepare("SELECT patient_id, rules, updated_at FROM patient_rules WHERE updated_at >= ?1 ORDER BY updated_at")
+                .map_err(err)?;
+            let rows = st
+                .query_map([since], |r| {
+                    Ok(StoredPatientRules { patient_id: r.get(0)?, rules: r.get(1)?, updated_at: from_micros(r.get(2)?) })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
+        if events.is_empty() {
+            return Ok(0);
+        }
+        let events = events.to_vec();
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            let mut new = 0;
+            {
+                let mut ins = tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO alert_events (event_id, episode_id, patient_id, kind, severity, reading_time, \
+                         detected_at, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                    )
+                    .map_err(err)?;
+                let mut up = tx
+                    .prepare_cached(
+                        "INSERT INTO alerts (episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, \
+                         last_event_at, resolved_at, summary, evidence, last_event_id) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
+                         ON CONFLICT (episode_id) DO UPDATE SET \
+                           severity = CASE WHEN excluded.status = 'open' THEN excluded.severity ELSE alerts.severity END, \
+                           status = excluded.status, last_event_at = excluded.last_event_at, resolved_at = excluded.resolved_at, \
+                           summary = excluded.summary, evidence = excluded.evidence, last_event_id = excluded.last_event_id",
+                    )
+                    .map_err(err)?;
+                for e in &events {
+                    let n = ins
+                        .execute(params![
+                            e.event_id,
+                            e.episode_id,
+                            e.patient_id,
+                            event_kind_name(e.kind),
+                            severity_name(e.severity),
+                            e.reading_time_unix_micros,
+                            e.detected_at_unix_micros,
+                            prost::Message::encode_to_vec(e),
+                        ])
+                        .map_err(err)?;
+                    if n == 0 {
+                        continue;
+                    }
+                    new += 1;
+                    let (status, resolved) = episode_status(e);
+                    up.execute(params![
+                        e.episode_id,
+                        e.patient_id,
+                        e.rule_id,
+                        e.rule_kind,
+                        e.program,
+                        e.code,
+                        severity_name(e.severity),
+                        status,
+                        e.reading_time_unix_micros,
+                        e.detected_at_unix_micros,
+                        resolved.then_some(e.reading_time_unix_micros),
+                        e.summary,
+                        evidence_json(e),
+                        e.event_id,
+                    ])
+                    .map_err(err)?;
+                }
+            }
+            tx.commit().map_err(err)?;
+            Ok(new)
+        })
+        .await
+    }
+
+    async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {
+        let p = patient.map(|p| p.as_str().to_owned());
+        self.run(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, last_event_at, \
+                     resolved_at, summary, evidence, last_event_id FROM alerts \
+                     WHERE ?1 IS NULL OR patient_id = ?1 ORDER BY opened_at, episode_id",
+                )
+                .map_err(err)?;
+            let rows = st
+                .query_map([p], |r| {
+                    Ok(StoredAlert {
+                        episode_id: r.get(0)?,
+                        patient_id: r.get(1)?,
+                        rule_id: r.get(2)?,
+                        rule_kind: r.get(3)?,
+                        program: r.get(4)?,
+                        code: r.get(5)?,
+                        severity: r.get(6)?,
+                        status: r.get(7)?,
+                        opened_at: from_micros(r.get(8)?),
+                        last_event_at: from_micros(r.get(9)?),
+                        resolved_at: r.get::<_, Option<i64>>(10)?.map(from_micros),
+                        summary: r.get(11)?,
+                        evidence: r.get(12)?,
+                        last_event_id: r.get(13)?,
+                    })
+                })
+                .map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
     }
 }
 

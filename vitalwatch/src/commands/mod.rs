@@ -1,5 +1,6 @@
 //! Subcommand implementations.
 
+pub mod alerting;
 pub mod registry;
 pub mod roles;
 pub mod run;

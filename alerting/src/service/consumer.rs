@@ -1,0 +1,115 @@
+//! Alert events from the bus to episode transitions. Offsets are committed
+//! only after the transitions of a batch are committed in the database; a
+//! redelivered event is absorbed by the episode state (applied event ids)
+//! and by the outbox's unique notification keys.
+
+use std::time::Duration;
+
+use prost::Message as _;
+use vitalwatch_platform::bus::{Consumer, Message, positions, recv_batch};
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_schemas::proto::AlertEvent;
+
+use super::Alerting;
+use crate::episode::EpisodeId;
+use crate::store::{Action, Applied, StoreError};
+
+/// Why one message was skipped.
+#[derive(Debug, thiserror::Error)]
+pub enum EventError {
+    /// Not an `AlertEvent`.
+    #[error("undecodable alert event: {0}")]
+    Decode(#[from] prost::DecodeError),
+    /// Invalid episode id.
+    #[error(transparent)]
+    Episode(#[from] crate::episode::EpisodeError),
+    /// The store refused or failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Applies one alert event (decoded) to its episode.
+pub async fn handle_event(a: &Alerting, event: AlertEvent) -> Result<Applied, EventError> {
+    let episode = EpisodeId::new(event.episode_id.clone())?;
+    let now = a.clock.now();
+    let applied = a
+        .store
+        .transition(&episode, Action::Event(Box::new(event)), &a.options, now)
+        .await?;
+    tracing::debug!(episode = %episode, queued = applied.outbox.len(), "alert event applied");
+    Ok(applied)
+}
+
+/// Handles one bus message, retrying transient store failures until
+/// `shutdown`. Returns false if shutdown interrupted it (do not commit).
+async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken) -> bool {
+    let event = match AlertEvent::decode(m.payload.as_slice()) {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::error!(message = "Undecodable alert event skipped.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
+            return true;
+        }
+    };
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match handle_event(a, event.clone()).await {
+            Ok(_) => return true,
+            Err(EventError::Store(e))
+                if e.is_transient() || matches!(e, StoreError::Permanent(_)) =>
+            {
+                // Never drop an alert because the database is away: retry
+                // (the consumer lag shows the stall).
+                tracing::warn!(message = "Alert event not stored yet; retrying.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
+                if shutdown.is_cancelled() {
+                    return false;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return false,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+            Err(e) => {
+                tracing::error!(message = "Alert event rejected.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
+                return true;
+            }
+        }
+    }
+}
+
+/// Consumes until `shutdown`.
+pub async fn run(
+    a: &Alerting,
+    consumer: &mut dyn Consumer,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    while !shutdown.is_cancelled() {
+        let batch = tokio::select! {
+            b = recv_batch(consumer, 100, Duration::from_millis(20), Duration::from_millis(500)) => b,
+            _ = shutdown.cancelled() => break,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let mut done = Vec::with_capacity(batch.len());
+        for m in &batch {
+            if !handle_message(a, m, shutdown).await {
+                break;
+            }
+            done.push(m.clone());
+        }
+        if done.is_empty() {
+            continue;
+        }
+        if let Err(e) = consumer.commit(&positions(&done)).await {
+            // The transitions are stored: a failed commit only means redelivery.
+            tracing::warn!(message = "Offset commit failed.", error = %e);
+        }
+    }
+    Ok(())
+}

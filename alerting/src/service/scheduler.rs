@@ -1,0 +1,50 @@
+//! Re-plans episodes whose `next_wakeup` has passed, so that escalation and
+//! reminders happen without new events. Safe on several replicas: the
+//! transition locks the episode row and the outbox keys are unique.
+
+use std::sync::Arc;
+
+use vitalwatch_platform::shutdown::CancellationToken;
+
+use super::Alerting;
+use crate::store::{Action, StoreError};
+
+/// Episodes re-planned per tick, at most.
+pub const TICK_LIMIT: usize = 200;
+
+/// Re-plans every due episode once; returns how many were re-planned.
+pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
+    let now = a.clock.now();
+    let due = a.store.due_episodes(now, TICK_LIMIT).await?;
+    let mut n = 0;
+    for episode in due {
+        match a
+            .store
+            .transition(&episode, Action::Replan, &a.options, a.clock.now())
+            .await
+        {
+            Ok(applied) => {
+                n += 1;
+                tracing::debug!(episode = %episode, queued = applied.outbox.len(), "episode re-planned");
+            }
+            Err(e) if e.is_transient() => return Err(e),
+            Err(e) => {
+                tracing::warn!(message = "Episode re-plan failed.", episode = %episode, error = %e)
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// Ticks every `scheduler_poll` until `shutdown`.
+pub async fn run(a: Arc<Alerting>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        if let Err(e) = tick(&a).await {
+            tracing::warn!(message = "Escalation scheduler tick failed.", error = %e);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(a.config.scheduler_poll) => {}
+            _ = shutdown.cancelled() => break,
+        }
+    }
+}

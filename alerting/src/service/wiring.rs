@@ -1,0 +1,191 @@
+//! Builds the notifier and transports of the role from its settings.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use vitalwatch_platform::config::{
+    AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind,
+};
+
+use crate::ack::{AckCodeGenerator, AckSigner};
+use crate::notifier::{Notifier, NotifierConfig};
+use crate::retry::RetryPolicy;
+use crate::team::PhoneNumber;
+use crate::transport::file::{FileEmailTransport, FileSmsTransport};
+use crate::transport::smtp::{SmtpConfig, SmtpSecurity, SmtpTransport};
+use crate::transport::twilio::{TwilioConfig, TwilioTransport};
+use crate::transport::webhook::{WebhookConfig, WebhookTransport};
+use crate::transport::{Secret, Transport};
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum WiringError {
+    /// Invalid or missing setting.
+    #[error("alerting settings: {0}")]
+    Invalid(String),
+    /// The embedded secret file could not be read or written.
+    #[error("acknowledgment secret file {path}: {source}")]
+    SecretFile {
+        /// The file.
+        path: String,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn invalid(e: impl std::fmt::Display) -> WiringError {
+    WiringError::Invalid(e.to_string())
+}
+
+/// The acknowledgment secret: `alerting.ack_secret`, or with the `file`
+/// transport (embedded mode) a random secret kept in `{file_dir}/ack.secret`.
+pub fn ack_secret(s: &AlertingSettings) -> Result<Vec<u8>, WiringError> {
+    if let Some(secret) = &s.ack_secret {
+        if secret.len() < crate::ack::MIN_SECRET_LEN {
+            return Err(WiringError::Invalid(format!(
+                "alerting.ack_secret must have at least {} bytes",
+                crate::ack::MIN_SECRET_LEN
+            )));
+        }
+        return Ok(secret.as_bytes().to_vec());
+    }
+    if s.transport != AlertTransportKind::File {
+        return Err(WiringError::Invalid(
+            "alerting.ack_secret is required (at least 32 random bytes; e.g. VITALWATCH_ALERTING__ACK_SECRET)".into(),
+        ));
+    }
+    embedded_secret(&s.file_dir.join("ack.secret"))
+}
+
+fn embedded_secret(path: &Path) -> Result<Vec<u8>, WiringError> {
+    let file_err = |source| WiringError::SecretFile {
+        path: path.display().to_string(),
+        source,
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) if s.trim().len() >= crate::ack::MIN_SECRET_LEN => {
+            return Ok(s.trim().as_bytes().to_vec());
+        }
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(file_err(e)),
+    }
+    let bytes: [u8; 32] = rand::random();
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(file_err)?;
+    }
+    std::fs::write(path, &hex).map_err(file_err)?;
+    Ok(hex.into_bytes())
+}
+
+/// The domain of the sender address (for Message-IDs).
+fn id_domain(from: &str) -> Result<String, WiringError> {
+    let mailbox: lettre::message::Mailbox = from
+        .parse()
+        .map_err(|e| WiringError::Invalid(format!("alerting.smtp.from {from:?}: {e}")))?;
+    Ok(mailbox.email.domain().to_string())
+}
+
+/// The email transport and the SMS transport (if any).
+pub type Transports = (Arc<dyn Transport>, Option<Arc<dyn Transport>>);
+
+/// The email and SMS transports.
+pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
+    if s.transport == AlertTransportKind::File {
+        return Ok((
+            Arc::new(FileEmailTransport::new(s.file_dir.clone())),
+            Some(Arc::new(FileSmsTransport::new(
+                s.file_dir.join("sms.jsonl"),
+            ))),
+        ));
+    }
+    let smtp = SmtpConfig {
+        host: s.smtp.host.clone(),
+        port: s.smtp.port,
+        security: match s.smtp.security {
+            SmtpSecurityKind::Tls => SmtpSecurity::Tls,
+            SmtpSecurityKind::StartTls => SmtpSecurity::StartTls,
+            SmtpSecurityKind::Opportunistic => SmtpSecurity::Opportunistic,
+            SmtpSecurityKind::None => SmtpSecurity::None,
+        },
+        username: s.smtp.username.clone(),
+        password: s.smtp.password.clone().map(Secret),
+        hello_name: "vitalwatch.localdomain".into(),
+        timeout_secs: s.smtp.timeout_secs,
+    };
+    let email: Arc<dyn Transport> = Arc::new(SmtpTransport::new(&smtp).map_err(invalid)?);
+    let sms: Option<Arc<dyn Transport>> = match s.sms.provider {
+        SmsProviderKind::None => None,
+        SmsProviderKind::Twilio => {
+            let from = s
+                .sms
+                .twilio_from
+                .clone()
+                .map(PhoneNumber::new)
+                .transpose()
+                .map_err(invalid)?;
+            let cfg = TwilioConfig {
+                base_url: s.sms.twilio_base_url.clone(),
+                account_sid: s.sms.twilio_account_sid.clone(),
+                auth_token: Secret(s.sms.twilio_auth_token.clone().ok_or_else(|| {
+                    WiringError::Invalid("alerting.sms.twilio_auth_token is required".into())
+                })?),
+                from,
+                messaging_service_sid: s.sms.twilio_messaging_service_sid.clone(),
+                timeout_secs: s.sms.timeout_secs,
+            };
+            Some(Arc::new(TwilioTransport::new(&cfg).map_err(invalid)?))
+        }
+        SmsProviderKind::Webhook => {
+            let cfg = WebhookConfig {
+                url: s.sms.webhook_url.clone(),
+                bearer_token: s.sms.webhook_bearer_token.clone().map(Secret),
+                signing_secret: s.sms.webhook_signing_secret.clone().map(Secret),
+                timeout_secs: s.sms.timeout_secs,
+            };
+            Some(Arc::new(WebhookTransport::new(&cfg).map_err(invalid)?))
+        }
+    };
+    Ok((email, sms))
+}
+
+/// The acknowledgment endpoint of links: `{public_base_url}/ack`.
+pub fn ack_url(s: &AlertingSettings) -> String {
+    format!("{}/ack", s.public_base_url.trim_end_matches('/'))
+}
+
+/// The inbound SMS endpoint as the provider calls it: `{public_base_url}/sms/inbound`.
+pub fn sms_inbound_url(s: &AlertingSettings) -> String {
+    format!("{}/sms/inbound", s.public_base_url.trim_end_matches('/'))
+}
+
+/// The retry policy.
+pub fn retry_policy(s: &AlertingSettings) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: s.retry_max_attempts.max(1),
+        base_delay_ms: s.retry_base_delay_ms,
+        max_delay_ms: s.retry_max_delay_ms.max(1),
+    }
+}
+
+/// Signer, code generator and notifier.
+pub fn notifier(
+    s: &AlertingSettings,
+    secret: &[u8],
+) -> Result<(AckSigner, AckCodeGenerator, Notifier), WiringError> {
+    let signer = AckSigner::new(secret).map_err(invalid)?;
+    let codes = AckCodeGenerator::new(secret, s.ack_code_digits).map_err(invalid)?;
+    let (email, sms) = transports(s)?;
+    let config = NotifierConfig {
+        from: s.smtp.from.clone(),
+        ack_base_url: ack_url(s),
+        ack_link_ttl_hours: s.ack_link_ttl_hours.max(1),
+        id_domain: id_domain(&s.smtp.from)?,
+        retry: retry_policy(s),
+    };
+    let notifier =
+        Notifier::new(config, signer.clone(), codes.clone(), email, sms).map_err(invalid)?;
+    Ok((signer, codes, notifier))
+}

@@ -1,0 +1,185 @@
+//! The pure step the stores run inside their episode transaction: apply an
+//! [`Action`] to the episode state, re-plan, and say what to write.
+
+use chrono::{DateTime, Duration, Utc};
+use vitalwatch_schemas::proto::AlertEvent;
+
+use crate::audit::AuditRecord;
+use crate::caps::{CapPolicy, RecentLoad};
+use crate::episode::{AckVia, Acknowledgment, EpisodeError, EpisodeState};
+use crate::notification::Notification;
+use crate::planner::{PlanInput, plan};
+use crate::team::{CareTeam, Directory, PhysicianId};
+
+/// How long to wait before re-planning an episode whose patient has no care team yet.
+pub const NO_TEAM_RETRY: Duration = Duration::minutes(1);
+
+/// What happens to an episode.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// An alert event from the rules engine (opens the episode if needed).
+    Event(Box<AlertEvent>),
+    /// A physician acknowledges.
+    Ack {
+        /// Who.
+        by: PhysicianId,
+        /// How.
+        via: AckVia,
+        /// The link nonce (single use), for link acknowledgments.
+        nonce: Option<String>,
+    },
+    /// A physician snoozes.
+    Snooze {
+        /// Who.
+        by: PhysicianId,
+        /// Until when.
+        until: DateTime<Utc>,
+    },
+    /// Re-plan at the episode's wake-up time (reminders, escalation).
+    Replan,
+}
+
+/// Why an action was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    /// The episode state refused the action.
+    #[error(transparent)]
+    Episode(#[from] EpisodeError),
+    /// No such episode.
+    #[error("unknown episode {0}")]
+    UnknownEpisode(String),
+    /// The acknowledgment link was already used.
+    #[error("this acknowledgment link was already used")]
+    NonceUsed,
+}
+
+/// The care team context loaded inside the transaction.
+#[derive(Debug, Clone, Default)]
+pub struct TeamContext {
+    /// The patient's care team, if configured.
+    pub team: Option<CareTeam>,
+    /// The physicians of that team.
+    pub directory: Directory,
+    /// Pages sent to them during the last hour.
+    pub load: RecentLoad,
+}
+
+/// What to write after applying an action.
+#[derive(Debug, Clone, Default)]
+pub struct Applied {
+    /// The new state.
+    pub state: Option<EpisodeState>,
+    /// Notifications to put into the outbox.
+    pub outbox: Vec<Notification>,
+    /// Audit records.
+    pub audit: Vec<AuditRecord>,
+    /// When to re-plan.
+    pub next_wakeup: Option<DateTime<Utc>>,
+    /// The new acknowledgment, to record.
+    pub ack: Option<Acknowledgment>,
+    /// False when a care team was missing and nothing could be planned.
+    pub planned: bool,
+}
+
+/// Applies `action` to `current` and re-plans. Pure.
+pub fn apply(
+    current: Option<EpisodeState>,
+    action: &Action,
+    ctx: &TeamContext,
+    caps: &CapPolicy,
+    now: DateTime<Utc>,
+) -> Result<Applied, EngineError> {
+    let mut out = Applied::default();
+    let mut state = match (current, action) {
+        (None, Action::Event(event)) => {
+            let (state, audit) = EpisodeState::from_event(event, now)?;
+            out.audit.extend(audit);
+            state
+        }
+        (None, _) => return Err(EngineError::UnknownEpisode(String::new())),
+        (Some(mut state), Action::Event(event)) => {
+            out.audit.extend(state.apply_event(event, now)?);
+            state
+        }
+        (Some(mut state), Action::Ack { by, via, .. }) => {
+            if let Some(record) = state.acknowledge(by.clone(), *via, now)? {
+                out.audit.push(record);
+                out.ack = state.acks.last().cloned();
+            }
+            state
+        }
+        (Some(mut state), Action::Snooze { by, until }) => {
+            out.audit.push(state.snooze(by.clone(), *until, now)?);
+            state
+        }
+        (Some(state), Action::Replan) => state,
+    };
+    match &ctx.team {
+        Some(team) => {
+            let p = plan(PlanInput {
+                episode: &state,
+                team,
+                directory: &ctx.directory,
+                load: &ctx.load,
+                caps,
+                now,
+            });
+            state.record_plan(&p);
+            out.audit.extend(p.audit);
+            out.outbox = p.notifications;
+            out.next_wakeup = p.next_wakeup;
+            out.planned = true;
+        }
+        None => {
+            // Keep the state; try again once a care team is configured.
+            out.next_wakeup = state.resolved_at.is_none().then(|| now + NO_TEAM_RETRY);
+        }
+    }
+    out.state = Some(state);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::episode::EpisodeId;
+
+    #[test]
+    fn unknown_episode_and_missing_team() {
+        let now = Utc::now();
+        let ack = Action::Ack {
+            by: PhysicianId::new("dr-a").unwrap(),
+            via: AckVia::WebApp,
+            nonce: None,
+        };
+        let ctx = TeamContext::default();
+        assert!(matches!(
+            apply(None, &ack, &ctx, &CapPolicy::default(), now),
+            Err(EngineError::UnknownEpisode(_))
+        ));
+        let event = AlertEvent {
+            event_id: "e1".into(),
+            episode_id: "ep-1".into(),
+            patient_id: "pt-1".into(),
+            kind: vitalwatch_schemas::proto::AlertEventKind::Opened as i32,
+            severity: vitalwatch_schemas::proto::Severity::High as i32,
+            reading_time_unix_micros: now.timestamp_micros() - 1,
+            detected_at_unix_micros: now.timestamp_micros(),
+            ..AlertEvent::default()
+        };
+        let applied = apply(
+            None,
+            &Action::Event(Box::new(event)),
+            &ctx,
+            &CapPolicy::default(),
+            now,
+        )
+        .unwrap();
+        assert!(!applied.planned && applied.outbox.is_empty());
+        assert_eq!(applied.next_wakeup, Some(now + NO_TEAM_RETRY));
+        let state = applied.state.unwrap();
+        assert_eq!(state.episode_id, EpisodeId::new("ep-1").unwrap());
+        let applied = apply(Some(state), &ack, &ctx, &CapPolicy::default(), now).unwrap();
+        assert!(applied.ack.is_some());
+    }
+}

@@ -1,0 +1,275 @@
+//! Durable state of the alerting role: physicians and care teams, episodes,
+//! the notification outbox, acknowledgments and the append-only audit trail.
+//!
+//! Two drivers implement [`AlertStore`]: PostgreSQL (several replicas share
+//! the outbox with `FOR UPDATE SKIP LOCKED` and leases) and SQLite (the
+//! embedded mode, one process). The tables come from the migrations in
+//! `vitalwatch-schemas` (version 10, `alerting`); run them first with the
+//! platform store's `migrate`.
+//!
+//! Every episode change goes through [`AlertStore::transition`]: in ONE
+//! database transaction the episode row is locked, the [`Action`] is applied
+//! by the pure [`engine`], and the new state, the outbox rows (unique on the
+//! notification key), acknowledgment codes, acknowledgments and audit records
+//! are written. So a notification exists in the outbox if and only if the
+//! state that planned it was committed.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use vitalwatch_schemas::PatientId;
+
+use crate::ack::AckCodeGenerator;
+use crate::audit::AuditRecord;
+use crate::caps::CapPolicy;
+use crate::episode::{EpisodeId, EpisodeState};
+use crate::notification::{Notification, NotificationKey};
+use crate::team::{CareTeam, Physician, PhysicianId};
+
+pub mod engine;
+pub mod postgres;
+pub mod sqlite;
+
+pub use engine::{Action, Applied, EngineError};
+
+/// A store failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A failure that may pass (connection lost, serialization failure, busy).
+    #[error("transient database error: {0}")]
+    Transient(String),
+    /// A failure retrying cannot fix.
+    #[error("database error: {0}")]
+    Permanent(String),
+    /// Invalid input (unknown physician, malformed stored document...).
+    #[error("{0}")]
+    Invalid(String),
+    /// The action cannot be applied to the episode.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl StoreError {
+    /// Whether retrying may help.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Transient(_))
+    }
+}
+
+/// Status of an outbox row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutboxStatus {
+    /// Waiting for (another) attempt.
+    Pending,
+    /// Accepted by the provider.
+    Sent,
+    /// Failed permanently (a fallback may have been queued).
+    Failed,
+    /// Not sent: the episode was acknowledged or resolved first.
+    Cancelled,
+}
+
+impl OutboxStatus {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutboxStatus::Pending => "pending",
+            OutboxStatus::Sent => "sent",
+            OutboxStatus::Failed => "failed",
+            OutboxStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s {
+            "pending" => OutboxStatus::Pending,
+            "sent" => OutboxStatus::Sent,
+            "failed" => OutboxStatus::Failed,
+            "cancelled" => OutboxStatus::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+/// An outbox row (for status views and tests).
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxRow {
+    /// The notification.
+    pub notification: Notification,
+    /// Status.
+    pub status: OutboxStatus,
+    /// Attempts made.
+    pub attempts: u32,
+    /// Provider message id of the accepted attempt.
+    pub provider_message_id: Option<String>,
+    /// Last error.
+    pub last_error: Option<String>,
+}
+
+/// An outbox row claimed by a dispatcher until its lease ends.
+#[derive(Debug, Clone)]
+pub struct Claimed {
+    /// The notification.
+    pub notification: Notification,
+    /// Attempts already made (the next one is `attempts + 1`).
+    pub attempts: u32,
+}
+
+/// Everything the dispatcher needs to render a notification.
+#[derive(Debug, Clone)]
+pub struct RenderContext {
+    /// The episode (`None` if it vanished).
+    pub episode: Option<EpisodeState>,
+    /// The recipient (`None` if deleted from the directory).
+    pub recipient: Option<Physician>,
+    /// The recipient's SMS acknowledgment code for the episode.
+    pub ack_code: Option<crate::ack::AckCode>,
+    /// Recent values of the alert's vital (oldest first), for the chart.
+    pub history: Vec<(DateTime<Utc>, f64)>,
+}
+
+/// What became of one delivery attempt, to record with [`AlertStore::complete`].
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// Accepted by the provider.
+    Sent {
+        /// Provider message id.
+        provider_message_id: Option<String>,
+    },
+    /// Transient failure: try again at `retry_at`.
+    Retry {
+        /// Next attempt.
+        retry_at: DateTime<Utc>,
+        /// The error.
+        error: String,
+    },
+    /// Permanent failure (or retries exhausted); `fallback` is queued if given.
+    Failed {
+        /// The error.
+        error: String,
+        /// The same step on the other channel.
+        fallback: Option<Notification>,
+    },
+    /// Not sent because the episode no longer needs it.
+    Cancelled {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Settings the transition needs besides the action.
+#[derive(Debug, Clone)]
+pub struct TransitionOptions {
+    /// Generator of SMS acknowledgment codes (`None`: codes are not assigned;
+    /// only for administrative actions that never plan pages).
+    pub codes: Option<AckCodeGenerator>,
+    /// Hourly caps and digest policy.
+    pub caps: CapPolicy,
+}
+
+/// The durable state of alerting.
+#[async_trait]
+pub trait AlertStore: Send + Sync {
+    /// Checks the connection (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// Creates or replaces a physician (validated first).
+    async fn upsert_physician(&self, physician: &Physician) -> Result<(), StoreError>;
+    /// All physicians, by id.
+    async fn physicians(&self) -> Result<Vec<Physician>, StoreError>;
+    /// The physician whose mobile number is `mobile` (E.164).
+    async fn physician_by_mobile(&self, mobile: &str) -> Result<Option<Physician>, StoreError>;
+    /// Creates or replaces a patient's care team (validated against the directory).
+    async fn set_care_team(&self, team: &CareTeam) -> Result<(), StoreError>;
+    /// A patient's care team.
+    async fn care_team(&self, patient: &PatientId) -> Result<Option<CareTeam>, StoreError>;
+
+    /// Applies `action` to an episode in one transaction (see the module docs).
+    /// `patient` is required when the episode may not exist yet (events).
+    async fn transition(
+        &self,
+        episode: &EpisodeId,
+        action: Action,
+        options: &TransitionOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError>;
+
+    /// Episodes whose `next_wakeup` is at or before `now`, at most `limit`.
+    async fn due_episodes(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<EpisodeId>, StoreError>;
+    /// The open episode in which `physician` was given SMS code `code`.
+    async fn episode_for_code(
+        &self,
+        physician: &PhysicianId,
+        code: &str,
+    ) -> Result<Option<EpisodeId>, StoreError>;
+    /// An episode's state.
+    async fn episode(&self, episode: &EpisodeId) -> Result<Option<EpisodeState>, StoreError>;
+
+    /// Claims up to `limit` due outbox rows for `worker` until `lease_until`.
+    /// Rows claimed by another live worker are skipped; rows whose lease has
+    /// passed are taken over.
+    async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError>;
+    /// What rendering `n` needs.
+    async fn render_context(&self, n: &Notification) -> Result<RenderContext, StoreError>;
+    /// Records an attempt's outcome (with its audit records) in one short
+    /// transaction and releases the claim.
+    async fn complete(
+        &self,
+        key: &NotificationKey,
+        attempt: u32,
+        completion: Completion,
+        audit: &[AuditRecord],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError>;
+
+    /// Outbox rows of an episode, oldest first.
+    async fn outbox(&self, episode: &EpisodeId) -> Result<Vec<OutboxRow>, StoreError>;
+    /// Audit trail of an episode, oldest first.
+    async fn audit_trail(&self, episode: &EpisodeId) -> Result<Vec<AuditRecord>, StoreError>;
+}
+
+/// Opens the store of a `database.url` (`postgres://...` or `sqlite://path`).
+pub async fn open(url: &str) -> Result<Arc<dyn AlertStore>, StoreError> {
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Arc::new(sqlite::SqliteAlertStore::open(path)?))
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(postgres::PgAlertStore::connect(url).await?))
+    } else {
+        Err(StoreError::Invalid(format!(
+            "unsupported database URL scheme in {}",
+            vitalwatch_platform::config::redact_url(url)
+        )))
+    }
+}
+
+/// The audit entry type name (`episode_opened`, `delivery_attempt`, ...).
+pub(crate) fn entry_type(r: &AuditRecord) -> String {
+    serde_json::to_value(&r.entry)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "unknown".into())
+}
+
+pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
+    serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("serialization: {e}")))
+}
+
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
+    s: &str,
+    what: &str,
+) -> Result<T, StoreError> {
+    serde_json::from_str(s)
+        .map_err(|e| StoreError::Invalid(format!("stored {what} is invalid: {e}")))
+}

@@ -1,0 +1,605 @@
+//! The PostgreSQL driver of [`AlertStore`]. Several replicas may share the
+//! database: episode transitions lock the episode row (`FOR UPDATE`), and
+//! dispatchers claim outbox rows with `FOR UPDATE SKIP LOCKED` and a lease.
+
+use std::collections::{HashMap, HashSet};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Duration, Utc};
+use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::{Client, NoTls, Transaction};
+use vitalwatch_schemas::PatientId;
+
+use super::engine::{self, Action, Applied, EngineError, TeamContext};
+use super::{
+    AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError,
+    TransitionOptions, entry_type, from_json, json,
+};
+use crate::ack::AckCode;
+use crate::audit::AuditRecord;
+use crate::caps::RecentLoad;
+use crate::episode::{EpisodeId, EpisodeState};
+use crate::notification::{Notification, NotificationKey};
+use crate::team::{CareTeam, Directory, Physician, PhysicianId};
+
+/// A PostgreSQL-backed alert store on one connection (reconnects when lost).
+pub struct PgAlertStore {
+    url: String,
+    conn: Mutex<Option<Client>>,
+}
+
+impl std::fmt::Debug for PgAlertStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgAlertStore").finish_non_exhaustive()
+    }
+}
+
+fn classify(e: tokio_postgres::Error) -> StoreError {
+    if e.is_closed() {
+        return StoreError::Transient(e.to_string());
+    }
+    match e.code() {
+        None => StoreError::Transient(e.to_string()),
+        Some(c) => {
+            let msg = e
+                .as_db_error()
+                .map(|d| d.message().to_owned())
+                .unwrap_or_else(|| e.to_string());
+            if matches!(&c.code()[..2], "08" | "40" | "53" | "57") {
+                StoreError::Transient(msg)
+            } else {
+                StoreError::Permanent(format!("{msg} (SQLSTATE {})", c.code()))
+            }
+        }
+    }
+}
+
+impl PgAlertStore {
+    /// Connects (and checks the connection).
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let s = PgAlertStore {
+            url: url.to_owned(),
+            conn: Mutex::new(None),
+        };
+        drop(s.client().await?);
+        Ok(s)
+    }
+
+    async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut g = self.conn.lock().await;
+        if g.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) =
+                tokio_postgres::connect(&self.url, NoTls)
+                    .await
+                    .map_err(|e| {
+                        StoreError::Transient(format!(
+                            "connecting to {}: {e}",
+                            vitalwatch_platform::config::redact_url(&self.url)
+                        ))
+                    })?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
+                }
+            });
+            *g = Some(client);
+        }
+        Ok(g)
+    }
+}
+
+macro_rules! with_client {
+    ($self:ident, $c:ident => $body:expr) => {{
+        let mut guard = $self.client().await?;
+        let Some($c) = guard.as_mut() else {
+            return Err(StoreError::Transient("no connection".into()));
+        };
+        $body
+    }};
+}
+
+async fn load_team(
+    tx: &Transaction<'_>,
+    patient: &str,
+    now: DateTime<Utc>,
+) -> Result<TeamContext, StoreError> {
+    let Some(row) = tx
+        .query_opt(
+            "SELECT doc::text FROM alert_care_teams WHERE patient_id = $1",
+            &[&patient],
+        )
+        .await
+        .map_err(classify)?
+    else {
+        return Ok(TeamContext::default());
+    };
+    let team: CareTeam = from_json(row.get::<_, &str>(0), "care team")?;
+    let mut ids: Vec<String> = std::iter::once(&team.responsible)
+        .chain(team.deputies.iter())
+        .chain(team.policy.named_physicians())
+        .map(|p| p.to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    let mut physicians = Vec::new();
+    for r in tx
+        .query(
+            "SELECT doc::text FROM alert_physicians WHERE physician_id = ANY($1)",
+            &[&ids],
+        )
+        .await
+        .map_err(classify)?
+    {
+        physicians.push(from_json::<Physician>(r.get::<_, &str>(0), "physician")?);
+    }
+    let directory = Directory::new(physicians).map_err(|e| StoreError::Invalid(e.to_string()))?;
+    let mut load = RecentLoad::new();
+    for r in tx
+        .query(
+            "SELECT recipient, count(*) FROM alert_outbox WHERE recipient = ANY($1) AND created_at > $2 \
+             AND status <> 'cancelled' GROUP BY recipient",
+            &[&ids, &(now - Duration::hours(1))],
+        )
+        .await
+        .map_err(classify)?
+    {
+        if let Ok(id) = PhysicianId::new(r.get::<_, String>(0)) {
+            load.set(id, u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX));
+        }
+    }
+    Ok(TeamContext {
+        team: Some(team),
+        directory,
+        load,
+    })
+}
+
+async fn insert_audit(tx: &Transaction<'_>, audit: &[AuditRecord]) -> Result<(), StoreError> {
+    for r in audit {
+        tx.execute(
+            "INSERT INTO alert_audit (at, episode_id, entry_type, record) VALUES ($1, $2, $3, $4::text::jsonb)",
+            &[&r.at, &r.episode_id.as_str(), &entry_type(r), &json(r)?],
+        )
+        .await
+        .map_err(classify)?;
+    }
+    Ok(())
+}
+
+async fn insert_outbox(
+    tx: &Transaction<'_>,
+    n: &Notification,
+    now: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    let inserted = tx
+        .execute(
+            "INSERT INTO alert_outbox (key, episode_id, recipient, channel, notification, next_attempt_at, created_at) \
+             VALUES ($1, $2, $3, $4, $5::text::jsonb, $6, $7) ON CONFLICT (key) DO NOTHING",
+            &[
+                &n.key.as_str(),
+                &n.episode_id.as_str(),
+                &n.recipient.as_str(),
+                &n.channel.as_str(),
+                &json(n)?,
+                &n.due_at.min(now),
+                &now,
+            ],
+        )
+        .await
+        .map_err(classify)?;
+    Ok(inserted == 1)
+}
+
+#[async_trait]
+impl AlertStore for PgAlertStore {
+    async fn ping(&self) -> Result<(), StoreError> {
+        with_client!(self, c => c.simple_query("SELECT 1").await.map(|_| ()).map_err(classify))
+    }
+
+    async fn upsert_physician(&self, p: &Physician) -> Result<(), StoreError> {
+        p.validate()
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let mobile = p.mobile.as_ref().map(|m| m.to_string());
+        with_client!(self, c => {
+            c.execute(
+                "INSERT INTO alert_physicians (physician_id, mobile, doc, updated_at) VALUES ($1, $2, $3::text::jsonb, now()) \
+                 ON CONFLICT (physician_id) DO UPDATE SET mobile = EXCLUDED.mobile, doc = EXCLUDED.doc, updated_at = now()",
+                &[&p.id.as_str(), &mobile, &json(p)?],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+        })
+    }
+
+    async fn physicians(&self) -> Result<Vec<Physician>, StoreError> {
+        with_client!(self, c => {
+            let rows = c
+                .query("SELECT doc::text FROM alert_physicians ORDER BY physician_id", &[])
+                .await
+                .map_err(classify)?;
+            rows.iter().map(|r| from_json(r.get::<_, &str>(0), "physician")).collect()
+        })
+    }
+
+    async fn physician_by_mobile(&self, mobile: &str) -> Result<Option<Physician>, StoreError> {
+        with_client!(self, c => {
+            let row = c
+                .query_opt("SELECT doc::text FROM alert_physicians WHERE mobile = $1", &[&mobile])
+                .await
+                .map_err(classify)?;
+            row.map(|r| from_json(r.get::<_, &str>(0), "physician")).transpose()
+        })
+    }
+
+    async fn set_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
+        let directory = Directory::new(self.physicians().await?)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        team.validate(&directory)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        with_client!(self, c => {
+            c.execute(
+                "INSERT INTO alert_care_teams (patient_id, responsible, doc, updated_at) VALUES ($1, $2, $3::text::jsonb, now()) \
+                 ON CONFLICT (patient_id) DO UPDATE SET responsible = EXCLUDED.responsible, doc = EXCLUDED.doc, updated_at = now()",
+                &[&team.patient_id.as_str(), &team.responsible.as_str(), &json(team)?],
+            )
+            .await
+            .map(|_| ())
+            .map_err(classify)
+        })
+    }
+
+    async fn care_team(&self, patient: &PatientId) -> Result<Option<CareTeam>, StoreError> {
+        with_client!(self, c => {
+            let row = c
+                .query_opt("SELECT doc::text FROM alert_care_teams WHERE patient_id = $1", &[&patient.as_str()])
+                .await
+                .map_err(classify)?;
+            row.map(|r| from_json(r.get::<_, &str>(0), "care team")).transpose()
+        })
+    }
+
+    async fn transition(
+        &self,
+        episode: &EpisodeId,
+        action: Action,
+        options: &TransitionOptions,
+        now: DateTime<Utc>,
+    ) -> Result<Applied, StoreError> {
+        with_client!(self, c => {
+            let tx = c.transaction().await.map_err(classify)?;
+            if let Action::Event(event) = &action {
+                tx.execute(
+                    "INSERT INTO alert_episodes (episode_id, patient_id, updated_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                    &[&episode.as_str(), &event.patient_id, &now],
+                )
+                .await
+                .map_err(classify)?;
+            }
+            let row = tx
+                .query_opt(
+                    "SELECT state::text, patient_id FROM alert_episodes WHERE episode_id = $1 FOR UPDATE",
+                    &[&episode.as_str()],
+                )
+                .await
+                .map_err(classify)?;
+            let Some(row) = row else {
+                return Err(EngineError::UnknownEpisode(episode.to_string()).into());
+            };
+            let current: Option<EpisodeState> = row
+                .get::<_, Option<&str>>(0)
+                .map(|s| from_json(s, "episode"))
+                .transpose()?;
+            let patient = match (&current, &action) {
+                (Some(s), _) => s.patient_id.to_string(),
+                (None, Action::Event(e)) => e.patient_id.clone(),
+                (None, _) => row.get::<_, String>(1),
+            };
+            let ctx = load_team(&tx, &patient, now).await?;
+            let applied = engine::apply(current, &action, &ctx, &options.caps, now)?;
+            let Some(state) = &applied.state else {
+                return Ok(applied);
+            };
+            if let Action::Ack { by, via, nonce } = &action
+                && (applied.ack.is_some() || nonce.is_some())
+            {
+                let via = json(via)?.trim_matches('"').to_string();
+                let n = tx
+                    .execute(
+                        "INSERT INTO alert_acknowledgments (episode_id, physician_id, via, severity, at, nonce) \
+                         VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (nonce) DO NOTHING",
+                        &[&episode.as_str(), &by.as_str(), &via, &state.severity.as_str(), &now, nonce],
+                    )
+                    .await
+                    .map_err(classify)?;
+                if n == 0 {
+                    return Err(EngineError::NonceUsed.into());
+                }
+            }
+            tx.execute(
+                "UPDATE alert_episodes SET state = $2::text::jsonb, severity = $3, resolved_at = $4, next_wakeup = $5, updated_at = $6 \
+                 WHERE episode_id = $1",
+                &[
+                    &episode.as_str(),
+                    &json(state)?,
+                    &state.severity.as_str(),
+                    &state.resolved_at,
+                    &applied.next_wakeup,
+                    &now,
+                ],
+            )
+            .await
+            .map_err(classify)?;
+            let mut recipients: Vec<&PhysicianId> = Vec::new();
+            for n in &applied.outbox {
+                insert_outbox(&tx, n, now).await?;
+                if !recipients.contains(&&n.recipient) {
+                    recipients.push(&n.recipient);
+                }
+            }
+            if let Some(codes) = &options.codes {
+                for r in recipients {
+                    let have = tx
+                        .query_opt(
+                            "SELECT 1 FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
+                            &[&episode.as_str(), &r.as_str()],
+                        )
+                        .await
+                        .map_err(classify)?;
+                    if have.is_some() {
+                        continue;
+                    }
+                    let taken: HashSet<String> = tx
+                        .query(
+                            "SELECT a.code FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
+                             WHERE a.physician_id = $1 AND e.resolved_at IS NULL",
+                            &[&r.as_str()],
+                        )
+                        .await
+                        .map_err(classify)?
+                        .iter()
+                        .map(|row| row.get::<_, String>(0))
+                        .collect();
+                    match codes.assign(episode, r, |c| taken.contains(c.as_str())) {
+                        Ok(code) => {
+                            tx.execute(
+                                "INSERT INTO alert_ack_codes (episode_id, physician_id, code) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                &[&episode.as_str(), &r.as_str(), &code.as_str()],
+                            )
+                            .await
+                            .map_err(classify)?;
+                        }
+                        Err(e) => tracing::warn!(episode = %episode, physician = %r, error = %e, "no SMS acknowledgment code"),
+                    }
+                }
+            }
+            insert_audit(&tx, &applied.audit).await?;
+            tx.commit().await.map_err(classify)?;
+            Ok(applied)
+        })
+    }
+
+    async fn due_episodes(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<EpisodeId>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "SELECT episode_id FROM alert_episodes WHERE next_wakeup <= $1 AND state IS NOT NULL \
+                     ORDER BY next_wakeup LIMIT $2",
+                    &[&now, &limit],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(rows.iter().filter_map(|r| EpisodeId::new(r.get::<_, String>(0)).ok()).collect())
+        })
+    }
+
+    async fn episode_for_code(
+        &self,
+        physician: &PhysicianId,
+        code: &str,
+    ) -> Result<Option<EpisodeId>, StoreError> {
+        with_client!(self, c => {
+            let row = c
+                .query_opt(
+                    "SELECT a.episode_id FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
+                     WHERE a.physician_id = $1 AND a.code = $2 AND e.resolved_at IS NULL \
+                     ORDER BY e.updated_at DESC LIMIT 1",
+                    &[&physician.as_str(), &code],
+                )
+                .await
+                .map_err(classify)?;
+            Ok(row.and_then(|r| EpisodeId::new(r.get::<_, String>(0)).ok()))
+        })
+    }
+
+    async fn episode(&self, episode: &EpisodeId) -> Result<Option<EpisodeState>, StoreError> {
+        with_client!(self, c => {
+            let row = c
+                .query_opt("SELECT state::text FROM alert_episodes WHERE episode_id = $1", &[&episode.as_str()])
+                .await
+                .map_err(classify)?;
+            Ok(match row.and_then(|r| r.get::<_, Option<String>>(0)) {
+                Some(s) => Some(from_json(&s, "episode")?),
+                None => None,
+            })
+        })
+    }
+
+    async fn claim(
+        &self,
+        worker: &str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Claimed>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "UPDATE alert_outbox SET claimed_by = $1, claimed_until = $2 WHERE key IN ( \
+                       SELECT key FROM alert_outbox WHERE status = 'pending' AND next_attempt_at <= $3 \
+                       AND (claimed_until IS NULL OR claimed_until <= $3) \
+                       ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED) \
+                     RETURNING notification::text, attempts",
+                    &[&worker, &lease_until, &now, &limit],
+                )
+                .await
+                .map_err(classify)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(Claimed {
+                        notification: from_json(r.get::<_, &str>(0), "notification")?,
+                        attempts: u32::try_from(r.get::<_, i32>(1)).unwrap_or(0),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn render_context(&self, n: &Notification) -> Result<RenderContext, StoreError> {
+        let episode = self.episode(&n.episode_id).await?;
+        with_client!(self, c => {
+            let recipient = c
+                .query_opt("SELECT doc::text FROM alert_physicians WHERE physician_id = $1", &[&n.recipient.as_str()])
+                .await
+                .map_err(classify)?
+                .map(|r| from_json::<Physician>(r.get::<_, &str>(0), "physician"))
+                .transpose()?;
+            let ack_code = c
+                .query_opt(
+                    "SELECT code FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
+                    &[&n.episode_id.as_str(), &n.recipient.as_str()],
+                )
+                .await
+                .map_err(classify)?
+                .and_then(|r| serde_json::from_value::<AckCode>(serde_json::Value::String(r.get(0))).ok());
+            let mut history = Vec::new();
+            if let Some(code) = episode.as_ref().and_then(|e| e.details.code.map(|c| (e, c))) {
+                let (ep, code) = code;
+                let end = ep.details.reading_time.max(ep.details.detected_at);
+                // The observations table belongs to the persist role; without it there is no chart.
+                match c
+                    .query(
+                        "SELECT time, value FROM observations WHERE patient_id = $1 AND code = $2 AND time > $3 AND time <= $4 \
+                         ORDER BY time LIMIT 5000",
+                        &[&ep.patient_id.as_str(), &code.loinc(), &(end - Duration::days(14)), &end],
+                    )
+                    .await
+                {
+                    Ok(rows) => history = rows.iter().map(|r| (r.get(0), r.get(1))).collect(),
+                    Err(e) => tracing::debug!(episode = %n.episode_id, error = %e, "no history for the chart"),
+                }
+            }
+            Ok(RenderContext { episode, recipient, ack_code, history })
+        })
+    }
+
+    async fn complete(
+        &self,
+        key: &NotificationKey,
+        attempt: u32,
+        completion: Completion,
+        audit: &[AuditRecord],
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
+        with_client!(self, c => {
+            let tx = c.transaction().await.map_err(classify)?;
+            match &completion {
+                Completion::Sent { provider_message_id } => {
+                    tx.execute(
+                        "UPDATE alert_outbox SET status = 'sent', sent_at = $2, provider_message_id = $3, attempts = $4, \
+                         claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE key = $1 AND status = 'pending'",
+                        &[&key.as_str(), &now, provider_message_id, &attempts],
+                    )
+                    .await
+                    .map_err(classify)?;
+                }
+                Completion::Retry { retry_at, error } => {
+                    tx.execute(
+                        "UPDATE alert_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, \
+                         claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
+                        &[&key.as_str(), &attempts, retry_at, error],
+                    )
+                    .await
+                    .map_err(classify)?;
+                }
+                Completion::Failed { error, fallback } => {
+                    tx.execute(
+                        "UPDATE alert_outbox SET status = 'failed', attempts = $2, last_error = $3, \
+                         claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
+                        &[&key.as_str(), &attempts, error],
+                    )
+                    .await
+                    .map_err(classify)?;
+                    if let Some(f) = fallback {
+                        insert_outbox(&tx, f, now).await?;
+                    }
+                }
+                Completion::Cancelled { reason } => {
+                    tx.execute(
+                        "UPDATE alert_outbox SET status = 'cancelled', last_error = $2, \
+                         claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
+                        &[&key.as_str(), reason],
+                    )
+                    .await
+                    .map_err(classify)?;
+                }
+            }
+            insert_audit(&tx, audit).await?;
+            tx.commit().await.map_err(classify)
+        })
+    }
+
+    async fn outbox(&self, episode: &EpisodeId) -> Result<Vec<OutboxRow>, StoreError> {
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "SELECT notification::text, status, attempts, provider_message_id, last_error FROM alert_outbox \
+                     WHERE episode_id = $1 ORDER BY created_at, key",
+                    &[&episode.as_str()],
+                )
+                .await
+                .map_err(classify)?;
+            rows.iter()
+                .map(|r| {
+                    Ok(OutboxRow {
+                        notification: from_json(r.get::<_, &str>(0), "notification")?,
+                        status: OutboxStatus::parse(r.get(1))
+                            .ok_or_else(|| StoreError::Invalid("unknown outbox status".into()))?,
+                        attempts: u32::try_from(r.get::<_, i32>(2)).unwrap_or(0),
+                        provider_message_id: r.get(3),
+                        last_error: r.get(4),
+                    })
+                })
+                .collect()
+        })
+    }
+
+    async fn audit_trail(&self, episode: &EpisodeId) -> Result<Vec<AuditRecord>, StoreError> {
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "SELECT record::text FROM alert_audit WHERE episode_id = $1 ORDER BY id",
+                    &[&episode.as_str()],
+                )
+                .await
+                .map_err(classify)?;
+            rows.iter().map(|r| from_json(r.get::<_, &str>(0), "audit record")).collect()
+        })
+    }
+}
+
+/// Counts of outbox rows by status (for tests and status views).
+pub fn count_by_status(rows: &[OutboxRow]) -> HashMap<&'static str, usize> {
+    let mut m = HashMap::new();
+    for r in rows {
+        *m.entry(r.status.as_str()).or_insert(0) += 1;
+    }
+    m
+}

@@ -1,0 +1,1068 @@
+//! The alerting role against real services: PostgreSQL (a fresh database per
+//! test), the Kafka-protocol broker, an SMTP server (aiosmtpd), a real HTTP
+//! server standing in for Twilio, and the role's own HTTP endpoints.
+//!
+//! Under CI=true a missing service FAILS the test; elsewhere it is skipped
+//! with a notice.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{Duration, Utc};
+use common::*;
+use prost::Message as _;
+use vitalwatch_alerting::service::twilio_signature;
+use vitalwatch_alerting::service::{Alerting, OffsetClock, consumer, dispatcher};
+use vitalwatch_alerting::store::{self as astore, AlertStore, OutboxStatus};
+use vitalwatch_alerting::*;
+use vitalwatch_platform::bus::Producer;
+use vitalwatch_platform::bus::memory::MemoryBus;
+use vitalwatch_platform::config::{
+    AlertTransportKind, AlertingSettings, BusSettings, SmsProviderKind, SmtpSecurityKind,
+};
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_schemas::PatientId;
+use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind};
+
+const TOPIC: &str = "vitalwatch.alerts.v1";
+static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+// ---------------------------------------------------------------- services
+
+fn pg_admin_url() -> String {
+    std::env::var("VW_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// A fresh, migrated database on the PostgreSQL server, or None (skip).
+async fn fresh_db() -> Option<String> {
+    let admin = pg_admin_url();
+    let conn = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await;
+    if !require(
+        "PostgreSQL",
+        conn.is_ok(),
+        &format!("cannot connect to {admin}"),
+    ) {
+        return None;
+    }
+    let (client, connection) = conn.unwrap();
+    tokio::spawn(connection);
+    let name = format!(
+        "vw_alerting_{}_{}_{}",
+        std::process::id(),
+        DB_COUNTER.fetch_add(1, Ordering::SeqCst),
+        Utc::now().timestamp_micros() % 1_000_000
+    );
+    client
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .expect("CREATE DATABASE");
+    let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
+    let url = format!("{base}/{name}");
+    vitalwatch_platform::store::open(&url, 500)
+        .await
+        .expect("open")
+        .migrate()
+        .await
+        .expect("migrate");
+    Some(url)
+}
+
+fn smtp_available() -> bool {
+    require(
+        "aiosmtpd",
+        aiosmtpd_available(),
+        "pip install aiosmtpd (or apt-get install python3-aiosmtpd)",
+    )
+}
+
+fn kafka_available() -> bool {
+    let addr = std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
+    let ok = addr
+        .parse()
+        .ok()
+        .is_some_and(|a| TcpStream::connect_timeout(&a, StdDuration::from_secs(2)).is_ok());
+    require(
+        "Kafka-protocol broker",
+        ok,
+        &format!("nothing listens on {addr}"),
+    )
+}
+
+// ---------------------------------------------------------------- fixtures
+
+const MARTIN_MOBILE: &str = "+33611111111";
+const CHEN_MOBILE: &str = "+33622222222";
+
+/// A physician; with a mobile, HIGH and CRITICAL go by email and SMS,
+/// otherwise everything goes by email.
+fn doctor(id: &str, mobile: Option<&str>) -> Physician {
+    let mut p = physician(id, None);
+    p.mobile = mobile.map(|m| PhoneNumber::new(m).unwrap());
+    if mobile.is_none() {
+        p.channels = ChannelPreferences {
+            low: vec![Channel::Email],
+            medium: vec![Channel::Email],
+            high: vec![Channel::Email],
+            critical: vec![Channel::Email],
+        };
+    }
+    p
+}
+
+async fn setup_team(store: &dyn AlertStore, with_mobiles: bool) {
+    store
+        .upsert_physician(&doctor("dr-martin", with_mobiles.then_some(MARTIN_MOBILE)))
+        .await
+        .unwrap();
+    store
+        .upsert_physician(&doctor("dr-chen", with_mobiles.then_some(CHEN_MOBILE)))
+        .await
+        .unwrap();
+    store
+        .set_care_team(&CareTeam {
+            patient_id: PatientId::new("pt-0042").unwrap(),
+            responsible: pid("dr-martin"),
+            deputies: vec![pid("dr-chen")],
+            policy: EscalationPolicy::default(),
+        })
+        .await
+        .unwrap();
+}
+
+/// A HIGH "opened" event of episode `episode`.
+fn high_event(event_id: &str, episode: &str) -> AlertEvent {
+    let mut e = event(event_id, AlertEventKind::Opened, Severity::High, Utc::now());
+    e.episode_id = episode.to_string();
+    e
+}
+
+fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> AlertingSettings {
+    let mut s = AlertingSettings {
+        ack_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+        transport: AlertTransportKind::Smtp,
+        ..AlertingSettings::default()
+    };
+    s.smtp.host = "127.0.0.1".into();
+    s.smtp.port = smtp_port;
+    s.smtp.security = SmtpSecurityKind::None;
+    s.smtp.from = "vitalwatch <alerts@vitalwatch.test>".into();
+    s.smtp.timeout_secs = 5;
+    s.http_addr = format!("127.0.0.1:{http_port}");
+    s.public_base_url = format!("http://127.0.0.1:{http_port}");
+    if let Some(base) = twilio_base {
+        s.sms.provider = SmsProviderKind::Twilio;
+        s.sms.twilio_base_url = base.into();
+        s.sms.twilio_account_sid = "AC0123456789".into();
+        s.sms.twilio_auth_token = Some("tok-secret".into());
+        s.sms.twilio_from = Some("+15005550006".into());
+        s.sms.timeout_secs = 5;
+    }
+    s.outbox_lease_secs = 3;
+    s.outbox_poll_ms = 100;
+    s.scheduler_poll_ms = 100;
+    s.retry_max_attempts = 30;
+    s.retry_base_delay_ms = 200;
+    s.retry_max_delay_ms = 800;
+    s
+}
+
+/// The role on a database, with a clock the test can advance.
+struct Harness {
+    alerting: Arc<Alerting>,
+    clock: Arc<OffsetClock>,
+    store: Arc<dyn AlertStore>,
+    bus: MemoryBus,
+    base_url: String,
+    shutdown: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Harness {
+    /// Builds the role; with `start`, runs the consumer (memory bus),
+    /// dispatcher, scheduler and HTTP server.
+    async fn new(db: &str, s: &AlertingSettings, start: bool) -> Harness {
+        let store = astore::open(db).await.unwrap();
+        let clock = Arc::new(OffsetClock::new());
+        let alerting = Arc::new(Alerting::from_settings(s, store.clone(), clock.clone()).unwrap());
+        let shutdown = CancellationToken::new();
+        let bus = MemoryBus::new(1000);
+        let mut tasks = Vec::new();
+        if start {
+            let listener = tokio::net::TcpListener::bind(&s.http_addr).await.unwrap();
+            tasks = alerting.spawn_background(Some(listener), &shutdown);
+            let mut c = bus.consumer(&s.group, &[TOPIC]);
+            let (a, sd) = (alerting.clone(), shutdown.clone());
+            tasks.push(tokio::spawn(async move {
+                consumer::run(&a, &mut c, &sd).await.unwrap();
+            }));
+        }
+        Harness {
+            alerting,
+            clock,
+            store,
+            bus,
+            base_url: s.public_base_url.clone(),
+            shutdown,
+            tasks,
+        }
+    }
+
+    async fn publish(&self, e: &AlertEvent) {
+        self.bus
+            .send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec())
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+fn ep(s: &str) -> EpisodeId {
+    EpisodeId::new(s).unwrap()
+}
+
+/// Waits until `f` holds (up to `secs`).
+async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
+    let deadline = Instant::now() + StdDuration::from_secs(secs);
+    loop {
+        if f().await {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(StdDuration::from_millis(100)).await;
+    }
+}
+
+fn text_of(raw: &[u8]) -> (String, String, String) {
+    let parsed = mailparse::parse_mail(raw).unwrap();
+    let header = |n: &str| {
+        parsed
+            .headers
+            .iter()
+            .find(|h| h.get_key().eq_ignore_ascii_case(n))
+            .map(|h| h.get_value())
+            .unwrap_or_default()
+    };
+    let (to, mid) = (header("To"), header("Message-ID"));
+    let mut stack = vec![&parsed];
+    let mut text = String::new();
+    while let Some(p) = stack.pop() {
+        if p.ctype.mimetype == "text/plain" {
+            text.push_str(&p.get_body().unwrap());
+        }
+        stack.extend(p.subparts.iter());
+    }
+    (to, mid, text)
+}
+
+fn ack_link(text: &str) -> String {
+    let start = text.find("Acknowledge: ").expect("ack link in the email") + "Acknowledge: ".len();
+    text[start..].split_whitespace().next().unwrap().to_string()
+}
+
+async fn post_form(url: &str, pairs: &[(&str, &str)], headers: &[(&str, String)]) -> (u16, String) {
+    use http_body_util::{BodyExt, Full};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let body = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(pairs.iter())
+        .finish();
+    let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut req =
+        hyper::Request::post(url).header("content-type", "application/x-www-form-urlencoded");
+    for (k, v) in headers {
+        req = req.header(*k, v.as_str());
+    }
+    let resp = client
+        .request(req.body(Full::new(bytes::Bytes::from(body))).unwrap())
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+async fn get(url: &str) -> (u16, String) {
+    use http_body_util::{BodyExt, Empty};
+    use hyper_util::client::legacy::Client;
+    use hyper_util::rt::TokioExecutor;
+    let client: Client<_, Empty<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let resp = client.get(url.parse().unwrap()).await.unwrap();
+    let status = resp.status().as_u16();
+    let text = resp.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8_lossy(&text).into_owned())
+}
+
+fn token_of(link: &str) -> String {
+    let q = link.split_once('?').unwrap().1;
+    form_urlencoded::parse(q.as_bytes())
+        .find(|(k, _)| k == "t")
+        .unwrap()
+        .1
+        .into_owned()
+}
+
+// ---------------------------------------------------------------- tests
+
+/// AlertEvent on Kafka -> the responsible physician's email, received by a
+/// real SMTP server, with the right content and a working, single-use ack link.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kafka_alert_event_emails_the_responsible_physician_with_an_ack_link() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() || !kafka_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let s = settings(sink.port, free_port(), None);
+    let store = astore::open(&db).await.unwrap();
+    setup_team(store.as_ref(), false).await;
+
+    let topic = format!(
+        "vitalwatch.alerts.test.{}.{}",
+        std::process::id(),
+        Utc::now().timestamp_micros()
+    );
+    let bus = BusSettings {
+        brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        partitions: 2,
+        ..BusSettings::default()
+    };
+    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()])
+        .await
+        .unwrap();
+    let producer =
+        vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
+    let e = high_event("evt-1", "ep-kafka-1");
+    producer
+        .send(&topic, e.patient_id.as_bytes(), e.encode_to_vec())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
+        &bus,
+        &format!("{topic}-g"),
+        "alerting-test",
+        &[topic.as_str()],
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let role = {
+        let (s, store, sd) = (s.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
+    };
+
+    let msgs = sink.wait_for(1);
+    assert_eq!(msgs.len(), 1, "one email");
+    let (raw, rcpt) = &msgs[0];
+    assert_eq!(rcpt, &vec!["dr-martin@hospital.example".to_string()]);
+    let (to, mid, text) = text_of(raw);
+    assert!(to.contains("dr-martin@hospital.example"), "{to}");
+    assert!(
+        mid.ends_with("@vitalwatch.test>"),
+        "deterministic Message-ID: {mid}"
+    );
+    assert!(text.contains("pt-0042") && text.contains("HIGH"), "{text}");
+    let link = ack_link(&text);
+    assert!(
+        link.starts_with(&format!("{}/ack?t=", s.public_base_url)),
+        "{link}"
+    );
+
+    // GET only shows a confirmation page; POST acknowledges once.
+    let (status, page) = get(&link).await;
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("<form"), "{page}");
+    assert!(
+        store
+            .episode(&ep("ep-kafka-1"))
+            .await
+            .unwrap()
+            .unwrap()
+            .acks
+            .is_empty()
+    );
+    let token = token_of(&link);
+    let (status, page) =
+        post_form(&format!("{}/ack", s.public_base_url), &[("t", &token)], &[]).await;
+    assert_eq!(status, 200, "{page}");
+    let (status, _) = post_form(&format!("{}/ack", s.public_base_url), &[("t", &token)], &[]).await;
+    assert_eq!(status, 409, "single use");
+    let state = store.episode(&ep("ep-kafka-1")).await.unwrap().unwrap();
+    assert_eq!(state.acks.len(), 1);
+    assert_eq!(state.acks[0].by, pid("dr-martin"));
+    assert_eq!(state.acks[0].via, AckVia::Link);
+    let (status, _) = get(&format!("{}/healthz", s.public_base_url)).await;
+    assert_eq!(status, 200);
+    let (status, _) = get(&format!("{}/readyz", s.public_base_url)).await;
+    assert_eq!(status, 200);
+
+    shutdown.cancel();
+    role.await.unwrap().unwrap();
+}
+
+/// The ack link stops escalation: no deputy page after the policy delay;
+/// the same delay without acknowledgment pages the deputy (control).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ack_link_stops_escalation_and_unacked_episode_escalates() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let s = settings(sink.port, free_port(), None);
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+
+    h.publish(&high_event("evt-a", "ep-acked")).await;
+    h.publish(&high_event("evt-b", "ep-unacked")).await;
+    let msgs = sink.wait_for(2);
+    assert_eq!(msgs.len(), 2);
+    // Find the email of ep-acked through its token's claims.
+    let mut link_of_acked = None;
+    for (raw, _) in &msgs {
+        let link = ack_link(&text_of(raw).2);
+        let claims = h
+            .alerting
+            .signer
+            .verify(&token_of(&link), Utc::now())
+            .unwrap();
+        if claims.episode_id == ep("ep-acked") {
+            link_of_acked = Some(link);
+        }
+    }
+    let link = link_of_acked.expect("email of ep-acked");
+    let (status, page) = post_form(
+        &format!("{}/ack", h.base_url),
+        &[("t", &token_of(&link))],
+        &[],
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+
+    // HIGH escalates to the deputies after 15 min: let 16 min pass.
+    h.clock.advance(Duration::minutes(16));
+    let chen = sink.wait_for(3);
+    assert_eq!(
+        chen.len(),
+        3,
+        "the unacknowledged episode escalates to the deputy"
+    );
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let all = sink.messages();
+    assert_eq!(all.len(), 3, "no page for the acknowledged episode");
+    assert_eq!(all[2].1, vec!["dr-chen@hospital.example".to_string()]);
+    let (_, _, text) = text_of(&all[2].0);
+    let claims = h
+        .alerting
+        .signer
+        .verify(&token_of(&ack_link(&text)), Utc::now())
+        .unwrap();
+    assert_eq!(claims.episode_id, ep("ep-unacked"));
+
+    let rows = h.store.outbox(&ep("ep-acked")).await.unwrap();
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    let audit = h.store.audit_trail(&ep("ep-acked")).await.unwrap();
+    assert!(audit.iter().any(|r| matches!(
+        &r.entry,
+        AuditEntry::Acknowledged { by, via: AckVia::Link, .. } if *by == pid("dr-martin")
+    )));
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { .. }))
+    );
+    h.stop().await;
+}
+
+/// An inbound "ACK <code>" (Twilio-style, signed) stops escalation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_reply_ack_stops_escalation() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let (twilio, log) =
+        spawn_http_server(vec![(201, r#"{"sid":"SM1","status":"queued"}"#.into())]).await;
+    let s = settings(sink.port, free_port(), Some(&twilio));
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), true).await;
+
+    h.publish(&high_event("evt-1", "ep-sms")).await;
+    assert_eq!(sink.wait_for(1).len(), 1);
+    assert!(
+        eventually(10, async || log.lock().unwrap().len() == 1).await,
+        "one SMS to the responsible physician"
+    );
+    let sms = log.lock().unwrap()[0].form();
+    let get_f = |k: &str| {
+        sms.iter()
+            .find(|(a, _)| a == k)
+            .map(|(_, v)| v.clone())
+            .unwrap()
+    };
+    assert_eq!(get_f("To"), MARTIN_MOBILE);
+    let body = get_f("Body");
+    let code: String = body[body.find("ACK ").expect("code in SMS") + 4..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    assert!(code.len() >= 4, "{body}");
+
+    let url = format!("{}/sms/inbound", h.base_url);
+    let reply = format!("ack {code}");
+    let params = vec![
+        ("From".to_string(), MARTIN_MOBILE.to_string()),
+        ("To".to_string(), "+15005550006".to_string()),
+        ("Body".to_string(), reply.clone()),
+    ];
+    let pairs: Vec<(&str, &str)> = params
+        .iter()
+        .map(|(a, b)| (a.as_str(), b.as_str()))
+        .collect();
+    // A forged request is refused.
+    let (status, _) = post_form(&url, &pairs, &[("X-Twilio-Signature", "bm9wZQ==".into())]).await;
+    assert_eq!(status, 403);
+    let sig = twilio_signature::sign("tok-secret", &url, &params);
+    let (status, twiml) = post_form(&url, &pairs, &[("X-Twilio-Signature", sig)]).await;
+    assert_eq!(status, 200);
+    assert!(twiml.contains("Acknowledged"), "{twiml}");
+
+    h.clock.advance(Duration::minutes(20));
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "no deputy email");
+    assert_eq!(log.lock().unwrap().len(), 1, "no deputy SMS");
+    let state = h.store.episode(&ep("ep-sms")).await.unwrap().unwrap();
+    assert_eq!(state.acks.len(), 1);
+    assert_eq!(state.acks[0].via, AckVia::SmsReply);
+    assert_eq!(state.acks[0].by, pid("dr-martin"));
+    h.stop().await;
+}
+
+/// The same alert event delivered three times (before and after the page
+/// went out) pages once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redelivered_alert_event_does_not_page_twice() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let s = settings(sink.port, free_port(), None);
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+    let e = high_event("evt-dup", "ep-dup");
+    h.publish(&e).await;
+    h.publish(&e).await;
+    assert_eq!(sink.wait_for(1).len(), 1);
+    h.publish(&e).await;
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "paged once");
+    let rows = h.store.outbox(&ep("ep-dup")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, OutboxStatus::Sent);
+    let opened = h
+        .store
+        .audit_trail(&ep("ep-dup"))
+        .await
+        .unwrap()
+        .iter()
+        .filter(|r| matches!(r.entry, AuditEntry::EpisodeOpened { .. }))
+        .count();
+    assert_eq!(opened, 1);
+    h.stop().await;
+}
+
+/// SMTP down for a while: retried with backoff, delivered once when it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_then_up_delivers_once() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(port, free_port(), None);
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+    h.publish(&high_event("evt-1", "ep-down")).await;
+    assert!(
+        eventually(10, async || {
+            let rows = h.store.outbox(&ep("ep-down")).await.unwrap();
+            rows.len() == 1 && rows[0].attempts >= 2 && rows[0].status == OutboxStatus::Pending
+        })
+        .await,
+        "retried while SMTP is down"
+    );
+    let sink = SmtpSink::start(port, tmp.path());
+    assert_eq!(sink.wait_for(1).len(), 1);
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "delivered exactly once");
+    let rows = h.store.outbox(&ep("ep-down")).await.unwrap();
+    assert_eq!(rows[0].status, OutboxStatus::Sent);
+    let audit = h.store.audit_trail(&ep("ep-down")).await.unwrap();
+    let transient = audit
+        .iter()
+        .filter(|r| {
+            matches!(
+                &r.entry,
+                AuditEntry::DeliveryAttempt {
+                    outcome: AttemptOutcome::Transient { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    let delivered = audit
+        .iter()
+        .filter(|r| {
+            matches!(
+                &r.entry,
+                AuditEntry::DeliveryAttempt {
+                    outcome: AttemptOutcome::Delivered { .. },
+                    ..
+                }
+            )
+        })
+        .count();
+    assert!(
+        transient >= 1 && delivered == 1,
+        "{transient} transient, {delivered} delivered"
+    );
+    h.stop().await;
+}
+
+/// Two dispatchers (two connections, two worker ids) share one outbox: every
+/// notification is sent exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_dispatchers_send_each_notification_exactly_once() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let mut s = settings(sink.port, free_port(), None);
+    s.outbox_batch = 2;
+    let h = Harness::new(&db, &s, false).await;
+    setup_team(h.store.as_ref(), false).await;
+    const N: usize = 16;
+    for i in 0..N {
+        consumer::handle_event(
+            &h.alerting,
+            high_event(&format!("evt-{i}"), &format!("ep-{i}")),
+        )
+        .await
+        .unwrap();
+    }
+    let shutdown = CancellationToken::new();
+    let mut tasks = Vec::new();
+    for w in 0..2 {
+        let store = astore::open(&db).await.unwrap();
+        let mut a = Alerting::from_settings(&s, store, h.clock.clone()).unwrap();
+        a.config.worker_id = format!("dispatcher-{w}");
+        tasks.push(tokio::spawn(dispatcher::run(Arc::new(a), shutdown.clone())));
+    }
+    assert_eq!(sink.wait_for(N).len(), N);
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), N, "each notification exactly once");
+    let mut ids: Vec<String> = msgs.iter().map(|(raw, _)| text_of(raw).1).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), N, "distinct Message-IDs");
+    for i in 0..N {
+        let rows = h.store.outbox(&ep(&format!("ep-{i}"))).await.unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].status, OutboxStatus::Sent);
+        assert_eq!(rows[0].attempts, 1);
+    }
+    shutdown.cancel();
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+// ------------------------------------------------ SIGKILL during a send
+
+/// A minimal SMTP server that can stall after RCPT TO (mid-conversation,
+/// before any message data is accepted) and records the accepted messages.
+struct StallingSmtp {
+    port: u16,
+    stall: Arc<AtomicBool>,
+    stalled: Arc<AtomicUsize>,
+    accepted: Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl StallingSmtp {
+    fn start() -> StallingSmtp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let stall = Arc::new(AtomicBool::new(true));
+        let stalled = Arc::new(AtomicUsize::new(0));
+        let accepted = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (st, sd, ac) = (stall.clone(), stalled.clone(), accepted.clone());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { return };
+                let (st, sd, ac) = (st.clone(), sd.clone(), ac.clone());
+                std::thread::spawn(move || {
+                    let _ = Self::session(stream, &st, &sd, &ac);
+                });
+            }
+        });
+        StallingSmtp {
+            port,
+            stall,
+            stalled,
+            accepted,
+        }
+    }
+
+    fn session(
+        stream: TcpStream,
+        stall: &AtomicBool,
+        stalled: &AtomicUsize,
+        accepted: &std::sync::Mutex<Vec<String>>,
+    ) -> std::io::Result<()> {
+        let mut w = stream.try_clone()?;
+        let mut r = BufReader::new(stream);
+        w.write_all(b"220 stall.test ESMTP\r\n")?;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if r.read_line(&mut line)? == 0 {
+                return Ok(());
+            }
+            let cmd = line.trim_end().to_ascii_uppercase();
+            if cmd.starts_with("EHLO") || cmd.starts_with("HELO") {
+                w.write_all(b"250 stall.test\r\n")?;
+            } else if cmd.starts_with("RCPT") {
+                if stall.load(Ordering::SeqCst) {
+                    stalled.fetch_add(1, Ordering::SeqCst);
+                    // Hold the conversation until the client goes away.
+                    while r.read_line(&mut line)? != 0 {}
+                    return Ok(());
+                }
+                w.write_all(b"250 OK\r\n")?;
+            } else if cmd.starts_with("DATA") {
+                w.write_all(b"354 go ahead\r\n")?;
+                let mut data = String::new();
+                loop {
+                    line.clear();
+                    if r.read_line(&mut line)? == 0 {
+                        return Ok(());
+                    }
+                    if line == ".\r\n" {
+                        break;
+                    }
+                    data.push_str(&line);
+                }
+                accepted.lock().unwrap().push(data);
+                w.write_all(b"250 OK queued\r\n")?;
+            } else if cmd.starts_with("QUIT") {
+                w.write_all(b"221 bye\r\n")?;
+                return Ok(());
+            } else {
+                w.write_all(b"250 OK\r\n")?;
+            }
+        }
+    }
+}
+
+/// Not a test on its own: the dispatcher process that the SIGKILL test
+/// starts (this test binary re-executed with VW_CHILD_DB set).
+#[tokio::test]
+#[ignore = "child process of dispatcher_killed_mid_send_does_not_page_twice"]
+async fn child_dispatcher() {
+    let (Ok(db), Ok(port)) = (
+        std::env::var("VW_CHILD_DB"),
+        std::env::var("VW_CHILD_SMTP_PORT"),
+    ) else {
+        return;
+    };
+    let s = settings(port.parse().unwrap(), free_port(), None);
+    let store = astore::open(&db).await.unwrap();
+    let mut a = Alerting::from_settings(&s, store, Arc::new(service::SystemClock)).unwrap();
+    a.config.worker_id = "child-dispatcher".into();
+    dispatcher::run(Arc::new(a), CancellationToken::new()).await;
+}
+
+/// A dispatcher SIGKILLed in the middle of an SMTP conversation: after the
+/// lease another dispatcher sends the page, and it arrives exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_killed_mid_send_does_not_page_twice() {
+    let Some(db) = fresh_db().await else { return };
+    let smtp = StallingSmtp::start();
+    let s = settings(smtp.port, free_port(), None);
+    let h = Harness::new(&db, &s, false).await;
+    setup_team(h.store.as_ref(), false).await;
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-kill"))
+        .await
+        .unwrap();
+
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_dispatcher", "--ignored", "--nocapture"])
+        .env("VW_CHILD_DB", &db)
+        .env("VW_CHILD_SMTP_PORT", smtp.port.to_string())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(
+        eventually(30, async || smtp.stalled.load(Ordering::SeqCst) >= 1).await,
+        "the child dispatcher started sending"
+    );
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    smtp.stall.store(false, Ordering::SeqCst);
+    let rows = h.store.outbox(&ep("ep-kill")).await.unwrap();
+    assert_eq!(
+        rows[0].status,
+        OutboxStatus::Pending,
+        "the killed send was not recorded"
+    );
+
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(dispatcher::run(h.alerting.clone(), shutdown.clone()));
+    assert!(
+        eventually(15, async || smtp.accepted.lock().unwrap().len() == 1).await,
+        "sent after the lease"
+    );
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(smtp.accepted.lock().unwrap().len(), 1, "exactly one page");
+    let rows = h.store.outbox(&ep("ep-kill")).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, OutboxStatus::Sent);
+    shutdown.cancel();
+    task.await.unwrap();
+}
+
+// ------------------------------------------------ embedded mode
+
+/// SQLite + in-memory bus + file transports: `run` writes the email as an
+/// .eml file and the SMS as a JSON line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn embedded_mode_writes_eml_and_sms_files() {
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/vitalwatch.db", tmp.path().display());
+    vitalwatch_platform::store::open(&url, 500)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let store = astore::open(&url).await.unwrap();
+    setup_team(store.as_ref(), true).await;
+    let mut s = AlertingSettings {
+        transport: AlertTransportKind::File,
+        file_dir: tmp.path().join("alerts"),
+        ..AlertingSettings::default()
+    };
+    let port = free_port();
+    s.http_addr = format!("127.0.0.1:{port}");
+    s.public_base_url = format!("http://127.0.0.1:{port}");
+    s.outbox_poll_ms = 100;
+    let bus = MemoryBus::new(100);
+    let mut consumer = bus.consumer(&s.group, &[TOPIC]);
+    let shutdown = CancellationToken::new();
+    let role = {
+        let (s, store, sd) = (s.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
+    };
+    let e = high_event("evt-1", "ep-embedded");
+    bus.send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    let dir = s.file_dir.clone();
+    assert!(
+        eventually(15, async || {
+            let emls = std::fs::read_dir(&dir)
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|f| f.path().extension().is_some_and(|x| x == "eml"))
+                        .count()
+                })
+                .unwrap_or(0);
+            let sms = std::fs::read_to_string(dir.join("sms.jsonl")).unwrap_or_default();
+            emls == 1 && sms.lines().count() == 1
+        })
+        .await,
+        "one .eml and one SMS line"
+    );
+    assert!(dir.join("ack.secret").exists(), "embedded secret created");
+    let sms = std::fs::read_to_string(dir.join("sms.jsonl")).unwrap();
+    assert!(sms.contains(MARTIN_MOBILE), "{sms}");
+    let rows = store.outbox(&ep("ep-embedded")).await.unwrap();
+    assert_eq!(rows.len(), 2);
+    assert!(
+        rows.iter().all(|r| r.status == OutboxStatus::Sent),
+        "{rows:?}"
+    );
+    shutdown.cancel();
+    role.await.unwrap().unwrap();
+}
+
+// ------------------------------------------------ audit trail
+
+/// The audit table refuses UPDATE and DELETE (database triggers), on
+/// PostgreSQL and on SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_trail_is_append_only() {
+    // SQLite.
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("a.db");
+    let url = format!("sqlite://{}", path.display());
+    vitalwatch_platform::store::open(&url, 500)
+        .await
+        .unwrap()
+        .migrate()
+        .await
+        .unwrap();
+    let s = settings(free_port(), free_port(), None);
+    let h = Harness::new(&url, &s, false).await;
+    setup_team(h.store.as_ref(), false).await;
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit"))
+        .await
+        .unwrap();
+    assert!(h.store.audit_trail(&ep("ep-audit")).await.unwrap().len() >= 2);
+    let c = rusqlite::Connection::open(&path).unwrap();
+    assert!(
+        c.execute("UPDATE alert_audit SET entry_type = 'x'", [])
+            .is_err()
+    );
+    assert!(c.execute("DELETE FROM alert_audit", []).is_err());
+
+    // PostgreSQL.
+    let Some(db) = fresh_db().await else { return };
+    let h = Harness::new(&db, &s, false).await;
+    setup_team(h.store.as_ref(), false).await;
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit"))
+        .await
+        .unwrap();
+    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    assert!(
+        client
+            .execute("UPDATE alert_audit SET entry_type = 'x'", &[])
+            .await
+            .is_err()
+    );
+    assert!(
+        client
+            .execute("DELETE FROM alert_audit", &[])
+            .await
+            .is_err()
+    );
+    let n: i64 = client
+        .query_one("SELECT count(*) FROM alert_audit", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert!(n >= 2);
+}
+
+/// A RESOLVED event sends the all-clear to everyone paged and stops escalation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resolved_event_sends_all_clear_and_stops_escalation() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let s = settings(sink.port, free_port(), None);
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+    h.publish(&high_event("evt-1", "ep-res")).await;
+    assert_eq!(sink.wait_for(1).len(), 1);
+    let mut resolved = event(
+        "evt-2",
+        AlertEventKind::Resolved,
+        Severity::High,
+        Utc::now(),
+    );
+    resolved.episode_id = "ep-res".into();
+    h.publish(&resolved).await;
+    let msgs = sink.wait_for(2);
+    assert_eq!(msgs.len(), 2, "all-clear");
+    assert_eq!(msgs[1].1, vec!["dr-martin@hospital.example".to_string()]);
+    h.clock.advance(Duration::minutes(30));
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 2, "no escalation after resolution");
+    let state = h.store.episode(&ep("ep-res")).await.unwrap().unwrap();
+    assert!(state.resolved_at.is_some());
+    h.stop().await;
+}
+
+/// A permanent SMS failure (Twilio 400) falls back to email through the
+/// outbox, and the fallback is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_sms_failure_falls_back_to_email() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let (twilio, log) = spawn_http_server(vec![(
+        400,
+        r#"{"code":21211,"message":"invalid To"}"#.into(),
+    )])
+    .await;
+    let s = settings(sink.port, free_port(), Some(&twilio));
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), true).await;
+    // dr-martin wants HIGH alerts by SMS only.
+    let mut martin = doctor("dr-martin", Some(MARTIN_MOBILE));
+    martin.channels.high = vec![Channel::Sms];
+    h.store.upsert_physician(&martin).await.unwrap();
+
+    h.publish(&high_event("evt-1", "ep-fallback")).await;
+    let msgs = sink.wait_for(1);
+    assert_eq!(msgs.len(), 1, "fallback email");
+    assert_eq!(msgs[0].1, vec!["dr-martin@hospital.example".to_string()]);
+    assert_eq!(
+        log.lock().unwrap().len(),
+        1,
+        "a permanent failure is not retried"
+    );
+    let rows = h.store.outbox(&ep("ep-fallback")).await.unwrap();
+    let by_channel = |c: Channel| rows.iter().find(|r| r.notification.channel == c).unwrap();
+    assert_eq!(by_channel(Channel::Sms).status, OutboxStatus::Failed);
+    assert_eq!(by_channel(Channel::Email).status, OutboxStatus::Sent);
+    assert_eq!(
+        by_channel(Channel::Email).notification.fallback_from,
+        Some(Channel::Sms)
+    );
+    let audit = h.store.audit_trail(&ep("ep-fallback")).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { .. }))
+    );
+    h.stop().await;
+}

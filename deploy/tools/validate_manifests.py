@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""Offline checks of rendered vitalwatch manifests (called by deploy/validate.sh).
+
+Usage: validate_manifests.py --kubernetes-version 1.32 --config-rs platform/src/config.rs \
+           --keda-schema deploy/tools/schemas/keda.sh-v1alpha1.json LABEL=rendered.yaml ...
+
+Every document of every file must pass:
+1. Schema: Kubernetes kinds with kubernetes-validate in strict mode (unknown fields are
+   errors) against the bundled schemas of exactly the requested Kubernetes minor version;
+   KEDA kinds (keda.sh/v1alpha1) against the strict schema in --keda-schema. A kind with no
+   schema at all is an error, not a warning (a removed or misspelled apiVersion would
+   otherwise pass).
+2. Configuration keys: every VITALWATCH_* variable, in a ConfigMap or a container's env,
+   names a key that exists in platform/src/config.rs (the loader rejects unknown keys, so a
+   typo stops the role at start).
+3. Pod hygiene required by deploy/README.md: service links off (Kubernetes would inject
+   VITALWATCH_<SERVICE>_SERVICE_HOST variables, unknown keys again), no service account
+   token, non-root, seccomp RuntimeDefault, read-only root filesystem, no privilege
+   escalation, all capabilities dropped.
+4. Autoscaling: targets exist; a Kafka-lag ScaledObject never scales past the partition
+   count (VITALWATCH_BUS__PARTITIONS) and polls the brokers the roles use.
+
+Exit status 0 when everything passes, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import importlib_resources
+import jsonschema
+import kubernetes_validate
+import yaml
+from kubernetes_validate import utils as kv_utils
+from packaging.version import Version
+from referencing import Registry, Resource
+
+PREFIX = "VITALWATCH_"
+# Keys the configuration loader ignores (platform/src/config.rs: Env::...ignore(...)).
+IGNORED_KEYS = {"config", "log"}
+DEFAULT_PARTITIONS = 12
+POD_SPEC_PATHS = {
+    "Deployment": ("spec", "template", "spec"),
+    "StatefulSet": ("spec", "template", "spec"),
+    "DaemonSet": ("spec", "template", "spec"),
+    "ReplicaSet": ("spec", "template", "spec"),
+    "Job": ("spec", "template", "spec"),
+    "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
+}
+SCALABLE_KINDS = {"Deployment", "StatefulSet"}
+
+
+def dig(obj: Any, *path: str) -> Any:
+    for p in path:
+        if not isinstance(obj, dict):
+            return None
+        obj = obj.get(p)
+    return obj
+
+
+def name_of(doc: dict) -> str:
+    return f"{doc.get('kind', '?')}/{dig(doc, 'metadata', 'name') or '?'}"
+
+
+# --------------------------------------------------------------------------- config.rs
+
+
+class ConfigKeys:
+    """The key tree of platform/src/config.rs, read from its `pub struct` definitions."""
+
+    def __init__(self, source: str):
+        self.structs: dict[str, dict[str, str]] = {}
+        for m in re.finditer(r"pub struct (\w+)\s*\{(.*?)\n\}", source, re.S):
+            fields = dict(re.findall(r"^\s*pub (\w+):\s*([^\n]+?),?\s*$", m.group(2), re.M))
+            self.structs[m.group(1)] = fields
+        if "Settings" not in self.structs:
+            raise SystemExit("validate_manifests: no `pub struct Settings` in the config source")
+
+    @staticmethod
+    def _inner(ty: str) -> str:
+        m = re.fullmatch(r"Option<(.+)>", ty.strip())
+        return m.group(1).strip() if m else ty.strip()
+
+    def check(self, var: str) -> str | None:
+        """None if `var` sets an existing key, else why not."""
+        if "." in var:
+            return "dotted names cannot be set from the environment (use a TOML file: deploy/README.md)"
+        key = var[len(PREFIX):].lower()
+        if key in IGNORED_KEYS:
+            return None
+        parts = key.split("__")
+        struct = "Settings"
+        for i, part in enumerate(parts):
+            fields = self.structs[struct]
+            if part not in fields:
+                where = ".".join(parts[:i]) or "the top level"
+                return f"no key `{part}` in {where} (known: {', '.join(sorted(fields))})"
+            ty = self._inner(fields[part])
+            last = i == len(parts) - 1
+            if ty in self.structs:
+                if last:
+                    return f"`{'.'.join(parts)}` is a section, not a value"
+                struct = ty
+            elif re.match(r"(BTreeMap|HashMap)<", ty):
+                return None if i == len(parts) - 2 else f"`{'.'.join(parts[: i + 1])}` takes exactly one sub-key"
+            elif not last:
+                return f"`{'.'.join(parts[: i + 1])}` is a value, not a section"
+        return None
+
+
+# --------------------------------------------------------------------------- schemas
+
+
+def bundled_schema_version(requested: str) -> str:
+    """The bundled schema set for exactly the requested minor version, e.g. 1.32 -> 1.32.0."""
+    wanted = Version(requested.lstrip("v"))
+    for v in kv_utils.all_versions():
+        if Version(v).release[:2] == wanted.release[:2]:
+            return v
+    raise SystemExit(
+        f"validate_manifests: kubernetes-validate {kubernetes_validate.__version__} bundles no schemas for "
+        f"Kubernetes {requested} (it has {', '.join(kv_utils.all_versions())})"
+    )
+
+
+class KedaValidator:
+    def __init__(self, schema_path: Path, k8s_version: str):
+        keda = json.loads(schema_path.read_text())
+        defs_file = (
+            importlib_resources.files("kubernetes_validate")
+            / "kubernetes-json-schema"
+            / f"v{k8s_version}-local-strict"
+            / "_definitions.json"
+        )
+        k8s_defs = json.loads(defs_file.read_text())
+        registry = Registry().with_resources(
+            [(keda["$id"], Resource.from_contents(keda)), (k8s_defs["$id"], Resource.from_contents(k8s_defs))]
+        )
+        self.validators = {
+            kind: jsonschema.Draft202012Validator({"$ref": f"{keda['$id']}#/$defs/{kind}"}, registry=registry)
+            for kind in ("ScaledObject", "TriggerAuthentication")
+        }
+
+    def errors(self, doc: dict) -> Iterator[str]:
+        v = self.validators.get(doc.get("kind"))
+        if v is None or doc.get("apiVersion") != "keda.sh/v1alpha1":
+            yield f"no schema for {doc.get('apiVersion')} {doc.get('kind')} (add it to the KEDA schema file)"
+            return
+        seen = set()
+        for e in sorted(v.iter_errors(doc), key=lambda e: [str(p) for p in e.absolute_path]):
+            msg = f"{'.'.join(str(p) for p in e.absolute_path)}: {e.message}"
+            if msg not in seen:  # a value can fail the same way under two subschemas
+                seen.add(msg)
+                yield msg
+
+
+# --------------------------------------------------------------------------- checks
+
+
+class Checker:
+    def __init__(self, k8s_version: str, config: ConfigKeys, keda: KedaValidator):
+        self.k8s_version = k8s_version
+        self.config = config
+        self.keda = keda
+        self.failures = 0
+
+    def fail(self, label: str, doc: dict | None, msg: str) -> None:
+        self.failures += 1
+        where = f"{label}: {name_of(doc)}" if doc is not None else label
+        print(f"ERROR {where}: {msg}")
+
+    def check_file(self, label: str, path: Path) -> None:
+        try:
+            docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
+        except yaml.YAMLError as e:
+            self.fail(label, None, f"not valid YAML: {e}")
+            return
+        before = self.failures
+        k8s = keda = 0
+        for doc in docs:
+            if not isinstance(doc, dict) or "kind" not in doc or "apiVersion" not in doc:
+                self.fail(label, None, "a document without apiVersion/kind")
+                continue
+            if str(doc["apiVersion"]).startswith("keda.sh/"):
+                keda += 1
+                for msg in self.keda.errors(doc):
+                    self.fail(label, doc, msg)
+            else:
+                k8s += 1
+                self.schema_check(label, doc)
+        self.config_keys(label, docs)
+        self.pod_hygiene(label, docs)
+        self.autoscaling(label, docs)
+        status = "ok" if self.failures == before else f"{self.failures - before} error(s)"
+        print(
+            f"{label}: {len(docs)} documents ({k8s} Kubernetes, strict, v{self.k8s_version}; "
+            f"{keda} KEDA): {status}"
+        )
+
+    def schema_check(self, label: str, doc: dict) -> None:
+        try:
+            kubernetes_validate.validate(doc, self.k8s_version, strict=True)
+        except kubernetes_validate.ValidationError as e:
+            path = ".".join(str(p) for p in e.path)
+            self.fail(label, doc, f"{path}: {e.message}")
+        except (kubernetes_validate.SchemaNotFoundError, kubernetes_validate.InvalidSchemaError) as e:
+            self.fail(label, doc, e.message)
+
+    # VITALWATCH_* keys ------------------------------------------------------------
+
+    def config_keys(self, label: str, docs: list[dict]) -> None:
+        for doc in docs:
+            if doc["kind"] == "ConfigMap":
+                for k in (doc.get("data") or {}):
+                    self._key(label, doc, k, "data")
+            spec = pod_spec(doc)
+            for c in containers(spec):
+                for e in c.get("env") or []:
+                    self._key(label, doc, e.get("name", ""), f"container {c.get('name')} env")
+
+    def _key(self, label: str, doc: dict, var: str, where: str) -> None:
+        if not var.upper().startswith(PREFIX):
+            return
+        why = self.config.check(var)
+        if why:
+            self.fail(label, doc, f"{where}: {var}: {why}")
+
+    # pods ----------------------------------------------------------------------------
+
+    def pod_hygiene(self, label: str, docs: list[dict]) -> None:
+        for doc in docs:
+            spec = pod_spec(doc)
+            if spec is None:
+                continue
+            if spec.get("enableServiceLinks") is not False:
+                self.fail(label, doc, "enableServiceLinks must be false (service links inject unknown VITALWATCH_* keys)")
+            if spec.get("automountServiceAccountToken") is not False:
+                self.fail(label, doc, "automountServiceAccountToken must be false")
+            psc = spec.get("securityContext") or {}
+            if psc.get("runAsNonRoot") is not True:
+                self.fail(label, doc, "securityContext.runAsNonRoot must be true")
+            if dig(psc, "seccompProfile", "type") != "RuntimeDefault":
+                self.fail(label, doc, "securityContext.seccompProfile.type must be RuntimeDefault")
+            for c in containers(spec):
+                sc = c.get("securityContext") or {}
+                n = c.get("name")
+                if sc.get("readOnlyRootFilesystem") is not True:
+                    self.fail(label, doc, f"container {n}: readOnlyRootFilesystem must be true")
+                if sc.get("allowPrivilegeEscalation") is not False:
+                    self.fail(label, doc, f"container {n}: allowPrivilegeEscalation must be false")
+                if "ALL" not in (dig(sc, "capabilities", "drop") or []):
+                    self.fail(label, doc, f"container {n}: capabilities.drop must contain ALL")
+                if not dig(c, "resources", "requests") or not dig(c, "resources", "limits"):
+                    self.fail(label, doc, f"container {n}: resources.requests and resources.limits are required")
+
+    # autoscaling -----------------------------------------------------------------------
+
+    def autoscaling(self, label: str, docs: list[dict]) -> None:
+        workloads = {(d["kind"], dig(d, "metadata", "name")) for d in docs if d["kind"] in SCALABLE_KINDS}
+        config = {}
+        for d in docs:
+            if d["kind"] == "ConfigMap" and re.fullmatch(r"vitalwatch-config(-[a-z0-9]{10})?", dig(d, "metadata", "name") or ""):
+                config = d.get("data") or {}
+        try:
+            partitions = int(config.get("VITALWATCH_BUS__PARTITIONS", DEFAULT_PARTITIONS))
+        except ValueError:
+            partitions = None
+            self.fail(label, None, "VITALWATCH_BUS__PARTITIONS is not an integer")
+        brokers = config.get("VITALWATCH_BUS__BROKERS")
+        targeted: dict[tuple[str, str], str] = {}
+        for d in docs:
+            if d["kind"] == "ScaledObject":
+                ref = dig(d, "spec", "scaleTargetRef") or {}
+                target = (ref.get("kind", "Deployment"), ref.get("name"))
+                mx = dig(d, "spec", "maxReplicaCount")
+                mn = dig(d, "spec", "minReplicaCount")
+                if isinstance(mn, int) and isinstance(mx, int) and mn > mx:
+                    self.fail(label, d, f"minReplicaCount {mn} > maxReplicaCount {mx}")
+                for t in dig(d, "spec", "triggers") or []:
+                    if t.get("type") != "kafka":
+                        continue
+                    md = t.get("metadata") or {}
+                    if partitions is not None and (not isinstance(mx, int) or mx > partitions):
+                        self.fail(
+                            label, d,
+                            f"maxReplicaCount {mx} must be set and at most the partition count {partitions} "
+                            "(VITALWATCH_BUS__PARTITIONS): consumers beyond it sit idle",
+                        )
+                    if brokers is not None and md.get("bootstrapServers") != brokers:
+                        self.fail(
+                            label, d,
+                            f"kafka trigger bootstrapServers {md.get('bootstrapServers')!r} differs from "
+                            f"VITALWATCH_BUS__BROKERS {brokers!r}",
+                        )
+            elif d["kind"] == "HorizontalPodAutoscaler":
+                ref = dig(d, "spec", "scaleTargetRef") or {}
+                target = (ref.get("kind"), ref.get("name"))
+            else:
+                continue
+            if target not in workloads:
+                self.fail(label, d, f"scale target {target[0]}/{target[1]} is not in the manifests")
+            if target in targeted:
+                self.fail(label, d, f"{target[0]}/{target[1]} is already scaled by {targeted[target]}")
+            targeted[target] = name_of(d)
+
+
+def pod_spec(doc: dict) -> dict | None:
+    path = POD_SPEC_PATHS.get(doc.get("kind"))
+    return dig(doc, *path) if path else None
+
+
+def containers(spec: dict | None) -> list[dict]:
+    if not spec:
+        return []
+    return list(spec.get("initContainers") or []) + list(spec.get("containers") or [])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--kubernetes-version", required=True)
+    ap.add_argument("--config-rs", required=True, type=Path)
+    ap.add_argument("--keda-schema", required=True, type=Path)
+    ap.add_argument("files", nargs="+", metavar="LABEL=FILE")
+    args = ap.parse_args()
+
+    version = bundled_schema_version(args.kubernetes_version)
+    checker = Checker(version, ConfigKeys(args.config_rs.read_text()), KedaValidator(args.keda_schema, version))
+    for item in args.files:
+        label, sep, file = item.partition("=")
+        if not sep:
+            label, file = Path(item).name, item
+        checker.check_file(label, Path(file))
+    if checker.failures:
+        print(f"FAILED: {checker.failures} error(s)")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
