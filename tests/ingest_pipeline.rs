@@ -277,3 +277,38 @@ async fn probe_until_flowing(client: &AsyncClient, st: &dyn store::Store) {
         assert!(k < 599, "the pipeline never stored a probe reading");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn migrate_is_safe_twice_and_from_several_processes_at_once() {
+    if !require("PostgreSQL", &pg_url()) {
+        return;
+    }
+    let run = unique("mig");
+    let db = fresh_database(&pg_url(), &run).await;
+    let env = vec![("VITALWATCH_DATABASE__URL".to_owned(), db.clone())];
+    // Four pods at once.
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            std::process::Command::new(bin())
+                .arg("migrate")
+                .envs(env.iter().cloned())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("spawn migrate")
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().expect("run migrate");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    // Twice more, in sequence: nothing left to apply.
+    let again = run_cli(&["migrate"], &env);
+    assert!(again.contains("applied: []"), "{again}");
+    let (c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let versions: Vec<i32> =
+        c.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
+    let plain: Vec<i32> = vitalwatch_schemas::migrations::POSTGRES.iter().filter(|m| !m.timescale_only).map(|m| m.version).collect();
+    assert_eq!(versions, plain, "each migration recorded exactly once");
+}

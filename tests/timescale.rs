@@ -54,7 +54,9 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
         return;
     }
     let patient = unique("ts");
-    let base = DateTime::from_timestamp(Utc::now().timestamp() - 3 * 3600, 0).unwrap();
+    // Aligned to the hour: three full hourly buckets of 60 readings.
+    let hour = (Utc::now().timestamp() / 3600 - 4) * 3600;
+    let base = DateTime::from_timestamp(hour, 0).unwrap();
     {
         let store = PgStore::connect(&url, 400).await.expect("connect");
         let report = store.migrate().await.expect("migrate");

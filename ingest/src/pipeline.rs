@@ -178,3 +178,192 @@ fn status(
         firmware: s.firmware.map(|f| f.chars().take(64).collect()).unwrap_or_default(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use chrono::{DateTime, Duration, SecondsFormat, Utc};
+    use proptest::prelude::*;
+    use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
+    use vitalwatch_schemas::{Code, PatientId, Source, TimeSource};
+
+    use super::*;
+
+    fn now() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2026-11-26T12:00:00Z").unwrap().with_timezone(&Utc)
+    }
+
+    fn registry() -> RegistrySnapshot {
+        let mut r = RegistrySnapshot::default();
+        r.patients.insert("p1".into());
+        r.patients.insert("p2".into());
+        let enrol = |p: &str| Enrolment {
+            patient_id: PatientId::new(p).unwrap(),
+            valid_from: now() - Duration::days(365),
+            valid_to: None,
+        };
+        r.devices.insert("d1".into(), DeviceEntry { retired_at: None, enrolments: vec![enrol("p1")] });
+        r.devices.insert("old".into(), DeviceEntry { retired_at: Some(now() - Duration::days(1)), enrolments: vec![enrol("p1")] });
+        r.devices.insert("spare".into(), DeviceEntry { retired_at: None, enrolments: vec![] });
+        r
+    }
+
+    fn at(minutes_ago: i64) -> String {
+        (now() - Duration::minutes(minutes_ago)).to_rfc3339_opts(SecondsFormat::Secs, true)
+    }
+
+    fn run(topic: &str, payload: &str) -> Processed {
+        process(topic, payload.as_bytes(), now(), &Limits::default(), &registry())
+    }
+
+    fn reason(topic: &str, payload: &str) -> Reason {
+        let p = run(topic, payload);
+        assert!(p.observations.is_empty(), "{payload}: expected a rejection, got {:?}", p.observations);
+        p.rejections.first().unwrap_or_else(|| panic!("{payload}: no rejection")).reason
+    }
+
+    const DEV: &str = "vitalwatch/v1/devices/d1/readings/json";
+    const APP: &str = "vitalwatch/v1/patients/p1/manual/json";
+
+    #[test]
+    fn every_reason_code_is_reachable_with_a_specific_message() {
+        let t = at(10);
+        let one = |body: &str| format!(r#"{{"readings":[{body}]}}"#);
+        let cases: Vec<(String, String, Reason)> = vec![
+            ("other/topic".into(), "{}".into(), Reason::UnknownTopic),
+            ("vitalwatch/v1/devices/a b/readings/json".into(), "{}".into(), Reason::InvalidIdentifier),
+            ("vitalwatch/v1/devices/d1/readings/xml".into(), "{}".into(), Reason::UnsupportedFormat),
+            (DEV.into(), "{".into(), Reason::MalformedPayload),
+            (DEV.into(), r#"{"readings":[]}"#.into(), Reason::EmptyBatch),
+            (DEV.into(), one(&format!(r#"{{"type":"ecg","time":"{t}","unit":"mV","value":1}}"#)), Reason::UnknownType),
+            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"ppm","value":97}}"#)), Reason::UnknownUnit),
+            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%"}}"#)), Reason::MissingValue),
+            (DEV.into(), one(r#"{"type":"spo2","unit":"%","value":97}"#), Reason::MissingTime),
+            (DEV.into(), one(r#"{"type":"spo2","time":"yesterday","unit":"%","value":97}"#), Reason::InvalidTime),
+            (DEV.into(), one(r#"{"type":"spo2","time":"2026-11-26T12:00:00","unit":"%","value":97}"#), Reason::InvalidTime),
+            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(-6))), Reason::TimeInFuture),
+            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(91 * 24 * 60))), Reason::TimeTooOld),
+            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":100.5}}"#)), Reason::ValueOutOfRange),
+            (DEV.into(), one(&format!(r#"{{"type":"blood_pressure","time":"{t}","unit":"mmHg","systolic":80,"diastolic":80}}"#)), Reason::SystolicNotAboveDiastolic),
+            ("vitalwatch/v1/devices/ghost/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::UnknownDevice),
+            ("vitalwatch/v1/devices/old/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::RetiredDevice),
+            ("vitalwatch/v1/devices/spare/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::DeviceNotEnrolled),
+            ("vitalwatch/v1/patients/nobody/manual/json".into(), one(r#"{"type":"spo2","unit":"%","value":97}"#), Reason::UnknownPatient),
+            (APP.into(), r#"{"patient_id":"p2","readings":[{"type":"spo2","unit":"%","value":97}]}"#.into(), Reason::PatientMismatch),
+        ];
+        let mut seen = HashSet::new();
+        for (topic, payload, want) in &cases {
+            assert_eq!(reason(topic, payload), *want, "{topic} {payload}");
+            let p = run(topic, payload);
+            assert!(!p.rejections[0].message.is_empty());
+            seen.insert(*want);
+        }
+        // Too many readings and an oversized payload.
+        let limits = Limits { max_readings: 2, max_payload_bytes: 100_000, ..Limits::default() };
+        let three = one(&[r#"{"type":"spo2","unit":"%","value":97}"#; 3].join(","));
+        let p = process(APP, three.as_bytes(), now(), &limits, &registry());
+        assert_eq!(p.rejections[0].reason, Reason::PayloadTooLarge);
+        seen.insert(Reason::PayloadTooLarge);
+        let p = process(APP, &vec![b' '; 300_000], now(), &Limits::default(), &registry());
+        assert_eq!(p.rejections[0].reason, Reason::PayloadTooLarge);
+        // NaN cannot be written in JSON; it can in protobuf.
+        use prost::Message as _;
+        let batch = vitalwatch_schemas::proto::ReadingBatch {
+            readings: vec![vitalwatch_schemas::proto::Reading {
+                r#type: vitalwatch_schemas::proto::ReadingType::Spo2 as i32,
+                time_unix_micros: (now() - Duration::minutes(1)).timestamp_micros(),
+                unit: "%".into(),
+                value: Some(f64::NAN),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let p = process("vitalwatch/v1/devices/d1/readings/proto", &batch.encode_to_vec(), now(), &Limits::default(), &registry());
+        assert_eq!(p.rejections[0].reason, Reason::InvalidValue);
+        seen.insert(Reason::InvalidValue);
+        for r in Reason::ALL {
+            assert!(seen.contains(&r), "reason {r} not covered");
+        }
+    }
+
+    #[test]
+    fn a_blood_pressure_reading_gives_three_rows_with_provenance() {
+        let p = run(DEV, &format!(r#"{{"msg_id":"x1","readings":[{{"type":"blood_pressure","time":"{}","unit":"kPa","systolic":20,"diastolic":12,"pulse":64}}]}}"#, at(1)));
+        assert!(p.rejections.is_empty(), "{:?}", p.rejections);
+        let codes: Vec<Code> = p.observations.iter().map(|o| o.code).collect();
+        assert_eq!(codes, vec![Code::Systolic, Code::Diastolic, Code::HeartRate]);
+        let sys = &p.observations[0];
+        assert!((sys.value - 150.01276).abs() < 1e-9);
+        assert_eq!((sys.original_value, sys.original_unit.as_str()), (20.0, "kPa"));
+        assert_eq!(sys.patient_id.as_str(), "p1");
+        assert_eq!(sys.source, Source::Device);
+        assert_eq!(sys.device_id.as_ref().map(|d| d.as_str()), Some("d1"));
+        assert_eq!(sys.time_source, TimeSource::Device);
+        assert_eq!(sys.msg_id.as_deref(), Some("x1"));
+        assert!(p.reply_json().is_none());
+    }
+
+    #[test]
+    fn manual_entry_without_time_uses_the_receive_time_and_says_so() {
+        let p = run(APP, r#"{"readings":[{"type":"body_temperature","unit":"°F","value":100.4}]}"#);
+        let o = &p.observations[0];
+        assert_eq!((o.time, o.time_source, o.source), (now(), TimeSource::Received, Source::Manual));
+        assert!((o.value - 38.0).abs() < 1e-9);
+        assert!(o.device_id.is_none());
+    }
+
+    #[test]
+    fn good_readings_survive_bad_neighbours_and_the_reply_lists_the_bad_ones() {
+        let t = at(5);
+        let p = run(DEV, &format!(r#"{{"msg_id":"m7","readings":[
+            {{"type":"spo2","time":"{t}","unit":"%","value":96}},
+            {{"type":"spo2","time":"{t}","unit":"%","value":160}},
+            {{"type":"heart_rate","time":"{t}","unit":"bpm","value":71}}]}}"#));
+        assert_eq!(p.observations.len(), 2);
+        assert_eq!(p.rejections.len(), 1);
+        let reply: serde_json::Value = serde_json::from_slice(&p.reply_json().unwrap()).unwrap();
+        assert_eq!(reply["reason"], "value_out_of_range");
+        assert_eq!(reply["field"], "readings[1].value");
+        assert_eq!(reply["msg_id"], "m7");
+        assert_eq!(reply["accepted"], 2);
+    }
+
+    #[test]
+    fn device_status_is_attributed_and_carries_no_vitals() {
+        let p = run("vitalwatch/v1/devices/d1/status", r#"{"battery":87,"rssi":-70,"firmware":"1.2.3"}"#);
+        let s = p.status.expect("status");
+        assert_eq!((s.device_id.as_str(), s.patient_id.as_str()), ("d1", "p1"));
+        assert_eq!(s.battery_percent, Some(87.0));
+        let p = run("vitalwatch/v1/devices/ghost/status", "{}");
+        assert_eq!(p.rejections[0].reason, Reason::UnknownDevice);
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        #[test]
+        fn never_panics_on_arbitrary_bytes(payload in proptest::collection::vec(any::<u8>(), 0..512), fmt in 0usize..4, which in 0usize..3) {
+            let topic = match which {
+                0 => format!("vitalwatch/v1/devices/d1/readings/{}", crate::topic::Format::ALL[fmt].as_str()),
+                1 => format!("vitalwatch/v1/patients/p1/manual/{}", crate::topic::Format::ALL[fmt].as_str()),
+                _ => "vitalwatch/v1/devices/d1/status".to_owned(),
+            };
+            let _ = process(&topic, &payload, now(), &Limits::default(), &registry());
+        }
+
+        #[test]
+        fn never_panics_on_json_shaped_input(
+            kind in "[a-z_]{0,20}", unit in "\\PC{0,8}", value in any::<f64>(), sys in any::<f64>(), dia in any::<f64>(),
+            time in "\\PC{0,40}", secs in any::<i64>(), fmt in 0usize..4,
+        ) {
+            let v = |x: f64| if x.is_finite() { serde_json::json!(x) } else { serde_json::Value::Null };
+            let json = serde_json::json!({"readings": [{"type": kind, "time": time, "unit": unit, "value": v(value), "systolic": v(sys), "diastolic": v(dia)}]});
+            let senml = serde_json::json!([{"n": kind, "u": unit, "v": v(value), "t": secs as f64}]);
+            let fhir = serde_json::json!({"resourceType": "Observation", "code": {"coding": [{"code": unit}]}, "effectiveDateTime": time, "valueQuantity": {"value": v(value), "code": kind}});
+            let body = match fmt { 0 => json, 1 => senml, _ => fhir };
+            let f = ["json", "senml", "fhir", "json"][fmt];
+            let _ = process(&format!("vitalwatch/v1/devices/d1/readings/{f}"), &serde_json::to_vec(&body).unwrap(), now(), &Limits::default(), &registry());
+        }
+    }
+}

@@ -152,7 +152,13 @@ pub async fn run(
     }
     let cap = settings.mqtt.max_in_flight;
     let (client, eventloop) = AsyncClient::new(opts, cap * 2 + 1024);
-    let (tx, rx) = mpsc::channel::<(Publish, chrono::DateTime<Utc>)>(cap);
+    // Unbounded on purpose: the event loop must never stop being polled, or the
+    // acknowledgments queued in the client would never be sent (rumqttc sends
+    // requests only from `poll`). The number of unacknowledged messages, and so
+    // this queue, is bounded by the broker's per-client in-flight limit
+    // (`max_inflight_messages` in deploy/mosquitto); processing is bounded by
+    // `max_in_flight` below.
+    let (tx, rx) = mpsc::unbounded_channel::<(Publish, chrono::DateTime<Utc>)>();
 
     let share = settings.mqtt.share_group.clone();
     let poller = tokio::spawn(poll_loop(eventloop, client.clone(), share, tx, stats.clone()));
@@ -185,6 +191,7 @@ pub async fn run(
         limits,
         dedup: Dedup::new(settings.ingest.dedup_capacity),
         inflight: HashSet::new(),
+        unsent_acks: std::collections::VecDeque::new(),
         stats: stats.clone(),
         cap,
     };
@@ -212,7 +219,7 @@ async fn poll_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
     share: String,
-    tx: mpsc::Sender<(Publish, chrono::DateTime<Utc>)>,
+    tx: mpsc::UnboundedSender<(Publish, chrono::DateTime<Utc>)>,
     stats: Arc<IngestStats>,
 ) {
     let filters = [topics::MQTT_DEVICE_READINGS_FILTER, topics::MQTT_MANUAL_FILTER, topics::MQTT_DEVICE_STATUS_FILTER];
@@ -231,7 +238,7 @@ async fn poll_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
-                if tx.send((p, Utc::now())).await.is_err() {
+                if tx.send((p, Utc::now())).is_err() {
                     // Draining: leave it unacknowledged; the broker redelivers it.
                 }
             }
@@ -262,6 +269,8 @@ struct Processor {
     /// Ids produced but not yet acknowledged by the bus: a duplicate arriving
     /// meanwhile is not produced again (the original retries until delivered).
     inflight: HashSet<u128>,
+    /// Acknowledgments waiting for room in the client's request queue, in order.
+    unsent_acks: std::collections::VecDeque<Publish>,
     stats: Arc<IngestStats>,
     cap: usize,
 }
@@ -269,12 +278,14 @@ struct Processor {
 type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (Publish, chrono::DateTime<Utc>, Result<Vec<ObservationId>, BusError>)> + Send>>;
 
 impl Processor {
-    async fn run(&mut self, mut rx: mpsc::Receiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
+    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut draining = false;
+        let mut ack_retry = tokio::time::interval(Duration::from_millis(20));
         loop {
             tokio::select! {
                 biased;
+                _ = ack_retry.tick(), if !self.unsent_acks.is_empty() => self.flush_acks(),
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
                     self.complete(publish, received_at, result, &mut pending).await;
                 }
@@ -292,6 +303,10 @@ impl Processor {
                             // Channel closed and empty: finish what is pending.
                             while let Some((publish, received_at, result)) = pending.next().await {
                                 self.complete(publish, received_at, result, &mut pending).await;
+                            }
+                            while !self.unsent_acks.is_empty() {
+                                self.flush_acks();
+                                tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                             return;
                         }
@@ -372,7 +387,8 @@ impl Processor {
         }
         if let (Some(reply_topic), Some(body)) = (&p.reply_topic, p.reply_json()) {
             // Best effort: the dead letter is the record; the reply is a courtesy to the app.
-            if let Err(e) = self.client.publish(reply_topic.clone(), QoS::AtLeastOnce, false, body).await {
+            // Never wait on the client's request queue (see `run`).
+            if let Err(e) = self.client.try_publish(reply_topic.clone(), QoS::AtLeastOnce, false, body) {
                 tracing::warn!(message = "Could not queue the rejection reply.", error = %e);
             }
         }
@@ -413,10 +429,25 @@ impl Processor {
             }
             self.stats.observations.fetch_add(n, Ordering::Relaxed);
         }
-        if let Err(e) = self.client.ack(&publish).await {
-            tracing::warn!(message = "Could not queue the MQTT acknowledgment.", error = %e);
-        } else {
-            self.stats.acked.fetch_add(1, Ordering::Relaxed);
+        // Never wait on the client's request queue here (see `run`): keep
+        // acknowledgments that do not fit yet, in order, and retry shortly.
+        self.unsent_acks.push_back(publish);
+        self.flush_acks();
+    }
+
+    fn flush_acks(&mut self) {
+        while let Some(p) = self.unsent_acks.front() {
+            match self.client.try_ack(p) {
+                Ok(()) => {
+                    self.unsent_acks.pop_front();
+                    self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(rumqttc::ClientError::TryRequest(_)) => return,
+                Err(e) => {
+                    tracing::warn!(message = "Could not queue the MQTT acknowledgment.", error = %e);
+                    self.unsent_acks.pop_front();
+                }
+            }
         }
     }
 }

@@ -2,9 +2,10 @@
 //!
 //! The pure core of the vitalwatch rules engine: it turns a patient's
 //! normalized observations (from `vitalwatch.observations.v1`) into
-//! [`AlertEvent`]s (for `vitalwatch.alerts.v1`). No I/O, no clock, no logging:
-//! the worker that consumes Kafka, checkpoints state and publishes alerts is
-//! built on top of [`Engine`].
+//! [`AlertEvent`]s (for `vitalwatch.alerts.v1`). No I/O, no clock, no logging
+//! in the core: the worker that consumes Kafka, rebuilds state from the
+//! database and publishes alerts ([`worker`], the `vitalwatch rules` role) is
+//! built on top of [`Engine`] and is the only module doing I/O.
 //!
 //! ## Layout
 //!
@@ -18,7 +19,9 @@
 //! - `episodes`: one episode per (patient, rule), deterministic ids;
 //! - `alert`: evidence and summaries of [`AlertEvent`]s;
 //! - [`state`]: [`PatientState`] and its checkpoint form;
-//! - [`engine`]: [`Engine`], which ties them together.
+//! - [`engine`]: [`Engine`], which ties them together;
+//! - [`worker`]: the `vitalwatch rules` role (bus, database) built on the
+//!   engine; the only module doing I/O.
 //!
 //! ## Guarantees
 //!
@@ -45,6 +48,7 @@ pub mod error;
 pub mod news2;
 pub mod programs;
 pub mod state;
+pub mod worker;
 
 mod alert;
 mod baseline;

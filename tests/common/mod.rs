@@ -279,6 +279,9 @@ pub fn service_env(run: &str, db: &str, mqtt_url: &str) -> Vec<(String, String)>
         kv("VITALWATCH_MQTT__CLIENT_ID", format!("{run}-ingest")),
         kv("VITALWATCH_MQTT__SHARE_GROUP", format!("{run}-g")),
         kv("VITALWATCH_PERSIST__GROUP", format!("{run}-persist")),
+        kv("VITALWATCH_RULES__GROUP", format!("{run}-rules")),
+        kv("VITALWATCH_RULES__TICK_SECS", "2".into()),
+        kv("VITALWATCH_RULES__CONFIG_POLL_SECS", "1".into()),
         kv("VITALWATCH_INGEST__REGISTRY_REFRESH_SECS", "2".into()),
     ]
 }

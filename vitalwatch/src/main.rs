@@ -2,11 +2,11 @@
 //!
 //! - `run`: every role in one process on embedded defaults (embedded MQTT
 //!   broker, in-process bus, SQLite), for a first look and for development;
-//! - `ingest`, `persist`: the production roles, against an MQTT broker, Kafka
+//! - `ingest`, `persist`, `rules`: the production roles, against an MQTT broker, Kafka
 //!   and PostgreSQL/TimescaleDB;
 //! - `migrate`: database migrations;
 //! - `simulate`: the load generator;
-//! - `patient`, `device`: the registry;
+//! - `patient`, `device`: the registry; `rules-config`: patients' rules;
 //! - `alerting`: the alerting role; `physician`, `care-team`, `alert`: care teams and episodes.
 
 use std::path::PathBuf;
@@ -37,6 +37,11 @@ enum Command {
     Ingest,
     /// The persist role: Kafka -> TimescaleDB/PostgreSQL.
     Persist,
+    /// The rules role: observations and device statuses -> alert events (Kafka) and episodes (database).
+    Rules,
+    /// Manage patients' care programs and rules (take effect without a restart).
+    #[command(subcommand)]
+    RulesConfig(commands::rules::RulesConfigCommand),
     /// Apply database migrations (safe to run twice and from several pods at once).
     Migrate(commands::registry::StoreArgs),
     /// Load generator: simulated patients publish readings to a broker; reports throughput and latency.
@@ -77,6 +82,8 @@ fn main() -> ExitCode {
             Command::Run(args) => commands::run::run(config, args).await,
             Command::Ingest => commands::roles::ingest(config).await,
             Command::Persist => commands::roles::persist(config).await,
+            Command::Rules => commands::roles::rules(config).await,
+            Command::RulesConfig(c) => commands::rules::rules_config(config, c).await,
             Command::Migrate(args) => commands::registry::migrate(config, args).await,
             Command::Simulate(args) => sim::load::run(args).await,
             Command::Patient(c) => commands::registry::patient(config, c).await,

@@ -536,7 +536,8 @@ mod tests {
     #[tokio::test]
     async fn migrate_twice_insert_dedupes_and_registry_round_trips() {
         let s = SqliteStore::open(":memory:").unwrap();
-        assert_eq!(s.migrate().await.unwrap().applied, vec![1]);
+        let all: Vec<i32> = migrations::SQLITE.iter().map(|m| m.version).collect();
+        assert_eq!(s.migrate().await.unwrap().applied, all);
         assert!(s.migrate().await.unwrap().applied.is_empty());
         assert_eq!(s.insert_observations(&[obs("p1", 1, 80.0), obs("p1", 2, 80.1)]).await.unwrap(), 2);
         assert_eq!(s.insert_observations(&[obs("p1", 1, 80.0), obs("p1", 3, 80.2)]).await.unwrap(), 1);

@@ -3,5 +3,6 @@
 pub mod alerting;
 pub mod registry;
 pub mod roles;
+pub mod rules;
 pub mod run;
 pub mod wiring;

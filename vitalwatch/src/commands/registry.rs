@@ -21,7 +21,7 @@ pub struct StoreArgs {
 }
 
 impl StoreArgs {
-    fn settings(&self, config: Option<&Path>) -> anyhow::Result<Settings> {
+    pub(crate) fn settings(&self, config: Option<&Path>) -> anyhow::Result<Settings> {
         let profile = if self.embedded { Profile::Embedded } else { Profile::Service };
         let mut s = Settings::load(profile, config)?;
         if let Some(d) = &self.data_dir {
@@ -34,7 +34,7 @@ impl StoreArgs {
         Ok(s)
     }
 
-    async fn store(&self, config: Option<&Path>) -> anyhow::Result<std::sync::Arc<dyn Store>> {
+    pub(crate) async fn store(&self, config: Option<&Path>) -> anyhow::Result<std::sync::Arc<dyn Store>> {
         let s = self.settings(config)?;
         let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
         if self.embedded {

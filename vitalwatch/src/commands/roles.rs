@@ -8,6 +8,7 @@ use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry};
 use vitalwatch_platform::config::{BusKind, Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
+use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
 use super::wiring::Bus;
 
@@ -40,4 +41,32 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
     tracing::info!(message = "Persist starting.", group = %s.persist.group);
     persist::run(consumer.as_mut(), store, &s.persist, Arc::new(PersistStats::default()), shutdown).await
+}
+
+/// The rules worker's configuration from the settings (engine defaults).
+pub fn rules_config(s: &Settings) -> rules_worker::WorkerConfig {
+    rules_worker::WorkerConfig {
+        settings: s.rules.clone(),
+        engine: vitalwatch_rules::EngineSettings::default(),
+        observations_topic: s.bus.observations_topic.clone(),
+        status_topic: s.bus.device_status_topic.clone(),
+        alerts_topic: s.bus.alerts_topic.clone(),
+    }
+}
+
+/// `vitalwatch rules`.
+pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
+    let s = service_settings(config)?;
+    let shutdown = shutdown::on_signals();
+    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let bus = Bus::open(&s).await?;
+    let producer = bus.producer(&s)?;
+    let mut consumer =
+        bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
+    tracing::info!(message = "Rules starting.", group = %s.rules.group);
+    let result =
+        rules_worker::run(consumer.as_mut(), producer.clone(), store, &rules_config(&s), Arc::new(RulesStats::default()), shutdown)
+            .await;
+    let _ = producer.flush(std::time::Duration::from_secs(10)).await;
+    result
 }

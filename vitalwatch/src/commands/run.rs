@@ -1,4 +1,4 @@
-//! `vitalwatch run`: ingest and persist (and, as they land, rules and
+//! `vitalwatch run`: ingest, persist and rules (and, as it lands,
 //! alerting) in one process on embedded defaults, so a newcomer's first command
 //! works on a fresh machine with only Rust installed.
 
@@ -14,6 +14,7 @@ use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
 use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
+use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
 use super::wiring::Bus;
 use crate::{embedded_broker, sim};
@@ -41,6 +42,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     if let Some(d) = &args.data_dir {
         if s.database.url == format!("sqlite://{}/vitalwatch.db", s.data_dir.display()) {
             s.database.url = format!("sqlite://{}/vitalwatch.db", d.display());
+        }
+        if s.alerting.file_dir == s.data_dir.join("alerts") {
+            s.alerting.file_dir = d.join("alerts");
         }
         s.data_dir = d.clone();
     }
@@ -70,8 +74,30 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, shutdown).await })
     };
 
+    // Alerting first, so it is listening before rules produce.
+    let mut alert_consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
+    let alert_store =
+        vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
+    let alerting_task = {
+        let (settings, shutdown) = (s.alerting.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            vitalwatch_alerting::run(&settings, alert_consumer.as_mut(), alert_store, shutdown).await
+        })
+    };
+
+    let mut rules_consumer =
+        bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
+    let rules_stats = Arc::new(RulesStats::default());
+    let rules_task = {
+        let (store, producer, cfg, stats, shutdown) =
+            (store.clone(), bus.producer(&s)?, super::roles::rules_config(&s), rules_stats.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await
+        })
+    };
+
     if let Some(n) = args.simulate {
-        sim::trickle::register(store.as_ref(), n).await?;
+        sim::trickle::register(store.as_ref(), &s.database.url, n).await?;
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
     let ingest_stats = Arc::new(IngestStats::default());
@@ -88,7 +114,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
 
     banner(&s, args.simulate);
     let reporter = {
-        let (i, p, shutdown) = (ingest_stats.clone(), persist_stats.clone(), shutdown.clone());
+        let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), shutdown.clone());
         tokio::spawn(async move {
             loop {
                 tokio::select! {
@@ -100,7 +126,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
                     messages = i.messages.load(Ordering::Relaxed),
                     observations = i.observations.load(Ordering::Relaxed),
                     rejected = i.rejected(),
-                    stored = p.inserted.load(Ordering::Relaxed)
+                    stored = p.inserted.load(Ordering::Relaxed),
+                    alert_events = r.events_published.load(Ordering::Relaxed)
                 );
             }
         })
@@ -114,6 +141,8 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     // Let persist take what ingest produced last, then stop it.
     tokio::time::sleep(Duration::from_millis(300)).await;
     persist_task.await.context("persist task")??;
+    rules_task.await.context("rules task")??;
+    alerting_task.await.context("alerting task")??;
     reporter.abort();
     tracing::info!(message = "Stopped cleanly.", stored = persist_stats.inserted.load(Ordering::Relaxed));
     Ok(())

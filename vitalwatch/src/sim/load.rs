@@ -93,11 +93,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let row_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let kafka_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let rows_seen = Arc::new(AtomicU64::new(0));
+    let samples: Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>> = Arc::default();
     let kafka_seen = Arc::new(AtomicU64::new(0));
 
     let watcher = rows_db.map(|url| {
-        let (h, seen, done, prefix) = (row_latency.clone(), rows_seen.clone(), done.clone(), prefix.clone());
-        tokio::spawn(async move { watch_rows(&url, &prefix, h, seen, done).await })
+        let (h, seen, done, prefix, samples) =
+            (row_latency.clone(), rows_seen.clone(), done.clone(), prefix.clone(), samples.clone());
+        tokio::spawn(async move { watch_rows(&url, &prefix, samples, h, seen, done).await })
     });
     let kafka_watcher = args.kafka.clone().map(|brokers| {
         let (h, seen, done, topic, prefix) =
@@ -135,7 +137,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 }
             }
         });
-        let (published, expected_rows) = (published.clone(), expected_rows.clone());
+        let (published, expected_rows, samples) = (published.clone(), expected_rows.clone(), samples.clone());
         publishers.push(tokio::spawn(async move {
             let started = Instant::now();
             let mut sent = 0u64;
@@ -145,7 +147,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 let due = (started.elapsed().as_secs_f64() * per_conn_rate) as u64;
                 while sent < due {
                     let p = &mut patients[idx];
-                    let (topic, payload, rows) = p.reading(step, Utc::now());
+                    let t = Utc::now();
+                    let (topic, payload, rows) = p.reading(step, t);
+                    if sent % 100 == 0 {
+                        // The first row of the reading (SenML times are whole microseconds of a float: round like ingest).
+                        let code = ["29463-7", "8480-6", "59408-5", "41653-7", "8310-5"][(step % 5) as usize];
+                        let t = if p.format == "senml" && !p.manual {
+                            DateTime::from_timestamp_micros(((t.timestamp_micros() as f64 / 1e6) * 1e6).round() as i64).unwrap_or(t)
+                        } else {
+                            t
+                        };
+                        samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
+                    }
                     if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
                         return (sent, acked, poller);
                     }
@@ -262,9 +275,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Latency is measured on a 1% sample of the readings (every 100th): the
+/// watcher polls for the sampled rows and records when each becomes visible.
+/// Loss is checked on the total: `count(*)` of this run's rows.
 async fn watch_rows(
     url: &str,
     prefix: &str,
+    samples: Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>>,
     hist: Arc<Mutex<Histogram<u64>>>,
     seen: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
@@ -272,34 +289,40 @@ async fn watch_rows(
     let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let pattern = format!("{prefix}-%");
-    let mut watermark: DateTime<Utc> = Utc::now() - chrono::Duration::seconds(5);
-    let mut recent: HashSet<(String, String, i64)> = HashSet::new();
-    let stmt = client
+    let find = client
         .prepare(
-            "SELECT patient_id, code, time, received_at FROM observations \
-             WHERE received_at > $1 AND patient_id LIKE $2 ORDER BY received_at",
+            "SELECT o.patient_id, o.code, o.time FROM observations o \
+             JOIN UNNEST($1::text[], $2::text[], $3::timestamptz[]) AS s(p, c, t) \
+             ON o.patient_id = s.p AND o.code = s.c AND o.time = s.t",
         )
         .await?;
+    let count = client.prepare("SELECT count(*) FROM observations WHERE patient_id LIKE $1").await?;
+    let mut outstanding: HashSet<(String, String, DateTime<Utc>)> = HashSet::new();
+    let mut last_count = std::time::Instant::now();
     while !done.load(Ordering::Relaxed) {
-        let rows = client.query(&stmt, &[&(watermark - chrono::Duration::seconds(2)), &pattern]).await?;
-        let now = Utc::now();
-        let mut h = hist.lock().await;
-        for r in rows {
-            let (p, c, t, rec): (String, String, DateTime<Utc>, DateTime<Utc>) = (r.get(0), r.get(1), r.get(2), r.get(3));
-            if recent.insert((p, c, t.timestamp_micros())) {
-                let _ = h.record((now - t).num_microseconds().unwrap_or(0).max(0) as u64);
-                seen.fetch_add(1, Ordering::Relaxed);
-            }
-            if rec > watermark {
-                watermark = rec;
+        outstanding.extend(samples.lock().unwrap_or_else(|e| e.into_inner()).drain(..));
+        if !outstanding.is_empty() {
+            let (p, c, t): (Vec<&str>, Vec<&str>, Vec<DateTime<Utc>>) =
+                outstanding.iter().map(|(p, c, t)| (p.as_str(), c.as_str(), *t)).collect();
+            let rows = client.query(&find, &[&p, &c, &t]).await?;
+            let now = Utc::now();
+            let mut h = hist.lock().await;
+            for r in rows {
+                let key: (String, String, DateTime<Utc>) = (r.get(0), r.get(1), r.get(2));
+                if outstanding.remove(&key) {
+                    let _ = h.record((now - key.2).num_microseconds().unwrap_or(0).max(0) as u64);
+                }
             }
         }
-        drop(h);
-        if recent.len() > 2_000_000 {
-            recent.clear();
+        if last_count.elapsed() > Duration::from_millis(500) {
+            let n: i64 = client.query_one(&count, &[&pattern]).await?.get(0);
+            seen.store(n as u64, Ordering::Relaxed);
+            last_count = std::time::Instant::now();
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let n: i64 = client.query_one(&count, &[&pattern]).await?.get(0);
+    seen.store(n as u64, Ordering::Relaxed);
     Ok(())
 }
 

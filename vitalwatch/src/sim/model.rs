@@ -87,13 +87,14 @@ impl SimPatient {
                 ("body_weight", "kg", vec![(w * 10.0).round() / 10.0])
             }
             1 => {
-                let rise = if self.trend == Trend::PressureRise { 0.6 * s } else { 0.0 };
+                // Fast enough that `run --simulate` shows an alert within a couple of minutes.
+                let rise = if self.trend == Trend::PressureRise { 3.0 * s } else { 0.0 };
                 let sys = (128.0 + n * 10.0 + rise).round().min(260.0);
                 let dia = (80.0 + n * 6.0 + rise * 0.5).round().min(sys - 10.0);
                 ("blood_pressure", "mmHg", vec![sys, dia, (70.0 + n * 8.0).round()])
             }
             2 => {
-                let drift = if self.trend == Trend::Spo2Drift { 0.1 * s } else { 0.0 };
+                let drift = if self.trend == Trend::Spo2Drift { 0.5 * s } else { 0.0 };
                 ("spo2", "%", vec![(96.0 + n * 2.0 - drift).round().clamp(80.0, 100.0)])
             }
             3 => ("blood_glucose", "mg/dL", vec![(110.0 + n * 30.0).round()]),

@@ -13,9 +13,48 @@ use super::model::{FORMATS, SimPatient};
 /// Prefix of simulated patient and device ids in `run`.
 pub const PREFIX: &str = "p-sim";
 
-/// Registers the simulated patients and their devices (idempotent).
-pub async fn register(store: &dyn Store, n: usize) -> anyhow::Result<()> {
-    register_population(store, PREFIX, n, &FORMATS).await
+/// Registers the simulated patients and their devices (idempotent), gives
+/// each the care program its trend calls for, and puts them in the care of a
+/// demo physician, so `run --simulate` shows real alerts within minutes.
+pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> anyhow::Result<()> {
+    use vitalwatch_alerting::team::{ChannelPreferences, EmailAddress, PhoneNumber, TimeZone};
+    use vitalwatch_alerting::{CareTeam, Channel, EscalationPolicy, Physician, PhysicianId};
+    use vitalwatch_rules::{PatientRules, Program};
+
+    register_population(store, PREFIX, n, &FORMATS).await?;
+    let alerts = vitalwatch_alerting::store::open(alert_store_url).await?;
+    let both = vec![Channel::Email, Channel::Sms];
+    let doctor = Physician {
+        id: PhysicianId::new("dr-demo")?,
+        name: "Dr Demo".into(),
+        email: EmailAddress::new("dr.demo@example.invalid")?,
+        mobile: Some(PhoneNumber::new("+33600000000")?),
+        time_zone: TimeZone::new("Europe/Paris")?,
+        quiet_hours: None,
+        channels: ChannelPreferences { low: vec![Channel::Email], medium: vec![Channel::Email], high: both.clone(), critical: both },
+        hourly_cap: None,
+    };
+    alerts.upsert_physician(&doctor).await?;
+    for i in 0..n {
+        let p = SimPatient::new(PREFIX, i, &FORMATS);
+        let pid = PatientId::new(p.id.clone())?;
+        let program = match p.trend {
+            super::model::Trend::WeightGain => Program::HeartFailure,
+            super::model::Trend::Spo2Drift => Program::Copd,
+            super::model::Trend::PressureRise => Program::Hypertension,
+            super::model::Trend::Stable => Program::General,
+        };
+        store.set_patient_rules(&pid, &serde_json::to_string(&PatientRules::for_program(program))?).await?;
+        alerts
+            .set_care_team(&CareTeam {
+                patient_id: pid,
+                responsible: doctor.id.clone(),
+                deputies: Vec::new(),
+                policy: EscalationPolicy::default(),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 /// Registers `n` patients named `prefix` with their devices enrolled.

@@ -1,0 +1,656 @@
+//! The `rules` role: the I/O shell around the pure [`Engine`].
+//!
+//! A consumer-group member (group `rules.group`) on the observations topic and
+//! the device-status topic. Both are keyed by patient id, so one partition owns
+//! a patient and its messages arrive in order.
+//!
+//! Per batch:
+//! 1. every observation goes to [`Engine::on_observation`] with
+//!    `now = received_at` (carried in the Kafka message, so a replacement
+//!    worker takes the same decisions); every status with a patient goes to
+//!    [`Engine::on_device_status`];
+//! 2. rule changes in `patient_rules` are applied every `rules.config_poll_secs`
+//!    ([`Engine::set_patient_rules`]), and the missing-data rules are
+//!    evaluated every `rules.tick_secs` ([`Engine::tick`], see [`TickClock`]);
+//! 3. the resulting [`AlertEvent`]s are published to `bus.alerts_topic`
+//!    (key = patient id) and their delivery awaited; then, in one database
+//!    transaction, stored in `alert_events` (skipping known event ids) with
+//!    their episodes upserted in `alerts`; only then are the bus offsets
+//!    committed. A crash anywhere before the commit means redelivery, and
+//!    redelivered events carry the same ids (consumers drop duplicates by
+//!    `event_id`).
+//!
+//! ## State rebuild
+//!
+//! The engine holds no state across restarts. The first time this worker sees
+//! a patient (after a start or a rebalance, which clears the engine), it loads
+//! the patient's rules from `patient_rules` (program defaults of
+//! [`EngineSettings::default_program`] without a row) and replays the
+//! patient's stored observations of the last `retention_days` received up to
+//! the triggering message's `received_at` ([`Engine::replay`]). The replay's
+//! `recent_events` (readings within `max_alert_age` of now) are re-published:
+//! they may never have been published if the previous owner died between
+//! deciding and committing, and the ones that were carry the same ids.
+//! Observations already in the store that are redelivered by the bus are
+//! duplicates for the engine and ignored.
+//!
+//! **Known gap.** The rebuild reads the store, which the `persist` role fills
+//! from its own consumer group. Readings the previous owner consumed *and
+//! committed* but that `persist` had not yet written are neither in the store
+//! nor redelivered: the rebuilt history lacks them. Alerts they raised were
+//! already published, but later decisions that look back at them (a weight
+//! window, a baseline) may differ from what the previous owner would have
+//! decided. The window is `persist`'s lag (normally well under a second); a
+//! per-patient checkpoint written in the same transaction as the alerts
+//! ([`Engine::checkpoint`]) would close it.
+//!
+//! Missing-data rules only cover patients this worker has loaded, i.e. that
+//! sent a reading or a device heartbeat since it took the partition.
+//!
+//! No identifying data in logs: counts at info, patient ids at debug only.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use prost::Message as _;
+use vitalwatch_platform::bus::{Consumer, Producer, positions, recv_batch};
+use vitalwatch_platform::config::RulesSettings;
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_platform::store::{Store, StoreError};
+use vitalwatch_schemas::{DeviceId, Observation, PatientId, proto};
+
+use crate::{AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules};
+
+/// What the worker needs besides its backends.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// The `rules` settings section.
+    pub settings: RulesSettings,
+    /// Engine settings.
+    pub engine: EngineSettings,
+    /// Observations topic (input).
+    pub observations_topic: String,
+    /// Device-status topic (input).
+    pub status_topic: String,
+    /// Alerts topic (output).
+    pub alerts_topic: String,
+}
+
+/// Counters of the rules role.
+#[derive(Debug, Default)]
+pub struct RulesStats {
+    /// Batches committed.
+    pub batches: AtomicU64,
+    /// Observations evaluated (not late, not duplicate).
+    pub evaluated: AtomicU64,
+    /// Observations stored in history without evaluation (late).
+    pub late: AtomicU64,
+    /// Observations already seen (redelivery, replay).
+    pub duplicates: AtomicU64,
+    /// Observations rejected by the engine.
+    pub rejected: AtomicU64,
+    /// Device statuses applied.
+    pub statuses: AtomicU64,
+    /// Messages that could not be decoded (skipped, logged with their offset).
+    pub undecodable: AtomicU64,
+    /// Patients whose state was rebuilt from the store.
+    pub rebuilds: AtomicU64,
+    /// Rule changes applied without a restart.
+    pub rule_updates: AtomicU64,
+    /// Alert events published (re-publications included).
+    pub events_published: AtomicU64,
+    /// Alert events new to the database.
+    pub events_stored: AtomicU64,
+    /// Bus or database retries.
+    pub retries: AtomicU64,
+}
+
+/// Decides the `now` of [`Engine::tick`] and when to tick.
+///
+/// While the worker is catching up on a backlog, `now` is the highest
+/// `received_at` consumed (a backlog must not look like missing data); once it
+/// is caught up (its last batch was not full), the wall clock, but never
+/// earlier than what was consumed. Never goes backwards.
+#[derive(Debug, Clone)]
+pub struct TickClock {
+    every: Duration,
+    next: Instant,
+    caught_up: bool,
+    max_received: Option<DateTime<Utc>>,
+    last: Option<DateTime<Utc>>,
+}
+
+impl TickClock {
+    /// A clock ticking every `every`, first at `start + every`.
+    pub fn new(every: Duration, start: Instant) -> Self {
+        TickClock {
+            every,
+            next: start + every,
+            caught_up: false,
+            max_received: None,
+            last: None,
+        }
+    }
+
+    /// Records a batch of `len` messages received with a batch limit of `max`.
+    pub fn batch(&mut self, len: usize, max: usize) {
+        self.caught_up = len < max;
+    }
+
+    /// Records a consumed message received (by ingest) at `received_at`.
+    pub fn saw(&mut self, received_at: DateTime<Utc>) {
+        self.max_received = Some(
+            self.max_received
+                .map_or(received_at, |m| m.max(received_at)),
+        );
+    }
+
+    /// True when a tick is due at `at`.
+    pub fn due(&self, at: Instant) -> bool {
+        at >= self.next
+    }
+
+    /// The `now` of the tick at `at` (wall clock `wall`); schedules the next.
+    pub fn take(&mut self, at: Instant, wall: DateTime<Utc>) -> DateTime<Utc> {
+        self.next = at + self.every;
+        let now = tick_now(self.caught_up, self.max_received, wall, self.last);
+        self.last = Some(now);
+        now
+    }
+}
+
+/// The tick time: see [`TickClock`].
+pub fn tick_now(
+    caught_up: bool,
+    max_received: Option<DateTime<Utc>>,
+    wall: DateTime<Utc>,
+    last: Option<DateTime<Utc>>,
+) -> DateTime<Utc> {
+    let now = match (caught_up, max_received) {
+        (true, Some(m)) => wall.max(m),
+        (true, None) | (false, None) => wall,
+        (false, Some(m)) => m,
+    };
+    match last {
+        Some(l) if l > now => l,
+        _ => now,
+    }
+}
+
+/// How far back the rules poll looks before its last mark (transactions that
+/// committed late, clock differences between hosts).
+const POLL_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
+
+/// Retries a store call with backoff until it succeeds; evaluates to `None`
+/// once shutdown fires while it fails. (A macro: async closures borrowing
+/// their environment make the worker future not `Send`.)
+macro_rules! retry {
+    ($stats:expr, $shutdown:expr, $what:literal, $call:expr) => {{
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let r: Result<_, StoreError> = $call;
+            match r {
+                Ok(v) => break Some(v),
+                Err(e) => {
+                    $stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(message = $what, error = %e);
+                    if $shutdown.is_cancelled() {
+                        break None;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }};
+}
+struct Worker<'a> {
+    engine: Engine,
+    store: Arc<dyn Store>,
+    cfg: &'a WorkerConfig,
+    stats: Arc<RulesStats>,
+    shutdown: CancellationToken,
+    /// Patients whose state was rebuilt since the last (re)assignment.
+    loaded: HashSet<PatientId>,
+    /// `updated_at` of the rules applied per patient.
+    rules_seen: HashMap<String, DateTime<Utc>>,
+    poll_mark: DateTime<Utc>,
+}
+
+/// Runs until `shutdown` fires. The batch in flight when it fires is finished
+/// and committed first, unless the bus or the database is down (then nothing
+/// is committed and the bus redelivers).
+///
+/// # Errors
+///
+/// Invalid engine settings.
+pub async fn run(
+    consumer: &mut dyn Consumer,
+    producer: Arc<dyn Producer>,
+    store: Arc<dyn Store>,
+    cfg: &WorkerConfig,
+    stats: Arc<RulesStats>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let engine = Engine::new(cfg.engine.clone())?;
+    let s = &cfg.settings;
+    let mut w = Worker {
+        engine,
+        store,
+        cfg,
+        stats: stats.clone(),
+        shutdown: shutdown.clone(),
+        loaded: HashSet::new(),
+        rules_seen: HashMap::new(),
+        poll_mark: Utc::now() - POLL_MARGIN,
+    };
+    let wait = Duration::from_millis(s.batch_wait_ms);
+    let poll_every = Duration::from_secs(s.config_poll_secs);
+    let mut next_poll = Instant::now() + poll_every;
+    let mut clock = TickClock::new(Duration::from_secs(s.tick_secs), Instant::now());
+    let mut assignment = sorted(consumer.assignment());
+    while !shutdown.is_cancelled() {
+        let batch = tokio::select! {
+            b = recv_batch(consumer, s.batch_size, wait, Duration::from_millis(500)) => b,
+            _ = shutdown.cancelled() => break,
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let now_assignment = sorted(consumer.assignment());
+        if now_assignment != assignment {
+            // Partitions moved: state of patients now owned elsewhere would go
+            // stale (and tick about them). Forget everything; patients are
+            // rebuilt from the store as their messages arrive.
+            if !w.loaded.is_empty() {
+                tracing::info!(
+                    message = "Partition assignment changed; rule state will be rebuilt.",
+                    patients = w.loaded.len()
+                );
+            }
+            w.engine = Engine::new(cfg.engine.clone())?;
+            w.loaded.clear();
+            assignment = now_assignment;
+        }
+        clock.batch(batch.len(), s.batch_size);
+        let mut events: Vec<AlertEvent> = Vec::new();
+        let mut complete = true;
+        for m in &batch {
+            if !w.handle(m, &mut clock, &mut events).await {
+                complete = false;
+                break;
+            }
+        }
+        if !complete {
+            break; // shutting down while the database is unavailable: commit nothing
+        }
+        if Instant::now() >= next_poll {
+            next_poll = Instant::now() + poll_every;
+            w.poll_rules(&mut events).await;
+        }
+        if clock.due(Instant::now()) {
+            let now = clock.take(Instant::now(), Utc::now());
+            w.engine.tick(now, &mut events);
+        }
+        if !events.is_empty() {
+            if !w.publish(producer.as_ref(), &events).await {
+                break;
+            }
+            let Some(new) = w.record(&events).await else {
+                break;
+            };
+            stats.events_stored.fetch_add(new, Ordering::Relaxed);
+            tracing::info!(
+                message = "Alert events published.",
+                events = events.len(),
+                new
+            );
+        }
+        if batch.is_empty() {
+            continue;
+        }
+        commit(consumer, &positions(&batch), &shutdown).await;
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+    }
+    tracing::info!(
+        message = "Rules stopped.",
+        batches = stats.batches.load(Ordering::Relaxed),
+        evaluated = stats.evaluated.load(Ordering::Relaxed),
+        events = stats.events_published.load(Ordering::Relaxed),
+        rebuilds = stats.rebuilds.load(Ordering::Relaxed)
+    );
+    Ok(())
+}
+
+fn sorted(mut a: Vec<(String, i32)>) -> Vec<(String, i32)> {
+    a.sort();
+    a
+}
+
+async fn commit(
+    consumer: &mut dyn Consumer,
+    pos: &[(String, i32, i64)],
+    shutdown: &CancellationToken,
+) {
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match consumer.commit(pos).await {
+            Ok(()) => return,
+            Err(e) => {
+                // Events are published and stored: a failed commit only means
+                // redelivery, which yields the same event ids.
+                tracing::warn!(message = "Offset commit failed.", error = %e);
+                if shutdown.is_cancelled() || delay > Duration::from_secs(2) {
+                    return;
+                }
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+}
+
+fn micros(us: i64) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(us)
+}
+
+impl Worker<'_> {
+    /// Processes one message. False only when shutting down with the
+    /// database unavailable.
+    async fn handle(
+        &mut self,
+        m: &vitalwatch_platform::bus::Message,
+        clock: &mut TickClock,
+        events: &mut Vec<AlertEvent>,
+    ) -> bool {
+        if m.topic == self.cfg.observations_topic {
+            let obs = match proto::Observation::decode(m.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|p| Observation::from_proto(&p))
+            {
+                Ok(o) => o,
+                Err(e) => return self.undecodable(m, &e),
+            };
+            clock.saw(obs.received_at);
+            if !self
+                .ensure_loaded(&obs.patient_id, obs.received_at, events)
+                .await
+            {
+                return false;
+            }
+            let outcome = self.engine.on_observation(&obs, obs.received_at, events);
+            let counter = match outcome {
+                ObservationOutcome::Evaluated => &self.stats.evaluated,
+                ObservationOutcome::Late => &self.stats.late,
+                ObservationOutcome::Duplicate => &self.stats.duplicates,
+                ObservationOutcome::Rejected(_) => &self.stats.rejected,
+            };
+            counter.fetch_add(1, Ordering::Relaxed);
+        } else if m.topic == self.cfg.status_topic {
+            let st = match proto::DeviceStatus::decode(m.payload.as_slice()) {
+                Ok(s) => s,
+                Err(e) => return self.undecodable(m, &e.to_string()),
+            };
+            let received = micros(st.received_at_unix_micros).unwrap_or_else(Utc::now);
+            clock.saw(received);
+            if st.patient_id.is_empty() {
+                return true;
+            }
+            let (Ok(patient), Ok(device)) = (
+                PatientId::new(st.patient_id.clone()),
+                DeviceId::new(st.device_id.clone()),
+            ) else {
+                return self.undecodable(m, "invalid patient or device id");
+            };
+            let time = match st.time_unix_micros {
+                0 => received,
+                t => micros(t).unwrap_or(received),
+            };
+            if !self.ensure_loaded(&patient, received, events).await {
+                return false;
+            }
+            self.engine
+                .on_device_status(&device, &patient, time.min(received));
+            self.stats.statuses.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+
+    fn undecodable(&self, m: &vitalwatch_platform::bus::Message, error: &str) -> bool {
+        self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+        tracing::error!(
+            message = "Undecodable message skipped.",
+            topic = %m.topic, partition = m.partition, offset = m.offset, error = %error
+        );
+        true
+    }
+
+    /// Rebuilds the patient's state from the store the first time it is seen.
+    /// False only when shutting down with the database unavailable.
+    async fn ensure_loaded(
+        &mut self,
+        patient: &PatientId,
+        now: DateTime<Utc>,
+        events: &mut Vec<AlertEvent>,
+    ) -> bool {
+        if self.loaded.contains(patient) {
+            return true;
+        }
+        let since = now - chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
+        let store = self.store.clone();
+        let loaded = retry!(
+            self.stats,
+            self.shutdown,
+            "Loading a patient's rule state failed; retrying.",
+            async {
+                let rules = store.patient_rules(patient).await?;
+                let obs = store.recent_observations(patient, since).await?;
+                Ok::<_, StoreError>((rules, obs))
+            }
+            .await
+        );
+        let Some((row, mut obs)) = loaded else {
+            return false;
+        };
+        let default = PatientRules::for_program(self.cfg.engine.default_program);
+        let rules = match &row {
+            Some(r) => {
+                self.rules_seen.insert(r.patient_id.clone(), r.updated_at);
+                parse_rules(patient, &r.rules).unwrap_or_else(|| default.clone())
+            }
+            None => default.clone(),
+        };
+        // Later readings (persisted ahead of this worker) arrive from the bus in order.
+        obs.retain(|o| o.received_at <= now);
+        let report = match self.engine.replay(patient, rules, obs.iter(), now) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(message = "Stored rules rejected by the engine; using the program defaults.", error = %e);
+                tracing::debug!(message = "Stored rules rejected.", patient = %patient.as_str());
+                self.engine
+                    .replay(patient, default, obs.iter(), now)
+                    .unwrap_or_default()
+            }
+        };
+        tracing::debug!(
+            message = "Patient state rebuilt.",
+            patient = %patient.as_str(),
+            observations = report.observations,
+            open_episodes = report.open_episodes,
+            republished = report.recent_events.len()
+        );
+        events.extend(report.recent_events);
+        self.loaded.insert(patient.clone());
+        self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
+        true
+    }
+
+    /// Applies rules changed since the last poll to loaded patients.
+    async fn poll_rules(&mut self, events: &mut Vec<AlertEvent>) {
+        let rows = match self
+            .store
+            .patient_rules_changed_since(self.poll_mark - POLL_MARGIN)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(message = "Polling patient rules failed; will retry.", error = %e);
+                return;
+            }
+        };
+        for row in rows {
+            self.poll_mark = self.poll_mark.max(row.updated_at);
+            if self.rules_seen.get(&row.patient_id) == Some(&row.updated_at) {
+                continue;
+            }
+            let Ok(patient) = PatientId::new(row.patient_id.clone()) else {
+                continue;
+            };
+            if !self.loaded.contains(&patient) {
+                continue; // loaded with its current rules when its first message arrives
+            }
+            self.rules_seen
+                .insert(row.patient_id.clone(), row.updated_at);
+            let Some(rules) = parse_rules(&patient, &row.rules) else {
+                continue;
+            };
+            match self.engine.set_patient_rules(&patient, rules, Utc::now()) {
+                Ok(ev) => {
+                    events.extend(ev);
+                    self.stats.rule_updates.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(message = "Patient rules updated.", patient = %patient.as_str());
+                }
+                Err(e) => {
+                    tracing::warn!(message = "Changed rules rejected by the engine; previous rules kept.", error = %e);
+                    tracing::debug!(message = "Changed rules rejected.", patient = %patient.as_str());
+                }
+            }
+        }
+    }
+
+    /// Publishes and awaits delivery of every event. False only when shutting
+    /// down with the bus unavailable.
+    async fn publish(&self, producer: &dyn Producer, events: &[AlertEvent]) -> bool {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match publish_once(producer, &self.cfg.alerts_topic, events).await {
+                Ok(()) => {
+                    self.stats
+                        .events_published
+                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    return true;
+                }
+                Err(e) => {
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(message = "Publishing alert events failed; retrying.", error = %e);
+                    if self.shutdown.is_cancelled() {
+                        return false;
+                    }
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Stores the events and their episodes in one transaction; the number of
+    /// new events. `None` only when shutting down with the database down.
+    async fn record(&self, events: &[AlertEvent]) -> Option<u64> {
+        retry!(
+            self.stats,
+            self.shutdown,
+            "Storing alert events failed; retrying.",
+            self.store.record_alert_events(events).await
+        )
+    }
+}
+
+async fn publish_once(
+    producer: &dyn Producer,
+    topic: &str,
+    events: &[AlertEvent],
+) -> Result<(), vitalwatch_platform::bus::BusError> {
+    let mut deliveries = Vec::with_capacity(events.len());
+    for e in events {
+        deliveries.push(
+            producer
+                .send(topic, e.patient_id.as_bytes(), e.encode_to_vec())
+                .await?,
+        );
+    }
+    for d in deliveries {
+        d.await?;
+    }
+    Ok(())
+}
+
+fn parse_rules(patient: &PatientId, json: &str) -> Option<PatientRules> {
+    match serde_json::from_str::<PatientRules>(json) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::warn!(message = "Stored patient rules do not parse; ignored.", error = %e);
+            tracing::debug!(message = "Unparsable rules.", patient = %patient.as_str());
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn backlog_ticks_at_the_consumed_time() {
+        assert_eq!(tick_now(false, Some(t(10)), t(500), None), t(10));
+    }
+
+    #[test]
+    fn caught_up_ticks_at_the_wall_clock_never_before_what_was_consumed() {
+        assert_eq!(tick_now(true, Some(t(10)), t(500), None), t(500));
+        assert_eq!(
+            tick_now(true, Some(t(600)), t(500), None),
+            t(600),
+            "ingest clock ahead"
+        );
+        assert_eq!(tick_now(true, None, t(500), None), t(500));
+        assert_eq!(tick_now(false, None, t(500), None), t(500));
+    }
+
+    #[test]
+    fn tick_time_never_goes_backwards() {
+        assert_eq!(tick_now(false, Some(t(10)), t(500), Some(t(400))), t(400));
+    }
+
+    #[test]
+    fn clock_schedules_and_tracks_batches() {
+        let start = Instant::now();
+        let mut c = TickClock::new(Duration::from_secs(60), start);
+        assert!(!c.due(start));
+        assert!(c.due(start + Duration::from_secs(60)));
+        c.saw(t(5));
+        c.saw(t(3));
+        c.batch(100, 100); // full batch: backlog
+        assert_eq!(c.take(start + Duration::from_secs(60), t(1000)), t(5));
+        assert!(!c.due(start + Duration::from_secs(61)));
+        c.batch(3, 100); // caught up
+        assert_eq!(c.take(start + Duration::from_secs(120), t(1000)), t(1000));
+        c.batch(100, 100);
+        assert_eq!(
+            c.take(start + Duration::from_secs(180), t(2000)),
+            t(1000),
+            "monotonic"
+        );
+    }
+}
