@@ -20,7 +20,10 @@ use vitalwatch_schemas::{DeviceId, PatientId, proto};
 async fn count(db: &str) -> i64 {
     let Ok((c, conn)) = tokio_postgres::connect(db, tokio_postgres::NoTls).await else { return -1 };
     tokio::spawn(conn);
-    c.query_one("SELECT count(*) FROM observations WHERE patient_id <> 'probe'", &[]).await.map(|r| r.get(0)).unwrap_or(-1)
+    c.query_one("SELECT count(*) FROM observations WHERE patient_id <> 'probe'", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -59,7 +62,10 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
     // Wait until the path is live.
     let probe = PatientId::new("probe").unwrap();
     let live = wait_until(Duration::from_secs(60), || async {
-        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#, rfc3339(Utc::now()));
+        let body = format!(
+            r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#,
+            rfc3339(Utc::now())
+        );
         let _ = client.publish("vitalwatch/v1/patients/probe/manual/json", QoS::AtLeastOnce, false, body).await;
         tokio::time::sleep(Duration::from_millis(200)).await;
         !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
@@ -100,7 +106,8 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
 
     let (c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    let rows = c.query("SELECT patient_id, code, time FROM observations WHERE patient_id <> 'probe'", &[]).await.unwrap();
+    let rows =
+        c.query("SELECT patient_id, code, time FROM observations WHERE patient_id <> 'probe'", &[]).await.unwrap();
     let stored: BTreeSet<(String, String, i64)> =
         rows.iter().map(|r| (r.get(0), r.get(1), r.get::<_, DateTime<Utc>>(2).timestamp_micros())).collect();
     assert_eq!(stored, expected, "stored rows differ from the published readings");
@@ -123,7 +130,11 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
         }
     }
     assert_eq!(ids.len(), expected.len(), "distinct observations on Kafka");
-    eprintln!("observations on Kafka: {messages} messages, {} distinct, {} redelivered", ids.len(), messages - ids.len());
+    eprintln!(
+        "observations on Kafka: {messages} messages, {} distinct, {} redelivered",
+        ids.len(),
+        messages - ids.len()
+    );
 
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));

@@ -108,7 +108,10 @@ async fn readings_in_all_formats_land_exactly_once_and_rejections_are_explained(
     for k in 0..100u32 {
         let t = base + chrono::Duration::seconds(k as i64 * 60 + 5);
         let w = 70.0 + k as f64 / 10.0;
-        let body = format!(r#"{{"msg_id":"app-{k}","readings":[{{"type":"body_weight","time":"{}","unit":"kg","value":{w}}}]}}"#, rfc3339(t));
+        let body = format!(
+            r#"{{"msg_id":"app-{k}","readings":[{{"type":"body_weight","time":"{}","unit":"kg","value":{w}}}]}}"#,
+            rfc3339(t)
+        );
         client.publish("vitalwatch/v1/patients/manual-1/manual/json", QoS::AtLeastOnce, false, body).await.unwrap();
         expected.insert(("manual-1".into(), "29463-7".into(), t.timestamp_micros()), w);
     }
@@ -117,28 +120,66 @@ async fn readings_in_all_formats_land_exactly_once_and_rejections_are_explained(
     let mut bad: Vec<(String, Vec<u8>, &str)> = Vec::new();
     let t = base + chrono::Duration::hours(1);
     for k in 0..40 {
-        bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), b"{not json".to_vec(), "malformed_payload"));
+        bad.push((
+            format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10),
+            b"{not json".to_vec(),
+            "malformed_payload",
+        ));
     }
     for k in 0..20 {
-        bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/proto", k % 10), vec![0xff, 0xff, 0xff, 0x01], "malformed_payload"));
-        let body = format!(r#"{{"readings":[{{"type":"cholesterol","time":"{}","unit":"mg/dL","value":190}}]}}"#, rfc3339(t));
+        bad.push((
+            format!("vitalwatch/v1/devices/dev-{}/readings/proto", k % 10),
+            vec![0xff, 0xff, 0xff, 0x01],
+            "malformed_payload",
+        ));
+        let body =
+            format!(r#"{{"readings":[{{"type":"cholesterol","time":"{}","unit":"mg/dL","value":190}}]}}"#, rfc3339(t));
         bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.into_bytes(), "unknown_type"));
         let body = format!(r#"{{"readings":[{{"type":"spo2","time":"{}","unit":"%","value":140}}]}}"#, rfc3339(t));
-        bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.into_bytes(), "value_out_of_range"));
-        let body = format!(r#"{{"readings":[{{"type":"body_weight","time":"{}","unit":"stone","value":12}}]}}"#, rfc3339(t));
+        bad.push((
+            format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10),
+            body.into_bytes(),
+            "value_out_of_range",
+        ));
+        let body =
+            format!(r#"{{"readings":[{{"type":"body_weight","time":"{}","unit":"stone","value":12}}]}}"#, rfc3339(t));
         bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.into_bytes(), "unknown_unit"));
-        let body = format!(r#"{{"readings":[{{"type":"blood_pressure","time":"{}","unit":"mmHg","systolic":80,"diastolic":95}}]}}"#, rfc3339(t));
-        bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.into_bytes(), "systolic_not_above_diastolic"));
-        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":70}}]}}"#, rfc3339(Utc::now() + chrono::Duration::hours(2)));
+        let body = format!(
+            r#"{{"readings":[{{"type":"blood_pressure","time":"{}","unit":"mmHg","systolic":80,"diastolic":95}}]}}"#,
+            rfc3339(t)
+        );
+        bad.push((
+            format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10),
+            body.into_bytes(),
+            "systolic_not_above_diastolic",
+        ));
+        let body = format!(
+            r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":70}}]}}"#,
+            rfc3339(Utc::now() + chrono::Duration::hours(2))
+        );
         bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.into_bytes(), "time_in_future"));
-        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":70}}]}}"#, rfc3339(t));
-        bad.push((format!("vitalwatch/v1/devices/ghost-{k}/readings/json"), body.clone().into_bytes(), "unknown_device"));
-        bad.push(("vitalwatch/v1/devices/dev-retired/readings/json".into(), body.clone().into_bytes(), "retired_device"));
+        let body =
+            format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":70}}]}}"#, rfc3339(t));
+        bad.push((
+            format!("vitalwatch/v1/devices/ghost-{k}/readings/json"),
+            body.clone().into_bytes(),
+            "unknown_device",
+        ));
+        bad.push((
+            "vitalwatch/v1/devices/dev-retired/readings/json".into(),
+            body.clone().into_bytes(),
+            "retired_device",
+        ));
         let body = r#"{"readings":[{"type":"heart_rate","unit":"/min","value":70}]}"#;
-        bad.push((format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10), body.as_bytes().to_vec(), "missing_time"));
+        bad.push((
+            format!("vitalwatch/v1/devices/dev-{}/readings/json", k % 10),
+            body.as_bytes().to_vec(),
+            "missing_time",
+        ));
     }
     for k in 0..10 {
-        let body = format!(r#"{{"patient_id":"pat-1","readings":[{{"type":"body_weight","unit":"kg","value":7{k}}}]}}"#);
+        let body =
+            format!(r#"{{"patient_id":"pat-1","readings":[{{"type":"body_weight","unit":"kg","value":7{k}}}]}}"#);
         bad.push(("vitalwatch/v1/patients/manual-1/manual/json".into(), body.into_bytes(), "patient_mismatch"));
     }
     for (topic, payload, _) in &bad {
@@ -192,7 +233,8 @@ async fn readings_in_all_formats_land_exactly_once_and_rejections_are_explained(
         on_kafka += 1;
         assert_eq!(key.as_slice(), o.patient_id.as_bytes(), "key = patient id");
         ids.insert(o.id.clone());
-        let v = expected.get(&(o.patient_id.clone(), o.code.clone(), o.time_unix_micros)).expect("unexpected observation");
+        let v =
+            expected.get(&(o.patient_id.clone(), o.code.clone(), o.time_unix_micros)).expect("unexpected observation");
         assert!((o.value - v).abs() < 1e-6);
     }
     assert_eq!(ids.len(), expected.len(), "distinct observations on Kafka");
@@ -225,8 +267,14 @@ async fn readings_in_all_formats_land_exactly_once_and_rejections_are_explained(
         .expect("a value_out_of_range reply");
     assert_eq!(range.1["field"], "readings[0].value");
     assert!(range.1["message"].as_str().unwrap().contains("outside the possible range"));
-    assert!(replies.iter().any(|(t, b)| t == "vitalwatch/v1/patients/manual-1/rejected" && b["reason"] == "patient_mismatch"));
-    assert!(replies.iter().any(|(t, b)| t == "vitalwatch/v1/devices/ghost-3/rejected" && b["reason"] == "unknown_device"));
+    assert!(
+        replies
+            .iter()
+            .any(|(t, b)| t == "vitalwatch/v1/patients/manual-1/rejected" && b["reason"] == "patient_mismatch")
+    );
+    assert!(
+        replies.iter().any(|(t, b)| t == "vitalwatch/v1/devices/ghost-3/rejected" && b["reason"] == "unknown_device")
+    );
 
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));
@@ -268,7 +316,10 @@ async fn publisher(mosq: &Mosquitto, run: &str) -> (AsyncClient, Replies) {
 async fn probe_until_flowing(client: &AsyncClient, st: &dyn store::Store) {
     let probe = PatientId::new("probe").unwrap();
     for k in 0..600 {
-        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#, rfc3339(Utc::now()));
+        let body = format!(
+            r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#,
+            rfc3339(Utc::now())
+        );
         client.publish("vitalwatch/v1/patients/probe/manual/json", QoS::AtLeastOnce, false, body).await.unwrap();
         tokio::time::sleep(Duration::from_millis(200)).await;
         if !st.observations(&probe, 1).await.unwrap_or_default().is_empty() {
@@ -307,8 +358,14 @@ async fn migrate_is_safe_twice_and_from_several_processes_at_once() {
     assert!(again.contains("applied: []"), "{again}");
     let (c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    let versions: Vec<i32> =
-        c.query("SELECT version FROM schema_migrations ORDER BY version", &[]).await.unwrap().iter().map(|r| r.get(0)).collect();
-    let plain: Vec<i32> = vitalwatch_schemas::migrations::POSTGRES.iter().filter(|m| !m.timescale_only).map(|m| m.version).collect();
+    let versions: Vec<i32> = c
+        .query("SELECT version FROM schema_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    let plain: Vec<i32> =
+        vitalwatch_schemas::migrations::POSTGRES.iter().filter(|m| !m.timescale_only).map(|m| m.version).collect();
     assert_eq!(versions, plain, "each migration recorded exactly once");
 }

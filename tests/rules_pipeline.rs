@@ -43,8 +43,7 @@ async fn setup(prefix: &str, patients: &[&str]) -> Option<Ctx> {
         st.add_patient(&PatientId::new(*p).unwrap()).await.unwrap();
     }
     let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
-    opts.set_keep_alive(Duration::from_secs(30))
-        .set_inflight(500);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
     let (client, mut eventloop) = AsyncClient::new(opts, 20_000);
     tokio::spawn(async move {
         loop {
@@ -53,14 +52,7 @@ async fn setup(prefix: &str, patients: &[&str]) -> Option<Ctx> {
             }
         }
     });
-    Some(Ctx {
-        _mosq: mosq,
-        run,
-        db,
-        env,
-        st,
-        client,
-    })
+    Some(Ctx { _mosq: mosq, run, db, env, st, client })
 }
 
 impl Ctx {
@@ -72,30 +64,17 @@ impl Ctx {
                 r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#,
                 rfc3339(Utc::now())
             );
-            let _ = self
-                .client
-                .publish(
-                    "vitalwatch/v1/patients/probe/manual/json",
-                    QoS::AtLeastOnce,
-                    false,
-                    body,
-                )
-                .await;
+            let _ =
+                self.client.publish("vitalwatch/v1/patients/probe/manual/json", QoS::AtLeastOnce, false, body).await;
             tokio::time::sleep(Duration::from_millis(200)).await;
-            !self
-                .st
-                .observations(&probe, 1)
-                .await
-                .unwrap_or_default()
-                .is_empty()
+            !self.st.observations(&probe, 1).await.unwrap_or_default().is_empty()
         })
         .await;
         assert!(live, "pipeline never became live");
     }
 
     async fn manual(&self, patient: &str, reading: serde_json::Value) {
-        let body =
-            serde_json::json!({ "msg_id": format!("m-{}", unique("x")), "readings": [reading] });
+        let body = serde_json::json!({ "msg_id": format!("m-{}", unique("x")), "readings": [reading] });
         self.client
             .publish(
                 format!("vitalwatch/v1/patients/{patient}/manual/json"),
@@ -108,8 +87,7 @@ impl Ctx {
     }
 
     async fn device(&self, device: &str, reading: serde_json::Value) {
-        let body =
-            serde_json::json!({ "msg_id": format!("m-{}", unique("x")), "readings": [reading] });
+        let body = serde_json::json!({ "msg_id": format!("m-{}", unique("x")), "readings": [reading] });
         self.client
             .publish(
                 format!("vitalwatch/v1/devices/{device}/readings/json"),
@@ -122,11 +100,7 @@ impl Ctx {
     }
 
     async fn stored(&self, patient: &str) -> usize {
-        self.st
-            .observations(&PatientId::new(patient).unwrap(), 10_000)
-            .await
-            .map(|v| v.len())
-            .unwrap_or(0)
+        self.st.observations(&PatientId::new(patient).unwrap(), 10_000).await.map(|v| v.len()).unwrap_or(0)
     }
 
     fn alerts_consumer(&self) -> StreamConsumer {
@@ -136,8 +110,7 @@ impl Ctx {
             .set("auto.offset.reset", "earliest")
             .create()
             .unwrap();
-        c.subscribe(&[format!("{}.alerts", self.run).as_str()])
-            .unwrap();
+        c.subscribe(&[format!("{}.alerts", self.run).as_str()]).unwrap();
         c
     }
 
@@ -146,10 +119,7 @@ impl Ctx {
             return -1;
         };
         tokio::spawn(conn);
-        c.query_one("SELECT count(*) FROM alert_events", &[])
-            .await
-            .map(|r| r.get(0))
-            .unwrap_or(-1)
+        c.query_one("SELECT count(*) FROM alert_events", &[]).await.map(|r| r.get(0)).unwrap_or(-1)
     }
 }
 
@@ -166,9 +136,7 @@ async fn collect(
     loop {
         let deadline = settle_until.unwrap_or(until).min(until);
         match tokio::time::timeout_at(deadline, c.recv()).await {
-            Ok(Ok(m)) => {
-                out.push(AlertEvent::decode(m.payload().unwrap_or_default()).expect("AlertEvent"))
-            }
+            Ok(Ok(m)) => out.push(AlertEvent::decode(m.payload().unwrap_or_default()).expect("AlertEvent")),
             Ok(Err(e)) => panic!("alerts consumer: {e}"),
             Err(_) => break,
         }
@@ -192,36 +160,18 @@ async fn readings_in_exact_alerts_out() {
     let now = Utc::now();
     let scale = DeviceId::new("scale-hf").unwrap();
     ctx.st.add_device(&scale, "scale").await.unwrap();
-    ctx.st
-        .enrol(
-            &scale,
-            &PatientId::new("hf-1").unwrap(),
-            now - TimeDelta::days(5),
-        )
-        .await
-        .unwrap();
+    ctx.st.enrol(&scale, &PatientId::new("hf-1").unwrap(), now - TimeDelta::days(5)).await.unwrap();
     // Programs: two through the CLI before the worker starts, one while it runs.
-    run_cli(
-        &["rules-config", "set", "hf-1", "--program", "heart_failure"],
-        &ctx.env,
-    );
-    run_cli(
-        &["rules-config", "set", "ht-1", "--program", "hypertension"],
-        &ctx.env,
-    );
+    run_cli(&["rules-config", "set", "hf-1", "--program", "heart_failure"], &ctx.env);
+    run_cli(&["rules-config", "set", "ht-1", "--program", "hypertension"], &ctx.env);
     let shown = run_cli(&["rules-config", "show", "hf-1"], &ctx.env);
-    assert!(
-        shown.contains("heart_failure") && shown.contains("hf.weight_gain_3d"),
-        "{shown}"
-    );
+    assert!(shown.contains("heart_failure") && shown.contains("hf.weight_gain_3d"), "{shown}");
     let bad = std::process::Command::new(bin())
         .args(["rules-config", "set", "dm-1", "--program", "cardio"])
         .envs(ctx.env.clone())
         .output()
         .unwrap();
-    assert!(
-        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown program")
-    );
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("unknown program"));
 
     let mut ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
     let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
@@ -229,35 +179,24 @@ async fn readings_in_exact_alerts_out() {
     ctx.wait_live().await;
 
     // dm-1 starts on the default (general) program: 100 mg/dL, no glucose rule.
-    ctx.manual("dm-1", glucose(now - TimeDelta::minutes(20), 100.0))
-        .await;
-    assert!(
-        wait_until(Duration::from_secs(30), || async {
-            ctx.stored("dm-1").await == 1
-        })
-        .await
-    );
+    ctx.manual("dm-1", glucose(now - TimeDelta::minutes(20), 100.0)).await;
+    assert!(wait_until(Duration::from_secs(30), || async { ctx.stored("dm-1").await == 1 }).await);
     tokio::time::sleep(Duration::from_secs(3)).await;
     // Diabetes program set while the worker runs: takes effect without a restart.
-    run_cli(
-        &["rules-config", "set", "dm-1", "--program", "diabetes"],
-        &ctx.env,
-    );
+    run_cli(&["rules-config", "set", "dm-1", "--program", "diabetes"], &ctx.env);
     tokio::time::sleep(Duration::from_secs(4)).await;
-    ctx.manual("dm-1", glucose(now - TimeDelta::minutes(5), 52.0))
-        .await;
+    ctx.manual("dm-1", glucose(now - TimeDelta::minutes(5), 52.0)).await;
 
     // Heart failure: +2.4 kg in 3 days; the history is days old (late, no
     // alert by itself), the last weighing 30 minutes ago triggers.
-    let weights = [
-        (72 * 60, 80.0),
-        (48 * 60, 80.6),
-        (24 * 60, 81.4),
-        (30, 82.4),
-    ];
+    let weights = [(72 * 60, 80.0), (48 * 60, 80.6), (24 * 60, 81.4), (30, 82.4)];
     for (mins, kg) in weights {
         let t = now - TimeDelta::minutes(mins);
-        ctx.device("scale-hf", serde_json::json!({"type": "body_weight", "time": rfc3339(t), "unit": "kg", "value": kg})).await;
+        ctx.device(
+            "scale-hf",
+            serde_json::json!({"type": "body_weight", "time": rfc3339(t), "unit": "kg", "value": kg}),
+        )
+        .await;
     }
     // Hypertensive crisis.
     ctx.manual(
@@ -274,7 +213,11 @@ async fn readings_in_exact_alerts_out() {
             "systolic": 122, "diastolic": 78, "pulse": 68}),
     )
     .await;
-    ctx.manual("st-1", serde_json::json!({"type": "spo2", "time": rfc3339(now - TimeDelta::minutes(8)), "unit": "%", "value": 97})).await;
+    ctx.manual(
+        "st-1",
+        serde_json::json!({"type": "spo2", "time": rfc3339(now - TimeDelta::minutes(8)), "unit": "%", "value": 97}),
+    )
+    .await;
 
     let expected: BTreeSet<(String, String, i32, i32)> = [
         ("hf-1", "hf.weight_gain_3d", Severity::High),
@@ -282,31 +225,16 @@ async fn readings_in_exact_alerts_out() {
         ("ht-1", "threshold.bp.crisis", Severity::Critical),
     ]
     .into_iter()
-    .map(|(p, r, s)| {
-        (
-            p.to_owned(),
-            r.to_owned(),
-            AlertEventKind::Opened as i32,
-            s as i32,
-        )
-    })
+    .map(|(p, r, s)| (p.to_owned(), r.to_owned(), AlertEventKind::Opened as i32, s as i32))
     .collect();
     let key = |e: &AlertEvent| (e.patient_id.clone(), e.rule_id.clone(), e.kind, e.severity);
     let consumer = ctx.alerts_consumer();
-    let events = collect(
-        &consumer,
-        Duration::from_secs(90),
-        Duration::from_secs(6),
-        |ev| {
-            let got: BTreeSet<_> = ev.iter().map(key).collect();
-            expected.is_subset(&got)
-        },
-    )
+    let events = collect(&consumer, Duration::from_secs(90), Duration::from_secs(6), |ev| {
+        let got: BTreeSet<_> = ev.iter().map(key).collect();
+        expected.is_subset(&got)
+    })
     .await;
-    let events: Vec<AlertEvent> = events
-        .into_iter()
-        .filter(|e| e.patient_id != "probe")
-        .collect();
+    let events: Vec<AlertEvent> = events.into_iter().filter(|e| e.patient_id != "probe").collect();
     let got: BTreeSet<_> = events.iter().map(key).collect();
     assert_eq!(got, expected, "alert events: {events:#?}");
     let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
@@ -315,11 +243,7 @@ async fn readings_in_exact_alerts_out() {
     assert_eq!(episodes.len(), 3, "distinct episodes");
     for e in &events {
         assert!(!e.readings.is_empty(), "evidence readings of {}", e.rule_id);
-        assert!(
-            !e.summary.is_empty() && !e.summary.contains(&e.patient_id),
-            "summary of {}",
-            e.rule_id
-        );
+        assert!(!e.summary.is_empty() && !e.summary.contains(&e.patient_id), "summary of {}", e.rule_id);
         assert!(e.threshold.is_some(), "threshold of {}", e.rule_id);
         let program = match e.patient_id.as_str() {
             "hf-1" => "heart_failure",
@@ -334,22 +258,12 @@ async fn readings_in_exact_alerts_out() {
         (now - TimeDelta::minutes(30)).timestamp_micros(),
         "event time = reading time"
     );
-    assert!(
-        hf.readings.len() >= 2,
-        "the weight gain shows both ends: {:?}",
-        hf.readings
-    );
+    assert!(hf.readings.len() >= 2, "the weight gain shows both ends: {:?}", hf.readings);
 
     // Episodes in the database.
     let rows = ctx.st.alerts(None).await.unwrap();
-    let rows: BTreeMap<String, _> = rows
-        .into_iter()
-        .map(|r| (r.patient_id.clone(), r))
-        .collect();
-    assert_eq!(
-        rows.keys().map(String::as_str).collect::<Vec<_>>(),
-        vec!["dm-1", "hf-1", "ht-1"]
-    );
+    let rows: BTreeMap<String, _> = rows.into_iter().map(|r| (r.patient_id.clone(), r)).collect();
+    assert_eq!(rows.keys().map(String::as_str).collect::<Vec<_>>(), vec!["dm-1", "hf-1", "ht-1"]);
     for e in &events {
         let r = &rows[&e.patient_id];
         assert_eq!(
@@ -383,13 +297,7 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
         return;
     };
     for p in &names {
-        ctx.st
-            .set_patient_rules(
-                &PatientId::new(p.as_str()).unwrap(),
-                r#"{"program":"diabetes"}"#,
-            )
-            .await
-            .unwrap();
+        ctx.st.set_patient_rules(&PatientId::new(p.as_str()).unwrap(), r#"{"program":"diabetes"}"#).await.unwrap();
     }
     let mut ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
     let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
@@ -398,31 +306,16 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
 
     let n = CYCLES * VALUES.len();
     let now = Utc::now();
-    let t = |k: usize| {
-        DateTime::from_timestamp(now.timestamp() - 5 * 60 - ((n - 1 - k) as i64) * 4 * 60, 0)
-            .unwrap()
-    };
+    let t = |k: usize| DateTime::from_timestamp(now.timestamp() - 5 * 60 - ((n - 1 - k) as i64) * 4 * 60, 0).unwrap();
     // Expected events: (patient, kind, severity for OPENED, reading time).
     let mut expected: BTreeSet<(String, i32, i32, i64)> = BTreeSet::new();
     for p in &names {
         for k in 0..n {
             let us = t(k).timestamp_micros();
             match VALUES[k % VALUES.len()] {
-                52.0 => expected.insert((
-                    p.clone(),
-                    AlertEventKind::Opened as i32,
-                    Severity::High as i32,
-                    us,
-                )),
-                65.0 => expected.insert((
-                    p.clone(),
-                    AlertEventKind::Opened as i32,
-                    Severity::Medium as i32,
-                    us,
-                )),
-                130.0 | 150.0 => {
-                    expected.insert((p.clone(), AlertEventKind::Resolved as i32, 0, us))
-                }
+                52.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, Severity::High as i32, us)),
+                65.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, Severity::Medium as i32, us)),
+                130.0 | 150.0 => expected.insert((p.clone(), AlertEventKind::Resolved as i32, 0, us)),
                 _ => false,
             };
         }
@@ -439,10 +332,7 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
             if sent == total * 2 / 5 {
                 // Make sure the worker is deciding before it is killed.
                 assert!(
-                    wait_until(Duration::from_secs(60), || async {
-                        ctx.count_events().await > 0
-                    })
-                    .await,
+                    wait_until(Duration::from_secs(60), || async { ctx.count_events().await > 0 }).await,
                     "no alert before the kill"
                 );
             }
@@ -457,56 +347,24 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
     let want = expected.len();
     let consumer = ctx.alerts_consumer();
     let key = |e: &AlertEvent| {
-        let sev = if e.kind == AlertEventKind::Opened as i32 {
-            e.severity
-        } else {
-            0
-        };
-        (
-            e.patient_id.clone(),
-            e.kind,
-            sev,
-            e.reading_time_unix_micros,
-        )
+        let sev = if e.kind == AlertEventKind::Opened as i32 { e.severity } else { 0 };
+        (e.patient_id.clone(), e.kind, sev, e.reading_time_unix_micros)
     };
-    let events = collect(
-        &consumer,
-        Duration::from_secs(180),
-        Duration::from_secs(8),
-        |ev| {
-            ev.iter()
-                .filter(|e| e.patient_id != "probe")
-                .map(key)
-                .collect::<HashSet<_>>()
-                .len()
-                >= want
-        },
-    )
+    let events = collect(&consumer, Duration::from_secs(180), Duration::from_secs(8), |ev| {
+        ev.iter().filter(|e| e.patient_id != "probe").map(key).collect::<HashSet<_>>().len() >= want
+    })
     .await;
-    let events: Vec<AlertEvent> = events
-        .into_iter()
-        .filter(|e| e.patient_id != "probe")
-        .collect();
+    let events: Vec<AlertEvent> = events.into_iter().filter(|e| e.patient_id != "probe").collect();
     let got: BTreeSet<_> = events.iter().map(key).collect();
     let missing: Vec<_> = expected.difference(&got).take(10).collect();
     let extra: Vec<_> = got.difference(&expected).take(10).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "missing {missing:?}, unexpected {extra:?}"
-    );
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, unexpected {extra:?}");
     // Redelivered events repeat an id; never a second id for the same decision.
     let mut ids_per_key: HashMap<_, HashSet<&str>> = HashMap::new();
     for e in &events {
-        ids_per_key
-            .entry(key(e))
-            .or_default()
-            .insert(e.event_id.as_str());
+        ids_per_key.entry(key(e)).or_default().insert(e.event_id.as_str());
     }
-    let dup: Vec<_> = ids_per_key
-        .iter()
-        .filter(|(_, v)| v.len() > 1)
-        .take(5)
-        .collect();
+    let dup: Vec<_> = ids_per_key.iter().filter(|(_, v)| v.len() > 1).take(5).collect();
     assert!(dup.is_empty(), "decisions with several event ids: {dup:?}");
     let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
     assert_eq!(ids.len(), want, "distinct event ids");
@@ -521,18 +379,12 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
 
     // The database agrees: one row per episode, all resolved, one per event.
     assert!(
-        wait_until(Duration::from_secs(20), || async {
-            ctx.count_events().await == want as i64
-        })
-        .await,
+        wait_until(Duration::from_secs(20), || async { ctx.count_events().await == want as i64 }).await,
         "alert_events rows"
     );
     let rows = ctx.st.alerts(None).await.unwrap();
     assert_eq!(rows.len(), PATIENTS * CYCLES * 2, "alerts rows");
-    assert!(
-        rows.iter().all(|r| r.status == "resolved"),
-        "every episode resolved"
-    );
+    assert!(rows.iter().all(|r| r.status == "resolved"), "every episode resolved");
     let row_ids: HashSet<&str> = rows.iter().map(|r| r.episode_id.as_str()).collect();
     assert_eq!(row_ids, episodes);
 

@@ -22,7 +22,10 @@ async fn run_stores_readings_from_an_ordinary_mqtt_client() {
     let args = ["--embedded", "--data-dir", data.as_str()];
     run_cli(&[&["patient", "add", "p-demo"][..], &args[..]].concat(), &[]);
     run_cli(&[&["device", "add", "scale-demo", "--kind", "scale"][..], &args[..]].concat(), &[]);
-    run_cli(&[&["device", "enrol", "scale-demo", "p-demo", "--from", "2020-01-01T00:00:00Z"][..], &args[..]].concat(), &[]);
+    run_cli(
+        &[&["device", "enrol", "scale-demo", "p-demo", "--from", "2020-01-01T00:00:00Z"][..], &args[..]].concat(),
+        &[],
+    );
 
     let listen = format!("127.0.0.1:{port}");
     let mut run = Proc::spawn("run", &["run", "--data-dir", &data, "--mqtt-listen", &listen], &[]);
@@ -43,14 +46,18 @@ async fn run_stores_readings_from_an_ordinary_mqtt_client() {
     });
     let t = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
     let device_payload = TestReading::WeightLb(t, 180.0).encode("senml");
-    let manual = r#"{"msg_id":"app-1","readings":[{"type":"blood_pressure","unit":"mmHg","systolic":135,"diastolic":85}]}"#;
+    let manual =
+        r#"{"msg_id":"app-1","readings":[{"type":"blood_pressure","unit":"mmHg","systolic":135,"diastolic":85}]}"#;
 
     let store = SqliteStore::open(&format!("{data}/vitalwatch.db")).unwrap();
     let patient = PatientId::new("p-demo").unwrap();
     // Publish until both land (the first may precede ingest's subscription).
     let mut stored = Vec::new();
     for _ in 0..100 {
-        client.publish("vitalwatch/v1/devices/scale-demo/readings/senml", QoS::AtLeastOnce, false, device_payload.clone()).await.unwrap();
+        client
+            .publish("vitalwatch/v1/devices/scale-demo/readings/senml", QoS::AtLeastOnce, false, device_payload.clone())
+            .await
+            .unwrap();
         client.publish("vitalwatch/v1/patients/p-demo/manual/json", QoS::AtLeastOnce, false, manual).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         stored = store.observations(&patient, 100).await.unwrap();

@@ -11,8 +11,8 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use vitalwatch_platform::store::postgres::PgStore;
 use vitalwatch_platform::store::Store;
+use vitalwatch_platform::store::postgres::PgStore;
 use vitalwatch_schemas::{Code, Observation, ObservationId, PatientId, Source, TimeSource};
 
 fn obs(patient: &str, code: Code, t: DateTime<Utc>, v: f64) -> Observation {
@@ -64,8 +64,9 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
         // Safe to run twice.
         assert!(store.migrate().await.expect("migrate again").applied.is_empty());
         // 3 hours of heart rate every minute, with a duplicate batch.
-        let batch: Vec<Observation> =
-            (0..180).map(|m| obs(&patient, Code::HeartRate, base + chrono::Duration::minutes(m), 60.0 + (m % 3) as f64)).collect();
+        let batch: Vec<Observation> = (0..180)
+            .map(|m| obs(&patient, Code::HeartRate, base + chrono::Duration::minutes(m), 60.0 + (m % 3) as f64))
+            .collect();
         assert_eq!(store.insert_observations(&batch).await.unwrap(), 180);
         assert_eq!(store.insert_observations(&batch[..50]).await.unwrap(), 0, "duplicates skipped");
     }
@@ -83,9 +84,13 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
         assert!(jobs.iter().any(|j| j == want), "job {want} missing: {jobs:?}");
     }
 
-    let caggs = simple(&url, "SELECT view_name FROM timescaledb_information.continuous_aggregates ORDER BY view_name").await;
+    let caggs =
+        simple(&url, "SELECT view_name FROM timescaledb_information.continuous_aggregates ORDER BY view_name").await;
     let caggs: Vec<String> = caggs.into_iter().filter_map(|r| r[0].clone()).collect();
-    assert!(caggs.contains(&"observations_hourly".to_owned()) && caggs.contains(&"observations_daily".to_owned()), "{caggs:?}");
+    assert!(
+        caggs.contains(&"observations_hourly".to_owned()) && caggs.contains(&"observations_daily".to_owned()),
+        "{caggs:?}"
+    );
 
     // Real-time aggregation answers for data not yet materialized: 3 hourly buckets of 60 readings.
     let hourly = simple(
@@ -96,7 +101,8 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
     let total: i64 = hourly.iter().map(|r| r[0].as_deref().unwrap_or("0").parse::<i64>().unwrap()).sum();
     assert_eq!(total, 180, "hourly aggregate counts every reading once: {hourly:?}");
     assert!(hourly.iter().all(|r| r[1].as_deref() == Some("61.000")), "hourly means: {hourly:?}");
-    let daily = simple(&url, &format!("SELECT sum(n)::text FROM observations_daily WHERE patient_id = '{patient}'")).await;
+    let daily =
+        simple(&url, &format!("SELECT sum(n)::text FROM observations_daily WHERE patient_id = '{patient}'")).await;
     assert_eq!(daily[0][0].as_deref(), Some("180"));
 
     // Compression works on a chunk of this data.

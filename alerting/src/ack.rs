@@ -74,16 +74,13 @@ pub struct AckSigner {
 
 impl fmt::Debug for AckSigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckSigner")
-            .field("keys", &self.keys.len())
-            .finish_non_exhaustive()
+        f.debug_struct("AckSigner").field("keys", &self.keys.len()).finish_non_exhaustive()
     }
 }
 
 fn mac(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this cannot fail.
-    <HmacSha256 as KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
+    <HmacSha256 as KeyInit>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC takes any key length"))
 }
 
 impl AckSigner {
@@ -92,9 +89,7 @@ impl AckSigner {
         if secret.len() < MIN_SECRET_LEN {
             return Err(AckError::WeakSecret(secret.len()));
         }
-        Ok(Self {
-            keys: vec![secret.to_vec()],
-        })
+        Ok(Self { keys: vec![secret.to_vec()] })
     }
 
     /// Also accepts tokens signed with a previous secret (key rotation).
@@ -117,11 +112,7 @@ impl AckSigner {
     }
 
     /// Issues the token of one notification, valid until `expires_at`.
-    pub fn issue(
-        &self,
-        notification: &Notification,
-        expires_at: DateTime<Utc>,
-    ) -> (String, AckClaims) {
+    pub fn issue(&self, notification: &Notification, expires_at: DateTime<Utc>) -> (String, AckClaims) {
         let claims = AckClaims {
             episode_id: notification.episode_id.clone(),
             recipient: notification.recipient.clone(),
@@ -139,12 +130,8 @@ impl AckSigner {
         if !token.starts_with(TOKEN_PREFIX) {
             return Err(AckError::Malformed("unknown version"));
         }
-        let (body, sig) = token
-            .rsplit_once('.')
-            .ok_or(AckError::Malformed("missing signature"))?;
-        let sig = B64
-            .decode(sig)
-            .map_err(|_| AckError::Malformed("signature is not base64url"))?;
+        let (body, sig) = token.rsplit_once('.').ok_or(AckError::Malformed("missing signature"))?;
+        let sig = B64.decode(sig).map_err(|_| AckError::Malformed("signature is not base64url"))?;
         let valid = self.keys.iter().any(|k| {
             let mut m = mac(k);
             m.update(body.as_bytes());
@@ -153,14 +140,12 @@ impl AckSigner {
         if !valid {
             return Err(AckError::BadSignature);
         }
-        let payload = B64
-            .decode(&body[TOKEN_PREFIX.len()..])
-            .map_err(|_| AckError::Malformed("payload is not base64url"))?;
-        let claims: AckClaims = serde_json::from_slice(&payload)
-            .map_err(|_| AckError::Malformed("payload is not valid claims"))?;
+        let payload =
+            B64.decode(&body[TOKEN_PREFIX.len()..]).map_err(|_| AckError::Malformed("payload is not base64url"))?;
+        let claims: AckClaims =
+            serde_json::from_slice(&payload).map_err(|_| AckError::Malformed("payload is not valid claims"))?;
         if now.timestamp() >= claims.expires_at {
-            let at =
-                DateTime::from_timestamp(claims.expires_at, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+            let at = DateTime::from_timestamp(claims.expires_at, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
             return Err(AckError::Expired(at));
         }
         Ok(claims)
@@ -205,9 +190,7 @@ pub struct AckCodeGenerator {
 
 impl fmt::Debug for AckCodeGenerator {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AckCodeGenerator")
-            .field("digits", &self.digits)
-            .finish_non_exhaustive()
+        f.debug_struct("AckCodeGenerator").field("digits", &self.digits).finish_non_exhaustive()
     }
 }
 
@@ -223,10 +206,7 @@ impl AckCodeGenerator {
         if !(4..=8).contains(&digits) {
             return Err(AckError::CodeLength(digits));
         }
-        Ok(Self {
-            secret: secret.to_vec(),
-            digits,
-        })
+        Ok(Self { secret: secret.to_vec(), digits })
     }
 
     /// Candidate number `attempt` for (episode, recipient).
@@ -241,11 +221,7 @@ impl AckCodeGenerator {
         let d = m.finalize().into_bytes();
         let n = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
         let modulus = 10u64.pow(self.digits);
-        AckCode(format!(
-            "{:0width$}",
-            n % modulus,
-            width = self.digits as usize
-        ))
+        AckCode(format!("{:0width$}", n % modulus, width = self.digits as usize))
     }
 
     /// The first candidate that `is_taken` reports free.
@@ -284,28 +260,15 @@ pub enum SmsCommand {
 /// it must be checked by the caller (the sender number must be the
 /// physician's registered mobile).
 pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
-    let cleaned: String = body
-        .trim()
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                ' '
-            }
-        })
-        .collect();
+    let cleaned: String =
+        body.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { ' ' }).collect();
     let mut words = cleaned.split_whitespace();
     let first = words.next().ok_or(AckError::UnrecognizedReply)?;
     let (verb, glued) = ["ACK", "SNOOZE"]
         .iter()
         .find_map(|v| first.strip_prefix(v).map(|rest| (*v, rest)))
         .ok_or(AckError::UnrecognizedReply)?;
-    let code = if glued.is_empty() {
-        words.next().ok_or(AckError::UnrecognizedReply)?
-    } else {
-        glued
-    };
+    let code = if glued.is_empty() { words.next().ok_or(AckError::UnrecognizedReply)? } else { glued };
     if !(4..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AckError::UnrecognizedReply);
     }
@@ -313,10 +276,7 @@ pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
     let cmd = match verb {
         "ACK" => SmsCommand::Ack { code },
         _ => {
-            let minutes: u32 = words
-                .next()
-                .and_then(|m| m.parse().ok())
-                .ok_or(AckError::UnrecognizedReply)?;
+            let minutes: u32 = words.next().and_then(|m| m.parse().ok()).ok_or(AckError::UnrecognizedReply)?;
             if !(1..=1440).contains(&minutes) {
                 return Err(AckError::UnrecognizedReply);
             }

@@ -25,10 +25,7 @@ pub struct CapPolicy {
 impl Default for CapPolicy {
     /// LOW and MEDIUM are capped; digests at most hourly.
     fn default() -> Self {
-        Self {
-            digest_below: Severity::High,
-            digest_every_minutes: 60,
-        }
+        Self { digest_below: Severity::High, digest_every_minutes: 60 }
     }
 }
 
@@ -39,9 +36,7 @@ impl CapPolicy {
         if severity >= self.digest_below || severity == Severity::Critical {
             return false;
         }
-        physician
-            .hourly_cap
-            .is_some_and(|cap| sent_last_hour >= cap)
+        physician.hourly_cap.is_some_and(|cap| sent_last_hour >= cap)
     }
 }
 
@@ -133,11 +128,7 @@ pub fn digest_due(
     if let Some(q) = &physician.quiet_hours {
         at = q.release_time(physician.time_zone.tz(), Severity::Low, at);
     }
-    if at <= now {
-        DigestDecision::SendNow
-    } else {
-        DigestDecision::WaitUntil(at)
-    }
+    if at <= now { DigestDecision::SendNow } else { DigestDecision::WaitUntil(at) }
 }
 
 /// Deterministic key of the digest for `recipient` sent in the hour that

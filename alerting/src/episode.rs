@@ -62,8 +62,7 @@ impl EpisodeId {
         let s = s.into();
         let ok = !s.is_empty()
             && s.len() <= 128
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
         if ok {
             Ok(Self(s))
         } else {
@@ -218,39 +217,22 @@ pub struct EpisodeState {
 }
 
 fn micros(event_id: &str, field: &'static str, v: i64) -> Result<DateTime<Utc>, EpisodeError> {
-    DateTime::from_timestamp_micros(v)
-        .filter(|_| v > 0)
-        .ok_or_else(|| EpisodeError::InvalidEvent {
-            event_id: event_id.to_string(),
-            field,
-            reason: format!("{v} is not a valid time"),
-        })
+    DateTime::from_timestamp_micros(v).filter(|_| v > 0).ok_or_else(|| EpisodeError::InvalidEvent {
+        event_id: event_id.to_string(),
+        field,
+        reason: format!("{v} is not a valid time"),
+    })
 }
 
 fn details_of(event: &AlertEvent) -> Result<AlertDetails, EpisodeError> {
     let eid = event.event_id.as_str();
-    let code = if event.code.is_empty() {
-        None
-    } else {
-        Code::from_loinc(&event.code)
-    };
-    let reading_time = micros(
-        eid,
-        "reading_time_unix_micros",
-        event.reading_time_unix_micros,
-    )?;
-    let detected_at = micros(
-        eid,
-        "detected_at_unix_micros",
-        event.detected_at_unix_micros,
-    )?;
+    let code = if event.code.is_empty() { None } else { Code::from_loinc(&event.code) };
+    let reading_time = micros(eid, "reading_time_unix_micros", event.reading_time_unix_micros)?;
+    let detected_at = micros(eid, "detected_at_unix_micros", event.detected_at_unix_micros)?;
     // The triggering value: the evidence reading of the primary code at the
     // reading time, else the latest reading of that code.
     let value = code.and_then(|c| {
-        let of_code = event
-            .readings
-            .iter()
-            .filter(|r| Code::from_loinc(&r.code) == Some(c) && r.value.is_finite());
+        let of_code = event.readings.iter().filter(|r| Code::from_loinc(&r.code) == Some(c) && r.value.is_finite());
         of_code
             .clone()
             .find(|r| r.time_unix_micros == event.reading_time_unix_micros)
@@ -297,10 +279,7 @@ impl EpisodeState {
     /// Starts an episode from its first event (normally OPENED; an ESCALATED
     /// or RESOLVED event whose OPENED was lost also starts one). `now` is when
     /// alerting received the event.
-    pub fn from_event(
-        event: &AlertEvent,
-        now: DateTime<Utc>,
-    ) -> Result<(Self, Vec<AuditRecord>), EpisodeError> {
+    pub fn from_event(event: &AlertEvent, now: DateTime<Utc>) -> Result<(Self, Vec<AuditRecord>), EpisodeError> {
         if event.event_id.is_empty() {
             return Err(EpisodeError::InvalidEvent {
                 event_id: String::new(),
@@ -309,19 +288,16 @@ impl EpisodeState {
             });
         }
         let episode_id = EpisodeId::new(event.episode_id.clone()).map_err(|e| match e {
-            EpisodeError::InvalidEvent { field, reason, .. } => EpisodeError::InvalidEvent {
-                event_id: event.event_id.clone(),
-                field,
-                reason,
-            },
+            EpisodeError::InvalidEvent { field, reason, .. } => {
+                EpisodeError::InvalidEvent { event_id: event.event_id.clone(), field, reason }
+            }
             other => other,
         })?;
-        let patient_id =
-            PatientId::new(event.patient_id.clone()).map_err(|e| EpisodeError::InvalidEvent {
-                event_id: event.event_id.clone(),
-                field: "patient_id",
-                reason: e.to_string(),
-            })?;
+        let patient_id = PatientId::new(event.patient_id.clone()).map_err(|e| EpisodeError::InvalidEvent {
+            event_id: event.event_id.clone(),
+            field: "patient_id",
+            reason: e.to_string(),
+        })?;
         let kind = kind_of(event)?;
         let severity = severity_of(event)?;
         let details = details_of(event)?;
@@ -341,38 +317,22 @@ impl EpisodeState {
         let mut audit = vec![AuditRecord {
             at: now,
             episode_id,
-            entry: AuditEntry::EpisodeOpened {
-                event_id: event.event_id.clone(),
-                severity,
-            },
+            entry: AuditEntry::EpisodeOpened { event_id: event.event_id.clone(), severity },
         }];
         if kind == AlertEventKind::Resolved {
             state.resolved_at = Some(now);
-            audit.push(state.record(
-                now,
-                AuditEntry::EpisodeResolved {
-                    event_id: event.event_id.clone(),
-                },
-            ));
+            audit.push(state.record(now, AuditEntry::EpisodeResolved { event_id: event.event_id.clone() }));
         }
         Ok((state, audit))
     }
 
     fn record(&self, at: DateTime<Utc>, entry: AuditEntry) -> AuditRecord {
-        AuditRecord {
-            at,
-            episode_id: self.episode_id.clone(),
-            entry,
-        }
+        AuditRecord { at, episode_id: self.episode_id.clone(), entry }
     }
 
     /// Applies a further alert event. A redelivered event changes nothing and
     /// returns no record; late or out-of-order events are recorded as ignored.
-    pub fn apply_event(
-        &mut self,
-        event: &AlertEvent,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<AuditRecord>, EpisodeError> {
+    pub fn apply_event(&mut self, event: &AlertEvent, now: DateTime<Utc>) -> Result<Vec<AuditRecord>, EpisodeError> {
         if event.episode_id != self.episode_id.as_str() {
             return Err(EpisodeError::WrongEpisode {
                 event_id: event.event_id.clone(),
@@ -387,13 +347,7 @@ impl EpisodeState {
         let severity = severity_of(event)?;
         let eid = event.event_id.clone();
         let ignore = |s: &Self, reason: &str| {
-            vec![s.record(
-                now,
-                AuditEntry::EventIgnored {
-                    event_id: eid.clone(),
-                    reason: reason.to_string(),
-                },
-            )]
+            vec![s.record(now, AuditEntry::EventIgnored { event_id: eid.clone(), reason: reason.to_string() })]
         };
         let out = if self.resolved_at.is_some() {
             ignore(self, "episode already resolved")
@@ -402,43 +356,22 @@ impl EpisodeState {
                 AlertEventKind::Resolved => {
                     self.resolved_at = Some(now);
                     self.snooze = None;
-                    vec![self.record(
-                        now,
-                        AuditEntry::EpisodeResolved {
-                            event_id: eid.clone(),
-                        },
-                    )]
+                    vec![self.record(now, AuditEntry::EpisodeResolved { event_id: eid.clone() })]
                 }
-                AlertEventKind::Opened
-                | AlertEventKind::Escalated
-                | AlertEventKind::Unspecified => {
+                AlertEventKind::Opened | AlertEventKind::Escalated | AlertEventKind::Unspecified => {
                     if severity <= self.severity {
-                        ignore(
-                            self,
-                            "severity not above the current one (duplicate or out of order)",
-                        )
+                        ignore(self, "severity not above the current one (duplicate or out of order)")
                     } else {
                         let details = details_of(event)?;
                         let from = self.severity;
                         self.severity = severity;
                         self.severity_since = now;
                         self.details = details;
-                        let mut out = vec![self.record(
-                            now,
-                            AuditEntry::SeverityRaised {
-                                event_id: eid.clone(),
-                                from,
-                                to: severity,
-                            },
-                        )];
+                        let mut out = vec![
+                            self.record(now, AuditEntry::SeverityRaised { event_id: eid.clone(), from, to: severity }),
+                        ];
                         if let Some(s) = self.snooze.take_if(|s| s.severity < severity) {
-                            out.push(self.record(
-                                now,
-                                AuditEntry::SnoozeBroken {
-                                    snoozed: s.severity,
-                                    now: severity,
-                                },
-                            ));
+                            out.push(self.record(now, AuditEntry::SnoozeBroken { snoozed: s.severity, now: severity }));
                         }
                         out
                     }
@@ -456,9 +389,7 @@ impl EpisodeState {
 
     /// Whether a snooze hides the current severity at `now`.
     pub fn is_snoozed(&self, now: DateTime<Utc>) -> bool {
-        self.snooze
-            .as_ref()
-            .is_some_and(|s| now < s.until && self.severity <= s.severity)
+        self.snooze.as_ref().is_some_and(|s| now < s.until && self.severity <= s.severity)
     }
 
     /// Records an acknowledgment (idempotent per physician and severity).
@@ -472,23 +403,11 @@ impl EpisodeState {
             return Err(EpisodeError::AlreadyResolved(self.episode_id.to_string()));
         }
         let severity = self.severity;
-        if self
-            .acks
-            .iter()
-            .any(|a| a.by == by && a.severity >= severity)
-        {
+        if self.acks.iter().any(|a| a.by == by && a.severity >= severity) {
             return Ok(None);
         }
-        self.acks.push(Acknowledgment {
-            by: by.clone(),
-            at: now,
-            via,
-            severity,
-        });
-        Ok(Some(self.record(
-            now,
-            AuditEntry::Acknowledged { by, via, severity },
-        )))
+        self.acks.push(Acknowledgment { by: by.clone(), at: now, via, severity });
+        Ok(Some(self.record(now, AuditEntry::Acknowledged { by, via, severity })))
     }
 
     /// Snoozes the episode until `until` (at most [`MAX_SNOOZE`] from `now`).
@@ -505,19 +424,8 @@ impl EpisodeState {
             return Err(EpisodeError::InvalidSnooze { until });
         }
         let severity = self.severity;
-        self.snooze = Some(Snooze {
-            by: by.clone(),
-            until,
-            severity,
-        });
-        Ok(self.record(
-            now,
-            AuditEntry::Snoozed {
-                by,
-                until,
-                severity,
-            },
-        ))
+        self.snooze = Some(Snooze { by: by.clone(), until, severity });
+        Ok(self.record(now, AuditEntry::Snoozed { by, until, severity }))
     }
 
     /// Whether a key was already issued.

@@ -54,14 +54,10 @@ pub mod store;
 pub mod team;
 pub mod transport;
 
-pub use ack::{
-    AckClaims, AckCode, AckCodeGenerator, AckError, AckSigner, SmsCommand, parse_sms_reply,
-};
+pub use ack::{AckClaims, AckCode, AckCodeGenerator, AckError, AckSigner, SmsCommand, parse_sms_reply};
 pub use audit::{AttemptOutcome, AuditEntry, AuditRecord, HoldReason};
 pub use caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_key};
-pub use episode::{
-    AckVia, Acknowledgment, AlertDetails, EpisodeError, EpisodeId, EpisodeState, Issued, Snooze,
-};
+pub use episode::{AckVia, Acknowledgment, AlertDetails, EpisodeError, EpisodeId, EpisodeState, Issued, Snooze};
 pub use notification::{Notification, NotificationKey, Route, Step};
 pub use notifier::{DeliveryContext, DeliveryReport, Notifier, NotifierConfig, NotifierError};
 pub use planner::{Plan, PlanInput, plan};
@@ -71,7 +67,6 @@ pub use retry::RetryPolicy;
 pub use service::run;
 pub use severity::{Channel, Severity};
 pub use team::{
-    CareTeam, ChannelPreferences, Directory, EmailAddress, PhoneNumber, Physician, PhysicianId,
-    TeamError, TimeZone,
+    CareTeam, ChannelPreferences, Directory, EmailAddress, PhoneNumber, Physician, PhysicianId, TeamError, TimeZone,
 };
 pub use transport::{DeliveryError, FailureKind, Outbound, Receipt, Transport};

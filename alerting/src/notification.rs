@@ -155,12 +155,7 @@ impl Notification {
     pub fn fallback(&self) -> Notification {
         let channel = self.channel.other();
         Notification {
-            key: NotificationKey::new(
-                &self.episode_id,
-                self.step,
-                &self.recipient,
-                Route::Channel(channel),
-            ),
+            key: NotificationKey::new(&self.episode_id, self.step, &self.recipient, Route::Channel(channel)),
             channel,
             fallback_from: Some(self.channel),
             ..self.clone()

@@ -114,37 +114,18 @@ impl Notifier {
         email: Arc<dyn Transport>,
         sms: Option<Arc<dyn Transport>>,
     ) -> Result<Self, NotifierError> {
-        let from: Mailbox = config
-            .from
-            .parse()
-            .map_err(|e| NotifierError::Config(format!("from {:?}: {e}", config.from)))?;
-        if !(config.ack_base_url.starts_with("https://")
-            || config.ack_base_url.starts_with("http://"))
-        {
-            return Err(NotifierError::Config(
-                "ack_base_url must be an http(s) URL".into(),
-            ));
+        let from: Mailbox =
+            config.from.parse().map_err(|e| NotifierError::Config(format!("from {:?}: {e}", config.from)))?;
+        if !(config.ack_base_url.starts_with("https://") || config.ack_base_url.starts_with("http://")) {
+            return Err(NotifierError::Config("ack_base_url must be an http(s) URL".into()));
         }
         if config.id_domain.is_empty() || config.id_domain.contains(['<', '>', '@', ' ']) {
-            return Err(NotifierError::Config(
-                "id_domain must be a plain domain name".into(),
-            ));
+            return Err(NotifierError::Config("id_domain must be a plain domain name".into()));
         }
-        if email.channel() != Channel::Email
-            || sms.as_ref().is_some_and(|s| s.channel() != Channel::Sms)
-        {
-            return Err(NotifierError::Config(
-                "transports are plugged into the wrong channel".into(),
-            ));
+        if email.channel() != Channel::Email || sms.as_ref().is_some_and(|s| s.channel() != Channel::Sms) {
+            return Err(NotifierError::Config("transports are plugged into the wrong channel".into()));
         }
-        Ok(Self {
-            email,
-            sms,
-            signer,
-            codes,
-            from,
-            config,
-        })
+        Ok(Self { email, sms, signer, codes, from, config })
     }
 
     /// The transport of a channel.
@@ -175,8 +156,7 @@ impl Notifier {
         match n.channel {
             Channel::Email => {
                 let link = (n.step != Step::Resolved).then(|| {
-                    let expires =
-                        now + Duration::hours(i64::from(self.config.ack_link_ttl_hours.max(1)));
+                    let expires = now + Duration::hours(i64::from(self.config.ack_link_ttl_hours.max(1)));
                     let (token, _) = self.signer.issue(n, expires);
                     AckSigner::link(&self.config.ack_base_url, &token)
                 });
@@ -190,24 +170,13 @@ impl Notifier {
                     id_domain: &self.config.id_domain,
                 })?;
                 let message = rendered.to_message(&self.from, ctx.recipient, now)?;
-                Ok(Outbound::Email(EmailOut {
-                    key: n.key.to_string(),
-                    to: ctx.recipient.email.clone(),
-                    message,
-                }))
+                Ok(Outbound::Email(EmailOut { key: n.key.to_string(), to: ctx.recipient.email.clone(), message }))
             }
             Channel::Sms => {
-                let to = ctx
-                    .recipient
-                    .mobile
-                    .clone()
-                    .ok_or(RenderError::Recipient("the physician has no mobile number"))?;
+                let to =
+                    ctx.recipient.mobile.clone().ok_or(RenderError::Recipient("the physician has no mobile number"))?;
                 let body = render_sms(n, ctx.episode, ctx.recipient, Some(&code), now)?;
-                Ok(Outbound::Sms(SmsOut {
-                    key: n.key.to_string(),
-                    to,
-                    body,
-                }))
+                Ok(Outbound::Sms(SmsOut { key: n.key.to_string(), to, body }))
             }
         }
     }
@@ -223,11 +192,7 @@ impl Notifier {
     ) -> Result<Outbound, NotifierError> {
         let rendered = render_digest_email(recipient, entries, key, &self.config.id_domain);
         let message = rendered.to_message(&self.from, recipient, now)?;
-        Ok(Outbound::Email(EmailOut {
-            key: key.to_string(),
-            to: recipient.email.clone(),
-            message,
-        }))
+        Ok(Outbound::Email(EmailOut { key: key.to_string(), to: recipient.email.clone(), message }))
     }
 
     /// One delivery attempt (number `attempt`, from 1), classified, with its
@@ -242,10 +207,7 @@ impl Notifier {
         let transport = match self.transport_for(n.channel) {
             Some(t) => t,
             None => {
-                let err = DeliveryError::permanent(
-                    "none",
-                    format!("no transport configured for {}", n.channel),
-                );
+                let err = DeliveryError::permanent("none", format!("no transport configured for {}", n.channel));
                 let record = self.attempt_record(n, "none", attempt, now, &Err(err.clone()));
                 return (Err(err), record);
             }
@@ -272,21 +234,12 @@ impl Notifier {
         result: &Result<Receipt, DeliveryError>,
     ) -> AuditRecord {
         let outcome = match result {
-            Ok(r) => AttemptOutcome::Delivered {
-                provider_message_id: r.provider_message_id.clone(),
-            },
+            Ok(r) => AttemptOutcome::Delivered { provider_message_id: r.provider_message_id.clone() },
             Err(e) if e.is_transient() => AttemptOutcome::Transient {
                 error: e.message.clone(),
-                retry_at: self.config.retry.next_attempt_at(
-                    attempt,
-                    n.key.as_str(),
-                    e.retry_after,
-                    now,
-                ),
+                retry_at: self.config.retry.next_attempt_at(attempt, n.key.as_str(), e.retry_after, now),
             },
-            Err(e) => AttemptOutcome::Permanent {
-                error: e.message.clone(),
-            },
+            Err(e) => AttemptOutcome::Permanent { error: e.message.clone() },
         };
         AuditRecord {
             at: now,
@@ -321,10 +274,7 @@ impl Notifier {
                 Ok(r) => return Ok(r),
                 Err(e) if !e.is_transient() || attempt >= max => return Err(e),
                 Err(e) => {
-                    let wait = self
-                        .config
-                        .retry
-                        .delay(attempt, n.key.as_str(), e.retry_after);
+                    let wait = self.config.retry.delay(attempt, n.key.as_str(), e.retry_after);
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -345,10 +295,7 @@ impl Notifier {
             Err(e) => e,
         };
         let other = n.channel.other();
-        if n.fallback_from.is_none()
-            && ctx.recipient.reachable_on(other)
-            && self.transport_for(other).is_some()
-        {
+        if n.fallback_from.is_none() && ctx.recipient.reachable_on(other) && self.transport_for(other).is_some() {
             let fallback = n.fallback();
             tracing::warn!(key = %n.key, fallback = %fallback.key, kind = %err.kind, "delivery failed, falling back to the other channel");
             report.audit.push(AuditRecord {
@@ -384,10 +331,7 @@ impl Notifier {
         report.audit.push(AuditRecord {
             at: Utc::now(),
             episode_id: n.episode_id.clone(),
-            entry: AuditEntry::DeliveryFailed {
-                key: n.key.clone(),
-                error: e.message.clone(),
-            },
+            entry: AuditEntry::DeliveryFailed { key: n.key.clone(), error: e.message.clone() },
         });
     }
 }

@@ -90,21 +90,12 @@ impl<'a> Planner<'a> {
     }
 
     fn audit(&mut self, entry: AuditEntry) {
-        let record = AuditRecord {
-            at: self.now(),
-            episode_id: self.input.episode.episode_id.clone(),
-            entry,
-        };
+        let record = AuditRecord { at: self.now(), episode_id: self.input.episode.episode_id.clone(), entry };
         self.plan.audit.push(record);
     }
 
     fn issued_at(&self, key: &NotificationKey) -> Option<DateTime<Utc>> {
-        self.input
-            .episode
-            .issued
-            .iter()
-            .find(|i| &i.key == key)
-            .map(|i| i.at)
+        self.input.episode.issued.iter().find(|i| &i.key == key).map(|i| i.at)
     }
 
     fn digest_entry(
@@ -133,11 +124,7 @@ impl<'a> Planner<'a> {
             summary: ep.details.summary.clone(),
             at: self.now(),
         });
-        self.audit(AuditEntry::NotificationDigested {
-            key,
-            recipient: recipient.clone(),
-            reason,
-        });
+        self.audit(AuditEntry::NotificationDigested { key, recipient: recipient.clone(), reason });
     }
 
     /// Issues one (step, recipient, channel) unless already issued, held by
@@ -181,20 +168,9 @@ impl<'a> Planner<'a> {
                 deferred_from = Some(due);
             }
         }
-        if capped
-            && self
-                .input
-                .caps
-                .folds(phys, self.load.count(&phys.id), ep.severity)
-        {
+        if capped && self.input.caps.folds(phys, self.load.count(&phys.id), ep.severity) {
             if digestible {
-                self.digest_entry(
-                    digest_key,
-                    &phys.id,
-                    step,
-                    ep.severity,
-                    HoldReason::HourlyCap,
-                );
+                self.digest_entry(digest_key, &phys.id, step, ep.severity, HoldReason::HourlyCap);
                 return Emit::Sent;
             }
             self.audit(AuditEntry::NotificationHeld {
@@ -218,22 +194,14 @@ impl<'a> Planner<'a> {
             deferred_from,
             fallback_from: None,
         });
-        self.audit(AuditEntry::NotificationPlanned {
-            key,
-            recipient: phys.id.clone(),
-            channel,
-            step,
-        });
+        self.audit(AuditEntry::NotificationPlanned { key, recipient: phys.id.clone(), channel, step });
         Emit::Sent
     }
 
     fn physician(&mut self, id: &PhysicianId, step: Step) -> Option<&'a Physician> {
         let found = self.input.directory.get(id);
         if found.is_none() {
-            self.audit(AuditEntry::RecipientUnreachable {
-                recipient: id.clone(),
-                step,
-            });
+            self.audit(AuditEntry::RecipientUnreachable { recipient: id.clone(), step });
         }
         found
     }
@@ -253,34 +221,17 @@ impl<'a> Planner<'a> {
                 .filter_map(|i| i.step.severity())
                 .max()
                 .unwrap_or(Severity::Low);
-            self.emit(
-                phys,
-                Step::Resolved,
-                channel,
-                resolved_at,
-                highest,
-                false,
-                false,
-            );
+            self.emit(phys, Step::Resolved, channel, resolved_at, highest, false, false);
         }
     }
 
     fn info(&mut self) {
         let ep = self.input.episode;
-        let step = Step::Page {
-            severity: Severity::Info,
-            index: 0,
-        };
+        let step = Step::Page { severity: Severity::Info, index: 0 };
         let recipient = self.input.team.responsible.clone();
         let key = NotificationKey::new(&ep.episode_id, step, &recipient, Route::Digest);
         if !ep.was_issued(&key) {
-            self.digest_entry(
-                key,
-                &recipient,
-                step,
-                Severity::Info,
-                HoldReason::InfoSeverity,
-            );
+            self.digest_entry(key, &recipient, step, Severity::Info, HoldReason::InfoSeverity);
         }
     }
 
@@ -302,26 +253,16 @@ impl<'a> Planner<'a> {
                 self.wake(due);
                 return;
             }
-            let step = Step::Page {
-                severity,
-                index: u32::try_from(i).unwrap_or(u32::MAX),
-            };
+            let step = Step::Page { severity, index: u32::try_from(i).unwrap_or(u32::MAX) };
             let mut went_out: Option<DateTime<Utc>> = None;
             for recipient in resolve_targets(rung, self.input.team) {
                 let Some(phys) = self.physician(&recipient, step) else {
                     continue;
                 };
-                let channels: Vec<Channel> = phys
-                    .channels
-                    .channels_for(severity)
-                    .into_iter()
-                    .filter(|c| phys.reachable_on(*c))
-                    .collect();
+                let channels: Vec<Channel> =
+                    phys.channels.channels_for(severity).into_iter().filter(|c| phys.reachable_on(*c)).collect();
                 if channels.is_empty() {
-                    self.audit(AuditEntry::RecipientUnreachable {
-                        recipient: recipient.clone(),
-                        step,
-                    });
+                    self.audit(AuditEntry::RecipientUnreachable { recipient: recipient.clone(), step });
                     continue;
                 }
                 for channel in channels {
@@ -347,9 +288,7 @@ impl<'a> Planner<'a> {
         };
         let elapsed = now - last;
         let due_count = (elapsed.num_seconds() / interval.num_seconds().max(1)).max(0);
-        let number = u32::try_from(due_count)
-            .unwrap_or(u32::MAX)
-            .min(ladder.max_reminders);
+        let number = u32::try_from(due_count).unwrap_or(u32::MAX).min(ladder.max_reminders);
         if number < ladder.max_reminders {
             self.wake(last + interval * (i32::try_from(number).unwrap_or(i32::MAX - 1) + 1));
         }
@@ -360,9 +299,7 @@ impl<'a> Planner<'a> {
         let paged: Vec<(PhysicianId, Channel)> = ep
             .issued
             .iter()
-            .filter(|i: &&Issued| {
-                i.step.severity() == Some(severity) && matches!(i.step, Step::Page { .. })
-            })
+            .filter(|i: &&Issued| i.step.severity() == Some(severity) && matches!(i.step, Step::Page { .. }))
             .filter_map(|i| match i.route {
                 Route::Channel(c) => Some((i.recipient.clone(), c)),
                 Route::Digest => None,
@@ -386,11 +323,7 @@ impl<'a> Planner<'a> {
 /// Plans the notifications of one episode at `input.now`. Pure and
 /// deterministic: the same input always gives the same plan.
 pub fn plan(input: PlanInput<'_>) -> Plan {
-    let mut p = Planner {
-        input,
-        load: input.load.clone(),
-        plan: Plan::default(),
-    };
+    let mut p = Planner { input, load: input.load.clone(), plan: Plan::default() };
     let ep = input.episode;
     if ep.resolved_at.is_some() {
         p.resolved();

@@ -43,9 +43,7 @@ pub enum PolicyError {
         step: usize,
     },
     /// A step names a deputy rank the team does not have.
-    #[error(
-        "step {step} of the {severity} ladder targets deputy rank {rank} but the team has {deputies} deputies"
-    )]
+    #[error("step {step} of the {severity} ladder targets deputy rank {rank} but the team has {deputies} deputies")]
     DeputyOutOfRange {
         /// The severity.
         severity: Severity,
@@ -116,30 +114,16 @@ pub struct Ladder {
 
 impl Ladder {
     fn simple(escalate: Option<(u32, Target)>, remind: Option<u32>, max_reminders: u32) -> Self {
-        let mut steps = vec![EscalationStep {
-            after_minutes: 0,
-            targets: vec![Target::Responsible],
-        }];
+        let mut steps = vec![EscalationStep { after_minutes: 0, targets: vec![Target::Responsible] }];
         if let Some((after_minutes, target)) = escalate {
-            steps.push(EscalationStep {
-                after_minutes,
-                targets: vec![target],
-            });
+            steps.push(EscalationStep { after_minutes, targets: vec![target] });
         }
-        Self {
-            steps,
-            remind_every_minutes: remind,
-            max_reminders,
-        }
+        Self { steps, remind_every_minutes: remind, max_reminders }
     }
 
     /// The delay of step `index` (see [`EscalationStep::after_minutes`]).
     pub fn delay(&self, index: usize) -> Duration {
-        Duration::minutes(
-            self.steps
-                .get(index)
-                .map_or(0, |s| i64::from(s.after_minutes)),
-        )
+        Duration::minutes(self.steps.get(index).map_or(0, |s| i64::from(s.after_minutes)))
     }
 
     /// The reminder interval, if reminders are on.
@@ -155,10 +139,7 @@ impl Ladder {
             return Err(PolicyError::EmptyLadder(severity));
         }
         if self.steps.len() > MAX_STEPS {
-            return Err(PolicyError::TooManySteps {
-                severity,
-                steps: self.steps.len(),
-            });
+            return Err(PolicyError::TooManySteps { severity, steps: self.steps.len() });
         }
         for (step, s) in self.steps.iter().enumerate() {
             if s.targets.is_empty() {
@@ -170,20 +151,10 @@ impl Ladder {
             for t in &s.targets {
                 match t {
                     Target::Deputy { rank } if *rank >= deputies => {
-                        return Err(PolicyError::DeputyOutOfRange {
-                            severity,
-                            step,
-                            rank: *rank,
-                            deputies,
-                        });
+                        return Err(PolicyError::DeputyOutOfRange { severity, step, rank: *rank, deputies });
                     }
                     Target::AllDeputies if deputies == 0 => {
-                        return Err(PolicyError::DeputyOutOfRange {
-                            severity,
-                            step,
-                            rank: 0,
-                            deputies,
-                        });
+                        return Err(PolicyError::DeputyOutOfRange { severity, step, rank: 0, deputies });
                     }
                     _ => {}
                 }
@@ -193,10 +164,7 @@ impl Ladder {
             return Err(PolicyError::ZeroReminderInterval(severity));
         }
         if self.max_reminders > MAX_REMINDERS {
-            return Err(PolicyError::TooManyReminders {
-                severity,
-                count: self.max_reminders,
-            });
+            return Err(PolicyError::TooManyReminders { severity, count: self.max_reminders });
         }
         Ok(())
     }
@@ -244,12 +212,7 @@ impl EscalationPolicy {
 
     /// Checks every ladder against a team with `deputies` deputies.
     pub fn validate(&self, deputies: usize) -> Result<(), PolicyError> {
-        for s in [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ] {
+        for s in [Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
             if let Some(l) = self.ladder(s) {
                 l.validate(s, deputies)?;
             }

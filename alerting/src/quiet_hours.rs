@@ -2,9 +2,7 @@
 //! non-urgent notifications are deferred to the end of the window. Deferral
 //! delays *delivery* only: the episode and its audit trail are unchanged.
 
-use chrono::{
-    DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _, Utc,
-};
+use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, NaiveTime, TimeZone as _, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
@@ -31,11 +29,7 @@ fn default_bypass() -> Severity {
 impl QuietHours {
     /// A window from `start` to `end`; only CRITICAL bypasses it.
     pub fn new(start: NaiveTime, end: NaiveTime) -> Self {
-        Self {
-            start,
-            end,
-            bypass_from: Severity::Critical,
-        }
+        Self { start, end, bypass_from: Severity::Critical }
     }
 
     /// Whether a local wall-clock time falls inside the window.
@@ -63,11 +57,8 @@ impl QuietHours {
             return None;
         }
         let date = local.date();
-        let end_date = if self.start > self.end && local.time() >= self.start {
-            date.succ_opt().unwrap_or(date)
-        } else {
-            date
-        };
+        let end_date =
+            if self.start > self.end && local.time() >= self.start { date.succ_opt().unwrap_or(date) } else { date };
         let end = first_instant_at_or_after(tz, end_date, self.end);
         // Never return an instant in the past (defensive against odd zones).
         Some(end.max(at))
@@ -132,9 +123,6 @@ mod tests {
         let q = QuietHours::new(t(22, 0), t(2, 30));
         let at = "2026-03-28T23:30:00Z".parse::<DateTime<Utc>>().unwrap(); // 00:30 local
         let end = q.window_end(chrono_tz::Europe::Paris, at).unwrap();
-        assert_eq!(
-            end,
-            "2026-03-29T01:00:00Z".parse::<DateTime<Utc>>().unwrap()
-        ); // 03:00 CEST
+        assert_eq!(end, "2026-03-29T01:00:00Z".parse::<DateTime<Utc>>().unwrap()); // 03:00 CEST
     }
 }

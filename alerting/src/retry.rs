@@ -20,11 +20,7 @@ pub struct RetryPolicy {
 impl Default for RetryPolicy {
     /// 6 attempts: about 2 s, 4 s, 8 s, 16 s, 32 s apart (capped at 60 s).
     fn default() -> Self {
-        Self {
-            max_attempts: 6,
-            base_delay_ms: 2_000,
-            max_delay_ms: 60_000,
-        }
+        Self { max_attempts: 6, base_delay_ms: 2_000, max_delay_ms: 60_000 }
     }
 }
 
@@ -35,15 +31,9 @@ impl RetryPolicy {
     /// A provider's `Retry-After` is a floor (within `max_delay_ms`).
     pub fn delay(&self, attempt: u32, key: &str, retry_after: Option<Duration>) -> Duration {
         let exp = attempt.saturating_sub(1).min(30);
-        let raw = self
-            .base_delay_ms
-            .saturating_mul(1u64 << exp)
-            .min(self.max_delay_ms.max(1));
+        let raw = self.base_delay_ms.saturating_mul(1u64 << exp).min(self.max_delay_ms.max(1));
         let half = raw / 2;
-        let h = Sha256::new()
-            .chain_update(key.as_bytes())
-            .chain_update(attempt.to_be_bytes())
-            .finalize();
+        let h = Sha256::new().chain_update(key.as_bytes()).chain_update(attempt.to_be_bytes()).finalize();
         let r = u64::from_be_bytes([h[0], h[1], h[2], h[3], h[4], h[5], h[6], h[7]]);
         let jitter = if half == 0 { 0 } else { r % (half + 1) };
         let mut d = Duration::from_millis(half + jitter);
@@ -76,11 +66,7 @@ mod tests {
 
     #[test]
     fn grows_and_caps() {
-        let p = RetryPolicy {
-            max_attempts: 10,
-            base_delay_ms: 1000,
-            max_delay_ms: 8000,
-        };
+        let p = RetryPolicy { max_attempts: 10, base_delay_ms: 1000, max_delay_ms: 8000 };
         for a in 1..10 {
             let d = p.delay(a, "k", None).as_millis() as u64;
             let raw = (1000u64 << (a - 1)).min(8000);

@@ -23,13 +23,8 @@ pub enum Severity {
 
 impl Severity {
     /// Every severity, lowest first.
-    pub const ALL: [Severity; 5] = [
-        Severity::Info,
-        Severity::Low,
-        Severity::Medium,
-        Severity::High,
-        Severity::Critical,
-    ];
+    pub const ALL: [Severity; 5] =
+        [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
     /// Lower-case name used in keys, JSON and logs (`high`).
     pub fn as_str(self) -> &'static str {

@@ -47,9 +47,7 @@ pub enum TeamError {
     #[error("physician {0}: the name must not be empty")]
     EmptyName(String),
     /// The preferences route a severity to SMS but the physician has no mobile number.
-    #[error(
-        "physician {physician}: {severity} alerts are routed to SMS but no mobile number is set"
-    )]
+    #[error("physician {physician}: {severity} alerts are routed to SMS but no mobile number is set")]
     MissingMobile {
         /// The physician.
         physician: String,
@@ -112,13 +110,8 @@ impl PhysicianId {
         let s = s.into();
         let ok = !s.is_empty()
             && s.len() <= 64
-            && s.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
-        if ok {
-            Ok(Self(s))
-        } else {
-            Err(TeamError::InvalidPhysicianId(truncate(&s)))
-        }
+            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+        if ok { Ok(Self(s)) } else { Err(TeamError::InvalidPhysicianId(truncate(&s))) }
     }
 
     /// The identifier as a string.
@@ -155,17 +148,11 @@ impl EmailAddress {
     /// Validates an email address.
     pub fn new(s: impl Into<String>) -> Result<Self, TeamError> {
         let s: String = s.into();
-        let err = |reason| TeamError::InvalidEmail {
-            value: truncate(&s),
-            reason,
-        };
+        let err = |reason| TeamError::InvalidEmail { value: truncate(&s), reason };
         if s.len() > 254 {
             return Err(err("longer than 254 characters"));
         }
-        if !s.is_ascii()
-            || s.bytes()
-                .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
+        if !s.is_ascii() || s.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Err(err("only printable ASCII without spaces is accepted"));
         }
         let Some((local, domain)) = s.rsplit_once('@') else {
@@ -174,22 +161,14 @@ impl EmailAddress {
         if local.is_empty() || local.len() > 64 {
             return Err(err("the part before '@' must have 1 to 64 characters"));
         }
-        if local.contains('@')
-            || local.starts_with('.')
-            || local.ends_with('.')
-            || local.contains("..")
-        {
+        if local.contains('@') || local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(err("the part before '@' is malformed"));
         }
-        if local.bytes().any(|b| {
-            matches!(
-                b,
-                b'"' | b'(' | b')' | b',' | b':' | b';' | b'<' | b'>' | b'[' | b'\\' | b']'
-            )
-        }) {
-            return Err(err(
-                "the part before '@' contains a character that needs quoting",
-            ));
+        if local
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'(' | b')' | b',' | b':' | b';' | b'<' | b'>' | b'[' | b'\\' | b']'))
+        {
+            return Err(err("the part before '@' contains a character that needs quoting"));
         }
         let labels: Vec<&str> = domain.split('.').collect();
         if labels.len() < 2 {
@@ -200,9 +179,7 @@ impl EmailAddress {
                 && label.len() <= 63
                 && !label.starts_with('-')
                 && !label.ends_with('-')
-                && label
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !valid {
                 return Err(err("the domain is malformed"));
             }
@@ -248,10 +225,7 @@ impl PhoneNumber {
     /// accepted: store the canonical form.
     pub fn new(s: impl Into<String>) -> Result<Self, TeamError> {
         let s: String = s.into();
-        let err = |reason| TeamError::InvalidPhone {
-            value: truncate(&s),
-            reason,
-        };
+        let err = |reason| TeamError::InvalidPhone { value: truncate(&s), reason };
         let Some(digits) = s.strip_prefix('+') else {
             return Err(err("must start with '+' and the country code"));
         };
@@ -300,9 +274,7 @@ pub struct TimeZone(Tz);
 impl TimeZone {
     /// Looks a zone up by its IANA name.
     pub fn new(name: &str) -> Result<Self, TeamError> {
-        Tz::from_str(name)
-            .map(Self)
-            .map_err(|_| TeamError::UnknownTimeZone(truncate(name)))
+        Tz::from_str(name).map(Self).map_err(|_| TeamError::UnknownTimeZone(truncate(name)))
     }
 
     /// The chrono-tz zone.
@@ -412,24 +384,13 @@ impl Physician {
         if self.name.trim().is_empty() {
             return Err(TeamError::EmptyName(self.id.to_string()));
         }
-        for severity in [
-            Severity::Low,
-            Severity::Medium,
-            Severity::High,
-            Severity::Critical,
-        ] {
+        for severity in [Severity::Low, Severity::Medium, Severity::High, Severity::Critical] {
             let channels = self.channels.channels_for(severity);
             if channels.is_empty() {
-                return Err(TeamError::NoChannel {
-                    physician: self.id.to_string(),
-                    severity,
-                });
+                return Err(TeamError::NoChannel { physician: self.id.to_string(), severity });
             }
             if channels.contains(&Channel::Sms) && self.mobile.is_none() {
-                return Err(TeamError::MissingMobile {
-                    physician: self.id.to_string(),
-                    severity,
-                });
+                return Err(TeamError::MissingMobile { physician: self.id.to_string(), severity });
             }
         }
         if self.hourly_cap == Some(0) {
@@ -507,31 +468,19 @@ impl CareTeam {
         let mut seen: Vec<&PhysicianId> = Vec::new();
         for id in std::iter::once(&self.responsible).chain(self.deputies.iter()) {
             if directory.get(id).is_none() {
-                return Err(TeamError::UnknownPhysician {
-                    patient,
-                    physician: id.to_string(),
-                });
+                return Err(TeamError::UnknownPhysician { patient, physician: id.to_string() });
             }
             if seen.contains(&id) {
-                return Err(TeamError::DuplicateMember {
-                    patient,
-                    physician: id.to_string(),
-                });
+                return Err(TeamError::DuplicateMember { patient, physician: id.to_string() });
             }
             seen.push(id);
         }
         self.policy
             .validate(self.deputies.len())
-            .map_err(|source| TeamError::Policy {
-                patient: patient.clone(),
-                source,
-            })?;
+            .map_err(|source| TeamError::Policy { patient: patient.clone(), source })?;
         for id in self.policy.named_physicians() {
             if directory.get(id).is_none() {
-                return Err(TeamError::UnknownPhysician {
-                    patient,
-                    physician: id.to_string(),
-                });
+                return Err(TeamError::UnknownPhysician { patient, physician: id.to_string() });
             }
         }
         Ok(())

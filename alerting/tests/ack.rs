@@ -9,13 +9,8 @@ use vitalwatch_schemas::proto::AlertEventKind;
 
 fn notification() -> Notification {
     let t0 = t("2026-01-14T12:00:00Z");
-    let (ep, _) =
-        EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0)
-            .unwrap();
-    let dir = directory(vec![
-        physician("dr-martin", None),
-        physician("dr-chen", None),
-    ]);
+    let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0).unwrap();
+    let dir = directory(vec![physician("dr-martin", None), physician("dr-chen", None)]);
     let p = plan(PlanInput {
         episode: &ep,
         team: &team(),
@@ -46,59 +41,31 @@ fn token_valid_tampered_expired() {
     let (body, sig) = token.rsplit_once('.').unwrap();
     let mut forged = claims.clone();
     forged.recipient = pid("dr-evil");
-    let forged_token = AckSigner::new(b"another-secret-that-is-32-bytes-long!!")
-        .unwrap()
-        .sign(&forged);
+    let forged_token = AckSigner::new(b"another-secret-that-is-32-bytes-long!!").unwrap().sign(&forged);
     let forged_body = forged_token.rsplit_once('.').unwrap().0;
-    assert_eq!(
-        signer.verify(&format!("{forged_body}.{sig}"), now),
-        Err(AckError::BadSignature)
-    );
-    assert_eq!(
-        signer.verify(&forged_token, now),
-        Err(AckError::BadSignature)
-    );
+    assert_eq!(signer.verify(&format!("{forged_body}.{sig}"), now), Err(AckError::BadSignature));
+    assert_eq!(signer.verify(&forged_token, now), Err(AckError::BadSignature));
     // Tampered signature.
     let mut bad_sig = sig.to_string();
     let c = if bad_sig.ends_with('A') { 'B' } else { 'A' };
     bad_sig.pop();
     bad_sig.push(c);
-    assert_eq!(
-        signer.verify(&format!("{body}.{bad_sig}"), now),
-        Err(AckError::BadSignature)
-    );
+    assert_eq!(signer.verify(&format!("{body}.{bad_sig}"), now), Err(AckError::BadSignature));
     // Garbage.
-    assert!(matches!(
-        signer.verify("hello", now),
-        Err(AckError::Malformed(_))
-    ));
-    assert!(matches!(
-        signer.verify(&"v1.".repeat(1000), now),
-        Err(AckError::Malformed(_))
-    ));
+    assert!(matches!(signer.verify("hello", now), Err(AckError::Malformed(_))));
+    assert!(matches!(signer.verify(&"v1.".repeat(1000), now), Err(AckError::Malformed(_))));
 
     // Expired.
-    let err = signer
-        .verify(&token, now + Duration::hours(72))
-        .unwrap_err();
+    let err = signer.verify(&token, now + Duration::hours(72)).unwrap_err();
     assert!(matches!(err, AckError::Expired(_)));
     assert!(err.to_string().contains("expired"));
 
     // Key rotation: old tokens still verify with the previous key.
-    let rotated = AckSigner::new(b"a-brand-new-secret-of-32-bytes-or-more")
-        .unwrap()
-        .with_previous(SECRET)
-        .unwrap();
+    let rotated = AckSigner::new(b"a-brand-new-secret-of-32-bytes-or-more").unwrap().with_previous(SECRET).unwrap();
     assert!(rotated.verify(&token, now).is_ok());
 
-    assert_eq!(
-        AckSigner::new(b"short").unwrap_err(),
-        AckError::WeakSecret(5)
-    );
-    assert_eq!(
-        AckSigner::link("https://vw.example/ack", "tok"),
-        "https://vw.example/ack?t=tok"
-    );
+    assert_eq!(AckSigner::new(b"short").unwrap_err(), AckError::WeakSecret(5));
+    assert_eq!(AckSigner::link("https://vw.example/ack", "tok"), "https://vw.example/ack?t=tok");
 }
 
 #[test]
@@ -114,14 +81,8 @@ fn codes_are_deterministic_and_unique_per_physician() {
     let b = g.assign(&ep, &pid("dr-martin"), |c| *c == taken).unwrap();
     assert_ne!(a, b);
     assert_eq!(b, g.candidate(&ep, &pid("dr-martin"), 1));
-    assert_eq!(
-        g.assign(&ep, &pid("dr-martin"), |_| true),
-        Err(AckError::CodesExhausted(64))
-    );
-    assert_eq!(
-        AckCodeGenerator::new(SECRET, 3).unwrap_err(),
-        AckError::CodeLength(3)
-    );
+    assert_eq!(g.assign(&ep, &pid("dr-martin"), |_| true), Err(AckError::CodesExhausted(64)));
+    assert_eq!(AckCodeGenerator::new(SECRET, 3).unwrap_err(), AckError::CodeLength(3));
 }
 
 #[test]
@@ -138,26 +99,11 @@ fn parses_sms_replies() {
     assert_eq!(ack("ACK4821").unwrap(), "4821");
     assert_eq!(
         parse_sms_reply("snooze 4821 30").unwrap(),
-        SmsCommand::Snooze {
-            code: serde_json::from_str("\"4821\"").unwrap(),
-            minutes: 30
-        }
+        SmsCommand::Snooze { code: serde_json::from_str("\"4821\"").unwrap(), minutes: 30 }
     );
-    for bad in [
-        "",
-        "hello",
-        "ACK",
-        "ACK 12",
-        "ACK abcd",
-        "ACK 4821 please",
-        "SNOOZE 4821",
-        "SNOOZE 4821 0",
-        "NACK 4821",
-    ] {
-        assert_eq!(
-            parse_sms_reply(bad),
-            Err(AckError::UnrecognizedReply),
-            "{bad:?}"
-        );
+    for bad in
+        ["", "hello", "ACK", "ACK 12", "ACK abcd", "ACK 4821 please", "SNOOZE 4821", "SNOOZE 4821 0", "NACK 4821"]
+    {
+        assert_eq!(parse_sms_reply(bad), Err(AckError::UnrecognizedReply), "{bad:?}");
     }
 }

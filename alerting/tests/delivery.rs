@@ -29,11 +29,7 @@ struct Fixture {
 
 fn fixture() -> Fixture {
     let now = Utc::now();
-    let (ep, _) = EpisodeState::from_event(
-        &event("e1", AlertEventKind::Opened, Severity::High, now),
-        now,
-    )
-    .unwrap();
+    let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, now), now).unwrap();
     let martin = physician("dr-martin", None);
     let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
     let plan = plan(PlanInput {
@@ -45,38 +41,19 @@ fn fixture() -> Fixture {
         now,
     });
     assert_eq!(plan.notifications.len(), 2);
-    Fixture {
-        history: history(now),
-        ep,
-        martin,
-        plan,
-    }
+    Fixture { history: history(now), ep, martin, plan }
 }
 
 impl Fixture {
     fn on(&self, channel: Channel) -> Notification {
-        self.plan
-            .notifications
-            .iter()
-            .find(|n| n.channel == channel)
-            .unwrap()
-            .clone()
+        self.plan.notifications.iter().find(|n| n.channel == channel).unwrap().clone()
     }
     fn ctx(&self) -> DeliveryContext<'_> {
-        DeliveryContext {
-            episode: &self.ep,
-            recipient: &self.martin,
-            ack_code: None,
-            history: &self.history,
-        }
+        DeliveryContext { episode: &self.ep, recipient: &self.martin, ack_code: None, history: &self.history }
     }
 }
 
-fn notifier(
-    email: Arc<dyn Transport>,
-    sms: Option<Arc<dyn Transport>>,
-    retry: RetryPolicy,
-) -> Notifier {
+fn notifier(email: Arc<dyn Transport>, sms: Option<Arc<dyn Transport>>, retry: RetryPolicy) -> Notifier {
     Notifier::new(
         NotifierConfig {
             from: "vitalwatch <alerts@hospital.example>".into(),
@@ -94,11 +71,7 @@ fn notifier(
 }
 
 fn fast_retry(max_attempts: u32, base_ms: u64) -> RetryPolicy {
-    RetryPolicy {
-        max_attempts,
-        base_delay_ms: base_ms,
-        max_delay_ms: 1_000,
-    }
+    RetryPolicy { max_attempts, base_delay_ms: base_ms, max_delay_ms: 1_000 }
 }
 
 fn smtp(port: u16) -> Arc<dyn Transport> {
@@ -125,11 +98,7 @@ fn walk<'a>(m: &'a ParsedMail<'a>, out: &mut Vec<&'a ParsedMail<'a>>) {
 
 #[tokio::test]
 async fn a_real_smtp_server_receives_the_alert_email() {
-    if !require(
-        "aiosmtpd",
-        aiosmtpd_available(),
-        "pip install aiosmtpd (or apt-get install python3-aiosmtpd)",
-    ) {
+    if !require("aiosmtpd", aiosmtpd_available(), "pip install aiosmtpd (or apt-get install python3-aiosmtpd)") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -141,67 +110,32 @@ async fn a_real_smtp_server_receives_the_alert_email() {
     assert!(report.error.is_none(), "{:?}", report.error);
     let (delivered, receipt) = report.delivered.unwrap();
     assert_eq!(delivered.key, n.key);
-    assert!(
-        receipt
-            .provider_message_id
-            .unwrap_or_default()
-            .contains("queued")
-    );
+    assert!(receipt.provider_message_id.unwrap_or_default().contains("queued"));
 
     let msgs = sink.wait_for(1);
     assert_eq!(msgs.len(), 1);
     let (raw, rcpt) = &msgs[0];
     assert_eq!(rcpt, &vec!["dr-martin@hospital.example".to_string()]);
     let mail = mailparse::parse_mail(raw).unwrap();
-    assert!(
-        mail.headers
-            .get_first_value("To")
-            .unwrap()
-            .contains("dr-martin@hospital.example")
-    );
+    assert!(mail.headers.get_first_value("To").unwrap().contains("dr-martin@hospital.example"));
     let subject = mail.headers.get_first_value("Subject").unwrap();
     assert_eq!(subject, "[vitalwatch] HIGH - SpO2 87 % - patient pt-0042");
     assert_eq!(mail.ctype.mimetype, "multipart/related");
     let mid = mail.headers.get_first_value("Message-ID").unwrap();
-    assert!(
-        mid.contains(&n.key.digest_hex()),
-        "deterministic Message-ID: {mid}"
-    );
+    assert!(mid.contains(&n.key.digest_hex()), "deterministic Message-ID: {mid}");
 
     let mut parts = Vec::new();
     walk(&mail, &mut parts);
     assert_eq!(parts[1].ctype.mimetype, "multipart/alternative");
-    let text = parts
-        .iter()
-        .find(|p| p.ctype.mimetype == "text/plain")
-        .unwrap()
-        .get_body()
-        .unwrap();
-    let html = parts
-        .iter()
-        .find(|p| p.ctype.mimetype == "text/html")
-        .unwrap()
-        .get_body()
-        .unwrap();
-    let image = parts
-        .iter()
-        .find(|p| p.ctype.mimetype == "image/png")
-        .unwrap();
+    let text = parts.iter().find(|p| p.ctype.mimetype == "text/plain").unwrap().get_body().unwrap();
+    let html = parts.iter().find(|p| p.ctype.mimetype == "text/html").unwrap().get_body().unwrap();
+    let image = parts.iter().find(|p| p.ctype.mimetype == "image/png").unwrap();
     let png = image.get_body_raw().unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let cid = image.headers.get_first_value("Content-ID").unwrap();
     let cid = cid.trim_start_matches('<').trim_end_matches('>');
-    assert!(
-        html.contains(&format!("src=\"cid:{cid}\"")),
-        "HTML references the chart"
-    );
-    assert!(
-        image
-            .headers
-            .get_first_value("Content-Disposition")
-            .unwrap()
-            .starts_with("inline")
-    );
+    assert!(html.contains(&format!("src=\"cid:{cid}\"")), "HTML references the chart");
+    assert!(image.headers.get_first_value("Content-Disposition").unwrap().starts_with("inline"));
 
     for needle in [
         "pt-0042",
@@ -216,43 +150,22 @@ async fn a_real_smtp_server_receives_the_alert_email() {
     ] {
         assert!(text.contains(needle), "text part lacks {needle:?}:\n{text}");
     }
-    let local =
-        f.ep.details
-            .reading_time
-            .with_timezone(&chrono_tz::Europe::Paris)
-            .format("%H:%M")
-            .to_string();
-    assert!(
-        text.contains(&local),
-        "reading time shown in the physician's zone"
-    );
+    let local = f.ep.details.reading_time.with_timezone(&chrono_tz::Europe::Paris).format("%H:%M").to_string();
+    assert!(text.contains(&local), "reading time shown in the physician's zone");
     // The ack link is signed and verifies; the SMS code is offered too.
-    let link = text
-        .lines()
-        .find_map(|l| l.strip_prefix("Acknowledge: "))
-        .unwrap()
-        .trim();
+    let link = text.lines().find_map(|l| l.strip_prefix("Acknowledge: ")).unwrap().trim();
     let token = link.strip_prefix(&format!("{ACK_BASE}?t=")).unwrap();
-    let claims = AckSigner::new(SECRET)
-        .unwrap()
-        .verify(token, Utc::now())
-        .unwrap();
+    let claims = AckSigner::new(SECRET).unwrap().verify(token, Utc::now()).unwrap();
     assert_eq!(claims.recipient.as_str(), "dr-martin");
     assert_eq!(claims.nonce, n.key.digest_hex());
     assert!(html.contains(&link.replace('&', "&amp;")));
-    let code = AckCodeGenerator::new(SECRET, 4)
-        .unwrap()
-        .candidate(&n.episode_id, &n.recipient, 0);
+    let code = AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&n.episode_id, &n.recipient, 0);
     assert!(text.contains(&format!("ACK {code}")));
 }
 
 #[tokio::test]
 async fn smtp_down_then_up_delivers_exactly_once() {
-    if !require(
-        "aiosmtpd",
-        aiosmtpd_available(),
-        "pip install aiosmtpd (or apt-get install python3-aiosmtpd)",
-    ) {
+    if !require("aiosmtpd", aiosmtpd_available(), "pip install aiosmtpd (or apt-get install python3-aiosmtpd)") {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
@@ -268,11 +181,7 @@ async fn smtp_down_then_up_delivers_exactly_once() {
     let sink = SmtpSink::start(port, tmp.path());
     let report = task.await.unwrap();
     assert!(report.delivered.is_some(), "{:?}", report.error);
-    assert!(
-        report.attempts >= 2,
-        "failed first: {} attempts",
-        report.attempts
-    );
+    assert!(report.attempts >= 2, "failed first: {} attempts", report.attempts);
     let outcomes: Vec<_> = report
         .audit
         .iter()
@@ -281,17 +190,8 @@ async fn smtp_down_then_up_delivers_exactly_once() {
             _ => None,
         })
         .collect();
-    assert!(matches!(
-        outcomes[0],
-        AttemptOutcome::Transient {
-            retry_at: Some(_),
-            ..
-        }
-    ));
-    assert!(matches!(
-        outcomes.last().unwrap(),
-        AttemptOutcome::Delivered { .. }
-    ));
+    assert!(matches!(outcomes[0], AttemptOutcome::Transient { retry_at: Some(_), .. }));
+    assert!(matches!(outcomes.last().unwrap(), AttemptOutcome::Delivered { .. }));
     assert!(report.fallback.is_none());
     tokio::time::sleep(StdDuration::from_millis(500)).await;
     assert_eq!(sink.messages().len(), 1, "delivered exactly once");
@@ -313,19 +213,12 @@ fn twilio(base: &str) -> Arc<dyn Transport> {
 
 #[tokio::test]
 async fn twilio_503_then_201_is_retried_with_backoff() {
-    let (base, log) = spawn_http_server(vec![
-        (503, "{}".into()),
-        (201, r#"{"sid":"SM42","status":"queued"}"#.into()),
-    ])
-    .await;
+    let (base, log) =
+        spawn_http_server(vec![(503, "{}".into()), (201, r#"{"sid":"SM42","status":"queued"}"#.into())]).await;
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let n = f.on(Channel::Sms);
-    let notifier = notifier(
-        Arc::new(FileEmailTransport::new(tmp.path())),
-        Some(twilio(&base)),
-        fast_retry(4, 400),
-    );
+    let notifier = notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(twilio(&base)), fast_retry(4, 400));
     let report = notifier.deliver(&n, &f.ctx()).await;
     let (done, receipt) = report.delivered.clone().expect("delivered");
     assert_eq!(done.channel, Channel::Sms);
@@ -335,74 +228,36 @@ async fn twilio_503_then_201_is_retried_with_backoff() {
     let reqs = log.lock().unwrap().clone();
     assert_eq!(reqs.len(), 2);
     let gap = reqs[1].at - reqs[0].at;
-    assert!(
-        gap >= StdDuration::from_millis(200),
-        "backoff waited {gap:?}"
-    );
+    assert!(gap >= StdDuration::from_millis(200), "backoff waited {gap:?}");
     for r in &reqs {
         assert_eq!(r.method, "POST");
         assert_eq!(r.path, "/2010-04-01/Accounts/AC0123456789/Messages.json");
         let expected = base64::engine::general_purpose::STANDARD.encode("AC0123456789:tok-secret");
-        assert_eq!(
-            r.header("authorization"),
-            Some(format!("Basic {expected}").as_str())
-        );
-        assert_eq!(
-            r.header("content-type"),
-            Some("application/x-www-form-urlencoded")
-        );
+        assert_eq!(r.header("authorization"), Some(format!("Basic {expected}").as_str()));
+        assert_eq!(r.header("content-type"), Some("application/x-www-form-urlencoded"));
         let form = r.form();
-        let get = |k: &str| {
-            form.iter()
-                .find(|(a, _)| a == k)
-                .map(|(_, v)| v.clone())
-                .unwrap()
-        };
+        let get = |k: &str| form.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
         assert_eq!(get("To"), "+33612345678");
         assert_eq!(get("From"), "+15005550006");
         let body = get("Body");
-        assert!(
-            body.chars().count() <= 160,
-            "{} chars: {body}",
-            body.chars().count()
-        );
-        assert!(
-            body.contains("pt-0042") && body.contains("HIGH") && body.contains("Reply ACK "),
-            "{body}"
-        );
+        assert!(body.chars().count() <= 160, "{} chars: {body}", body.chars().count());
+        assert!(body.contains("pt-0042") && body.contains("HIGH") && body.contains("Reply ACK "), "{body}");
         assert!(!body.contains("Dr "), "no names in SMS: {body}");
     }
-    assert!(
-        std::fs::read_dir(tmp.path())
-            .map(|d| d.count())
-            .unwrap_or(0)
-            == 0,
-        "no email fallback"
-    );
+    assert!(std::fs::read_dir(tmp.path()).map(|d| d.count()).unwrap_or(0) == 0, "no email fallback");
 }
 
 #[tokio::test]
 async fn twilio_400_is_permanent_and_falls_back_to_email() {
-    let (base, log) = spawn_http_server(vec![(
-        400,
-        r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#.into(),
-    )])
-    .await;
+    let (base, log) =
+        spawn_http_server(vec![(400, r#"{"code":21211,"message":"Invalid 'To' Phone Number"}"#.into())]).await;
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let n = f.on(Channel::Sms);
     let eml = FileEmailTransport::new(tmp.path());
-    let notifier = notifier(
-        Arc::new(eml.clone()),
-        Some(twilio(&base)),
-        fast_retry(4, 100),
-    );
+    let notifier = notifier(Arc::new(eml.clone()), Some(twilio(&base)), fast_retry(4, 100));
     let report = notifier.deliver(&n, &f.ctx()).await;
-    assert_eq!(
-        log.lock().unwrap().len(),
-        1,
-        "a permanent failure is not retried"
-    );
+    assert_eq!(log.lock().unwrap().len(), 1, "a permanent failure is not retried");
     let fallback = report.fallback.clone().expect("fallback planned");
     assert_eq!(fallback.channel, Channel::Email);
     assert_eq!(fallback.fallback_from, Some(Channel::Sms));
@@ -415,14 +270,12 @@ async fn twilio_400_is_permanent_and_falls_back_to_email() {
     assert_eq!(done.channel, Channel::Email);
     assert!(eml.path_for(fallback.key.as_str()).exists());
     assert!(report.audit.iter().any(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Permanent { error }, .. } if error.contains("400") && error.contains("21211"))));
-    assert!(report.audit.iter().any(|r| matches!(
-        r.entry,
-        AuditEntry::FallbackScheduled {
-            from: Channel::Sms,
-            to: Channel::Email,
-            ..
-        }
-    )));
+    assert!(
+        report
+            .audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { from: Channel::Sms, to: Channel::Email, .. }))
+    );
 }
 
 #[tokio::test]
@@ -438,16 +291,9 @@ async fn webhook_provider_posts_signed_json() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let n = f.on(Channel::Sms);
-    let notifier = notifier(
-        Arc::new(FileEmailTransport::new(tmp.path())),
-        Some(Arc::new(hook)),
-        fast_retry(2, 100),
-    );
+    let notifier = notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(Arc::new(hook)), fast_retry(2, 100));
     let report = notifier.deliver(&n, &f.ctx()).await;
-    assert_eq!(
-        report.delivered.unwrap().1.provider_message_id.as_deref(),
-        Some("wh-7")
-    );
+    assert_eq!(report.delivered.unwrap().1.provider_message_id.as_deref(), Some("wh-7"));
     let r = log.lock().unwrap()[0].clone();
     assert_eq!(r.path, "/sms/send");
     assert_eq!(r.header("authorization"), Some("Bearer bearer-123"));
@@ -459,16 +305,8 @@ async fn webhook_provider_posts_signed_json() {
     use hmac::{KeyInit, Mac};
     let mut m = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(b"sign-me").unwrap();
     m.update(&r.body);
-    let sig: String = m
-        .finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    assert_eq!(
-        r.header("x-vitalwatch-signature"),
-        Some(format!("sha256={sig}").as_str())
-    );
+    let sig: String = m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(r.header("x-vitalwatch-signature"), Some(format!("sha256={sig}").as_str()));
 }
 
 #[tokio::test]
@@ -485,18 +323,9 @@ async fn unreachable_gateway_is_transient_and_classified() {
     let msg = notifier.compose(&n, &f.ctx(), Utc::now()).unwrap();
     let err = t.send(&msg).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Transient, "{err}");
-    assert_eq!(
-        transport::classify_http_status(429),
-        Some(FailureKind::Transient)
-    );
-    assert_eq!(
-        transport::classify_http_status(503),
-        Some(FailureKind::Transient)
-    );
-    assert_eq!(
-        transport::classify_http_status(404),
-        Some(FailureKind::Permanent)
-    );
+    assert_eq!(transport::classify_http_status(429), Some(FailureKind::Transient));
+    assert_eq!(transport::classify_http_status(503), Some(FailureKind::Transient));
+    assert_eq!(transport::classify_http_status(404), Some(FailureKind::Permanent));
     assert_eq!(transport::classify_http_status(201), None);
 }
 
@@ -506,11 +335,7 @@ async fn file_transports_write_once_per_key() {
     let eml = FileEmailTransport::new(tmp.path().join("mail"));
     let sms = FileSmsTransport::new(tmp.path().join("sms/out.jsonl"));
     let f = fixture();
-    let notifier = notifier(
-        Arc::new(eml.clone()),
-        Some(Arc::new(sms)),
-        fast_retry(1, 10),
-    );
+    let notifier = notifier(Arc::new(eml.clone()), Some(Arc::new(sms)), fast_retry(1, 10));
     for _ in 0..2 {
         for n in &f.plan.notifications {
             assert!(notifier.deliver(n, &f.ctx()).await.delivered.is_some());
@@ -520,10 +345,7 @@ async fn file_transports_write_once_per_key() {
     let raw = std::fs::read(eml.path_for(e.key.as_str())).unwrap();
     let parsed = mailparse::parse_mail(&raw).unwrap();
     assert_eq!(parsed.ctype.mimetype, "multipart/related");
-    assert_eq!(
-        std::fs::read_dir(tmp.path().join("mail")).unwrap().count(),
-        1
-    );
+    assert_eq!(std::fs::read_dir(tmp.path().join("mail")).unwrap().count(), 1);
     let lines = std::fs::read_to_string(tmp.path().join("sms/out.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 1, "{lines}");
     let line: serde_json::Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
@@ -531,15 +353,7 @@ async fn file_transports_write_once_per_key() {
     assert_eq!(line["key"], f.on(Channel::Sms).key.as_str());
     // A fresh transport on the same file still knows what was sent.
     let sms2 = FileSmsTransport::new(tmp.path().join("sms/out.jsonl"));
-    let msg = notifier
-        .compose(&f.on(Channel::Sms), &f.ctx(), Utc::now())
-        .unwrap();
+    let msg = notifier.compose(&f.on(Channel::Sms), &f.ctx(), Utc::now()).unwrap();
     sms2.send(&msg).await.unwrap();
-    assert_eq!(
-        std::fs::read_to_string(tmp.path().join("sms/out.jsonl"))
-            .unwrap()
-            .lines()
-            .count(),
-        1
-    );
+    assert_eq!(std::fs::read_to_string(tmp.path().join("sms/out.jsonl")).unwrap().lines().count(), 1);
 }

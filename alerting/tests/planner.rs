@@ -18,20 +18,12 @@ struct World {
 
 impl World {
     fn new(ps: Vec<Physician>, severity: Severity, at: DateTime<Utc>) -> World {
-        let (ep, audit) =
-            EpisodeState::from_event(&event("e1", AlertEventKind::Opened, severity, at), at)
-                .unwrap();
+        let (ep, audit) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, severity, at), at).unwrap();
         assert!(matches!(audit[0].entry, AuditEntry::EpisodeOpened { .. }));
         let dir = directory(ps);
         let team = team();
         team.validate(&dir).unwrap();
-        World {
-            dir,
-            team,
-            load: RecentLoad::new(),
-            caps: CapPolicy::default(),
-            ep,
-        }
+        World { dir, team, load: RecentLoad::new(), caps: CapPolicy::default(), ep }
     }
 
     fn plan(&self, now: DateTime<Utc>) -> Plan {
@@ -54,11 +46,7 @@ impl World {
 }
 
 fn who(p: &Plan) -> Vec<(String, Channel, Step)> {
-    let mut v: Vec<_> = p
-        .notifications
-        .iter()
-        .map(|n| (n.recipient.to_string(), n.channel, n.step))
-        .collect();
+    let mut v: Vec<_> = p.notifications.iter().map(|n| (n.recipient.to_string(), n.channel, n.step)).collect();
     v.sort_by_key(|a| (a.0.clone(), a.1));
     v
 }
@@ -71,28 +59,13 @@ fn default_people() -> Vec<Physician> {
 fn high_alert_escalates_reminds_and_stops_on_ack() {
     let t0 = t("2026-01-14T12:00:00Z");
     let mut w = World::new(default_people(), Severity::High, t0);
-    let high0 = Step::Page {
-        severity: Severity::High,
-        index: 0,
-    };
-    let high1 = Step::Page {
-        severity: Severity::High,
-        index: 1,
-    };
+    let high0 = Step::Page { severity: Severity::High, index: 0 };
+    let high1 = Step::Page { severity: Severity::High, index: 1 };
 
     let p = w.step(t0);
-    assert_eq!(
-        who(&p),
-        vec![
-            ("dr-martin".into(), Channel::Email, high0),
-            ("dr-martin".into(), Channel::Sms, high0)
-        ]
-    );
+    assert_eq!(who(&p), vec![("dr-martin".into(), Channel::Email, high0), ("dr-martin".into(), Channel::Sms, high0)]);
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(15)));
-    assert_eq!(
-        p.notifications[0].key.as_str(),
-        "ep-1:high.page0:dr-martin:email"
-    );
+    assert_eq!(p.notifications[0].key.as_str(), "ep-1:high.page0:dr-martin:email");
 
     // Nothing new before the delay; re-planning is idempotent.
     let p = w.step(t0 + Duration::minutes(14));
@@ -100,30 +73,18 @@ fn high_alert_escalates_reminds_and_stops_on_ack() {
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(15)));
 
     let p = w.step(t0 + Duration::minutes(15));
-    assert_eq!(
-        who(&p),
-        vec![
-            ("dr-chen".into(), Channel::Email, high1),
-            ("dr-chen".into(), Channel::Sms, high1)
-        ]
-    );
+    assert_eq!(who(&p), vec![("dr-chen".into(), Channel::Email, high1), ("dr-chen".into(), Channel::Sms, high1)]);
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(30)));
 
     // First reminder to everyone paged.
     let p = w.step(t0 + Duration::minutes(30));
-    let reminder = Step::Reminder {
-        severity: Severity::High,
-        number: 1,
-    };
+    let reminder = Step::Reminder { severity: Severity::High, number: 1 };
     assert_eq!(p.notifications.len(), 4);
     assert!(p.notifications.iter().all(|n| n.step == reminder));
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(45)));
 
     // Acknowledged: nothing more, no wake-up.
-    let rec =
-        w.ep.acknowledge(pid("dr-chen"), AckVia::SmsReply, t0 + Duration::minutes(31))
-            .unwrap()
-            .unwrap();
+    let rec = w.ep.acknowledge(pid("dr-chen"), AckVia::SmsReply, t0 + Duration::minutes(31)).unwrap().unwrap();
     assert!(matches!(rec.entry, AuditEntry::Acknowledged { .. }));
     let p = w.step(t0 + Duration::minutes(50));
     assert!(p.notifications.is_empty());
@@ -132,35 +93,14 @@ fn high_alert_escalates_reminds_and_stops_on_ack() {
     // A severity rise pages again, on the CRITICAL ladder.
     let audit =
         w.ep.apply_event(
-            &event(
-                "e2",
-                AlertEventKind::Escalated,
-                Severity::Critical,
-                t0 + Duration::minutes(52),
-            ),
+            &event("e2", AlertEventKind::Escalated, Severity::Critical, t0 + Duration::minutes(52)),
             t0 + Duration::minutes(52),
         )
         .unwrap();
-    assert!(matches!(
-        audit[0].entry,
-        AuditEntry::SeverityRaised {
-            from: Severity::High,
-            to: Severity::Critical,
-            ..
-        }
-    ));
+    assert!(matches!(audit[0].entry, AuditEntry::SeverityRaised { from: Severity::High, to: Severity::Critical, .. }));
     let p = w.step(t0 + Duration::minutes(52));
-    let crit0 = Step::Page {
-        severity: Severity::Critical,
-        index: 0,
-    };
-    assert_eq!(
-        who(&p),
-        vec![
-            ("dr-martin".into(), Channel::Email, crit0),
-            ("dr-martin".into(), Channel::Sms, crit0)
-        ]
-    );
+    let crit0 = Step::Page { severity: Severity::Critical, index: 0 };
+    assert_eq!(who(&p), vec![("dr-martin".into(), Channel::Email, crit0), ("dr-martin".into(), Channel::Sms, crit0)]);
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(57)));
 }
 
@@ -174,26 +114,17 @@ fn plans_are_deterministic_and_redelivery_pages_nobody_twice() {
     w.ep.record_plan(&a);
     // Redelivered OPENED event: no state change, no record, no page.
     let audit =
-        w.ep.apply_event(
-            &event("e1", AlertEventKind::Opened, Severity::Critical, t0),
-            t0 + Duration::seconds(3),
-        )
-        .unwrap();
+        w.ep.apply_event(&event("e1", AlertEventKind::Opened, Severity::Critical, t0), t0 + Duration::seconds(3))
+            .unwrap();
     assert!(audit.is_empty());
     // A restarted dispatcher that re-plans at the same or a later time.
     assert!(w.plan(t0).notifications.is_empty());
     assert!(w.plan(t0 + Duration::minutes(1)).notifications.is_empty());
     // Keys are unique per (episode, step, recipient, channel).
-    let keys: std::collections::HashSet<_> =
-        a.notifications.iter().map(|n| n.key.clone()).collect();
+    let keys: std::collections::HashSet<_> = a.notifications.iter().map(|n| n.key.clone()).collect();
     assert_eq!(keys.len(), a.notifications.len());
     // A lower severity event arriving late is ignored and recorded.
-    let audit =
-        w.ep.apply_event(
-            &event("e0", AlertEventKind::Escalated, Severity::High, t0),
-            t0,
-        )
-        .unwrap();
+    let audit = w.ep.apply_event(&event("e0", AlertEventKind::Escalated, Severity::High, t0), t0).unwrap();
     assert!(matches!(audit[0].entry, AuditEntry::EventIgnored { .. }));
     assert_eq!(w.ep.severity, Severity::Critical);
 }
@@ -205,11 +136,7 @@ fn resolution_sends_one_all_clear_to_everyone_paged() {
     w.step(t0);
     w.step(t0 + Duration::minutes(15));
     let at = t0 + Duration::minutes(20);
-    w.ep.apply_event(
-        &event("e9", AlertEventKind::Resolved, Severity::High, at),
-        at,
-    )
-    .unwrap();
+    w.ep.apply_event(&event("e9", AlertEventKind::Resolved, Severity::High, at), at).unwrap();
     let p = w.step(at);
     assert_eq!(
         who(&p),
@@ -223,12 +150,7 @@ fn resolution_sends_one_all_clear_to_everyone_paged() {
     assert_eq!(p.next_wakeup, None);
     assert!(w.step(at + Duration::hours(1)).notifications.is_empty());
     // Events after resolution are ignored.
-    let audit =
-        w.ep.apply_event(
-            &event("e10", AlertEventKind::Escalated, Severity::Critical, at),
-            at,
-        )
-        .unwrap();
+    let audit = w.ep.apply_event(&event("e10", AlertEventKind::Escalated, Severity::Critical, at), at).unwrap();
     assert!(matches!(audit[0].entry, AuditEntry::EventIgnored { .. }));
 }
 
@@ -237,31 +159,20 @@ fn quiet_hours_defer_high_but_not_critical_across_spring_dst() {
     // Saturday 2026-03-28 23:30 in Paris (CET, UTC+1); the night of the
     // switch to CEST. Quiet hours 22:00-07:00 end at 07:00 CEST = 05:00Z.
     let at = t("2026-03-28T22:30:00Z");
-    let people = vec![
-        physician("dr-martin", Some((22, 7))),
-        physician("dr-chen", None),
-    ];
+    let people = vec![physician("dr-martin", Some((22, 7))), physician("dr-chen", None)];
     let mut w = World::new(people.clone(), Severity::High, at);
     let p = w.step(at);
     assert!(p.notifications.is_empty());
     assert_eq!(p.next_wakeup, Some(t("2026-03-29T05:00:00Z")));
-    assert!(p.audit.iter().any(|r| matches!(
-        r.entry,
-        AuditEntry::NotificationHeld {
-            reason: HoldReason::QuietHours,
-            ..
-        }
-    )));
+    assert!(
+        p.audit.iter().any(|r| matches!(r.entry, AuditEntry::NotificationHeld { reason: HoldReason::QuietHours, .. }))
+    );
     // The deputy is not paged while the first rung is held.
     let p = w.step(at + Duration::hours(2));
     assert!(p.notifications.is_empty());
     let p = w.step(t("2026-03-29T05:00:00Z"));
     assert_eq!(p.notifications.len(), 2);
-    assert!(
-        p.notifications
-            .iter()
-            .all(|n| n.recipient.as_str() == "dr-martin" && n.deferred_from == Some(at))
-    );
+    assert!(p.notifications.iter().all(|n| n.recipient.as_str() == "dr-martin" && n.deferred_from == Some(at)));
     assert_eq!(p.next_wakeup, Some(t("2026-03-29T05:15:00Z")));
 
     // CRITICAL goes through at once.
@@ -273,30 +184,12 @@ fn quiet_hours_defer_high_but_not_critical_across_spring_dst() {
 fn quiet_hours_end_in_local_time_across_autumn_dst() {
     // 2026-10-24 23:00 CEST (UTC+2); 07:00 on the 25th is CET (UTC+1) = 06:00Z.
     let at = t("2026-10-24T21:00:00Z");
-    let w = World::new(
-        vec![
-            physician("dr-martin", Some((22, 7))),
-            physician("dr-chen", None),
-        ],
-        Severity::Medium,
-        at,
-    );
+    let w = World::new(vec![physician("dr-martin", Some((22, 7))), physician("dr-chen", None)], Severity::Medium, at);
     assert_eq!(w.plan(at).next_wakeup, Some(t("2026-10-25T06:00:00Z")));
     // In the afternoon nothing is held.
     let day = t("2026-10-25T13:00:00Z");
-    let w = World::new(
-        vec![
-            physician("dr-martin", Some((22, 7))),
-            physician("dr-chen", None),
-        ],
-        Severity::Medium,
-        day,
-    );
-    assert_eq!(
-        w.plan(day).notifications.len(),
-        1,
-        "MEDIUM goes by email only"
-    );
+    let w = World::new(vec![physician("dr-martin", Some((22, 7))), physician("dr-chen", None)], Severity::Medium, day);
+    assert_eq!(w.plan(day).notifications.len(), 1, "MEDIUM goes by email only");
 }
 
 #[test]
@@ -304,44 +197,27 @@ fn hourly_cap_folds_low_severity_into_the_digest() {
     let t0 = t("2026-01-14T12:00:00Z");
     let mut martin = physician("dr-martin", None);
     martin.hourly_cap = Some(3);
-    let mut w = World::new(
-        vec![martin.clone(), physician("dr-chen", None)],
-        Severity::Medium,
-        t0,
-    );
+    let mut w = World::new(vec![martin.clone(), physician("dr-chen", None)], Severity::Medium, t0);
     w.load.set(pid("dr-martin"), 3);
     let p = w.step(t0);
     assert!(p.notifications.is_empty());
     assert_eq!(p.digest.len(), 1);
-    assert_eq!(
-        p.digest[0].key.as_str(),
-        "ep-1:medium.page0:dr-martin:digest"
+    assert_eq!(p.digest[0].key.as_str(), "ep-1:medium.page0:dr-martin:digest");
+    assert!(
+        p.audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::NotificationDigested { reason: HoldReason::HourlyCap, .. }))
     );
-    assert!(p.audit.iter().any(|r| matches!(
-        r.entry,
-        AuditEntry::NotificationDigested {
-            reason: HoldReason::HourlyCap,
-            ..
-        }
-    )));
     // The digest entry counts as the rung having gone out; not repeated.
     assert!(w.step(t0 + Duration::minutes(1)).digest.is_empty());
 
     // HIGH is never capped.
-    let mut w = World::new(
-        vec![martin.clone(), physician("dr-chen", None)],
-        Severity::High,
-        t0,
-    );
+    let mut w = World::new(vec![martin.clone(), physician("dr-chen", None)], Severity::High, t0);
     w.load.set(pid("dr-martin"), 50);
     assert_eq!(w.plan(t0).notifications.len(), 2);
 
     // Under the cap, the plan itself counts what it sends.
-    let mut w = World::new(
-        vec![martin.clone(), physician("dr-chen", None)],
-        Severity::Medium,
-        t0,
-    );
+    let mut w = World::new(vec![martin.clone(), physician("dr-chen", None)], Severity::Medium, t0);
     w.load.set(pid("dr-martin"), 2);
     assert_eq!(w.plan(t0).notifications.len(), 1);
 
@@ -353,14 +229,8 @@ fn hourly_cap_folds_low_severity_into_the_digest() {
 
     // Digest timing: hourly, and after quiet hours.
     let caps = CapPolicy::default();
-    assert_eq!(
-        digest_due(&martin, &caps, 0, None, t0),
-        DigestDecision::Nothing
-    );
-    assert_eq!(
-        digest_due(&martin, &caps, 2, None, t0),
-        DigestDecision::SendNow
-    );
+    assert_eq!(digest_due(&martin, &caps, 0, None, t0), DigestDecision::Nothing);
+    assert_eq!(digest_due(&martin, &caps, 2, None, t0), DigestDecision::SendNow);
     assert_eq!(
         digest_due(&martin, &caps, 2, Some(t0 - Duration::minutes(20)), t0),
         DigestDecision::WaitUntil(t0 + Duration::minutes(40))
@@ -370,10 +240,7 @@ fn hourly_cap_folds_low_severity_into_the_digest() {
         digest_due(&sleepy, &caps, 1, None, t("2026-01-14T23:00:00Z")),
         DigestDecision::WaitUntil(t("2026-01-15T06:00:00Z"))
     );
-    assert_eq!(
-        digest_key(&pid("dr-martin"), t0),
-        "digest:dr-martin:20260114T12"
-    );
+    assert_eq!(digest_key(&pid("dr-martin"), t0), "digest:dr-martin:20260114T12");
 }
 
 #[test]
@@ -382,46 +249,26 @@ fn snooze_holds_pages_and_a_severity_rise_breaks_it() {
     let mut w = World::new(default_people(), Severity::High, t0);
     w.step(t0);
     let until = t0 + Duration::minutes(60);
-    w.ep.snooze(pid("dr-martin"), until, t0 + Duration::minutes(5))
-        .unwrap();
+    w.ep.snooze(pid("dr-martin"), until, t0 + Duration::minutes(5)).unwrap();
     // The deputy rung would be due at +15: held by the snooze.
     let p = w.step(t0 + Duration::minutes(20));
     assert!(p.notifications.is_empty());
     assert_eq!(p.next_wakeup, Some(until));
     // A snooze cannot be longer than 24 h or in the past.
-    assert!(
-        w.ep.clone()
-            .snooze(pid("dr-martin"), t0 + Duration::hours(30), t0)
-            .is_err()
-    );
-    assert!(
-        w.ep.clone()
-            .snooze(pid("dr-martin"), t0, t0 + Duration::minutes(1))
-            .is_err()
-    );
+    assert!(w.ep.clone().snooze(pid("dr-martin"), t0 + Duration::hours(30), t0).is_err());
+    assert!(w.ep.clone().snooze(pid("dr-martin"), t0, t0 + Duration::minutes(1)).is_err());
 
     // CRITICAL breaks the snooze at once.
     let at = t0 + Duration::minutes(25);
-    let audit =
-        w.ep.apply_event(
-            &event("e2", AlertEventKind::Escalated, Severity::Critical, at),
-            at,
-        )
-        .unwrap();
-    assert!(audit.iter().any(|r| matches!(
-        r.entry,
-        AuditEntry::SnoozeBroken {
-            snoozed: Severity::High,
-            now: Severity::Critical
-        }
-    )));
+    let audit = w.ep.apply_event(&event("e2", AlertEventKind::Escalated, Severity::Critical, at), at).unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::SnoozeBroken { snoozed: Severity::High, now: Severity::Critical }))
+    );
     let p = w.step(at);
     assert_eq!(p.notifications.len(), 2);
-    assert!(
-        p.notifications
-            .iter()
-            .all(|n| n.severity == Severity::Critical)
-    );
+    assert!(p.notifications.iter().all(|n| n.severity == Severity::Critical));
 }
 
 #[test]
@@ -430,27 +277,16 @@ fn snooze_expiry_resumes_the_ladder() {
     let mut w = World::new(default_people(), Severity::High, t0);
     w.step(t0);
     let until = t0 + Duration::minutes(40);
-    w.ep.snooze(pid("dr-martin"), until, t0 + Duration::minutes(1))
-        .unwrap();
+    w.ep.snooze(pid("dr-martin"), until, t0 + Duration::minutes(1)).unwrap();
     let p = w.step(until);
-    assert_eq!(
-        p.notifications.len(),
-        2,
-        "overdue deputy rung goes out when the snooze ends"
-    );
-    assert!(
-        p.notifications
-            .iter()
-            .all(|n| n.recipient.as_str() == "dr-chen")
-    );
+    assert_eq!(p.notifications.len(), 2, "overdue deputy rung goes out when the snooze ends");
+    assert!(p.notifications.iter().all(|n| n.recipient.as_str() == "dr-chen"));
 }
 
 #[test]
 fn unknown_recipient_is_audited_not_panicking() {
     let t0 = t("2026-01-14T12:00:00Z");
-    let (ep, _) =
-        EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0)
-            .unwrap();
+    let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0).unwrap();
     let dir = directory(vec![physician("dr-chen", None)]);
     let p = plan(PlanInput {
         episode: &ep,
@@ -461,11 +297,7 @@ fn unknown_recipient_is_audited_not_panicking() {
         now: t0,
     });
     assert!(p.notifications.is_empty());
-    assert!(
-        p.audit
-            .iter()
-            .any(|r| matches!(r.entry, AuditEntry::RecipientUnreachable { .. }))
-    );
+    assert!(p.audit.iter().any(|r| matches!(r.entry, AuditEntry::RecipientUnreachable { .. })));
 }
 
 #[test]
@@ -477,24 +309,14 @@ fn invalid_events_are_rejected_with_clear_errors() {
     assert!(err.to_string().contains("severity"), "{err}");
     let mut e = event("e1", AlertEventKind::Opened, Severity::High, t0);
     e.patient_id = "John Doe".into();
-    assert!(
-        EpisodeState::from_event(&e, t0)
-            .unwrap_err()
-            .to_string()
-            .contains("patient_id")
-    );
+    assert!(EpisodeState::from_event(&e, t0).unwrap_err().to_string().contains("patient_id"));
     let mut e = event("e1", AlertEventKind::Opened, Severity::High, t0);
     e.detected_at_unix_micros = 0;
     assert!(EpisodeState::from_event(&e, t0).is_err());
-    let (mut ep, _) =
-        EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0)
-            .unwrap();
+    let (mut ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0).unwrap();
     let mut other = event("x", AlertEventKind::Escalated, Severity::Critical, t0);
     other.episode_id = "ep-2".into();
-    assert!(matches!(
-        ep.apply_event(&other, t0),
-        Err(EpisodeError::WrongEpisode { .. })
-    ));
+    assert!(matches!(ep.apply_event(&other, t0), Err(EpisodeError::WrongEpisode { .. })));
     // State round-trips through JSON (it is stored as JSON).
     let json = serde_json::to_string(&ep).unwrap();
     assert_eq!(serde_json::from_str::<EpisodeState>(&json).unwrap(), ep);

@@ -5,9 +5,7 @@ mod common;
 use chrono::Duration;
 use common::*;
 use vitalwatch_alerting::render::chart::{CHART_SIZE, ChartData, render_chart_png};
-use vitalwatch_alerting::render::email::{
-    AlertEmailInput, render_alert_email, render_digest_email,
-};
+use vitalwatch_alerting::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
 use vitalwatch_alerting::render::sms::{is_gsm7, render_sms};
 use vitalwatch_alerting::*;
 use vitalwatch_schemas::proto::AlertEventKind;
@@ -35,32 +33,19 @@ fn setup(patient: &str, summary: &str) -> (EpisodeState, Plan, Physician) {
 
 #[test]
 fn sms_fits_one_gsm7_segment() {
-    let code = AckCodeGenerator::new(SECRET, 4).unwrap().candidate(
-        &EpisodeId::new("ep-1").unwrap(),
-        &pid("dr-martin"),
-        0,
-    );
+    let code =
+        AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&EpisodeId::new("ep-1").unwrap(), &pid("dr-martin"), 0);
     let (ep, p, martin) = setup("pt-0042", "s");
-    let n = p
-        .notifications
-        .iter()
-        .find(|n| n.channel == Channel::Sms)
-        .unwrap();
+    let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
     let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert_eq!(
         body,
-        format!(
-            "vitalwatch CRITICAL: patient pt-0042, SpO2 87% (limit 90) at 14/07 10:29. Reply ACK {code}"
-        )
+        format!("vitalwatch CRITICAL: patient pt-0042, SpO2 87% (limit 90) at 14/07 10:29. Reply ACK {code}")
     );
     // Worst case: a 64-character patient id still fits, dropping detail first.
     let long = "p".repeat(64);
     let (ep, p, martin) = setup(&long, "s");
-    let n = p
-        .notifications
-        .iter()
-        .find(|n| n.channel == Channel::Sms)
-        .unwrap();
+    let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
     let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert!(body.chars().count() <= 160, "{body}");
     assert!(body.contains(&long) && body.contains(&format!("ACK {code}")));
@@ -93,28 +78,15 @@ fn chart_is_a_png_even_with_bad_data() {
     let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
     let h = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
     assert_eq!((w, h), CHART_SIZE);
-    let empty = ChartData {
-        points: vec![],
-        threshold: None,
-        baseline: None,
-        highlight: None,
-        ..data
-    };
-    assert_eq!(
-        &render_chart_png(&empty, chrono_tz::UTC).unwrap()[..4],
-        b"\x89PNG"
-    );
+    let empty = ChartData { points: vec![], threshold: None, baseline: None, highlight: None, ..data };
+    assert_eq!(&render_chart_png(&empty, chrono_tz::UTC).unwrap()[..4], b"\x89PNG");
 }
 
 #[test]
 fn email_escapes_html_and_labels_delayed_readings() {
     let (mut ep, p, martin) = setup("pt-0042", "<script>alert(1)</script> & co");
     ep.details.reading_time = ep.details.detected_at - Duration::hours(5);
-    let n = p
-        .notifications
-        .iter()
-        .find(|n| n.channel == Channel::Email)
-        .unwrap();
+    let n = p.notifications.iter().find(|n| n.channel == Channel::Email).unwrap();
     let r = render_alert_email(&AlertEmailInput {
         notification: n,
         episode: &ep,
@@ -126,10 +98,7 @@ fn email_escapes_html_and_labels_delayed_readings() {
     })
     .unwrap();
     assert!(!r.html.contains("<script>"));
-    assert!(
-        r.html
-            .contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; co")
-    );
+    assert!(r.html.contains("&lt;script&gt;alert(1)&lt;/script&gt; &amp; co"));
     assert!(r.html.contains("href=\"https://vw.example/ack?t=a&amp;b\""));
     assert!(r.text.contains("taken 5 h 0 min before it was processed"));
     assert!(r.chart_png.is_some());
@@ -149,12 +118,7 @@ fn email_escapes_html_and_labels_delayed_readings() {
         summary: "x".into(),
         at: ep.opened_at,
     }];
-    let d = render_digest_email(
-        &martin,
-        &entries,
-        "digest:dr-martin:20260714T08",
-        "vw.example",
-    );
+    let d = render_digest_email(&martin, &entries, "digest:dr-martin:20260714T08", "vw.example");
     assert!(d.text.contains("LOW - patient pt-0042 - SpO2 87 %"));
     assert!(d.text.contains("15 (SAMU)"));
 }

@@ -35,19 +35,14 @@ static DB_COUNTER: AtomicUsize = AtomicUsize::new(0);
 // ---------------------------------------------------------------- services
 
 fn pg_admin_url() -> String {
-    std::env::var("VW_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    std::env::var("VW_TEST_PG").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 /// A fresh, migrated database on the PostgreSQL server, or None (skip).
 async fn fresh_db() -> Option<String> {
     let admin = pg_admin_url();
     let conn = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await;
-    if !require(
-        "PostgreSQL",
-        conn.is_ok(),
-        &format!("cannot connect to {admin}"),
-    ) {
+    if !require("PostgreSQL", conn.is_ok(), &format!("cannot connect to {admin}")) {
         return None;
     }
     let (client, connection) = conn.unwrap();
@@ -58,40 +53,21 @@ async fn fresh_db() -> Option<String> {
         DB_COUNTER.fetch_add(1, Ordering::SeqCst),
         Utc::now().timestamp_micros() % 1_000_000
     );
-    client
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .expect("CREATE DATABASE");
+    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     let url = format!("{base}/{name}");
-    vitalwatch_platform::store::open(&url, 500)
-        .await
-        .expect("open")
-        .migrate()
-        .await
-        .expect("migrate");
+    vitalwatch_platform::store::open(&url, 500).await.expect("open").migrate().await.expect("migrate");
     Some(url)
 }
 
 fn smtp_available() -> bool {
-    require(
-        "aiosmtpd",
-        aiosmtpd_available(),
-        "pip install aiosmtpd (or apt-get install python3-aiosmtpd)",
-    )
+    require("aiosmtpd", aiosmtpd_available(), "pip install aiosmtpd (or apt-get install python3-aiosmtpd)")
 }
 
 fn kafka_available() -> bool {
     let addr = std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());
-    let ok = addr
-        .parse()
-        .ok()
-        .is_some_and(|a| TcpStream::connect_timeout(&a, StdDuration::from_secs(2)).is_ok());
-    require(
-        "Kafka-protocol broker",
-        ok,
-        &format!("nothing listens on {addr}"),
-    )
+    let ok = addr.parse().ok().is_some_and(|a| TcpStream::connect_timeout(&a, StdDuration::from_secs(2)).is_ok());
+    require("Kafka-protocol broker", ok, &format!("nothing listens on {addr}"))
 }
 
 // ---------------------------------------------------------------- fixtures
@@ -116,14 +92,8 @@ fn doctor(id: &str, mobile: Option<&str>) -> Physician {
 }
 
 async fn setup_team(store: &dyn AlertStore, with_mobiles: bool) {
-    store
-        .upsert_physician(&doctor("dr-martin", with_mobiles.then_some(MARTIN_MOBILE)))
-        .await
-        .unwrap();
-    store
-        .upsert_physician(&doctor("dr-chen", with_mobiles.then_some(CHEN_MOBILE)))
-        .await
-        .unwrap();
+    store.upsert_physician(&doctor("dr-martin", with_mobiles.then_some(MARTIN_MOBILE))).await.unwrap();
+    store.upsert_physician(&doctor("dr-chen", with_mobiles.then_some(CHEN_MOBILE))).await.unwrap();
     store
         .set_care_team(&CareTeam {
             patient_id: PatientId::new("pt-0042").unwrap(),
@@ -202,24 +172,11 @@ impl Harness {
                 consumer::run(&a, &mut c, &sd).await.unwrap();
             }));
         }
-        Harness {
-            alerting,
-            clock,
-            store,
-            bus,
-            base_url: s.public_base_url.clone(),
-            shutdown,
-            tasks,
-        }
+        Harness { alerting, clock, store, bus, base_url: s.public_base_url.clone(), shutdown, tasks }
     }
 
     async fn publish(&self, e: &AlertEvent) {
-        self.bus
-            .send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec())
-            .await
-            .unwrap()
-            .await
-            .unwrap();
+        self.bus.send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
     }
 
     async fn stop(self) {
@@ -251,12 +208,7 @@ async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
 fn text_of(raw: &[u8]) -> (String, String, String) {
     let parsed = mailparse::parse_mail(raw).unwrap();
     let header = |n: &str| {
-        parsed
-            .headers
-            .iter()
-            .find(|h| h.get_key().eq_ignore_ascii_case(n))
-            .map(|h| h.get_value())
-            .unwrap_or_default()
+        parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(n)).map(|h| h.get_value()).unwrap_or_default()
     };
     let (to, mid) = (header("To"), header("Message-ID"));
     let mut stack = vec![&parsed];
@@ -279,19 +231,13 @@ async fn post_form(url: &str, pairs: &[(&str, &str)], headers: &[(&str, String)]
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
-    let body = form_urlencoded::Serializer::new(String::new())
-        .extend_pairs(pairs.iter())
-        .finish();
+    let body = form_urlencoded::Serializer::new(String::new()).extend_pairs(pairs.iter()).finish();
     let client: Client<_, Full<bytes::Bytes>> = Client::builder(TokioExecutor::new()).build_http();
-    let mut req =
-        hyper::Request::post(url).header("content-type", "application/x-www-form-urlencoded");
+    let mut req = hyper::Request::post(url).header("content-type", "application/x-www-form-urlencoded");
     for (k, v) in headers {
         req = req.header(*k, v.as_str());
     }
-    let resp = client
-        .request(req.body(Full::new(bytes::Bytes::from(body))).unwrap())
-        .await
-        .unwrap();
+    let resp = client.request(req.body(Full::new(bytes::Bytes::from(body))).unwrap()).await.unwrap();
     let status = resp.status().as_u16();
     let text = resp.into_body().collect().await.unwrap().to_bytes();
     (status, String::from_utf8_lossy(&text).into_owned())
@@ -310,11 +256,7 @@ async fn get(url: &str) -> (u16, String) {
 
 fn token_of(link: &str) -> String {
     let q = link.split_once('?').unwrap().1;
-    form_urlencoded::parse(q.as_bytes())
-        .find(|(k, _)| k == "t")
-        .unwrap()
-        .1
-        .into_owned()
+    form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "t").unwrap().1.into_owned()
 }
 
 // ---------------------------------------------------------------- tests
@@ -333,28 +275,16 @@ async fn kafka_alert_event_emails_the_responsible_physician_with_an_ack_link() {
     let store = astore::open(&db).await.unwrap();
     setup_team(store.as_ref(), false).await;
 
-    let topic = format!(
-        "vitalwatch.alerts.test.{}.{}",
-        std::process::id(),
-        Utc::now().timestamp_micros()
-    );
+    let topic = format!("vitalwatch.alerts.test.{}.{}", std::process::id(), Utc::now().timestamp_micros());
     let bus = BusSettings {
         brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
         partitions: 2,
         ..BusSettings::default()
     };
-    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()])
-        .await
-        .unwrap();
-    let producer =
-        vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
+    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()]).await.unwrap();
+    let producer = vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
     let e = high_event("evt-1", "ep-kafka-1");
-    producer
-        .send(&topic, e.patient_id.as_bytes(), e.encode_to_vec())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    producer.send(&topic, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
     let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
         &bus,
         &format!("{topic}-g"),
@@ -374,33 +304,18 @@ async fn kafka_alert_event_emails_the_responsible_physician_with_an_ack_link() {
     assert_eq!(rcpt, &vec!["dr-martin@hospital.example".to_string()]);
     let (to, mid, text) = text_of(raw);
     assert!(to.contains("dr-martin@hospital.example"), "{to}");
-    assert!(
-        mid.ends_with("@vitalwatch.test>"),
-        "deterministic Message-ID: {mid}"
-    );
+    assert!(mid.ends_with("@vitalwatch.test>"), "deterministic Message-ID: {mid}");
     assert!(text.contains("pt-0042") && text.contains("HIGH"), "{text}");
     let link = ack_link(&text);
-    assert!(
-        link.starts_with(&format!("{}/ack?t=", s.public_base_url)),
-        "{link}"
-    );
+    assert!(link.starts_with(&format!("{}/ack?t=", s.public_base_url)), "{link}");
 
     // GET only shows a confirmation page; POST acknowledges once.
     let (status, page) = get(&link).await;
     assert_eq!(status, 200, "{page}");
     assert!(page.contains("<form"), "{page}");
-    assert!(
-        store
-            .episode(&ep("ep-kafka-1"))
-            .await
-            .unwrap()
-            .unwrap()
-            .acks
-            .is_empty()
-    );
+    assert!(store.episode(&ep("ep-kafka-1")).await.unwrap().unwrap().acks.is_empty());
     let token = token_of(&link);
-    let (status, page) =
-        post_form(&format!("{}/ack", s.public_base_url), &[("t", &token)], &[]).await;
+    let (status, page) = post_form(&format!("{}/ack", s.public_base_url), &[("t", &token)], &[]).await;
     assert_eq!(status, 200, "{page}");
     let (status, _) = post_form(&format!("{}/ack", s.public_base_url), &[("t", &token)], &[]).await;
     assert_eq!(status, 409, "single use");
@@ -439,42 +354,25 @@ async fn ack_link_stops_escalation_and_unacked_episode_escalates() {
     let mut link_of_acked = None;
     for (raw, _) in &msgs {
         let link = ack_link(&text_of(raw).2);
-        let claims = h
-            .alerting
-            .signer
-            .verify(&token_of(&link), Utc::now())
-            .unwrap();
+        let claims = h.alerting.signer.verify(&token_of(&link), Utc::now()).unwrap();
         if claims.episode_id == ep("ep-acked") {
             link_of_acked = Some(link);
         }
     }
     let link = link_of_acked.expect("email of ep-acked");
-    let (status, page) = post_form(
-        &format!("{}/ack", h.base_url),
-        &[("t", &token_of(&link))],
-        &[],
-    )
-    .await;
+    let (status, page) = post_form(&format!("{}/ack", h.base_url), &[("t", &token_of(&link))], &[]).await;
     assert_eq!(status, 200, "{page}");
 
     // HIGH escalates to the deputies after 15 min: let 16 min pass.
     h.clock.advance(Duration::minutes(16));
     let chen = sink.wait_for(3);
-    assert_eq!(
-        chen.len(),
-        3,
-        "the unacknowledged episode escalates to the deputy"
-    );
+    assert_eq!(chen.len(), 3, "the unacknowledged episode escalates to the deputy");
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     let all = sink.messages();
     assert_eq!(all.len(), 3, "no page for the acknowledged episode");
     assert_eq!(all[2].1, vec!["dr-chen@hospital.example".to_string()]);
     let (_, _, text) = text_of(&all[2].0);
-    let claims = h
-        .alerting
-        .signer
-        .verify(&token_of(&ack_link(&text)), Utc::now())
-        .unwrap();
+    let claims = h.alerting.signer.verify(&token_of(&ack_link(&text)), Utc::now()).unwrap();
     assert_eq!(claims.episode_id, ep("ep-unacked"));
 
     let rows = h.store.outbox(&ep("ep-acked")).await.unwrap();
@@ -484,11 +382,7 @@ async fn ack_link_stops_escalation_and_unacked_episode_escalates() {
         &r.entry,
         AuditEntry::Acknowledged { by, via: AckVia::Link, .. } if *by == pid("dr-martin")
     )));
-    assert!(
-        audit
-            .iter()
-            .any(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { .. }))
-    );
+    assert!(audit.iter().any(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { .. })));
     h.stop().await;
 }
 
@@ -501,31 +395,20 @@ async fn sms_reply_ack_stops_escalation() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(free_port(), tmp.path());
-    let (twilio, log) =
-        spawn_http_server(vec![(201, r#"{"sid":"SM1","status":"queued"}"#.into())]).await;
+    let (twilio, log) = spawn_http_server(vec![(201, r#"{"sid":"SM1","status":"queued"}"#.into())]).await;
     let s = settings(sink.port, free_port(), Some(&twilio));
     let h = Harness::new(&db, &s, true).await;
     setup_team(h.store.as_ref(), true).await;
 
     h.publish(&high_event("evt-1", "ep-sms")).await;
     assert_eq!(sink.wait_for(1).len(), 1);
-    assert!(
-        eventually(10, async || log.lock().unwrap().len() == 1).await,
-        "one SMS to the responsible physician"
-    );
+    assert!(eventually(10, async || log.lock().unwrap().len() == 1).await, "one SMS to the responsible physician");
     let sms = log.lock().unwrap()[0].form();
-    let get_f = |k: &str| {
-        sms.iter()
-            .find(|(a, _)| a == k)
-            .map(|(_, v)| v.clone())
-            .unwrap()
-    };
+    let get_f = |k: &str| sms.iter().find(|(a, _)| a == k).map(|(_, v)| v.clone()).unwrap();
     assert_eq!(get_f("To"), MARTIN_MOBILE);
     let body = get_f("Body");
-    let code: String = body[body.find("ACK ").expect("code in SMS") + 4..]
-        .chars()
-        .take_while(|c| c.is_ascii_digit())
-        .collect();
+    let code: String =
+        body[body.find("ACK ").expect("code in SMS") + 4..].chars().take_while(|c| c.is_ascii_digit()).collect();
     assert!(code.len() >= 4, "{body}");
 
     let url = format!("{}/sms/inbound", h.base_url);
@@ -535,10 +418,7 @@ async fn sms_reply_ack_stops_escalation() {
         ("To".to_string(), "+15005550006".to_string()),
         ("Body".to_string(), reply.clone()),
     ];
-    let pairs: Vec<(&str, &str)> = params
-        .iter()
-        .map(|(a, b)| (a.as_str(), b.as_str()))
-        .collect();
+    let pairs: Vec<(&str, &str)> = params.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
     // A forged request is refused.
     let (status, _) = post_form(&url, &pairs, &[("X-Twilio-Signature", "bm9wZQ==".into())]).await;
     assert_eq!(status, 403);
@@ -623,32 +503,13 @@ async fn smtp_down_then_up_delivers_once() {
     let audit = h.store.audit_trail(&ep("ep-down")).await.unwrap();
     let transient = audit
         .iter()
-        .filter(|r| {
-            matches!(
-                &r.entry,
-                AuditEntry::DeliveryAttempt {
-                    outcome: AttemptOutcome::Transient { .. },
-                    ..
-                }
-            )
-        })
+        .filter(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Transient { .. }, .. }))
         .count();
     let delivered = audit
         .iter()
-        .filter(|r| {
-            matches!(
-                &r.entry,
-                AuditEntry::DeliveryAttempt {
-                    outcome: AttemptOutcome::Delivered { .. },
-                    ..
-                }
-            )
-        })
+        .filter(|r| matches!(&r.entry, AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Delivered { .. }, .. }))
         .count();
-    assert!(
-        transient >= 1 && delivered == 1,
-        "{transient} transient, {delivered} delivered"
-    );
+    assert!(transient >= 1 && delivered == 1, "{transient} transient, {delivered} delivered");
     h.stop().await;
 }
 
@@ -668,12 +529,7 @@ async fn two_dispatchers_send_each_notification_exactly_once() {
     setup_team(h.store.as_ref(), false).await;
     const N: usize = 16;
     for i in 0..N {
-        consumer::handle_event(
-            &h.alerting,
-            high_event(&format!("evt-{i}"), &format!("ep-{i}")),
-        )
-        .await
-        .unwrap();
+        consumer::handle_event(&h.alerting, high_event(&format!("evt-{i}"), &format!("ep-{i}"))).await.unwrap();
     }
     let shutdown = CancellationToken::new();
     let mut tasks = Vec::new();
@@ -731,12 +587,7 @@ impl StallingSmtp {
                 });
             }
         });
-        StallingSmtp {
-            port,
-            stall,
-            stalled,
-            accepted,
-        }
+        StallingSmtp { port, stall, stalled, accepted }
     }
 
     fn session(
@@ -795,10 +646,7 @@ impl StallingSmtp {
 #[tokio::test]
 #[ignore = "child process of dispatcher_killed_mid_send_does_not_page_twice"]
 async fn child_dispatcher() {
-    let (Ok(db), Ok(port)) = (
-        std::env::var("VW_CHILD_DB"),
-        std::env::var("VW_CHILD_SMTP_PORT"),
-    ) else {
+    let (Ok(db), Ok(port)) = (std::env::var("VW_CHILD_DB"), std::env::var("VW_CHILD_SMTP_PORT")) else {
         return;
     };
     let s = settings(port.parse().unwrap(), free_port(), None);
@@ -817,9 +665,7 @@ async fn dispatcher_killed_mid_send_does_not_page_twice() {
     let s = settings(smtp.port, free_port(), None);
     let h = Harness::new(&db, &s, false).await;
     setup_team(h.store.as_ref(), false).await;
-    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-kill"))
-        .await
-        .unwrap();
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-kill")).await.unwrap();
 
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
         .args(["--exact", "child_dispatcher", "--ignored", "--nocapture"])
@@ -836,18 +682,11 @@ async fn dispatcher_killed_mid_send_does_not_page_twice() {
     child.wait().unwrap();
     smtp.stall.store(false, Ordering::SeqCst);
     let rows = h.store.outbox(&ep("ep-kill")).await.unwrap();
-    assert_eq!(
-        rows[0].status,
-        OutboxStatus::Pending,
-        "the killed send was not recorded"
-    );
+    assert_eq!(rows[0].status, OutboxStatus::Pending, "the killed send was not recorded");
 
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(dispatcher::run(h.alerting.clone(), shutdown.clone()));
-    assert!(
-        eventually(15, async || smtp.accepted.lock().unwrap().len() == 1).await,
-        "sent after the lease"
-    );
+    assert!(eventually(15, async || smtp.accepted.lock().unwrap().len() == 1).await, "sent after the lease");
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     assert_eq!(smtp.accepted.lock().unwrap().len(), 1, "exactly one page");
     let rows = h.store.outbox(&ep("ep-kill")).await.unwrap();
@@ -865,12 +704,7 @@ async fn dispatcher_killed_mid_send_does_not_page_twice() {
 async fn embedded_mode_writes_eml_and_sms_files() {
     let tmp = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/vitalwatch.db", tmp.path().display());
-    vitalwatch_platform::store::open(&url, 500)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
+    vitalwatch_platform::store::open(&url, 500).await.unwrap().migrate().await.unwrap();
     let store = astore::open(&url).await.unwrap();
     setup_team(store.as_ref(), true).await;
     let mut s = AlertingSettings {
@@ -890,20 +724,12 @@ async fn embedded_mode_writes_eml_and_sms_files() {
         tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
     };
     let e = high_event("evt-1", "ep-embedded");
-    bus.send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec())
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    bus.send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
     let dir = s.file_dir.clone();
     assert!(
         eventually(15, async || {
             let emls = std::fs::read_dir(&dir)
-                .map(|d| {
-                    d.filter_map(Result::ok)
-                        .filter(|f| f.path().extension().is_some_and(|x| x == "eml"))
-                        .count()
-                })
+                .map(|d| d.filter_map(Result::ok).filter(|f| f.path().extension().is_some_and(|x| x == "eml")).count())
                 .unwrap_or(0);
             let sms = std::fs::read_to_string(dir.join("sms.jsonl")).unwrap_or_default();
             emls == 1 && sms.lines().count() == 1
@@ -916,10 +742,7 @@ async fn embedded_mode_writes_eml_and_sms_files() {
     assert!(sms.contains(MARTIN_MOBILE), "{sms}");
     let rows = store.outbox(&ep("ep-embedded")).await.unwrap();
     assert_eq!(rows.len(), 2);
-    assert!(
-        rows.iter().all(|r| r.status == OutboxStatus::Sent),
-        "{rows:?}"
-    );
+    assert!(rows.iter().all(|r| r.status == OutboxStatus::Sent), "{rows:?}");
     shutdown.cancel();
     role.await.unwrap().unwrap();
 }
@@ -934,54 +757,26 @@ async fn audit_trail_is_append_only() {
     let tmp = tempfile::tempdir().unwrap();
     let path = tmp.path().join("a.db");
     let url = format!("sqlite://{}", path.display());
-    vitalwatch_platform::store::open(&url, 500)
-        .await
-        .unwrap()
-        .migrate()
-        .await
-        .unwrap();
+    vitalwatch_platform::store::open(&url, 500).await.unwrap().migrate().await.unwrap();
     let s = settings(free_port(), free_port(), None);
     let h = Harness::new(&url, &s, false).await;
     setup_team(h.store.as_ref(), false).await;
-    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit"))
-        .await
-        .unwrap();
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit")).await.unwrap();
     assert!(h.store.audit_trail(&ep("ep-audit")).await.unwrap().len() >= 2);
     let c = rusqlite::Connection::open(&path).unwrap();
-    assert!(
-        c.execute("UPDATE alert_audit SET entry_type = 'x'", [])
-            .is_err()
-    );
+    assert!(c.execute("UPDATE alert_audit SET entry_type = 'x'", []).is_err());
     assert!(c.execute("DELETE FROM alert_audit", []).is_err());
 
     // PostgreSQL.
     let Some(db) = fresh_db().await else { return };
     let h = Harness::new(&db, &s, false).await;
     setup_team(h.store.as_ref(), false).await;
-    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit"))
-        .await
-        .unwrap();
-    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls)
-        .await
-        .unwrap();
+    consumer::handle_event(&h.alerting, high_event("evt-1", "ep-audit")).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
-    assert!(
-        client
-            .execute("UPDATE alert_audit SET entry_type = 'x'", &[])
-            .await
-            .is_err()
-    );
-    assert!(
-        client
-            .execute("DELETE FROM alert_audit", &[])
-            .await
-            .is_err()
-    );
-    let n: i64 = client
-        .query_one("SELECT count(*) FROM alert_audit", &[])
-        .await
-        .unwrap()
-        .get(0);
+    assert!(client.execute("UPDATE alert_audit SET entry_type = 'x'", &[]).await.is_err());
+    assert!(client.execute("DELETE FROM alert_audit", &[]).await.is_err());
+    let n: i64 = client.query_one("SELECT count(*) FROM alert_audit", &[]).await.unwrap().get(0);
     assert!(n >= 2);
 }
 
@@ -999,12 +794,7 @@ async fn resolved_event_sends_all_clear_and_stops_escalation() {
     setup_team(h.store.as_ref(), false).await;
     h.publish(&high_event("evt-1", "ep-res")).await;
     assert_eq!(sink.wait_for(1).len(), 1);
-    let mut resolved = event(
-        "evt-2",
-        AlertEventKind::Resolved,
-        Severity::High,
-        Utc::now(),
-    );
+    let mut resolved = event("evt-2", AlertEventKind::Resolved, Severity::High, Utc::now());
     resolved.episode_id = "ep-res".into();
     h.publish(&resolved).await;
     let msgs = sink.wait_for(2);
@@ -1028,11 +818,7 @@ async fn permanent_sms_failure_falls_back_to_email() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start(free_port(), tmp.path());
-    let (twilio, log) = spawn_http_server(vec![(
-        400,
-        r#"{"code":21211,"message":"invalid To"}"#.into(),
-    )])
-    .await;
+    let (twilio, log) = spawn_http_server(vec![(400, r#"{"code":21211,"message":"invalid To"}"#.into())]).await;
     let s = settings(sink.port, free_port(), Some(&twilio));
     let h = Harness::new(&db, &s, true).await;
     setup_team(h.store.as_ref(), true).await;
@@ -1045,24 +831,13 @@ async fn permanent_sms_failure_falls_back_to_email() {
     let msgs = sink.wait_for(1);
     assert_eq!(msgs.len(), 1, "fallback email");
     assert_eq!(msgs[0].1, vec!["dr-martin@hospital.example".to_string()]);
-    assert_eq!(
-        log.lock().unwrap().len(),
-        1,
-        "a permanent failure is not retried"
-    );
+    assert_eq!(log.lock().unwrap().len(), 1, "a permanent failure is not retried");
     let rows = h.store.outbox(&ep("ep-fallback")).await.unwrap();
     let by_channel = |c: Channel| rows.iter().find(|r| r.notification.channel == c).unwrap();
     assert_eq!(by_channel(Channel::Sms).status, OutboxStatus::Failed);
     assert_eq!(by_channel(Channel::Email).status, OutboxStatus::Sent);
-    assert_eq!(
-        by_channel(Channel::Email).notification.fallback_from,
-        Some(Channel::Sms)
-    );
+    assert_eq!(by_channel(Channel::Email).notification.fallback_from, Some(Channel::Sms));
     let audit = h.store.audit_trail(&ep("ep-fallback")).await.unwrap();
-    assert!(
-        audit
-            .iter()
-            .any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { .. }))
-    );
+    assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { .. })));
     h.stop().await;
 }

@@ -29,16 +29,8 @@ fn contact_points_are_validated_with_clear_errors() {
         let e = PhoneNumber::new(bad).unwrap_err().to_string();
         assert!(e.contains(why) && e.contains("E.164"), "{bad}: {e}");
     }
-    assert_eq!(
-        TimeZone::new("Europe/Paris").unwrap().name(),
-        "Europe/Paris"
-    );
-    assert!(
-        TimeZone::new("Mars/Olympus")
-            .unwrap_err()
-            .to_string()
-            .contains("IANA")
-    );
+    assert_eq!(TimeZone::new("Europe/Paris").unwrap().name(), "Europe/Paris");
+    assert!(TimeZone::new("Mars/Olympus").unwrap_err().to_string().contains("IANA"));
     assert!(PhysicianId::new("dr martin").is_err());
 }
 
@@ -47,41 +39,21 @@ fn physicians_and_teams_are_checked() {
     let mut p = physician("dr-martin", None);
     p.mobile = None;
     let e = p.validate().unwrap_err();
-    assert!(
-        matches!(
-            e,
-            TeamError::MissingMobile {
-                severity: Severity::High,
-                ..
-            }
-        ),
-        "{e}"
-    );
+    assert!(matches!(e, TeamError::MissingMobile { severity: Severity::High, .. }), "{e}");
     p.channels.high = vec![Channel::Email];
     p.channels.critical = vec![Channel::Email];
     p.validate().unwrap();
     p.hourly_cap = Some(0);
     assert!(matches!(p.validate(), Err(TeamError::ZeroCap(_))));
 
-    let dir = directory(vec![
-        physician("dr-martin", None),
-        physician("dr-chen", None),
-    ]);
+    let dir = directory(vec![physician("dr-martin", None), physician("dr-chen", None)]);
     team().validate(&dir).unwrap();
     let mut bad = team();
     bad.deputies.push(pid("dr-ghost"));
-    assert!(
-        bad.validate(&dir)
-            .unwrap_err()
-            .to_string()
-            .contains("dr-ghost")
-    );
+    assert!(bad.validate(&dir).unwrap_err().to_string().contains("dr-ghost"));
     let mut bad = team();
     bad.deputies = vec![pid("dr-martin")];
-    assert!(matches!(
-        bad.validate(&dir),
-        Err(TeamError::DuplicateMember { .. })
-    ));
+    assert!(matches!(bad.validate(&dir), Err(TeamError::DuplicateMember { .. })));
     let mut bad = team();
     bad.deputies.clear();
     let e = bad.validate(&dir).unwrap_err().to_string();
@@ -99,22 +71,12 @@ fn teams_deserialize_from_json_rows() {
     }"#;
     let p: Physician = serde_json::from_str(json).unwrap();
     p.validate().unwrap();
-    assert_eq!(
-        p.channels.channels_for(Severity::Critical),
-        vec![Channel::Email, Channel::Sms]
-    );
+    assert_eq!(p.channels.channels_for(Severity::Critical), vec![Channel::Email, Channel::Sms]);
     let bad = json.replace("+33612345678", "06 12 34 56 78");
-    let e = serde_json::from_str::<Physician>(&bad)
-        .unwrap_err()
-        .to_string();
+    let e = serde_json::from_str::<Physician>(&bad).unwrap_err().to_string();
     assert!(e.contains("E.164"), "{e}");
     let bad = json.replace("Europe/Paris", "Paris");
-    assert!(
-        serde_json::from_str::<Physician>(&bad)
-            .unwrap_err()
-            .to_string()
-            .contains("time zone")
-    );
+    assert!(serde_json::from_str::<Physician>(&bad).unwrap_err().to_string().contains("time zone"));
 
     let team_json = serde_json::to_string(&team()).unwrap();
     let back: CareTeam = serde_json::from_str(&team_json).unwrap();

@@ -12,9 +12,9 @@ use vitalwatch_alerting::render::chart::{ChartData, render_chart_png};
 use vitalwatch_alerting::render::email::{AlertEmailInput, render_alert_email};
 use vitalwatch_alerting::render::sms::render_sms;
 use vitalwatch_alerting::{
-    AckCodeGenerator, AckSigner, CapPolicy, CareTeam, Channel, ChannelPreferences, Directory,
-    EmailAddress, EpisodeState, EscalationPolicy, PhoneNumber, Physician, PhysicianId, PlanInput,
-    QuietHours, RecentLoad, TimeZone, plan,
+    AckCodeGenerator, AckSigner, CapPolicy, CareTeam, Channel, ChannelPreferences, Directory, EmailAddress,
+    EpisodeState, EscalationPolicy, PhoneNumber, Physician, PhysicianId, PlanInput, QuietHours, RecentLoad, TimeZone,
+    plan,
 };
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, EvidenceReading, Severity};
@@ -80,41 +80,15 @@ fn bench(c: &mut Criterion) {
     };
     let load = RecentLoad::new();
     let caps = CapPolicy::default();
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team,
-        directory: &dir,
-        load: &load,
-        caps: &caps,
-        now,
-    });
-    let email = p
-        .notifications
-        .iter()
-        .find(|n| n.channel == Channel::Email)
-        .unwrap()
-        .clone();
-    let sms = p
-        .notifications
-        .iter()
-        .find(|n| n.channel == Channel::Sms)
-        .unwrap()
-        .clone();
+    let p = plan(PlanInput { episode: &ep, team: &team, directory: &dir, load: &load, caps: &caps, now });
+    let email = p.notifications.iter().find(|n| n.channel == Channel::Email).unwrap().clone();
+    let sms = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap().clone();
     // 14 days, 4 readings a day.
-    let history: Vec<(DateTime<Utc>, f64)> = (0..56)
-        .map(|i| {
-            (
-                now - Duration::hours(6 * i),
-                94.0 + ((i * 7) % 5) as f64 * 0.5,
-            )
-        })
-        .collect();
+    let history: Vec<(DateTime<Utc>, f64)> =
+        (0..56).map(|i| (now - Duration::hours(6 * i), 94.0 + ((i * 7) % 5) as f64 * 0.5)).collect();
     let signer = AckSigner::new(SECRET).unwrap();
-    let code = AckCodeGenerator::new(SECRET, 4)
-        .unwrap()
-        .candidate(&ep.episode_id, &martin.id, 0);
-    let from: vitalwatch_alerting::render::email::Mailbox =
-        "vitalwatch <alerts@hospital.example>".parse().unwrap();
+    let code = AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&ep.episode_id, &martin.id, 0);
+    let from: vitalwatch_alerting::render::email::Mailbox = "vitalwatch <alerts@hospital.example>".parse().unwrap();
 
     c.bench_function("alert_email_with_chart", |b| {
         b.iter(|| {
@@ -148,9 +122,7 @@ fn bench(c: &mut Criterion) {
     c.bench_function("chart_png_only", |b| {
         b.iter(|| black_box(render_chart_png(&chart, martin.time_zone.tz()).unwrap()))
     });
-    c.bench_function("sms_body", |b| {
-        b.iter(|| black_box(render_sms(&sms, &ep, &martin, Some(&code), now).unwrap()))
-    });
+    c.bench_function("sms_body", |b| b.iter(|| black_box(render_sms(&sms, &ep, &martin, Some(&code), now).unwrap())));
 }
 
 criterion_group!(benches, bench);

@@ -9,9 +9,9 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_m
 use prost::Message as _;
 use vitalwatch_ingest::normalize::Limits;
 use vitalwatch_ingest::pipeline::process;
+use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::proto::{Reading, ReadingBatch, ReadingType};
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
-use vitalwatch_schemas::PatientId;
 
 fn registry(n: usize, since: DateTime<Utc>) -> RegistrySnapshot {
     let mut devices = HashMap::new();
@@ -22,7 +22,11 @@ fn registry(n: usize, since: DateTime<Utc>) -> RegistrySnapshot {
             format!("d-{i:05}"),
             DeviceEntry {
                 retired_at: None,
-                enrolments: vec![Enrolment { patient_id: PatientId::new(format!("p-{i:05}")).unwrap(), valid_from: since, valid_to: None }],
+                enrolments: vec![Enrolment {
+                    patient_id: PatientId::new(format!("p-{i:05}")).unwrap(),
+                    valid_from: since,
+                    valid_to: None,
+                }],
             },
         );
     }
@@ -50,8 +54,9 @@ fn bench(c: &mut Criterion) {
     let limits = Limits::default();
     let mut g = c.benchmark_group("decode_normalize");
     for readings in [1usize, 10, 100] {
-        let msgs: Vec<(String, Vec<u8>)> =
-            (0..1000).map(|k| (format!("vitalwatch/v1/devices/d-{:05}/readings/json", k % 1000), json_message(readings, t, k))).collect();
+        let msgs: Vec<(String, Vec<u8>)> = (0..1000)
+            .map(|k| (format!("vitalwatch/v1/devices/d-{:05}/readings/json", k % 1000), json_message(readings, t, k)))
+            .collect();
         g.throughput(Throughput::Elements((readings * msgs.len()) as u64));
         g.bench_with_input(BenchmarkId::new("json_readings_per_message", readings), &msgs, |b, msgs| {
             b.iter(|| {
@@ -67,7 +72,10 @@ fn bench(c: &mut Criterion) {
     let senml: Vec<(String, Vec<u8>)> = (0..1000)
         .map(|k| {
             let ts = (t + Duration::seconds(k as i64)).timestamp();
-            let p = serde_json::to_vec(&serde_json::json!([{"bn": "urn:dev:x:", "bt": ts, "n": "weight", "u": "kg", "v": 80.1}])).unwrap();
+            let p = serde_json::to_vec(
+                &serde_json::json!([{"bn": "urn:dev:x:", "bt": ts, "n": "weight", "u": "kg", "v": 80.1}]),
+            )
+            .unwrap();
             (format!("vitalwatch/v1/devices/d-{:05}/readings/senml", k % 1000), p)
         })
         .collect();
@@ -80,7 +88,10 @@ fn bench(c: &mut Criterion) {
                 value: Some(95.0),
                 ..Default::default()
             };
-            (format!("vitalwatch/v1/devices/d-{:05}/readings/proto", k % 1000), ReadingBatch { readings: vec![r], ..Default::default() }.encode_to_vec())
+            (
+                format!("vitalwatch/v1/devices/d-{:05}/readings/proto", k % 1000),
+                ReadingBatch { readings: vec![r], ..Default::default() }.encode_to_vec(),
+            )
         })
         .collect();
     let fhir: Vec<(String, Vec<u8>)> = (0..1000)
@@ -96,7 +107,9 @@ fn bench(c: &mut Criterion) {
     for (name, msgs) in [("senml", &senml), ("proto", &proto), ("fhir", &fhir)] {
         g.throughput(Throughput::Elements(msgs.len() as u64));
         g.bench_with_input(BenchmarkId::new("one_reading", name), msgs, |b, msgs| {
-            b.iter(|| msgs.iter().map(|(topic, p)| process(topic, p, now, &limits, &reg).observations.len()).sum::<usize>())
+            b.iter(|| {
+                msgs.iter().map(|(topic, p)| process(topic, p, now, &limits, &reg).observations.len()).sum::<usize>()
+            })
         });
     }
     g.finish();

@@ -12,9 +12,7 @@ use std::hint::black_box;
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program};
-use vitalwatch_schemas::{
-    Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource,
-};
+use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 const PATIENTS: usize = 10_000;
 const WARMUP_DAYS: i64 = 14;
@@ -23,18 +21,13 @@ struct Rng(u64);
 
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 }
 
 fn start() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-        .single()
-        .unwrap_or_default()
+    Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().unwrap_or_default()
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -50,11 +43,7 @@ fn push(
 ) {
     let time = base + Duration::minutes(minutes);
     // 2 % of readings arrive late (buffered by the hub for 3 hours).
-    let lag = if rng.next() < 0.02 {
-        Duration::hours(3)
-    } else {
-        Duration::seconds(30)
-    };
+    let lag = if rng.next() < 0.02 { Duration::hours(3) } else { Duration::seconds(30) };
     let o = Observation {
         id: ObservationId::compute(pid.as_str(), code, time.timestamp_micros()),
         patient_id: pid.clone(),
@@ -85,11 +74,7 @@ fn day(ids: &[PatientId], d: i64, rng: &mut Rng) -> Vec<(Observation, DateTime<U
         let w = 80.0 + rng.next() * 0.6 + if spike { 2.5 } else { 0.0 };
         push(&mut v, rng, pid, base, Code::BodyWeight, w, 0, "scale");
         for (k, at) in [(0, 30), (1, 12 * 60 + 30)] {
-            let sys = if spike && k == 1 {
-                186.0
-            } else {
-                115.0 + rng.next() * 25.0
-            };
+            let sys = if spike && k == 1 { 186.0 } else { 115.0 + rng.next() * 25.0 };
             let dia = 70.0 + rng.next() * 15.0;
             let hr = 60.0 + rng.next() * 25.0;
             let spo2 = 94.0 + rng.next() * 4.0;
@@ -99,33 +84,11 @@ fn day(ids: &[PatientId], d: i64, rng: &mut Rng) -> Vec<(Observation, DateTime<U
             push(&mut v, rng, pid, base, Code::Spo2, spo2, at + 5, "oxi");
         }
         let temp = 36.4 + rng.next() * 0.8;
-        push(
-            &mut v,
-            rng,
-            pid,
-            base,
-            Code::BodyTemperature,
-            temp,
-            60,
-            "thermo",
-        );
+        push(&mut v, rng, pid, base, Code::BodyTemperature, temp, 60, "thermo");
         if program == Program::Diabetes {
             for k in 0..4 {
-                let g = if spike && k == 2 {
-                    52.0
-                } else {
-                    90.0 + rng.next() * 120.0
-                };
-                push(
-                    &mut v,
-                    rng,
-                    pid,
-                    base,
-                    Code::BloodGlucose,
-                    g,
-                    10 + k * 240,
-                    "gluco",
-                );
+                let g = if spike && k == 2 { 52.0 } else { 90.0 + rng.next() * 120.0 };
+                push(&mut v, rng, pid, base, Code::BloodGlucose, g, 10 + k * 240, "gluco");
             }
         }
     }
@@ -134,11 +97,8 @@ fn day(ids: &[PatientId], d: i64, rng: &mut Rng) -> Vec<(Observation, DateTime<U
 }
 
 fn warmed() -> (Engine, Vec<(Observation, DateTime<Utc>)>) {
-    let mut engine =
-        Engine::new(EngineSettings::default()).unwrap_or_else(|e| panic!("settings: {e}"));
-    let ids: Vec<PatientId> = (0..PATIENTS)
-        .filter_map(|p| PatientId::new(format!("patient-{p:06}")).ok())
-        .collect();
+    let mut engine = Engine::new(EngineSettings::default()).unwrap_or_else(|e| panic!("settings: {e}"));
+    let ids: Vec<PatientId> = (0..PATIENTS).filter_map(|p| PatientId::new(format!("patient-{p:06}")).ok()).collect();
     for (p, pid) in ids.iter().enumerate() {
         let mut rules = PatientRules::for_program(Program::ALL[p % Program::ALL.len()]);
         rules.monitoring_since = Some(start());

@@ -64,7 +64,11 @@ pub fn normalize(batch: &RawBatch<'_>, ctx: &Context<'_>, out: &mut Vec<Observat
     if batch.readings.len() > ctx.limits.max_readings {
         rejected.push(Rejection::message(
             Reason::PayloadTooLarge,
-            format!("{} readings in one message; at most {} are accepted", batch.readings.len(), ctx.limits.max_readings),
+            format!(
+                "{} readings in one message; at most {} are accepted",
+                batch.readings.len(),
+                ctx.limits.max_readings
+            ),
         ));
         return;
     }
@@ -251,7 +255,11 @@ fn check(i: usize, field: &str, code: Code, canonical: f64) -> Result<(), Reject
     ))
 }
 
-fn resolve_time(i: usize, t: Option<&RawTime<'_>>, ctx: &Context<'_>) -> Result<(DateTime<Utc>, TimeSource), Rejection> {
+fn resolve_time(
+    i: usize,
+    t: Option<&RawTime<'_>>,
+    ctx: &Context<'_>,
+) -> Result<(DateTime<Utc>, TimeSource), Rejection> {
     let stamped = match ctx.sender {
         Sender::Device(_) => TimeSource::Device,
         Sender::Patient(_) => TimeSource::App,
@@ -282,8 +290,9 @@ fn resolve_time(i: usize, t: Option<&RawTime<'_>>, ctx: &Context<'_>) -> Result<
         Some(RawTime::UnixSeconds(s)) | Some(RawTime::RelativeSeconds(s)) if !s.is_finite() => {
             return Err(Rejection::reading(Reason::InvalidTime, i, "time", "time is not a finite number"));
         }
-        Some(RawTime::UnixSeconds(s)) => seconds(*s)
-            .ok_or_else(|| Rejection::reading(Reason::InvalidTime, i, "time", "time is out of range"))?,
+        Some(RawTime::UnixSeconds(s)) => {
+            seconds(*s).ok_or_else(|| Rejection::reading(Reason::InvalidTime, i, "time", "time is out of range"))?
+        }
         Some(RawTime::RelativeSeconds(s)) => {
             // |s| < 2^28 (SenML relative times), so the microseconds fit easily.
             let d = Duration::microseconds((*s * 1e6) as i64);

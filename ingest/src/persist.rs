@@ -58,7 +58,10 @@ pub async fn run(
         }
         let mut obs = Vec::with_capacity(batch.len());
         for m in &batch {
-            match proto::Observation::decode(m.payload.as_slice()).map_err(|e| e.to_string()).and_then(|p| Observation::from_proto(&p)) {
+            match proto::Observation::decode(m.payload.as_slice())
+                .map_err(|e| e.to_string())
+                .and_then(|p| Observation::from_proto(&p))
+            {
                 Ok(o) => obs.push(o),
                 Err(e) => {
                     stats.undecodable.fetch_add(1, Ordering::Relaxed);
@@ -117,7 +120,9 @@ async fn insert_with_retry(
                 stats.db_retries.fetch_add(1, Ordering::Relaxed);
                 // Never skip a batch: keep retrying (the consumer lag shows the stall).
                 match &e {
-                    StoreError::Transient(_) => tracing::warn!(message = "Database write failed; retrying.", error = %e),
+                    StoreError::Transient(_) => {
+                        tracing::warn!(message = "Database write failed; retrying.", error = %e)
+                    }
                     _ => tracing::error!(message = "Database write failed; retrying.", error = %e),
                 }
                 if shutdown.is_cancelled() {

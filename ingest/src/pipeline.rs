@@ -46,9 +46,9 @@ impl Processed {
     /// True if the processing could be different with a fresher registry (an
     /// unknown or unenrolled device or patient may just have been registered).
     pub fn depends_on_registry(&self) -> bool {
-        self.rejections.iter().any(|r| {
-            matches!(r.reason, Reason::UnknownDevice | Reason::DeviceNotEnrolled | Reason::UnknownPatient)
-        })
+        self.rejections
+            .iter()
+            .any(|r| matches!(r.reason, Reason::UnknownDevice | Reason::DeviceNotEnrolled | Reason::UnknownPatient))
     }
 }
 
@@ -80,17 +80,31 @@ pub fn process(
             return out;
         }
     };
-    let (sender, format) = match &topic {
-        Topic::DeviceReadings { device, format } => {
-            out.reply_topic = Some(vitalwatch_schemas::topics::device_rejected_topic(device.as_str()));
-            (Sender::Device(device), *format)
-        }
-        Topic::Manual { patient, format } => {
-            out.reply_topic = Some(vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()));
-            (Sender::Patient(patient), *format)
-        }
+    let mut out = process_topic(&topic, out, payload, received_at, limits, registry);
+    // The reply topic is built only when there is something to reply.
+    if !out.rejections.is_empty() {
+        out.reply_topic = Some(match &topic {
+            Topic::Manual { patient, .. } => vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()),
+            Topic::DeviceReadings { device, .. } | Topic::DeviceStatus { device } => {
+                vitalwatch_schemas::topics::device_rejected_topic(device.as_str())
+            }
+        });
+    }
+    out
+}
+
+fn process_topic(
+    topic: &Topic,
+    mut out: Processed,
+    payload: &[u8],
+    received_at: DateTime<Utc>,
+    limits: &Limits,
+    registry: &RegistrySnapshot,
+) -> Processed {
+    let (sender, format) = match topic {
+        Topic::DeviceReadings { device, format } => (Sender::Device(device), *format),
+        Topic::Manual { patient, format } => (Sender::Patient(patient), *format),
         Topic::DeviceStatus { device } => {
-            out.reply_topic = Some(vitalwatch_schemas::topics::device_rejected_topic(device.as_str()));
             match status(device, payload, received_at, limits, registry) {
                 Ok(s) => out.status = Some(s),
                 Err(r) => out.rejections.push(r),
@@ -204,7 +218,10 @@ mod tests {
             valid_to: None,
         };
         r.devices.insert("d1".into(), DeviceEntry { retired_at: None, enrolments: vec![enrol("p1")] });
-        r.devices.insert("old".into(), DeviceEntry { retired_at: Some(now() - Duration::days(1)), enrolments: vec![enrol("p1")] });
+        r.devices.insert(
+            "old".into(),
+            DeviceEntry { retired_at: Some(now() - Duration::days(1)), enrolments: vec![enrol("p1")] },
+        );
         r.devices.insert("spare".into(), DeviceEntry { retired_at: None, enrolments: vec![] });
         r
     }
@@ -237,20 +254,64 @@ mod tests {
             (DEV.into(), "{".into(), Reason::MalformedPayload),
             (DEV.into(), r#"{"readings":[]}"#.into(), Reason::EmptyBatch),
             (DEV.into(), one(&format!(r#"{{"type":"ecg","time":"{t}","unit":"mV","value":1}}"#)), Reason::UnknownType),
-            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"ppm","value":97}}"#)), Reason::UnknownUnit),
+            (
+                DEV.into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"ppm","value":97}}"#)),
+                Reason::UnknownUnit,
+            ),
             (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%"}}"#)), Reason::MissingValue),
             (DEV.into(), one(r#"{"type":"spo2","unit":"%","value":97}"#), Reason::MissingTime),
             (DEV.into(), one(r#"{"type":"spo2","time":"yesterday","unit":"%","value":97}"#), Reason::InvalidTime),
-            (DEV.into(), one(r#"{"type":"spo2","time":"2026-11-26T12:00:00","unit":"%","value":97}"#), Reason::InvalidTime),
-            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(-6))), Reason::TimeInFuture),
-            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(91 * 24 * 60))), Reason::TimeTooOld),
-            (DEV.into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":100.5}}"#)), Reason::ValueOutOfRange),
-            (DEV.into(), one(&format!(r#"{{"type":"blood_pressure","time":"{t}","unit":"mmHg","systolic":80,"diastolic":80}}"#)), Reason::SystolicNotAboveDiastolic),
-            ("vitalwatch/v1/devices/ghost/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::UnknownDevice),
-            ("vitalwatch/v1/devices/old/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::RetiredDevice),
-            ("vitalwatch/v1/devices/spare/readings/json".into(), one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)), Reason::DeviceNotEnrolled),
-            ("vitalwatch/v1/patients/nobody/manual/json".into(), one(r#"{"type":"spo2","unit":"%","value":97}"#), Reason::UnknownPatient),
-            (APP.into(), r#"{"patient_id":"p2","readings":[{"type":"spo2","unit":"%","value":97}]}"#.into(), Reason::PatientMismatch),
+            (
+                DEV.into(),
+                one(r#"{"type":"spo2","time":"2026-11-26T12:00:00","unit":"%","value":97}"#),
+                Reason::InvalidTime,
+            ),
+            (
+                DEV.into(),
+                one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(-6))),
+                Reason::TimeInFuture,
+            ),
+            (
+                DEV.into(),
+                one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(91 * 24 * 60))),
+                Reason::TimeTooOld,
+            ),
+            (
+                DEV.into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":100.5}}"#)),
+                Reason::ValueOutOfRange,
+            ),
+            (
+                DEV.into(),
+                one(&format!(r#"{{"type":"blood_pressure","time":"{t}","unit":"mmHg","systolic":80,"diastolic":80}}"#)),
+                Reason::SystolicNotAboveDiastolic,
+            ),
+            (
+                "vitalwatch/v1/devices/ghost/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)),
+                Reason::UnknownDevice,
+            ),
+            (
+                "vitalwatch/v1/devices/old/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)),
+                Reason::RetiredDevice,
+            ),
+            (
+                "vitalwatch/v1/devices/spare/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)),
+                Reason::DeviceNotEnrolled,
+            ),
+            (
+                "vitalwatch/v1/patients/nobody/manual/json".into(),
+                one(r#"{"type":"spo2","unit":"%","value":97}"#),
+                Reason::UnknownPatient,
+            ),
+            (
+                APP.into(),
+                r#"{"patient_id":"p2","readings":[{"type":"spo2","unit":"%","value":97}]}"#.into(),
+                Reason::PatientMismatch,
+            ),
         ];
         let mut seen = HashSet::new();
         for (topic, payload, want) in &cases {
@@ -279,7 +340,13 @@ mod tests {
             }],
             ..Default::default()
         };
-        let p = process("vitalwatch/v1/devices/d1/readings/proto", &batch.encode_to_vec(), now(), &Limits::default(), &registry());
+        let p = process(
+            "vitalwatch/v1/devices/d1/readings/proto",
+            &batch.encode_to_vec(),
+            now(),
+            &Limits::default(),
+            &registry(),
+        );
         assert_eq!(p.rejections[0].reason, Reason::InvalidValue);
         seen.insert(Reason::InvalidValue);
         for r in Reason::ALL {
@@ -289,7 +356,13 @@ mod tests {
 
     #[test]
     fn a_blood_pressure_reading_gives_three_rows_with_provenance() {
-        let p = run(DEV, &format!(r#"{{"msg_id":"x1","readings":[{{"type":"blood_pressure","time":"{}","unit":"kPa","systolic":20,"diastolic":12,"pulse":64}}]}}"#, at(1)));
+        let p = run(
+            DEV,
+            &format!(
+                r#"{{"msg_id":"x1","readings":[{{"type":"blood_pressure","time":"{}","unit":"kPa","systolic":20,"diastolic":12,"pulse":64}}]}}"#,
+                at(1)
+            ),
+        );
         assert!(p.rejections.is_empty(), "{:?}", p.rejections);
         let codes: Vec<Code> = p.observations.iter().map(|o| o.code).collect();
         assert_eq!(codes, vec![Code::Systolic, Code::Diastolic, Code::HeartRate]);
@@ -316,10 +389,15 @@ mod tests {
     #[test]
     fn good_readings_survive_bad_neighbours_and_the_reply_lists_the_bad_ones() {
         let t = at(5);
-        let p = run(DEV, &format!(r#"{{"msg_id":"m7","readings":[
+        let p = run(
+            DEV,
+            &format!(
+                r#"{{"msg_id":"m7","readings":[
             {{"type":"spo2","time":"{t}","unit":"%","value":96}},
             {{"type":"spo2","time":"{t}","unit":"%","value":160}},
-            {{"type":"heart_rate","time":"{t}","unit":"bpm","value":71}}]}}"#));
+            {{"type":"heart_rate","time":"{t}","unit":"bpm","value":71}}]}}"#
+            ),
+        );
         assert_eq!(p.observations.len(), 2);
         assert_eq!(p.rejections.len(), 1);
         let reply: serde_json::Value = serde_json::from_slice(&p.reply_json().unwrap()).unwrap();

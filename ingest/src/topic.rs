@@ -76,29 +76,27 @@ pub fn parse(topic: &str) -> Result<Topic, (Rejection, Option<String>)> {
     else {
         return Err((Rejection::message(Reason::UnknownTopic, "not a vitalwatch/v1 topic"), None));
     };
-    let rest: Vec<&str> = parts.collect();
+    let rest: [Option<&str>; 3] = [parts.next(), parts.next(), parts.next()];
     match kind {
         "devices" => {
-            let device = DeviceId::new(id).map_err(|e| {
-                (Rejection::message(Reason::InvalidIdentifier, format!("device id: {e}")), None)
-            })?;
+            let device = DeviceId::new(id)
+                .map_err(|e| (Rejection::message(Reason::InvalidIdentifier, format!("device id: {e}")), None))?;
             let reply = Some(vitalwatch_schemas::topics::device_rejected_topic(device.as_str()));
-            match rest.as_slice() {
-                ["readings", fmt] => match Format::parse(fmt) {
+            match rest {
+                [Some("readings"), Some(fmt), None] => match Format::parse(fmt) {
                     Some(format) => Ok(Topic::DeviceReadings { device, format }),
                     None => Err((unsupported(fmt), reply)),
                 },
-                ["status"] => Ok(Topic::DeviceStatus { device }),
+                [Some("status"), None, None] => Ok(Topic::DeviceStatus { device }),
                 _ => Err((Rejection::message(Reason::UnknownTopic, "unknown device topic"), reply)),
             }
         }
         "patients" => {
-            let patient = PatientId::new(id).map_err(|e| {
-                (Rejection::message(Reason::InvalidIdentifier, format!("patient id: {e}")), None)
-            })?;
+            let patient = PatientId::new(id)
+                .map_err(|e| (Rejection::message(Reason::InvalidIdentifier, format!("patient id: {e}")), None))?;
             let reply = Some(vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()));
-            match rest.as_slice() {
-                ["manual", fmt] => match Format::parse(fmt) {
+            match rest {
+                [Some("manual"), Some(fmt), None] => match Format::parse(fmt) {
                     Some(format) => Ok(Topic::Manual { patient, format }),
                     None => Err((unsupported(fmt), reply)),
                 },
@@ -111,10 +109,7 @@ pub fn parse(topic: &str) -> Result<Topic, (Rejection, Option<String>)> {
 
 fn unsupported(fmt: &str) -> Rejection {
     let shown: String = fmt.chars().take(32).collect();
-    Rejection::message(
-        Reason::UnsupportedFormat,
-        format!("format {shown:?} is not one of json, senml, fhir, proto"),
-    )
+    Rejection::message(Reason::UnsupportedFormat, format!("format {shown:?} is not one of json, senml, fhir, proto"))
 }
 
 #[cfg(test)]

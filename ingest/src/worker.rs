@@ -81,7 +81,9 @@ pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
         .or_else(|| url.strip_prefix("tcp://"))
         .ok_or_else(|| anyhow::anyhow!("MQTT URL {url:?} must start with mqtt://"))?;
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => (h.to_owned(), p.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?),
+        Some((h, p)) => {
+            (h.to_owned(), p.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?)
+        }
         None => (rest.trim_end_matches('/').to_owned(), 1883),
     };
     Ok((host, port))
@@ -145,7 +147,10 @@ pub async fn run(
     opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(settings.mqtt.keep_alive_secs.max(5)))
-        .set_max_packet_size(settings.ingest.max_payload_bytes + 64 * 1024, settings.ingest.max_payload_bytes + 64 * 1024)
+        .set_max_packet_size(
+            settings.ingest.max_payload_bytes + 64 * 1024,
+            settings.ingest.max_payload_bytes + 64 * 1024,
+        )
         .set_inflight(100);
     if let Some(user) = &settings.mqtt.username {
         opts.set_credentials(user.clone(), settings.mqtt.password.clone().unwrap_or_default());
@@ -275,10 +280,18 @@ struct Processor {
     cap: usize,
 }
 
-type Pending = std::pin::Pin<Box<dyn std::future::Future<Output = (Publish, chrono::DateTime<Utc>, Result<Vec<ObservationId>, BusError>)> + Send>>;
+type Pending = std::pin::Pin<
+    Box<
+        dyn std::future::Future<Output = (Publish, chrono::DateTime<Utc>, Result<Vec<ObservationId>, BusError>)> + Send,
+    >,
+>;
 
 impl Processor {
-    async fn run(&mut self, mut rx: mpsc::UnboundedReceiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
+    async fn run(
+        &mut self,
+        mut rx: mpsc::UnboundedReceiver<(Publish, chrono::DateTime<Utc>)>,
+        shutdown: CancellationToken,
+    ) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut draining = false;
         let mut ack_retry = tokio::time::interval(Duration::from_millis(20));
@@ -366,7 +379,11 @@ impl Processor {
         for (i, r) in p.rejections.iter().enumerate().take(10) {
             self.stats.count_rejection(r.reason);
             let more = p.rejections.len().saturating_sub(10);
-            let message = if i == 9 && more > 0 { format!("{} (and {more} more rejections)", r.message) } else { r.message.clone() };
+            let message = if i == 9 && more > 0 {
+                format!("{} (and {more} more rejections)", r.message)
+            } else {
+                r.message.clone()
+            };
             let dl = proto::Rejection {
                 topic: topic.to_owned(),
                 raw_payload: payload.to_vec(),

@@ -60,11 +60,7 @@ pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
         kind: e.kind as i32,
         severity: severity.to_proto() as i32,
         program: e.program.to_owned(),
-        code: e
-            .body
-            .primary_code()
-            .map(|c| c.loinc().to_owned())
-            .unwrap_or_default(),
+        code: e.body.primary_code().map(|c| c.loinc().to_owned()).unwrap_or_default(),
         reading_time_unix_micros: e.reading_us,
         detected_at_unix_micros: e.now_us,
         readings,
@@ -88,15 +84,10 @@ fn evidence_reading(patient: &str, r: Reading) -> EvidenceReading {
 
 fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
     let t = e.reading_us;
-    let ctx = Ctx {
-        hist: e.hist,
-        t_us: t,
-        floor_us: e.floor_us,
-    };
+    let ctx = Ctx { hist: e.hist, t_us: t, floor_us: e.floor_us };
     let mut out: Vec<Reading> = Vec::new();
     let resolved = e.kind == AlertEventKind::Resolved;
-    let window =
-        |code: Code, from: i64, out: &mut Vec<Reading>| out.extend(e.hist.readings(code, from, t));
+    let window = |code: Code, from: i64, out: &mut Vec<Reading>| out.extend(e.hist.readings(code, from, t));
     match e.body {
         Body::Threshold(rule) => {
             let trigger_code = e.finding.and_then(|f| f.code);
@@ -104,20 +95,14 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
                 match rule.persistence {
                     Persistence::Immediate => {}
                     Persistence::Consecutive { readings } => {
-                        let mut prev: Vec<Reading> = e
-                            .hist
-                            .readings(code, e.floor_us, t)
-                            .rev()
-                            .take(usize::from(readings))
-                            .collect();
+                        let mut prev: Vec<Reading> =
+                            e.hist.readings(code, e.floor_us, t).rev().take(usize::from(readings)).collect();
                         prev.reverse();
                         out.extend(prev);
                     }
-                    Persistence::Sustained { minutes } => window(
-                        code,
-                        ctx.back(i64::from(minutes).saturating_mul(MINUTE_US)),
-                        &mut out,
-                    ),
+                    Persistence::Sustained { minutes } => {
+                        window(code, ctx.back(i64::from(minutes).saturating_mul(MINUTE_US)), &mut out)
+                    }
                 }
             }
             for c in &rule.checks {
@@ -130,25 +115,17 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
         }
         Body::Change(rule) => {
             let back = match rule.method {
-                ChangeMethod::WindowChange {
-                    window_hours,
-                    tolerance_hours,
-                    ..
-                } => (i64::from(window_hours) + i64::from(tolerance_hours)).saturating_mul(HOUR_US),
-                ChangeMethod::Baseline { recent_hours, .. } => {
-                    i64::from(recent_hours).saturating_mul(HOUR_US)
+                ChangeMethod::WindowChange { window_hours, tolerance_hours, .. } => {
+                    (i64::from(window_hours) + i64::from(tolerance_hours)).saturating_mul(HOUR_US)
                 }
-                ChangeMethod::WindowMean { window_hours } => {
-                    i64::from(window_hours).saturating_mul(HOUR_US)
-                }
+                ChangeMethod::Baseline { recent_hours, .. } => i64::from(recent_hours).saturating_mul(HOUR_US),
+                ChangeMethod::WindowMean { window_hours } => i64::from(window_hours).saturating_mul(HOUR_US),
             };
             window(rule.code, ctx.back(back), &mut out);
             if out.len() > MAX_EVIDENCE {
                 // Keep the reference (extreme) reading of a window change and the newest ones.
-                let reference = e
-                    .finding
-                    .and_then(|f| f.baseline)
-                    .and_then(|b| out.iter().copied().find(|r| r.value == b));
+                let reference =
+                    e.finding.and_then(|f| f.baseline).and_then(|b| out.iter().copied().find(|r| r.value == b));
                 let tail = out.split_off(out.len() - (MAX_EVIDENCE - 1));
                 out.clear();
                 out.extend(reference);
@@ -162,9 +139,7 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
     if out.len() > MAX_EVIDENCE {
         out.drain(..out.len() - MAX_EVIDENCE);
     }
-    out.into_iter()
-        .map(|r| evidence_reading(e.patient, r))
-        .collect()
+    out.into_iter().map(|r| evidence_reading(e.patient, r)).collect()
 }
 
 /// Formats a number with at most two decimals, dropping useless zeros.
@@ -189,9 +164,7 @@ fn unit(code: Code) -> &'static str {
 
 fn capitalized(s: &str) -> String {
     let mut c = s.chars();
-    c.next()
-        .map(|f| f.to_uppercase().chain(c).collect())
-        .unwrap_or_default()
+    c.next().map(|f| f.to_uppercase().chain(c).collect()).unwrap_or_default()
 }
 
 fn span(hours: u32) -> String {
@@ -227,10 +200,7 @@ fn condition_summary(e: &Emit<'_>) -> String {
     let resolved = e.kind == AlertEventKind::Resolved;
     match e.body {
         Body::Threshold(rule) => {
-            let code = f
-                .code
-                .or_else(|| rule.checks.first().map(|c| c.code))
-                .unwrap_or(Code::HeartRate);
+            let code = f.code.or_else(|| rule.checks.first().map(|c| c.code)).unwrap_or(Code::HeartRate);
             let u = unit(code);
             let base = format!("{} {} {u}", capitalized(code.display()), num(f.amount));
             let sustained = match rule.persistence {
@@ -243,27 +213,15 @@ fn condition_summary(e: &Emit<'_>) -> String {
             if resolved {
                 format!("{base}, past the clear threshold {} {u}", num(f.threshold))
             } else {
-                format!(
-                    "{base} (threshold {} {} {u}{sustained})",
-                    f.op.symbol(),
-                    num(f.threshold)
-                )
+                format!("{base} (threshold {} {} {u}{sustained})", f.op.symbol(), num(f.threshold))
             }
         }
         Body::Change(rule) => {
             let u = unit(rule.code);
             let name = capitalized(rule.code.display());
             match rule.method {
-                ChangeMethod::WindowChange {
-                    direction,
-                    window_hours,
-                    ..
-                } => {
-                    let sign = if direction == Direction::Rise {
-                        "+"
-                    } else {
-                        "-"
-                    };
+                ChangeMethod::WindowChange { direction, window_hours, .. } => {
+                    let sign = if direction == Direction::Rise { "+" } else { "-" };
                     let thr = if resolved { "clear" } else { "threshold" };
                     format!(
                         "{name} {sign}{} {u} in {} ({thr} {} {u})",
@@ -272,17 +230,8 @@ fn condition_summary(e: &Emit<'_>) -> String {
                         num(f.threshold)
                     )
                 }
-                ChangeMethod::Baseline {
-                    direction,
-                    recent_hours,
-                    baseline_hours,
-                    ..
-                } => {
-                    let dir = if direction == Direction::Rise {
-                        "above"
-                    } else {
-                        "below"
-                    };
+                ChangeMethod::Baseline { direction, recent_hours, baseline_hours, .. } => {
+                    let dir = if direction == Direction::Rise { "above" } else { "below" };
                     let now = match (recent_hours, f.reading) {
                         (0, Some(v)) => format!("{name} {} {u}", num(v)),
                         _ => format!("{name} median over {}", span(recent_hours)),

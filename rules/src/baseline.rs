@@ -21,10 +21,7 @@ pub(crate) struct Samples {
 
 impl Default for Samples {
     fn default() -> Self {
-        Samples {
-            buf: [0.0; MAX_SAMPLES],
-            pushed: 0,
-        }
+        Samples { buf: [0.0; MAX_SAMPLES], pushed: 0 }
     }
 }
 
@@ -82,11 +79,7 @@ fn median_in_place(v: &mut [f64]) -> Option<f64> {
     v.sort_unstable_by(f64::total_cmp);
     let n = v.len();
     let hi = *v.get(n / 2)?;
-    if n % 2 == 1 {
-        Some(hi)
-    } else {
-        Some((*v.get(n / 2 - 1)? + hi) / 2.0)
-    }
+    if n % 2 == 1 { Some(hi) } else { Some((*v.get(n / 2 - 1)? + hi) / 2.0) }
 }
 
 /// Modified z-score of a change against a baseline MAD; infinite when the MAD
@@ -128,10 +121,7 @@ mod tests {
             s.push(i as f64);
         }
         assert_eq!(s.len(), MAX_SAMPLES);
-        assert_eq!(
-            s.values().iter().cloned().fold(f64::INFINITY, f64::min),
-            10.0
-        );
+        assert_eq!(s.values().iter().cloned().fold(f64::INFINITY, f64::min), 10.0);
     }
 
     #[test]

@@ -20,14 +20,9 @@ pub(crate) fn measure(rule: &ChangeRule, ctx: &Ctx<'_>) -> Option<(f64, Option<f
             && oldest.is_some_and(|o| t.saturating_sub(o) >= hours(rule.min_history.span_hours))
     };
     match rule.method {
-        ChangeMethod::WindowChange {
-            direction,
-            window_hours,
-            tolerance_hours,
-        } => {
+        ChangeMethod::WindowChange { direction, window_hours, tolerance_hours } => {
             let from = ctx.back(hours(window_hours).saturating_add(hours(tolerance_hours)));
-            let (mut n, mut oldest, mut lo, mut hi) =
-                (0usize, None, f64::INFINITY, f64::NEG_INFINITY);
+            let (mut n, mut oldest, mut lo, mut hi) = (0usize, None, f64::INFINITY, f64::NEG_INFINITY);
             for r in ctx.hist.readings(rule.code, from, t.saturating_sub(1)) {
                 n += 1;
                 oldest = oldest.or(Some(r.t_us));
@@ -42,12 +37,7 @@ pub(crate) fn measure(rule: &ChangeRule, ctx: &Ctx<'_>) -> Option<(f64, Option<f
                 Direction::Drop => (hi - current, Some(hi), current, true),
             })
         }
-        ChangeMethod::Baseline {
-            direction,
-            recent_hours,
-            baseline_hours,
-            min_modified_z,
-        } => {
+        ChangeMethod::Baseline { direction, recent_hours, baseline_hours, min_modified_z } => {
             let (recent_from, base_to) = if recent_hours == 0 {
                 (t, t.saturating_sub(1))
             } else {
@@ -65,10 +55,7 @@ pub(crate) fn measure(rule: &ChangeRule, ctx: &Ctx<'_>) -> Option<(f64, Option<f
                 return None;
             }
             let mut recent = Samples::default();
-            for r in ctx
-                .hist
-                .readings(rule.code, recent_from.max(ctx.floor_us), t)
-            {
+            for r in ctx.hist.readings(rule.code, recent_from.max(ctx.floor_us), t) {
                 recent.push(r.value);
             }
             let recent_med = recent.median()?;
@@ -114,10 +101,7 @@ pub(crate) fn evaluate(rule: &ChangeRule, ctx: &Ctx<'_>) -> Verdict {
         return Verdict::Trigger(finding(severity, trigger));
     }
     if rule.op.cleared(amount, rule.clear) {
-        let lowest = rule
-            .levels
-            .first()
-            .map_or(crate::config::Severity::Info, |l| l.severity);
+        let lowest = rule.levels.first().map_or(crate::config::Severity::Info, |l| l.severity);
         return Verdict::Clear(finding(lowest, rule.clear));
     }
     Verdict::NoChange

@@ -6,19 +6,14 @@
 use vitalwatch_schemas::Code;
 
 use crate::config::{
-    CadenceRule, ChangeMethod, ChangeRule, Comparison, News2Assumptions, News2Rule, PatientRules,
-    Persistence, Program, RuleSet, Severity, Spo2Scale, ThresholdRule,
+    CadenceRule, ChangeMethod, ChangeRule, Comparison, News2Assumptions, News2Rule, PatientRules, Persistence, Program,
+    RuleSet, Severity, Spo2Scale, ThresholdRule,
 };
 use crate::error::ConfigError;
 
 /// The codes NEWS2 uses (respiratory rate, SpO2, systolic BP, pulse, temperature).
-pub(crate) const NEWS2_CODES: [Code; 5] = [
-    Code::RespiratoryRate,
-    Code::Spo2,
-    Code::Systolic,
-    Code::HeartRate,
-    Code::BodyTemperature,
-];
+pub(crate) const NEWS2_CODES: [Code; 5] =
+    [Code::RespiratoryRate, Code::Spo2, Code::Systolic, Code::HeartRate, Code::BodyTemperature];
 
 /// One compiled rule.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,11 +90,7 @@ impl CompiledRules {
             rules.push(Body::Change(r));
         }
         if let Some(n) = set.news2 {
-            check_window(
-                &n.id,
-                u64::from(n.window_minutes).div_ceil(60),
-                retention_hours,
-            )?;
+            check_window(&n.id, u64::from(n.window_minutes).div_ceil(60), retention_hours)?;
             rules.push(Body::News2(n));
         }
         rules.extend(set.cadence.into_iter().map(Body::Cadence));
@@ -137,10 +128,7 @@ impl CompiledRules {
 
     /// Index of the rule with this id.
     pub(crate) fn find(&self, id: &str) -> Option<u16> {
-        self.rules
-            .iter()
-            .position(|r| r.id() == id)
-            .and_then(|i| u16::try_from(i).ok())
+        self.rules.iter().position(|r| r.id() == id).and_then(|i| u16::try_from(i).ok())
     }
 
     /// The rule at `i`.
@@ -151,20 +139,13 @@ impl CompiledRules {
     /// Approximate heap bytes (for patients with their own rules).
     pub(crate) fn approx_bytes(&self) -> usize {
         // Rough: serialized size is a fair proxy for the owned strings and vectors.
-        std::mem::size_of::<Self>()
-            + serde_json::to_vec(&self.config)
-                .map(|v| v.len() * 4)
-                .unwrap_or(0)
+        std::mem::size_of::<Self>() + serde_json::to_vec(&self.config).map(|v| v.len() * 4).unwrap_or(0)
     }
 }
 
 fn check_window(rule: &str, hours: u64, retention_hours: u64) -> Result<(), ConfigError> {
     if hours > retention_hours {
-        Err(ConfigError::WindowBeyondRetention {
-            rule: rule.to_owned(),
-            hours,
-            retention_hours,
-        })
+        Err(ConfigError::WindowBeyondRetention { rule: rule.to_owned(), hours, retention_hours })
     } else {
         Ok(())
     }
@@ -203,16 +184,8 @@ pub(crate) enum Verdict {
 }
 
 /// The highest level of `levels` that `value` breaches.
-pub(crate) fn level_of(
-    op: Comparison,
-    levels: &[crate::config::Level],
-    value: f64,
-) -> Option<(Severity, f64)> {
-    levels
-        .iter()
-        .rev()
-        .find(|l| op.holds(value, l.value))
-        .map(|l| (l.severity, l.value))
+pub(crate) fn level_of(op: Comparison, levels: &[crate::config::Level], value: f64) -> Option<(Severity, f64)> {
+    levels.iter().rev().find(|l| op.holds(value, l.value)).map(|l| (l.severity, l.value))
 }
 
 /// What a rule evaluation sees.

@@ -76,13 +76,8 @@ pub enum Program {
 
 impl Program {
     /// Every program, in a stable order.
-    pub const ALL: [Program; 5] = [
-        Program::HeartFailure,
-        Program::Hypertension,
-        Program::Copd,
-        Program::Diabetes,
-        Program::General,
-    ];
+    pub const ALL: [Program; 5] =
+        [Program::HeartFailure, Program::Hypertension, Program::Copd, Program::Diabetes, Program::General];
 
     /// The name used in configuration and in `AlertEvent.program`.
     pub fn as_str(self) -> &'static str {
@@ -198,11 +193,7 @@ impl Comparison {
     /// Whether `value` is back on the normal side of the clear threshold
     /// (inclusive): `value <= clear` for upward rules, `value >= clear` otherwise.
     pub fn cleared(self, value: f64, clear: f64) -> bool {
-        if self.is_upward() {
-            value <= clear
-        } else {
-            value >= clear
-        }
+        if self.is_upward() { value <= clear } else { value >= clear }
     }
 
     /// The operator as text (`>`, `>=`, `<`, `<=`).
@@ -340,16 +331,12 @@ impl ChangeMethod {
     /// How far back the method looks, in hours.
     pub fn lookback_hours(&self) -> u64 {
         match *self {
-            ChangeMethod::WindowChange {
-                window_hours,
-                tolerance_hours,
-                ..
-            } => u64::from(window_hours) + u64::from(tolerance_hours),
-            ChangeMethod::Baseline {
-                recent_hours,
-                baseline_hours,
-                ..
-            } => u64::from(recent_hours) + u64::from(baseline_hours),
+            ChangeMethod::WindowChange { window_hours, tolerance_hours, .. } => {
+                u64::from(window_hours) + u64::from(tolerance_hours)
+            }
+            ChangeMethod::Baseline { recent_hours, baseline_hours, .. } => {
+                u64::from(recent_hours) + u64::from(baseline_hours)
+            }
             ChangeMethod::WindowMean { window_hours } => u64::from(window_hours),
         }
     }
@@ -544,12 +531,7 @@ impl PatientRules {
     pub fn effective(&self) -> Result<RuleSet, ConfigError> {
         let mut set = crate::programs::defaults(self.program, self.spo2_scale);
         let mut known: HashSet<&str> = set.ids().collect();
-        for id in self
-            .thresholds
-            .iter()
-            .map(|r| &r.id)
-            .chain(self.changes.iter().map(|r| &r.id))
-        {
+        for id in self.thresholds.iter().map(|r| &r.id).chain(self.changes.iter().map(|r| &r.id)) {
             known.insert(id);
         }
         for r in &self.cadence {
@@ -607,48 +589,27 @@ fn validate_id(id: &str) -> Result<(), ConfigError> {
         Some("empty")
     } else if id.len() > 64 {
         Some("longer than 64 characters")
-    } else if !id
-        .bytes()
-        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-'))
-    {
+    } else if !id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'_' | b'.' | b'-')) {
         Some("only a-z 0-9 _ . - are allowed")
     } else {
         None
     };
     match reason {
-        Some(reason) => Err(ConfigError::InvalidRuleId {
-            id: truncate(id),
-            reason,
-        }),
+        Some(reason) => Err(ConfigError::InvalidRuleId { id: truncate(id), reason }),
         None => Ok(()),
     }
 }
 
 fn finite(rule: &str, field: &'static str, v: f64) -> Result<(), ConfigError> {
-    if v.is_finite() {
-        Ok(())
-    } else {
-        Err(ConfigError::NonFinite {
-            rule: rule.to_owned(),
-            field,
-        })
-    }
+    if v.is_finite() { Ok(()) } else { Err(ConfigError::NonFinite { rule: rule.to_owned(), field }) }
 }
 
 fn invalid(rule: &str, message: impl Into<String>) -> ConfigError {
-    ConfigError::InvalidParameter {
-        rule: rule.to_owned(),
-        message: message.into(),
-    }
+    ConfigError::InvalidParameter { rule: rule.to_owned(), message: message.into() }
 }
 
 /// Validates levels and clear threshold of one comparison.
-fn validate_bands(
-    rule: &str,
-    op: Comparison,
-    levels: &[Level],
-    clear: f64,
-) -> Result<(), ConfigError> {
+fn validate_bands(rule: &str, op: Comparison, levels: &[Level], clear: f64) -> Result<(), ConfigError> {
     if levels.is_empty() {
         return Err(ConfigError::EmptyRule(rule.to_owned()));
     }
@@ -656,36 +617,21 @@ fn validate_bands(
     for (i, l) in levels.iter().enumerate() {
         finite(rule, "levels.value", l.value)?;
         if let Some(prev) = i.checked_sub(1).and_then(|j| levels.get(j)) {
-            let further = if op.is_upward() {
-                l.value > prev.value
-            } else {
-                l.value < prev.value
-            };
+            let further = if op.is_upward() { l.value > prev.value } else { l.value < prev.value };
             if l.severity <= prev.severity || !further {
                 return Err(ConfigError::LevelsNotOrdered(rule.to_owned()));
             }
         }
-        let ok = if op.is_upward() {
-            clear <= l.value
-        } else {
-            clear >= l.value
-        };
+        let ok = if op.is_upward() { clear <= l.value } else { clear >= l.value };
         if !ok {
-            return Err(ConfigError::ClearOnWrongSide {
-                rule: rule.to_owned(),
-                clear,
-                trigger: l.value,
-            });
+            return Err(ConfigError::ClearOnWrongSide { rule: rule.to_owned(), clear, trigger: l.value });
         }
     }
     Ok(())
 }
 
 pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), ConfigError> {
-    let total = set.thresholds.len()
-        + set.changes.len()
-        + set.cadence.len()
-        + usize::from(set.news2.is_some());
+    let total = set.thresholds.len() + set.changes.len() + set.cadence.len() + usize::from(set.news2.is_some());
     if total > MAX_RULES {
         return Err(ConfigError::TooManyRules(total));
     }
@@ -715,18 +661,12 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
             Persistence::Immediate => {}
             Persistence::Consecutive { readings } => {
                 if !(2..=64).contains(&readings) {
-                    return Err(invalid(
-                        &r.id,
-                        "consecutive readings must be between 2 and 64",
-                    ));
+                    return Err(invalid(&r.id, "consecutive readings must be between 2 and 64"));
                 }
             }
             Persistence::Sustained { minutes } => {
                 if !(1..=7 * 24 * 60).contains(&minutes) {
-                    return Err(invalid(
-                        &r.id,
-                        "sustained minutes must be between 1 and 10080",
-                    ));
+                    return Err(invalid(&r.id, "sustained minutes must be between 1 and 10080"));
                 }
             }
         }
@@ -739,25 +679,15 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
                     return Err(invalid(&r.id, "window_hours must be positive"));
                 }
                 if !r.op.is_upward() || r.levels.iter().any(|l| l.value < 0.0) {
-                    return Err(invalid(
-                        &r.id,
-                        "a change amount is compared with gt/ge and non-negative levels",
-                    ));
+                    return Err(invalid(&r.id, "a change amount is compared with gt/ge and non-negative levels"));
                 }
             }
-            ChangeMethod::Baseline {
-                baseline_hours,
-                min_modified_z,
-                ..
-            } => {
+            ChangeMethod::Baseline { baseline_hours, min_modified_z, .. } => {
                 if baseline_hours == 0 {
                     return Err(invalid(&r.id, "baseline_hours must be positive"));
                 }
                 if !r.op.is_upward() || r.levels.iter().any(|l| l.value < 0.0) {
-                    return Err(invalid(
-                        &r.id,
-                        "a change amount is compared with gt/ge and non-negative levels",
-                    ));
+                    return Err(invalid(&r.id, "a change amount is compared with gt/ge and non-negative levels"));
                 }
                 if let Some(z) = min_modified_z {
                     finite(&r.id, "min_modified_z", z)?;
@@ -776,10 +706,7 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
             return Err(invalid(&r.id, "min_history.readings must be at least 1"));
         }
         if u64::from(r.min_history.span_hours) > r.method.lookback_hours() {
-            return Err(invalid(
-                &r.id,
-                "min_history.span_hours is longer than the rule looks back",
-            ));
+            return Err(invalid(&r.id, "min_history.span_hours is longer than the rule looks back"));
         }
     }
     if let Some(n) = &set.news2 {
@@ -798,10 +725,7 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
             return Err(invalid(&c.id, "every_hours must be positive"));
         }
         if c.max_gap_hours() > 90 * 24 {
-            return Err(invalid(
-                &c.id,
-                "every_hours + grace_hours must be at most 90 days",
-            ));
+            return Err(invalid(&c.id, "every_hours + grace_hours must be at most 90 days"));
         }
     }
     if let Some(code) = program.mandatory_missing_data() {
@@ -809,10 +733,7 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
         if rules.is_empty() {
             return Err(ConfigError::mandatory(program, code));
         }
-        if let Some(lax) = rules
-            .iter()
-            .find(|c| c.max_gap_hours() > MANDATORY_MAX_GAP_HOURS)
-        {
+        if let Some(lax) = rules.iter().find(|c| c.max_gap_hours() > MANDATORY_MAX_GAP_HOURS) {
             return Err(ConfigError::MandatoryMissingDataTooLax {
                 rule: lax.id.clone(),
                 hours: lax.max_gap_hours(),

@@ -87,18 +87,12 @@ impl PatientKey {
         if let (Some(dst), Some(src)) = (bytes.get_mut(..n), src.get(..n)) {
             dst.copy_from_slice(src);
         }
-        PatientKey {
-            len: n as u8,
-            bytes,
-        }
+        PatientKey { len: n as u8, bytes }
     }
 
     fn as_str(&self) -> &str {
         // Always valid: a prefix of a validated ASCII id.
-        self.bytes
-            .get(..usize::from(self.len))
-            .and_then(|b| std::str::from_utf8(b).ok())
-            .unwrap_or("")
+        self.bytes.get(..usize::from(self.len)).and_then(|b| std::str::from_utf8(b).ok()).unwrap_or("")
     }
 }
 
@@ -142,9 +136,7 @@ impl Hasher for IdHasher {
         for c in &mut chunks {
             let mut b = [0u8; 8];
             b.copy_from_slice(c);
-            self.0 = (self.0 ^ u64::from_le_bytes(b))
-                .wrapping_mul(K)
-                .rotate_left(26);
+            self.0 = (self.0 ^ u64::from_le_bytes(b)).wrapping_mul(K).rotate_left(26);
         }
         let rest = chunks.remainder();
         if !rest.is_empty() {
@@ -152,16 +144,12 @@ impl Hasher for IdHasher {
             if let Some(dst) = b.get_mut(..rest.len()) {
                 dst.copy_from_slice(rest);
             }
-            self.0 = (self.0 ^ u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59))
-                .wrapping_mul(K)
-                .rotate_left(26);
+            self.0 = (self.0 ^ u64::from_le_bytes(b) ^ ((rest.len() as u64) << 59)).wrapping_mul(K).rotate_left(26);
         }
     }
 
     fn write_u8(&mut self, i: u8) {
-        self.0 = (self.0 ^ u64::from(i))
-            .wrapping_mul(0xf135_7aea_2e62_a9c5)
-            .rotate_left(26);
+        self.0 = (self.0 ^ u64::from(i)).wrapping_mul(0xf135_7aea_2e62_a9c5).rotate_left(26);
     }
 
     fn finish(&self) -> u64 {
@@ -193,13 +181,7 @@ impl Engine {
         let retention_hours = u64::from(settings.retention_days) * 24;
         let mut defaults = Vec::with_capacity(Program::ALL.len());
         for p in Program::ALL {
-            defaults.push((
-                p,
-                Arc::new(CompiledRules::compile(
-                    PatientRules::for_program(p),
-                    retention_hours,
-                )?),
-            ));
+            defaults.push((p, Arc::new(CompiledRules::compile(PatientRules::for_program(p), retention_hours)?)));
         }
         Ok(Engine {
             retention_us: i64::from(settings.retention_days) * 24 * HOUR_US,
@@ -224,10 +206,7 @@ impl Engine {
     }
 
     fn default_rules(&self, program: Program) -> Option<Arc<CompiledRules>> {
-        self.defaults
-            .iter()
-            .find(|(p, _)| *p == program)
-            .map(|(_, r)| Arc::clone(r))
+        self.defaults.iter().find(|(p, _)| *p == program).map(|(_, r)| Arc::clone(r))
     }
 
     /// Compiles rules, sharing the program defaults when unchanged.
@@ -264,10 +243,7 @@ impl Engine {
         let now_us = now.timestamp_micros();
         let floor_pad = self.retention_us;
         let Some(state) = self.patients.get_mut(patient.as_str()) else {
-            self.patients.insert(
-                PatientKey::new(patient),
-                PatientState::new(compiled, since.unwrap_or(now_us)),
-            );
+            self.patients.insert(PatientKey::new(patient), PatientState::new(compiled, since.unwrap_or(now_us)));
             return Ok(Vec::new());
         };
         let old = std::mem::replace(&mut state.rules, Arc::clone(&compiled));
@@ -275,11 +251,7 @@ impl Engine {
             state.monitoring_since_us = s;
         }
         let mut events = Vec::new();
-        let floor = state
-            .history
-            .newest_us()
-            .unwrap_or(now_us)
-            .saturating_sub(floor_pad);
+        let floor = state.history.newest_us().unwrap_or(now_us).saturating_sub(floor_pad);
         let mut kept = Vec::with_capacity(state.episodes.len());
         for ep in std::mem::take(&mut state.episodes) {
             let Some(old_body) = old.get(ep.rule) else {
@@ -342,28 +314,20 @@ impl Engine {
             Some(r) => r,
             None => return ObservationOutcome::Rejected(RejectReason::BeyondRetention),
         };
-        let state = self
-            .patients
-            .entry(PatientKey::new(&obs.patient_id))
-            .or_insert_with(|| PatientState::new(rules, t));
+        let state =
+            self.patients.entry(PatientKey::new(&obs.patient_id)).or_insert_with(|| PatientState::new(rules, t));
         process(state, obs.patient_id.as_str(), obs, now_us, &limits, out)
     }
 
     /// Records a status heartbeat of `device`, enrolled to `patient`, at `time`.
     /// Used to tell "device silent" from "patient did not measure".
-    pub fn on_device_status(
-        &mut self,
-        device: &DeviceId,
-        patient: &PatientId,
-        time: DateTime<Utc>,
-    ) {
+    pub fn on_device_status(&mut self, device: &DeviceId, patient: &PatientId, time: DateTime<Utc>) {
         let t = time.timestamp_micros();
         let hash = missing::device_hash(device.as_str());
         if !self.patients.contains_key(patient.as_str())
             && let Some(rules) = self.default_rules(self.settings.default_program)
         {
-            self.patients
-                .insert(PatientKey::new(patient), PatientState::new(rules, t));
+            self.patients.insert(PatientKey::new(patient), PatientState::new(rules, t));
         }
         if let Some(state) = self.patients.get_mut(patient.as_str()) {
             missing::record_contact(&mut state.devices, hash, t, None);
@@ -385,9 +349,7 @@ impl Engine {
             tick_patient(patient.as_str(), state, now_us, retention, out);
         }
         if let Some(new) = out.get_mut(start..) {
-            new.sort_by(|a, b| {
-                (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind))
-            });
+            new.sort_by(|a, b| (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind)));
         }
     }
 
@@ -404,14 +366,9 @@ impl Engine {
         rule_id: &str,
         now: DateTime<Utc>,
     ) -> Result<AlertEvent, CloseError> {
-        let state = self
-            .patients
-            .get_mut(patient.as_str())
-            .ok_or(CloseError::UnknownPatient)?;
-        let rule = state
-            .rules
-            .find(rule_id)
-            .ok_or_else(|| CloseError::UnknownRule(rule_id.chars().take(80).collect()))?;
+        let state = self.patients.get_mut(patient.as_str()).ok_or(CloseError::UnknownPatient)?;
+        let rule =
+            state.rules.find(rule_id).ok_or_else(|| CloseError::UnknownRule(rule_id.chars().take(80).collect()))?;
         let ep = state
             .episodes
             .iter_mut()
@@ -419,15 +376,8 @@ impl Engine {
             .ok_or_else(|| CloseError::NoOpenEpisode(rule_id.to_owned()))?;
         ep.status = EpisodeStatus::ClosedByPhysician;
         let ep = *ep;
-        let body = state
-            .rules
-            .get(rule)
-            .ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
-        let floor = state
-            .history
-            .newest_us()
-            .unwrap_or(ep.last_us)
-            .saturating_sub(self.retention_us);
+        let body = state.rules.get(rule).ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
+        let floor = state.history.newest_us().unwrap_or(ep.last_us).saturating_sub(self.retention_us);
         Ok(alert::build(&Emit {
             patient: patient.as_str(),
             program: state.rules.program.as_str(),
@@ -514,15 +464,10 @@ impl Engine {
     {
         let since = rules.monitoring_since.map(|t| t.timestamp_micros());
         let compiled = self.compile(rules)?;
-        let mut obs: Vec<&Observation> = observations
-            .into_iter()
-            .filter(|o| o.patient_id == *patient)
-            .collect();
+        let mut obs: Vec<&Observation> = observations.into_iter().filter(|o| o.patient_id == *patient).collect();
         obs.sort_by_key(|o| (o.received_at.max(o.time), o.time, o.code));
         let now_us = now.timestamp_micros();
-        let first = obs.first().map_or(now_us, |o| {
-            o.time_micros().min(o.received_at.timestamp_micros())
-        });
+        let first = obs.first().map_or(now_us, |o| o.time_micros().min(o.received_at.timestamp_micros()));
         let mut state = PatientState::new(compiled, since.unwrap_or(first));
         let limits = self.limits();
         let mut events = Vec::new();
@@ -539,11 +484,7 @@ impl Engine {
         events.retain(|e| e.reading_time_unix_micros >= cutoff);
         let report = ReplayReport {
             observations: n,
-            open_episodes: state
-                .episodes
-                .iter()
-                .filter(|e| e.status == EpisodeStatus::Open)
-                .count(),
+            open_episodes: state.episodes.iter().filter(|e| e.status == EpisodeStatus::Open).count(),
             recent_events: events,
         };
         self.patients.insert(PatientKey::new(patient), state);
@@ -569,13 +510,9 @@ impl Engine {
     /// [`PatientState::approx_bytes`], the patient id strings and the hash
     /// map's buckets (shared default rules excluded).
     pub fn approx_bytes(&self) -> usize {
-        let buckets = self.patients.capacity()
-            * (std::mem::size_of::<PatientKey>() + std::mem::size_of::<PatientState>() + 1);
-        let per: usize = self
-            .patients
-            .values()
-            .map(|v| v.approx_bytes() - std::mem::size_of::<PatientState>())
-            .sum();
+        let buckets =
+            self.patients.capacity() * (std::mem::size_of::<PatientKey>() + std::mem::size_of::<PatientState>() + 1);
+        let per: usize = self.patients.values().map(|v| v.approx_bytes() - std::mem::size_of::<PatientState>()).sum();
         buckets + per
     }
 }
@@ -591,13 +528,7 @@ fn process(
 ) -> ObservationOutcome {
     let t = obs.time_micros();
     let code = obs.code;
-    let PatientState {
-        rules,
-        history,
-        devices,
-        episodes,
-        monitoring_since_us,
-    } = state;
+    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
     let newest_before = history.newest_us();
     let late = newest_before.is_some_and(|n| t < n.saturating_sub(limits.lateness_us))
         || t < now_us.saturating_sub(limits.max_age_us);
@@ -609,15 +540,8 @@ fn process(
     if let Some(dev) = &obs.device_id {
         missing::record_contact(devices, missing::device_hash(dev.as_str()), t, Some(code));
     }
-    let floor_us = history
-        .newest_us()
-        .unwrap_or(t)
-        .saturating_sub(limits.retention_us);
-    let ctx = Ctx {
-        hist: history,
-        t_us: t,
-        floor_us,
-    };
+    let floor_us = history.newest_us().unwrap_or(t).saturating_sub(limits.retention_us);
+    let ctx = Ctx { hist: history, t_us: t, floor_us };
     let rules: &CompiledRules = rules;
     let Some(list) = rules.by_code.get(code.index()) else {
         return ObservationOutcome::Evaluated;
@@ -635,35 +559,16 @@ fn process(
             _ if late => continue,
             Body::Threshold(r) => (crate::threshold::evaluate(r, &ctx), true),
             Body::Change(r) => (crate::change::evaluate(r, &ctx), true),
-            Body::News2(r) => (
-                crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions),
-                true,
-            ),
+            Body::News2(r) => (crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions), true),
         };
         let tr = episodes::apply(episodes, ri, &verdict, t, ordered);
         let finding = match verdict {
             Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
             Verdict::NoChange => None,
         };
-        emit(
-            tr,
-            patient,
-            rules,
-            body,
-            history,
-            floor_us,
-            finding,
-            t,
-            now_us,
-            &obs.trace_id,
-            out,
-        );
+        emit(tr, patient, rules, body, history, floor_us, finding, t, now_us, &obs.trace_id, out);
     }
-    if late {
-        ObservationOutcome::Late
-    } else {
-        ObservationOutcome::Evaluated
-    }
+    if late { ObservationOutcome::Late } else { ObservationOutcome::Evaluated }
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -703,42 +608,19 @@ fn emit(
     }));
 }
 
-fn tick_patient(
-    patient: &str,
-    state: &mut PatientState,
-    now_us: i64,
-    retention_us: i64,
-    out: &mut Vec<AlertEvent>,
-) {
-    let PatientState {
-        rules,
-        history,
-        devices,
-        episodes,
-        monitoring_since_us,
-    } = state;
+fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_us: i64, out: &mut Vec<AlertEvent>) {
+    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
     let rules: &CompiledRules = rules;
-    let floor_us = history
-        .newest_us()
-        .unwrap_or(now_us)
-        .saturating_sub(retention_us);
+    let floor_us = history.newest_us().unwrap_or(now_us).saturating_sub(retention_us);
     for &ri in &rules.cadence {
         let Some(body) = rules.get(ri) else { continue };
         let Body::Cadence(c) = body else { continue };
         let g = missing::gap(c, history, *monitoring_since_us, now_us);
         let (t, reading_us, expected_us) = match g {
-            missing::Gap::Overdue {
-                due_us, since_us, ..
-            } => (
-                due_us,
-                due_us,
-                since_us.saturating_add(i64::from(c.every_hours).saturating_mul(HOUR_US)),
-            ),
-            missing::Gap::OnTime => (
-                now_us,
-                history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us),
-                now_us,
-            ),
+            missing::Gap::Overdue { due_us, since_us, .. } => {
+                (due_us, due_us, since_us.saturating_add(i64::from(c.every_hours).saturating_mul(HOUR_US)))
+            }
+            missing::Gap::OnTime => (now_us, history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us), now_us),
         };
         let verdict = missing::evaluate(c, g, now_us);
         let mut tr = episodes::apply(episodes, ri, &verdict, t, false);
@@ -752,8 +634,6 @@ fn tick_patient(
             Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
             Verdict::NoChange => None,
         };
-        emit(
-            tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out,
-        );
+        emit(tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out);
     }
 }

@@ -73,13 +73,7 @@ pub(crate) enum Transition {
 /// Applies a verdict about `rule` at reading time `t_us`. `ordered`: a clear
 /// must not be older than the episode's latest reading (false for
 /// missing-data rules, which are about `now`).
-pub(crate) fn apply(
-    episodes: &mut Vec<Episode>,
-    rule: u16,
-    verdict: &Verdict,
-    t_us: i64,
-    ordered: bool,
-) -> Transition {
+pub(crate) fn apply(episodes: &mut Vec<Episode>, rule: u16, verdict: &Verdict, t_us: i64, ordered: bool) -> Transition {
     let idx = episodes.iter().position(|e| e.rule == rule);
     match (verdict, idx) {
         (Verdict::Trigger(f), None) => open(episodes, None, rule, f.severity, t_us),
@@ -117,10 +111,7 @@ pub(crate) fn apply(
             }
             episodes.swap_remove(i);
             match ep.status {
-                EpisodeStatus::Open => Transition::Resolved(Episode {
-                    last_us: ep.last_us.max(t_us),
-                    ..ep
-                }),
+                EpisodeStatus::Open => Transition::Resolved(Episode { last_us: ep.last_us.max(t_us), ..ep }),
                 EpisodeStatus::ClosedByPhysician => Transition::None,
             }
         }
@@ -128,21 +119,9 @@ pub(crate) fn apply(
     }
 }
 
-fn open(
-    episodes: &mut Vec<Episode>,
-    replace: Option<usize>,
-    rule: u16,
-    severity: Severity,
-    t_us: i64,
-) -> Transition {
-    let ep = Episode {
-        opened_us: t_us,
-        last_us: t_us,
-        rule,
-        severity,
-        status: EpisodeStatus::Open,
-        device_silent: false,
-    };
+fn open(episodes: &mut Vec<Episode>, replace: Option<usize>, rule: u16, severity: Severity, t_us: i64) -> Transition {
+    let ep =
+        Episode { opened_us: t_us, last_us: t_us, rule, severity, status: EpisodeStatus::Open, device_silent: false };
     match replace.and_then(|i| episodes.get_mut(i)) {
         Some(slot) => *slot = ep,
         None => {
@@ -170,23 +149,13 @@ fn fnv128(parts: &[&[u8]]) -> u128 {
 
 /// Deterministic episode id (32 hex characters).
 pub(crate) fn episode_id(patient: &str, rule_id: &str, opened_us: i64) -> String {
-    format!(
-        "{:032x}",
-        fnv128(&[
-            patient.as_bytes(),
-            rule_id.as_bytes(),
-            &opened_us.to_le_bytes()
-        ])
-    )
+    format!("{:032x}", fnv128(&[patient.as_bytes(), rule_id.as_bytes(), &opened_us.to_le_bytes()]))
 }
 
 /// Deterministic event id (32 hex characters).
 pub(crate) fn event_id(episode_id: &str, kind: AlertEventKind, severity: Severity) -> String {
     let k = (kind as i32).to_le_bytes();
-    format!(
-        "{:032x}",
-        fnv128(&[episode_id.as_bytes(), &k, &[severity as u8]])
-    )
+    format!("{:032x}", fnv128(&[episode_id.as_bytes(), &k, &[severity as u8]]))
 }
 
 /// A read-only view of an episode, for workers and the CLI.
@@ -227,37 +196,16 @@ mod tests {
     #[test]
     fn lifecycle() {
         let mut eps = Vec::new();
-        assert!(matches!(
-            apply(&mut eps, 0, &trig(Severity::Medium), 10, true),
-            Transition::Opened(_)
-        ));
-        assert_eq!(
-            apply(&mut eps, 0, &trig(Severity::Medium), 11, true),
-            Transition::None
-        );
+        assert!(matches!(apply(&mut eps, 0, &trig(Severity::Medium), 10, true), Transition::Opened(_)));
+        assert_eq!(apply(&mut eps, 0, &trig(Severity::Medium), 11, true), Transition::None);
         assert!(matches!(
             apply(&mut eps, 0, &trig(Severity::High), 12, true),
-            Transition::Escalated {
-                from: Severity::Medium,
-                ..
-            }
+            Transition::Escalated { from: Severity::Medium, .. }
         ));
-        assert_eq!(
-            apply(&mut eps, 0, &trig(Severity::Low), 13, true),
-            Transition::None
-        );
-        let Verdict::Trigger(f) = trig(Severity::Low) else {
-            unreachable!()
-        };
-        assert_eq!(
-            apply(&mut eps, 0, &Verdict::Clear(f), 5, true),
-            Transition::None,
-            "older reading"
-        );
-        assert!(matches!(
-            apply(&mut eps, 0, &Verdict::Clear(f), 14, true),
-            Transition::Resolved(_)
-        ));
+        assert_eq!(apply(&mut eps, 0, &trig(Severity::Low), 13, true), Transition::None);
+        let Verdict::Trigger(f) = trig(Severity::Low) else { unreachable!() };
+        assert_eq!(apply(&mut eps, 0, &Verdict::Clear(f), 5, true), Transition::None, "older reading");
+        assert!(matches!(apply(&mut eps, 0, &Verdict::Clear(f), 14, true), Transition::Resolved(_)));
         assert!(eps.is_empty());
     }
 

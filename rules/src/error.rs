@@ -20,9 +20,7 @@ pub enum ConfigError {
         reason: &'static str,
     },
     /// Two rules of the effective rule set have the same id.
-    #[error(
-        "duplicate rule id {0:?}: rule ids must be unique across thresholds, changes, NEWS2 and cadence rules"
-    )]
+    #[error("duplicate rule id {0:?}: rule ids must be unique across thresholds, changes, NEWS2 and cadence rules")]
     DuplicateRuleId(String),
     /// `disabled` names a rule that is not among the program defaults or overrides.
     #[error("cannot disable unknown rule {0:?}")]
@@ -71,9 +69,7 @@ pub enum ConfigError {
     )]
     LevelsNotOrdered(String),
     /// The clear threshold is not on the normal side of every trigger.
-    #[error(
-        "rule {rule:?}: clear threshold {clear} is not on the normal side of trigger {trigger} (hysteresis)"
-    )]
+    #[error("rule {rule:?}: clear threshold {clear} is not on the normal side of trigger {trigger} (hysteresis)")]
     ClearOnWrongSide {
         /// Rule id.
         rule: String,
@@ -91,9 +87,7 @@ pub enum ConfigError {
         message: String,
     },
     /// A rule looks further back than the engine keeps history.
-    #[error(
-        "rule {rule:?} looks back {hours} h but the engine keeps only {retention_hours} h of history"
-    )]
+    #[error("rule {rule:?} looks back {hours} h but the engine keeps only {retention_hours} h of history")]
     WindowBeyondRetention {
         /// Rule id.
         rule: String,
@@ -112,10 +106,7 @@ pub enum ConfigError {
 
 impl ConfigError {
     pub(crate) fn mandatory(program: Program, code: Code) -> Self {
-        ConfigError::MandatoryMissingDataDisabled {
-            program: program.as_str(),
-            code_name: code.display(),
-        }
+        ConfigError::MandatoryMissingDataDisabled { program: program.as_str(), code_name: code.display() }
     }
 }
 

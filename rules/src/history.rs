@@ -93,10 +93,7 @@ fn partition_from_end(entries: &[u64], key: u64) -> usize {
         match entries.get(probe) {
             Some(&e) if e < key => {
                 let lo = probe + 1;
-                return lo
-                    + entries
-                        .get(lo..hi)
-                        .map_or(0, |s| s.partition_point(|&x| x < key));
+                return lo + entries.get(lo..hi).map_or(0, |s| s.partition_point(|&x| x < key));
             }
             _ => {
                 hi = probe;
@@ -149,11 +146,7 @@ impl History {
 
     fn decode(&self, e: u64) -> Option<Reading> {
         let code = *Code::ALL.get(code_bits(e))?;
-        Some(Reading {
-            t_us: self.time(e),
-            code,
-            value: dequantize(code, (e & 0xffff) as u16),
-        })
+        Some(Reading { t_us: self.time(e), code, value: dequantize(code, (e & 0xffff) as u16) })
     }
 
     /// Newest measurement time stored.
@@ -165,9 +158,7 @@ impl History {
     fn lower(&self, t: i64) -> usize {
         match t.checked_sub(self.epoch_us) {
             Some(off) if off <= 0 => 0,
-            Some(off) if off <= MAX_OFFSET => {
-                partition_from_end(&self.entries, (off as u64) << TIME_SHIFT)
-            }
+            Some(off) if off <= MAX_OFFSET => partition_from_end(&self.entries, (off as u64) << TIME_SHIFT),
             Some(_) => self.entries.len(),
             None => {
                 if t < self.epoch_us {
@@ -183,9 +174,7 @@ impl History {
     fn upper(&self, t: i64) -> usize {
         match t.checked_sub(self.epoch_us) {
             Some(off) if off < 0 => 0,
-            Some(off) if off < MAX_OFFSET => {
-                partition_from_end(&self.entries, ((off + 1) as u64) << TIME_SHIFT)
-            }
+            Some(off) if off < MAX_OFFSET => partition_from_end(&self.entries, ((off + 1) as u64) << TIME_SHIFT),
             Some(_) => self.entries.len(),
             None => {
                 if t < self.epoch_us {
@@ -205,15 +194,9 @@ impl History {
         to_us: i64,
     ) -> impl DoubleEndedIterator<Item = Reading> + '_ {
         let (start, end) = (self.lower(from_us), self.upper(to_us));
-        let span = if start < end {
-            self.entries.get(start..end).unwrap_or(&[])
-        } else {
-            &[]
-        };
+        let span = if start < end { self.entries.get(start..end).unwrap_or(&[]) } else { &[] };
         let idx = code.index();
-        span.iter()
-            .filter(move |&&e| code_bits(e) == idx)
-            .filter_map(|&e| self.decode(e))
+        span.iter().filter(move |&&e| code_bits(e) == idx).filter_map(|&e| self.decode(e))
     }
 
     /// The newest reading of each code with `from_us <= t <= to_us`, in one
@@ -221,11 +204,7 @@ impl History {
     pub(crate) fn latest_each(&self, from_us: i64, to_us: i64) -> [Option<Reading>; 8] {
         let mut out = [None; 8];
         let (start, end) = (self.lower(from_us), self.upper(to_us));
-        let span = if start < end {
-            self.entries.get(start..end).unwrap_or(&[])
-        } else {
-            &[]
-        };
+        let span = if start < end { self.entries.get(start..end).unwrap_or(&[]) } else { &[] };
         for &e in span.iter().rev() {
             if let Some(slot) = out.get_mut(code_bits(e))
                 && slot.is_none()
@@ -248,13 +227,7 @@ impl History {
 
     /// Stores a reading. `retention_us`: readings older than the newest minus
     /// this are not stored, and may be pruned.
-    pub(crate) fn insert(
-        &mut self,
-        code: Code,
-        t_us: i64,
-        value: f64,
-        retention_us: i64,
-    ) -> Insert {
+    pub(crate) fn insert(&mut self, code: Code, t_us: i64, value: f64, retention_us: i64) -> Insert {
         if let Some(newest) = self.newest_us()
             && t_us < newest.saturating_sub(retention_us)
         {
@@ -274,21 +247,14 @@ impl History {
         let key = ((off as u64) << TIME_SHIFT) | ((code.index() as u64) << VALUE_BITS);
         let entry = key | u64::from(quantize(code, value));
         // Fast path: the newest reading so far, with room left (the common case).
-        if self
-            .entries
-            .last()
-            .is_none_or(|&last| last >> VALUE_BITS < key >> VALUE_BITS)
+        if self.entries.last().is_none_or(|&last| last >> VALUE_BITS < key >> VALUE_BITS)
             && self.entries.len() < self.entries.capacity()
         {
             self.entries.push(entry);
             return Insert::Inserted;
         }
         let pos = partition_from_end(&self.entries, key);
-        if self
-            .entries
-            .get(pos)
-            .is_some_and(|&e| e >> VALUE_BITS == key >> VALUE_BITS)
-        {
+        if self.entries.get(pos).is_some_and(|&e| e >> VALUE_BITS == key >> VALUE_BITS) {
             return Insert::Duplicate;
         }
         if self.entries.len() == self.entries.capacity() {
@@ -370,23 +336,11 @@ mod tests {
     #[test]
     fn insert_in_time_order_and_dedup() {
         let mut h = History::default();
-        assert_eq!(
-            h.insert(Code::BodyWeight, 10 * H, 80.0, RET),
-            Insert::Inserted
-        );
-        assert_eq!(
-            h.insert(Code::BodyWeight, 5 * H, 79.5, RET),
-            Insert::Inserted
-        );
+        assert_eq!(h.insert(Code::BodyWeight, 10 * H, 80.0, RET), Insert::Inserted);
+        assert_eq!(h.insert(Code::BodyWeight, 5 * H, 79.5, RET), Insert::Inserted);
         assert_eq!(h.insert(Code::Spo2, 5 * H, 95.0, RET), Insert::Inserted);
-        assert_eq!(
-            h.insert(Code::BodyWeight, 5 * H, 70.0, RET),
-            Insert::Duplicate
-        );
-        let w: Vec<_> = h
-            .readings(Code::BodyWeight, 0, 20 * H)
-            .map(|r| (r.t_us, r.value))
-            .collect();
+        assert_eq!(h.insert(Code::BodyWeight, 5 * H, 70.0, RET), Insert::Duplicate);
+        let w: Vec<_> = h.readings(Code::BodyWeight, 0, 20 * H).map(|r| (r.t_us, r.value)).collect();
         assert_eq!(w, vec![(5 * H, 79.5), (10 * H, 80.0)]);
         assert_eq!(h.latest(Code::Spo2, 20 * H).map(|r| r.value), Some(95.0));
         assert_eq!(h.at(Code::BodyWeight, 10 * H).map(|r| r.value), Some(80.0));
@@ -421,11 +375,7 @@ mod tests {
     fn gallop_matches_binary_search() {
         let v: Vec<u64> = (0..100).map(|i| i * 10).collect();
         for key in 0..1_005 {
-            assert_eq!(
-                partition_from_end(&v, key),
-                v.partition_point(|&x| x < key),
-                "key {key}"
-            );
+            assert_eq!(partition_from_end(&v, key), v.partition_point(|&x| x < key), "key {key}");
         }
         assert_eq!(partition_from_end(&[], 5), 0);
     }
@@ -436,18 +386,9 @@ mod tests {
         h.insert(Code::HeartRate, 0, 60.0, RET);
         let far = 500 * 24 * H;
         assert_eq!(h.insert(Code::HeartRate, far, 61.0, RET), Insert::Inserted);
-        let all: Vec<_> = h
-            .readings(Code::HeartRate, i64::MIN, i64::MAX)
-            .map(|r| r.t_us)
-            .collect();
+        let all: Vec<_> = h.readings(Code::HeartRate, i64::MIN, i64::MAX).map(|r| r.t_us).collect();
         assert_eq!(all, vec![far]);
-        assert_eq!(
-            h.insert(Code::HeartRate, i64::MAX, 61.0, RET),
-            Insert::Inserted
-        );
-        assert_eq!(
-            h.insert(Code::HeartRate, i64::MIN, 61.0, RET),
-            Insert::TooOld
-        );
+        assert_eq!(h.insert(Code::HeartRate, i64::MAX, 61.0, RET), Insert::Inserted);
+        assert_eq!(h.insert(Code::HeartRate, i64::MIN, 61.0, RET), Insert::TooOld);
     }
 }

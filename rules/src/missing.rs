@@ -39,11 +39,7 @@ pub(crate) struct DeviceSeen {
 
 impl DeviceSeen {
     /// An empty slot.
-    pub(crate) const EMPTY: DeviceSeen = DeviceSeen {
-        last_us: i64::MIN,
-        id_hash: 0,
-        codes: 0,
-    };
+    pub(crate) const EMPTY: DeviceSeen = DeviceSeen { last_us: i64::MIN, id_hash: 0, codes: 0 };
 
     pub(crate) fn is_empty(&self) -> bool {
         self.last_us == i64::MIN
@@ -67,21 +63,14 @@ pub(crate) fn device_hash(id: &str) -> u32 {
 pub(crate) fn record_contact(devices: &mut Devices, id_hash: u32, t_us: i64, code: Option<Code>) {
     let bit = code.map_or(0u8, |c| 1u8 << c.index());
     let t_us = t_us.max(i64::MIN + 1);
-    if let Some(d) = devices
-        .iter_mut()
-        .find(|d| !d.is_empty() && d.id_hash == id_hash)
-    {
+    if let Some(d) = devices.iter_mut().find(|d| !d.is_empty() && d.id_hash == id_hash) {
         d.last_us = d.last_us.max(t_us);
         d.codes |= bit;
         return;
     }
     // An empty slot has last_us = i64::MIN, so it is also the least recent.
     if let Some(slot) = devices.iter_mut().min_by_key(|d| d.last_us) {
-        *slot = DeviceSeen {
-            last_us: t_us,
-            id_hash,
-            codes: bit,
-        };
+        *slot = DeviceSeen { last_us: t_us, id_hash, codes: bit };
     }
 }
 
@@ -102,24 +91,11 @@ pub(crate) enum Gap {
 }
 
 /// Computes the gap of `rule` at `now_us`.
-pub(crate) fn gap(
-    rule: &CadenceRule,
-    hist: &History,
-    monitoring_since_us: i64,
-    now_us: i64,
-) -> Gap {
+pub(crate) fn gap(rule: &CadenceRule, hist: &History, monitoring_since_us: i64, now_us: i64) -> Gap {
     let last = hist.latest(rule.code, i64::MAX);
     let since_us = last.map_or(monitoring_since_us, |r| r.t_us.max(monitoring_since_us));
     let due_us = since_us.saturating_add(i64::from(rule.max_gap_hours()).saturating_mul(HOUR_US));
-    if now_us >= due_us {
-        Gap::Overdue {
-            due_us,
-            since_us,
-            last,
-        }
-    } else {
-        Gap::OnTime
-    }
+    if now_us >= due_us { Gap::Overdue { due_us, since_us, last } } else { Gap::OnTime }
 }
 
 /// The verdict of a cadence rule at `now_us`.
@@ -153,13 +129,7 @@ pub(crate) fn device_silent(devices: &Devices, code: Code, expected_us: i64) -> 
     let bit = 1u8 << code.index();
     let known = devices.iter().filter(|d| !d.is_empty());
     let senders = known.clone().any(|d| d.codes & bit != 0);
-    let candidates = known.filter(|d| {
-        if senders {
-            d.codes & bit != 0
-        } else {
-            d.codes == 0
-        }
-    });
+    let candidates = known.filter(|d| if senders { d.codes & bit != 0 } else { d.codes == 0 });
     let mut any = false;
     for d in candidates {
         any = true;
@@ -188,10 +158,7 @@ mod tests {
     #[test]
     fn silent_classification() {
         let mut v = [DeviceSeen::EMPTY; MAX_DEVICES];
-        assert!(
-            !device_silent(&v, Code::BodyWeight, 90),
-            "no device: patient did not measure"
-        );
+        assert!(!device_silent(&v, Code::BodyWeight, 90), "no device: patient did not measure");
         record_contact(&mut v, 1, 50, Some(Code::BodyWeight));
         assert!(device_silent(&v, Code::BodyWeight, 90));
         record_contact(&mut v, 1, 95, None);

@@ -197,10 +197,7 @@ pub fn news2_score(i: &News2Inputs) -> News2 {
         measured(i.pulse).map(score_pulse),
         measured(i.temperature).map(score_temperature),
     ];
-    let fixed = [
-        score_oxygen(i.supplemental_oxygen),
-        score_consciousness(i.consciousness),
-    ];
+    let fixed = [score_oxygen(i.supplemental_oxygen), score_consciousness(i.consciousness)];
     let mut total = 0u8;
     let mut any3 = false;
     let mut count = 0u8;
@@ -213,12 +210,7 @@ pub fn news2_score(i: &News2Inputs) -> News2 {
         total += s;
         any3 |= s == 3;
     }
-    News2 {
-        total,
-        any_single_3: any3,
-        band: band(total, any3),
-        measured: count,
-    }
+    News2 { total, any_single_3: any3, band: band(total, any3), measured: count }
 }
 
 /// The latest reading of each NEWS2 parameter within the rule's window before

@@ -9,8 +9,8 @@
 use vitalwatch_schemas::Code;
 
 use crate::config::{
-    CadenceRule, ChangeMethod, ChangeRule, Comparison, Direction, Level, MinHistory, News2Rule,
-    Persistence, Program, RuleSet, Severity, Spo2Scale, ThresholdCheck, ThresholdRule,
+    CadenceRule, ChangeMethod, ChangeRule, Comparison, Direction, Level, MinHistory, News2Rule, Persistence, Program,
+    RuleSet, Severity, Spo2Scale, ThresholdCheck, ThresholdRule,
 };
 
 fn level(severity: Severity, value: f64) -> Level {
@@ -18,21 +18,11 @@ fn level(severity: Severity, value: f64) -> Level {
 }
 
 fn check(code: Code, op: Comparison, levels: Vec<Level>, clear: f64) -> ThresholdCheck {
-    ThresholdCheck {
-        code,
-        op,
-        levels,
-        clear,
-    }
+    ThresholdCheck { code, op, levels, clear }
 }
 
 fn threshold(id: &str, checks: Vec<ThresholdCheck>, source: &str) -> ThresholdRule {
-    ThresholdRule {
-        id: id.to_owned(),
-        checks,
-        persistence: Persistence::Immediate,
-        source: source.to_owned(),
-    }
+    ThresholdRule { id: id.to_owned(), checks, persistence: Persistence::Immediate, source: source.to_owned() }
 }
 
 /// The safety-net rules every program includes.
@@ -42,12 +32,7 @@ fn general(scale: Spo2Scale) -> RuleSet {
         // Clear at >= 92 % (U: hysteresis choice).
         Spo2Scale::Scale1 => threshold(
             "threshold.spo2.low",
-            vec![check(
-                Code::Spo2,
-                Comparison::Lt,
-                vec![level(Severity::High, 90.0)],
-                92.0,
-            )],
+            vec![check(Code::Spo2, Comparison::Lt, vec![level(Severity::High, 90.0)], 92.0)],
             "clinical.md §4.3: Cooper CB et al. 2020, SpO2 < 90 %",
         ),
         // clinical.md §4.3: BTS, assessment when saturation falls "below the
@@ -55,12 +40,7 @@ fn general(scale: Spo2Scale) -> RuleSet {
         // Clear at >= 90 % (U).
         Spo2Scale::Scale2 => threshold(
             "threshold.spo2.low",
-            vec![check(
-                Code::Spo2,
-                Comparison::Lt,
-                vec![level(Severity::High, 88.0)],
-                90.0,
-            )],
+            vec![check(Code::Spo2, Comparison::Lt, vec![level(Severity::High, 88.0)], 90.0)],
             "clinical.md §4.3: BTS 2017, below the 88-92 % target range (scale 2)",
         ),
     };
@@ -73,18 +53,8 @@ fn general(scale: Spo2Scale) -> RuleSet {
             threshold(
                 "threshold.bp.crisis",
                 vec![
-                    check(
-                        Code::Systolic,
-                        Comparison::Gt,
-                        vec![level(Severity::Critical, 180.0)],
-                        160.0,
-                    ),
-                    check(
-                        Code::Diastolic,
-                        Comparison::Gt,
-                        vec![level(Severity::Critical, 120.0)],
-                        100.0,
-                    ),
+                    check(Code::Systolic, Comparison::Gt, vec![level(Severity::Critical, 180.0)], 160.0),
+                    check(Code::Diastolic, Comparison::Gt, vec![level(Severity::Critical, 120.0)], 100.0),
                 ],
                 "clinical.md §4.2: AHA hypertensive crisis SBP > 180 and/or DBP > 120",
             ),
@@ -104,24 +74,14 @@ fn general(scale: Spo2Scale) -> RuleSet {
             // top of the band scoring 1.
             threshold(
                 "threshold.hr.high",
-                vec![check(
-                    Code::HeartRate,
-                    Comparison::Gt,
-                    vec![level(Severity::High, 130.0)],
-                    110.0,
-                )],
+                vec![check(Code::HeartRate, Comparison::Gt, vec![level(Severity::High, 130.0)], 110.0)],
                 "clinical.md §3.1: NEWS2 pulse >= 131 scores 3",
             ),
             // clinical.md §3.1: NEWS2 pulse <= 40 scores 3. Clear at >= 51, the
             // bottom of the band scoring 0.
             threshold(
                 "threshold.hr.low",
-                vec![check(
-                    Code::HeartRate,
-                    Comparison::Le,
-                    vec![level(Severity::High, 40.0)],
-                    51.0,
-                )],
+                vec![check(Code::HeartRate, Comparison::Le, vec![level(Severity::High, 40.0)], 51.0)],
                 "clinical.md §3.1: NEWS2 pulse <= 40 scores 3",
             ),
         ],
@@ -154,40 +114,24 @@ pub fn defaults(program: Program, scale: Spo2Scale) -> RuleSet {
             set.changes.push(ChangeRule {
                 id: "hf.weight_gain_3d".to_owned(),
                 code: Code::BodyWeight,
-                method: ChangeMethod::WindowChange {
-                    direction: Direction::Rise,
-                    window_hours: 72,
-                    tolerance_hours: 6,
-                },
+                method: ChangeMethod::WindowChange { direction: Direction::Rise, window_hours: 72, tolerance_hours: 6 },
                 op: Comparison::Gt,
                 levels: vec![level(Severity::High, 2.0)],
                 clear: 1.0,
-                min_history: MinHistory {
-                    readings: 1,
-                    span_hours: 0,
-                },
-                source: "clinical.md §4.1: ESC HFA, weight increase by more than 2 kilos in 3 days"
-                    .to_owned(),
+                min_history: MinHistory { readings: 1, span_hours: 0 },
+                source: "clinical.md §4.1: ESC HFA, weight increase by more than 2 kilos in 3 days".to_owned(),
             });
             // clinical.md §4.1: TEN-HMS rule of thumb, 3 lb (1.36 kg) in 1 day.
             // Clear at <= 0.5 kg (U).
             set.changes.push(ChangeRule {
                 id: "hf.weight_gain_1d".to_owned(),
                 code: Code::BodyWeight,
-                method: ChangeMethod::WindowChange {
-                    direction: Direction::Rise,
-                    window_hours: 24,
-                    tolerance_hours: 6,
-                },
+                method: ChangeMethod::WindowChange { direction: Direction::Rise, window_hours: 24, tolerance_hours: 6 },
                 op: Comparison::Ge,
                 levels: vec![level(Severity::Medium, 1.36)],
                 clear: 0.5,
-                min_history: MinHistory {
-                    readings: 1,
-                    span_hours: 0,
-                },
-                source: "clinical.md §4.1: TEN-HMS (Zhang 2009), 3 lb (1.36 kg) in 1 day"
-                    .to_owned(),
+                min_history: MinHistory { readings: 1, span_hours: 0 },
+                source: "clinical.md §4.1: TEN-HMS (Zhang 2009), 3 lb (1.36 kg) in 1 day".to_owned(),
             });
             // clinical.md §5.2: ICC, patient weight collected daily; the
             // non-transmission alert cannot be deactivated. 12 h grace (U).
@@ -197,8 +141,7 @@ pub fn defaults(program: Program, scale: Spo2Scale) -> RuleSet {
                 every_hours: 24,
                 grace_hours: 12,
                 severity: Severity::Medium,
-                source: "clinical.md §5.2: ICC, daily weight, mandatory non-transmission alert"
-                    .to_owned(),
+                source: "clinical.md §5.2: ICC, daily weight, mandatory non-transmission alert".to_owned(),
             });
         }
         Program::Hypertension => {
@@ -221,8 +164,7 @@ pub fn defaults(program: Program, scale: Spo2Scale) -> RuleSet {
                 levels: vec![level(Severity::Medium, 20.0)],
                 clear: 10.0,
                 min_history: MinHistory { readings: 10, span_hours: 168 },
-                source: "clinical.md §6.2-6.3: robust baseline (median/MAD, z 3.5), 14 days; +20 mmHg (U)"
-                    .to_owned(),
+                source: "clinical.md §6.2-6.3: robust baseline (median/MAD, z 3.5), 14 days; +20 mmHg (U)".to_owned(),
             });
             // clinical.md §4.2: HBPM duplicate readings morning and evening
             // (Hypertension Canada, ESC 2024). Severity low and 12 h grace (U).
@@ -252,12 +194,8 @@ pub fn defaults(program: Program, scale: Spo2Scale) -> RuleSet {
                 op: Comparison::Ge,
                 levels: vec![level(Severity::Medium, 3.0)],
                 clear: 1.0,
-                min_history: MinHistory {
-                    readings: 6,
-                    span_hours: 72,
-                },
-                source: "clinical.md §4.3: BTS, fall by >= 3 %; §6.1 Cooper 7-day rolling baseline"
-                    .to_owned(),
+                min_history: MinHistory { readings: 6, span_hours: 72 },
+                source: "clinical.md §4.3: BTS, fall by >= 3 %; §6.1 Cooper 7-day rolling baseline".to_owned(),
             });
             // clinical.md §5.2: oxygen therapy, SpO2 collected daily. 12 h grace,
             // severity low (U).
@@ -288,12 +226,7 @@ pub fn defaults(program: Program, scale: Spo2Scale) -> RuleSet {
             // Clear at <= 180 mg/dL, the top of the time-in-range target (§4.4).
             set.thresholds.push(threshold(
                 "threshold.glucose.high",
-                vec![check(
-                    Code::BloodGlucose,
-                    Comparison::Gt,
-                    vec![level(Severity::Medium, 250.0)],
-                    180.0,
-                )],
+                vec![check(Code::BloodGlucose, Comparison::Gt, vec![level(Severity::Medium, 250.0)], 180.0)],
                 "clinical.md §4.4: > 250 mg/dL (Battelino 2019 level-2 hyperglycaemia)",
             ));
             // clinical.md §5.2: capillary glucose 2-4 readings per day; the

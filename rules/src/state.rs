@@ -51,11 +51,7 @@ impl PatientState {
     /// inline) plus its heap (history, episodes). Rules shared with other patients (the
     /// program defaults) are not counted; a patient's own rules are.
     pub fn approx_bytes(&self) -> usize {
-        let rules = if Arc::strong_count(&self.rules) > 1 {
-            0
-        } else {
-            self.rules.approx_bytes()
-        };
+        let rules = if Arc::strong_count(&self.rules) > 1 { 0 } else { self.rules.approx_bytes() };
         std::mem::size_of::<Self>()
             + self.history.heap_bytes()
             + self.episodes.capacity() * std::mem::size_of::<Episode>()
@@ -94,12 +90,7 @@ impl PatientState {
             monitoring_since_us: self.monitoring_since_us,
             epoch_us,
             history: entries.to_vec(),
-            devices: self
-                .devices
-                .iter()
-                .filter(|d| !d.is_empty())
-                .copied()
-                .collect(),
+            devices: self.devices.iter().filter(|d| !d.is_empty()).copied().collect(),
             episodes: self
                 .episodes
                 .iter()
@@ -118,21 +109,13 @@ impl PatientState {
     }
 
     /// Rebuilds a state from a snapshot with already compiled rules.
-    pub(crate) fn from_snapshot(
-        s: PatientSnapshot,
-        rules: Arc<CompiledRules>,
-    ) -> Result<Self, RestoreError> {
+    pub(crate) fn from_snapshot(s: PatientSnapshot, rules: Arc<CompiledRules>) -> Result<Self, RestoreError> {
         if s.version != SNAPSHOT_VERSION {
-            return Err(RestoreError::UnsupportedVersion {
-                found: s.version,
-                expected: SNAPSHOT_VERSION,
-            });
+            return Err(RestoreError::UnsupportedVersion { found: s.version, expected: SNAPSHOT_VERSION });
         }
         let mut episodes = Vec::with_capacity(s.episodes.len());
         for e in s.episodes {
-            let rule = rules
-                .find(&e.rule_id)
-                .ok_or_else(|| RestoreError::UnknownEpisodeRule(e.rule_id.clone()))?;
+            let rule = rules.find(&e.rule_id).ok_or_else(|| RestoreError::UnknownEpisodeRule(e.rule_id.clone()))?;
             if episodes.iter().any(|x: &Episode| x.rule == rule) {
                 continue;
             }
@@ -146,10 +129,7 @@ impl PatientState {
             });
         }
         let mut devices = [DeviceSeen::EMPTY; crate::missing::MAX_DEVICES];
-        for (slot, d) in devices
-            .iter_mut()
-            .zip(s.devices.into_iter().filter(|d| !d.is_empty()))
-        {
+        for (slot, d) in devices.iter_mut().zip(s.devices.into_iter().filter(|d| !d.is_empty())) {
             *slot = d;
         }
         Ok(PatientState {
@@ -215,8 +195,7 @@ impl Serialize for PatientState {
 impl<'de> Deserialize<'de> for PatientState {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let s = PatientSnapshot::deserialize(deserializer)?;
-        let rules = CompiledRules::compile(s.rules.clone(), MAX_RETENTION_HOURS)
-            .map_err(serde::de::Error::custom)?;
+        let rules = CompiledRules::compile(s.rules.clone(), MAX_RETENTION_HOURS).map_err(serde::de::Error::custom)?;
         PatientState::from_snapshot(s, Arc::new(rules)).map_err(serde::de::Error::custom)
     }
 }

@@ -52,20 +52,13 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
         }
         return match sustained(rule.persistence, check, ctx) {
             Some((severity, _)) if severity >= f.severity => Verdict::Trigger(f),
-            Some((severity, trigger)) => Verdict::Trigger(Finding {
-                severity,
-                threshold: trigger,
-                ..f
-            }),
+            Some((severity, trigger)) => Verdict::Trigger(Finding { severity, threshold: trigger, ..f }),
             None => Verdict::NoChange,
         };
     }
     match first_value {
         Some((value, clear, check)) if complete && all_clear => Verdict::Clear(Finding {
-            severity: check
-                .levels
-                .first()
-                .map_or(crate::config::Severity::Info, |l| l.severity),
+            severity: check.levels.first().map_or(crate::config::Severity::Info, |l| l.severity),
             code: Some(check.code),
             amount: value,
             reading: Some(value),
@@ -79,11 +72,7 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
 
 /// The severity the persistence requirement supports (the lowest level along
 /// the required streak), or `None` when the breach is not sustained yet.
-fn sustained(
-    p: Persistence,
-    check: &ThresholdCheck,
-    ctx: &Ctx<'_>,
-) -> Option<(crate::config::Severity, f64)> {
+fn sustained(p: Persistence, check: &ThresholdCheck, ctx: &Ctx<'_>) -> Option<(crate::config::Severity, f64)> {
     let mut streak = ctx.hist.readings(check.code, ctx.floor_us, ctx.t_us).rev();
     match p {
         Persistence::Immediate => {

@@ -126,13 +126,7 @@ pub struct TickClock {
 impl TickClock {
     /// A clock ticking every `every`, first at `start + every`.
     pub fn new(every: Duration, start: Instant) -> Self {
-        TickClock {
-            every,
-            next: start + every,
-            caught_up: false,
-            max_received: None,
-            last: None,
-        }
+        TickClock { every, next: start + every, caught_up: false, max_received: None, last: None }
     }
 
     /// Records a batch of `len` messages received with a batch limit of `max`.
@@ -142,10 +136,7 @@ impl TickClock {
 
     /// Records a consumed message received (by ingest) at `received_at`.
     pub fn saw(&mut self, received_at: DateTime<Utc>) {
-        self.max_received = Some(
-            self.max_received
-                .map_or(received_at, |m| m.max(received_at)),
-        );
+        self.max_received = Some(self.max_received.map_or(received_at, |m| m.max(received_at)));
     }
 
     /// True when a tick is due at `at`.
@@ -308,11 +299,7 @@ pub async fn run(
                 break;
             };
             stats.events_stored.fetch_add(new, Ordering::Relaxed);
-            tracing::info!(
-                message = "Alert events published.",
-                events = events.len(),
-                new
-            );
+            tracing::info!(message = "Alert events published.", events = events.len(), new);
         }
         if batch.is_empty() {
             continue;
@@ -335,11 +322,7 @@ fn sorted(mut a: Vec<(String, i32)>) -> Vec<(String, i32)> {
     a
 }
 
-async fn commit(
-    consumer: &mut dyn Consumer,
-    pos: &[(String, i32, i64)],
-    shutdown: &CancellationToken,
-) {
+async fn commit(consumer: &mut dyn Consumer, pos: &[(String, i32, i64)], shutdown: &CancellationToken) {
     let mut delay = Duration::from_millis(100);
     loop {
         match consumer.commit(pos).await {
@@ -380,10 +363,7 @@ impl Worker<'_> {
                 Err(e) => return self.undecodable(m, &e),
             };
             clock.saw(obs.received_at);
-            if !self
-                .ensure_loaded(&obs.patient_id, obs.received_at, events)
-                .await
-            {
+            if !self.ensure_loaded(&obs.patient_id, obs.received_at, events).await {
                 return false;
             }
             let outcome = self.engine.on_observation(&obs, obs.received_at, events);
@@ -404,10 +384,9 @@ impl Worker<'_> {
             if st.patient_id.is_empty() {
                 return true;
             }
-            let (Ok(patient), Ok(device)) = (
-                PatientId::new(st.patient_id.clone()),
-                DeviceId::new(st.device_id.clone()),
-            ) else {
+            let (Ok(patient), Ok(device)) =
+                (PatientId::new(st.patient_id.clone()), DeviceId::new(st.device_id.clone()))
+            else {
                 return self.undecodable(m, "invalid patient or device id");
             };
             let time = match st.time_unix_micros {
@@ -417,8 +396,7 @@ impl Worker<'_> {
             if !self.ensure_loaded(&patient, received, events).await {
                 return false;
             }
-            self.engine
-                .on_device_status(&device, &patient, time.min(received));
+            self.engine.on_device_status(&device, &patient, time.min(received));
             self.stats.statuses.fetch_add(1, Ordering::Relaxed);
         }
         true
@@ -435,12 +413,7 @@ impl Worker<'_> {
 
     /// Rebuilds the patient's state from the store the first time it is seen.
     /// False only when shutting down with the database unavailable.
-    async fn ensure_loaded(
-        &mut self,
-        patient: &PatientId,
-        now: DateTime<Utc>,
-        events: &mut Vec<AlertEvent>,
-    ) -> bool {
+    async fn ensure_loaded(&mut self, patient: &PatientId, now: DateTime<Utc>, events: &mut Vec<AlertEvent>) -> bool {
         if self.loaded.contains(patient) {
             return true;
         }
@@ -475,9 +448,7 @@ impl Worker<'_> {
             Err(e) => {
                 tracing::warn!(message = "Stored rules rejected by the engine; using the program defaults.", error = %e);
                 tracing::debug!(message = "Stored rules rejected.", patient = %patient.as_str());
-                self.engine
-                    .replay(patient, default, obs.iter(), now)
-                    .unwrap_or_default()
+                self.engine.replay(patient, default, obs.iter(), now).unwrap_or_default()
             }
         };
         tracing::debug!(
@@ -495,11 +466,7 @@ impl Worker<'_> {
 
     /// Applies rules changed since the last poll to loaded patients.
     async fn poll_rules(&mut self, events: &mut Vec<AlertEvent>) {
-        let rows = match self
-            .store
-            .patient_rules_changed_since(self.poll_mark - POLL_MARGIN)
-            .await
-        {
+        let rows = match self.store.patient_rules_changed_since(self.poll_mark - POLL_MARGIN).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(message = "Polling patient rules failed; will retry.", error = %e);
@@ -517,8 +484,7 @@ impl Worker<'_> {
             if !self.loaded.contains(&patient) {
                 continue; // loaded with its current rules when its first message arrives
             }
-            self.rules_seen
-                .insert(row.patient_id.clone(), row.updated_at);
+            self.rules_seen.insert(row.patient_id.clone(), row.updated_at);
             let Some(rules) = parse_rules(&patient, &row.rules) else {
                 continue;
             };
@@ -543,9 +509,7 @@ impl Worker<'_> {
         loop {
             match publish_once(producer, &self.cfg.alerts_topic, events).await {
                 Ok(()) => {
-                    self.stats
-                        .events_published
-                        .fetch_add(events.len() as u64, Ordering::Relaxed);
+                    self.stats.events_published.fetch_add(events.len() as u64, Ordering::Relaxed);
                     return true;
                 }
                 Err(e) => {
@@ -580,11 +544,7 @@ async fn publish_once(
 ) -> Result<(), vitalwatch_platform::bus::BusError> {
     let mut deliveries = Vec::with_capacity(events.len());
     for e in events {
-        deliveries.push(
-            producer
-                .send(topic, e.patient_id.as_bytes(), e.encode_to_vec())
-                .await?,
-        );
+        deliveries.push(producer.send(topic, e.patient_id.as_bytes(), e.encode_to_vec()).await?);
     }
     for d in deliveries {
         d.await?;
@@ -619,11 +579,7 @@ mod tests {
     #[test]
     fn caught_up_ticks_at_the_wall_clock_never_before_what_was_consumed() {
         assert_eq!(tick_now(true, Some(t(10)), t(500), None), t(500));
-        assert_eq!(
-            tick_now(true, Some(t(600)), t(500), None),
-            t(600),
-            "ingest clock ahead"
-        );
+        assert_eq!(tick_now(true, Some(t(600)), t(500), None), t(600), "ingest clock ahead");
         assert_eq!(tick_now(true, None, t(500), None), t(500));
         assert_eq!(tick_now(false, None, t(500), None), t(500));
     }
@@ -647,10 +603,6 @@ mod tests {
         c.batch(3, 100); // caught up
         assert_eq!(c.take(start + Duration::from_secs(120), t(1000)), t(1000));
         c.batch(100, 100);
-        assert_eq!(
-            c.take(start + Duration::from_secs(180), t(2000)),
-            t(1000),
-            "monotonic"
-        );
+        assert_eq!(c.take(start + Duration::from_secs(180), t(2000)), t(1000), "monotonic");
     }
 }

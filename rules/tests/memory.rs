@@ -4,9 +4,7 @@
 
 use chrono::{Duration, TimeZone, Utc};
 use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program};
-use vitalwatch_schemas::{
-    Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource,
-};
+use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 const PATIENTS: usize = 100_000;
 const DAYS: i64 = 14;
@@ -24,10 +22,7 @@ const SCHEDULE: [(Code, i64, f64, &str); 6] = [
 #[test]
 fn memory_per_patient_with_14_days_of_history() {
     let mut engine = Engine::new(EngineSettings::default()).expect("settings");
-    let start = Utc
-        .with_ymd_and_hms(2025, 1, 1, 0, 0, 0)
-        .single()
-        .expect("valid");
+    let start = Utc.with_ymd_and_hms(2025, 1, 1, 0, 0, 0).single().expect("valid");
     let now = start + Duration::days(DAYS);
     let mut out = Vec::new();
     let template = |pid: &PatientId| Observation {
@@ -45,10 +40,7 @@ fn memory_per_patient_with_14_days_of_history() {
         msg_id: None,
         trace_id: String::new(),
     };
-    let devices: Vec<DeviceId> = SCHEDULE
-        .iter()
-        .map(|s| DeviceId::new(s.3).expect("valid"))
-        .collect();
+    let devices: Vec<DeviceId> = SCHEDULE.iter().map(|s| DeviceId::new(s.3).expect("valid")).collect();
     let mut readings = 0usize;
     for p in 0..PATIENTS {
         let pid = PatientId::new(format!("patient-{p:06}")).expect("valid");
@@ -60,9 +52,7 @@ fn memory_per_patient_with_14_days_of_history() {
         for d in 0..DAYS {
             for (i, &(code, per_day, base, _)) in SCHEDULE.iter().enumerate() {
                 for k in 0..per_day {
-                    let t = start
-                        + Duration::days(d)
-                        + Duration::minutes(7 * 60 + k * (14 * 60 / per_day) + i as i64);
+                    let t = start + Duration::days(d) + Duration::minutes(7 * 60 + k * (14 * 60 / per_day) + i as i64);
                     o.code = code;
                     o.time = t;
                     o.value = base + ((d + k + p as i64) % 5) as f64 * 0.3;
@@ -90,9 +80,5 @@ fn memory_per_patient_with_14_days_of_history() {
         out.len()
     );
     assert!(per_patient <= 2048, "{per_patient} bytes per patient");
-    assert!(
-        out.is_empty(),
-        "typical stable history raises no alert: {:?}",
-        out.first()
-    );
+    assert!(out.is_empty(), "typical stable history raises no alert: {:?}", out.first());
 }

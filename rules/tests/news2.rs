@@ -2,113 +2,47 @@
 //! and the aggregate bands of chart 2 (§3.2).
 
 use vitalwatch_rules::news2::{
-    band, score_consciousness, score_oxygen, score_pulse, score_respiratory_rate, score_spo2,
-    score_systolic, score_temperature,
+    band, score_consciousness, score_oxygen, score_pulse, score_respiratory_rate, score_spo2, score_systolic,
+    score_temperature,
 };
 use vitalwatch_rules::{Consciousness, News2Band, News2Inputs, Spo2Scale, news2_score};
 
 #[test]
 fn respiratory_rate_boundaries() {
-    for (v, s) in [
-        (8.0, 3),
-        (9.0, 1),
-        (11.0, 1),
-        (12.0, 0),
-        (20.0, 0),
-        (21.0, 2),
-        (24.0, 2),
-        (25.0, 3),
-        (0.0, 3),
-        (60.0, 3),
-    ] {
+    for (v, s) in
+        [(8.0, 3), (9.0, 1), (11.0, 1), (12.0, 0), (20.0, 0), (21.0, 2), (24.0, 2), (25.0, 3), (0.0, 3), (60.0, 3)]
+    {
         assert_eq!(score_respiratory_rate(v), s, "RR {v}");
     }
 }
 
 #[test]
 fn spo2_scale_1_boundaries() {
-    for (v, s) in [
-        (91.0, 3),
-        (92.0, 2),
-        (93.0, 2),
-        (94.0, 1),
-        (95.0, 1),
-        (96.0, 0),
-        (100.0, 0),
-        (50.0, 3),
-    ] {
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale1, false),
-            s,
-            "SpO2 {v} scale 1"
-        );
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale1, true),
-            s,
-            "scale 1 ignores oxygen for the SpO2 score"
-        );
+    for (v, s) in [(91.0, 3), (92.0, 2), (93.0, 2), (94.0, 1), (95.0, 1), (96.0, 0), (100.0, 0), (50.0, 3)] {
+        assert_eq!(score_spo2(v, Spo2Scale::Scale1, false), s, "SpO2 {v} scale 1");
+        assert_eq!(score_spo2(v, Spo2Scale::Scale1, true), s, "scale 1 ignores oxygen for the SpO2 score");
     }
 }
 
 #[test]
 fn spo2_scale_2_boundaries_on_air_and_on_oxygen() {
     // Same on air and on oxygen up to 92.
-    for (v, s) in [
-        (83.0, 3),
-        (84.0, 2),
-        (85.0, 2),
-        (86.0, 1),
-        (87.0, 1),
-        (88.0, 0),
-        (92.0, 0),
-    ] {
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale2, false),
-            s,
-            "SpO2 {v} scale 2 air"
-        );
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale2, true),
-            s,
-            "SpO2 {v} scale 2 oxygen"
-        );
+    for (v, s) in [(83.0, 3), (84.0, 2), (85.0, 2), (86.0, 1), (87.0, 1), (88.0, 0), (92.0, 0)] {
+        assert_eq!(score_spo2(v, Spo2Scale::Scale2, false), s, "SpO2 {v} scale 2 air");
+        assert_eq!(score_spo2(v, Spo2Scale::Scale2, true), s, "SpO2 {v} scale 2 oxygen");
     }
     // 92/93 on air: both 0; on oxygen 92 -> 0, 93 -> 1.
     for v in [93.0, 94.0, 95.0, 96.0, 97.0, 100.0] {
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale2, false),
-            0,
-            "SpO2 {v} scale 2 on air"
-        );
+        assert_eq!(score_spo2(v, Spo2Scale::Scale2, false), 0, "SpO2 {v} scale 2 on air");
     }
-    for (v, s) in [
-        (93.0, 1),
-        (94.0, 1),
-        (95.0, 2),
-        (96.0, 2),
-        (97.0, 3),
-        (100.0, 3),
-    ] {
-        assert_eq!(
-            score_spo2(v, Spo2Scale::Scale2, true),
-            s,
-            "SpO2 {v} scale 2 on oxygen"
-        );
+    for (v, s) in [(93.0, 1), (94.0, 1), (95.0, 2), (96.0, 2), (97.0, 3), (100.0, 3)] {
+        assert_eq!(score_spo2(v, Spo2Scale::Scale2, true), s, "SpO2 {v} scale 2 on oxygen");
     }
 }
 
 #[test]
 fn systolic_boundaries() {
-    for (v, s) in [
-        (90.0, 3),
-        (91.0, 2),
-        (100.0, 2),
-        (101.0, 1),
-        (110.0, 1),
-        (111.0, 0),
-        (219.0, 0),
-        (220.0, 3),
-    ] {
+    for (v, s) in [(90.0, 3), (91.0, 2), (100.0, 2), (101.0, 1), (110.0, 1), (111.0, 0), (219.0, 0), (220.0, 3)] {
         assert_eq!(score_systolic(v), s, "SBP {v}");
     }
 }
@@ -133,18 +67,9 @@ fn pulse_boundaries() {
 
 #[test]
 fn temperature_boundaries() {
-    for (v, s) in [
-        (35.0, 3),
-        (35.1, 1),
-        (36.0, 1),
-        (36.1, 0),
-        (38.0, 0),
-        (38.1, 1),
-        (39.0, 1),
-        (39.1, 2),
-        (42.0, 2),
-        (30.0, 3),
-    ] {
+    for (v, s) in
+        [(35.0, 3), (35.1, 1), (36.0, 1), (36.1, 0), (38.0, 0), (38.1, 1), (39.0, 1), (39.1, 2), (42.0, 2), (30.0, 3)]
+    {
         assert_eq!(score_temperature(v), s, "temperature {v}");
     }
 }
@@ -171,12 +96,7 @@ fn oxygen_and_consciousness() {
     assert_eq!(score_oxygen(false), 0);
     assert_eq!(score_oxygen(true), 2);
     assert_eq!(score_consciousness(Consciousness::Alert), 0);
-    for c in [
-        Consciousness::NewConfusion,
-        Consciousness::Voice,
-        Consciousness::Pain,
-        Consciousness::Unresponsive,
-    ] {
+    for c in [Consciousness::NewConfusion, Consciousness::Voice, Consciousness::Pain, Consciousness::Unresponsive] {
         assert_eq!(score_consciousness(c), 3);
     }
 }
@@ -204,24 +124,12 @@ fn whole_scores() {
         ..Default::default()
     };
     let n = news2_score(&normal);
-    assert_eq!(
-        (n.total, n.any_single_3, n.band, n.measured),
-        (0, false, News2Band::Low, 5)
-    );
+    assert_eq!((n.total, n.any_single_3, n.band, n.measured), (0, false, News2Band::Low, 5));
     // Home defaults: alert and on air. Oxygen adds 2.
-    let n = news2_score(&News2Inputs {
-        supplemental_oxygen: true,
-        ..normal
-    });
+    let n = news2_score(&News2Inputs { supplemental_oxygen: true, ..normal });
     assert_eq!((n.total, n.band), (2, News2Band::Low));
-    let n = news2_score(&News2Inputs {
-        consciousness: Consciousness::Voice,
-        ..normal
-    });
-    assert_eq!(
-        (n.total, n.any_single_3, n.band),
-        (3, true, News2Band::LowMedium)
-    );
+    let n = news2_score(&News2Inputs { consciousness: Consciousness::Voice, ..normal });
+    assert_eq!((n.total, n.any_single_3, n.band), (3, true, News2Band::LowMedium));
     let n = news2_score(&News2Inputs {
         respiratory_rate: Some(22.0),
         pulse: Some(112.0),
@@ -244,10 +152,6 @@ fn whole_scores() {
     let n = news2_score(&worst);
     assert_eq!((n.total, n.band), (20, News2Band::High));
     // Unmeasured and non-finite parameters score 0.
-    let n = news2_score(&News2Inputs {
-        respiratory_rate: Some(f64::NAN),
-        spo2: None,
-        ..Default::default()
-    });
+    let n = news2_score(&News2Inputs { respiratory_rate: Some(f64::NAN), spo2: None, ..Default::default() });
     assert_eq!((n.total, n.measured), (0, 0));
 }

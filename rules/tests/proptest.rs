@@ -5,40 +5,16 @@
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
 use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program, Spo2Scale};
-use vitalwatch_schemas::{
-    Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource,
-};
+use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Obs {
-        patient: u8,
-        code: u8,
-        value: f64,
-        offset_s: i64,
-        lag_s: i64,
-        device: Option<u8>,
-    },
-    Heartbeat {
-        patient: u8,
-        device: u8,
-        offset_s: i64,
-    },
-    Tick {
-        advance_s: i64,
-    },
-    Rules {
-        patient: u8,
-        program: u8,
-        scale2: bool,
-    },
-    Close {
-        patient: u8,
-        rule: u8,
-    },
-    Checkpoint {
-        patient: u8,
-    },
+    Obs { patient: u8, code: u8, value: f64, offset_s: i64, lag_s: i64, device: Option<u8> },
+    Heartbeat { patient: u8, device: u8, offset_s: i64 },
+    Tick { advance_s: i64 },
+    Rules { patient: u8, program: u8, scale2: bool },
+    Close { patient: u8, rule: u8 },
+    Checkpoint { patient: u8 },
 }
 
 fn value() -> impl Strategy<Value = f64> {
@@ -91,9 +67,7 @@ const RULE_IDS: [&str; 12] = [
 ];
 
 fn base() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0)
-        .single()
-        .expect("valid")
+    Utc.with_ymd_and_hms(2025, 3, 1, 0, 0, 0).single().expect("valid")
 }
 
 fn at(secs: i64) -> DateTime<Utc> {
@@ -102,9 +76,7 @@ fn at(secs: i64) -> DateTime<Utc> {
         i64::MIN => return DateTime::<Utc>::MIN_UTC,
         _ => {}
     }
-    base()
-        .checked_add_signed(Duration::seconds(secs))
-        .unwrap_or(base())
+    base().checked_add_signed(Duration::seconds(secs)).unwrap_or(base())
 }
 
 fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
@@ -114,26 +86,13 @@ fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
     let pid = |p: u8| PatientId::new(format!("p{p}")).expect("valid");
     for op in ops {
         match op.clone() {
-            Op::Obs {
-                patient,
-                code,
-                value,
-                offset_s,
-                lag_s,
-                device,
-            } => {
+            Op::Obs { patient, code, value, offset_s, lag_s, device } => {
                 let code = Code::ALL[usize::from(code) % Code::ALL.len()];
                 let time = at(offset_s);
-                let received_at = time
-                    .checked_add_signed(Duration::seconds(lag_s))
-                    .unwrap_or(time);
+                let received_at = time.checked_add_signed(Duration::seconds(lag_s)).unwrap_or(time);
                 now = now.max(received_at);
                 let o = Observation {
-                    id: ObservationId::compute(
-                        &format!("p{patient}"),
-                        code,
-                        time.timestamp_micros(),
-                    ),
+                    id: ObservationId::compute(&format!("p{patient}"), code, time.timestamp_micros()),
                     patient_id: pid(patient),
                     code,
                     value,
@@ -149,11 +108,7 @@ fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
                 };
                 engine.on_observation(&o, now, &mut out);
             }
-            Op::Heartbeat {
-                patient,
-                device,
-                offset_s,
-            } => {
+            Op::Heartbeat { patient, device, offset_s } => {
                 engine.on_device_status(
                     &DeviceId::new(format!("d{device}")).expect("valid"),
                     &pid(patient),
@@ -161,16 +116,10 @@ fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
                 );
             }
             Op::Tick { advance_s } => {
-                now = now
-                    .checked_add_signed(Duration::seconds(advance_s))
-                    .unwrap_or(now);
+                now = now.checked_add_signed(Duration::seconds(advance_s)).unwrap_or(now);
                 engine.tick(now, &mut out);
             }
-            Op::Rules {
-                patient,
-                program,
-                scale2,
-            } => {
+            Op::Rules { patient, program, scale2 } => {
                 let mut r = PatientRules::for_program(Program::ALL[usize::from(program) % 5]);
                 if scale2 {
                     r.spo2_scale = Spo2Scale::Scale2;
@@ -180,17 +129,13 @@ fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
                 }
             }
             Op::Close { patient, rule } => {
-                if let Ok(ev) =
-                    engine.close_episode(&pid(patient), RULE_IDS[usize::from(rule)], now)
-                {
+                if let Ok(ev) = engine.close_episode(&pid(patient), RULE_IDS[usize::from(rule)], now) {
                     out.push(ev);
                 }
             }
             Op::Checkpoint { patient } => {
                 if let Some(bytes) = engine.checkpoint(&pid(patient)) {
-                    engine
-                        .restore(&pid(patient), &bytes)
-                        .expect("own checkpoint restores");
+                    engine.restore(&pid(patient), &bytes).expect("own checkpoint restores");
                 }
             }
         }

@@ -4,8 +4,8 @@ mod common;
 
 use common::*;
 use vitalwatch_rules::{
-    Comparison, Level, ObservationOutcome, PatientRules, Persistence, Program, RejectReason,
-    Severity, Spo2Scale, ThresholdCheck, ThresholdRule,
+    Comparison, Level, ObservationOutcome, PatientRules, Persistence, Program, RejectReason, Severity, Spo2Scale,
+    ThresholdCheck, ThresholdRule,
 };
 use vitalwatch_schemas::Code;
 use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
@@ -22,12 +22,7 @@ fn sev(e: &vitalwatch_rules::AlertEvent) -> PSeverity {
 fn heart_failure_weight_gain_of_2_4_kg_in_3_days() {
     let mut s = Sim::program(P, Program::HeartFailure);
     for d in 0..9 {
-        s.read(
-            P,
-            Code::BodyWeight,
-            80.0 + if d % 2 == 0 { 0.1 } else { -0.1 },
-            t0() + days(d as f64),
-        );
+        s.read(P, Code::BodyWeight, 80.0 + if d % 2 == 0 { 0.1 } else { -0.1 }, t0() + days(d as f64));
     }
     // Then +0.7, +0.8 and +0.9 kg a day from 80.0: +2.4 kg in 3 days.
     s.read(P, Code::BodyWeight, 80.0, t0() + days(9.0));
@@ -46,34 +41,19 @@ fn heart_failure_weight_gain_of_2_4_kg_in_3_days() {
     assert_eq!(e.rule_kind, "trend");
     assert_eq!(e.program, "heart_failure");
     assert_eq!(e.code, "29463-7");
-    assert_eq!(
-        e.reading_time_unix_micros,
-        (t0() + days(12.0) + hours(1.0)).timestamp_micros()
-    );
+    assert_eq!(e.reading_time_unix_micros, (t0() + days(12.0) + hours(1.0)).timestamp_micros());
     let values: Vec<f64> = e.readings.iter().map(|r| r.value).collect();
-    assert_eq!(
-        values,
-        vec![80.0, 80.7, 81.5, 82.4],
-        "evidence: the window's readings"
-    );
-    assert!(
-        e.readings
-            .iter()
-            .all(|r| r.unit == "kg" && r.observation_id.len() == 32)
-    );
+    assert_eq!(values, vec![80.0, 80.7, 81.5, 82.4], "evidence: the window's readings");
+    assert!(e.readings.iter().all(|r| r.unit == "kg" && r.observation_id.len() == 32));
     let last = e.readings.last().expect("evidence");
     assert_eq!(
         last.observation_id,
-        vitalwatch_schemas::ObservationId::compute(P, Code::BodyWeight, last.time_unix_micros)
-            .to_hex()
+        vitalwatch_schemas::ObservationId::compute(P, Code::BodyWeight, last.time_unix_micros).to_hex()
     );
     assert!(e.summary.contains("+2.4 kg in 3 days"), "{}", e.summary);
     assert!(e.summary.contains("threshold 2 kg"), "{}", e.summary);
     assert!(!e.summary.contains(P), "no patient id in the summary");
-    assert_eq!(
-        e.trace_id,
-        format!("trace-{}", (t0() + days(12.0) + hours(1.0)).timestamp())
-    );
+    assert_eq!(e.trace_id, format!("trace-{}", (t0() + days(12.0) + hours(1.0)).timestamp()));
     // The 1-day rule (1.36 kg) did not fire: at most +0.9 kg a day.
     assert!(s.of_rule("hf.weight_gain_1d").is_empty());
 }
@@ -110,12 +90,7 @@ fn diabetic_hypoglycaemia_at_52_is_level_2() {
     let mut s = Sim::program(P, Program::Diabetes);
     let mut t = t0();
     for i in 0..12 {
-        s.read(
-            P,
-            Code::BloodGlucose,
-            [110.0, 145.0, 128.0, 160.0][i % 4],
-            t,
-        );
+        s.read(P, Code::BloodGlucose, [110.0, 145.0, 128.0, 160.0][i % 4], t);
         t += hours(6.0);
     }
     s.read(P, Code::BloodGlucose, 52.0, t);
@@ -134,11 +109,7 @@ fn hypertensive_crisis_185_over_125_is_critical_and_alerts_once() {
     s.bp(P, 135.0, 85.0, t0());
     s.bp(P, 185.0, 125.0, t0() + hours(12.0));
     let ev = s.of_rule("threshold.bp.crisis");
-    assert_eq!(
-        ev.len(),
-        1,
-        "one episode for the systolic and diastolic of one reading"
-    );
+    assert_eq!(ev.len(), 1, "one episode for the systolic and diastolic of one reading");
     assert_eq!(sev(ev[0]), PSeverity::Critical);
     assert_eq!(ev[0].threshold, Some(180.0));
     assert!(ev[0].summary.contains("185 mmHg"), "{}", ev[0].summary);
@@ -147,17 +118,10 @@ fn hypertensive_crisis_185_over_125_is_critical_and_alerts_once() {
     s.bp(P, 150.0, 105.0, t0() + hours(13.0));
     assert_eq!(s.kinds("threshold.bp.crisis"), vec![AlertEventKind::Opened]);
     s.bp(P, 150.0, 95.0, t0() + hours(14.0));
-    assert_eq!(
-        s.kinds("threshold.bp.crisis"),
-        vec![AlertEventKind::Opened, AlertEventKind::Resolved]
-    );
+    assert_eq!(s.kinds("threshold.bp.crisis"), vec![AlertEventKind::Opened, AlertEventKind::Resolved]);
     let r = s.of_rule("threshold.bp.crisis")[1];
     assert_eq!(r.episode_id, opened_episode);
-    assert_eq!(
-        r.readings.len(),
-        2,
-        "systolic and diastolic of the clearing reading"
-    );
+    assert_eq!(r.readings.len(), 2, "systolic and diastolic of the clearing reading");
 }
 
 #[test]
@@ -179,23 +143,12 @@ fn patient_who_stops_weighing_himself() {
     let ev = s.of_rule("missing.body_weight");
     assert_eq!(ev.len(), 1, "{:#?}", s.events);
     assert_eq!(ev[0].rule_kind, "missing");
-    assert!(
-        ev[0].summary.contains("patient did not measure"),
-        "{}",
-        ev[0].summary
-    );
-    assert_eq!(
-        ev[0].reading_time_unix_micros,
-        (last + hours(36.0)).timestamp_micros(),
-        "due time"
-    );
+    assert!(ev[0].summary.contains("patient did not measure"), "{}", ev[0].summary);
+    assert_eq!(ev[0].reading_time_unix_micros, (last + hours(36.0)).timestamp_micros(), "due time");
     assert_eq!(ev[0].readings.len(), 1, "last weight as evidence");
     // Weighing again resolves it.
     s.read_dev(P, Code::BodyWeight, 80.2, now, "scale-1");
-    assert_eq!(
-        s.kinds("missing.body_weight"),
-        vec![AlertEventKind::Opened, AlertEventKind::Resolved]
-    );
+    assert_eq!(s.kinds("missing.body_weight"), vec![AlertEventKind::Opened, AlertEventKind::Resolved]);
 }
 
 #[test]
@@ -204,8 +157,7 @@ fn device_that_goes_offline_is_device_silent() {
     let mut t = t0();
     for _ in 0..5 {
         s.read_dev(P, Code::BodyWeight, 80.0, t, "scale-1");
-        s.engine
-            .on_device_status(&dev("scale-1"), &pid(P), t + hours(1.0));
+        s.engine.on_device_status(&dev("scale-1"), &pid(P), t + hours(1.0));
         t += days(1.0);
     }
     let mut now = t;
@@ -245,29 +197,17 @@ fn stable_patient_over_30_days_never_alerts() {
     let mut rng = Lcg(7);
     for d in 0..30 {
         let day = t0() + days(d as f64);
-        s.read_dev(
-            P,
-            Code::BodyWeight,
-            80.0 + rng.range(-0.3, 0.3),
-            day,
-            "scale-1",
-        );
+        s.read_dev(P, Code::BodyWeight, 80.0 + rng.range(-0.3, 0.3), day, "scale-1");
         for h in [0.5, 12.5] {
             let t = day + hours(h);
             s.read(P, Code::Systolic, rng.range(118.0, 132.0), t);
             s.read(P, Code::Diastolic, rng.range(72.0, 84.0), t);
             s.read(P, Code::HeartRate, rng.range(62.0, 78.0), t);
             s.read(P, Code::Spo2, rng.range(96.0, 98.0), t + hours(0.1));
-            s.read(
-                P,
-                Code::BodyTemperature,
-                rng.range(36.5, 37.1),
-                t + hours(0.2),
-            );
+            s.read(P, Code::BodyTemperature, rng.range(36.5, 37.1), t + hours(0.2));
         }
         for h in 0..24 {
-            s.engine
-                .on_device_status(&dev("scale-1"), &pid(P), day + hours(h as f64));
+            s.engine.on_device_status(&dev("scale-1"), &pid(P), day + hours(h as f64));
             s.tick(day + hours(h as f64 + 0.9));
         }
     }
@@ -282,20 +222,10 @@ fn noisy_but_normal_values_do_not_alert() {
         let mut t = t0();
         for _ in 0..(30 * 4) {
             s.read(P, Code::BloodGlucose, rng.range(75.0, 240.0), t);
-            s.bp(
-                P,
-                rng.range(105.0, 150.0),
-                rng.range(60.0, 95.0),
-                t + hours(0.1),
-            );
+            s.bp(P, rng.range(105.0, 150.0), rng.range(60.0, 95.0), t + hours(0.1));
             s.read(P, Code::HeartRate, rng.range(52.0, 105.0), t + hours(0.1));
             s.read(P, Code::Spo2, rng.range(93.5, 99.0), t + hours(0.2));
-            s.read(
-                P,
-                Code::BodyTemperature,
-                rng.range(36.1, 37.6),
-                t + hours(0.3),
-            );
+            s.read(P, Code::BodyTemperature, rng.range(36.1, 37.6), t + hours(0.3));
             t += hours(6.0);
             s.tick(t);
         }
@@ -311,11 +241,7 @@ fn late_backfill_updates_history_but_never_alerts() {
         let t = now - hours(6.0 * (7 - i) as f64);
         s.read(P, Code::BloodGlucose, 120.0, t);
     }
-    let before = s
-        .engine
-        .patient_state(&pid(P))
-        .expect("known")
-        .reading_count();
+    let before = s.engine.patient_state(&pid(P)).expect("known").reading_count();
     // A glucometer uploads a whole day of old readings (3 days ago), one of them
     // a severe hypoglycaemia, and an old SpO2 of 85 %.
     let day = now - days(3.0);
@@ -326,20 +252,14 @@ fn late_backfill_updates_history_but_never_alerts() {
     }
     let o = obs(P, Code::Spo2, 85.0, day + hours(1.0));
     outcomes.push(s.engine.on_observation(&o, now, &mut s.events));
-    assert!(
-        outcomes.iter().all(|o| *o == ObservationOutcome::Late),
-        "{outcomes:?}"
-    );
+    assert!(outcomes.iter().all(|o| *o == ObservationOutcome::Late), "{outcomes:?}");
     assert!(s.events.is_empty(), "{:#?}", s.events);
     let state = s.engine.patient_state(&pid(P)).expect("known");
     assert_eq!(state.reading_count(), before + 5, "history updated");
     // A reading older than now - max_alert_age is stale even when it is the newest.
     let mut s2 = Sim::program("p-002", Program::Diabetes);
     let o = obs("p-002", Code::BloodGlucose, 40.0, now - hours(7.0));
-    assert_eq!(
-        s2.engine.on_observation(&o, now, &mut s2.events),
-        ObservationOutcome::Late
-    );
+    assert_eq!(s2.engine.on_observation(&o, now, &mut s2.events), ObservationOutcome::Late);
     assert!(s2.events.is_empty());
 }
 
@@ -349,19 +269,9 @@ fn out_of_order_reading_within_lateness_is_evaluated_in_time_order() {
     s.read(P, Code::BloodGlucose, 120.0, t0() + hours(1.0));
     // Arrives after the 09:00 reading but was taken at 08:30: within the 1 h lateness.
     let o = obs(P, Code::BloodGlucose, 60.0, t0() + hours(0.5));
-    assert_eq!(
-        s.engine
-            .on_observation(&o, t0() + hours(1.1), &mut s.events),
-        ObservationOutcome::Evaluated
-    );
-    assert_eq!(
-        s.kinds("threshold.glucose.low"),
-        vec![AlertEventKind::Opened]
-    );
-    assert_eq!(
-        s.events[0].reading_time_unix_micros,
-        (t0() + hours(0.5)).timestamp_micros()
-    );
+    assert_eq!(s.engine.on_observation(&o, t0() + hours(1.1), &mut s.events), ObservationOutcome::Evaluated);
+    assert_eq!(s.kinds("threshold.glucose.low"), vec![AlertEventKind::Opened]);
+    assert_eq!(s.events[0].reading_time_unix_micros, (t0() + hours(0.5)).timestamp_micros());
 }
 
 fn sustained_spo2(p: Persistence) -> PatientRules {
@@ -371,10 +281,7 @@ fn sustained_spo2(p: Persistence) -> PatientRules {
         checks: vec![ThresholdCheck {
             code: Code::Spo2,
             op: Comparison::Lt,
-            levels: vec![Level {
-                severity: Severity::High,
-                value: 90.0,
-            }],
+            levels: vec![Level { severity: Severity::High, value: 90.0 }],
             clear: 92.0,
         }],
         persistence: p,
@@ -385,10 +292,7 @@ fn sustained_spo2(p: Persistence) -> PatientRules {
 
 #[test]
 fn single_outlier_under_a_sustained_rule_does_not_alert() {
-    for p in [
-        Persistence::Consecutive { readings: 2 },
-        Persistence::Sustained { minutes: 30 },
-    ] {
+    for p in [Persistence::Consecutive { readings: 2 }, Persistence::Sustained { minutes: 30 }] {
         let mut s = Sim::with(P, sustained_spo2(p));
         s.read(P, Code::Spo2, 96.0, t0());
         s.read(P, Code::Spo2, 84.0, t0() + hours(0.25));
@@ -401,10 +305,7 @@ fn single_outlier_under_a_sustained_rule_does_not_alert() {
         s.read(P, Code::Spo2, 88.0, t0() + hours(2.6));
         let ev = s.of_rule("threshold.spo2.low");
         assert_eq!(ev.len(), 1, "{p:?}");
-        assert!(
-            ev[0].readings.len() >= 2,
-            "the sustained readings are evidence"
-        );
+        assert!(ev[0].readings.len() >= 2, "the sustained readings are evidence");
     }
 }
 
@@ -432,14 +333,8 @@ fn scale_2_patient_is_not_alerted_inside_the_88_92_target() {
 #[test]
 fn duplicates_and_future_readings_are_ignored() {
     let mut s = Sim::program(P, Program::Diabetes);
-    assert_eq!(
-        s.read(P, Code::BloodGlucose, 50.0, t0()),
-        ObservationOutcome::Evaluated
-    );
-    assert_eq!(
-        s.read(P, Code::BloodGlucose, 50.0, t0()),
-        ObservationOutcome::Duplicate
-    );
+    assert_eq!(s.read(P, Code::BloodGlucose, 50.0, t0()), ObservationOutcome::Evaluated);
+    assert_eq!(s.read(P, Code::BloodGlucose, 50.0, t0()), ObservationOutcome::Duplicate);
     assert_eq!(s.events.len(), 1);
     let o = obs(P, Code::BloodGlucose, 40.0, t0() + days(400.0));
     assert_eq!(
@@ -449,8 +344,7 @@ fn duplicates_and_future_readings_are_ignored() {
     let mut o = obs(P, Code::BloodGlucose, 40.0, t0() + hours(1.0));
     o.value = f64::NAN;
     assert_eq!(
-        s.engine
-            .on_observation(&o, t0() + hours(1.0), &mut s.events),
+        s.engine.on_observation(&o, t0() + hours(1.0), &mut s.events),
         ObservationOutcome::Rejected(RejectReason::NonFiniteValue)
     );
     assert_eq!(s.events.len(), 1);

@@ -19,4 +19,4 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/vitalwatch.v1.rs"));
 }
 
-pub use domain::{Code, Observation, ObservationId, PatientId, DeviceId, Source, TimeSource, VitalKind};
+pub use domain::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource, VitalKind};

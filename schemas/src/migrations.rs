@@ -17,19 +17,64 @@ pub struct Migration {
 
 /// PostgreSQL / TimescaleDB migrations, in order.
 pub const POSTGRES: &[Migration] = &[
-    Migration { version: 1, name: "registry", sql: include_str!("../migrations/postgres/0001_registry.sql"), timescale_only: false },
-    Migration { version: 2, name: "observations", sql: include_str!("../migrations/postgres/0002_observations.sql"), timescale_only: false },
-    Migration { version: 3, name: "timescale_hypertable", sql: include_str!("../migrations/postgres/timescale_0001_hypertable.sql"), timescale_only: true },
-    Migration { version: 4, name: "aggregates_plain", sql: include_str!("../migrations/postgres/0003_aggregates_plain.sql"), timescale_only: false },
-    Migration { version: 5, name: "rules", sql: include_str!("../migrations/postgres/0005_rules.sql"), timescale_only: false },
-    Migration { version: 10, name: "alerting", sql: include_str!("../migrations/postgres/0010_alerting.sql"), timescale_only: false },
+    Migration {
+        version: 1,
+        name: "registry",
+        sql: include_str!("../migrations/postgres/0001_registry.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 2,
+        name: "observations",
+        sql: include_str!("../migrations/postgres/0002_observations.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 3,
+        name: "timescale_hypertable",
+        sql: include_str!("../migrations/postgres/timescale_0001_hypertable.sql"),
+        timescale_only: true,
+    },
+    Migration {
+        version: 4,
+        name: "aggregates_plain",
+        sql: include_str!("../migrations/postgres/0003_aggregates_plain.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 5,
+        name: "rules",
+        sql: include_str!("../migrations/postgres/0005_rules.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 10,
+        name: "alerting",
+        sql: include_str!("../migrations/postgres/0010_alerting.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
 pub const SQLITE: &[Migration] = &[
-    Migration { version: 1, name: "init", sql: include_str!("../migrations/sqlite/0001_init.sql"), timescale_only: false },
-    Migration { version: 5, name: "rules", sql: include_str!("../migrations/sqlite/0005_rules.sql"), timescale_only: false },
-    Migration { version: 10, name: "alerting", sql: include_str!("../migrations/sqlite/0010_alerting.sql"), timescale_only: false },
+    Migration {
+        version: 1,
+        name: "init",
+        sql: include_str!("../migrations/sqlite/0001_init.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 5,
+        name: "rules",
+        sql: include_str!("../migrations/sqlite/0005_rules.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 10,
+        name: "alerting",
+        sql: include_str!("../migrations/sqlite/0010_alerting.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// Splits a TimescaleDB-only migration into its statements (one per line that

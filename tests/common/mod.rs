@@ -106,7 +106,8 @@ pub fn free_port() -> u16 {
 
 /// Creates a fresh database on the PostgreSQL server and returns its URL.
 pub async fn fresh_database(server_url: &str, name: &str) -> String {
-    let (client, conn) = tokio_postgres::connect(server_url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
+    let (client, conn) =
+        tokio_postgres::connect(server_url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
     tokio::spawn(conn);
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
     let base = server_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(server_url);

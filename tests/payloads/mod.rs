@@ -93,7 +93,10 @@ impl TestReading {
                 } else {
                     serde_json::json!({"type": ty, "time": rfc3339(t), "unit": unit, "value": v[0]})
                 };
-                serde_json::to_vec(&serde_json::json!({"msg_id": format!("m-{}", t.timestamp_micros()), "readings": [r]})).unwrap()
+                serde_json::to_vec(
+                    &serde_json::json!({"msg_id": format!("m-{}", t.timestamp_micros()), "readings": [r]}),
+                )
+                .unwrap()
             }
             "senml" => {
                 // Whole seconds: exact in a JSON number.
@@ -110,7 +113,8 @@ impl TestReading {
             }
             "fhir" => {
                 let code = |c: &str| serde_json::json!({"coding": [{"system": "http://loinc.org", "code": c}]});
-                let q = |x: f64, u: &str| serde_json::json!({"value": x, "system": "http://unitsofmeasure.org", "code": u});
+                let q =
+                    |x: f64, u: &str| serde_json::json!({"value": x, "system": "http://unitsofmeasure.org", "code": u});
                 let loinc = match ty {
                     "body_weight" => "29463-7",
                     "blood_pressure" => "85354-9",
@@ -137,7 +141,12 @@ impl TestReading {
                     "body_temperature" => ReadingType::BodyTemperature,
                     _ => ReadingType::BloodGlucose,
                 };
-                let mut r = Reading { r#type: ty as i32, time_unix_micros: t.timestamp_micros(), unit: unit.into(), ..Default::default() };
+                let mut r = Reading {
+                    r#type: ty as i32,
+                    time_unix_micros: t.timestamp_micros(),
+                    unit: unit.into(),
+                    ..Default::default()
+                };
                 if v.len() == 3 {
                     (r.systolic, r.diastolic, r.pulse) = (Some(v[0]), Some(v[1]), Some(v[2]));
                 } else {

@@ -10,7 +10,9 @@ use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 pub async fn start(listen: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
     // Fail early with a clear message if the port is taken.
     drop(std::net::TcpListener::bind(listen).map_err(|e| {
-        anyhow::anyhow!("cannot listen on {listen} for the embedded MQTT broker: {e} (choose another with --mqtt-listen)")
+        anyhow::anyhow!(
+            "cannot listen on {listen} for the embedded MQTT broker: {e} (choose another with --mqtt-listen)"
+        )
     })?);
     let server = ServerSettings {
         name: "v4".into(),

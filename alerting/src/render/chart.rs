@@ -16,16 +16,8 @@ const FONT: &str = "vw-dejavu-sans";
 
 fn ensure_font() -> Result<(), RenderError> {
     static REGISTERED: OnceLock<bool> = OnceLock::new();
-    let ok = *REGISTERED.get_or_init(|| {
-        plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok()
-    });
-    if ok {
-        Ok(())
-    } else {
-        Err(RenderError::Chart(
-            "embedded font could not be loaded".into(),
-        ))
-    }
+    let ok = *REGISTERED.get_or_init(|| plotters::style::register_font(FONT, FontStyle::Normal, FONT_BYTES).is_ok());
+    if ok { Ok(()) } else { Err(RenderError::Chart("embedded font could not be loaded".into())) }
 }
 
 /// The data of one chart.
@@ -67,15 +59,9 @@ fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, RenderError> {
     enc.set_color(png::ColorType::Rgb);
     enc.set_depth(png::BitDepth::Eight);
     enc.set_compression(png::Compression::Fast);
-    let mut writer = enc
-        .write_header()
-        .map_err(|e| RenderError::Chart(e.to_string()))?;
-    writer
-        .write_image_data(rgb)
-        .map_err(|e| RenderError::Chart(e.to_string()))?;
-    writer
-        .finish()
-        .map_err(|e| RenderError::Chart(e.to_string()))?;
+    let mut writer = enc.write_header().map_err(|e| RenderError::Chart(e.to_string()))?;
+    writer.write_image_data(rgb).map_err(|e| RenderError::Chart(e.to_string()))?;
+    writer.finish().map_err(|e| RenderError::Chart(e.to_string()))?;
     Ok(out)
 }
 
@@ -95,20 +81,11 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
     pts.sort_by(|a, b| a.0.total_cmp(&b.0));
 
     let mut ys: Vec<f64> = pts.iter().map(|p| p.1).collect();
-    ys.extend(
-        data.threshold
-            .iter()
-            .chain(data.baseline.iter())
-            .filter(|v| v.is_finite()),
-    );
+    ys.extend(data.threshold.iter().chain(data.baseline.iter()).filter(|v| v.is_finite()));
     if let Some((_, v)) = data.highlight.filter(|(_, v)| v.is_finite()) {
         ys.push(v);
     }
-    let (mut lo, mut hi) = ys
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| {
-            (l.min(*v), h.max(*v))
-        });
+    let (mut lo, mut hi) = ys.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), v| (l.min(*v), h.max(*v)));
     if !lo.is_finite() || !hi.is_finite() {
         (lo, hi) = (0.0, 1.0);
     }
@@ -144,22 +121,14 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
     if let Some(t) = data.threshold.filter(|v| v.is_finite()) {
         let red = RGBColor(200, 30, 30);
         chart
-            .draw_series(DashedLineSeries::new(
-                vec![(-days, t), (0.0, t)],
-                8,
-                5,
-                red.stroke_width(2),
-            ))?
+            .draw_series(DashedLineSeries::new(vec![(-days, t), (0.0, t)], 8, 5, red.stroke_width(2)))?
             .label(format!("threshold {}", super::format_value(t)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(2)));
     }
     if let Some(b) = data.baseline.filter(|v| v.is_finite()) {
         let grey = RGBColor(120, 120, 120);
         chart
-            .draw_series(LineSeries::new(
-                vec![(-days, b), (0.0, b)],
-                grey.stroke_width(1),
-            ))?
+            .draw_series(LineSeries::new(vec![(-days, b), (0.0, b)], grey.stroke_width(1)))?
             .label(format!("baseline {}", super::format_value(b)))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey));
     }
@@ -168,11 +137,7 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
     chart.draw_series(pts.iter().map(|p| Circle::new(*p, 2, blue.filled())))?;
     if let Some((t, v)) = data.highlight.filter(|(_, v)| v.is_finite()) {
         let x = x_of(t).clamp(-days, 0.0);
-        chart.draw_series(std::iter::once(Circle::new(
-            (x, v),
-            5,
-            RGBColor(200, 30, 30).filled(),
-        )))?;
+        chart.draw_series(std::iter::once(Circle::new((x, v), 5, RGBColor(200, 30, 30).filled())))?;
     }
     if pts.is_empty() {
         root.draw(&Text::new(

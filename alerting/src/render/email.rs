@@ -63,32 +63,22 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     let d = &ep.details;
     let tz = input.recipient.time_zone.tz();
     let patient = ep.patient_id.as_str();
-    let vital = d
-        .code
-        .map(|c| c.display())
-        .unwrap_or("multi-parameter score");
+    let vital = d.code.map(|c| c.display()).unwrap_or("multi-parameter score");
     let sev = n.severity.label();
     let nonce = n.key.digest_hex();
     let message_id = format!("{nonce}@{}", input.id_domain);
     let chart_cid = format!("chart-{nonce}@{}", input.id_domain);
 
     let (kind, intro) = match n.step {
-        Step::Page { index: 0, .. } => (
-            sev.to_string(),
-            "A new alert needs your attention.".to_string(),
-        ),
+        Step::Page { index: 0, .. } => (sev.to_string(), "A new alert needs your attention.".to_string()),
         Step::Page { .. } => (
             format!("{sev} (escalated)"),
             "This alert was not acknowledged in time and is escalated to you.".to_string(),
         ),
-        Step::Reminder { number, .. } => (
-            format!("REMINDER {sev}"),
-            format!("Reminder {number}: this alert is still not acknowledged."),
-        ),
-        Step::Resolved => (
-            "RESOLVED".to_string(),
-            "This alert is resolved: no action is needed.".to_string(),
-        ),
+        Step::Reminder { number, .. } => {
+            (format!("REMINDER {sev}"), format!("Reminder {number}: this alert is still not acknowledged."))
+        }
+        Step::Resolved => ("RESOLVED".to_string(), "This alert is resolved: no action is needed.".to_string()),
     };
     let value = d.value.map(|v| format_quantity(v, &d.unit));
     let subject = match &value {
@@ -111,10 +101,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     if let Some(v) = &value {
         rows.push(("Value", v.clone()));
     }
-    rows.push((
-        "Measured at",
-        format!("{} ({})", format_local_time(d.reading_time, tz), tz.name()),
-    ));
+    rows.push(("Measured at", format!("{} ({})", format_local_time(d.reading_time, tz), tz.name())));
     if let Some(t) = d.threshold {
         rows.push(("Threshold crossed", format_quantity(t, &d.unit)));
     }
@@ -207,10 +194,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     }
     html.push_str("</table>");
     if let Some(note) = &late_note {
-        html.push_str(&format!(
-            "<p style=\"color:#a15c00\">{}</p>",
-            escape_html(note)
-        ));
+        html.push_str(&format!("<p style=\"color:#a15c00\">{}</p>", escape_html(note)));
     }
     if chart_png.is_some() {
         html.push_str(&format!(
@@ -239,14 +223,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
         escape_html(FOOTER_FR)
     ));
 
-    Ok(RenderedEmail {
-        subject,
-        text,
-        html,
-        chart_png,
-        chart_cid,
-        message_id,
-    })
+    Ok(RenderedEmail { subject, text, html, chart_png, chart_cid, message_id })
 }
 
 /// Renders a digest of folded low-severity alerts.
@@ -257,9 +234,7 @@ pub fn render_digest_email(
     id_domain: &str,
 ) -> RenderedEmail {
     let tz = recipient.time_zone.tz();
-    let nonce = crate::notification::hex(
-        &<sha2::Sha256 as sha2::Digest>::digest(digest_key.as_bytes())[..16],
-    );
+    let nonce = crate::notification::hex(&<sha2::Sha256 as sha2::Digest>::digest(digest_key.as_bytes())[..16]);
     let subject = format!("[vitalwatch] Digest - {} alert(s)", entries.len());
     let mut text = format!(
         "Dear {},\n\nThese alerts were grouped because of your hourly notification limit, or because they are informational:\n\n",
@@ -271,14 +246,8 @@ pub fn render_digest_email(
         escape_html(&recipient.name)
     );
     for e in entries {
-        let vital = e
-            .code
-            .map(|c| c.display())
-            .unwrap_or("multi-parameter score");
-        let value = e
-            .value
-            .map(|v| format!(" {}", format_quantity(v, &e.unit)))
-            .unwrap_or_default();
+        let vital = e.code.map(|c| c.display()).unwrap_or("multi-parameter score");
+        let value = e.value.map(|v| format!(" {}", format_quantity(v, &e.unit))).unwrap_or_default();
         let line = format!(
             "{} - patient {} - {vital}{value} - measured {} - {}",
             e.severity.label(),
@@ -309,17 +278,9 @@ impl RenderedEmail {
     /// Assembles the MIME message: `multipart/related` { `multipart/alternative`
     /// { text/plain, text/html }, image/png (inline, Content-ID) }, or just the
     /// alternative part when there is no chart. `date` is the message date.
-    pub fn to_message(
-        &self,
-        from: &Mailbox,
-        to: &Physician,
-        date: DateTime<Utc>,
-    ) -> Result<Message, RenderError> {
-        let address = to
-            .email
-            .as_str()
-            .parse()
-            .map_err(|e: lettre::address::AddressError| RenderError::Email(e.to_string()))?;
+    pub fn to_message(&self, from: &Mailbox, to: &Physician, date: DateTime<Utc>) -> Result<Message, RenderError> {
+        let address =
+            to.email.as_str().parse().map_err(|e: lettre::address::AddressError| RenderError::Email(e.to_string()))?;
         let to_box = Mailbox::new(Some(to.name.clone()), address);
         let alternative = MultiPart::alternative_plain_html(self.text.clone(), self.html.clone());
         let builder = Message::builder()
@@ -330,16 +291,9 @@ impl RenderedEmail {
             .date(SystemTime::from(date));
         let result = match &self.chart_png {
             Some(png) => {
-                let image = Attachment::new_inline(self.chart_cid.clone()).body(
-                    png.clone(),
-                    ContentType::parse("image/png")
-                        .map_err(|e| RenderError::Email(e.to_string()))?,
-                );
-                builder.multipart(
-                    MultiPart::related()
-                        .multipart(alternative)
-                        .singlepart(image),
-                )
+                let image = Attachment::new_inline(self.chart_cid.clone())
+                    .body(png.clone(), ContentType::parse("image/png").map_err(|e| RenderError::Email(e.to_string()))?);
+                builder.multipart(MultiPart::related().multipart(alternative).singlepart(image))
             }
             None => builder.multipart(alternative),
         };

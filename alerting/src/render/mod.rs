@@ -36,28 +36,18 @@ pub fn format_value(v: f64) -> String {
     if !v.is_finite() {
         return "?".to_string();
     }
-    if (v - v.round()).abs() < 1e-9 {
-        format!("{}", v.round() as i64)
-    } else {
-        format!("{v:.1}")
-    }
+    if (v - v.round()).abs() < 1e-9 { format!("{}", v.round() as i64) } else { format!("{v:.1}") }
 }
 
 /// A value and its unit, `88 %`, `142 mmHg`, `38.9 °C`.
 pub fn format_quantity(v: f64, ucum: &str) -> String {
     let unit = display_unit(ucum);
-    if unit.is_empty() {
-        format_value(v)
-    } else {
-        format!("{} {unit}", format_value(v))
-    }
+    if unit.is_empty() { format_value(v) } else { format!("{} {unit}", format_value(v)) }
 }
 
 /// `Tue 26 Nov 2026 14:02 CET` in the given zone.
 pub fn format_local_time(t: DateTime<Utc>, tz: Tz) -> String {
-    t.with_timezone(&tz)
-        .format("%a %d %b %Y %H:%M %Z")
-        .to_string()
+    t.with_timezone(&tz).format("%a %d %b %Y %H:%M %Z").to_string()
 }
 
 /// Escapes text for HTML element content and attribute values.

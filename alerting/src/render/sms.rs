@@ -16,14 +16,11 @@ pub const SEGMENT_LEN: usize = 160;
 /// Whether a character is in the GSM 03.38 basic character set (extension
 /// characters count double and are avoided).
 pub fn is_gsm7(c: char) -> bool {
-    c.is_ascii_alphanumeric()
-        || " \n\r@$_!\"#%&'()*+,-./:;<=>?£¥èéùìòÇØøÅåÄÖÑÜ§¿äöñüàΔΦΓΛΩΠΨΣΘΞÆæßÉ¡¤".contains(c)
+    c.is_ascii_alphanumeric() || " \n\r@$_!\"#%&'()*+,-./:;<=>?£¥èéùìòÇØøÅåÄÖÑÜ§¿äöñüàΔΦΓΛΩΠΨΣΘΞÆæßÉ¡¤".contains(c)
 }
 
 fn gsm7(s: &str) -> String {
-    s.chars()
-        .map(|c| if is_gsm7(c) { c } else { '?' })
-        .collect()
+    s.chars().map(|c| if is_gsm7(c) { c } else { '?' }).collect()
 }
 
 fn sms_unit(ucum: &str) -> &str {
@@ -48,15 +45,10 @@ pub fn render_sms(
     }
     let d = &episode.details;
     let patient = episode.patient_id.as_str();
-    let vital = d
-        .code
-        .map(|c| c.display())
-        .unwrap_or("multi-parameter score");
+    let vital = d.code.map(|c| c.display()).unwrap_or("multi-parameter score");
     let sev = notification.severity.label();
     if notification.step == Step::Resolved {
-        let body = format!(
-            "vitalwatch RESOLVED: patient {patient}, {vital} alert cleared. No action needed."
-        );
+        let body = format!("vitalwatch RESOLVED: patient {patient}, {vital} alert cleared. No action needed.");
         return Ok(fit(vec![gsm7(&body)]));
     }
     let code = ack_code.ok_or(RenderError::Recipient("pages need an acknowledgment code"))?;
@@ -66,22 +58,13 @@ pub fn render_sms(
         _ => format!("vitalwatch {sev}"),
     };
     let tz = recipient.time_zone.tz();
-    let value = d
-        .value
-        .map(|v| format!(" {}{}", format_value(v), sms_unit(&d.unit)))
-        .unwrap_or_default();
+    let value = d.value.map(|v| format!(" {}{}", format_value(v), sms_unit(&d.unit))).unwrap_or_default();
     let limit = d
         .threshold
         .map(|t| format!(" (limit {})", format_value(t)))
-        .or_else(|| {
-            d.baseline
-                .map(|b| format!(" (baseline {})", format_value(b)))
-        })
+        .or_else(|| d.baseline.map(|b| format!(" (baseline {})", format_value(b))))
         .unwrap_or_default();
-    let when = format!(
-        " at {}",
-        d.reading_time.with_timezone(&tz).format("%d/%m %H:%M")
-    );
+    let when = format!(" at {}", d.reading_time.with_timezone(&tz).format("%d/%m %H:%M"));
     let tail = format!(". Reply ACK {code}");
     // Most important first; optional parts are dropped until it fits.
     Ok(fit(vec![
@@ -113,12 +96,7 @@ fn fit(parts: Vec<String>) -> String {
         s.push_str(&parts[2]);
         s
     };
-    for (vital, limit, when) in [
-        (true, true, true),
-        (true, false, true),
-        (true, false, false),
-        (false, false, false),
-    ] {
+    for (vital, limit, when) in [(true, true, true), (true, false, true), (true, false, false), (false, false, false)] {
         let s = assemble(vital, limit, when);
         if s.chars().count() <= SEGMENT_LEN {
             return s;

@@ -36,8 +36,7 @@ impl OffsetClock {
 
     /// Moves the clock forward by `by`.
     pub fn advance(&self, by: Duration) {
-        self.offset_ms
-            .fetch_add(by.num_milliseconds(), Ordering::SeqCst);
+        self.offset_ms.fetch_add(by.num_milliseconds(), Ordering::SeqCst);
     }
 }
 

@@ -32,10 +32,7 @@ pub enum EventError {
 pub async fn handle_event(a: &Alerting, event: AlertEvent) -> Result<Applied, EventError> {
     let episode = EpisodeId::new(event.episode_id.clone())?;
     let now = a.clock.now();
-    let applied = a
-        .store
-        .transition(&episode, Action::Event(Box::new(event)), &a.options, now)
-        .await?;
+    let applied = a.store.transition(&episode, Action::Event(Box::new(event)), &a.options, now).await?;
     tracing::debug!(episode = %episode, queued = applied.outbox.len(), "alert event applied");
     Ok(applied)
 }
@@ -54,9 +51,7 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
     loop {
         match handle_event(a, event.clone()).await {
             Ok(_) => return true,
-            Err(EventError::Store(e))
-                if e.is_transient() || matches!(e, StoreError::Permanent(_)) =>
-            {
+            Err(EventError::Store(e)) if e.is_transient() || matches!(e, StoreError::Permanent(_)) => {
                 // Never drop an alert because the database is away: retry
                 // (the consumer lag shows the stall).
                 tracing::warn!(message = "Alert event not stored yet; retrying.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
@@ -78,11 +73,7 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
 }
 
 /// Consumes until `shutdown`.
-pub async fn run(
-    a: &Alerting,
-    consumer: &mut dyn Consumer,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<()> {
+pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &CancellationToken) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
         let batch = tokio::select! {
             b = recv_batch(consumer, 100, Duration::from_millis(20), Duration::from_millis(500)) => b,

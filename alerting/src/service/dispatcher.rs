@@ -40,10 +40,7 @@ fn still_needed(n: &Notification, episode: &EpisodeState) -> Option<&'static str
 pub async fn dispatch_once(a: &Alerting) -> Result<usize, StoreError> {
     let now = a.clock.now();
     let lease = Duration::from_std(a.config.lease).unwrap_or(Duration::seconds(60));
-    let claimed = a
-        .store
-        .claim(&a.config.worker_id, now, now + lease, a.config.batch)
-        .await?;
+    let claimed = a.store.claim(&a.config.worker_id, now, now + lease, a.config.batch).await?;
     let n = claimed.len();
     for c in claimed {
         deliver(a, c).await?;
@@ -60,39 +57,17 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
         let audit = [failed_record(a, n, &error)];
         return a
             .store
-            .complete(
-                &n.key,
-                attempt,
-                Completion::Failed {
-                    error,
-                    fallback: None,
-                },
-                &audit,
-                a.clock.now(),
-            )
+            .complete(&n.key, attempt, Completion::Failed { error, fallback: None }, &audit, a.clock.now())
             .await;
     };
     if let Some(reason) = still_needed(n, episode) {
         tracing::debug!(key = %n.key, reason, "notification cancelled");
         return a
             .store
-            .complete(
-                &n.key,
-                c.attempts,
-                Completion::Cancelled {
-                    reason: reason.into(),
-                },
-                &[],
-                a.clock.now(),
-            )
+            .complete(&n.key, c.attempts, Completion::Cancelled { reason: reason.into() }, &[], a.clock.now())
             .await;
     }
-    let dctx = DeliveryContext {
-        episode,
-        recipient,
-        ack_code: ctx.ack_code.as_ref(),
-        history: &ctx.history,
-    };
+    let dctx = DeliveryContext { episode, recipient, ack_code: ctx.ack_code.as_ref(), history: &ctx.history };
     let now = a.clock.now();
     let (result, record) = match a.notifier.compose(n, &dctx, now) {
         Ok(message) => a.notifier.attempt(n, &message, attempt, now).await,
@@ -101,10 +76,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
             let record = AuditRecord {
                 at: now,
                 episode_id: n.episode_id.clone(),
-                entry: AuditEntry::DeliveryFailed {
-                    key: n.key.clone(),
-                    error: err.message.clone(),
-                },
+                entry: AuditEntry::DeliveryFailed { key: n.key.clone(), error: err.message.clone() },
             };
             (Err(err), record)
         }
@@ -118,9 +90,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                 .complete(
                     &n.key,
                     attempt,
-                    Completion::Sent {
-                        provider_message_id: receipt.provider_message_id,
-                    },
+                    Completion::Sent { provider_message_id: receipt.provider_message_id },
                     &[record],
                     done,
                 )
@@ -129,14 +99,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
         Err(e) => {
             let retry_at = e
                 .is_transient()
-                .then(|| {
-                    a.notifier.retry_policy().next_attempt_at(
-                        attempt,
-                        n.key.as_str(),
-                        e.retry_after,
-                        now,
-                    )
-                })
+                .then(|| a.notifier.retry_policy().next_attempt_at(attempt, n.key.as_str(), e.retry_after, now))
                 .flatten();
             if let Some(retry_at) = retry_at {
                 return a
@@ -144,10 +107,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                     .complete(
                         &n.key,
                         attempt,
-                        Completion::Retry {
-                            retry_at,
-                            error: e.message.clone(),
-                        },
+                        Completion::Retry { retry_at, error: e.message.clone() },
                         &[record],
                         done,
                     )
@@ -179,16 +139,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                 }
             }
             a.store
-                .complete(
-                    &n.key,
-                    attempt,
-                    Completion::Failed {
-                        error: e.message.clone(),
-                        fallback,
-                    },
-                    &audit,
-                    done,
-                )
+                .complete(&n.key, attempt, Completion::Failed { error: e.message.clone(), fallback }, &audit, done)
                 .await
         }
     }
@@ -198,10 +149,7 @@ fn failed_record(a: &Alerting, n: &Notification, error: &str) -> AuditRecord {
     AuditRecord {
         at: a.clock.now(),
         episode_id: n.episode_id.clone(),
-        entry: AuditEntry::DeliveryFailed {
-            key: n.key.clone(),
-            error: error.to_string(),
-        },
+        entry: AuditEntry::DeliveryFailed { key: n.key.clone(), error: error.to_string() },
     }
 }
 

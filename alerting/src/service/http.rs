@@ -43,9 +43,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(a))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    axum::serve(listener, router(a)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {
@@ -55,12 +53,7 @@ fn page(status: StatusCode, title: &str, text: &str) -> Response {
         t = escape_html(title),
         x = escape_html(text)
     );
-    (
-        status,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (status, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -78,16 +71,11 @@ async fn readyz(State(a): State<Arc<Alerting>>) -> Response {
 }
 
 fn form(bytes: &[u8]) -> Vec<(String, String)> {
-    form_urlencoded::parse(bytes)
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
-        .collect()
+    form_urlencoded::parse(bytes).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 fn field<'a>(pairs: &'a [(String, String)], name: &str) -> Option<&'a str> {
-    pairs
-        .iter()
-        .find(|(k, _)| k == name)
-        .map(|(_, v)| v.as_str())
+    pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
 }
 
 fn token_error(e: &AckError) -> Response {
@@ -97,22 +85,14 @@ fn token_error(e: &AckError) -> Response {
             "Link expired",
             "This acknowledgment link has expired. Acknowledge from a newer message or the application.",
         ),
-        _ => page(
-            StatusCode::BAD_REQUEST,
-            "Invalid link",
-            "This acknowledgment link is not valid.",
-        ),
+        _ => page(StatusCode::BAD_REQUEST, "Invalid link", "This acknowledgment link is not valid."),
     }
 }
 
 async fn ack_page(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Response {
     let pairs = form(q.unwrap_or_default().as_bytes());
     let Some(token) = field(&pairs, "t") else {
-        return page(
-            StatusCode::BAD_REQUEST,
-            "Invalid link",
-            "The link has no token.",
-        );
+        return page(StatusCode::BAD_REQUEST, "Invalid link", "The link has no token.");
     };
     if let Err(e) = a.signer.verify(token, a.clock.now()) {
         return token_error(&e);
@@ -124,12 +104,7 @@ async fn ack_page(State(a): State<Arc<Alerting>>, RawQuery(q): RawQuery) -> Resp
          <button type=\"submit\">Acknowledge</button></form></body></html>",
         escape_html(token)
     );
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/html; charset=utf-8")], body).into_response()
 }
 
 async fn ack_submit(State(a): State<Arc<Alerting>>, body: Bytes) -> Response {
@@ -142,23 +117,11 @@ async fn ack_submit(State(a): State<Arc<Alerting>>, body: Bytes) -> Response {
         Ok(c) => c,
         Err(e) => return token_error(&e),
     };
-    let action = Action::Ack {
-        by: claims.recipient.clone(),
-        via: AckVia::Link,
-        nonce: Some(claims.nonce.clone()),
-    };
-    match a
-        .store
-        .transition(&claims.episode_id, action, &a.options, now)
-        .await
-    {
+    let action = Action::Ack { by: claims.recipient.clone(), via: AckVia::Link, nonce: Some(claims.nonce.clone()) };
+    match a.store.transition(&claims.episode_id, action, &a.options, now).await {
         Ok(_) => {
             tracing::debug!(episode = %claims.episode_id, physician = %claims.recipient, "acknowledged by link");
-            page(
-                StatusCode::OK,
-                "Acknowledged",
-                "Thank you: the alert is acknowledged and escalation has stopped.",
-            )
+            page(StatusCode::OK, "Acknowledged", "Thank you: the alert is acknowledged and escalation has stopped.")
         }
         Err(e) => store_error(&e),
     }
@@ -166,21 +129,15 @@ async fn ack_submit(State(a): State<Arc<Alerting>>, body: Bytes) -> Response {
 
 fn store_error(e: &StoreError) -> Response {
     match e {
-        StoreError::Engine(EngineError::NonceUsed) => page(
-            StatusCode::CONFLICT,
-            "Already used",
-            "This acknowledgment link was already used.",
-        ),
-        StoreError::Engine(EngineError::UnknownEpisode(_)) => page(
-            StatusCode::NOT_FOUND,
-            "Unknown alert",
-            "This alert is unknown.",
-        ),
-        StoreError::Engine(EngineError::Episode(EpisodeError::AlreadyResolved(_))) => page(
-            StatusCode::CONFLICT,
-            "Already resolved",
-            "This alert episode is already resolved.",
-        ),
+        StoreError::Engine(EngineError::NonceUsed) => {
+            page(StatusCode::CONFLICT, "Already used", "This acknowledgment link was already used.")
+        }
+        StoreError::Engine(EngineError::UnknownEpisode(_)) => {
+            page(StatusCode::NOT_FOUND, "Unknown alert", "This alert is unknown.")
+        }
+        StoreError::Engine(EngineError::Episode(EpisodeError::AlreadyResolved(_))) => {
+            page(StatusCode::CONFLICT, "Already resolved", "This alert episode is already resolved.")
+        }
         other => {
             tracing::warn!(message = "Acknowledgment failed.", error = %other);
             page(
@@ -197,21 +154,13 @@ fn twiml(text: &str) -> Response {
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{}</Message></Response>",
         escape_html(text)
     );
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/xml; charset=utf-8")],
-        body,
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
 async fn sms_inbound(State(a): State<Arc<Alerting>>, headers: HeaderMap, body: Bytes) -> Response {
     let pairs = form(&body);
     if let Some(token) = &a.config.twilio_auth_token {
-        let sig = headers
-            .get("x-twilio-signature")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
+        let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
         if !twilio_signature::verify(token, &a.config.sms_inbound_url, &pairs, sig) {
             tracing::warn!("inbound SMS with an invalid signature refused");
             return (StatusCode::FORBIDDEN, "invalid signature").into_response();
@@ -251,18 +200,11 @@ async fn sms_inbound(State(a): State<Arc<Alerting>>, headers: HeaderMap, body: B
     let now = a.clock.now();
     let (action, reply) = match command {
         SmsCommand::Ack { .. } => (
-            Action::Ack {
-                by: physician.id.clone(),
-                via: AckVia::SmsReply,
-                nonce: None,
-            },
+            Action::Ack { by: physician.id.clone(), via: AckVia::SmsReply, nonce: None },
             "Acknowledged. Escalation stopped.".to_string(),
         ),
         SmsCommand::Snooze { minutes, .. } => (
-            Action::Snooze {
-                by: physician.id.clone(),
-                until: now + chrono::Duration::minutes(i64::from(minutes)),
-            },
+            Action::Snooze { by: physician.id.clone(), until: now + chrono::Duration::minutes(i64::from(minutes)) },
             format!("Snoozed for {minutes} min."),
         ),
     };

@@ -77,10 +77,7 @@ impl std::fmt::Debug for Alerting {
 
 /// A dispatcher id unique to this process: host name and process id.
 pub fn default_worker_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "vitalwatch".into());
+    let host = std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()).unwrap_or_else(|| "vitalwatch".into());
     format!("{host}-{}", std::process::id())
 }
 
@@ -97,10 +94,7 @@ impl Alerting {
             store,
             notifier,
             signer,
-            options: TransitionOptions {
-                codes: Some(codes),
-                caps: CapPolicy::default(),
-            },
+            options: TransitionOptions { codes: Some(codes), caps: CapPolicy::default() },
             clock,
             config: RoleConfig {
                 worker_id: default_worker_id(),
@@ -151,10 +145,8 @@ pub async fn run(
     store: Arc<dyn AlertStore>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let alerting = Arc::new(
-        Alerting::from_settings(settings, store, Arc::new(SystemClock))
-            .context("configuring alerting")?,
-    );
+    let alerting =
+        Arc::new(Alerting::from_settings(settings, store, Arc::new(SystemClock)).context("configuring alerting")?);
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
         .await
         .with_context(|| format!("binding alerting.http_addr {}", settings.http_addr))?;

@@ -18,11 +18,7 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
     let due = a.store.due_episodes(now, TICK_LIMIT).await?;
     let mut n = 0;
     for episode in due {
-        match a
-            .store
-            .transition(&episode, Action::Replan, &a.options, a.clock.now())
-            .await
-        {
+        match a.store.transition(&episode, Action::Replan, &a.options, a.clock.now()).await {
             Ok(applied) => {
                 n += 1;
                 tracing::debug!(episode = %episode, queued = applied.outbox.len(), "episode re-planned");

@@ -48,12 +48,7 @@ mod tests {
         // RFC 2202 test case 2: key "Jefe", data "what do ya want for nothing?".
         let mut m = <Hmac<Sha1> as KeyInit>::new_from_slice(b"Jefe").unwrap();
         m.update(b"what do ya want for nothing?");
-        let hex: String = m
-            .finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let hex: String = m.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect();
         assert_eq!(hex, "effcdf6ae5eb2fa2d27416d5f184df9c259a7c79");
     }
 
@@ -69,23 +64,8 @@ mod tests {
             "https://x.example/sms/inboundBodyACK 4821From+33612345678To+18005551212"
         );
         let sig = sign("token", "https://x.example/sms/inbound", &params);
-        assert!(verify(
-            "token",
-            "https://x.example/sms/inbound",
-            &params,
-            &sig
-        ));
-        assert!(!verify(
-            "other",
-            "https://x.example/sms/inbound",
-            &params,
-            &sig
-        ));
-        assert!(!verify(
-            "token",
-            "https://x.example/sms/inbound",
-            &params,
-            "not base64!"
-        ));
+        assert!(verify("token", "https://x.example/sms/inbound", &params, &sig));
+        assert!(!verify("other", "https://x.example/sms/inbound", &params, &sig));
+        assert!(!verify("token", "https://x.example/sms/inbound", &params, "not base64!"));
     }
 }

@@ -3,9 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vitalwatch_platform::config::{
-    AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind,
-};
+use vitalwatch_platform::config::{AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind};
 
 use crate::ack::{AckCodeGenerator, AckSigner};
 use crate::notifier::{Notifier, NotifierConfig};
@@ -59,10 +57,7 @@ pub fn ack_secret(s: &AlertingSettings) -> Result<Vec<u8>, WiringError> {
 }
 
 fn embedded_secret(path: &Path) -> Result<Vec<u8>, WiringError> {
-    let file_err = |source| WiringError::SecretFile {
-        path: path.display().to_string(),
-        source,
-    };
+    let file_err = |source| WiringError::SecretFile { path: path.display().to_string(), source };
     match std::fs::read_to_string(path) {
         Ok(s) if s.trim().len() >= crate::ack::MIN_SECRET_LEN => {
             return Ok(s.trim().as_bytes().to_vec());
@@ -82,9 +77,8 @@ fn embedded_secret(path: &Path) -> Result<Vec<u8>, WiringError> {
 
 /// The domain of the sender address (for Message-IDs).
 fn id_domain(from: &str) -> Result<String, WiringError> {
-    let mailbox: lettre::message::Mailbox = from
-        .parse()
-        .map_err(|e| WiringError::Invalid(format!("alerting.smtp.from {from:?}: {e}")))?;
+    let mailbox: lettre::message::Mailbox =
+        from.parse().map_err(|e| WiringError::Invalid(format!("alerting.smtp.from {from:?}: {e}")))?;
     Ok(mailbox.email.domain().to_string())
 }
 
@@ -96,9 +90,7 @@ pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
     if s.transport == AlertTransportKind::File {
         return Ok((
             Arc::new(FileEmailTransport::new(s.file_dir.clone())),
-            Some(Arc::new(FileSmsTransport::new(
-                s.file_dir.join("sms.jsonl"),
-            ))),
+            Some(Arc::new(FileSmsTransport::new(s.file_dir.join("sms.jsonl")))),
         ));
     }
     let smtp = SmtpConfig {
@@ -116,38 +108,34 @@ pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
         timeout_secs: s.smtp.timeout_secs,
     };
     let email: Arc<dyn Transport> = Arc::new(SmtpTransport::new(&smtp).map_err(invalid)?);
-    let sms: Option<Arc<dyn Transport>> = match s.sms.provider {
-        SmsProviderKind::None => None,
-        SmsProviderKind::Twilio => {
-            let from = s
-                .sms
-                .twilio_from
-                .clone()
-                .map(PhoneNumber::new)
-                .transpose()
-                .map_err(invalid)?;
-            let cfg = TwilioConfig {
-                base_url: s.sms.twilio_base_url.clone(),
-                account_sid: s.sms.twilio_account_sid.clone(),
-                auth_token: Secret(s.sms.twilio_auth_token.clone().ok_or_else(|| {
-                    WiringError::Invalid("alerting.sms.twilio_auth_token is required".into())
-                })?),
-                from,
-                messaging_service_sid: s.sms.twilio_messaging_service_sid.clone(),
-                timeout_secs: s.sms.timeout_secs,
-            };
-            Some(Arc::new(TwilioTransport::new(&cfg).map_err(invalid)?))
-        }
-        SmsProviderKind::Webhook => {
-            let cfg = WebhookConfig {
-                url: s.sms.webhook_url.clone(),
-                bearer_token: s.sms.webhook_bearer_token.clone().map(Secret),
-                signing_secret: s.sms.webhook_signing_secret.clone().map(Secret),
-                timeout_secs: s.sms.timeout_secs,
-            };
-            Some(Arc::new(WebhookTransport::new(&cfg).map_err(invalid)?))
-        }
-    };
+    let sms: Option<Arc<dyn Transport>> =
+        match s.sms.provider {
+            SmsProviderKind::None => None,
+            SmsProviderKind::Twilio => {
+                let from = s.sms.twilio_from.clone().map(PhoneNumber::new).transpose().map_err(invalid)?;
+                let cfg =
+                    TwilioConfig {
+                        base_url: s.sms.twilio_base_url.clone(),
+                        account_sid: s.sms.twilio_account_sid.clone(),
+                        auth_token: Secret(s.sms.twilio_auth_token.clone().ok_or_else(|| {
+                            WiringError::Invalid("alerting.sms.twilio_auth_token is required".into())
+                        })?),
+                        from,
+                        messaging_service_sid: s.sms.twilio_messaging_service_sid.clone(),
+                        timeout_secs: s.sms.timeout_secs,
+                    };
+                Some(Arc::new(TwilioTransport::new(&cfg).map_err(invalid)?))
+            }
+            SmsProviderKind::Webhook => {
+                let cfg = WebhookConfig {
+                    url: s.sms.webhook_url.clone(),
+                    bearer_token: s.sms.webhook_bearer_token.clone().map(Secret),
+                    signing_secret: s.sms.webhook_signing_secret.clone().map(Secret),
+                    timeout_secs: s.sms.timeout_secs,
+                };
+                Some(Arc::new(WebhookTransport::new(&cfg).map_err(invalid)?))
+            }
+        };
     Ok((email, sms))
 }
 
@@ -171,10 +159,7 @@ pub fn retry_policy(s: &AlertingSettings) -> RetryPolicy {
 }
 
 /// Signer, code generator and notifier.
-pub fn notifier(
-    s: &AlertingSettings,
-    secret: &[u8],
-) -> Result<(AckSigner, AckCodeGenerator, Notifier), WiringError> {
+pub fn notifier(s: &AlertingSettings, secret: &[u8]) -> Result<(AckSigner, AckCodeGenerator, Notifier), WiringError> {
     let signer = AckSigner::new(secret).map_err(invalid)?;
     let codes = AckCodeGenerator::new(secret, s.ack_code_digits).map_err(invalid)?;
     let (email, sms) = transports(s)?;
@@ -185,7 +170,6 @@ pub fn notifier(
         id_domain: id_domain(&s.smtp.from)?,
         retry: retry_policy(s),
     };
-    let notifier =
-        Notifier::new(config, signer.clone(), codes.clone(), email, sms).map_err(invalid)?;
+    let notifier = Notifier::new(config, signer.clone(), codes.clone(), email, sms).map_err(invalid)?;
     Ok((signer, codes, notifier))
 }

@@ -116,14 +116,7 @@ pub fn apply(
     };
     match &ctx.team {
         Some(team) => {
-            let p = plan(PlanInput {
-                episode: &state,
-                team,
-                directory: &ctx.directory,
-                load: &ctx.load,
-                caps,
-                now,
-            });
+            let p = plan(PlanInput { episode: &state, team, directory: &ctx.directory, load: &ctx.load, caps, now });
             state.record_plan(&p);
             out.audit.extend(p.audit);
             out.outbox = p.notifications;
@@ -147,16 +140,9 @@ mod tests {
     #[test]
     fn unknown_episode_and_missing_team() {
         let now = Utc::now();
-        let ack = Action::Ack {
-            by: PhysicianId::new("dr-a").unwrap(),
-            via: AckVia::WebApp,
-            nonce: None,
-        };
+        let ack = Action::Ack { by: PhysicianId::new("dr-a").unwrap(), via: AckVia::WebApp, nonce: None };
         let ctx = TeamContext::default();
-        assert!(matches!(
-            apply(None, &ack, &ctx, &CapPolicy::default(), now),
-            Err(EngineError::UnknownEpisode(_))
-        ));
+        assert!(matches!(apply(None, &ack, &ctx, &CapPolicy::default(), now), Err(EngineError::UnknownEpisode(_))));
         let event = AlertEvent {
             event_id: "e1".into(),
             episode_id: "ep-1".into(),
@@ -167,14 +153,7 @@ mod tests {
             detected_at_unix_micros: now.timestamp_micros(),
             ..AlertEvent::default()
         };
-        let applied = apply(
-            None,
-            &Action::Event(Box::new(event)),
-            &ctx,
-            &CapPolicy::default(),
-            now,
-        )
-        .unwrap();
+        let applied = apply(None, &Action::Event(Box::new(event)), &ctx, &CapPolicy::default(), now).unwrap();
         assert!(!applied.planned && applied.outbox.is_empty());
         assert_eq!(applied.next_wakeup, Some(now + NO_TEAM_RETRY));
         let state = applied.state.unwrap();

@@ -197,17 +197,9 @@ pub trait AlertStore: Send + Sync {
     ) -> Result<Applied, StoreError>;
 
     /// Episodes whose `next_wakeup` is at or before `now`, at most `limit`.
-    async fn due_episodes(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<EpisodeId>, StoreError>;
+    async fn due_episodes(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EpisodeId>, StoreError>;
     /// The open episode in which `physician` was given SMS code `code`.
-    async fn episode_for_code(
-        &self,
-        physician: &PhysicianId,
-        code: &str,
-    ) -> Result<Option<EpisodeId>, StoreError>;
+    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError>;
     /// An episode's state.
     async fn episode(&self, episode: &EpisodeId) -> Result<Option<EpisodeState>, StoreError>;
 
@@ -266,10 +258,6 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
     serde_json::to_string(v).map_err(|e| StoreError::Invalid(format!("serialization: {e}")))
 }
 
-pub(crate) fn from_json<T: serde::de::DeserializeOwned>(
-    s: &str,
-    what: &str,
-) -> Result<T, StoreError> {
-    serde_json::from_str(s)
-        .map_err(|e| StoreError::Invalid(format!("stored {what} is invalid: {e}")))
+pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
+    serde_json::from_str(s).map_err(|e| StoreError::Invalid(format!("stored {what} is invalid: {e}")))
 }

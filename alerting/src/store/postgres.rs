@@ -12,8 +12,8 @@ use vitalwatch_schemas::PatientId;
 
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
 use super::{
-    AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError,
-    TransitionOptions, entry_type, from_json, json,
+    AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError, TransitionOptions, entry_type,
+    from_json, json,
 };
 use crate::ack::AckCode;
 use crate::audit::AuditRecord;
@@ -41,10 +41,7 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
     match e.code() {
         None => StoreError::Transient(e.to_string()),
         Some(c) => {
-            let msg = e
-                .as_db_error()
-                .map(|d| d.message().to_owned())
-                .unwrap_or_else(|| e.to_string());
+            let msg = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
             if matches!(&c.code()[..2], "08" | "40" | "53" | "57") {
                 StoreError::Transient(msg)
             } else {
@@ -57,10 +54,7 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
 impl PgAlertStore {
     /// Connects (and checks the connection).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAlertStore {
-            url: url.to_owned(),
-            conn: Mutex::new(None),
-        };
+        let s = PgAlertStore { url: url.to_owned(), conn: Mutex::new(None) };
         drop(s.client().await?);
         Ok(s)
     }
@@ -68,15 +62,12 @@ impl PgAlertStore {
     async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
         let mut g = self.conn.lock().await;
         if g.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) =
-                tokio_postgres::connect(&self.url, NoTls)
-                    .await
-                    .map_err(|e| {
-                        StoreError::Transient(format!(
-                            "connecting to {}: {e}",
-                            vitalwatch_platform::config::redact_url(&self.url)
-                        ))
-                    })?;
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
+                StoreError::Transient(format!(
+                    "connecting to {}: {e}",
+                    vitalwatch_platform::config::redact_url(&self.url)
+                ))
+            })?;
             tokio::spawn(async move {
                 if let Err(e) = connection.await {
                     tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
@@ -98,16 +89,9 @@ macro_rules! with_client {
     }};
 }
 
-async fn load_team(
-    tx: &Transaction<'_>,
-    patient: &str,
-    now: DateTime<Utc>,
-) -> Result<TeamContext, StoreError> {
+async fn load_team(tx: &Transaction<'_>, patient: &str, now: DateTime<Utc>) -> Result<TeamContext, StoreError> {
     let Some(row) = tx
-        .query_opt(
-            "SELECT doc::text FROM alert_care_teams WHERE patient_id = $1",
-            &[&patient],
-        )
+        .query_opt("SELECT doc::text FROM alert_care_teams WHERE patient_id = $1", &[&patient])
         .await
         .map_err(classify)?
     else {
@@ -123,10 +107,7 @@ async fn load_team(
     ids.dedup();
     let mut physicians = Vec::new();
     for r in tx
-        .query(
-            "SELECT doc::text FROM alert_physicians WHERE physician_id = ANY($1)",
-            &[&ids],
-        )
+        .query("SELECT doc::text FROM alert_physicians WHERE physician_id = ANY($1)", &[&ids])
         .await
         .map_err(classify)?
     {
@@ -147,11 +128,7 @@ async fn load_team(
             load.set(id, u32::try_from(r.get::<_, i64>(1)).unwrap_or(u32::MAX));
         }
     }
-    Ok(TeamContext {
-        team: Some(team),
-        directory,
-        load,
-    })
+    Ok(TeamContext { team: Some(team), directory, load })
 }
 
 async fn insert_audit(tx: &Transaction<'_>, audit: &[AuditRecord]) -> Result<(), StoreError> {
@@ -166,11 +143,7 @@ async fn insert_audit(tx: &Transaction<'_>, audit: &[AuditRecord]) -> Result<(),
     Ok(())
 }
 
-async fn insert_outbox(
-    tx: &Transaction<'_>,
-    n: &Notification,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+async fn insert_outbox(tx: &Transaction<'_>, n: &Notification, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let inserted = tx
         .execute(
             "INSERT INTO alert_outbox (key, episode_id, recipient, channel, notification, next_attempt_at, created_at) \
@@ -197,8 +170,7 @@ impl AlertStore for PgAlertStore {
     }
 
     async fn upsert_physician(&self, p: &Physician) -> Result<(), StoreError> {
-        p.validate()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        p.validate().map_err(|e| StoreError::Invalid(e.to_string()))?;
         let mobile = p.mobile.as_ref().map(|m| m.to_string());
         with_client!(self, c => {
             c.execute(
@@ -233,10 +205,8 @@ impl AlertStore for PgAlertStore {
     }
 
     async fn set_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
-        let directory = Directory::new(self.physicians().await?)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        team.validate(&directory)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let directory = Directory::new(self.physicians().await?).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        team.validate(&directory).map_err(|e| StoreError::Invalid(e.to_string()))?;
         with_client!(self, c => {
             c.execute(
                 "INSERT INTO alert_care_teams (patient_id, responsible, doc, updated_at) VALUES ($1, $2, $3::text::jsonb, now()) \
@@ -379,11 +349,7 @@ impl AlertStore for PgAlertStore {
         })
     }
 
-    async fn due_episodes(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<EpisodeId>, StoreError> {
+    async fn due_episodes(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EpisodeId>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         with_client!(self, c => {
             let rows = c
@@ -398,11 +364,7 @@ impl AlertStore for PgAlertStore {
         })
     }
 
-    async fn episode_for_code(
-        &self,
-        physician: &PhysicianId,
-        code: &str,
-    ) -> Result<Option<EpisodeId>, StoreError> {
+    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError> {
         with_client!(self, c => {
             let row = c
                 .query_opt(

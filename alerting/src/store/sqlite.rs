@@ -13,8 +13,8 @@ use vitalwatch_schemas::PatientId;
 
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
 use super::{
-    AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError,
-    TransitionOptions, entry_type, from_json, json,
+    AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError, TransitionOptions, entry_type,
+    from_json, json,
 };
 use crate::ack::AckCode;
 use crate::audit::AuditRecord;
@@ -38,10 +38,7 @@ impl std::fmt::Debug for SqliteAlertStore {
 fn err(e: rusqlite::Error) -> StoreError {
     match &e {
         rusqlite::Error::SqliteFailure(f, _)
-            if matches!(
-                f.code,
-                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
-            ) =>
+            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
         {
             StoreError::Transient(e.to_string())
         }
@@ -68,20 +65,14 @@ impl SqliteAlertStore {
                 .map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
         }
         let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
-        )
-        .map_err(err)?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
+        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+            .map_err(err)?;
+        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 
     /// Wraps an open connection (whose schema is migrated).
     pub fn from_connection(conn: Connection) -> Self {
-        Self {
-            conn: Arc::new(Mutex::new(conn)),
-        }
+        Self { conn: Arc::new(Mutex::new(conn)) }
     }
 
     async fn run<T: Send + 'static>(
@@ -98,17 +89,9 @@ impl SqliteAlertStore {
     }
 }
 
-fn load_team(
-    tx: &Transaction<'_>,
-    patient: &str,
-    now: DateTime<Utc>,
-) -> Result<TeamContext, StoreError> {
+fn load_team(tx: &Transaction<'_>, patient: &str, now: DateTime<Utc>) -> Result<TeamContext, StoreError> {
     let doc: Option<String> = tx
-        .query_row(
-            "SELECT doc FROM alert_care_teams WHERE patient_id = ?1",
-            [patient],
-            |r| r.get(0),
-        )
+        .query_row("SELECT doc FROM alert_care_teams WHERE patient_id = ?1", [patient], |r| r.get(0))
         .optional()
         .map_err(err)?;
     let Some(doc) = doc else {
@@ -126,11 +109,7 @@ fn load_team(
     let mut load = RecentLoad::new();
     for id in &ids {
         let doc: Option<String> = tx
-            .query_row(
-                "SELECT doc FROM alert_physicians WHERE physician_id = ?1",
-                [id],
-                |r| r.get(0),
-            )
+            .query_row("SELECT doc FROM alert_physicians WHERE physician_id = ?1", [id], |r| r.get(0))
             .optional()
             .map_err(err)?;
         if let Some(doc) = doc {
@@ -148,11 +127,7 @@ fn load_team(
         }
     }
     let directory = Directory::new(physicians).map_err(|e| StoreError::Invalid(e.to_string()))?;
-    Ok(TeamContext {
-        team: Some(team),
-        directory,
-        load,
-    })
+    Ok(TeamContext { team: Some(team), directory, load })
 }
 
 fn insert_audit(tx: &Transaction<'_>, audit: &[AuditRecord]) -> Result<(), StoreError> {
@@ -166,11 +141,7 @@ fn insert_audit(tx: &Transaction<'_>, audit: &[AuditRecord]) -> Result<(), Store
     Ok(())
 }
 
-fn insert_outbox(
-    tx: &Transaction<'_>,
-    n: &Notification,
-    now: DateTime<Utc>,
-) -> Result<bool, StoreError> {
+fn insert_outbox(tx: &Transaction<'_>, n: &Notification, now: DateTime<Utc>) -> Result<bool, StoreError> {
     let inserted = tx
         .execute(
             "INSERT INTO alert_outbox (key, episode_id, recipient, channel, notification, next_attempt_at, created_at) \
@@ -196,9 +167,7 @@ fn transition_tx(
     options: &TransitionOptions,
     now: DateTime<Utc>,
 ) -> Result<Applied, StoreError> {
-    let tx = c
-        .transaction_with_behavior(TransactionBehavior::Immediate)
-        .map_err(err)?;
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
     if let Action::Event(event) = action {
         tx.execute(
             "INSERT INTO alert_episodes (episode_id, patient_id, updated_at) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
@@ -207,20 +176,15 @@ fn transition_tx(
         .map_err(err)?;
     }
     let row: Option<(Option<String>, String)> = tx
-        .query_row(
-            "SELECT state, patient_id FROM alert_episodes WHERE episode_id = ?1",
-            [episode.as_str()],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row("SELECT state, patient_id FROM alert_episodes WHERE episode_id = ?1", [episode.as_str()], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .map_err(err)?;
     let Some((state, patient)) = row else {
         return Err(EngineError::UnknownEpisode(episode.to_string()).into());
     };
-    let current: Option<EpisodeState> = state
-        .as_deref()
-        .map(|s| from_json(s, "episode"))
-        .transpose()?;
+    let current: Option<EpisodeState> = state.as_deref().map(|s| from_json(s, "episode")).transpose()?;
     let ctx = load_team(&tx, &patient, now)?;
     let applied = engine::apply(current, action, &ctx, &options.caps, now)?;
     let Some(state) = &applied.state else {
@@ -316,13 +280,8 @@ impl AlertStore for SqliteAlertStore {
     }
 
     async fn upsert_physician(&self, p: &Physician) -> Result<(), StoreError> {
-        p.validate()
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let (id, mobile, doc) = (
-            p.id.to_string(),
-            p.mobile.as_ref().map(|m| m.to_string()),
-            json(p)?,
-        );
+        p.validate().map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let (id, mobile, doc) = (p.id.to_string(), p.mobile.as_ref().map(|m| m.to_string()), json(p)?);
         self.run(move |c| {
             c.execute(
                 "INSERT INTO alert_physicians (physician_id, mobile, doc, updated_at) VALUES (?1, ?2, ?3, ?4) \
@@ -337,14 +296,9 @@ impl AlertStore for SqliteAlertStore {
 
     async fn physicians(&self) -> Result<Vec<Physician>, StoreError> {
         self.run(|c| {
-            let mut st = c
-                .prepare("SELECT doc FROM alert_physicians ORDER BY physician_id")
-                .map_err(err)?;
-            let docs: Vec<String> = st
-                .query_map([], |r| r.get(0))
-                .map_err(err)?
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
+            let mut st = c.prepare("SELECT doc FROM alert_physicians ORDER BY physician_id").map_err(err)?;
+            let docs: Vec<String> =
+                st.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
             docs.iter().map(|d| from_json(d, "physician")).collect()
         })
         .await
@@ -354,11 +308,7 @@ impl AlertStore for SqliteAlertStore {
         let mobile = mobile.to_string();
         self.run(move |c| {
             let doc: Option<String> = c
-                .query_row(
-                    "SELECT doc FROM alert_physicians WHERE mobile = ?1",
-                    [mobile],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT doc FROM alert_physicians WHERE mobile = ?1", [mobile], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             parse_physician(doc)
@@ -367,15 +317,9 @@ impl AlertStore for SqliteAlertStore {
     }
 
     async fn set_care_team(&self, team: &CareTeam) -> Result<(), StoreError> {
-        let directory = Directory::new(self.physicians().await?)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        team.validate(&directory)
-            .map_err(|e| StoreError::Invalid(e.to_string()))?;
-        let (patient, responsible, doc) = (
-            team.patient_id.to_string(),
-            team.responsible.to_string(),
-            json(team)?,
-        );
+        let directory = Directory::new(self.physicians().await?).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        team.validate(&directory).map_err(|e| StoreError::Invalid(e.to_string()))?;
+        let (patient, responsible, doc) = (team.patient_id.to_string(), team.responsible.to_string(), json(team)?);
         self.run(move |c| {
             c.execute(
                 "INSERT INTO alert_care_teams (patient_id, responsible, doc, updated_at) VALUES (?1, ?2, ?3, ?4) \
@@ -392,11 +336,7 @@ impl AlertStore for SqliteAlertStore {
         let patient = patient.to_string();
         self.run(move |c| {
             let doc: Option<String> = c
-                .query_row(
-                    "SELECT doc FROM alert_care_teams WHERE patient_id = ?1",
-                    [patient],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT doc FROM alert_care_teams WHERE patient_id = ?1", [patient], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             doc.map(|d| from_json(&d, "care team")).transpose()
@@ -412,15 +352,10 @@ impl AlertStore for SqliteAlertStore {
         now: DateTime<Utc>,
     ) -> Result<Applied, StoreError> {
         let (episode, options) = (episode.clone(), options.clone());
-        self.run(move |c| transition_tx(c, &episode, &action, &options, now))
-            .await
+        self.run(move |c| transition_tx(c, &episode, &action, &options, now)).await
     }
 
-    async fn due_episodes(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<EpisodeId>, StoreError> {
+    async fn due_episodes(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EpisodeId>, StoreError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.run(move |c| {
             let mut st = c
@@ -439,11 +374,7 @@ impl AlertStore for SqliteAlertStore {
         .await
     }
 
-    async fn episode_for_code(
-        &self,
-        physician: &PhysicianId,
-        code: &str,
-    ) -> Result<Option<EpisodeId>, StoreError> {
+    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError> {
         let (physician, code) = (physician.to_string(), code.to_string());
         self.run(move |c| {
             let id: Option<String> = c
@@ -465,11 +396,7 @@ impl AlertStore for SqliteAlertStore {
         let episode = episode.to_string();
         self.run(move |c| {
             let s: Option<Option<String>> = c
-                .query_row(
-                    "SELECT state FROM alert_episodes WHERE episode_id = ?1",
-                    [episode],
-                    |r| r.get(0),
-                )
+                .query_row("SELECT state FROM alert_episodes WHERE episode_id = ?1", [episode], |r| r.get(0))
                 .optional()
                 .map_err(err)?;
             s.flatten().map(|s| from_json(&s, "episode")).transpose()
@@ -572,8 +499,7 @@ impl AlertStore for SqliteAlertStore {
         Ok(RenderContext {
             episode,
             recipient,
-            ack_code: ack_code
-                .and_then(|c| serde_json::from_value::<AckCode>(serde_json::Value::String(c)).ok()),
+            ack_code: ack_code.and_then(|c| serde_json::from_value::<AckCode>(serde_json::Value::String(c)).ok()),
             history,
         })
     }
@@ -590,9 +516,7 @@ impl AlertStore for SqliteAlertStore {
         let audit = audit.to_vec();
         let attempts = i64::from(attempt);
         self.run(move |c| {
-            let tx = c
-                .transaction_with_behavior(TransactionBehavior::Immediate)
-                .map_err(err)?;
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
             match &completion {
                 Completion::Sent { provider_message_id } => tx.execute(
                     "UPDATE alert_outbox SET status = 'sent', sent_at = ?2, provider_message_id = ?3, attempts = ?4, \
@@ -616,10 +540,7 @@ impl AlertStore for SqliteAlertStore {
                 ),
             }
             .map_err(err)?;
-            if let Completion::Failed {
-                fallback: Some(f), ..
-            } = &completion
-            {
+            if let Completion::Failed { fallback: Some(f), .. } = &completion {
                 insert_outbox(&tx, f, now)?;
             }
             insert_audit(&tx, &audit)?;
@@ -639,9 +560,7 @@ impl AlertStore for SqliteAlertStore {
                 .map_err(err)?;
             type Row = (String, String, i64, Option<String>, Option<String>);
             let rows: Vec<Row> = st
-                .query_map([episode], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })
+                .query_map([episode], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)))
                 .map_err(err)?
                 .collect::<Result<_, _>>()
                 .map_err(err)?;
@@ -664,14 +583,9 @@ impl AlertStore for SqliteAlertStore {
     async fn audit_trail(&self, episode: &EpisodeId) -> Result<Vec<AuditRecord>, StoreError> {
         let episode = episode.to_string();
         self.run(move |c| {
-            let mut st = c
-                .prepare("SELECT record FROM alert_audit WHERE episode_id = ?1 ORDER BY id")
-                .map_err(err)?;
-            let docs: Vec<String> = st
-                .query_map([episode], |r| r.get(0))
-                .map_err(err)?
-                .collect::<Result<_, _>>()
-                .map_err(err)?;
+            let mut st = c.prepare("SELECT record FROM alert_audit WHERE episode_id = ?1 ORDER BY id").map_err(err)?;
+            let docs: Vec<String> =
+                st.query_map([episode], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
             docs.iter().map(|d| from_json(d, "audit record")).collect()
         })
         .await

@@ -59,23 +59,16 @@ impl Transport for FileEmailTransport {
             return Err(wrong_channel(EML));
         };
         let path = self.path_for(&email.key);
-        let receipt = Receipt {
-            transport: EML.to_string(),
-            provider_message_id: Some(path.display().to_string()),
-        };
+        let receipt = Receipt { transport: EML.to_string(), provider_message_id: Some(path.display().to_string()) };
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(receipt);
         }
-        tokio::fs::create_dir_all(&self.dir)
-            .await
-            .map_err(|e| io_err(EML, "cannot create the mail folder", e))?;
+        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| io_err(EML, "cannot create the mail folder", e))?;
         let tmp = path.with_extension("eml.tmp");
         tokio::fs::write(&tmp, email.message.formatted())
             .await
             .map_err(|e| io_err(EML, "cannot write the message", e))?;
-        tokio::fs::rename(&tmp, &path)
-            .await
-            .map_err(|e| io_err(EML, "cannot move the message in place", e))?;
+        tokio::fs::rename(&tmp, &path).await.map_err(|e| io_err(EML, "cannot move the message in place", e))?;
         Ok(receipt)
     }
 }
@@ -104,10 +97,7 @@ pub struct FileSmsTransport {
 impl FileSmsTransport {
     /// Appends to `path` (created on first send).
     pub fn new(path: impl Into<PathBuf>) -> Self {
-        Self {
-            path: path.into(),
-            sent: Mutex::new(None),
-        }
+        Self { path: path.into(), sent: Mutex::new(None) }
     }
 
     /// The file written.
@@ -117,11 +107,7 @@ impl FileSmsTransport {
 
     async fn load(path: &Path) -> Result<HashSet<String>, DeliveryError> {
         match tokio::fs::read_to_string(path).await {
-            Ok(s) => Ok(s
-                .lines()
-                .filter_map(|l| serde_json::from_str::<SmsLine>(l).ok())
-                .map(|l| l.key)
-                .collect()),
+            Ok(s) => Ok(s.lines().filter_map(|l| serde_json::from_str::<SmsLine>(l).ok()).map(|l| l.key).collect()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(HashSet::new()),
             Err(e) => Err(io_err(JSONL, "cannot read the SMS file", e)),
         }
@@ -147,10 +133,7 @@ impl Transport for FileSmsTransport {
             *guard = Some(Self::load(&self.path).await?);
         }
         let sent = guard.get_or_insert_with(HashSet::new);
-        let receipt = Receipt {
-            transport: JSONL.to_string(),
-            provider_message_id: Some(key_file_name(&sms.key)),
-        };
+        let receipt = Receipt { transport: JSONL.to_string(), provider_message_id: Some(key_file_name(&sms.key)) };
         if sent.contains(&sms.key) {
             return Ok(receipt);
         }
@@ -160,13 +143,10 @@ impl Transport for FileSmsTransport {
             body: sms.body.clone(),
             at: Utc::now().to_rfc3339(),
         };
-        let mut text = serde_json::to_string(&line)
-            .map_err(|e| DeliveryError::permanent(JSONL, e.to_string()))?;
+        let mut text = serde_json::to_string(&line).map_err(|e| DeliveryError::permanent(JSONL, e.to_string()))?;
         text.push('\n');
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent)
-                .await
-                .map_err(|e| io_err(JSONL, "cannot create the folder", e))?;
+            tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(JSONL, "cannot create the folder", e))?;
         }
         let mut f = tokio::fs::OpenOptions::new()
             .create(true)
@@ -174,12 +154,8 @@ impl Transport for FileSmsTransport {
             .open(&self.path)
             .await
             .map_err(|e| io_err(JSONL, "cannot open the SMS file", e))?;
-        f.write_all(text.as_bytes())
-            .await
-            .map_err(|e| io_err(JSONL, "cannot append", e))?;
-        f.flush()
-            .await
-            .map_err(|e| io_err(JSONL, "cannot flush", e))?;
+        f.write_all(text.as_bytes()).await.map_err(|e| io_err(JSONL, "cannot append", e))?;
+        f.flush().await.map_err(|e| io_err(JSONL, "cannot flush", e))?;
         sent.insert(sms.key.clone());
         Ok(receipt)
     }

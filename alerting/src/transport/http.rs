@@ -29,25 +29,15 @@ pub(crate) struct HttpResponse {
 }
 
 impl HttpClient {
-    pub(crate) fn new(
-        transport: &'static str,
-        timeout: Duration,
-    ) -> Result<Self, TransportConfigError> {
+    pub(crate) fn new(transport: &'static str, timeout: Duration) -> Result<Self, TransportConfigError> {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| TransportConfigError {
-                transport,
-                message: format!("TLS setup failed: {e}"),
-            })?
+            .map_err(|e| TransportConfigError { transport, message: format!("TLS setup failed: {e}") })?
             .https_or_http()
             .enable_http1()
             .build();
         let client = Client::builder(TokioExecutor::new()).build(https);
-        Ok(Self {
-            client,
-            timeout,
-            transport,
-        })
+        Ok(Self { client, timeout, transport })
     }
 
     /// POSTs `body`; maps non-2xx statuses to classified errors.
@@ -82,9 +72,7 @@ impl HttpClient {
         };
         let (status, retry_after, body) = tokio::time::timeout(self.timeout, exchange)
             .await
-            .map_err(|_| {
-                DeliveryError::transient(t, format!("no response within {:?}", self.timeout))
-            })??;
+            .map_err(|_| DeliveryError::transient(t, format!("no response within {:?}", self.timeout)))??;
         match classify_http_status(status.as_u16()) {
             None => Ok(HttpResponse { status, body }),
             Some(kind) => {
@@ -103,8 +91,5 @@ impl HttpClient {
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(hyper::header::RETRY_AFTER)?.to_str().ok()?;
-    v.trim()
-        .parse::<u64>()
-        .ok()
-        .map(|s| Duration::from_secs(s.min(3600)))
+    v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(3600)))
 }

@@ -117,22 +117,12 @@ impl fmt::Display for FailureKind {
 impl DeliveryError {
     /// A transient failure.
     pub fn transient(transport: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            transport,
-            kind: FailureKind::Transient,
-            message: clip(message.into()),
-            retry_after: None,
-        }
+        Self { transport, kind: FailureKind::Transient, message: clip(message.into()), retry_after: None }
     }
 
     /// A permanent failure.
     pub fn permanent(transport: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            transport,
-            kind: FailureKind::Permanent,
-            message: clip(message.into()),
-            retry_after: None,
-        }
+        Self { transport, kind: FailureKind::Permanent, message: clip(message.into()), retry_after: None }
     }
 
     /// Whether retrying may help.

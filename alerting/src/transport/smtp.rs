@@ -9,9 +9,7 @@ use lettre::transport::smtp::extension::ClientId;
 use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::{Deserialize, Serialize};
 
-use super::{
-    DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel,
-};
+use super::{DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel};
 use crate::severity::Channel;
 
 const NAME: &str = "smtp";
@@ -76,39 +74,28 @@ impl std::fmt::Debug for SmtpTransport {
 impl SmtpTransport {
     /// Builds the transport (no connection is made until the first send).
     pub fn new(config: &SmtpConfig) -> Result<Self, TransportConfigError> {
-        let err = |message: String| TransportConfigError {
-            transport: NAME,
-            message,
-        };
+        let err = |message: String| TransportConfigError { transport: NAME, message };
         if config.host.trim().is_empty() {
             return Err(err("host must not be empty".into()));
         }
-        let tls_params = || {
-            TlsParameters::new(config.host.clone())
-                .map_err(|e| err(format!("TLS setup failed: {e}")))
-        };
+        let tls_params = || TlsParameters::new(config.host.clone()).map_err(|e| err(format!("TLS setup failed: {e}")));
         let tls = match config.security {
             SmtpSecurity::Tls => Tls::Wrapper(tls_params()?),
             SmtpSecurity::StartTls => Tls::Required(tls_params()?),
             SmtpSecurity::Opportunistic => Tls::Opportunistic(tls_params()?),
             SmtpSecurity::None => Tls::None,
         };
-        let mut builder =
-            AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
-                .port(config.port)
-                .tls(tls)
-                .hello_name(ClientId::Domain(config.hello_name.clone()))
-                .timeout(Some(Duration::from_secs(config.timeout_secs.max(1))));
+        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(config.host.clone())
+            .port(config.port)
+            .tls(tls)
+            .hello_name(ClientId::Domain(config.hello_name.clone()))
+            .timeout(Some(Duration::from_secs(config.timeout_secs.max(1))));
         match (&config.username, &config.password) {
-            (Some(u), Some(p)) => {
-                builder = builder.credentials(Credentials::new(u.clone(), p.0.clone()))
-            }
+            (Some(u), Some(p)) => builder = builder.credentials(Credentials::new(u.clone(), p.0.clone())),
             (None, None) => {}
             _ => return Err(err("username and password must be set together".into())),
         }
-        Ok(Self {
-            inner: builder.build(),
-        })
+        Ok(Self { inner: builder.build() })
     }
 }
 
@@ -127,10 +114,9 @@ impl Transport for SmtpTransport {
             return Err(wrong_channel(NAME));
         };
         match self.inner.send(email.message.clone()).await {
-            Ok(resp) => Ok(Receipt {
-                transport: NAME.to_string(),
-                provider_message_id: resp.first_line().map(str::to_string),
-            }),
+            Ok(resp) => {
+                Ok(Receipt { transport: NAME.to_string(), provider_message_id: resp.first_line().map(str::to_string) })
+            }
             Err(e) if e.is_permanent() => Err(DeliveryError::permanent(NAME, e.to_string())),
             Err(e) => Err(DeliveryError::transient(NAME, e.to_string())),
         }

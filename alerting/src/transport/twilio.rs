@@ -10,9 +10,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::http::HttpClient;
-use super::{
-    DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel,
-};
+use super::{DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel};
 use crate::severity::Channel;
 use crate::team::PhoneNumber;
 
@@ -58,9 +56,7 @@ pub struct TwilioTransport {
 
 impl std::fmt::Debug for TwilioTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TwilioTransport")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
+        f.debug_struct("TwilioTransport").field("url", &self.url).finish_non_exhaustive()
     }
 }
 
@@ -72,10 +68,7 @@ struct MessageResource {
 impl TwilioTransport {
     /// Builds the transport.
     pub fn new(config: &TwilioConfig) -> Result<Self, TransportConfigError> {
-        let err = |message: &str| TransportConfigError {
-            transport: NAME,
-            message: message.to_string(),
-        };
+        let err = |message: &str| TransportConfigError { transport: NAME, message: message.to_string() };
         let sid = &config.account_sid;
         if sid.is_empty() || !sid.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(err("account_sid must be alphanumeric"));
@@ -89,10 +82,9 @@ impl TwilioTransport {
             (None, Some(ms)) => ("MessagingServiceSid", ms.clone()),
             _ => return Err(err("set exactly one of from and messaging_service_sid")),
         };
-        let creds = base64::engine::general_purpose::STANDARD
-            .encode(format!("{sid}:{}", config.auth_token.0));
-        let mut auth = HeaderValue::from_str(&format!("Basic {creds}"))
-            .map_err(|_| err("auth token is not valid in a header"))?;
+        let creds = base64::engine::general_purpose::STANDARD.encode(format!("{sid}:{}", config.auth_token.0));
+        let mut auth =
+            HeaderValue::from_str(&format!("Basic {creds}")).map_err(|_| err("auth token is not valid in a header"))?;
         auth.set_sensitive(true);
         Ok(Self {
             client: HttpClient::new(NAME, Duration::from_secs(config.timeout_secs.max(1)))?,
@@ -124,26 +116,12 @@ impl Transport for TwilioTransport {
             .finish();
         let headers = [
             (AUTHORIZATION, self.auth.clone()),
-            (
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/x-www-form-urlencoded"),
-            ),
-            (
-                HeaderName::from_static("accept"),
-                HeaderValue::from_static("application/json"),
-            ),
+            (CONTENT_TYPE, HeaderValue::from_static("application/x-www-form-urlencoded")),
+            (HeaderName::from_static("accept"), HeaderValue::from_static("application/json")),
         ];
-        let resp = self
-            .client
-            .post(&self.url, &headers, form.into_bytes())
-            .await?;
-        let sid = serde_json::from_slice::<MessageResource>(&resp.body)
-            .ok()
-            .and_then(|m| m.sid);
+        let resp = self.client.post(&self.url, &headers, form.into_bytes()).await?;
+        let sid = serde_json::from_slice::<MessageResource>(&resp.body).ok().and_then(|m| m.sid);
         tracing::debug!(status = resp.status.as_u16(), "twilio accepted message");
-        Ok(Receipt {
-            transport: NAME.to_string(),
-            provider_message_id: sid,
-        })
+        Ok(Receipt { transport: NAME.to_string(), provider_message_id: sid })
     }
 }

@@ -11,9 +11,7 @@ use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use super::http::HttpClient;
-use super::{
-    DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel,
-};
+use super::{DeliveryError, Outbound, Receipt, Secret, Transport, TransportConfigError, wrong_channel};
 use crate::severity::Channel;
 
 const NAME: &str = "webhook";
@@ -61,19 +59,14 @@ pub struct WebhookTransport {
 
 impl std::fmt::Debug for WebhookTransport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookTransport")
-            .field("url", &self.url)
-            .finish_non_exhaustive()
+        f.debug_struct("WebhookTransport").field("url", &self.url).finish_non_exhaustive()
     }
 }
 
 impl WebhookTransport {
     /// Builds the transport.
     pub fn new(config: &WebhookConfig) -> Result<Self, TransportConfigError> {
-        let err = |message: &str| TransportConfigError {
-            transport: NAME,
-            message: message.to_string(),
-        };
+        let err = |message: &str| TransportConfigError { transport: NAME, message: message.to_string() };
         if !(config.url.starts_with("https://") || config.url.starts_with("http://")) {
             return Err(err("url must be an http(s) URL"));
         }
@@ -90,10 +83,7 @@ impl WebhookTransport {
             client: HttpClient::new(NAME, Duration::from_secs(config.timeout_secs.max(1)))?,
             url: config.url.clone(),
             bearer,
-            signing_secret: config
-                .signing_secret
-                .as_ref()
-                .map(|s| s.0.as_bytes().to_vec()),
+            signing_secret: config.signing_secret.as_ref().map(|s| s.0.as_bytes().to_vec()),
         })
     }
 }
@@ -112,12 +102,8 @@ impl Transport for WebhookTransport {
         let Outbound::Sms(sms) = message else {
             return Err(wrong_channel(NAME));
         };
-        let body = serde_json::to_vec(&Payload {
-            to: sms.to.as_str(),
-            body: &sms.body,
-            idempotency_key: &sms.key,
-        })
-        .map_err(|e| DeliveryError::permanent(NAME, e.to_string()))?;
+        let body = serde_json::to_vec(&Payload { to: sms.to.as_str(), body: &sms.body, idempotency_key: &sms.key })
+            .map_err(|e| DeliveryError::permanent(NAME, e.to_string()))?;
         let key = HeaderValue::from_str(&sms.key)
             .map_err(|_| DeliveryError::permanent(NAME, "idempotency key is not a valid header"))?;
         let mut headers = vec![
@@ -137,12 +123,7 @@ impl Transport for WebhookTransport {
             headers.push((HeaderName::from_static("x-vitalwatch-signature"), v));
         }
         let resp = self.client.post(&self.url, &headers, body).await?;
-        let id = serde_json::from_slice::<Reply>(&resp.body)
-            .ok()
-            .and_then(|r| r.id);
-        Ok(Receipt {
-            transport: NAME.to_string(),
-            provider_message_id: id,
-        })
+        let id = serde_json::from_slice::<Reply>(&resp.body).ok().and_then(|r| r.id);
+        Ok(Receipt { transport: NAME.to_string(), provider_message_id: id })
     }
 }

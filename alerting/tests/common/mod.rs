@@ -10,9 +10,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, NaiveTime, Utc};
 use vitalwatch_alerting::*;
 use vitalwatch_schemas::PatientId;
-use vitalwatch_schemas::proto::{
-    AlertEvent, AlertEventKind, EvidenceReading, Severity as PSeverity,
-};
+use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, EvidenceReading, Severity as PSeverity};
 
 pub const SECRET: &[u8] = b"0123456789abcdef0123456789abcdef-test-secret";
 
@@ -32,10 +30,7 @@ pub fn physician(id: &str, quiet: Option<(u32, u32)>) -> Physician {
         mobile: Some(PhoneNumber::new("+33612345678").unwrap()),
         time_zone: TimeZone::new("Europe/Paris").unwrap(),
         quiet_hours: quiet.map(|(s, e)| {
-            QuietHours::new(
-                NaiveTime::from_hms_opt(s, 0, 0).unwrap(),
-                NaiveTime::from_hms_opt(e, 0, 0).unwrap(),
-            )
+            QuietHours::new(NaiveTime::from_hms_opt(s, 0, 0).unwrap(), NaiveTime::from_hms_opt(e, 0, 0).unwrap())
         }),
         channels: ChannelPreferences::default(),
         hourly_cap: None,
@@ -96,14 +91,7 @@ pub fn event(id: &str, kind: AlertEventKind, severity: Severity, at: DateTime<Ut
 }
 
 pub fn history(end: DateTime<Utc>) -> Vec<(DateTime<Utc>, f64)> {
-    (0..56)
-        .map(|i| {
-            (
-                end - chrono::Duration::hours(6 * i),
-                95.0 - (i % 5) as f64 * 0.8,
-            )
-        })
-        .collect()
+    (0..56).map(|i| (end - chrono::Duration::hours(6 * i), 95.0 - (i % 5) as f64 * 0.8)).collect()
 }
 
 /// Whether the test may use a service; under CI=true a missing service is a failure.
@@ -111,10 +99,7 @@ pub fn require(service: &str, available: bool, how: &str) -> bool {
     if available {
         return true;
     }
-    if std::env::var("CI")
-        .map(|v| v == "true" || v == "1")
-        .unwrap_or(false)
-    {
+    if std::env::var("CI").map(|v| v == "true" || v == "1").unwrap_or(false) {
         panic!("{service} is required under CI but is not available: {how}");
     }
     eprintln!("SKIPPED: {service} is not available ({how}); set CI=true to make this a failure");
@@ -132,11 +117,7 @@ pub fn aiosmtpd_available() -> bool {
 }
 
 pub fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    StdListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// A running aiosmtpd process that writes every message into `dir`.
@@ -150,15 +131,7 @@ impl SmtpSink {
     pub fn start(port: u16, dir: &Path) -> SmtpSink {
         let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
         let child = Command::new("python3")
-            .args([
-                "-m",
-                "aiosmtpd",
-                "-n",
-                "-l",
-                &format!("127.0.0.1:{port}"),
-                "-c",
-                "smtp_sink.Sink",
-            ])
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "smtp_sink.Sink"])
             .arg(dir)
             .env("PYTHONPATH", &tests)
             .stdout(Stdio::null())
@@ -167,17 +140,10 @@ impl SmtpSink {
             .expect("spawn python3 -m aiosmtpd");
         let deadline = Instant::now() + Duration::from_secs(15);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "aiosmtpd did not start listening on port {port}"
-            );
+            assert!(Instant::now() < deadline, "aiosmtpd did not start listening on port {port}");
             std::thread::sleep(Duration::from_millis(50));
         }
-        SmtpSink {
-            child,
-            port,
-            dir: dir.to_path_buf(),
-        }
+        SmtpSink { child, port, dir: dir.to_path_buf() }
     }
 
     /// Raw messages received so far, in order.
@@ -186,8 +152,7 @@ impl SmtpSink {
         for n in 0.. {
             let eml = self.dir.join(format!("{n}.eml"));
             let Ok(raw) = std::fs::read(&eml) else { break };
-            let rcpt =
-                std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap_or_default();
+            let rcpt = std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap_or_default();
             out.push((raw, rcpt.lines().map(str::to_string).collect()));
         }
         out
@@ -224,10 +189,7 @@ pub struct Recorded {
 
 impl Recorded {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn form(&self) -> Vec<(String, String)> {
@@ -268,28 +230,13 @@ pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex
                             .iter()
                             .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
                             .collect();
-                        let body = req
-                            .into_body()
-                            .collect()
-                            .await
-                            .map(|c| c.to_bytes().to_vec())
-                            .unwrap_or_default();
+                        let body = req.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
                         let n = {
                             let mut l = log.lock().unwrap();
-                            l.push(Recorded {
-                                method,
-                                path,
-                                headers,
-                                body,
-                                at: Instant::now(),
-                            });
+                            l.push(Recorded { method, path, headers, body, at: Instant::now() });
                             l.len() - 1
                         };
-                        let (status, body) = script
-                            .get(n)
-                            .or(script.last())
-                            .cloned()
-                            .unwrap_or((500, String::new()));
+                        let (status, body) = script.get(n).or(script.last()).cloned().unwrap_or((500, String::new()));
                         let resp = hyper::Response::builder()
                             .status(status)
                             .header("content-type", "application/json")
@@ -298,9 +245,7 @@ pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex
                         Ok::<_, std::convert::Infallible>(resp)
                     }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
             });
         }
     });

@@ -30,9 +30,8 @@ pub fn decode(payload: &[u8]) -> Result<RawBatch<'static>, Rejection> {
                 .and_then(Value::as_array)
                 .ok_or_else(|| malformed(Format::Fhir, "Bundle has no entry array"))?;
             for (i, e) in entries.iter().enumerate() {
-                let r = e
-                    .get("resource")
-                    .ok_or_else(|| malformed(Format::Fhir, format!("entry[{i}] has no resource")))?;
+                let r =
+                    e.get("resource").ok_or_else(|| malformed(Format::Fhir, format!("entry[{i}] has no resource")))?;
                 if r.get("resourceType").and_then(Value::as_str) != Some("Observation") {
                     return Err(malformed(Format::Fhir, format!("entry[{i}] is not an Observation")));
                 }

@@ -105,13 +105,9 @@ pub fn decode(payload: &[u8]) -> Result<RawBatch<'_>, Rejection> {
         let unit = r.u.or_else(|| bu.clone());
         let value = r.v.map(|v| v + bv);
         match classify(&n) {
-            Part::Single(kind) => readings.push(RawReading {
-                kind: Cow::Borrowed(kind),
-                time,
-                unit,
-                value,
-                ..Default::default()
-            }),
+            Part::Single(kind) => {
+                readings.push(RawReading { kind: Cow::Borrowed(kind), time, unit, value, ..Default::default() })
+            }
             Part::Systolic | Part::Diastolic => {
                 let idx = match bp_at.iter().find(|(bt2, _)| *bt2 == t) {
                     Some((_, i)) => *i,

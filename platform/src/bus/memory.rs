@@ -187,8 +187,8 @@ mod tests {
     async fn producer_waits_when_full() {
         let bus = MemoryBus::new(2);
         let mut c = bus.consumer("g", &["t"]);
-        bus.send("t", b"", vec![1]).await.unwrap();
-        bus.send("t", b"", vec![2]).await.unwrap();
+        bus.send("t", b"", vec![1]).await.unwrap().await.unwrap();
+        bus.send("t", b"", vec![2]).await.unwrap().await.unwrap();
         let b2 = bus.clone();
         let h = tokio::spawn(async move { b2.send("t", b"", vec![3]).await.map(|_| ()) });
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -184,7 +184,11 @@ pub trait Store: Send + Sync {
     /// Observations of a patient measured at or after `since`, with every
     /// field the rules engine needs (receive time included), in measurement
     /// order. Used to rebuild a patient's rule state.
-    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError>;
+    async fn recent_observations(
+        &self,
+        patient: &PatientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Observation>, StoreError>;
     /// Stores (replaces) a patient's rules JSON; `updated_at` becomes now.
     async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError>;
     /// A patient's stored rules, if any.
@@ -208,10 +212,7 @@ pub async fn open(url: &str, insert_chunk: usize) -> Result<std::sync::Arc<dyn S
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(std::sync::Arc::new(postgres::PgStore::connect(url, insert_chunk).await?))
     } else {
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL scheme in {}",
-            crate::config::redact_url(url)
-        )))
+        Err(StoreError::Invalid(format!("unsupported database URL scheme in {}", crate::config::redact_url(url))))
     }
 }
 

@@ -11,8 +11,8 @@ use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
-    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status, event_kind_name,
-    evidence_json, severity_name,
+    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status,
+    event_kind_name, evidence_json, severity_name,
 };
 
 /// Advisory lock key that serializes concurrent `migrate` runs.
@@ -74,7 +74,10 @@ impl PgStore {
     }
 
     /// Runs `f` on the live client.
-    async fn with<T>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>) -> Result<T, StoreError> {
+    async fn with<T>(
+        &self,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
+    ) -> Result<T, StoreError> {
         let mut g = self.client().await?;
         let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into())) };
         f(c).await.map_err(classify)
@@ -299,7 +302,11 @@ impl Store for PgStore {
         self.with(async |c| c.query_one("SELECT count(*) FROM observations", &[]).await.map(|r| r.get(0))).await
     }
 
-    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError> {
+    async fn recent_observations(
+        &self,
+        patient: &PatientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Observation>, StoreError> {
         let rows = self
             .with(async |c| {
                 c.query(
@@ -355,8 +362,11 @@ impl Store for PgStore {
     async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {
         let row = self
             .with(async |c| {
-                c.query_opt("SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = $1", &[&patient.as_str()])
-                    .await
+                c.query_opt(
+                    "SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = $1",
+                    &[&patient.as_str()],
+                )
+                .await
             })
             .await?;
         Ok(row.map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) }))
@@ -372,7 +382,10 @@ impl Store for PgStore {
                 .await
             })
             .await?;
-        Ok(rows.iter().map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) }).collect())
+        Ok(rows
+            .iter()
+            .map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) })
+            .collect())
     }
 
     async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
@@ -509,13 +522,11 @@ async fn migrate_locked(c: &mut Client) -> Result<MigrationReport, tokio_postgre
             for stmt in migrations::statements(m.sql) {
                 c.batch_execute(stmt).await?;
             }
-            c.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
-                .await?;
+            c.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
         } else {
             let tx = c.transaction().await?;
             tx.batch_execute(m.sql).await?;
-            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name])
-                .await?;
+            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
             tx.commit().await?;
         }
         report.applied.push(m.version);

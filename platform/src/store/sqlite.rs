@@ -158,7 +158,12 @@ impl Store for SqliteStore {
                 c.prepare("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments").map_err(err)?;
             let rows = st
                 .query_map([], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<i64>>(3)?))
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, i64>(2)?,
+                        r.get::<_, Option<i64>>(3)?,
+                    ))
                 })
                 .map_err(err)?;
             for row in rows {
@@ -216,8 +221,10 @@ impl Store for SqliteStore {
                 Some(Some(_)) => return Err(StoreError::Invalid("the device is retired".into())),
                 Some(None) => {}
             }
-            let known: Option<i64> =
-                tx.query_row("SELECT 1 FROM patients WHERE patient_id = ?1", [&p], |r| r.get(0)).optional().map_err(err)?;
+            let known: Option<i64> = tx
+                .query_row("SELECT 1 FROM patients WHERE patient_id = ?1", [&p], |r| r.get(0))
+                .optional()
+                .map_err(err)?;
             if known.is_none() {
                 return Err(StoreError::Invalid("unknown patient".into()));
             }
@@ -237,8 +244,11 @@ impl Store for SqliteStore {
             if overlap.is_some() {
                 return Err(StoreError::Invalid("an enrolment of this device starts at or after that time".into()));
             }
-            tx.execute("INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES (?1, ?2, ?3)", params![d, p, f])
-                .map_err(err)?;
+            tx.execute(
+                "INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES (?1, ?2, ?3)",
+                params![d, p, f],
+            )
+            .map_err(err)?;
             tx.commit().map_err(err)
         })
         .await
@@ -308,7 +318,11 @@ impl Store for SqliteStore {
         self.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
     }
 
-    async fn recent_observations(&self, patient: &PatientId, since: DateTime<Utc>) -> Result<Vec<Observation>, StoreError> {
+    async fn recent_observations(
+        &self,
+        patient: &PatientId,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<Observation>, StoreError> {
         let (p, since) = (patient.clone(), micros(since));
         self.run(move |c| {
             let mut st = c

@@ -2,19 +2,13 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use vitalwatch_rules::{
-    AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules, Program,
-};
+use vitalwatch_rules::{AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules, Program};
 use vitalwatch_schemas::proto::AlertEventKind;
-use vitalwatch_schemas::{
-    Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource,
-};
+use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 /// Monday 6 January 2025, 08:00 UTC.
 pub fn t0() -> DateTime<Utc> {
-    Utc.with_ymd_and_hms(2025, 1, 6, 8, 0, 0)
-        .single()
-        .expect("valid date")
+    Utc.with_ymd_and_hms(2025, 1, 6, 8, 0, 0).single().expect("valid date")
 }
 
 pub fn days(d: f64) -> Duration {
@@ -38,13 +32,7 @@ pub fn obs(patient: &str, code: Code, value: f64, time: DateTime<Utc>) -> Observ
     obs_from(patient, code, value, time, None)
 }
 
-pub fn obs_from(
-    patient: &str,
-    code: Code,
-    value: f64,
-    time: DateTime<Utc>,
-    device: Option<&str>,
-) -> Observation {
+pub fn obs_from(patient: &str, code: Code, value: f64, time: DateTime<Utc>, device: Option<&str>) -> Observation {
     Observation {
         id: ObservationId::compute(patient, code, time.timestamp_micros()),
         patient_id: pid(patient),
@@ -52,11 +40,7 @@ pub fn obs_from(
         value,
         time,
         received_at: time + Duration::minutes(1),
-        source: if device.is_some() {
-            Source::Device
-        } else {
-            Source::Manual
-        },
+        source: if device.is_some() { Source::Device } else { Source::Manual },
         device_id: device.map(dev),
         time_source: TimeSource::Device,
         original_value: value,
@@ -74,18 +58,12 @@ pub struct Sim {
 
 impl Sim {
     pub fn new() -> Self {
-        Sim {
-            engine: Engine::new(EngineSettings::default()).expect("valid settings"),
-            events: Vec::new(),
-        }
+        Sim { engine: Engine::new(EngineSettings::default()).expect("valid settings"), events: Vec::new() }
     }
 
     pub fn with(patient: &str, rules: PatientRules) -> Self {
         let mut s = Sim::new();
-        let ev = s
-            .engine
-            .set_patient_rules(&pid(patient), rules, t0() - days(30.0))
-            .expect("valid rules");
+        let ev = s.engine.set_patient_rules(&pid(patient), rules, t0() - days(30.0)).expect("valid rules");
         assert!(ev.is_empty());
         s
     }
@@ -95,16 +73,9 @@ impl Sim {
     }
 
     /// Feeds a reading as it arrives live (now = one minute after).
-    pub fn read(
-        &mut self,
-        patient: &str,
-        code: Code,
-        value: f64,
-        time: DateTime<Utc>,
-    ) -> ObservationOutcome {
+    pub fn read(&mut self, patient: &str, code: Code, value: f64, time: DateTime<Utc>) -> ObservationOutcome {
         let o = obs(patient, code, value, time);
-        self.engine
-            .on_observation(&o, time + Duration::minutes(1), &mut self.events)
+        self.engine.on_observation(&o, time + Duration::minutes(1), &mut self.events)
     }
 
     pub fn read_dev(
@@ -116,8 +87,7 @@ impl Sim {
         device: &str,
     ) -> ObservationOutcome {
         let o = obs_from(patient, code, value, time, Some(device));
-        self.engine
-            .on_observation(&o, time + Duration::minutes(1), &mut self.events)
+        self.engine.on_observation(&o, time + Duration::minutes(1), &mut self.events)
     }
 
     pub fn bp(&mut self, patient: &str, sys: f64, dia: f64, time: DateTime<Utc>) {
@@ -134,10 +104,7 @@ impl Sim {
     }
 
     pub fn kinds(&self, rule: &str) -> Vec<AlertEventKind> {
-        self.of_rule(rule)
-            .iter()
-            .map(|e| AlertEventKind::try_from(e.kind).expect("known kind"))
-            .collect()
+        self.of_rule(rule).iter().map(|e| AlertEventKind::try_from(e.kind).expect("known kind")).collect()
     }
 }
 
@@ -147,10 +114,7 @@ pub struct Lcg(pub u64);
 impl Lcg {
     /// Uniform in [0, 1).
     pub fn next(&mut self) -> f64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         (self.0 >> 11) as f64 / (1u64 << 53) as f64
     }
 

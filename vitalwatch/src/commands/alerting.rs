@@ -70,6 +70,7 @@ fn parse_quiet_hours(s: &str) -> anyhow::Result<QuietHours> {
 
 /// `vitalwatch physician ...`
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once per command-line invocation
 pub enum PhysicianCommand {
     /// Add or replace a physician (alert recipient).
     Add {

@@ -64,9 +64,15 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer =
         bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
     tracing::info!(message = "Rules starting.", group = %s.rules.group);
-    let result =
-        rules_worker::run(consumer.as_mut(), producer.clone(), store, &rules_config(&s), Arc::new(RulesStats::default()), shutdown)
-            .await;
+    let result = rules_worker::run(
+        consumer.as_mut(),
+        producer.clone(),
+        store,
+        &rules_config(&s),
+        Arc::new(RulesStats::default()),
+        shutdown,
+    )
+    .await;
     let _ = producer.flush(std::time::Duration::from_secs(10)).await;
     result
 }

@@ -43,31 +43,23 @@ const PROGRAMS: &str = "heart_failure, hypertension, copd, diabetes, general";
 /// Builds and validates a patient's rules from the command line.
 fn build(program: Option<&str>, file: Option<&Path>) -> anyhow::Result<PatientRules> {
     let program = match program {
-        Some(p) => Some(
-            Program::parse(p)
-                .with_context(|| format!("unknown program {p:?}; expected one of {PROGRAMS}"))?,
-        ),
+        Some(p) => {
+            Some(Program::parse(p).with_context(|| format!("unknown program {p:?}; expected one of {PROGRAMS}"))?)
+        }
         None => None,
     };
     let rules = match file {
         Some(f) => {
-            let text =
-                std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
-            let mut v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not valid JSON", f.display()))?;
-            let obj = v
-                .as_object_mut()
-                .with_context(|| format!("{} must hold a JSON object", f.display()))?;
+            let text = std::fs::read_to_string(f).with_context(|| format!("reading {}", f.display()))?;
+            let mut v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{} is not valid JSON", f.display()))?;
+            let obj = v.as_object_mut().with_context(|| format!("{} must hold a JSON object", f.display()))?;
             if let Some(p) = program {
                 obj.insert("program".into(), serde_json::to_value(p)?);
             } else if !obj.contains_key("program") {
-                anyhow::bail!(
-                    "no program: pass --program ({PROGRAMS}) or set \"program\" in {}",
-                    f.display()
-                );
+                anyhow::bail!("no program: pass --program ({PROGRAMS}) or set \"program\" in {}", f.display());
             }
-            serde_json::from_value::<PatientRules>(v)
-                .with_context(|| format!("invalid rules in {}", f.display()))?
+            serde_json::from_value::<PatientRules>(v).with_context(|| format!("invalid rules in {}", f.display()))?
         }
         None => match program {
             Some(p) => PatientRules::for_program(p),
@@ -81,50 +73,31 @@ fn build(program: Option<&str>, file: Option<&Path>) -> anyhow::Result<PatientRu
 /// `vitalwatch rules-config ...`.
 pub async fn rules_config(config: Option<&Path>, cmd: RulesConfigCommand) -> anyhow::Result<()> {
     match cmd {
-        RulesConfigCommand::Set {
-            patient,
-            program,
-            file,
-            store,
-        } => {
+        RulesConfigCommand::Set { patient, program, file, store } => {
             let p = PatientId::new(patient)?;
             let rules = build(program.as_deref(), file.as_deref())?;
             let st = store.store(config).await?;
             if !st.registry().await?.patients.contains(p.as_str()) {
-                anyhow::bail!(
-                    "unknown patient {p}: register it first with `vitalwatch patient add {p}`"
-                );
+                anyhow::bail!("unknown patient {p}: register it first with `vitalwatch patient add {p}`");
             }
             let json = serde_json::to_string(&rules)?;
-            st.set_patient_rules(&p, &json)
-                .await
-                .context("storing the rules")?;
+            st.set_patient_rules(&p, &json).await.context("storing the rules")?;
             let set = rules.effective()?;
             let ids: Vec<&str> = set.ids().collect();
-            println!(
-                "{p}: program {} ({} rules: {})",
-                rules.program.as_str(),
-                ids.len(),
-                ids.join(", ")
-            );
+            println!("{p}: program {} ({} rules: {})", rules.program.as_str(), ids.len(), ids.join(", "));
         }
         RulesConfigCommand::Show { patient, store } => {
             let p = PatientId::new(patient)?;
             let st = store.store(config).await?;
             match st.patient_rules(&p).await? {
-                None => println!(
-                    "{p}: no rules stored; the default program of the rules engine applies"
-                ),
+                None => println!("{p}: no rules stored; the default program of the rules engine applies"),
                 Some(row) => {
-                    let rules: PatientRules = serde_json::from_str(&row.rules)
-                        .context("the stored rules do not parse")?;
+                    let rules: PatientRules =
+                        serde_json::from_str(&row.rules).context("the stored rules do not parse")?;
                     println!("# updated {}", row.updated_at.to_rfc3339());
                     println!("{}", serde_json::to_string_pretty(&rules)?);
                     match rules.effective() {
-                        Ok(set) => println!(
-                            "# effective rules: {}",
-                            set.ids().collect::<Vec<_>>().join(", ")
-                        ),
+                        Ok(set) => println!("# effective rules: {}", set.ids().collect::<Vec<_>>().join(", ")),
                         Err(e) => println!("# INVALID: {e}"),
                     }
                 }
@@ -147,10 +120,7 @@ mod tests {
     #[test]
     fn clear_errors() {
         let e = format!("{:#}", build(Some("cardio"), None).unwrap_err());
-        assert!(
-            e.contains("unknown program") && e.contains("heart_failure"),
-            "{e}"
-        );
+        assert!(e.contains("unknown program") && e.contains("heart_failure"), "{e}");
         assert!(format!("{:#}", build(None, None).unwrap_err()).contains("--program"));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("r.json");
@@ -162,9 +132,6 @@ mod tests {
         assert!(e.contains("spo2_scle"), "{e}");
         std::fs::write(&f, r#"{"spo2_scale":"scale2"}"#).unwrap();
         assert!(format!("{:#}", build(None, Some(&f)).unwrap_err()).contains("no program"));
-        assert_eq!(
-            build(Some("copd"), Some(&f)).unwrap().program,
-            Program::Copd
-        );
+        assert_eq!(build(Some("copd"), Some(&f)).unwrap().program, Program::Copd);
     }
 }

@@ -70,14 +70,14 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
     let persist_stats = Arc::new(PersistStats::default());
     let persist_task = {
-        let (store, settings, stats, shutdown) = (store.clone(), s.persist.clone(), persist_stats.clone(), shutdown.clone());
+        let (store, settings, stats, shutdown) =
+            (store.clone(), s.persist.clone(), persist_stats.clone(), shutdown.clone());
         tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, shutdown).await })
     };
 
     // Alerting first, so it is listening before rules produce.
     let mut alert_consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
-    let alert_store =
-        vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
+    let alert_store = vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
     let alerting_task = {
         let (settings, shutdown) = (s.alerting.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -91,9 +91,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let rules_task = {
         let (store, producer, cfg, stats, shutdown) =
             (store.clone(), bus.producer(&s)?, super::roles::rules_config(&s), rules_stats.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await
-        })
+        tokio::spawn(
+            async move { rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await },
+        )
     };
 
     if let Some(n) = args.simulate {

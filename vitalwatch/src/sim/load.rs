@@ -59,6 +59,9 @@ pub struct SimulateArgs {
     pub drain_timeout: u64,
 }
 
+/// Sampled readings (patient, LOINC code, time) waiting to be seen in the database.
+type Samples = Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>>;
+
 fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let after = &stat[stat.rfind(')')? + 2..];
@@ -93,7 +96,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let row_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let kafka_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
     let rows_seen = Arc::new(AtomicU64::new(0));
-    let samples: Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>> = Arc::default();
+    let samples: Samples = Arc::default();
     let kafka_seen = Arc::new(AtomicU64::new(0));
 
     let watcher = rows_db.map(|url| {
@@ -149,11 +152,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     let p = &mut patients[idx];
                     let t = Utc::now();
                     let (topic, payload, rows) = p.reading(step, t);
-                    if sent % 100 == 0 {
+                    if sent.is_multiple_of(100) {
                         // The first row of the reading (SenML times are whole microseconds of a float: round like ingest).
                         let code = ["29463-7", "8480-6", "59408-5", "41653-7", "8310-5"][(step % 5) as usize];
                         let t = if p.format == "senml" && !p.manual {
-                            DateTime::from_timestamp_micros(((t.timestamp_micros() as f64 / 1e6) * 1e6).round() as i64).unwrap_or(t)
+                            DateTime::from_timestamp_micros(((t.timestamp_micros() as f64 / 1e6) * 1e6).round() as i64)
+                                .unwrap_or(t)
                         } else {
                             t
                         };
@@ -281,7 +285,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 async fn watch_rows(
     url: &str,
     prefix: &str,
-    samples: Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>>,
+    samples: Samples,
     hist: Arc<Mutex<Histogram<u64>>>,
     seen: Arc<AtomicU64>,
     done: Arc<AtomicBool>,

@@ -159,7 +159,8 @@ fn loinc(ty: &str) -> &'static str {
 
 fn fhir(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
     let code = |c: &str| serde_json::json!({"coding": [{"system": "http://loinc.org", "code": c}]});
-    let q = |x: f64, u: &str| serde_json::json!({"value": x, "unit": u, "system": "http://unitsofmeasure.org", "code": u});
+    let q =
+        |x: f64, u: &str| serde_json::json!({"value": x, "unit": u, "system": "http://unitsofmeasure.org", "code": u});
     let mut o = serde_json::json!({
         "resourceType": "Observation", "status": "final", "code": code(loinc(ty)), "effectiveDateTime": rfc3339(t)
     });

@@ -31,7 +31,12 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
         mobile: Some(PhoneNumber::new("+33600000000")?),
         time_zone: TimeZone::new("Europe/Paris")?,
         quiet_hours: None,
-        channels: ChannelPreferences { low: vec![Channel::Email], medium: vec![Channel::Email], high: both.clone(), critical: both },
+        channels: ChannelPreferences {
+            low: vec![Channel::Email],
+            medium: vec![Channel::Email],
+            high: both.clone(),
+            critical: both,
+        },
         hourly_cap: None,
     };
     alerts.upsert_physician(&doctor).await?;
@@ -58,7 +63,12 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
 }
 
 /// Registers `n` patients named `prefix` with their devices enrolled.
-pub async fn register_population(store: &dyn Store, prefix: &str, n: usize, formats: &[&'static str]) -> anyhow::Result<()> {
+pub async fn register_population(
+    store: &dyn Store,
+    prefix: &str,
+    n: usize,
+    formats: &[&'static str],
+) -> anyhow::Result<()> {
     let since = Utc::now() - chrono::Duration::days(365);
     let snapshot = store.registry().await?;
     for i in 0..n {
