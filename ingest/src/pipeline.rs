@@ -55,12 +55,11 @@ impl Processed {
 /// Trace id of a message: a hash of topic and payload, so a redelivered
 /// message keeps its trace id.
 pub fn trace_id(topic: &str, payload: &[u8]) -> String {
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in topic.as_bytes().iter().chain([0u8].iter()).chain(payload) {
-        h ^= *b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    format!("{h:016x}")
+    let mut h = vitalwatch_schemas::domain::StableHasher::new();
+    h.write(topic.as_bytes());
+    h.write(&[0]);
+    h.write(payload);
+    format!("{:016x}", h.finish64())
 }
 
 /// Processes one message.

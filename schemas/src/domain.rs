@@ -284,8 +284,8 @@ id_type!(
     DeviceId
 );
 
-/// Deterministic observation id: a 128-bit FNV-1a hash of patient, code and
-/// measurement time. The same reading redelivered gets the same id, so every
+/// Deterministic observation id: a 128-bit [`StableHasher`] hash of patient,
+/// code and measurement time. The same reading redelivered gets the same id, so every
 /// consumer can drop duplicates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ObservationId(pub u128);
@@ -293,21 +293,13 @@ pub struct ObservationId(pub u128);
 impl ObservationId {
     /// Computes the id of (patient, code, time).
     pub fn compute(patient: &str, code: Code, time_unix_micros: i64) -> Self {
-        const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-        const PRIME: u128 = 0x0000000001000000000000000000013B;
-        let mut h = OFFSET;
-        let mut feed = |bytes: &[u8]| {
-            for b in bytes {
-                h ^= *b as u128;
-                h = h.wrapping_mul(PRIME);
-            }
-        };
-        feed(patient.as_bytes());
-        feed(&[0xff]);
-        feed(code.loinc().as_bytes());
-        feed(&[0xff]);
-        feed(&time_unix_micros.to_le_bytes());
-        ObservationId(h)
+        let mut h = StableHasher::new();
+        h.write(patient.as_bytes());
+        h.write(&[0xff]);
+        h.write(code.loinc().as_bytes());
+        h.write(&[0xff]);
+        h.write(&time_unix_micros.to_le_bytes());
+        ObservationId(h.finish128())
     }
 
     /// Lower-case hex, 32 characters.
@@ -324,6 +316,89 @@ impl ObservationId {
 impl fmt::Display for ObservationId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{:032x}", self.0)
+    }
+}
+
+/// A fast, stable (same on every platform and version) non-cryptographic
+/// hash, 8 bytes at a time, with two independent 64-bit lanes. Used for
+/// deterministic ids, never for security.
+#[derive(Debug, Clone)]
+pub struct StableHasher {
+    a: u64,
+    b: u64,
+    tail: [u8; 8],
+    tail_len: usize,
+    len: u64,
+}
+
+impl Default for StableHasher {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StableHasher {
+    const K1: u64 = 0x9E37_79B9_7F4A_7C15;
+    const K2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+
+    /// A fresh hasher.
+    pub fn new() -> Self {
+        StableHasher { a: 0x243F_6A88_85A3_08D3, b: 0x1319_8A2E_0370_7344, tail: [0; 8], tail_len: 0, len: 0 }
+    }
+
+    fn block(&mut self, v: u64) {
+        self.a = (self.a ^ v).wrapping_mul(Self::K1).rotate_left(29);
+        self.b = (self.b ^ v.rotate_left(17)).wrapping_mul(Self::K2).rotate_left(31);
+    }
+
+    /// Feeds bytes.
+    pub fn write(&mut self, mut bytes: &[u8]) {
+        self.len += bytes.len() as u64;
+        if self.tail_len > 0 {
+            let take = (8 - self.tail_len).min(bytes.len());
+            self.tail[self.tail_len..self.tail_len + take].copy_from_slice(&bytes[..take]);
+            self.tail_len += take;
+            bytes = &bytes[take..];
+            if self.tail_len < 8 {
+                return;
+            }
+            let v = u64::from_le_bytes(self.tail);
+            self.block(v);
+            self.tail_len = 0;
+        }
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.block(u64::from_le_bytes(w));
+        }
+        let rest = chunks.remainder();
+        self.tail[..rest.len()].copy_from_slice(rest);
+        self.tail_len = rest.len();
+    }
+
+    fn mix(mut x: u64) -> u64 {
+        // splitmix64 finalizer
+        x ^= x >> 30;
+        x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        x ^= x >> 27;
+        x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+        x ^ (x >> 31)
+    }
+
+    /// 128-bit result.
+    pub fn finish128(mut self) -> u128 {
+        let mut w = [0u8; 8];
+        w[..self.tail_len].copy_from_slice(&self.tail[..self.tail_len]);
+        let v = u64::from_le_bytes(w) ^ (self.len << 56);
+        self.block(v);
+        let (a, b) = (Self::mix(self.a ^ self.b.rotate_left(32)), Self::mix(self.b ^ self.len));
+        ((a as u128) << 64) | b as u128
+    }
+
+    /// 64-bit result.
+    pub fn finish64(self) -> u64 {
+        (self.finish128() >> 64) as u64
     }
 }
 
@@ -475,6 +550,29 @@ mod tests {
         assert_ne!(a, ObservationId::compute("p1", Code::Systolic, 1_001));
         assert_ne!(a, ObservationId::compute("p2", Code::Systolic, 1_000));
         assert_eq!(ObservationId::from_hex(&a.to_hex()), Some(a));
+    }
+
+    #[test]
+    fn stable_hasher_is_chunking_independent_and_sensitive() {
+        let data: Vec<u8> = (0..100u8).collect();
+        let mut one = StableHasher::new();
+        one.write(&data);
+        let whole = one.finish128();
+        for split in [0, 1, 7, 8, 9, 50, 99, 100] {
+            let mut h = StableHasher::new();
+            h.write(&data[..split]);
+            h.write(&data[split..]);
+            assert_eq!(h.finish128(), whole, "split at {split}");
+        }
+        let mut other = StableHasher::new();
+        other.write(&data[..99]);
+        assert_ne!(other.finish128(), whole);
+        let (mut x, mut y) = (StableHasher::new(), StableHasher::new());
+        x.write(b"ab");
+        y.write(b"ba");
+        assert_ne!(x.finish128(), y.finish128());
+        // Pinned value: ids must not change between releases.
+        assert_eq!(ObservationId::compute("p1", Code::Systolic, 1_000).to_hex(), "0fdf9bc13522dc23ebb5647eb7bd337b");
     }
 
     #[test]

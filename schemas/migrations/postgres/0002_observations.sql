@@ -16,4 +16,5 @@ CREATE TABLE IF NOT EXISTS observations (
     -- The same reading can never be stored twice (redelivery, replays, retries).
     CONSTRAINT observations_unique_reading UNIQUE (patient_id, code, time)
 );
-CREATE INDEX IF NOT EXISTS observations_patient_code_time_idx ON observations (patient_id, code, time DESC);
+-- The unique key's index also serves "a patient's code over time" queries
+-- (btree scans both ways): no second index to maintain on every insert.
