@@ -6,14 +6,30 @@ use std::time::Duration;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-/// Starts a broker listening on `listen` and waits until it accepts connections.
-pub async fn start(listen: SocketAddr, max_payload: usize) -> anyhow::Result<()> {
-    // Fail early with a clear message if the port is taken.
-    drop(std::net::TcpListener::bind(listen).map_err(|e| {
-        anyhow::anyhow!(
-            "cannot listen on {listen} for the embedded MQTT broker: {e} (choose another with --mqtt-listen)"
-        )
-    })?);
+/// Starts a broker listening on `listen` and waits until it accepts
+/// connections. If the address is taken and `fallback` is set (the user did
+/// not ask for this address), a free port on the same host is used instead.
+/// Returns the address the broker listens on.
+pub async fn start(listen: SocketAddr, max_payload: usize, fallback: bool) -> anyhow::Result<SocketAddr> {
+    let listen = match std::net::TcpListener::bind(listen) {
+        Ok(l) => {
+            drop(l);
+            listen
+        }
+        Err(e) if fallback && e.kind() == std::io::ErrorKind::AddrInUse => {
+            let free = std::net::TcpListener::bind(SocketAddr::new(listen.ip(), 0))?.local_addr()?;
+            tracing::warn!(
+                message = "MQTT port taken (another broker?); the embedded broker uses another port.",
+                port = free.port()
+            );
+            free
+        }
+        Err(e) => {
+            anyhow::bail!(
+                "cannot listen on {listen} for the embedded MQTT broker: {e} (choose another with --mqtt-listen)"
+            )
+        }
+    };
     let server = ServerSettings {
         name: "v4".into(),
         listen,
@@ -48,7 +64,7 @@ pub async fn start(listen: SocketAddr, max_payload: usize) -> anyhow::Result<()>
     })?;
     for _ in 0..100 {
         if tokio::net::TcpStream::connect(listen).await.is_ok() {
-            return Ok(());
+            return Ok(listen);
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

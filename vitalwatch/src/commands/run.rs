@@ -51,14 +51,15 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     if let Some(addr) = args.mqtt_listen {
         s.mqtt.url = format!("embedded://{addr}");
     }
-    telemetry::init(s.log_format, "info,rumqttd=warn,rumqttc=warn,librdkafka=warn");
+    telemetry::init(s.log_format, "info,rumqttd=off,rumqttc=warn,librdkafka=warn");
     std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
     let shutdown = shutdown::on_signals();
 
     if s.mqtt.url.starts_with("embedded://") {
         let (host, port) = broker_address(&s.mqtt.url)?;
         let addr: SocketAddr = format!("{host}:{port}").parse().context("embedded broker address")?;
-        embedded_broker::start(addr, s.ingest.max_payload_bytes + 64 * 1024).await?;
+        let addr =
+            embedded_broker::start(addr, s.ingest.max_payload_bytes + 64 * 1024, args.mqtt_listen.is_none()).await?;
         s.mqtt.url = format!("mqtt://{addr}");
         s.mqtt.share_group.clear();
     }

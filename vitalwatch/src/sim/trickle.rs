@@ -40,6 +40,14 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
         hourly_cap: None,
     };
     alerts.upsert_physician(&doctor).await?;
+    let deputy = Physician {
+        id: PhysicianId::new("dr-deputy")?,
+        name: "Dr Deputy".into(),
+        email: EmailAddress::new("dr.deputy@example.invalid")?,
+        mobile: Some(PhoneNumber::new("+33600000001")?),
+        ..doctor.clone()
+    };
+    alerts.upsert_physician(&deputy).await?;
     for i in 0..n {
         let p = SimPatient::new(PREFIX, i, &FORMATS);
         let pid = PatientId::new(p.id.clone())?;
@@ -54,7 +62,7 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
             .set_care_team(&CareTeam {
                 patient_id: pid,
                 responsible: doctor.id.clone(),
-                deputies: Vec::new(),
+                deputies: vec![deputy.id.clone()],
                 policy: EscalationPolicy::default(),
             })
             .await?;
