@@ -76,6 +76,15 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, shutdown).await })
     };
 
+    // The acknowledgment server: like the broker, move off a taken default port.
+    if s.alerting.http_addr == "127.0.0.1:8080" && std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        tracing::warn!(message = "Port 8080 taken; the acknowledgment server uses another port.", port = free.port());
+        if s.alerting.public_base_url == "http://127.0.0.1:8080" {
+            s.alerting.public_base_url = format!("http://{free}");
+        }
+        s.alerting.http_addr = free.to_string();
+    }
     // Alerting first, so it is listening before rules produce.
     let mut alert_consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
     let alert_store = vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
