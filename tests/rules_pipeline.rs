@@ -392,3 +392,74 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_rules_workers_share_the_patients_with_exact_alerts() {
+    const PATIENTS: usize = 24;
+    // 52 opens a HIGH episode, 130 resolves it.
+    const VALUES: [f64; 4] = [120.0, 52.0, 50.0, 130.0];
+    let names: Vec<String> = (0..PATIENTS).map(|i| format!("dm2-{i}")).collect();
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let Some(ctx) = setup("rulestwo", &refs).await else {
+        return;
+    };
+    for p in &names {
+        ctx.st.set_patient_rules(&PatientId::new(p.as_str()).unwrap(), r#"{"program":"diabetes"}"#).await.unwrap();
+    }
+    let logs = tempfile::tempdir().unwrap();
+    let mut ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
+    let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
+    let worker_env = |n: &str| {
+        let mut e = ctx.env.clone();
+        e.push(("HOSTNAME".into(), format!("{}-rules-{n}", ctx.run)));
+        e
+    };
+    let (log_a, log_b) = (logs.path().join("a.log"), logs.path().join("b.log"));
+    let mut a = Proc::spawn_logged("rules-a", &["rules"], &worker_env("a"), &log_a);
+    let mut b = Proc::spawn_logged("rules-b", &["rules"], &worker_env("b"), &log_b);
+    ctx.wait_live().await;
+    // Let the group settle with both members before the readings flow.
+    tokio::time::sleep(Duration::from_secs(8)).await;
+
+    let now = Utc::now();
+    let n = VALUES.len() * 3;
+    let t = |k: usize| DateTime::from_timestamp(now.timestamp() - 5 * 60 - ((n - 1 - k) as i64) * 4 * 60, 0).unwrap();
+    let mut expected: BTreeSet<(String, i32, i64)> = BTreeSet::new();
+    for k in 0..n {
+        for p in &names {
+            ctx.manual(p, glucose(t(k), VALUES[k % VALUES.len()])).await;
+            let us = t(k).timestamp_micros();
+            match VALUES[k % VALUES.len()] {
+                52.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, us)),
+                130.0 => expected.insert((p.clone(), AlertEventKind::Resolved as i32, us)),
+                _ => false,
+            };
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let want = expected.len();
+    let consumer = ctx.alerts_consumer();
+    let key = |e: &AlertEvent| (e.patient_id.clone(), e.kind, e.reading_time_unix_micros);
+    let events = collect(&consumer, Duration::from_secs(120), Duration::from_secs(5), |ev| {
+        ev.iter().filter(|e| e.patient_id != "probe").map(key).collect::<HashSet<_>>().len() >= want
+    })
+    .await;
+    let events: Vec<AlertEvent> = events.into_iter().filter(|e| e.patient_id != "probe").collect();
+    let got: BTreeSet<_> = events.iter().map(key).collect();
+    assert_eq!(got, expected, "exact alert decisions across two workers");
+    let ids: HashSet<&str> = events.iter().map(|e| e.event_id.as_str()).collect();
+    assert_eq!(ids.len(), want, "one event id per decision");
+    assert_eq!(events.len(), want, "no event published twice without a crash");
+
+    // Both workers did part of the work.
+    let published = |log: &std::path::Path| {
+        std::fs::read_to_string(log).unwrap_or_default().matches("Alert events published").count()
+    };
+    let (pa, pb) = (published(&log_a), published(&log_b));
+    assert!(pa > 0 && pb > 0, "work not shared: worker a published {pa} batches, worker b {pb}");
+
+    a.terminate(Duration::from_secs(20));
+    b.terminate(Duration::from_secs(20));
+    ingest.terminate(Duration::from_secs(20));
+    persist.terminate(Duration::from_secs(20));
+}

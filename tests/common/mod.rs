@@ -286,3 +286,19 @@ pub fn service_env(run: &str, db: &str, mqtt_url: &str) -> Vec<(String, String)>
         kv("VITALWATCH_INGEST__REGISTRY_REFRESH_SECS", "2".into()),
     ]
 }
+
+impl Proc {
+    /// Spawns `vitalwatch <args>` with `env`, logging (info) to `log`.
+    pub fn spawn_logged(name: &str, args: &[&str], env: &[(String, String)], log: &Path) -> Proc {
+        let file = std::fs::File::create(log).unwrap_or_else(|e| panic!("create {}: {e}", log.display()));
+        let mut cmd = Command::new(bin());
+        cmd.args(args).stdin(Stdio::null()).stdout(Stdio::null());
+        cmd.stderr(Stdio::from(file));
+        cmd.env("RUST_LOG", "info").env("VITALWATCH_LOG_FORMAT", "json");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn vitalwatch {name}: {e}"));
+        Proc { child, name: name.to_owned() }
+    }
+}
