@@ -48,6 +48,10 @@ pub struct SimulateArgs {
     /// Observations topic (with --kafka).
     #[arg(long, default_value = "vitalwatch.observations.v1")]
     pub observations_topic: String,
+    /// Alerts topic (with --kafka): measure publish -> alert event latency
+    /// (OPENED and ESCALATED events of this run's patients).
+    #[arg(long)]
+    pub alerts_topic: Option<String>,
     /// Process ids whose CPU time to report per 100,000 readings (repeatable).
     #[arg(long = "measure-pid")]
     pub measure_pids: Vec<u32>,
@@ -104,6 +108,22 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             (row_latency.clone(), rows_seen.clone(), done.clone(), prefix.clone(), samples.clone());
         tokio::spawn(async move { watch_rows(&url, &prefix, samples, h, seen, done).await })
     });
+    let alert_latency = Arc::new(Mutex::new(Histogram::<u64>::new(3)?));
+    let alerts_seen = Arc::new(AtomicU64::new(0));
+    let alert_watcher = match (&args.kafka, &args.alerts_topic) {
+        (Some(brokers), Some(topic)) => {
+            let (h, seen, done, brokers, topic, prefix) = (
+                alert_latency.clone(),
+                alerts_seen.clone(),
+                done.clone(),
+                brokers.clone(),
+                topic.clone(),
+                prefix.clone(),
+            );
+            Some(tokio::spawn(async move { watch_alerts(&brokers, &topic, &prefix, h, seen, done).await }))
+        }
+        _ => None,
+    };
     let kafka_watcher = args.kafka.clone().map(|brokers| {
         let (h, seen, done, topic, prefix) =
             (kafka_latency.clone(), kafka_seen.clone(), done.clone(), args.observations_topic.clone(), prefix.clone());
@@ -232,6 +252,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     if let Some(w) = kafka_watcher {
         let _ = w.await;
     }
+    if let Some(w) = alert_watcher {
+        let _ = w.await;
+    }
     progress.abort();
 
     println!("\n=== vitalwatch simulate report ===");
@@ -262,6 +285,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             h.value_at_quantile(0.5) as f64 / 1000.0,
             h.value_at_quantile(0.99) as f64 / 1000.0,
             kafka_seen.load(Ordering::Relaxed)
+        );
+    }
+    if args.alerts_topic.is_some() {
+        let h = alert_latency.lock().await;
+        println!(
+            "publish -> alert event on Kafka latency: p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (alerts {})",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+            alerts_seen.load(Ordering::Relaxed)
         );
     }
     for (pid, before) in args.measure_pids.iter().zip(start_cpu) {
@@ -327,6 +360,41 @@ async fn watch_rows(
     }
     let n: i64 = client.query_one(&count, &[&pattern]).await?.get(0);
     seen.store(n as u64, Ordering::Relaxed);
+    Ok(())
+}
+
+async fn watch_alerts(
+    brokers: &str,
+    topic: &str,
+    prefix: &str,
+    hist: Arc<Mutex<Histogram<u64>>>,
+    seen: Arc<AtomicU64>,
+    done: Arc<AtomicBool>,
+) -> anyhow::Result<()> {
+    use prost::Message as _;
+    use rdkafka::config::ClientConfig;
+    use rdkafka::consumer::{Consumer as _, StreamConsumer};
+    use rdkafka::message::Message as _;
+    use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind};
+    let c: StreamConsumer = ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", format!("{prefix}-alert-latency"))
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .create()?;
+    c.subscribe(&[topic])?;
+    while !done.load(Ordering::Relaxed) {
+        let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await else { continue };
+        let Some(payload) = m.payload() else { continue };
+        let Ok(e) = AlertEvent::decode(payload) else { continue };
+        let fresh = e.kind == AlertEventKind::Opened as i32 || e.kind == AlertEventKind::Escalated as i32;
+        if !e.patient_id.starts_with(prefix) || !fresh {
+            continue;
+        }
+        let lat = Utc::now().timestamp_micros() - e.reading_time_unix_micros;
+        let _ = hist.lock().await.record(lat.max(0) as u64);
+        seen.fetch_add(1, Ordering::Relaxed);
+    }
     Ok(())
 }
 
