@@ -148,7 +148,12 @@ impl KafkaConsumer {
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
             .set("session.timeout.ms", "10000")
-            .set("heartbeat.interval.ms", "1000");
+            .set("heartbeat.interval.ms", "1000")
+            // Alert latency: some Kafka-protocol brokers (tansu 0.6) answer a
+            // fetch only when fetch.wait.max.ms expires, even when data arrived
+            // earlier; librdkafka's default (500 ms) then adds up to half a
+            // second per hop. Apache Kafka answers early either way.
+            .set("fetch.wait.max.ms", "20");
         for (k, v) in &s.kafka {
             c.set(k, v);
         }

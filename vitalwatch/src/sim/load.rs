@@ -381,6 +381,7 @@ async fn watch_alerts(
         .set("group.id", format!("{prefix}-alert-latency"))
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
         .create()?;
     c.subscribe(&[topic])?;
     while !done.load(Ordering::Relaxed) {
@@ -415,6 +416,7 @@ async fn watch_kafka(
         .set("group.id", format!("{prefix}-latency"))
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
         .create()?;
     c.subscribe(&[topic])?;
     while !done.load(Ordering::Relaxed) {
