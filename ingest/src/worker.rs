@@ -205,7 +205,8 @@ pub async fn run(
 
     // Everything taken is acknowledged (queued in the client); say goodbye so
     // the acknowledgments go out before the connection closes.
-    let _ = client.disconnect().await;
+    // Bounded waits: with the broker unreachable the request queue may be full.
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
     match tokio::time::timeout(Duration::from_secs(10), poller).await {
         Ok(_) => {}
         Err(_) => tracing::warn!(message = "MQTT connection did not close within 10 s."),
@@ -317,7 +318,10 @@ impl Processor {
                             while let Some((publish, received_at, result)) = pending.next().await {
                                 self.complete(publish, received_at, result, &mut pending).await;
                             }
-                            while !self.unsent_acks.is_empty() {
+                            // Bounded: with the broker gone the acknowledgments cannot
+                            // leave, and the broker redelivers those messages anyway.
+                            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+                            while !self.unsent_acks.is_empty() && tokio::time::Instant::now() < deadline {
                                 self.flush_acks();
                                 tokio::time::sleep(Duration::from_millis(10)).await;
                             }
