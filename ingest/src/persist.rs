@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, positions, recv_batch};
+use vitalwatch_platform::bus::{Consumer, next_batch, positions};
 use vitalwatch_platform::config::PersistSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};
@@ -41,17 +41,8 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let wait = Duration::from_millis(settings.batch_wait_ms);
     while !shutdown.is_cancelled() {
-        let batch = tokio::select! {
-            b = recv_batch(consumer, settings.batch_size, wait, Duration::from_millis(500)) => b,
-            _ = shutdown.cancelled() => break,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some(batch) = next_batch(consumer, settings.batch_size, wait, &shutdown).await else {
+            break;
         };
         if batch.is_empty() {
             continue;

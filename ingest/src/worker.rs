@@ -301,7 +301,7 @@ impl Processor {
                 biased;
                 _ = ack_retry.tick(), if !self.unsent_acks.is_empty() => self.flush_acks(),
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
-                    self.complete(publish, received_at, result, &mut pending).await;
+                    self.complete(publish, received_at, result).await;
                 }
                 _ = shutdown.cancelled(), if !draining => {
                     draining = true;
@@ -316,7 +316,7 @@ impl Processor {
                         None => {
                             // Channel closed and empty: finish what is pending.
                             while let Some((publish, received_at, result)) = pending.next().await {
-                                self.complete(publish, received_at, result, &mut pending).await;
+                                self.complete(publish, received_at, result).await;
                             }
                             // Bounded: with the broker gone the acknowledgments cannot
                             // leave, and the broker redelivers those messages anyway.
@@ -429,7 +429,6 @@ impl Processor {
         publish: Publish,
         received_at: chrono::DateTime<Utc>,
         result: Result<Vec<ObservationId>, BusError>,
-        _pending: &mut FuturesOrdered<Pending>,
     ) {
         let mut result = result;
         let mut delay = Duration::from_millis(100);

@@ -56,7 +56,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, Producer, positions, recv_batch};
+use vitalwatch_platform::bus::{Consumer, Producer, next_batch, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};
@@ -244,17 +244,8 @@ pub async fn run(
     let mut clock = TickClock::new(Duration::from_secs(s.tick_secs), Instant::now());
     let mut assignment = sorted(consumer.assignment());
     while !shutdown.is_cancelled() {
-        let batch = tokio::select! {
-            b = recv_batch(consumer, s.batch_size, wait, Duration::from_millis(500)) => b,
-            _ = shutdown.cancelled() => break,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some(batch) = next_batch(consumer, s.batch_size, wait, &shutdown).await else {
+            break;
         };
         let now_assignment = sorted(consumer.assignment());
         if now_assignment != assignment {

@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, Message, positions, recv_batch};
+use vitalwatch_platform::bus::{Consumer, Message, next_batch, positions};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::proto::AlertEvent;
 
@@ -75,17 +75,8 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
 /// Consumes until `shutdown`.
 pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &CancellationToken) -> anyhow::Result<()> {
     while !shutdown.is_cancelled() {
-        let batch = tokio::select! {
-            b = recv_batch(consumer, 100, Duration::from_millis(20), Duration::from_millis(500)) => b,
-            _ = shutdown.cancelled() => break,
-        };
-        let batch = match batch {
-            Ok(b) => b,
-            Err(e) => {
-                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
-                tokio::time::sleep(Duration::from_millis(500)).await;
-                continue;
-            }
+        let Some(batch) = next_batch(consumer, 100, Duration::from_millis(20), shutdown).await else {
+            break;
         };
         let mut done = Vec::with_capacity(batch.len());
         for m in &batch {

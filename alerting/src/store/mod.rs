@@ -50,6 +50,17 @@ pub enum StoreError {
     Engine(#[from] EngineError),
 }
 
+impl From<vitalwatch_platform::store::StoreError> for StoreError {
+    fn from(e: vitalwatch_platform::store::StoreError) -> Self {
+        use vitalwatch_platform::store::StoreError as P;
+        match e {
+            P::Transient(m) => StoreError::Transient(m),
+            P::Permanent(m) => StoreError::Permanent(m),
+            P::Invalid(m) => StoreError::Invalid(m),
+        }
+    }
+}
+
 impl StoreError {
     /// Whether retrying may help.
     pub fn is_transient(&self) -> bool {

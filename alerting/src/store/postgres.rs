@@ -35,20 +35,7 @@ impl std::fmt::Debug for PgAlertStore {
 }
 
 fn classify(e: tokio_postgres::Error) -> StoreError {
-    if e.is_closed() {
-        return StoreError::Transient(e.to_string());
-    }
-    match e.code() {
-        None => StoreError::Transient(e.to_string()),
-        Some(c) => {
-            let msg = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
-            if matches!(&c.code()[..2], "08" | "40" | "53" | "57") {
-                StoreError::Transient(msg)
-            } else {
-                StoreError::Permanent(format!("{msg} (SQLSTATE {})", c.code()))
-            }
-        }
-    }
+    vitalwatch_platform::store::postgres::classify(e).into()
 }
 
 impl PgAlertStore {

@@ -36,14 +36,7 @@ impl std::fmt::Debug for SqliteAlertStore {
 }
 
 fn err(e: rusqlite::Error) -> StoreError {
-    match &e {
-        rusqlite::Error::SqliteFailure(f, _)
-            if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
-        {
-            StoreError::Transient(e.to_string())
-        }
-        _ => StoreError::Permanent(e.to_string()),
-    }
+    vitalwatch_platform::store::sqlite::err(e).into()
 }
 
 fn us(t: DateTime<Utc>) -> i64 {

@@ -94,6 +94,33 @@ pub async fn recv_batch(
     Ok(batch)
 }
 
+/// The next batch for a consumer role: waits for messages (see [`recv_batch`]),
+/// retries bus errors after a pause, and returns `None` once `shutdown` fires.
+/// An empty batch means nothing arrived for a while (time to do periodic work).
+pub async fn next_batch(
+    consumer: &mut dyn Consumer,
+    max: usize,
+    wait: Duration,
+    shutdown: &crate::shutdown::CancellationToken,
+) -> Option<Vec<Message>> {
+    loop {
+        let batch = tokio::select! {
+            b = recv_batch(consumer, max, wait, Duration::from_millis(500)) => b,
+            _ = shutdown.cancelled() => return None,
+        };
+        match batch {
+            Ok(b) => return Some(b),
+            Err(e) => {
+                tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
+            }
+        }
+    }
+}
+
 /// The highest offset per (topic, partition) of a batch, for committing.
 pub fn positions(batch: &[Message]) -> Vec<(String, i32, i64)> {
     let mut out: Vec<(String, i32, i64)> = Vec::new();

@@ -31,7 +31,9 @@ pub struct PgStore {
     conn: Mutex<Option<Client>>,
 }
 
-pub(crate) fn classify(e: tokio_postgres::Error) -> StoreError {
+/// Classifies a PostgreSQL error: connection, serialization, resource and
+/// operator-intervention classes are transient.
+pub fn classify(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Transient(e.to_string());
     }

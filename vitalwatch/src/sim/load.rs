@@ -363,6 +363,21 @@ async fn watch_rows(
     Ok(())
 }
 
+/// A consumer that reads `topic` from now on, with a short fetch wait so it
+/// adds little to the latency it measures.
+fn latency_consumer(brokers: &str, group: &str, topic: &str) -> anyhow::Result<rdkafka::consumer::StreamConsumer> {
+    use rdkafka::consumer::Consumer as _;
+    let c: rdkafka::consumer::StreamConsumer = rdkafka::config::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("group.id", group)
+        .set("auto.offset.reset", "latest")
+        .set("enable.auto.commit", "false")
+        .set("fetch.wait.max.ms", "10")
+        .create()?;
+    c.subscribe(&[topic])?;
+    Ok(c)
+}
+
 async fn watch_alerts(
     brokers: &str,
     topic: &str,
@@ -372,18 +387,9 @@ async fn watch_alerts(
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     use prost::Message as _;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{Consumer as _, StreamConsumer};
     use rdkafka::message::Message as _;
     use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind};
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{prefix}-alert-latency"))
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    c.subscribe(&[topic])?;
+    let c = latency_consumer(brokers, &format!("{prefix}-alert-latency"), topic)?;
     while !done.load(Ordering::Relaxed) {
         let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await else { continue };
         let Some(payload) = m.payload() else { continue };
@@ -408,17 +414,8 @@ async fn watch_kafka(
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<()> {
     use prost::Message as _;
-    use rdkafka::config::ClientConfig;
-    use rdkafka::consumer::{Consumer as _, StreamConsumer};
     use rdkafka::message::Message as _;
-    let c: StreamConsumer = ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{prefix}-latency"))
-        .set("auto.offset.reset", "latest")
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    c.subscribe(&[topic])?;
+    let c = latency_consumer(brokers, &format!("{prefix}-latency"), topic)?;
     while !done.load(Ordering::Relaxed) {
         let Ok(Ok(m)) = tokio::time::timeout(Duration::from_millis(200), c.recv()).await else { continue };
         let Some(payload) = m.payload() else { continue };
