@@ -3,7 +3,6 @@
 //! as on PostgreSQL (a single writer makes `SKIP LOCKED` unnecessary).
 
 use std::collections::HashSet;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -50,16 +49,7 @@ fn from_us(v: i64) -> DateTime<Utc> {
 impl SqliteAlertStore {
     /// Opens (creating if needed) the database file; `:memory:` for tests.
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        if path != ":memory:"
-            && let Some(dir) = Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
-        }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(err)?;
+        let conn = vitalwatch_platform::store::sqlite::open_connection(path)?;
         Ok(Self { conn: Arc::new(Mutex::new(conn)) })
     }
 

@@ -33,6 +33,21 @@ pub fn err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// Opens a connection to the embedded database file (creating its folder),
+/// in WAL mode with a busy timeout; `:memory:` for tests.
+pub fn open_connection(path: &str) -> Result<Connection, StoreError> {
+    if path != ":memory:"
+        && let Some(dir) = Path::new(path).parent()
+        && !dir.as_os_str().is_empty()
+    {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
+    }
+    let conn = Connection::open(path).map_err(err)?;
+    conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
+        .map_err(err)?;
+    Ok(conn)
+}
+
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -44,16 +59,7 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file; `:memory:` for tests.
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        if path != ":memory:"
-            && let Some(dir) = Path::new(path).parent()
-            && !dir.as_os_str().is_empty()
-        {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
-        }
-        let conn = Connection::open(path).map_err(err)?;
-        conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
-            .map_err(err)?;
+        let conn = open_connection(path)?;
         Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
     }
 
