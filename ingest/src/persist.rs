@@ -47,6 +47,7 @@ pub async fn run(
         if batch.is_empty() {
             continue;
         }
+        metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "persist").record(batch.len() as f64);
         let mut obs = Vec::with_capacity(batch.len());
         for m in &batch {
             match proto::Observation::decode(m.payload.as_slice())
@@ -56,6 +57,7 @@ pub async fn run(
                 Ok(o) => obs.push(o),
                 Err(e) => {
                     stats.undecodable.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("vitalwatch_undecodable_total", "role" => "persist").increment(1);
                     tracing::error!(
                         message = "Undecodable observation skipped.",
                         topic = %m.topic, partition = m.partition, offset = m.offset, error = %e
@@ -83,10 +85,14 @@ pub async fn run(
                 }
             }
         }
+        let duplicates = obs.len() as u64 - inserted.min(obs.len() as u64);
         stats.batches.fetch_add(1, Ordering::Relaxed);
         stats.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
         stats.inserted.fetch_add(inserted, Ordering::Relaxed);
-        stats.duplicates.fetch_add(obs.len() as u64 - inserted.min(obs.len() as u64), Ordering::Relaxed);
+        stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "persist").increment(batch.len() as u64);
+        metrics::counter!("vitalwatch_persist_rows_total").increment(inserted);
+        metrics::counter!("vitalwatch_persist_duplicates_total").increment(duplicates);
     }
     tracing::info!(
         message = "Persist stopped.",
@@ -105,10 +111,15 @@ async fn insert_with_retry(
 ) -> Option<u64> {
     let mut delay = Duration::from_millis(100);
     loop {
+        let started = std::time::Instant::now();
         match store.insert_observations(obs).await {
-            Ok(n) => return Some(n),
+            Ok(n) => {
+                metrics::histogram!("vitalwatch_persist_write_seconds").record(started.elapsed().as_secs_f64());
+                return Some(n);
+            }
             Err(e) => {
                 stats.db_retries.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("vitalwatch_db_retries_total", "role" => "persist").increment(1);
                 // Never skip a batch: keep retrying (the consumer lag shows the stall).
                 match &e {
                     StoreError::Transient(_) => {

@@ -45,6 +45,8 @@ pub struct IngestStats {
     pub rejections: [AtomicU64; Reason::ALL.len()],
     /// Bus retries.
     pub bus_retries: AtomicU64,
+    /// True while the MQTT connection is up (readiness).
+    pub connected: std::sync::atomic::AtomicBool,
 }
 
 impl IngestStats {
@@ -57,6 +59,7 @@ impl IngestStats {
         if let Some(i) = Reason::ALL.iter().position(|x| *x == r) {
             self.rejections[i].fetch_add(1, Ordering::Relaxed);
         }
+        metrics::counter!("vitalwatch_ingest_rejections_total", "reason" => r.as_str()).increment(1);
     }
 }
 
@@ -234,6 +237,8 @@ async fn poll_loop(
         match eventloop.poll().await {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                stats.connected.store(true, Ordering::Relaxed);
+                metrics::gauge!("vitalwatch_mqtt_connected").set(1.0);
                 tracing::info!(message = "Connected to the MQTT broker.");
                 for f in filters {
                     let filter = if share.is_empty() { f.to_owned() } else { format!("$share/{share}/{f}") };
@@ -244,6 +249,7 @@ async fn poll_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("vitalwatch_ingest_messages_total").increment(1);
                 if tx.send((p, Utc::now())).is_err() {
                     // Draining: leave it unacknowledged; the broker redelivers it.
                 }
@@ -255,6 +261,8 @@ async fn poll_loop(
             }
             Ok(_) => {}
             Err(e) => {
+                stats.connected.store(false, Ordering::Relaxed);
+                metrics::gauge!("vitalwatch_mqtt_connected").set(0.0);
                 if tx.is_closed() {
                     return;
                 }
@@ -373,6 +381,7 @@ impl Processor {
         for o in &p.observations {
             if !retry && (self.dedup.contains(o.id) || self.inflight.contains(&o.id.0)) {
                 self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("vitalwatch_ingest_duplicates_total").increment(1);
                 continue;
             }
             self.inflight.insert(o.id.0);
@@ -413,6 +422,12 @@ impl Processor {
                 tracing::warn!(message = "Could not queue the rejection reply.", error = %e);
             }
         }
+        if !retry {
+            metrics::gauge!("vitalwatch_ingest_in_flight").increment(1.0);
+        }
+        if !p.observations.is_empty() {
+            tracing::debug!(message = "Message accepted.", trace_id = %p.trace_id, observations = p.observations.len());
+        }
         if !p.rejections.is_empty() {
             tracing::debug!(
                 message = "Message rejected.",
@@ -435,6 +450,7 @@ impl Processor {
         // Retry in place until the bus takes it: ordering and nothing lost.
         while let Err(e) = &result {
             self.stats.bus_retries.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("vitalwatch_bus_retries_total", "role" => "ingest").increment(1);
             tracing::warn!(message = "Bus did not acknowledge; retrying the message.", error = %e);
             tokio::time::sleep(delay).await;
             delay = (delay * 2).min(Duration::from_secs(10));
@@ -448,6 +464,7 @@ impl Processor {
                 self.dedup.insert(id);
             }
             self.stats.observations.fetch_add(n, Ordering::Relaxed);
+            metrics::counter!("vitalwatch_ingest_observations_total").increment(n);
         }
         // Never wait on the client's request queue here (see `run`): keep
         // acknowledgments that do not fit yet, in order, and retry shortly.
@@ -461,11 +478,14 @@ impl Processor {
                 Ok(()) => {
                     self.unsent_acks.pop_front();
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("vitalwatch_ingest_acked_total").increment(1);
+                    metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
                 }
                 Err(rumqttc::ClientError::TryRequest(_)) => return,
                 Err(e) => {
                     tracing::warn!(message = "Could not queue the MQTT acknowledgment.", error = %e);
                     self.unsent_acks.pop_front();
+                    metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
                 }
             }
         }

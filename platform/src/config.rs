@@ -43,6 +43,8 @@ pub struct Settings {
     pub alerting: AlertingSettings,
     /// Rules role.
     pub rules: RulesSettings,
+    /// Operations endpoints (metrics and probes).
+    pub ops: OpsSettings,
 }
 
 impl Default for Settings {
@@ -57,7 +59,24 @@ impl Default for Settings {
             persist: PersistSettings::default(),
             alerting: AlertingSettings::default(),
             rules: RulesSettings::default(),
+            ops: OpsSettings::default(),
         }
+    }
+}
+
+/// The operations endpoints every role serves: `/metrics` (Prometheus text
+/// format), `/healthz` (the process is alive), `/readyz` (its broker, bus and
+/// database connections work). Internal: keep this port off public ingresses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OpsSettings {
+    /// Listen address, `host:port`; empty disables the endpoints.
+    pub listen: String,
+}
+
+impl Default for OpsSettings {
+    fn default() -> Self {
+        OpsSettings { listen: "0.0.0.0:9464".into() }
     }
 }
 
@@ -442,6 +461,7 @@ impl Settings {
             s.persist.batch_wait_ms = 20;
             s.alerting.transport = AlertTransportKind::File;
             s.alerting.http_addr = "127.0.0.1:8080".into();
+            s.ops.listen = "127.0.0.1:9464".into();
         }
         s
     }
@@ -504,6 +524,9 @@ impl Settings {
         }
         if !(self.mqtt.url.starts_with("mqtt://") || self.mqtt.url.starts_with("embedded://")) {
             return bad("mqtt.url must start with mqtt:// (or embedded:// in `run`)");
+        }
+        if !self.ops.listen.is_empty() && self.ops.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("ops.listen must be host:port with an IP address (e.g. 0.0.0.0:9464), or empty");
         }
         Ok(())
     }

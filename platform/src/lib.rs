@@ -3,12 +3,14 @@
 //! The plumbing every role shares, so the role crates hold only their logic:
 //! - [`config`]: layered configuration (defaults, file, environment) that rejects unknown keys;
 //! - [`telemetry`]: tracing setup (JSON or text);
+//! - [`ops`]: `/metrics`, `/healthz`, `/readyz` and the metrics recorder;
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`bus`]: the message bus: Apache Kafka (any Kafka-protocol broker) or an in-process log;
 //! - [`store`]: the database: PostgreSQL/TimescaleDB or SQLite, with migrations and the registry.
 
 pub mod bus;
 pub mod config;
+pub mod ops;
 pub mod shutdown;
 pub mod store;
 pub mod telemetry;

@@ -187,6 +187,7 @@ macro_rules! retry {
                 Ok(v) => break Some(v),
                 Err(e) => {
                     $stats.retries.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("vitalwatch_db_retries_total", "role" => "rules").increment(1);
                     tracing::warn!(message = $what, error = %e);
                     if $shutdown.is_cancelled() {
                         break None;
@@ -263,6 +264,9 @@ pub async fn run(
             assignment = now_assignment;
         }
         clock.batch(batch.len(), s.batch_size);
+        if !batch.is_empty() {
+            metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "rules").record(batch.len() as f64);
+        }
         let mut events: Vec<AlertEvent> = Vec::new();
         let mut complete = true;
         for m in &batch {
@@ -297,6 +301,7 @@ pub async fn run(
         }
         commit(consumer, &positions(&batch), &shutdown).await;
         stats.batches.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "rules").increment(batch.len() as u64);
     }
     tracing::info!(
         message = "Rules stopped.",
@@ -357,14 +362,17 @@ impl Worker<'_> {
             if !self.ensure_loaded(&obs.patient_id, obs.received_at, events).await {
                 return false;
             }
+            let started = Instant::now();
             let outcome = self.engine.on_observation(&obs, obs.received_at, events);
-            let counter = match outcome {
-                ObservationOutcome::Evaluated => &self.stats.evaluated,
-                ObservationOutcome::Late => &self.stats.late,
-                ObservationOutcome::Duplicate => &self.stats.duplicates,
-                ObservationOutcome::Rejected(_) => &self.stats.rejected,
+            metrics::histogram!("vitalwatch_rules_evaluation_seconds").record(started.elapsed().as_secs_f64());
+            let (counter, label) = match outcome {
+                ObservationOutcome::Evaluated => (&self.stats.evaluated, "evaluated"),
+                ObservationOutcome::Late => (&self.stats.late, "late"),
+                ObservationOutcome::Duplicate => (&self.stats.duplicates, "duplicate"),
+                ObservationOutcome::Rejected(_) => (&self.stats.rejected, "rejected"),
             };
             counter.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("vitalwatch_rules_observations_total", "outcome" => label).increment(1);
         } else if m.topic == self.cfg.status_topic {
             let st = match proto::DeviceStatus::decode(m.payload.as_slice()) {
                 Ok(s) => s,
@@ -395,6 +403,7 @@ impl Worker<'_> {
 
     fn undecodable(&self, m: &vitalwatch_platform::bus::Message, error: &str) -> bool {
         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_undecodable_total", "role" => "rules").increment(1);
         tracing::error!(
             message = "Undecodable message skipped.",
             topic = %m.topic, partition = m.partition, offset = m.offset, error = %error
@@ -501,6 +510,25 @@ impl Worker<'_> {
             match publish_once(producer, &self.cfg.alerts_topic, events).await {
                 Ok(()) => {
                     self.stats.events_published.fetch_add(events.len() as u64, Ordering::Relaxed);
+                    for e in events {
+                        metrics::counter!(
+                            "vitalwatch_rules_alert_events_total",
+                            "kind" => e.kind().as_str_name(),
+                            "severity" => e.severity().as_str_name(),
+                            "rule_kind" => e.rule_kind.clone()
+                        )
+                        .increment(1);
+                        // No patient data: ids of the episode, the event and the reading's trace.
+                        tracing::info!(
+                            message = "Alert event published.",
+                            trace_id = %e.trace_id,
+                            episode_id = %e.episode_id,
+                            event_id = %e.event_id,
+                            rule_id = %e.rule_id,
+                            kind = e.kind().as_str_name(),
+                            severity = e.severity().as_str_name()
+                        );
+                    }
                     return true;
                 }
                 Err(e) => {

@@ -284,6 +284,8 @@ pub fn service_env(run: &str, db: &str, mqtt_url: &str) -> Vec<(String, String)>
         kv("VITALWATCH_RULES__TICK_SECS", "2".into()),
         kv("VITALWATCH_RULES__CONFIG_POLL_SECS", "1".into()),
         kv("VITALWATCH_INGEST__REGISTRY_REFRESH_SECS", "2".into()),
+        // Every process its own free port; it logs the address ("Ops endpoints listening.").
+        kv("VITALWATCH_OPS__LISTEN", "127.0.0.1:0".into()),
     ]
 }
 

@@ -71,14 +71,25 @@ impl Producer for KafkaProducer {
     async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError> {
         loop {
             let record = FutureRecord::to(topic).key(key).payload(&payload);
+            let started = std::time::Instant::now();
             match self.inner.send_result(record) {
                 Ok(fut) => {
+                    let topic = topic.to_owned();
                     return Ok(Box::pin(async move {
-                        match fut.await {
+                        let result = match fut.await {
                             Ok(Ok(_)) => Ok(()),
                             Ok(Err((e, _))) => Err(classify(e)),
                             Err(_) => Err(BusError::Transient("delivery cancelled".into())),
+                        };
+                        match &result {
+                            Ok(()) => metrics::histogram!("vitalwatch_bus_produce_seconds", "topic" => topic)
+                                .record(started.elapsed().as_secs_f64()),
+                            Err(e) => metrics::counter!(
+                                "vitalwatch_bus_produce_errors_total", "topic" => topic, "kind" => e.kind()
+                            )
+                            .increment(1),
                         }
+                        result
                     }));
                 }
                 Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
@@ -208,6 +219,34 @@ fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<(Vec<i64>, i6
     Some((offsets, lag))
 }
 
+/// Sets `vitalwatch_kafka_consumer_lag` for the partitions assigned here
+/// (high watermark minus this member's position) and zeroes the ones that
+/// moved away (their new owner reports them). Returns what it reported.
+fn report_lag(c: &StreamConsumer, group: &str, before: Vec<(String, i32)>) -> Vec<(String, i32)> {
+    let timeout = Duration::from_secs(2);
+    let mut now = Vec::new();
+    if let Ok(pos) = c.position() {
+        for e in pos.elements() {
+            let Offset::Offset(at) = e.offset() else { continue };
+            let Ok((_, high)) = c.fetch_watermarks(e.topic(), e.partition(), timeout) else { continue };
+            let lag = (high - at).max(0);
+            metrics::gauge!(
+                "vitalwatch_kafka_consumer_lag",
+                "group" => group.to_owned(), "topic" => e.topic().to_owned(), "partition" => e.partition().to_string()
+            )
+            .set(lag as f64);
+            now.push((e.topic().to_owned(), e.partition()));
+        }
+    }
+    for (t, p) in before.into_iter().filter(|x| !now.contains(x)) {
+        metrics::gauge!(
+            "vitalwatch_kafka_consumer_lag", "group" => group.to_owned(), "topic" => t, "partition" => p.to_string()
+        )
+        .set(0.0);
+    }
+    now
+}
+
 /// Watches for a stuck group (see [`KafkaConsumer`]) and asks for a rejoin.
 async fn watchdog(
     shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
@@ -217,10 +256,14 @@ async fn watchdog(
 ) {
     let mut idle_since: Option<std::time::Instant> = None;
     let mut last: Option<Vec<i64>> = None;
+    let mut reported: Vec<(String, i32)> = Vec::new();
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let c = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let assigned = c.assignment().map(|a| a.count() > 0).unwrap_or(false);
+        let (lag_c, lag_group, before) = (c.clone(), group.clone(), std::mem::take(&mut reported));
+        reported =
+            tokio::task::spawn_blocking(move || report_lag(&lag_c, &lag_group, before)).await.unwrap_or_default();
         if assigned {
             (idle_since, last) = (None, None);
             continue;
@@ -271,10 +314,13 @@ impl Consumer for KafkaConsumer {
             tpl.add_partition_offset(t, *p, Offset::Offset(o + 1)).map_err(classify)?;
         }
         let c = self.inner.clone();
-        tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
+        let started = std::time::Instant::now();
+        let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
             .await
             .map_err(|e| BusError::Transient(e.to_string()))?
-            .map_err(classify)
+            .map_err(classify);
+        metrics::histogram!("vitalwatch_bus_commit_seconds").record(started.elapsed().as_secs_f64());
+        result
     }
 
     fn assignment(&self) -> Vec<(String, i32)> {
@@ -282,6 +328,37 @@ impl Consumer for KafkaConsumer {
             .assignment()
             .map(|tpl| tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect())
             .unwrap_or_default()
+    }
+}
+
+/// A lightweight client that only asks the cluster for metadata: the bus
+/// readiness check of every role.
+#[derive(Clone)]
+pub struct KafkaProbe {
+    inner: Arc<rdkafka::consumer::BaseConsumer>,
+}
+
+impl KafkaProbe {
+    /// A probe client (no group, no subscription).
+    pub fn new(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
+        let inner = base_config(s, &format!("{client_id}-probe"))
+            .create()
+            .map_err(|e| BusError::Permanent(format!("kafka probe: {e}")))?;
+        Ok(KafkaProbe { inner: Arc::new(inner) })
+    }
+
+    /// Succeeds when a broker answers a metadata request with at least one broker.
+    pub async fn check(&self) -> Result<(), BusError> {
+        let c = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let md = c.fetch_metadata(None, Duration::from_secs(2)).map_err(classify)?;
+            if md.brokers().is_empty() {
+                return Err(BusError::Transient("the cluster lists no brokers".into()));
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| BusError::Transient(e.to_string()))?
     }
 }
 

@@ -25,6 +25,17 @@ pub enum BusError {
     Closed,
 }
 
+impl BusError {
+    /// A short, bounded label for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BusError::Transient(_) => "transient",
+            BusError::Permanent(_) => "permanent",
+            BusError::Closed => "closed",
+        }
+    }
+}
+
 /// Resolves when the message is durably accepted by the bus.
 pub type Delivery = BoxFuture<'static, Result<(), BusError>>;
 

@@ -159,6 +159,8 @@ pub(crate) fn episode_status(e: &proto::AlertEvent) -> (&'static str, bool) {
 /// The database operations vitalwatch needs.
 #[async_trait]
 pub trait Store: Send + Sync {
+    /// A round trip to the database (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
     /// Applies pending migrations; safe to run concurrently and repeatedly.
     async fn migrate(&self) -> Result<MigrationReport, StoreError>;
     /// Inserts observations in one transaction; duplicates (same patient,

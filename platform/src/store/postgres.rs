@@ -300,6 +300,10 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.with(async |c| c.simple_query("SELECT 1").await.map(|_| ())).await
+    }
+
     async fn count_observations(&self) -> Result<i64, StoreError> {
         self.with(async |c| c.query_one("SELECT count(*) FROM observations", &[]).await.map(|r| r.get(0))).await
     }

@@ -321,6 +321,10 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.run(|c| c.execute_batch("SELECT 1").map_err(err)).await
+    }
+
     async fn count_observations(&self) -> Result<i64, StoreError> {
         self.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
     }

@@ -17,7 +17,7 @@ use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_schemas::PatientId;
 
 use super::registry::StoreArgs;
-use super::wiring::Bus;
+use super::wiring::{Bus, Checks};
 
 /// `vitalwatch alerting`.
 pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
@@ -28,6 +28,7 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     }
     let shutdown = shutdown::on_signals();
     let store = astore::open(&s.database.url).await.context("opening the database")?;
+    Checks::new().alert_database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let mut consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
     tracing::info!(message = "Alerting starting.", group = %s.alerting.group);

@@ -10,7 +10,7 @@ use vitalwatch_platform::config::{BusKind, Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
-use super::wiring::Bus;
+use super::wiring::{Bus, Checks};
 
 fn service_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let s = Settings::load(Profile::Service, config)?;
@@ -26,10 +26,12 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let stats = Arc::new(IngestStats::default());
+    Checks::new().database(store.clone()).bus(&s)?.mqtt(stats.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let registry = SharedRegistry::load(store, &shutdown).await?;
     tracing::info!(message = "Ingest starting.", client_id = %s.mqtt.client_id, share_group = %s.mqtt.share_group);
-    worker::run(&s, bus.outputs(&s)?, registry, Arc::new(IngestStats::default()), shutdown).await
+    worker::run(&s, bus.outputs(&s)?, registry, stats, shutdown).await
 }
 
 /// `vitalwatch persist`.
@@ -37,6 +39,7 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
     tracing::info!(message = "Persist starting.", group = %s.persist.group);
@@ -59,6 +62,7 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let producer = bus.producer(&s)?;
     let mut consumer =

@@ -16,7 +16,7 @@ use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
-use super::wiring::Bus;
+use super::wiring::{Bus, Checks};
 use crate::{embedded_broker, sim};
 
 /// Options of `vitalwatch run`.
@@ -67,6 +67,12 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let bus = Bus::open(&s).await?;
+    let ingest_stats = Arc::new(IngestStats::default());
+    // The ops endpoints: like the broker, move off a taken default port.
+    if s.ops.listen == "127.0.0.1:9464" && std::net::TcpListener::bind("127.0.0.1:9464").is_err() {
+        s.ops.listen = "127.0.0.1:0".into();
+    }
+    let ops_addr = Checks::new().database(store.clone()).mqtt(ingest_stats.clone()).serve(&s, &shutdown).await?;
 
     let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
     let persist_stats = Arc::new(PersistStats::default());
@@ -110,7 +116,6 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         sim::trickle::register(store.as_ref(), &s.database.url, n).await?;
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
-    let ingest_stats = Arc::new(IngestStats::default());
     let ingest_task = {
         let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), shutdown.clone());
         tokio::spawn(async move { worker::run(&s2, outputs, registry, stats, shutdown).await })
@@ -122,7 +127,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { sim::trickle::run(&url, n, interval, shutdown).await })
     });
 
-    banner(&s, args.simulate);
+    banner(&s, args.simulate, ops_addr);
     let reporter = {
         let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -158,20 +163,22 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn banner(s: &Settings, simulate: Option<usize>) {
+fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>) {
     let addr = s.mqtt.url.trim_start_matches("mqtt://");
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "1883"));
     eprintln!(
         "\nvitalwatch is running (embedded mode)\n\
          \x20 MQTT broker : {addr}\n\
          \x20 database    : {}\n\
-         \x20 data folder : {}\n{}\n\
+         \x20 data folder : {}\n\
+         \x20 metrics     : {}\n{}\n\
          Try a manual entry (register the patient first: vitalwatch patient add p-demo --embedded):\n\
          \x20 mosquitto_pub -h {host} -p {port} -q 1 -t vitalwatch/v1/patients/p-demo/manual/json \\\n\
          \x20   -m '{{\"readings\":[{{\"type\":\"body_weight\",\"unit\":\"kg\",\"value\":81.4}}]}}'\n\
          Stop with Ctrl-C (nothing is lost).\n",
         s.database.url,
         s.data_dir.display(),
+        ops.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
         match simulate {
             Some(n) => format!("  simulation  : {n} patients publishing"),
             None => String::new(),

@@ -4,10 +4,13 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use vitalwatch_ingest::worker::Outputs;
-use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProducer, ensure_topics};
+use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProbe, KafkaProducer, ensure_topics};
 use vitalwatch_platform::bus::memory::MemoryBus;
 use vitalwatch_platform::bus::{Consumer, Producer};
 use vitalwatch_platform::config::{BusKind, Settings};
+use vitalwatch_platform::ops::{self, Readiness};
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_platform::store::Store;
 
 /// The bus of this process.
 #[derive(Clone)]
@@ -76,5 +79,68 @@ impl Bus {
             rejected_topic: s.bus.rejected_topic.clone(),
             status_topic: s.bus.device_status_topic.clone(),
         })
+    }
+}
+
+/// Readiness checks of a role: what it must reach to do its work.
+#[derive(Default)]
+pub struct Checks {
+    readiness: Readiness,
+}
+
+impl Checks {
+    /// No checks yet.
+    pub fn new() -> Self {
+        Checks::default()
+    }
+
+    /// The database answers.
+    pub fn database(mut self, store: Arc<dyn Store>) -> Self {
+        self.readiness.add("database", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+        self
+    }
+
+    /// The alerting database answers.
+    pub fn alert_database(mut self, store: Arc<dyn vitalwatch_alerting::store::AlertStore>) -> Self {
+        self.readiness.add("database", move || {
+            let store = store.clone();
+            async move { store.ping().await.map_err(|e| e.to_string()) }
+        });
+        self
+    }
+
+    /// The Kafka cluster answers a metadata request (nothing to check for the in-process bus).
+    pub fn bus(mut self, s: &Settings) -> anyhow::Result<Self> {
+        if s.bus.kind == BusKind::Kafka {
+            let probe = KafkaProbe::new(&s.bus, &instance_name())?;
+            self.readiness.add("kafka", move || {
+                let probe = probe.clone();
+                async move { probe.check().await.map_err(|e| e.to_string()) }
+            });
+        }
+        Ok(self)
+    }
+
+    /// The MQTT connection is up.
+    pub fn mqtt(mut self, connected: Arc<vitalwatch_ingest::worker::IngestStats>) -> Self {
+        self.readiness.add("mqtt", move || {
+            let up = connected.connected.load(std::sync::atomic::Ordering::Relaxed);
+            async move { if up { Ok(()) } else { Err("not connected to the MQTT broker".to_owned()) } }
+        });
+        self
+    }
+
+    /// Serves `/metrics`, `/healthz` and `/readyz` on `ops.listen` until `shutdown`.
+    /// Returns the bound address (`None` when `ops.listen` is empty).
+    pub async fn serve(
+        self,
+        s: &Settings,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Option<std::net::SocketAddr>> {
+        ops::install_metrics();
+        Ok(ops::serve(&s.ops, self.readiness, shutdown.clone()).await?.map(|o| o.addr))
     }
 }

@@ -1,0 +1,228 @@
+//! Observability of the production roles against the real services: every
+//! role serves `/metrics`, `/healthz` and `/readyz`; the counters match what
+//! went through; readiness follows the broker and the database; JSON logs
+//! carry the reading's trace id to the alert it caused, and no patient
+//! identifier reaches the logs or the metrics.
+
+mod common;
+mod payloads;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use common::*;
+use payloads::rfc3339;
+use rumqttc::{AsyncClient, MqttOptions, QoS};
+use vitalwatch_platform::store;
+use vitalwatch_schemas::{DeviceId, PatientId};
+
+/// The ops address a role logged at startup (`ops.listen` = 127.0.0.1:0).
+async fn ops_addr(log: &Path) -> String {
+    let mut found = None;
+    let ok = wait_until(Duration::from_secs(60), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
+            (v["message"] == "Ops endpoints listening.").then(|| v["addr"].as_str().unwrap_or_default().to_owned())
+        });
+        let done = found.is_some();
+        async move { done }
+    })
+    .await;
+    assert!(ok, "no ops address in {}:\n{}", log.display(), std::fs::read_to_string(log).unwrap_or_default());
+    found.unwrap()
+}
+
+/// A plain HTTP/1.1 GET: (status, body).
+async fn get(addr: &str, path: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
+        return (0, String::new());
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return (0, String::new());
+    }
+    let mut out = String::new();
+    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    (status, body)
+}
+
+/// The value of a sample `name{labels}` (or `name` without labels) in a scrape; 0 if absent.
+fn sample(scrape: &str, series: &str) -> f64 {
+    scrape
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+async fn wait_ready(addr: &str) {
+    let ready = wait_until(Duration::from_secs(60), || async { get(addr, "/readyz").await.0 == 200 }).await;
+    assert!(ready, "{addr} never became ready: {:?}", get(addr, "/readyz").await);
+}
+
+fn logs(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.log"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_role_serves_metrics_probes_and_traced_logs() {
+    let Some(mosq) = Mosquitto::start() else { return };
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("obs");
+    let db = fresh_database(&pg_url(), &run).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = service_env(&run, &db, &mosq.url);
+    env.push(("VITALWATCH_ALERTING__GROUP".into(), format!("{run}-alerting")));
+    env.push(("VITALWATCH_ALERTING__TRANSPORT".into(), "file".into()));
+    env.push(("VITALWATCH_ALERTING__FILE_DIR".into(), path_str(&tmp.path().join("alerts"))));
+    env.push(("VITALWATCH_ALERTING__HTTP_ADDR".into(), format!("127.0.0.1:{}", free_port())));
+    run_cli(&["migrate"], &env);
+    // Identifiers chosen to be easy to find if they ever leak into logs or metrics.
+    let (patient, device) = ("pt-zz-4417", "dev-zz-9083");
+    let st = store::open(&db, 1000).await.unwrap();
+    st.add_patient(&PatientId::new(patient).unwrap()).await.unwrap();
+    st.add_device(&DeviceId::new(device).unwrap(), "oximeter").await.unwrap();
+    st.enrol(&DeviceId::new(device).unwrap(), &PatientId::new(patient).unwrap(), Utc::now() - TimeDelta::days(30))
+        .await
+        .unwrap();
+    run_cli(&["rules-config", "set", patient, "--program", "general"], &env);
+
+    let roles = ["ingest", "persist", "rules", "alerting"];
+    let mut procs = Vec::new();
+    let mut addrs = Vec::new();
+    for r in roles {
+        procs.push(Proc::spawn_logged(r, &[r], &env, &logs(tmp.path(), r)));
+    }
+    for r in roles {
+        let a = ops_addr(&logs(tmp.path(), r)).await;
+        assert_eq!(get(&a, "/healthz").await.0, 200, "{r} /healthz");
+        wait_ready(&a).await;
+        addrs.push(a);
+    }
+    let [ingest, persist, rules, alerting] = [&addrs[0], &addrs[1], &addrs[2], &addrs[3]];
+
+    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
+    opts.set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 1000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    // 40 normal readings, 7 with an unknown unit, 3 from an unknown device, then one low SpO2.
+    let now = Utc::now();
+    for i in 0..40 {
+        let t = rfc3339(now - TimeDelta::minutes(60 - i));
+        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{t}","unit":"/min","value":{}}}]}}"#, 60 + i);
+        client
+            .publish(format!("vitalwatch/v1/devices/{device}/readings/json"), QoS::AtLeastOnce, false, body)
+            .await
+            .unwrap();
+    }
+    for i in 0..7 {
+        let t = rfc3339(now - TimeDelta::minutes(i));
+        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{t}","unit":"furlongs","value":70}}]}}"#);
+        client
+            .publish(format!("vitalwatch/v1/devices/{device}/readings/json"), QoS::AtLeastOnce, false, body)
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        let t = rfc3339(now - TimeDelta::minutes(i));
+        let body = format!(r#"{{"readings":[{{"type":"heart_rate","time":"{t}","unit":"/min","value":70}}]}}"#);
+        client.publish("vitalwatch/v1/devices/dev-nobody/readings/json", QoS::AtLeastOnce, false, body).await.unwrap();
+    }
+    let topic = format!("vitalwatch/v1/devices/{device}/readings/json");
+    let low = format!(r#"{{"readings":[{{"type":"spo2","time":"{}","unit":"%","value":84}}]}}"#, rfc3339(now));
+    let trace = vitalwatch_ingest::pipeline::trace_id(&topic, low.as_bytes());
+    client.publish(topic, QoS::AtLeastOnce, false, low).await.unwrap();
+
+    let stored = wait_until(Duration::from_secs(60), || async {
+        st.observations(&PatientId::new(patient).unwrap(), 1000).await.map(|v| v.len()).unwrap_or(0) == 41
+    })
+    .await;
+    assert!(stored, "41 rows expected");
+    let counted = wait_until(Duration::from_secs(30), || async {
+        let (_, r) = get(rules, "/metrics").await;
+        sample(&r, "vitalwatch_rules_observations_total{outcome=\"evaluated\"}") >= 41.0
+    })
+    .await;
+    assert!(counted, "rules never evaluated 41 observations:\n{}", get(rules, "/metrics").await.1);
+
+    let (status, m) = get(ingest, "/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(sample(&m, "vitalwatch_ingest_messages_total"), 51.0, "{m}");
+    assert_eq!(sample(&m, "vitalwatch_ingest_observations_total"), 41.0, "{m}");
+    assert_eq!(sample(&m, "vitalwatch_ingest_rejections_total{reason=\"unknown_unit\"}"), 7.0, "{m}");
+    assert_eq!(sample(&m, "vitalwatch_ingest_rejections_total{reason=\"unknown_device\"}"), 3.0, "{m}");
+    assert_eq!(sample(&m, "vitalwatch_mqtt_connected"), 1.0, "{m}");
+    assert!(m.contains("vitalwatch_bus_produce_seconds_bucket"), "{m}");
+    let (_, p) = get(persist, "/metrics").await;
+    assert_eq!(sample(&p, "vitalwatch_persist_rows_total"), 41.0, "{p}");
+    assert!(sample(&p, "vitalwatch_persist_write_seconds_count") >= 1.0, "{p}");
+    assert!(p.contains("vitalwatch_bus_commit_seconds_bucket"), "{p}");
+    assert!(p.contains("vitalwatch_consumer_batch_size_bucket{role=\"persist\""), "{p}");
+    let (_, r) = get(rules, "/metrics").await;
+    assert_eq!(sample(&r, "vitalwatch_rules_evaluation_seconds_count"), 41.0, "{r}");
+    let opened = "vitalwatch_rules_alert_events_total{kind=\"ALERT_EVENT_KIND_OPENED\",severity=\"SEVERITY_HIGH\",rule_kind=\"threshold\"}";
+    assert_eq!(sample(&r, opened), 1.0, "{r}");
+    // Lag is reported within a few seconds and drains to zero.
+    let lag = wait_until(Duration::from_secs(30), || async {
+        let (_, p) = get(persist, "/metrics").await;
+        p.contains("vitalwatch_kafka_consumer_lag{")
+            && !p.lines().any(|l| l.starts_with("vitalwatch_kafka_consumer_lag{") && !l.ends_with(" 0"))
+    })
+    .await;
+    assert!(lag, "consumer lag not reported or not drained:\n{}", get(persist, "/metrics").await.1);
+    let (_, a) = get(alerting, "/metrics").await;
+    assert!(a.contains("vitalwatch_bus_commit_seconds") || a.contains("# TYPE"), "{a}");
+
+    // The alert is traced back to the reading that caused it.
+    let traced = wait_until(Duration::from_secs(30), || async {
+        std::fs::read_to_string(logs(tmp.path(), "rules"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.contains("Alert event published.") && l.contains(&trace))
+    })
+    .await;
+    assert!(traced, "rules log has no alert with trace id {trace}");
+
+    // No patient or device identifier in any metric or info-level log line.
+    for (r, a) in roles.iter().zip(&addrs) {
+        let (_, m) = get(a, "/metrics").await;
+        assert!(!m.contains(patient) && !m.contains(device), "{r} metrics leak an identifier");
+        let log = std::fs::read_to_string(logs(tmp.path(), r)).unwrap();
+        assert!(!log.contains(patient) && !log.contains(device), "{r} log leaks an identifier:\n{log}");
+    }
+
+    // Readiness follows the dependencies: the broker goes away, ingest turns not ready (still alive).
+    drop(mosq);
+    let down = wait_until(Duration::from_secs(30), || async {
+        let (s, b) = get(ingest, "/readyz").await;
+        s == 503 && b.contains("mqtt")
+    })
+    .await;
+    assert!(down, "ingest still ready without its broker: {:?}", get(ingest, "/readyz").await);
+    assert_eq!(get(ingest, "/healthz").await.0, 200);
+    // The database goes away: persist turns not ready.
+    let (admin, conn) = tokio_postgres::connect(&pg_url(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    drop(st);
+    admin.batch_execute(&format!("DROP DATABASE {run} WITH (FORCE)")).await.unwrap();
+    let down = wait_until(Duration::from_secs(30), || async {
+        let (s, b) = get(persist, "/readyz").await;
+        s == 503 && b.contains("database")
+    })
+    .await;
+    assert!(down, "persist still ready without its database: {:?}", get(persist, "/readyz").await);
+    assert_eq!(get(persist, "/healthz").await.0, 200);
+    drop(procs);
+}
