@@ -246,6 +246,19 @@ pub struct RulesSettings {
     pub batch_wait_ms: u64,
     /// Seconds between two polls of `patient_rules` for changed rules.
     pub config_poll_secs: u64,
+    /// Engine: a reading older than the patient's newest by more than this
+    /// updates history but raises no alert (unset: the engine's 3600).
+    pub allowed_lateness_secs: Option<u32>,
+    /// Engine: a reading older than now by more than this raises no alert
+    /// about the present (unset: the engine's 21600).
+    pub max_alert_age_secs: Option<u32>,
+    /// Engine: a reading stamped later than now plus this is rejected (unset: the engine's 300).
+    pub max_future_skew_secs: Option<u32>,
+    /// Engine: days of history kept per patient, 1 to 180 (unset: the engine's 14).
+    pub retention_days: Option<u16>,
+    /// Engine: the program of a patient with no rules set yet (`general`,
+    /// `heart_failure`, `hypertension`, `copd`, `diabetes`; unset: `general`).
+    pub default_program: Option<String>,
 }
 
 impl Default for RulesSettings {
@@ -256,6 +269,11 @@ impl Default for RulesSettings {
             batch_size: 1000,
             batch_wait_ms: 20,
             config_poll_secs: 5,
+            allowed_lateness_secs: None,
+            max_alert_age_secs: None,
+            max_future_skew_secs: None,
+            retention_days: None,
+            default_program: None,
         }
     }
 }

@@ -111,13 +111,13 @@ impl Producer for KafkaProducer {
 
 /// Kafka consumer-group member.
 ///
-/// It heals a stuck group: if this member has had no partitions for a while
-/// although the group has unconsumed messages and its committed offsets do not
-/// move (nobody consumes), it leaves and rejoins. Seen with a Kafka-protocol
-/// broker (tansu 0.6) that completes a rebalance with an empty assignment when
-/// the previous leader was SIGKILLed, and never rebalances again. With Apache
-/// Kafka this does not trigger: either someone consumes or the coordinator
-/// rebalances first.
+/// It heals a stuck group: if a partition that is not assigned here has
+/// unconsumed messages and its committed offset does not move for a while
+/// (nobody consumes it), it leaves and rejoins, which makes the coordinator
+/// rebalance. Seen with a Kafka-protocol broker (tansu 0.6) that, after a
+/// member is SIGKILLed, either completes a rebalance with an empty assignment
+/// or never rebalances the dead member's partitions at all. With Apache Kafka
+/// this does not trigger: the coordinator rebalances after the session timeout.
 pub struct KafkaConsumer {
     inner: Arc<StreamConsumer>,
     shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
@@ -191,32 +191,33 @@ impl Drop for KafkaConsumer {
     }
 }
 
-/// Committed offsets and lag of the group over every partition of `topics`.
-fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<(Vec<i64>, i64)> {
+/// The group's committed offset and the high watermark of every partition of `topics`.
+fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<((String, i32), i64, i64)>> {
     let timeout = Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
-    let mut highs = Vec::new();
+    let mut parts = Vec::new();
     for t in topics {
         let md = c.fetch_metadata(Some(t), timeout).ok()?;
         for topic in md.topics() {
             for p in topic.partitions() {
                 tpl.add_partition(t, p.id());
                 let (_, high) = c.fetch_watermarks(t, p.id(), timeout).ok()?;
-                highs.push(high);
+                parts.push(((t.clone(), p.id()), high));
             }
         }
     }
     let committed = c.committed_offsets(tpl, timeout).ok()?;
-    let offsets: Vec<i64> = committed
-        .elements()
-        .iter()
-        .map(|e| match e.offset() {
+    let mut out = Vec::with_capacity(parts.len());
+    for e in committed.elements() {
+        let key = (e.topic().to_owned(), e.partition());
+        let high = parts.iter().find(|(k, _)| *k == key).map_or(0, |(_, h)| *h);
+        let at = match e.offset() {
             Offset::Offset(o) => o,
             _ => 0,
-        })
-        .collect();
-    let lag = offsets.iter().zip(&highs).map(|(c, h)| (h - c).max(0)).sum();
-    Some((offsets, lag))
+        };
+        out.push((key, at, high));
+    }
+    Some(out)
 }
 
 /// Sets `vitalwatch_kafka_consumer_lag` for the partitions assigned here
@@ -247,44 +248,63 @@ fn report_lag(c: &StreamConsumer, group: &str, before: Vec<(String, i32)>) -> Ve
     now
 }
 
-/// Watches for a stuck group (see [`KafkaConsumer`]) and asks for a rejoin.
+/// Watches for a stuck group (see [`KafkaConsumer`]) and asks for a rejoin:
+/// some partition that is not assigned here has unconsumed messages and its
+/// committed offset has not moved for [`STUCK_AFTER`]. A live owner would be
+/// committing; with Apache Kafka the coordinator rebalances a dead member's
+/// partitions after `session.timeout.ms` (10 s), before this triggers. Also
+/// reports the consumer lag.
 async fn watchdog(
     shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
     rejoin: Arc<std::sync::atomic::AtomicBool>,
     topics: Vec<String>,
     group: String,
 ) {
-    let mut idle_since: Option<std::time::Instant> = None;
-    let mut last: Option<Vec<i64>> = None;
+    let mut stalled: std::collections::HashMap<(String, i32), (i64, std::time::Instant)> =
+        std::collections::HashMap::new();
     let mut reported: Vec<(String, i32)> = Vec::new();
     loop {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let c = shared.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        let assigned = c.assignment().map(|a| a.count() > 0).unwrap_or(false);
+        let mine: std::collections::HashSet<(String, i32)> = c
+            .assignment()
+            .map(|a| a.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect())
+            .unwrap_or_default();
         let (lag_c, lag_group, before) = (c.clone(), group.clone(), std::mem::take(&mut reported));
         reported =
             tokio::task::spawn_blocking(move || report_lag(&lag_c, &lag_group, before)).await.unwrap_or_default();
-        if assigned {
-            (idle_since, last) = (None, None);
-            continue;
-        }
-        if idle_since.get_or_insert_with(std::time::Instant::now).elapsed() < STUCK_AFTER {
-            continue;
-        }
         let t = topics.clone();
-        let Ok(Some((offsets, lag))) = tokio::task::spawn_blocking(move || group_progress(&c, &t)).await else {
+        let Ok(Some(progress)) = tokio::task::spawn_blocking(move || group_progress(&c, &t)).await else {
             continue;
         };
-        if lag > 0 && last.as_ref() == Some(&offsets) {
+        let now = std::time::Instant::now();
+        let mut stuck: Option<((String, i32), i64)> = None;
+        for (key, committed, high) in progress {
+            if mine.contains(&key) || high <= committed {
+                stalled.remove(&key);
+                continue;
+            }
+            match stalled.get(&key) {
+                Some((at, since)) if *at == committed => {
+                    if now.duration_since(*since) >= STUCK_AFTER {
+                        stuck = Some((key, high - committed));
+                    }
+                }
+                _ => {
+                    stalled.insert(key, (committed, now));
+                }
+            }
+        }
+        if let Some(((topic, partition), lag)) = stuck {
             tracing::warn!(
-                message = "Consumer group is stuck (no partitions here, lag not moving); rejoining.",
+                message = "Consumer group is stuck (a partition not assigned here is not consumed); rejoining.",
                 group = %group,
+                topic = %topic,
+                partition,
                 lag
             );
             rejoin.store(true, std::sync::atomic::Ordering::SeqCst);
-            (idle_since, last) = (None, None);
-        } else {
-            last = Some(offsets);
+            stalled.clear();
         }
     }
 }

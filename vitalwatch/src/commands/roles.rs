@@ -46,20 +46,48 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     persist::run(consumer.as_mut(), store, &s.persist, Arc::new(PersistStats::default()), shutdown).await
 }
 
-/// The rules worker's configuration from the settings (engine defaults).
-pub fn rules_config(s: &Settings) -> rules_worker::WorkerConfig {
-    rules_worker::WorkerConfig {
-        settings: s.rules.clone(),
-        engine: vitalwatch_rules::EngineSettings::default(),
+/// The rules worker's configuration from the settings: the engine's
+/// defaults, overridden by what `[rules]` sets.
+///
+/// # Errors
+///
+/// An unknown `rules.default_program` or out-of-range engine settings.
+pub fn rules_config(s: &Settings) -> anyhow::Result<rules_worker::WorkerConfig> {
+    let r = &s.rules;
+    let mut engine = vitalwatch_rules::EngineSettings::default();
+    if let Some(v) = r.allowed_lateness_secs {
+        engine.allowed_lateness_secs = v;
+    }
+    if let Some(v) = r.max_alert_age_secs {
+        engine.max_alert_age_secs = v;
+    }
+    if let Some(v) = r.max_future_skew_secs {
+        engine.max_future_skew_secs = v;
+    }
+    if let Some(v) = r.retention_days {
+        engine.retention_days = v;
+    }
+    if let Some(p) = &r.default_program {
+        engine.default_program = serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
+            anyhow::anyhow!(
+                "rules.default_program {p:?} is not a program (general, heart_failure, hypertension, copd, diabetes)"
+            )
+        })?;
+    }
+    engine.validate().map_err(|e| anyhow::anyhow!("rules engine settings: {e}"))?;
+    Ok(rules_worker::WorkerConfig {
+        settings: r.clone(),
+        engine,
         observations_topic: s.bus.observations_topic.clone(),
         status_topic: s.bus.device_status_topic.clone(),
         alerts_topic: s.bus.alerts_topic.clone(),
-    }
+    })
 }
 
 /// `vitalwatch rules`.
 pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
+    let cfg = rules_config(&s)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
     Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
@@ -68,15 +96,33 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer =
         bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
     tracing::info!(message = "Rules starting.", group = %s.rules.group);
-    let result = rules_worker::run(
-        consumer.as_mut(),
-        producer.clone(),
-        store,
-        &rules_config(&s),
-        Arc::new(RulesStats::default()),
-        shutdown,
-    )
-    .await;
+    let result =
+        rules_worker::run(consumer.as_mut(), producer.clone(), store, &cfg, Arc::new(RulesStats::default()), shutdown)
+            .await;
     let _ = producer.flush(std::time::Duration::from_secs(10)).await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_settings_come_from_the_rules_section() {
+        let mut s = Settings::defaults(Profile::Service);
+        let d = rules_config(&s).unwrap().engine;
+        assert_eq!((d.retention_days, d.default_program), (14, vitalwatch_rules::Program::General));
+        s.rules.retention_days = Some(30);
+        s.rules.allowed_lateness_secs = Some(600);
+        s.rules.default_program = Some("heart_failure".into());
+        let e = rules_config(&s).unwrap().engine;
+        assert_eq!(e.retention_days, 30);
+        assert_eq!(e.allowed_lateness_secs, 600);
+        assert_eq!(e.default_program, vitalwatch_rules::Program::HeartFailure);
+        s.rules.default_program = Some("cardio".into());
+        assert!(rules_config(&s).unwrap_err().to_string().contains("cardio"));
+        s.rules.default_program = None;
+        s.rules.retention_days = Some(0);
+        assert!(rules_config(&s).unwrap_err().to_string().contains("retention"));
+    }
 }

@@ -106,7 +106,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let rules_stats = Arc::new(RulesStats::default());
     let rules_task = {
         let (store, producer, cfg, stats, shutdown) =
-            (store.clone(), bus.producer(&s)?, super::roles::rules_config(&s), rules_stats.clone(), shutdown.clone());
+            (store.clone(), bus.producer(&s)?, super::roles::rules_config(&s)?, rules_stats.clone(), shutdown.clone());
         tokio::spawn(
             async move { rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await },
         )
