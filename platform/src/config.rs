@@ -45,6 +45,8 @@ pub struct Settings {
     pub rules: RulesSettings,
     /// Operations endpoints (metrics and probes).
     pub ops: OpsSettings,
+    /// Admin API (`vitalwatch api`, and inside `run`).
+    pub api: ApiSettings,
 }
 
 impl Default for Settings {
@@ -60,6 +62,7 @@ impl Default for Settings {
             alerting: AlertingSettings::default(),
             rules: RulesSettings::default(),
             ops: OpsSettings::default(),
+            api: ApiSettings::default(),
         }
     }
 }
@@ -278,6 +281,25 @@ impl Default for RulesSettings {
     }
 }
 
+/// Admin API settings (`[api]`, env `VITALWATCH_API__<KEY>`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ApiSettings {
+    /// Listen address, `host:port` (`127.0.0.1:8090` in `run`, which moves to a
+    /// free port when that one is taken).
+    pub listen: String,
+    /// Largest accepted request body, bytes.
+    pub max_body_bytes: usize,
+    /// Largest page a list returns (`limit` is capped to it).
+    pub max_page_size: u32,
+}
+
+impl Default for ApiSettings {
+    fn default() -> Self {
+        ApiSettings { listen: "0.0.0.0:8090".into(), max_body_bytes: 1024 * 1024, max_page_size: 500 }
+    }
+}
+
 /// How alert emails (and, with `file`, SMS) leave the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -480,6 +502,7 @@ impl Settings {
             s.alerting.transport = AlertTransportKind::File;
             s.alerting.http_addr = "127.0.0.1:8080".into();
             s.ops.listen = "127.0.0.1:9464".into();
+            s.api.listen = "127.0.0.1:8090".into();
         }
         s
     }
@@ -530,6 +553,12 @@ impl Settings {
         }
         if self.alerting.outbox_lease_secs == 0 || self.alerting.outbox_batch == 0 {
             return bad("alerting.outbox_lease_secs and alerting.outbox_batch must be at least 1");
+        }
+        if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("api.listen must be host:port with an IP address, e.g. 0.0.0.0:8090");
+        }
+        if self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
+            return bad("api.max_page_size and api.max_body_bytes must be at least 1");
         }
         if self.bus.partitions < 1 {
             return bad("bus.partitions must be at least 1");

@@ -53,6 +53,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0010_alerting.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 20,
+        name: "admin",
+        sql: include_str!("../migrations/postgres/0020_admin.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -73,6 +79,12 @@ pub const SQLITE: &[Migration] = &[
         version: 10,
         name: "alerting",
         sql: include_str!("../migrations/sqlite/0010_alerting.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 20,
+        name: "admin",
+        sql: include_str!("../migrations/sqlite/0020_admin.sql"),
         timescale_only: false,
     },
 ];

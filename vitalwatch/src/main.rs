@@ -7,7 +7,8 @@
 //! - `migrate`: database migrations;
 //! - `simulate`: the load generator;
 //! - `patient`, `device`: the registry; `rules-config`: patients' rules;
-//! - `alerting`: the alerting role; `physician`, `care-team`, `alert`: care teams and episodes.
+//! - `alerting`: the alerting role; `physician`, `care-team`, `alert`: care teams and episodes;
+//! - `api`: the admin API; `api-token`: its bearer tokens.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -62,9 +63,14 @@ enum Command {
     /// Manage patients' care teams (responsible physician, deputies, escalation policy).
     #[command(subcommand)]
     CareTeam(commands::alerting::CareTeamCommand),
-    /// Acknowledge, snooze or inspect alert episodes.
+    /// Acknowledge, snooze, close or inspect alert episodes.
     #[command(subcommand)]
     Alert(commands::alerting::AlertCommand),
+    /// The admin API (HTTP, bearer tokens, OpenAPI at /openapi.json) on `api.listen`.
+    Api,
+    /// Create, list or revoke admin API bearer tokens.
+    #[command(subcommand)]
+    ApiToken(commands::admin::ApiTokenCommand),
 }
 
 fn main() -> ExitCode {
@@ -93,6 +99,8 @@ fn main() -> ExitCode {
             Command::Physician(c) => commands::alerting::physician(config, c).await,
             Command::CareTeam(c) => commands::alerting::care_team(config, c).await,
             Command::Alert(c) => commands::alerting::alert(config, c).await,
+            Command::Api => commands::admin::role(config).await,
+            Command::ApiToken(c) => commands::admin::api_token(config, c).await,
         }
     });
     match result {

@@ -2,20 +2,19 @@
 //! subcommands: `physician`, `care-team`, `alert`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use anyhow::Context as _;
-use chrono::{NaiveTime, Utc};
 use clap::Subcommand;
-use vitalwatch_alerting::store::{self as astore, Action, AlertStore, TransitionOptions};
-use vitalwatch_alerting::{
-    AckVia, CareTeam, Channel, ChannelPreferences, EmailAddress, EpisodeId, EscalationPolicy, PhoneNumber, Physician,
-    PhysicianId, QuietHours, TimeZone,
+use vitalwatch_admin::Actor;
+use vitalwatch_admin::model::{
+    AlertAction, CareTeamInput, ChannelsInput, EpisodeAuditQuery, PageQuery, PhysicianInput, SnoozeInput,
 };
+use vitalwatch_alerting::EpisodeState;
+use vitalwatch_alerting::store as astore;
 use vitalwatch_platform::config::{BusKind, Profile, Settings};
-use vitalwatch_platform::{shutdown, store, telemetry};
-use vitalwatch_schemas::PatientId;
+use vitalwatch_platform::{shutdown, telemetry};
 
+use super::admin;
 use super::registry::StoreArgs;
 use super::wiring::{Bus, Checks};
 
@@ -33,40 +32,6 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
     tracing::info!(message = "Alerting starting.", group = %s.alerting.group);
     vitalwatch_alerting::run(&s.alerting, consumer.as_mut(), store, shutdown).await
-}
-
-/// The alerting store of an admin command (migrated first in embedded mode).
-async fn admin_store(args: &StoreArgs, config: Option<&Path>) -> anyhow::Result<Arc<dyn AlertStore>> {
-    let profile = if args.embedded { Profile::Embedded } else { Profile::Service };
-    let mut s = Settings::load(profile, config)?;
-    if let Some(d) = &args.data_dir
-        && s.database.url.starts_with("sqlite://")
-        && args.embedded
-    {
-        s.database.url = format!("sqlite://{}/vitalwatch.db", d.display());
-    }
-    telemetry::init(s.log_format, "warn");
-    if args.embedded {
-        let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
-        st.migrate().await.context("migrating the embedded database")?;
-    }
-    astore::open(&s.database.url).await.context("opening the database")
-}
-
-fn parse_channels(list: &[String]) -> anyhow::Result<Vec<Channel>> {
-    list.iter()
-        .map(|c| match c.trim().to_ascii_lowercase().as_str() {
-            "email" => Ok(Channel::Email),
-            "sms" => Ok(Channel::Sms),
-            other => anyhow::bail!("unknown channel {other:?} (expected email or sms)"),
-        })
-        .collect()
-}
-
-fn parse_quiet_hours(s: &str) -> anyhow::Result<QuietHours> {
-    let (a, b) = s.split_once('-').context("quiet hours must look like 22:00-07:00")?;
-    let t = |x: &str| NaiveTime::parse_from_str(x.trim(), "%H:%M").with_context(|| format!("invalid time {x:?}"));
-    Ok(QuietHours::new(t(a)?, t(b)?))
 }
 
 /// `vitalwatch physician ...`
@@ -171,6 +136,17 @@ pub enum AlertCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Close an episode on behalf of a physician: acknowledged and marked closed
+    /// (a severity rise reopens it).
+    Close {
+        /// Episode id.
+        episode: String,
+        /// Physician id.
+        #[arg(long)]
+        by: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// Show an episode: state, outbox and audit trail (JSON lines).
     Show {
         /// Episode id.
@@ -182,6 +158,7 @@ pub enum AlertCommand {
 
 /// `vitalwatch physician ...`
 pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         PhysicianCommand::Add {
             id,
@@ -197,43 +174,44 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
             hourly_cap,
             store,
         } => {
-            let mobile = mobile.map(PhoneNumber::new).transpose()?;
-            let urgent = |given: &[String]| -> anyhow::Result<Vec<Channel>> {
-                if given.is_empty() {
-                    Ok(if mobile.is_some() { vec![Channel::Email, Channel::Sms] } else { vec![Channel::Email] })
-                } else {
-                    parse_channels(given)
-                }
-            };
-            let p = Physician {
-                id: PhysicianId::new(id)?,
+            let some = |v: Vec<String>| (!v.is_empty()).then_some(v);
+            let input = PhysicianInput {
                 name,
-                email: EmailAddress::new(email)?,
-                time_zone: TimeZone::new(&time_zone)?,
-                quiet_hours: quiet_hours.as_deref().map(parse_quiet_hours).transpose()?,
-                channels: ChannelPreferences {
-                    low: parse_channels(&low)?,
-                    medium: parse_channels(&medium)?,
-                    high: urgent(&high)?,
-                    critical: urgent(&critical)?,
-                },
+                email,
                 mobile,
+                time_zone: Some(time_zone),
+                quiet_hours,
+                channels: ChannelsInput {
+                    low: some(low),
+                    medium: some(medium),
+                    high: some(high),
+                    critical: some(critical),
+                },
                 hourly_cap,
             };
-            p.validate()?;
-            admin_store(&store, config).await?.upsert_physician(&p).await?;
+            let p = admin::service(&store, config).await?.upsert_physician(&actor, &id, &input).await?;
             println!("physician {} saved", p.id);
         }
         PhysicianCommand::List { store } => {
-            for p in admin_store(&store, config).await?.physicians().await? {
-                println!(
-                    "{}\t{}\t{}\t{}\t{}",
-                    p.id,
-                    p.name,
-                    p.email,
-                    p.mobile.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "-".into()),
-                    p.time_zone.name()
-                );
+            let svc = admin::service(&store, config).await?;
+            let mut q = PageQuery { after: None, limit: Some(u32::MAX) };
+            loop {
+                let page = svc.list_physicians(&actor, &q).await?;
+                for p in &page.items {
+                    let field = |k: &str| p.entry.get(k).and_then(|v| v.as_str()).unwrap_or("-").to_owned();
+                    println!(
+                        "{}\t{}\t{}\t{}\t{}",
+                        p.id,
+                        field("name"),
+                        field("email"),
+                        field("mobile"),
+                        field("time_zone")
+                    );
+                }
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
+                }
             }
         }
     }
@@ -242,30 +220,23 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
 
 /// `vitalwatch care-team ...`
 pub async fn care_team(config: Option<&Path>, cmd: CareTeamCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         CareTeamCommand::Set { patient, responsible, deputies, policy, store } => {
             let policy = if policy == "default" {
-                EscalationPolicy::default()
+                None
             } else {
                 let path = PathBuf::from(&policy);
                 let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-                serde_json::from_str(&text).with_context(|| format!("parsing the policy {}", path.display()))?
+                Some(serde_json::from_str(&text).with_context(|| format!("parsing the policy {}", path.display()))?)
             };
-            let team = CareTeam {
-                patient_id: PatientId::new(patient)?,
-                responsible: PhysicianId::new(responsible)?,
-                deputies: deputies.into_iter().map(PhysicianId::new).collect::<Result<_, _>>()?,
-                policy,
-            };
-            admin_store(&store, config).await?.set_care_team(&team).await?;
-            println!("care team of {} saved", team.patient_id);
+            let input = CareTeamInput { responsible, deputies, policy };
+            admin::service(&store, config).await?.set_care_team(&actor, &patient, &input).await?;
+            println!("care team of {patient} saved");
         }
         CareTeamCommand::Show { patient, store } => {
-            let patient = PatientId::new(patient)?;
-            match admin_store(&store, config).await?.care_team(&patient).await? {
-                Some(t) => println!("{}", serde_json::to_string_pretty(&t)?),
-                None => anyhow::bail!("patient {patient} has no care team"),
-            }
+            let team = admin::service(&store, config).await?.care_team(&actor, &patient).await?;
+            println!("{}", serde_json::to_string_pretty(&team)?);
         }
     }
     Ok(())
@@ -273,25 +244,29 @@ pub async fn care_team(config: Option<&Path>, cmd: CareTeamCommand) -> anyhow::R
 
 /// `vitalwatch alert ...`
 pub async fn alert(config: Option<&Path>, cmd: AlertCommand) -> anyhow::Result<()> {
-    let options = TransitionOptions { codes: None, caps: Default::default() };
+    let actor = Actor::cli();
     match cmd {
         AlertCommand::Ack { episode, by, store } => {
-            let episode = EpisodeId::new(episode)?;
-            let action = Action::Ack { by: PhysicianId::new(by)?, via: AckVia::WebApp, nonce: None };
-            admin_store(&store, config).await?.transition(&episode, action, &options, Utc::now()).await?;
+            let input = AlertAction { by: Some(by) };
+            admin::service(&store, config).await?.ack_alert(&actor, &episode, &input).await?;
             println!("episode {episode} acknowledged");
         }
         AlertCommand::Snooze { episode, by, minutes, store } => {
-            let episode = EpisodeId::new(episode)?;
-            let until = Utc::now() + chrono::Duration::minutes(i64::from(minutes));
-            let action = Action::Snooze { by: PhysicianId::new(by)?, until };
-            admin_store(&store, config).await?.transition(&episode, action, &options, Utc::now()).await?;
-            println!("episode {episode} snoozed until {until}");
+            let input = SnoozeInput { by: Some(by), minutes };
+            let r = admin::service(&store, config).await?.snooze_alert(&actor, &episode, &input).await?;
+            println!("episode {episode} snoozed until {}", r.until.map(|t| t.to_string()).unwrap_or_default());
+        }
+        AlertCommand::Close { episode, by, store } => {
+            let input = AlertAction { by: Some(by) };
+            admin::service(&store, config).await?.close_alert(&actor, &episode, &input).await?;
+            println!("episode {episode} closed");
         }
         AlertCommand::Show { episode, store } => {
-            let episode = EpisodeId::new(episode)?;
-            let st = admin_store(&store, config).await?;
-            let state = st.episode(&episode).await?.with_context(|| format!("unknown episode {episode}"))?;
+            let svc = admin::service(&store, config).await?;
+            let detail = svc.alert(&actor, &episode).await?;
+            let state: EpisodeState =
+                serde_json::from_value(detail.alerting.context("alerting does not know this episode")?)
+                    .context("the episode state does not parse")?;
             let acked = state.acks.iter().map(|a| format!("{} via {:?} at {}", a.by, a.via, a.at)).collect::<Vec<_>>();
             println!(
                 "episode {} severity {} resolved {} acknowledged [{}]",
@@ -300,11 +275,22 @@ pub async fn alert(config: Option<&Path>, cmd: AlertCommand) -> anyhow::Result<(
                 state.resolved_at.map(|t| t.to_rfc3339()).unwrap_or_else(|| "no".into()),
                 acked.join(", ")
             );
-            for r in st.outbox(&episode).await? {
+            for r in svc.alert_outbox(&actor, &episode).await? {
                 println!("outbox {} {} attempts={}", r.notification.key, r.status.as_str(), r.attempts);
             }
-            for r in st.audit_trail(&episode).await? {
-                println!("{}", serde_json::to_string(&r)?);
+            let mut q =
+                EpisodeAuditQuery { episode: Some(episode.clone()), limit: Some(u32::MAX), ..Default::default() };
+            let mut records = Vec::new();
+            loop {
+                let page = svc.episode_audit(&actor, &q).await?;
+                records.extend(page.items);
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
+                }
+            }
+            for r in records.iter().rev() {
+                println!("{}", serde_json::to_string(&r.record)?);
             }
         }
     }

@@ -1,5 +1,6 @@
 //! Subcommand implementations.
 
+pub mod admin;
 pub mod alerting;
 pub mod registry;
 pub mod roles;

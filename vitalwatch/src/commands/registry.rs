@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
+use vitalwatch_admin::Actor;
+use vitalwatch_admin::model::{At, Enrol, NewDevice, NewPatient, PageQuery};
 use vitalwatch_platform::config::{Profile, Settings};
-use vitalwatch_platform::store::{self, Store};
-use vitalwatch_schemas::{DeviceId, PatientId};
+use vitalwatch_platform::store;
+
+use super::admin;
 
 /// Which store an admin command works on.
 #[derive(Debug, Args)]
@@ -32,15 +35,6 @@ impl StoreArgs {
         }
         vitalwatch_platform::telemetry::init(s.log_format, "warn");
         Ok(s)
-    }
-
-    pub(crate) async fn store(&self, config: Option<&Path>) -> anyhow::Result<std::sync::Arc<dyn Store>> {
-        let s = self.settings(config)?;
-        let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
-        if self.embedded {
-            st.migrate().await.context("migrating the embedded database")?;
-        }
-        Ok(st)
     }
 }
 
@@ -146,21 +140,27 @@ pub fn show_config(config: Option<&Path>, args: StoreArgs) -> anyhow::Result<()>
 
 /// `vitalwatch patient ...`.
 pub async fn patient(config: Option<&Path>, cmd: PatientCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         PatientCommand::Add { ids, store } => {
-            let st = store.store(config).await?;
+            let svc = admin::service(&store, config).await?;
             for id in ids {
-                let p = PatientId::new(id)?;
-                let new = st.add_patient(&p).await?;
-                println!("{p}: {}", if new { "added" } else { "already registered" });
+                let c = svc.add_patient(&actor, &NewPatient { id }).await?;
+                println!("{}: {}", c.id, if c.created { "added" } else { "already registered" });
             }
         }
         PatientCommand::List { store } => {
-            let snap = store.store(config).await?.registry().await?;
-            let mut ids: Vec<_> = snap.patients.into_iter().collect();
-            ids.sort();
-            for id in ids {
-                println!("{id}");
+            let svc = admin::service(&store, config).await?;
+            let mut q = PageQuery { after: None, limit: Some(u32::MAX) };
+            loop {
+                let page = svc.list_patients(&actor, &q).await?;
+                for p in page.items.iter().filter(|p| p.status == "active") {
+                    println!("{}", p.id);
+                }
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
+                }
             }
         }
     }
@@ -169,44 +169,49 @@ pub async fn patient(config: Option<&Path>, cmd: PatientCommand) -> anyhow::Resu
 
 /// `vitalwatch device ...`.
 pub async fn device(config: Option<&Path>, cmd: DeviceCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         DeviceCommand::Add { ids, kind, store } => {
-            let st = store.store(config).await?;
+            let svc = admin::service(&store, config).await?;
             for id in ids {
-                let d = DeviceId::new(id)?;
-                let new = st.add_device(&d, &kind).await?;
-                println!("{d}: {}", if new { "added" } else { "already registered" });
+                let c = svc.add_device(&actor, &NewDevice { id, kind: kind.clone() }).await?;
+                println!("{}: {}", c.id, if c.created { "added" } else { "already registered" });
             }
         }
         DeviceCommand::Enrol { device, patient, from, store } => {
-            let (d, p) = (DeviceId::new(device)?, PatientId::new(patient)?);
-            let from = when(&from)?;
-            store.store(config).await?.enrol(&d, &p, from).await?;
-            println!("{d} enrolled to {p} from {}", from.to_rfc3339());
+            let input = Enrol { patient: patient.clone(), from: Some(when(&from)?) };
+            let from = admin::service(&store, config).await?.enrol_device(&actor, &device, &input).await?;
+            println!("{device} enrolled to {patient} from {}", from.to_rfc3339());
         }
         DeviceCommand::Unenrol { device, at, store } => {
-            let d = DeviceId::new(device)?;
-            store.store(config).await?.unenrol(&d, when(&at)?).await?;
-            println!("{d}: enrolment ended");
+            let input = At { at: Some(when(&at)?) };
+            admin::service(&store, config).await?.unenrol_device(&actor, &device, &input).await?;
+            println!("{device}: enrolment ended");
         }
         DeviceCommand::Retire { device, at, store } => {
-            let d = DeviceId::new(device)?;
-            store.store(config).await?.retire_device(&d, when(&at)?).await?;
-            println!("{d}: retired");
+            let input = At { at: Some(when(&at)?) };
+            admin::service(&store, config).await?.retire_device(&actor, &device, &input).await?;
+            println!("{device}: retired");
         }
         DeviceCommand::List { store } => {
-            let snap = store.store(config).await?.registry().await?;
-            let mut ids: Vec<_> = snap.devices.into_iter().collect();
-            ids.sort_by(|a, b| a.0.cmp(&b.0));
-            for (id, d) in ids {
-                let status = match d.retired_at {
-                    Some(r) => format!("retired {}", r.to_rfc3339()),
-                    None => "active".into(),
-                };
-                println!("{id} ({status})");
-                for e in d.enrolments {
-                    let to = e.valid_to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "now".into());
-                    println!("  {} from {} to {to}", e.patient_id, e.valid_from.to_rfc3339());
+            let svc = admin::service(&store, config).await?;
+            let mut q = PageQuery { after: None, limit: Some(u32::MAX) };
+            loop {
+                let page = svc.list_devices(&actor, &q).await?;
+                for d in &page.items {
+                    let status = match d.retired_at {
+                        Some(r) => format!("retired {}", r.to_rfc3339()),
+                        None => "active".into(),
+                    };
+                    println!("{} ({status})", d.id);
+                    for e in &d.enrolments {
+                        let to = e.valid_to.map(|t| t.to_rfc3339()).unwrap_or_else(|| "now".into());
+                        println!("  {} from {} to {to}", e.patient_id, e.valid_from.to_rfc3339());
+                    }
+                }
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
                 }
             }
         }

@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::Subcommand;
+use vitalwatch_admin::{Actor, AdminError};
 use vitalwatch_rules::{PatientRules, Program};
-use vitalwatch_schemas::PatientId;
 
+use super::admin;
 use super::registry::StoreArgs;
 
 /// `vitalwatch rules-config ...`
@@ -72,29 +73,37 @@ fn build(program: Option<&str>, file: Option<&Path>) -> anyhow::Result<PatientRu
 
 /// `vitalwatch rules-config ...`.
 pub async fn rules_config(config: Option<&Path>, cmd: RulesConfigCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
     match cmd {
         RulesConfigCommand::Set { patient, program, file, store } => {
-            let p = PatientId::new(patient)?;
             let rules = build(program.as_deref(), file.as_deref())?;
-            let st = store.store(config).await?;
-            if !st.registry().await?.patients.contains(p.as_str()) {
-                anyhow::bail!("unknown patient {p}: register it first with `vitalwatch patient add {p}`");
-            }
-            let json = serde_json::to_string(&rules)?;
-            st.set_patient_rules(&p, &json).await.context("storing the rules")?;
-            let set = rules.effective()?;
-            let ids: Vec<&str> = set.ids().collect();
-            println!("{p}: program {} ({} rules: {})", rules.program.as_str(), ids.len(), ids.join(", "));
+            let svc = admin::service(&store, config).await?;
+            let view = match svc.set_rules(&actor, &patient, &rules).await {
+                Err(AdminError::NotFound(_)) => anyhow::bail!(
+                    "unknown patient {patient}: register it first with `vitalwatch patient add {patient}`"
+                ),
+                other => other.context("storing the rules")?,
+            };
+            println!(
+                "{patient}: program {} ({} rules: {})",
+                rules.program.as_str(),
+                view.effective.len(),
+                view.effective.join(", ")
+            );
         }
         RulesConfigCommand::Show { patient, store } => {
-            let p = PatientId::new(patient)?;
-            let st = store.store(config).await?;
-            match st.patient_rules(&p).await? {
-                None => println!("{p}: no rules stored; the default program of the rules engine applies"),
-                Some(row) => {
+            let svc = admin::service(&store, config).await?;
+            match svc.rules(&actor, &patient).await {
+                Err(AdminError::NotFound(_)) => {
+                    println!("{patient}: no rules stored; the default program of the rules engine applies")
+                }
+                Err(e) => return Err(e.into()),
+                Ok(view) => {
                     let rules: PatientRules =
-                        serde_json::from_str(&row.rules).context("the stored rules do not parse")?;
-                    println!("# updated {}", row.updated_at.to_rfc3339());
+                        serde_json::from_value(view.rules).context("the stored rules do not parse")?;
+                    if let Some(t) = view.updated_at {
+                        println!("# updated {}", t.to_rfc3339());
+                    }
                     println!("{}", serde_json::to_string_pretty(&rules)?);
                     match rules.effective() {
                         Ok(set) => println!("# effective rules: {}", set.ids().collect::<Vec<_>>().join(", ")),

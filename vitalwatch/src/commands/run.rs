@@ -101,6 +101,26 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         })
     };
 
+    // The admin API on the same database: like the ack server, move off a taken default port.
+    if s.api.listen == "127.0.0.1:8090" && std::net::TcpListener::bind("127.0.0.1:8090").is_err() {
+        let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+        tracing::warn!(message = "Port 8090 taken; the admin API uses another port.", port = free.port());
+        s.api.listen = free.to_string();
+    }
+    let admin = Arc::new(
+        vitalwatch_admin::AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
+            .await
+            .context("opening the admin store")?,
+    );
+    let token_file = bootstrap_token(&admin, &s.data_dir).await?;
+    let api_listener =
+        tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
+    s.api.listen = api_listener.local_addr()?.to_string();
+    let api_task = {
+        let (admin, max_body, shutdown) = (admin.clone(), s.api.max_body_bytes, shutdown.clone());
+        tokio::spawn(async move { vitalwatch_admin::http::serve(admin, max_body, api_listener, shutdown).await })
+    };
+
     let mut rules_consumer =
         bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
     let rules_stats = Arc::new(RulesStats::default());
@@ -127,7 +147,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { sim::trickle::run(&url, n, interval, shutdown).await })
     });
 
-    banner(&s, args.simulate, ops_addr);
+    banner(&s, args.simulate, ops_addr, token_file.as_deref());
     let reporter = {
         let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), shutdown.clone());
         tokio::spawn(async move {
@@ -158,12 +178,35 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     persist_task.await.context("persist task")??;
     rules_task.await.context("rules task")??;
     alerting_task.await.context("alerting task")??;
+    api_task.await.context("admin API task")?.context("admin API")?;
     reporter.abort();
     tracing::info!(message = "Stopped cleanly.", stored = persist_stats.inserted.load(Ordering::Relaxed));
     Ok(())
 }
 
-fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>) {
+/// On the first run (no API token at all), creates an operator token and
+/// writes it to `{data_dir}/api-token` (mode 0600). Returns the file if created.
+async fn bootstrap_token(admin: &vitalwatch_admin::AdminService, data_dir: &Path) -> anyhow::Result<Option<PathBuf>> {
+    let actor = vitalwatch_admin::Actor::operator("run:bootstrap");
+    if !admin.list_tokens(&actor).await?.is_empty() {
+        return Ok(None);
+    }
+    let (secret, _) = admin.create_token(&actor, "run-operator", "operator", None).await?;
+    let path = data_dir.join("api-token");
+    write_private(&path, &format!("{secret}\n")).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()
+}
+
+fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_file: Option<&Path>) {
     let addr = s.mqtt.url.trim_start_matches("mqtt://");
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "1883"));
     eprintln!(
@@ -171,7 +214,8 @@ fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>) {
          \x20 MQTT broker : {addr}\n\
          \x20 database    : {}\n\
          \x20 data folder : {}\n\
-         \x20 metrics     : {}\n{}\n\
+         \x20 metrics     : {}\n\
+         \x20 admin API   : http://{}/v1 (OpenAPI: /openapi.json){}\n{}\n\
          Try a manual entry (register the patient first: vitalwatch patient add p-demo --embedded):\n\
          \x20 mosquitto_pub -h {host} -p {port} -q 1 -t vitalwatch/v1/patients/p-demo/manual/json \\\n\
          \x20   -m '{{\"readings\":[{{\"type\":\"body_weight\",\"unit\":\"kg\",\"value\":81.4}}]}}'\n\
@@ -179,6 +223,11 @@ fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>) {
         s.database.url,
         s.data_dir.display(),
         ops.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),
+        s.api.listen,
+        match token_file {
+            Some(f) => format!("\n  API token   : operator token written to {} (mode 0600)", f.display()),
+            None => String::new(),
+        },
         match simulate {
             Some(n) => format!("  simulation  : {n} patients publishing"),
             None => String::new(),

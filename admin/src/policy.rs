@@ -1,0 +1,124 @@
+//! Authorization rules, pure: what each role may do, and on which patients.
+//!
+//! Operators may do everything. A physician may read their own patients
+//! (care team: responsible or deputy), change those patients' care program and
+//! thresholds (a clinical decision that belongs to them), act on their alerts
+//! and read the audit trail about them, and read their own directory entry.
+//! Physicians may not register patients, manage devices, physicians, care
+//! teams or tokens: those are operations tasks (the rota, the device fleet,
+//! access control), and letting a physician add themselves to a care team
+//! would let them read any patient.
+
+use crate::actor::Role;
+
+/// An administrative operation, as far as authorization is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// List or read patients.
+    ReadPatients,
+    /// Register patients.
+    AddPatient,
+    /// List or read devices.
+    ReadDevices,
+    /// Register, enrol (move), unenrol or retire devices.
+    ManageDevices,
+    /// Read a patient's care program and thresholds.
+    ReadRules,
+    /// Change a patient's care program and thresholds.
+    EditRules,
+    /// List the physicians' directory.
+    ListPhysicians,
+    /// Read one physician's entry.
+    ReadPhysician,
+    /// Create or change physicians.
+    ManagePhysicians,
+    /// Read a patient's care team.
+    ReadCareTeam,
+    /// Set a patient's care team.
+    SetCareTeam,
+    /// List or read alert episodes.
+    ReadAlerts,
+    /// Acknowledge, snooze or close alert episodes.
+    ActOnAlerts,
+    /// Read the audit trail.
+    ReadAudit,
+    /// Create, list or revoke API tokens.
+    ManageTokens,
+}
+
+/// What an actor may reach with an operation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// Everything.
+    All,
+    /// Only the actor's own patients (and what belongs to them).
+    OwnPatients,
+    /// Only the actor's own entry (physicians reading themselves).
+    OwnEntry,
+    /// Nothing: the role forbids the operation.
+    Denied,
+}
+
+/// The scope `role` has for `op`.
+pub fn scope(role: &Role, op: Operation) -> Scope {
+    use Operation::*;
+    match role {
+        Role::Operator => Scope::All,
+        Role::Physician(_) => match op {
+            ReadPatients | ReadRules | EditRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit => {
+                Scope::OwnPatients
+            }
+            ReadPhysician => Scope::OwnEntry,
+            AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
+            | ManageTokens => Scope::Denied,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitalwatch_alerting::PhysicianId;
+
+    const ALL: [Operation; 15] = [
+        Operation::ReadPatients,
+        Operation::AddPatient,
+        Operation::ReadDevices,
+        Operation::ManageDevices,
+        Operation::ReadRules,
+        Operation::EditRules,
+        Operation::ListPhysicians,
+        Operation::ReadPhysician,
+        Operation::ManagePhysicians,
+        Operation::ReadCareTeam,
+        Operation::SetCareTeam,
+        Operation::ReadAlerts,
+        Operation::ActOnAlerts,
+        Operation::ReadAudit,
+        Operation::ManageTokens,
+    ];
+
+    #[test]
+    fn operators_may_do_everything() {
+        for op in ALL {
+            assert_eq!(scope(&Role::Operator, op), Scope::All, "{op:?}");
+        }
+    }
+
+    #[test]
+    fn physicians_are_limited_to_their_patients_and_never_manage_the_platform() {
+        let dr = Role::Physician(PhysicianId::new("dr-a").unwrap());
+        for op in ALL {
+            let s = scope(&dr, op);
+            assert_ne!(s, Scope::All, "a physician must never get unrestricted {op:?}");
+        }
+        for op in
+            [Operation::ManageDevices, Operation::ManageTokens, Operation::ManagePhysicians, Operation::SetCareTeam]
+        {
+            assert_eq!(scope(&dr, op), Scope::Denied, "{op:?}");
+        }
+        assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+    }
+}

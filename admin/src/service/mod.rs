@@ -1,0 +1,149 @@
+//! The administrative operations. Every operation takes the [`Actor`], checks
+//! it against the [`policy`](crate::policy), applies the change through the
+//! stores and appends an admin audit entry (who, when, what; ids only).
+//!
+//! One submodule per area: [`patients`], [`devices`], [`rules`],
+//! [`physicians`], [`care_teams`], [`alerts`], [`audit`], [`tokens`].
+//!
+//! The audit entry is appended right after the change it records; the change
+//! and its entry live in different stores (registry, alerting, admin) and are
+//! not one transaction. If the audit write fails the operation reports an
+//! error (the change may have been applied) and logs it.
+
+use std::sync::Arc;
+
+use chrono::Utc;
+use vitalwatch_alerting::store::AlertStore;
+use vitalwatch_platform::store::Store;
+use vitalwatch_schemas::PatientId;
+
+use crate::actor::Actor;
+use crate::error::AdminError;
+use crate::policy::{Operation, Scope, scope};
+use crate::store::{AdminStore, NewAuditEntry};
+
+pub mod alerts;
+pub mod audit;
+pub mod care_teams;
+pub mod devices;
+pub mod patients;
+pub mod physicians;
+pub mod rules;
+pub mod tokens;
+
+/// Default page size.
+pub const DEFAULT_PAGE: u32 = 50;
+
+/// The service layer, shared by the CLI and the HTTP API.
+#[derive(Clone)]
+pub struct AdminService {
+    registry: Arc<dyn Store>,
+    alerting: Arc<dyn AlertStore>,
+    admin: Arc<dyn AdminStore>,
+    max_page: u32,
+}
+
+impl std::fmt::Debug for AdminService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminService").field("max_page", &self.max_page).finish_non_exhaustive()
+    }
+}
+
+impl AdminService {
+    /// A service over the three stores of one database.
+    pub fn new(
+        registry: Arc<dyn Store>,
+        alerting: Arc<dyn AlertStore>,
+        admin: Arc<dyn AdminStore>,
+        max_page: u32,
+    ) -> AdminService {
+        AdminService { registry, alerting, admin, max_page: max_page.max(1) }
+    }
+
+    /// Opens the stores of a `database.url` (migrations are not run).
+    pub async fn open(url: &str, insert_chunk: usize, max_page: u32) -> Result<AdminService, AdminError> {
+        let registry = vitalwatch_platform::store::open(url, insert_chunk).await?;
+        let alerting = vitalwatch_alerting::store::open(url).await?;
+        let admin = crate::store::open(url).await?;
+        Ok(AdminService::new(registry, alerting, admin, max_page))
+    }
+
+    /// Checks the database (readiness).
+    pub async fn ping(&self) -> Result<(), AdminError> {
+        Ok(self.admin.ping().await?)
+    }
+
+    /// The page size for a requested `limit`.
+    pub(crate) fn limit(&self, requested: Option<u32>) -> u32 {
+        requested.unwrap_or(DEFAULT_PAGE).clamp(1, self.max_page)
+    }
+
+    /// Fails with 403 unless the role may perform `op` at all.
+    pub(crate) fn allow(&self, actor: &Actor, op: Operation) -> Result<Scope, AdminError> {
+        match scope(&actor.role, op) {
+            Scope::Denied => Err(AdminError::Forbidden(format!("the {} role may not do this", actor.role.name()))),
+            s => Ok(s),
+        }
+    }
+
+    /// The patients `actor` may reach with `op`: `None` for all.
+    pub(crate) async fn patient_scope(&self, actor: &Actor, op: Operation) -> Result<Option<Vec<String>>, AdminError> {
+        match self.allow(actor, op)? {
+            Scope::All => Ok(None),
+            Scope::OwnPatients | Scope::OwnEntry => match actor.physician_id() {
+                Some(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
+                None => Ok(Some(Vec::new())),
+            },
+            Scope::Denied => unreachable!("allow() refuses Denied"),
+        }
+    }
+
+    /// Fails unless `actor` may reach `patient` with `op`; a physician asking
+    /// about someone else's patient gets the same 404 as for an unknown one.
+    pub(crate) async fn check_patient(&self, actor: &Actor, op: Operation, patient: &str) -> Result<(), AdminError> {
+        match self.patient_scope(actor, op).await? {
+            None => Ok(()),
+            Some(mine) if mine.iter().any(|p| p == patient) => Ok(()),
+            Some(_) => Err(unknown_patient(patient)),
+        }
+    }
+
+    /// Appends an admin audit entry.
+    pub(crate) async fn record(
+        &self,
+        actor: &Actor,
+        action: &str,
+        target: (&str, &str),
+        patient: Option<&str>,
+        details: serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let entry = NewAuditEntry {
+            at: Utc::now(),
+            actor: actor.name.clone(),
+            actor_role: actor.role.name().into(),
+            action: action.into(),
+            target_kind: target.0.into(),
+            target_id: target.1.into(),
+            patient_id: patient.map(str::to_owned),
+            details,
+        };
+        match self.admin.append_audit(&entry).await {
+            Ok(_) => {
+                tracing::info!(message = "Admin change.", action, role = actor.role.name());
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(message = "Admin change applied but its audit entry could not be written.", action, error = %e);
+                Err(e.into())
+            }
+        }
+    }
+}
+
+pub(crate) fn unknown_patient(id: &str) -> AdminError {
+    AdminError::NotFound(format!("unknown patient {id}"))
+}
+
+pub(crate) fn patient_id(id: &str) -> Result<PatientId, AdminError> {
+    PatientId::new(id.to_owned()).map_err(AdminError::invalid)
+}

@@ -1,0 +1,387 @@
+//! The admin API against real databases, driven with real HTTP requests:
+//! `vitalwatch api` as a subprocess on a fresh PostgreSQL database (roles,
+//! 401/403/404, rows changed, alert acknowledge/snooze/close, audit trail with
+//! the actor, OpenAPI), and the router in-process on a SQLite file.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use common::*;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use vitalwatch_alerting::EpisodeId;
+use vitalwatch_alerting::store::{Action, TransitionOptions};
+use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, Severity};
+
+/// A response: status, headers (lower-case names), body.
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+/// One HTTP/1.1 request over a fresh connection (`Connection: close`).
+async fn http(addr: &str, method: &str, path: &str, token: Option<&str>, body: Option<&str>) -> Resp {
+    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to the API");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    if let Some(t) = token {
+        req.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() || method != "GET" {
+        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut raw = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await.expect("response in time").unwrap();
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("HTTP head");
+    let mut lines = head.lines();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked { dechunk(rest) } else { rest.to_owned() };
+    Resp { status, headers, body }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = &rest[n + 2..];
+    }
+    out
+}
+
+fn event(episode: &str, patient: &str) -> AlertEvent {
+    let now = Utc::now().timestamp_micros();
+    AlertEvent {
+        event_id: format!("{episode}-opened"),
+        episode_id: episode.into(),
+        patient_id: patient.into(),
+        rule_id: "threshold.spo2.low".into(),
+        rule_kind: "threshold".into(),
+        kind: AlertEventKind::Opened as i32,
+        severity: Severity::High as i32,
+        program: "copd".into(),
+        code: "59408-5".into(),
+        reading_time_unix_micros: now - 60_000_000,
+        detected_at_unix_micros: now,
+        summary: "SpO2 below threshold".into(),
+        ..AlertEvent::default()
+    }
+}
+
+/// Opens an episode the way the pipeline does: the rules engine's row and the alerting episode.
+async fn open_episode(url: &str, episode: &str, patient: &str) {
+    let st = vitalwatch_platform::store::open(url, 100).await.unwrap();
+    st.record_alert_events(&[event(episode, patient)]).await.unwrap();
+    let alerts = vitalwatch_alerting::store::open(url).await.unwrap();
+    let options = TransitionOptions { codes: None, caps: Default::default() };
+    alerts
+        .transition(
+            &EpisodeId::new(episode).unwrap(),
+            Action::Event(Box::new(event(episode, patient))),
+            &options,
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+}
+
+async fn pg(url: &str) -> tokio_postgres::Client {
+    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    c
+}
+
+async fn count(c: &tokio_postgres::Client, sql: &str) -> i64 {
+    c.query_one(sql, &[]).await.unwrap_or_else(|e| panic!("{sql}: {e}")).get(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_subprocess_on_postgres_enforces_roles_and_audits_every_change() {
+    if !require("PostgreSQL", &pg_url()) {
+        return;
+    }
+    let url = fresh_database(&pg_url(), &unique("vw_admin_api")).await;
+    let env = vec![
+        ("VITALWATCH_DATABASE__URL".to_owned(), url.clone()),
+        ("VITALWATCH_OPS__LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+    ];
+    run_cli(&["migrate"], &env);
+    run_cli(&["physician", "add", "dr-a", "--name", "Dr A", "--email", "a@hospital.example"], &env);
+    run_cli(&["physician", "add", "dr-b", "--name", "Dr B", "--email", "b@hospital.example"], &env);
+    run_cli(&["physician", "add", "dr-c", "--name", "Dr C", "--email", "c@hospital.example"], &env);
+    run_cli(&["patient", "add", "p-1", "p-2"], &env);
+    run_cli(&["care-team", "set", "p-1", "--responsible", "dr-a", "--deputy", "dr-c"], &env);
+    run_cli(&["care-team", "set", "p-2", "--responsible", "dr-b", "--deputy", "dr-a"], &env);
+    run_cli(&["patient", "add", "p-9"], &env);
+    run_cli(&["care-team", "set", "p-9", "--responsible", "dr-b", "--deputy", "dr-c"], &env);
+    let ops = run_cli(&["api-token", "create", "--name", "ops", "--role", "operator"], &env).trim().to_owned();
+    let dra =
+        run_cli(&["api-token", "create", "--name", "dr-a-phone", "--role", "physician", "--physician", "dr-a"], &env)
+            .trim()
+            .to_owned();
+    assert!(ops.starts_with("vw_") && dra.starts_with("vw_"));
+    open_episode(&url, "ep-1", "p-1").await;
+    open_episode(&url, "ep-9", "p-9").await;
+
+    let db = pg(&url).await;
+    // Tokens are stored hashed only.
+    assert_eq!(count(&db, &format!("SELECT count(*) FROM api_tokens WHERE token_hash = '{ops}'")).await, 0);
+
+    let addr = format!("127.0.0.1:{}", free_port());
+    let mut env_api = env.clone();
+    env_api.push(("VITALWATCH_API__LISTEN".into(), addr.clone()));
+    let mut api = Proc::spawn("api", &["api"], &env_api);
+    assert!(
+        wait_until(Duration::from_secs(30), || async { tokio::net::TcpStream::connect(&addr).await.is_ok() }).await,
+        "the API did not listen on {addr}"
+    );
+    let a = addr.as_str();
+
+    // Probes and the OpenAPI document need no token.
+    assert_eq!(http(a, "GET", "/healthz", None, None).await.status, 200);
+    assert_eq!(http(a, "GET", "/readyz", None, None).await.status, 200);
+    let doc = http(a, "GET", "/openapi.json", None, None).await;
+    assert_eq!(doc.status, 200);
+    let doc = doc.json();
+    for p in ["/v1/patients", "/v1/patients/{id}/rules", "/v1/devices/{id}/enrol", "/v1/alerts/{id}/ack", "/v1/audit"] {
+        assert!(doc["paths"].get(p).is_some(), "OpenAPI lacks {p}");
+    }
+    assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
+
+    // 401 without or with a wrong token.
+    let r = http(a, "GET", "/v1/patients", None, None).await;
+    assert_eq!(r.status, 401);
+    assert!(r.header("www-authenticate").is_some_and(|v| v.starts_with("Bearer")));
+    assert_eq!(r.json()["error"], "unauthenticated");
+    assert_eq!(http(a, "GET", "/v1/patients", Some("vw_0000"), None).await.status, 401);
+
+    // Operator: register a patient (row written), bad bodies are 400/422.
+    let r = http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"p-3"}"#)).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(count(&db, "SELECT count(*) FROM patients WHERE patient_id = 'p-3'").await, 1);
+    let r = http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"p-4","name":"Jane"}"#)).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.json()["error"], "invalid");
+    let r = http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"#)).await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert_eq!(r.json()["error"], "bad_request");
+    assert_eq!(http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"bad id!"}"#)).await.status, 422);
+    // Paging.
+    let page = http(a, "GET", "/v1/patients?limit=2", Some(&ops), None).await.json();
+    assert_eq!(page["items"].as_array().unwrap().len(), 2);
+    let next = page["next"].as_str().expect("a next page");
+    let page2 = http(a, "GET", &format!("/v1/patients?limit=2&after={next}"), Some(&ops), None).await.json();
+    assert_eq!(page2["items"][0]["id"], "p-3");
+    assert_eq!(http(a, "GET", "/v1/patients?limit=2&colour=red", Some(&ops), None).await.status, 400);
+
+    // Operator: devices (enrol, then move to another patient).
+    assert_eq!(
+        http(a, "POST", "/v1/devices", Some(&ops), Some(r#"{"id":"cuff-1","kind":"bp_cuff"}"#)).await.status,
+        201
+    );
+    let r = http(
+        a,
+        "POST",
+        "/v1/devices/cuff-1/enrol",
+        Some(&ops),
+        Some(r#"{"patient":"p-1","from":"2026-01-01T00:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = http(
+        a,
+        "POST",
+        "/v1/devices/cuff-1/enrol",
+        Some(&ops),
+        Some(r#"{"patient":"p-3","from":"2026-02-01T00:00:00Z"}"#),
+    )
+    .await;
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(count(&db, "SELECT count(*) FROM enrolments WHERE device_id = 'cuff-1'").await, 2);
+    assert_eq!(
+        count(
+            &db,
+            "SELECT count(*) FROM enrolments WHERE device_id = 'cuff-1' AND patient_id = 'p-1' AND valid_to IS NOT NULL"
+        )
+        .await,
+        1
+    );
+    assert_eq!(http(a, "POST", "/v1/devices/nope/retire", Some(&ops), Some("{}")).await.status, 404);
+
+    // Physician: only their patients (responsible for p-1, deputy for p-2).
+    let me = http(a, "GET", "/v1/me", Some(&dra), None).await.json();
+    assert_eq!(me["role"], "physician");
+    let mine = http(a, "GET", "/v1/patients", Some(&dra), None).await.json();
+    let ids: Vec<&str> = mine["items"].as_array().unwrap().iter().map(|p| p["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["p-1", "p-2"]);
+    assert_eq!(http(a, "GET", "/v1/patients/p-1", Some(&dra), None).await.status, 200);
+    let r = http(a, "GET", "/v1/patients/p-9", Some(&dra), None).await;
+    assert_eq!(r.status, 404, "someone else's patient must look unknown");
+    let unknown = http(a, "GET", "/v1/patients/p-404", Some(&dra), None).await;
+    assert_eq!((r.status, r.json()["error"].clone()), (unknown.status, unknown.json()["error"].clone()));
+    assert_eq!(r.json()["message"], "unknown patient p-9");
+    assert_eq!(http(a, "POST", "/v1/devices", Some(&dra), Some(r#"{"id":"x-1"}"#)).await.status, 403);
+    assert_eq!(http(a, "GET", "/v1/devices", Some(&dra), None).await.status, 403);
+    assert_eq!(http(a, "POST", "/v1/patients", Some(&dra), Some(r#"{"id":"p-7"}"#)).await.status, 403);
+    let team = r#"{"responsible":"dr-a"}"#;
+    assert_eq!(http(a, "PUT", "/v1/patients/p-9/care-team", Some(&dra), Some(team)).await.status, 403);
+    assert_eq!(count(&db, "SELECT count(*) FROM alert_care_teams WHERE responsible = 'dr-a'").await, 1);
+    assert_eq!(http(a, "GET", "/v1/physicians/dr-b", Some(&dra), None).await.status, 403);
+    assert_eq!(http(a, "GET", "/v1/physicians/dr-a", Some(&dra), None).await.status, 200);
+
+    // Physician: thresholds of their own patient, not of another.
+    let rules = r#"{"program":"heart_failure"}"#;
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(rules)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(count(&db, "SELECT count(*) FROM patient_rules WHERE patient_id = 'p-1'").await, 1);
+    assert_eq!(http(a, "PUT", "/v1/patients/p-9/rules", Some(&dra), Some(rules)).await.status, 404);
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(r#"{"program":"cardio"}"#)).await;
+    assert_eq!(r.status, 422, "{}", r.body);
+
+    // Alerts: list (own only), snooze, acknowledge, close; others' episodes are 404.
+    let list = http(a, "GET", "/v1/alerts?status=open", Some(&dra), None).await.json();
+    let eps: Vec<&str> = list["items"].as_array().unwrap().iter().map(|e| e["episode_id"].as_str().unwrap()).collect();
+    assert_eq!(eps, ["ep-1"]);
+    assert_eq!(http(a, "GET", "/v1/alerts", Some(&ops), None).await.json()["items"].as_array().unwrap().len(), 2);
+    assert_eq!(http(a, "POST", "/v1/alerts/ep-9/ack", Some(&dra), Some("{}")).await.status, 404);
+    assert_eq!(http(a, "POST", "/v1/alerts/ep-1/ack", Some(&dra), Some(r#"{"by":"dr-b"}"#)).await.status, 403);
+    let r = http(a, "POST", "/v1/alerts/ep-1/snooze", Some(&dra), Some(r#"{"minutes":30}"#)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(http(a, "POST", "/v1/alerts/ep-1/snooze", Some(&dra), Some(r#"{"minutes":0}"#)).await.status, 422);
+    let r = http(a, "POST", "/v1/alerts/ep-1/ack", Some(&dra), Some("{}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        count(&db, "SELECT count(*) FROM alert_acknowledgments WHERE episode_id = 'ep-1' AND physician_id = 'dr-a'")
+            .await,
+        1
+    );
+    assert_eq!(
+        http(a, "POST", "/v1/alerts/ep-9/close", Some(&ops), Some("{}")).await.status,
+        422,
+        "operators name `by`"
+    );
+    let r = http(a, "POST", "/v1/alerts/ep-1/close", Some(&dra), Some("{}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(count(&db, "SELECT count(*) FROM alerts WHERE episode_id = 'ep-1' AND status = 'closed'").await, 1);
+    assert_eq!(http(a, "POST", "/v1/alerts/ep-1/close", Some(&dra), Some("{}")).await.status, 409);
+    let detail = http(a, "GET", "/v1/alerts/ep-1", Some(&dra), None).await.json();
+    assert_eq!(detail["alert"]["status"], "closed");
+    assert_eq!(detail["alerting"]["acks"][0]["by"], "dr-a");
+
+    // Audit: every change with its actor; a physician sees only their patients'.
+    let audit = http(a, "GET", "/v1/audit?limit=500", Some(&ops), None).await.json();
+    let entries = audit["items"].as_array().unwrap();
+    let has = |actor: &str, action: &str, target: &str| {
+        entries.iter().any(|e| e["actor"] == actor && e["action"] == action && e["target_id"] == target)
+    };
+    assert!(has("token:ops", "patient.add", "p-3"), "{audit}");
+    assert!(has("token:ops", "device.enrol", "cuff-1"));
+    assert!(has("dr-a", "rules.set", "p-1"));
+    assert!(
+        has("dr-a", "alert.snooze", "ep-1") && has("dr-a", "alert.ack", "ep-1") && has("dr-a", "alert.close", "ep-1")
+    );
+    assert!(entries.iter().any(|e| e["action"] == "care_team.set" && e["actor"].as_str().unwrap().starts_with("cli:")));
+    assert!(has(entries[0]["actor"].as_str().unwrap(), "alert.close", "ep-1"), "newest first");
+    let moved = entries.iter().find(|e| e["action"] == "device.enrol" && e["patient_id"] == "p-3").unwrap();
+    assert_eq!(moved["details"]["moved_from"], "p-1");
+    let filtered = http(a, "GET", "/v1/audit?actor=dr-a&action=alert.ack", Some(&ops), None).await.json();
+    assert_eq!(filtered["items"].as_array().unwrap().len(), 1);
+    let theirs = http(a, "GET", "/v1/audit?limit=500", Some(&dra), None).await.json();
+    for e in theirs["items"].as_array().unwrap() {
+        assert!(e["patient_id"] != "p-9" && e["patient_id"] != "p-3", "a physician sees another patient's entry: {e}");
+    }
+    let ep = http(a, "GET", "/v1/audit/episodes?episode=ep-1", Some(&dra), None).await.json();
+    let types: Vec<&str> = ep["items"].as_array().unwrap().iter().map(|e| e["entry_type"].as_str().unwrap()).collect();
+    assert!(
+        types.contains(&"acknowledged") && types.contains(&"snoozed") && types.contains(&"episode_opened"),
+        "{types:?}"
+    );
+    let ep9 = http(a, "GET", "/v1/audit/episodes?episode=ep-9", Some(&dra), None).await.json();
+    assert!(ep9["items"].as_array().unwrap().is_empty());
+
+    // The audit trail is append-only.
+    assert!(db.execute("UPDATE admin_audit SET actor = 'someone-else'", &[]).await.is_err());
+    assert!(db.execute("DELETE FROM admin_audit", &[]).await.is_err());
+
+    // A revoked token stops working at once.
+    run_cli(&["api-token", "revoke", "--name", "dr-a-phone"], &env);
+    assert_eq!(http(a, "GET", "/v1/me", Some(&dra), None).await.status, 401);
+    api.terminate(Duration::from_secs(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_in_process_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/vitalwatch.db", dir.path().display());
+    let st = vitalwatch_platform::store::open(&url, 100).await.unwrap();
+    st.migrate().await.unwrap();
+    let service = Arc::new(vitalwatch_admin::AdminService::open(&url, 100, 100).await.unwrap());
+    let cli = vitalwatch_admin::Actor::cli();
+    let (ops, _) = service.create_token(&cli, "ops", "operator", None).await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let shutdown = vitalwatch_platform::shutdown::CancellationToken::new();
+    let server = tokio::spawn(vitalwatch_admin::http::serve(service.clone(), 65536, listener, shutdown.clone()));
+    let a = addr.as_str();
+
+    assert_eq!(http(a, "GET", "/readyz", None, None).await.status, 200);
+    assert_eq!(http(a, "GET", "/v1/patients", None, None).await.status, 401);
+    let r = http(a, "PUT", "/v1/physicians/dr-s", Some(&ops), Some(r#"{"name":"Dr S","email":"s@hospital.example"}"#))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = http(a, "PUT", "/v1/physicians/dr-t", Some(&ops), Some(r#"{"name":"Dr T","email":"t@hospital.example"}"#))
+        .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"s-1"}"#)).await.status, 201);
+    assert_eq!(http(a, "POST", "/v1/patients", Some(&ops), Some(r#"{"id":"s-1"}"#)).await.status, 200);
+    let r =
+        http(a, "PUT", "/v1/patients/s-1/care-team", Some(&ops), Some(r#"{"responsible":"dr-s","deputies":["dr-t"]}"#))
+            .await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(st.registry().await.unwrap().patients.len(), 1);
+    open_episode(&url, "ep-s", "s-1").await;
+
+    let (drs, _) = service.create_token(&cli, "dr-s", "physician", Some("dr-s")).await.unwrap();
+    assert_eq!(http(a, "GET", "/v1/patients", Some(&drs), None).await.json()["items"][0]["id"], "s-1");
+    assert_eq!(http(a, "POST", "/v1/devices", Some(&drs), Some(r#"{"id":"d-1"}"#)).await.status, 403);
+    let r = http(a, "POST", "/v1/alerts/ep-s/ack", Some(&drs), Some("{}")).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let audit = http(a, "GET", "/v1/audit?action=alert.ack", Some(&ops), None).await.json();
+    assert_eq!(audit["items"][0]["actor"], "dr-s");
+    assert_eq!(audit["items"][0]["patient_id"], "s-1");
+    let ep = http(a, "GET", "/v1/audit/episodes?type=acknowledged", Some(&drs), None).await.json();
+    assert_eq!(ep["items"].as_array().unwrap().len(), 1);
+    let big = format!(r#"{{"id":"{}"}}"#, "x".repeat(70_000));
+    assert_eq!(http(a, "POST", "/v1/patients", Some(&ops), Some(&big)).await.status, 413);
+
+    // Append-only on SQLite too.
+    let conn = rusqlite::Connection::open(dir.path().join("vitalwatch.db")).unwrap();
+    assert!(conn.execute("DELETE FROM admin_audit", []).is_err());
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+}

@@ -1,0 +1,107 @@
+//! The admin service for CLI subcommands, the `api` role and `api-token`.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Subcommand;
+use vitalwatch_admin::{Actor, AdminService};
+use vitalwatch_platform::config::{Profile, Settings};
+use vitalwatch_platform::{shutdown, store, telemetry};
+
+use super::registry::StoreArgs;
+
+/// The service layer on the store named by `args` (migrated first in embedded mode).
+pub(crate) async fn service(args: &StoreArgs, config: Option<&Path>) -> anyhow::Result<AdminService> {
+    let s = args.settings(config)?;
+    if args.embedded {
+        let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+        st.migrate().await.context("migrating the embedded database")?;
+    }
+    AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
+        .await
+        .context("opening the database")
+}
+
+/// `vitalwatch api`: the admin API against the configured database.
+pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
+    let s = Settings::load(Profile::Service, config)?;
+    telemetry::init(s.log_format, "info");
+    let shutdown = shutdown::on_signals();
+    let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    super::wiring::Checks::new().database(st).serve(&s, &shutdown).await?;
+    let service = AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
+        .await
+        .context("opening the database")?;
+    let listener =
+        tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
+    tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?);
+    vitalwatch_admin::http::serve(Arc::new(service), s.api.max_body_bytes, listener, shutdown)
+        .await
+        .context("serving the admin API")?;
+    tracing::info!(message = "Admin API stopped.");
+    Ok(())
+}
+
+/// `vitalwatch api-token ...`
+#[derive(Debug, Subcommand)]
+pub enum ApiTokenCommand {
+    /// Create a bearer token; it is printed once and stored only as a hash.
+    Create {
+        /// Unique name (recorded in the audit trail as `token:<name>` for operators).
+        #[arg(long)]
+        name: String,
+        /// `operator` (everything) or `physician` (own patients only).
+        #[arg(long)]
+        role: String,
+        /// The physician a physician token stands for.
+        #[arg(long)]
+        physician: Option<String>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Revoke a token by name.
+    Revoke {
+        /// Token name.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List tokens (never their secrets).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `vitalwatch api-token ...`.
+pub async fn api_token(config: Option<&Path>, cmd: ApiTokenCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
+    match cmd {
+        ApiTokenCommand::Create { name, role, physician, store } => {
+            let (secret, _) =
+                service(&store, config).await?.create_token(&actor, &name, &role, physician.as_deref()).await?;
+            eprintln!("token {name} created; it is shown only now, keep it in a secret store:");
+            println!("{secret}");
+        }
+        ApiTokenCommand::Revoke { name, store } => {
+            service(&store, config).await?.revoke_token(&actor, &name).await?;
+            println!("token {name} revoked");
+        }
+        ApiTokenCommand::List { store } => {
+            for t in service(&store, config).await?.list_tokens(&actor).await? {
+                println!(
+                    "{}\t{}\t{}\tcreated {} by {}\t{}",
+                    t.name,
+                    t.role,
+                    t.physician_id.as_deref().unwrap_or("-"),
+                    t.created_at.to_rfc3339(),
+                    t.created_by,
+                    t.revoked_at.map(|r| format!("revoked {}", r.to_rfc3339())).unwrap_or_else(|| "active".into())
+                );
+            }
+        }
+    }
+    Ok(())
+}
