@@ -53,6 +53,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0010_alerting.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 11,
+        name: "alert_digests",
+        sql: include_str!("../migrations/postgres/0011_alert_digests.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -73,6 +79,12 @@ pub const SQLITE: &[Migration] = &[
         version: 10,
         name: "alerting",
         sql: include_str!("../migrations/sqlite/0010_alerting.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 11,
+        name: "alert_digests",
+        sql: include_str!("../migrations/sqlite/0011_alert_digests.sql"),
         timescale_only: false,
     },
 ];
