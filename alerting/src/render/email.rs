@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, MultiPart};
 
 /// The sender mailbox type of [`RenderedEmail::to_message`] (re-exported from lettre).
@@ -35,6 +35,11 @@ pub struct RenderedEmail {
     /// Message-ID (without angle brackets), derived from the idempotency key
     /// so that receivers can drop duplicates.
     pub message_id: String,
+    /// Extra `X-Vitalwatch-*` headers (ids and times only, no clinical
+    /// values): the trace id and measurement time of the triggering reading
+    /// and the step, so that tools (the load generator's latency sink, mail
+    /// filters) can map an email back to its reading.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Everything one alert email shows.
@@ -225,7 +230,14 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
         escape_html(FOOTER_FR)
     ));
 
-    Ok(RenderedEmail { subject, text, html, chart_png, chart_cid, message_id })
+    let mut headers = vec![
+        ("X-Vitalwatch-Reading-Time".to_string(), d.reading_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        ("X-Vitalwatch-Step".to_string(), n.step.to_string()),
+    ];
+    if !d.trace_id.is_empty() && d.trace_id.bytes().all(|b| b.is_ascii_graphic()) {
+        headers.push(("X-Vitalwatch-Trace".to_string(), d.trace_id.clone()));
+    }
+    Ok(RenderedEmail { subject, text, html, chart_png, chart_cid, message_id, headers })
 }
 
 /// Renders a digest of folded low-severity alerts: open episodes first, each
@@ -308,6 +320,7 @@ pub fn render_digest_email(
         chart_png: None,
         chart_cid: String::new(),
         message_id: format!("{nonce}@{id_domain}"),
+        headers: vec![("X-Vitalwatch-Step".to_string(), Step::Digest.to_string())],
     }
 }
 
@@ -320,12 +333,16 @@ impl RenderedEmail {
             to.email.as_str().parse().map_err(|e: lettre::address::AddressError| RenderError::Email(e.to_string()))?;
         let to_box = Mailbox::new(Some(to.name.clone()), address);
         let alternative = MultiPart::alternative_plain_html(self.text.clone(), self.html.clone());
-        let builder = Message::builder()
+        let mut builder = Message::builder()
             .from(from.clone())
             .to(to_box)
             .subject(self.subject.clone())
             .message_id(Some(format!("<{}>", self.message_id)))
             .date(SystemTime::from(date));
+        for (name, value) in &self.headers {
+            let name = HeaderName::new_from_ascii(name.clone()).map_err(|e| RenderError::Email(e.to_string()))?;
+            builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+        }
         let result = match &self.chart_png {
             Some(png) => {
                 let image = Attachment::new_inline(self.chart_cid.clone())

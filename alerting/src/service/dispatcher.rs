@@ -253,7 +253,9 @@ fn failed_record(a: &Alerting, n: &Notification, error: &str) -> AuditRecord {
     }
 }
 
-/// Dispatches until `shutdown`; polls every `outbox_poll_ms` when idle.
+/// Dispatches until `shutdown`; when idle, waits for `outbox_poll_ms` or
+/// until this replica queued outbox rows (rows queued by other replicas, and
+/// retries, are found by the poll).
 pub async fn run(a: Arc<Alerting>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let idle = match dispatch_once(&a).await {
@@ -266,6 +268,7 @@ pub async fn run(a: Arc<Alerting>, shutdown: CancellationToken) {
         if idle {
             tokio::select! {
                 _ = tokio::time::sleep(a.config.poll) => {}
+                _ = a.outbox_ready.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
         }

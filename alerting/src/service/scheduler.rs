@@ -24,6 +24,9 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
         match a.store.transition(&episode, Action::Replan, &a.options, a.clock.now()).await {
             Ok(applied) => {
                 n += 1;
+                if !applied.outbox.is_empty() {
+                    a.outbox_ready.notify_one();
+                }
                 tracing::debug!(episode = %episode, queued = applied.outbox.len(), "episode re-planned");
             }
             Err(e) if e.is_transient() => return Err(e),
@@ -34,6 +37,7 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
     }
     let digests = a.store.form_digests(&a.options.caps, a.clock.now(), TICK_LIMIT).await?;
     if !digests.is_empty() {
+        a.outbox_ready.notify_one();
         tracing::debug!(count = digests.len(), "digests queued");
     }
     Ok(n)
