@@ -176,6 +176,26 @@ pub enum AuditEntry {
         /// Fallback channel.
         to: Channel,
     },
+    /// A folded notification was put into a digest email (queued in the outbox).
+    DigestFormed {
+        /// Outbox key of the digest email.
+        digest: NotificationKey,
+        /// Key of the folded notification (route `digest`).
+        key: NotificationKey,
+        /// Recipient.
+        recipient: PhysicianId,
+    },
+    /// The digest email listing this episode was accepted by the provider.
+    DigestDelivered {
+        /// Outbox key of the digest email.
+        digest: NotificationKey,
+        /// Key of the folded notification (route `digest`).
+        key: NotificationKey,
+        /// Recipient.
+        recipient: PhysicianId,
+        /// The episode's status in the digest: `open`, `acknowledged` or `resolved`.
+        status: String,
+    },
     /// A notification could not be delivered on any channel.
     DeliveryFailed {
         /// Idempotency key.

@@ -8,8 +8,8 @@ use serde::{Deserialize, Serialize};
 use vitalwatch_schemas::{Code, PatientId};
 
 use crate::episode::EpisodeId;
-use crate::notification::{NotificationKey, Step};
-use crate::severity::Severity;
+use crate::notification::{Notification, NotificationKey, Step};
+use crate::severity::{Channel, Severity};
 use crate::team::{Physician, PhysicianId};
 
 /// How caps apply.
@@ -108,31 +108,90 @@ pub enum DigestDecision {
     WaitUntil(DateTime<Utc>),
 }
 
-/// Decides whether `physician`'s digest with `pending` entries goes out at
-/// `now`, given when the last one went out. Digests are non-urgent: they
-/// respect quiet hours.
+/// Decides whether `physician`'s digest goes out at `now`. A digest collects
+/// what was folded during one cap window: it is due `digest_every_minutes`
+/// after the oldest pending entry was folded, and no sooner than
+/// `digest_every_minutes` after the previous digest. Digests are non-urgent:
+/// they respect quiet hours.
 pub fn digest_due(
     physician: &Physician,
     policy: &CapPolicy,
-    pending: usize,
+    oldest_pending: Option<DateTime<Utc>>,
     last_sent: Option<DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> DigestDecision {
-    if pending == 0 {
+    let Some(oldest) = oldest_pending else {
         return DigestDecision::Nothing;
-    }
-    let mut at = now;
+    };
+    let every = Duration::minutes(i64::from(policy.digest_every_minutes.max(1)));
+    let mut at = oldest + every;
     if let Some(last) = last_sent {
-        at = at.max(last + Duration::minutes(i64::from(policy.digest_every_minutes.max(1))));
+        at = at.max(last + every);
     }
     if let Some(q) = &physician.quiet_hours {
-        at = q.release_time(physician.time_zone.tz(), Severity::Low, at);
+        at = q.release_time(physician.time_zone.tz(), Severity::Low, at.max(now));
     }
     if at <= now { DigestDecision::SendNow } else { DigestDecision::WaitUntil(at) }
 }
 
-/// Deterministic key of the digest for `recipient` sent in the hour that
-/// contains `now` (UTC): a restarted dispatcher never sends the same digest twice.
+/// Deterministic key of the digest for `recipient` formed at `now` (UTC,
+/// minute precision): `digest:{recipient}:{YYYYMMDDTHHMM}`. The outbox row of
+/// the digest is stored under it, so a digest is queued at most once.
 pub fn digest_key(recipient: &PhysicianId, now: DateTime<Utc>) -> String {
-    format!("digest:{recipient}:{}", now.format("%Y%m%dT%H"))
+    format!("digest:{recipient}:{}", now.format("%Y%m%dT%H%M"))
+}
+
+/// The outbox notification of a digest email listing `entries` (not empty)
+/// for `recipient`: route email, step [`Step::Digest`], the episode of the
+/// first entry as its reference episode, the highest severity listed.
+pub fn digest_notification(
+    recipient: &PhysicianId,
+    entries: &[DigestEntry],
+    now: DateTime<Utc>,
+) -> Option<Notification> {
+    let first = entries.first()?;
+    let severity = entries.iter().map(|e| e.severity).max().unwrap_or(first.severity);
+    Some(Notification {
+        key: NotificationKey::from_raw(digest_key(recipient, now)),
+        episode_id: first.episode_id.clone(),
+        patient_id: first.patient_id.clone(),
+        recipient: recipient.clone(),
+        channel: Channel::Email,
+        step: Step::Digest,
+        severity,
+        due_at: now,
+        deferred_from: None,
+        fallback_from: None,
+    })
+}
+
+/// Where an episode listed in a digest stands when the digest is sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DigestItemStatus {
+    /// Still open and not acknowledged: the line carries an acknowledgment link.
+    Open,
+    /// Acknowledged (by whom, when) before the digest went out.
+    Acknowledged {
+        /// Who acknowledged.
+        by: PhysicianId,
+        /// When.
+        at: DateTime<Utc>,
+    },
+    /// Resolved before the digest went out.
+    Resolved {
+        /// When.
+        at: DateTime<Utc>,
+    },
+}
+
+/// One line of a digest email: the entry, its episode's status, and a signed
+/// acknowledgment link for open episodes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DigestLine {
+    /// The folded notification.
+    pub entry: DigestEntry,
+    /// The episode's status when the digest is rendered.
+    pub status: DigestItemStatus,
+    /// Acknowledgment URL (open episodes only).
+    pub ack_link: Option<String>,
 }

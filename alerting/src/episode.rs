@@ -180,6 +180,10 @@ pub struct Issued {
     pub route: Route,
     /// When the planner issued it.
     pub at: DateTime<Utc>,
+    /// For a fallback: the channel that failed permanently (not used again
+    /// for this recipient in this episode).
+    #[serde(default)]
+    pub fallback_from: Option<Channel>,
 }
 
 /// Everything alerting knows about one episode.
@@ -433,11 +437,19 @@ impl EpisodeState {
         self.issued.iter().any(|i| &i.key == key)
     }
 
-    /// The (recipient, channel) pairs paged so far, in first-paged order.
+    /// Whether `channel` failed permanently for `recipient` in this episode
+    /// (a fallback to the other channel was issued in its place).
+    pub fn channel_failed(&self, recipient: &PhysicianId, channel: Channel) -> bool {
+        self.issued.iter().any(|i| &i.recipient == recipient && i.fallback_from == Some(channel))
+    }
+
+    /// The (recipient, channel) pairs paged so far, in first-paged order,
+    /// fallbacks included and channels that failed permanently excluded.
     pub fn paged(&self) -> Vec<(PhysicianId, Channel)> {
         let mut out: Vec<(PhysicianId, Channel)> = Vec::new();
         for i in &self.issued {
             if let (Route::Channel(c), true) = (i.route, i.step.is_page())
+                && !self.channel_failed(&i.recipient, c)
                 && !out.iter().any(|(r, ch)| *r == i.recipient && *ch == c)
             {
                 out.push((i.recipient.clone(), c));

@@ -56,7 +56,10 @@ pub mod transport;
 
 pub use ack::{AckClaims, AckCode, AckCodeGenerator, AckError, AckSigner, SmsCommand, parse_sms_reply};
 pub use audit::{AttemptOutcome, AuditEntry, AuditRecord, HoldReason};
-pub use caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_key};
+pub use caps::{
+    CapPolicy, DigestDecision, DigestEntry, DigestItemStatus, DigestLine, RecentLoad, digest_due, digest_key,
+    digest_notification,
+};
 pub use episode::{AckVia, Acknowledgment, AlertDetails, EpisodeError, EpisodeId, EpisodeState, Issued, Snooze};
 pub use notification::{Notification, NotificationKey, Route, Step};
 pub use notifier::{DeliveryContext, DeliveryReport, Notifier, NotifierConfig, NotifierError};

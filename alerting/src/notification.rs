@@ -31,6 +31,9 @@ pub enum Step {
     },
     /// The all-clear sent to everyone who was paged.
     Resolved,
+    /// A digest email listing folded notifications of several episodes
+    /// (never planned per episode; formed by the digest scheduler).
+    Digest,
 }
 
 impl Step {
@@ -38,13 +41,13 @@ impl Step {
     pub fn severity(self) -> Option<Severity> {
         match self {
             Step::Page { severity, .. } | Step::Reminder { severity, .. } => Some(severity),
-            Step::Resolved => None,
+            Step::Resolved | Step::Digest => None,
         }
     }
 
     /// Whether this step asks the recipient to act (a page or a reminder).
     pub fn is_page(self) -> bool {
-        !matches!(self, Step::Resolved)
+        matches!(self, Step::Page { .. } | Step::Reminder { .. })
     }
 }
 
@@ -55,6 +58,7 @@ impl fmt::Display for Step {
             Step::Page { severity, index } => write!(f, "{severity}.page{index}"),
             Step::Reminder { severity, number } => write!(f, "{severity}.remind{number}"),
             Step::Resolved => f.write_str("resolved"),
+            Step::Digest => f.write_str("digest"),
         }
     }
 }
@@ -90,6 +94,11 @@ impl NotificationKey {
     /// Builds the key.
     pub fn new(episode: &EpisodeId, step: Step, recipient: &PhysicianId, route: Route) -> Self {
         Self(format!("{episode}:{step}:{recipient}:{route}"))
+    }
+
+    /// Wraps a key built elsewhere (digest keys, see [`crate::caps::digest_key`]).
+    pub fn from_raw(key: impl Into<String>) -> Self {
+        Self(key.into())
     }
 
     /// The key as a string.

@@ -11,9 +11,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::ack::{AckCode, AckCodeGenerator, AckSigner};
 use crate::audit::{AttemptOutcome, AuditEntry, AuditRecord};
-use crate::caps::DigestEntry;
+use crate::caps::{DigestEntry, DigestItemStatus, DigestLine};
 use crate::episode::EpisodeState;
-use crate::notification::{Notification, Step};
+use crate::notification::Notification;
 use crate::render::RenderError;
 use crate::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
 use crate::render::sms::render_sms;
@@ -155,7 +155,7 @@ impl Notifier {
         };
         match n.channel {
             Channel::Email => {
-                let link = (n.step != Step::Resolved).then(|| {
+                let link = n.step.is_page().then(|| {
                     let expires = now + Duration::hours(i64::from(self.config.ack_link_ttl_hours.max(1)));
                     let (token, _) = self.signer.issue(n, expires);
                     AckSigner::link(&self.config.ack_base_url, &token)
@@ -181,18 +181,43 @@ impl Notifier {
         }
     }
 
-    /// Renders a digest email for `recipient` under the deterministic `key`
-    /// (see [`crate::caps::digest_key`]).
+    /// Renders the digest email `n` (step [`Step::Digest`]) for `recipient`:
+    /// one line per entry with its episode's status, and a signed
+    /// acknowledgment link for the episodes still open. The Message-ID derives
+    /// from the digest key (see [`crate::caps::digest_key`]).
     pub fn compose_digest(
         &self,
+        n: &Notification,
         recipient: &Physician,
-        entries: &[DigestEntry],
-        key: &str,
+        items: Vec<(DigestEntry, DigestItemStatus)>,
         now: DateTime<Utc>,
     ) -> Result<Outbound, NotifierError> {
-        let rendered = render_digest_email(recipient, entries, key, &self.config.id_domain);
+        let expires = now + Duration::hours(i64::from(self.config.ack_link_ttl_hours.max(1)));
+        let lines: Vec<DigestLine> = items
+            .into_iter()
+            .map(|(entry, status)| {
+                let ack_link = (status == DigestItemStatus::Open).then(|| {
+                    let target = Notification {
+                        key: entry.key.clone(),
+                        episode_id: entry.episode_id.clone(),
+                        patient_id: entry.patient_id.clone(),
+                        recipient: recipient.id.clone(),
+                        channel: Channel::Email,
+                        step: entry.step,
+                        severity: entry.severity,
+                        due_at: now,
+                        deferred_from: None,
+                        fallback_from: None,
+                    };
+                    let (token, _) = self.signer.issue(&target, expires);
+                    AckSigner::link(&self.config.ack_base_url, &token)
+                });
+                DigestLine { entry, status, ack_link }
+            })
+            .collect();
+        let rendered = render_digest_email(recipient, &lines, n.key.as_str(), &self.config.id_domain);
         let message = rendered.to_message(&self.from, recipient, now)?;
-        Ok(Outbound::Email(EmailOut { key: key.to_string(), to: recipient.email.clone(), message }))
+        Ok(Outbound::Email(EmailOut { key: n.key.to_string(), to: recipient.email.clone(), message }))
     }
 
     /// One delivery attempt (number `attempt`, from 1), classified, with its

@@ -301,8 +301,8 @@ impl<'a> Planner<'a> {
             .iter()
             .filter(|i: &&Issued| i.step.severity() == Some(severity) && matches!(i.step, Step::Page { .. }))
             .filter_map(|i| match i.route {
-                Route::Channel(c) => Some((i.recipient.clone(), c)),
-                Route::Digest => None,
+                Route::Channel(c) if !ep.channel_failed(&i.recipient, c) => Some((i.recipient.clone(), c)),
+                Route::Channel(_) | Route::Digest => None,
             })
             .fold(Vec::new(), |mut acc, p| {
                 if !acc.contains(&p) {
@@ -355,12 +355,25 @@ impl EpisodeState {
                     step: d.step,
                     route: Route::Digest,
                     at: d.at,
+                    fallback_from: None,
                 });
             }
         }
     }
 
-    /// Records one issued notification (for example a fallback).
+    /// Records a fallback queued after a permanent failure: as issued, or, if
+    /// the same (step, recipient, channel) was issued anyway, marks it as
+    /// replacing the failed channel.
+    pub fn record_fallback(&mut self, f: &Notification) {
+        match self.issued.iter_mut().find(|i| i.key == f.key) {
+            Some(i) => i.fallback_from = i.fallback_from.or(f.fallback_from),
+            None => self.record_issued(f),
+        }
+    }
+
+    /// Records one issued notification (for example a fallback: the stores
+    /// call this when they queue one, so reminders and the all-clear reach
+    /// the recipient on the channel that works).
     pub fn record_issued(&mut self, n: &Notification) {
         if !self.was_issued(&n.key) {
             self.issued.push(Issued {
@@ -369,6 +382,7 @@ impl EpisodeState {
                 step: n.step,
                 route: Route::Channel(n.channel),
                 at: n.due_at,
+                fallback_from: n.fallback_from,
             });
         }
     }

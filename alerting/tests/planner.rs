@@ -229,18 +229,24 @@ fn hourly_cap_folds_low_severity_into_the_digest() {
 
     // Digest timing: hourly, and after quiet hours.
     let caps = CapPolicy::default();
-    assert_eq!(digest_due(&martin, &caps, 0, None, t0), DigestDecision::Nothing);
-    assert_eq!(digest_due(&martin, &caps, 2, None, t0), DigestDecision::SendNow);
+    assert_eq!(digest_due(&martin, &caps, None, None, t0), DigestDecision::Nothing);
+    // Due one interval after the oldest folded entry...
     assert_eq!(
-        digest_due(&martin, &caps, 2, Some(t0 - Duration::minutes(20)), t0),
+        digest_due(&martin, &caps, Some(t0 - Duration::minutes(10)), None, t0),
+        DigestDecision::WaitUntil(t0 + Duration::minutes(50))
+    );
+    assert_eq!(digest_due(&martin, &caps, Some(t0 - Duration::minutes(60)), None, t0), DigestDecision::SendNow);
+    // ...and not sooner than one interval after the previous digest.
+    assert_eq!(
+        digest_due(&martin, &caps, Some(t0 - Duration::minutes(90)), Some(t0 - Duration::minutes(20)), t0),
         DigestDecision::WaitUntil(t0 + Duration::minutes(40))
     );
     let sleepy = physician("dr-sleepy", Some((22, 7)));
     assert_eq!(
-        digest_due(&sleepy, &caps, 1, None, t("2026-01-14T23:00:00Z")),
+        digest_due(&sleepy, &caps, Some(t("2026-01-14T21:30:00Z")), None, t("2026-01-14T23:00:00Z")),
         DigestDecision::WaitUntil(t("2026-01-15T06:00:00Z"))
     );
-    assert_eq!(digest_key(&pid("dr-martin"), t0), "digest:dr-martin:20260114T12");
+    assert_eq!(digest_key(&pid("dr-martin"), t0), "digest:dr-martin:20260114T1200");
 }
 
 #[test]

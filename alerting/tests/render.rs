@@ -118,7 +118,22 @@ fn email_escapes_html_and_labels_delayed_readings() {
         summary: "x".into(),
         at: ep.opened_at,
     }];
-    let d = render_digest_email(&martin, &entries, "digest:dr-martin:20260714T08", "vw.example");
+    let mut lines: Vec<DigestLine> = entries
+        .into_iter()
+        .map(|entry| DigestLine {
+            entry,
+            status: DigestItemStatus::Open,
+            ack_link: Some("https://vw.example/ack?t=d1".into()),
+        })
+        .collect();
+    let mut acked = lines[0].clone();
+    acked.status = DigestItemStatus::Acknowledged { by: martin.id.clone(), at: ep.opened_at };
+    acked.ack_link = None;
+    lines.push(acked);
+    let d = render_digest_email(&martin, &lines, "digest:dr-martin:20260714T0800", "vw.example");
     assert!(d.text.contains("LOW - patient pt-0042 - SpO2 87 %"));
+    assert!(d.subject.contains("2 alert(s), 1 open"), "{}", d.subject);
+    assert_eq!(d.text.matches("Acknowledge: https://vw.example/ack?t=d1").count(), 1, "{}", d.text);
+    assert!(d.text.contains("acknowledged by dr-martin"), "{}", d.text);
     assert!(d.text.contains("15 (SAMU)"));
 }

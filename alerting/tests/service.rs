@@ -17,7 +17,7 @@ use chrono::{Duration, Utc};
 use common::*;
 use prost::Message as _;
 use vitalwatch_alerting::service::twilio_signature;
-use vitalwatch_alerting::service::{Alerting, OffsetClock, consumer, dispatcher};
+use vitalwatch_alerting::service::{Alerting, Clock, OffsetClock, consumer, dispatcher};
 use vitalwatch_alerting::store::{self as astore, AlertStore, OutboxStatus};
 use vitalwatch_alerting::*;
 use vitalwatch_platform::bus::Producer;
@@ -839,5 +839,189 @@ async fn permanent_sms_failure_falls_back_to_email() {
     assert_eq!(by_channel(Channel::Email).notification.fallback_from, Some(Channel::Sms));
     let audit = h.store.audit_trail(&ep("ep-fallback")).await.unwrap();
     assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { .. })));
+    h.stop().await;
+}
+
+// ------------------------------------------------ digests and fallbacks
+
+/// A MEDIUM "opened" event of `episode`.
+fn medium_event(event_id: &str, episode: &str) -> AlertEvent {
+    let mut e = event(event_id, AlertEventKind::Opened, Severity::Medium, Utc::now());
+    e.episode_id = episode.to_string();
+    e
+}
+
+fn header_of(raw: &[u8], name: &str) -> String {
+    let parsed = mailparse::parse_mail(raw).unwrap();
+    parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(name)).map(|h| h.get_value()).unwrap_or_default()
+}
+
+/// The hourly cap folds notifications into a digest; at the end of the cap
+/// window ONE digest email goes out (even with `replicas` alerting replicas
+/// on the same database), listing the open episode with an ack link and the
+/// one acknowledged meanwhile as acknowledged; the digest's link acknowledges.
+async fn digest_scenario(db: &str, replicas: usize) {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let mut hs = Vec::new();
+    for _ in 0..replicas {
+        hs.push(Harness::new(db, &settings(sink.port, free_port(), None), true).await);
+    }
+    let h = &hs[0];
+    setup_team(h.store.as_ref(), false).await;
+    let mut martin = doctor("dr-martin", None);
+    martin.hourly_cap = Some(1);
+    h.store.upsert_physician(&martin).await.unwrap();
+    let martin_id = pid("dr-martin");
+
+    h.publish(&medium_event("evt-1", "ep-d1")).await;
+    assert_eq!(sink.wait_for(1).len(), 1, "the first page goes out and reaches the cap");
+    h.publish(&medium_event("evt-2", "ep-d2")).await;
+    assert!(eventually(15, async || h.store.pending_digest(&martin_id).await.unwrap().len() == 1).await);
+    h.publish(&medium_event("evt-3", "ep-d3")).await;
+    assert!(
+        eventually(15, async || h.store.pending_digest(&martin_id).await.unwrap().len() == 2).await,
+        "two notifications folded into the digest"
+    );
+    // ep-d3 is acknowledged (web app) before the digest goes out.
+    let ack = astore::Action::Ack { by: martin_id.clone(), via: AckVia::WebApp, nonce: None };
+    h.store.transition(&ep("ep-d3"), ack, &h.alerting.options, h.clock.now()).await.unwrap();
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    assert_eq!(sink.messages().len(), 1, "no digest before the end of the cap window");
+
+    for h in &hs {
+        h.clock.advance(Duration::minutes(61));
+    }
+    let msgs = sink.wait_for(2);
+    assert_eq!(msgs.len(), 2, "the digest email");
+    // Every replica ticks several times more: still exactly one digest.
+    tokio::time::sleep(StdDuration::from_millis(2500)).await;
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 2, "exactly one digest email");
+    let (raw, rcpt) = &msgs[1];
+    assert_eq!(rcpt, &vec!["dr-martin@hospital.example".to_string()]);
+    let subject = header_of(raw, "Subject");
+    assert!(subject.contains("Digest - 2 alert(s), 1 open"), "{subject}");
+    let (_, _, text) = text_of(raw);
+    assert!(text.contains("MEDIUM - patient pt-0042 - SpO2 87 %"), "{text}");
+    assert!(text.contains("(Europe/Paris)"), "times in the physician's zone: {text}");
+    assert!(text.contains("acknowledged by dr-martin"), "{text}");
+    assert_eq!(text.matches("Acknowledge: ").count(), 1, "a link for the open episode only: {text}");
+    let link = ack_link(&text);
+    let claims = h.alerting.signer.verify(&token_of(&link), h.clock.now()).unwrap();
+    assert_eq!(claims.episode_id, ep("ep-d2"));
+    assert_eq!(claims.recipient, martin_id);
+    let (status, page) = post_form(&format!("{}/ack", h.base_url), &[("t", &token_of(&link))], &[]).await;
+    assert_eq!(status, 200, "{page}");
+    let d2 = h.store.episode(&ep("ep-d2")).await.unwrap().unwrap();
+    assert!(d2.acks.iter().any(|a| a.by == martin_id && a.via == AckVia::Link), "{:?}", d2.acks);
+
+    // Durable and audited: one sent digest row; both episodes' trails show it.
+    assert!(h.store.pending_digest(&martin_id).await.unwrap().is_empty());
+    let digests: Vec<_> = h
+        .store
+        .outbox(&ep("ep-d2"))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.notification.step == Step::Digest)
+        .collect();
+    assert_eq!(digests.len(), 1, "{digests:?}");
+    assert_eq!(digests[0].status, OutboxStatus::Sent);
+    assert_eq!(h.store.digest_entries(&digests[0].notification.key).await.unwrap().len(), 2);
+    for (episode, status) in [("ep-d2", "open"), ("ep-d3", "acknowledged")] {
+        let audit = h.store.audit_trail(&ep(episode)).await.unwrap();
+        assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::NotificationDigested { .. })), "{episode}");
+        assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::DigestFormed { .. })), "{episode}");
+        assert!(
+            audit.iter().any(|r| matches!(&r.entry, AuditEntry::DigestDelivered { status: s, .. } if s == status)),
+            "{episode}: {audit:?}"
+        );
+    }
+    for h in hs {
+        h.stop().await;
+    }
+}
+
+/// Digest on PostgreSQL with two alerting replicas sharing the database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_notifications_go_out_as_one_digest_with_two_replicas() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    digest_scenario(&db, 2).await;
+}
+
+/// Digest on SQLite (embedded mode store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capped_notifications_go_out_as_a_digest_on_sqlite() {
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("digest.db").display());
+    vitalwatch_platform::store::open(&url, 500).await.unwrap().migrate().await.unwrap();
+    digest_scenario(&url, 1).await;
+}
+
+/// After a permanent SMS failure fell back to email, the reminder and the
+/// all-clear reach the physician by email, and the failed channel is not
+/// tried again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fallback_channel_receives_reminders_and_the_all_clear() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let (twilio, log) = spawn_http_server(vec![(400, r#"{"code":21211,"message":"invalid To"}"#.into())]).await;
+    let s = settings(sink.port, free_port(), Some(&twilio));
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), true).await;
+    let mut martin = doctor("dr-martin", Some(MARTIN_MOBILE));
+    martin.channels.high = vec![Channel::Sms];
+    h.store.upsert_physician(&martin).await.unwrap();
+    h.store.upsert_physician(&doctor("dr-chen", None)).await.unwrap();
+    let to_martin = |msgs: &[(Vec<u8>, Vec<String>)]| -> Vec<String> {
+        msgs.iter()
+            .filter(|(_, r)| r == &vec!["dr-martin@hospital.example".to_string()])
+            .map(|(raw, _)| header_of(raw, "Subject"))
+            .collect()
+    };
+
+    h.publish(&high_event("evt-1", "ep-fb")).await;
+    assert_eq!(sink.wait_for(1).len(), 1, "fallback email");
+    let state = h.store.episode(&ep("ep-fb")).await.unwrap().unwrap();
+    assert!(
+        state.issued.iter().any(|i| i.route == Route::Channel(Channel::Email)
+            && i.recipient == pid("dr-martin")
+            && i.fallback_from == Some(Channel::Sms)),
+        "the fallback is in the episode's issued list: {:?}",
+        state.issued
+    );
+    assert!(state.paged().contains(&(pid("dr-martin"), Channel::Email)));
+    assert!(!state.paged().contains(&(pid("dr-martin"), Channel::Sms)));
+
+    // Rung 1 (deputy) after 15 min, then the first reminder 15 min later.
+    h.clock.advance(Duration::minutes(16));
+    assert_eq!(sink.wait_for(2).len(), 2, "deputy page");
+    h.clock.advance(Duration::minutes(16));
+    let msgs = sink.wait_for(4);
+    assert_eq!(msgs.len(), 4, "reminders to both physicians");
+    let subjects = to_martin(&msgs);
+    assert!(subjects.iter().any(|s| s.contains("REMINDER HIGH")), "{subjects:?}");
+
+    let mut resolved = event("evt-2", AlertEventKind::Resolved, Severity::High, Utc::now());
+    resolved.episode_id = "ep-fb".into();
+    h.publish(&resolved).await;
+    let msgs = sink.wait_for(6);
+    assert_eq!(msgs.len(), 6, "all-clear to both physicians");
+    let subjects = to_martin(&msgs);
+    assert!(subjects.iter().any(|s| s.contains("RESOLVED")), "{subjects:?}");
+    tokio::time::sleep(StdDuration::from_millis(1000)).await;
+    assert_eq!(log.lock().unwrap().len(), 1, "the failed SMS channel is not tried again");
+    assert_eq!(sink.messages().len(), 6);
     h.stop().await;
 }

@@ -54,6 +54,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 11,
+        name: "alert_digests",
+        sql: include_str!("../migrations/postgres/0011_alert_digests.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 20,
         name: "admin",
         sql: include_str!("../migrations/postgres/0020_admin.sql"),
@@ -79,6 +85,12 @@ pub const SQLITE: &[Migration] = &[
         version: 10,
         name: "alerting",
         sql: include_str!("../migrations/sqlite/0010_alerting.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 11,
+        name: "alert_digests",
+        sql: include_str!("../migrations/sqlite/0011_alert_digests.sql"),
         timescale_only: false,
     },
     Migration {

@@ -183,9 +183,14 @@ impl Drop for Mosquitto {
     }
 }
 
-/// The vitalwatch binary built for these tests.
+/// The vitalwatch binary built for these tests, or `VW_TEST_VITALWATCH_BIN`
+/// (a private copy: several worktrees sharing one `CARGO_TARGET_DIR` overwrite
+/// `target/debug/vitalwatch` under each other's running tests).
 pub fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_vitalwatch")
+    static BIN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    BIN.get_or_init(|| {
+        std::env::var("VW_TEST_VITALWATCH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_vitalwatch").to_owned())
+    })
 }
 
 /// A running vitalwatch subprocess, killed on drop.

@@ -5,7 +5,7 @@ use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
 use lettre::Message;
-use lettre::message::header::ContentType;
+use lettre::message::header::{ContentType, HeaderName, HeaderValue};
 use lettre::message::{Attachment, MultiPart};
 
 /// The sender mailbox type of [`RenderedEmail::to_message`] (re-exported from lettre).
@@ -14,7 +14,7 @@ pub use lettre::message::Mailbox;
 use super::chart::{ChartData, render_chart_png};
 use super::{FOOTER_EN, FOOTER_FR, RenderError, escape_html, format_local_time, format_quantity};
 use crate::ack::AckCode;
-use crate::caps::DigestEntry;
+use crate::caps::{DigestEntry, DigestItemStatus, DigestLine};
 use crate::episode::EpisodeState;
 use crate::notification::{Notification, Step};
 use crate::team::Physician;
@@ -35,6 +35,11 @@ pub struct RenderedEmail {
     /// Message-ID (without angle brackets), derived from the idempotency key
     /// so that receivers can drop duplicates.
     pub message_id: String,
+    /// Extra `X-Vitalwatch-*` headers (ids and times only, no clinical
+    /// values): the trace id and measurement time of the triggering reading
+    /// and the step, so that tools (the load generator's latency sink, mail
+    /// filters) can map an email back to its reading.
+    pub headers: Vec<(String, String)>,
 }
 
 /// Everything one alert email shows.
@@ -79,6 +84,8 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
             (format!("REMINDER {sev}"), format!("Reminder {number}: this alert is still not acknowledged."))
         }
         Step::Resolved => ("RESOLVED".to_string(), "This alert is resolved: no action is needed.".to_string()),
+        // Digests are rendered by `render_digest_email`; kept total for safety.
+        Step::Digest => ("DIGEST".to_string(), "This alert was grouped into your digest.".to_string()),
     };
     let value = d.value.map(|v| format_quantity(v, &d.unit));
     let subject = match &value {
@@ -122,7 +129,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     });
 
     let chart_png = match (n.step, d.code) {
-        (Step::Resolved, _) | (_, None) => None,
+        (Step::Resolved | Step::Digest, _) | (_, None) => None,
         (_, Some(code)) => Some(render_chart_png(
             &ChartData {
                 title: code.display().to_string(),
@@ -139,7 +146,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     };
 
     let ack_text = match (n.step, input.ack_link, input.ack_code) {
-        (Step::Resolved, _, _) => String::new(),
+        (Step::Resolved | Step::Digest, _, _) => String::new(),
         (_, Some(link), Some(code)) => {
             format!("Acknowledge: {link}\nOr reply \"ACK {code}\" to the SMS alert.\n")
         }
@@ -203,7 +210,7 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
             escape_html(vital)
         ));
     }
-    if n.step != Step::Resolved {
+    if n.step.is_page() {
         if let Some(link) = input.ack_link {
             html.push_str(&format!(
                 "<p><a href=\"{}\" style=\"background:{color};color:#fff;padding:10px 18px;text-decoration:none;display:inline-block\">Acknowledge</a></p>",
@@ -223,44 +230,86 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
         escape_html(FOOTER_FR)
     ));
 
-    Ok(RenderedEmail { subject, text, html, chart_png, chart_cid, message_id })
+    let mut headers = vec![
+        ("X-Vitalwatch-Reading-Time".to_string(), d.reading_time.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        ("X-Vitalwatch-Step".to_string(), n.step.to_string()),
+    ];
+    if !d.trace_id.is_empty() && d.trace_id.bytes().all(|b| b.is_ascii_graphic()) {
+        headers.push(("X-Vitalwatch-Trace".to_string(), d.trace_id.clone()));
+    }
+    Ok(RenderedEmail { subject, text, html, chart_png, chart_cid, message_id, headers })
 }
 
-/// Renders a digest of folded low-severity alerts.
+/// Renders a digest of folded low-severity alerts: open episodes first, each
+/// with its acknowledgment link, then the ones acknowledged or resolved since
+/// they were folded (listed, marked, without a link). Times are in the
+/// recipient's time zone. `digest_key` gives the deterministic Message-ID.
 pub fn render_digest_email(
     recipient: &Physician,
-    entries: &[DigestEntry],
+    lines: &[DigestLine],
     digest_key: &str,
     id_domain: &str,
 ) -> RenderedEmail {
     let tz = recipient.time_zone.tz();
     let nonce = crate::notification::hex(&<sha2::Sha256 as sha2::Digest>::digest(digest_key.as_bytes())[..16]);
-    let subject = format!("[vitalwatch] Digest - {} alert(s)", entries.len());
-    let mut text = format!(
-        "Dear {},\n\nThese alerts were grouped because of your hourly notification limit, or because they are informational:\n\n",
-        recipient.name
-    );
+    let open = lines.iter().filter(|l| l.status == DigestItemStatus::Open).count();
+    let subject = format!("[vitalwatch] Digest - {} alert(s), {open} open", lines.len());
+    let intro =
+        "These alerts were grouped because of your hourly notification limit, or because they are informational:";
+    let mut text = format!("Dear {},\n\n{intro}\n", recipient.name);
     let mut html = format!(
-        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family:Arial,Helvetica,sans-serif\"><p>Dear {},</p><p>These alerts were grouped because of your hourly notification limit, or because they are informational:</p><ul>",
+        "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title></head><body style=\"font-family:Arial,Helvetica,sans-serif\"><p>Dear {},</p><p>{}</p>",
         escape_html(&subject),
-        escape_html(&recipient.name)
+        escape_html(&recipient.name),
+        escape_html(intro)
     );
-    for e in entries {
+    let describe = |e: &DigestEntry| {
         let vital = e.code.map(|c| c.display()).unwrap_or("multi-parameter score");
         let value = e.value.map(|v| format!(" {}", format_quantity(v, &e.unit))).unwrap_or_default();
-        let line = format!(
-            "{} - patient {} - {vital}{value} - measured {} - {}",
+        let mut line = format!(
+            "{} - patient {} - {vital}{value} - measured {} ({})",
             e.severity.label(),
             e.patient_id,
             format_local_time(e.reading_time, tz),
-            e.summary
+            tz.name()
         );
-        text.push_str(&format!("- {line}\n"));
-        html.push_str(&format!("<li>{}</li>", escape_html(&line)));
+        if !e.summary.is_empty() {
+            line.push_str(&format!(" - {}", e.summary));
+        }
+        line
+    };
+    let sections: [(&str, bool); 2] =
+        [("Open", true), ("No action needed (acknowledged or resolved since they were grouped)", false)];
+    for (title, want_open) in sections {
+        let items: Vec<&DigestLine> =
+            lines.iter().filter(|l| (l.status == DigestItemStatus::Open) == want_open).collect();
+        if items.is_empty() {
+            continue;
+        }
+        text.push_str(&format!("\n{title}:\n"));
+        html.push_str(&format!("<h3>{}</h3><ul>", escape_html(title)));
+        for l in items {
+            let line = describe(&l.entry);
+            let status = match &l.status {
+                DigestItemStatus::Open => String::new(),
+                DigestItemStatus::Acknowledged { by, at } => {
+                    format!(" - acknowledged by {by} at {}", format_local_time(*at, tz))
+                }
+                DigestItemStatus::Resolved { at } => format!(" - resolved at {}", format_local_time(*at, tz)),
+            };
+            text.push_str(&format!("- {line}{status}\n"));
+            html.push_str(&format!("<li>{}{}", escape_html(&line), escape_html(&status)));
+            if let Some(link) = &l.ack_link {
+                text.push_str(&format!("  Acknowledge: {link}\n"));
+                html.push_str(&format!(" <a href=\"{}\">Acknowledge</a>", escape_html(link)));
+            }
+            html.push_str("</li>");
+        }
+        html.push_str("</ul>");
     }
     text.push_str(&format!("\n--\n{FOOTER_EN}\n{FOOTER_FR}\n"));
     html.push_str(&format!(
-        "</ul><hr><p style=\"font-size:12px;color:#666\">{}<br><span lang=\"fr\">{}</span></p></body></html>",
+        "<hr><p style=\"font-size:12px;color:#666\">{}<br><span lang=\"fr\">{}</span></p></body></html>",
         escape_html(FOOTER_EN),
         escape_html(FOOTER_FR)
     ));
@@ -271,6 +320,7 @@ pub fn render_digest_email(
         chart_png: None,
         chart_cid: String::new(),
         message_id: format!("{nonce}@{id_domain}"),
+        headers: vec![("X-Vitalwatch-Step".to_string(), Step::Digest.to_string())],
     }
 }
 
@@ -283,12 +333,16 @@ impl RenderedEmail {
             to.email.as_str().parse().map_err(|e: lettre::address::AddressError| RenderError::Email(e.to_string()))?;
         let to_box = Mailbox::new(Some(to.name.clone()), address);
         let alternative = MultiPart::alternative_plain_html(self.text.clone(), self.html.clone());
-        let builder = Message::builder()
+        let mut builder = Message::builder()
             .from(from.clone())
             .to(to_box)
             .subject(self.subject.clone())
             .message_id(Some(format!("<{}>", self.message_id)))
             .date(SystemTime::from(date));
+        for (name, value) in &self.headers {
+            let name = HeaderName::new_from_ascii(name.clone()).map_err(|e| RenderError::Email(e.to_string()))?;
+            builder = builder.raw_header(HeaderValue::new(name, value.clone()));
+        }
         let result = match &self.chart_png {
             Some(png) => {
                 let image = Attachment::new_inline(self.chart_cid.clone())

@@ -34,6 +34,9 @@ pub async fn handle_event(a: &Alerting, event: AlertEvent) -> Result<Applied, Ev
     let now = a.clock.now();
     let applied = a.store.transition(&episode, Action::Event(Box::new(event)), &a.options, now).await?;
     tracing::debug!(episode = %episode, queued = applied.outbox.len(), "alert event applied");
+    if !applied.outbox.is_empty() {
+        a.outbox_ready.notify_one();
+    }
     Ok(applied)
 }
 

@@ -17,8 +17,9 @@ use vitalwatch_platform::shutdown::CancellationToken;
 
 use super::Alerting;
 use crate::audit::{AuditEntry, AuditRecord};
+use crate::caps::{DigestEntry, DigestItemStatus};
 use crate::episode::EpisodeState;
-use crate::notification::Notification;
+use crate::notification::{Notification, Step};
 use crate::notifier::DeliveryContext;
 use crate::store::{Claimed, Completion, StoreError};
 use crate::transport::DeliveryError;
@@ -49,6 +50,9 @@ pub async fn dispatch_once(a: &Alerting) -> Result<usize, StoreError> {
 }
 
 async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
+    if c.notification.step == Step::Digest {
+        return deliver_digest(a, c).await;
+    }
     let n = &c.notification;
     let attempt = c.attempts + 1;
     let ctx = a.store.render_context(n).await?;
@@ -115,6 +119,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
             }
             let other = n.channel.other();
             let fallback = (n.fallback_from.is_none()
+                && n.step != Step::Digest
                 && recipient.reachable_on(other)
                 && a.notifier.transport_for(other).is_some())
             .then(|| n.fallback());
@@ -145,6 +150,101 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     }
 }
 
+/// Where an episode listed in a digest stands now.
+fn digest_status(entry: &DigestEntry, episode: &EpisodeState) -> DigestItemStatus {
+    if let Some(at) = episode.resolved_at {
+        return DigestItemStatus::Resolved { at };
+    }
+    match episode.acks.iter().find(|ack| ack.severity >= entry.severity) {
+        Some(ack) => DigestItemStatus::Acknowledged { by: ack.by.clone(), at: ack.at },
+        None => DigestItemStatus::Open,
+    }
+}
+
+/// Sends one digest email: lists its entries with the current status of
+/// their episodes (acknowledged and resolved ones are kept, marked, without
+/// an acknowledgment link), then records the outcome like any outbox row.
+/// Email only: a digest has no SMS fallback.
+async fn deliver_digest(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
+    let n = &c.notification;
+    let attempt = c.attempts + 1;
+    let entries = a.store.digest_entries(&n.key).await?;
+    let Some(recipient) = a.store.render_context(n).await?.recipient else {
+        let error = "digest recipient no longer exists".to_string();
+        let audit = [failed_record(a, n, &error)];
+        return a
+            .store
+            .complete(&n.key, attempt, Completion::Failed { error, fallback: None }, &audit, a.clock.now())
+            .await;
+    };
+    let mut items = Vec::with_capacity(entries.len());
+    for e in entries {
+        if let Some(episode) = a.store.episode(&e.episode_id).await? {
+            let status = digest_status(&e, &episode);
+            items.push((e, status));
+        }
+    }
+    if items.is_empty() {
+        let reason = "digest lists no existing episode".to_string();
+        return a.store.complete(&n.key, c.attempts, Completion::Cancelled { reason }, &[], a.clock.now()).await;
+    }
+    let now = a.clock.now();
+    let (result, record) = match a.notifier.compose_digest(n, &recipient, items.clone(), now) {
+        Ok(message) => a.notifier.attempt(n, &message, attempt, now).await,
+        Err(e) => {
+            let err = DeliveryError::permanent("render", e.to_string());
+            (Err(err.clone()), failed_record(a, n, &err.message))
+        }
+    };
+    let done = a.clock.now();
+    match result {
+        Ok(receipt) => {
+            let mut audit = vec![record];
+            audit.extend(items.iter().map(|(e, status)| {
+                AuditRecord {
+                    at: done,
+                    episode_id: e.episode_id.clone(),
+                    entry: AuditEntry::DigestDelivered {
+                        digest: n.key.clone(),
+                        key: e.key.clone(),
+                        recipient: recipient.id.clone(),
+                        status: match status {
+                            DigestItemStatus::Open => "open",
+                            DigestItemStatus::Acknowledged { .. } => "acknowledged",
+                            DigestItemStatus::Resolved { .. } => "resolved",
+                        }
+                        .to_string(),
+                    },
+                }
+            }));
+            a.store
+                .complete(
+                    &n.key,
+                    attempt,
+                    Completion::Sent { provider_message_id: receipt.provider_message_id },
+                    &audit,
+                    done,
+                )
+                .await
+        }
+        Err(e) => {
+            let retry_at = e
+                .is_transient()
+                .then(|| a.notifier.retry_policy().next_attempt_at(attempt, n.key.as_str(), e.retry_after, now))
+                .flatten();
+            let (completion, audit) = match retry_at {
+                Some(retry_at) => (Completion::Retry { retry_at, error: e.message.clone() }, vec![record]),
+                None => {
+                    tracing::error!(key = %n.key, kind = %e.kind, "digest could not be delivered");
+                    let failed = failed_record(a, n, &e.message);
+                    (Completion::Failed { error: e.message.clone(), fallback: None }, vec![record, failed])
+                }
+            };
+            a.store.complete(&n.key, attempt, completion, &audit, done).await
+        }
+    }
+}
+
 fn failed_record(a: &Alerting, n: &Notification, error: &str) -> AuditRecord {
     AuditRecord {
         at: a.clock.now(),
@@ -153,7 +253,9 @@ fn failed_record(a: &Alerting, n: &Notification, error: &str) -> AuditRecord {
     }
 }
 
-/// Dispatches until `shutdown`; polls every `outbox_poll_ms` when idle.
+/// Dispatches until `shutdown`; when idle, waits for `outbox_poll_ms` or
+/// until this replica queued outbox rows (rows queued by other replicas, and
+/// retries, are found by the poll).
 pub async fn run(a: Arc<Alerting>, shutdown: CancellationToken) {
     while !shutdown.is_cancelled() {
         let idle = match dispatch_once(&a).await {
@@ -166,6 +268,7 @@ pub async fn run(a: Arc<Alerting>, shutdown: CancellationToken) {
         if idle {
             tokio::select! {
                 _ = tokio::time::sleep(a.config.poll) => {}
+                _ = a.outbox_ready.notified() => {}
                 _ = shutdown.cancelled() => break,
             }
         }

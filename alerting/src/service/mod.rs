@@ -64,6 +64,9 @@ pub struct Alerting {
     pub clock: Arc<dyn Clock>,
     /// Timing.
     pub config: RoleConfig,
+    /// Wakes this replica's dispatcher when a transition queued outbox rows,
+    /// so a page does not wait for the next `outbox_poll_ms` tick.
+    pub outbox_ready: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Alerting {
@@ -105,6 +108,7 @@ impl Alerting {
                 sms_inbound_url: wiring::sms_inbound_url(settings),
                 twilio_auth_token: settings.sms.twilio_auth_token.clone(),
             },
+            outbox_ready: tokio::sync::Notify::new(),
         })
     }
 

@@ -1,6 +1,8 @@
 //! Re-plans episodes whose `next_wakeup` has passed, so that escalation and
-//! reminders happen without new events. Safe on several replicas: the
-//! transition locks the episode row and the outbox keys are unique.
+//! reminders happen without new events, and queues the digest emails that
+//! are due. Safe on several replicas: the transition locks the episode row,
+//! the outbox keys are unique, and a physician's digest is formed by one
+//! replica at a time.
 
 use std::sync::Arc;
 
@@ -12,7 +14,8 @@ use crate::store::{Action, StoreError};
 /// Episodes re-planned per tick, at most.
 pub const TICK_LIMIT: usize = 200;
 
-/// Re-plans every due episode once; returns how many were re-planned.
+/// Re-plans every due episode once, then queues due digests; returns how
+/// many episodes were re-planned.
 pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
     let now = a.clock.now();
     let due = a.store.due_episodes(now, TICK_LIMIT).await?;
@@ -21,6 +24,9 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
         match a.store.transition(&episode, Action::Replan, &a.options, a.clock.now()).await {
             Ok(applied) => {
                 n += 1;
+                if !applied.outbox.is_empty() {
+                    a.outbox_ready.notify_one();
+                }
                 tracing::debug!(episode = %episode, queued = applied.outbox.len(), "episode re-planned");
             }
             Err(e) if e.is_transient() => return Err(e),
@@ -28,6 +34,11 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
                 tracing::warn!(message = "Episode re-plan failed.", episode = %episode, error = %e)
             }
         }
+    }
+    let digests = a.store.form_digests(&a.options.caps, a.clock.now(), TICK_LIMIT).await?;
+    if !digests.is_empty() {
+        a.outbox_ready.notify_one();
+        tracing::debug!(count = digests.len(), "digests queued");
     }
     Ok(n)
 }

@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use vitalwatch_schemas::proto::AlertEvent;
 
 use crate::audit::AuditRecord;
-use crate::caps::{CapPolicy, RecentLoad};
+use crate::caps::{CapPolicy, DigestEntry, RecentLoad};
 use crate::episode::{AckVia, Acknowledgment, EpisodeError, EpisodeState};
 use crate::notification::Notification;
 use crate::planner::{PlanInput, plan};
@@ -71,6 +71,8 @@ pub struct Applied {
     pub state: Option<EpisodeState>,
     /// Notifications to put into the outbox.
     pub outbox: Vec<Notification>,
+    /// Folded notifications to add to their recipients' pending digests.
+    pub digest: Vec<DigestEntry>,
     /// Audit records.
     pub audit: Vec<AuditRecord>,
     /// When to re-plan.
@@ -120,6 +122,7 @@ pub fn apply(
             state.record_plan(&p);
             out.audit.extend(p.audit);
             out.outbox = p.notifications;
+            out.digest = p.digest;
             out.next_wakeup = p.next_wakeup;
             out.planned = true;
         }

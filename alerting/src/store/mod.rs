@@ -22,7 +22,7 @@ use vitalwatch_schemas::PatientId;
 
 use crate::ack::AckCodeGenerator;
 use crate::audit::AuditRecord;
-use crate::caps::CapPolicy;
+use crate::caps::{CapPolicy, DigestEntry};
 use crate::episode::{EpisodeId, EpisodeState};
 use crate::notification::{Notification, NotificationKey};
 use crate::team::{CareTeam, Physician, PhysicianId};
@@ -156,7 +156,9 @@ pub enum Completion {
         /// The error.
         error: String,
     },
-    /// Permanent failure (or retries exhausted); `fallback` is queued if given.
+    /// Permanent failure (or retries exhausted); `fallback` is queued if given
+    /// and recorded in the episode's issued notifications (so reminders and
+    /// the all-clear use the fallback channel).
     Failed {
         /// The error.
         error: String,
@@ -236,6 +238,25 @@ pub trait AlertStore: Send + Sync {
         audit: &[AuditRecord],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Queues the digests that are due at `now` (see [`crate::caps::digest_due`]):
+    /// for each physician with pending digest entries, in one transaction,
+    /// creates the digest email's outbox row (key [`crate::caps::digest_key`])
+    /// and assigns the pending entries to it, with a `DigestFormed` audit
+    /// record per entry. Safe on several replicas: a physician's digest is
+    /// formed by one replica at a time (PostgreSQL: transaction-scoped
+    /// advisory lock plus `FOR UPDATE SKIP LOCKED` on the entries), and an
+    /// entry belongs to one digest only. Returns the digests queued (at most `limit`).
+    async fn form_digests(
+        &self,
+        caps: &CapPolicy,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError>;
+    /// The entries listed in the digest whose outbox key is `digest`, oldest first.
+    async fn digest_entries(&self, digest: &NotificationKey) -> Result<Vec<DigestEntry>, StoreError>;
+    /// The entries of `recipient` not yet in a digest, oldest first.
+    async fn pending_digest(&self, recipient: &PhysicianId) -> Result<Vec<DigestEntry>, StoreError>;
 
     /// Outbox rows of an episode, oldest first.
     async fn outbox(&self, episode: &EpisodeId) -> Result<Vec<OutboxRow>, StoreError>;

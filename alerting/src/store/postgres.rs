@@ -16,8 +16,8 @@ use super::{
     from_json, json,
 };
 use crate::ack::AckCode;
-use crate::audit::AuditRecord;
-use crate::caps::RecentLoad;
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_notification};
 use crate::episode::{EpisodeId, EpisodeState};
 use crate::notification::{Notification, NotificationKey};
 use crate::team::{CareTeam, Directory, Physician, PhysicianId};
@@ -148,6 +148,119 @@ async fn insert_outbox(tx: &Transaction<'_>, n: &Notification, now: DateTime<Utc
         .await
         .map_err(classify)?;
     Ok(inserted == 1)
+}
+
+async fn insert_digest_entry(tx: &Transaction<'_>, d: &DigestEntry) -> Result<(), StoreError> {
+    tx.execute(
+        "INSERT INTO alert_digest_entries (key, recipient, episode_id, entry, created_at) \
+         VALUES ($1, $2, $3, $4::text::jsonb, $5) ON CONFLICT (key) DO NOTHING",
+        &[&d.key.as_str(), &d.recipient.as_str(), &d.episode_id.as_str(), &json(d)?, &d.at],
+    )
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+/// Records a queued fallback in its episode's issued notifications (under
+/// the episode row lock), so that reminders and the all-clear use it.
+async fn record_fallback(tx: &Transaction<'_>, f: &Notification, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let row = tx
+        .query_opt("SELECT state::text FROM alert_episodes WHERE episode_id = $1 FOR UPDATE", &[&f.episode_id.as_str()])
+        .await
+        .map_err(classify)?;
+    let Some(text) = row.and_then(|r| r.get::<_, Option<String>>(0)) else {
+        return Ok(());
+    };
+    let mut state: EpisodeState = from_json(&text, "episode")?;
+    state.record_fallback(f);
+    tx.execute(
+        "UPDATE alert_episodes SET state = $2::text::jsonb, updated_at = $3 WHERE episode_id = $1",
+        &[&f.episode_id.as_str(), &json(&state)?, &now],
+    )
+    .await
+    .map_err(classify)?;
+    Ok(())
+}
+
+fn entries_of(rows: &[tokio_postgres::Row]) -> Result<Vec<DigestEntry>, StoreError> {
+    rows.iter().map(|r| from_json(r.get::<_, &str>(0), "digest entry")).collect()
+}
+
+/// Forms the digest of one recipient if due; `None` when not due, empty,
+/// or another replica holds it.
+async fn form_digest(
+    tx: &Transaction<'_>,
+    recipient: &str,
+    caps: &CapPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<Notification>, StoreError> {
+    let locked: bool = tx
+        .query_one("SELECT pg_try_advisory_xact_lock(hashtextextended('vitalwatch.digest:' || $1, 0))", &[&recipient])
+        .await
+        .map_err(classify)?
+        .get(0);
+    if !locked {
+        return Ok(None);
+    }
+    let rows = tx
+        .query(
+            "SELECT entry::text, key FROM alert_digest_entries WHERE recipient = $1 AND digest_key IS NULL \
+             ORDER BY created_at, key FOR UPDATE SKIP LOCKED",
+            &[&recipient],
+        )
+        .await
+        .map_err(classify)?;
+    let entries = entries_of(&rows)?;
+    let Some(oldest) = entries.iter().map(|e| e.at).min() else {
+        return Ok(None);
+    };
+    let Some(doc) = tx
+        .query_opt("SELECT doc::text FROM alert_physicians WHERE physician_id = $1", &[&recipient])
+        .await
+        .map_err(classify)?
+    else {
+        return Ok(None);
+    };
+    let physician: Physician = from_json(doc.get::<_, &str>(0), "physician")?;
+    let last_sent: Option<DateTime<Utc>> = tx
+        .query_one(
+            "SELECT max(created_at) FROM alert_outbox WHERE recipient = $1 AND key LIKE 'digest:%'",
+            &[&recipient],
+        )
+        .await
+        .map_err(classify)?
+        .get(0);
+    if digest_due(&physician, caps, Some(oldest), last_sent, now) != DigestDecision::SendNow {
+        return Ok(None);
+    }
+    let Some(n) = digest_notification(&physician.id, &entries, now) else {
+        return Ok(None);
+    };
+    if !insert_outbox(tx, &n, now).await? {
+        // This minute's digest exists already: the entries wait for the next one.
+        return Ok(None);
+    }
+    let keys: Vec<String> = rows.iter().map(|r| r.get::<_, String>(1)).collect();
+    tx.execute(
+        "UPDATE alert_digest_entries SET digest_key = $1 WHERE key = ANY($2) AND digest_key IS NULL",
+        &[&n.key.as_str(), &keys],
+    )
+    .await
+    .map_err(classify)?;
+    let audit: Vec<AuditRecord> = entries
+        .iter()
+        .map(|e| AuditRecord {
+            at: now,
+            episode_id: e.episode_id.clone(),
+            entry: AuditEntry::DigestFormed {
+                digest: n.key.clone(),
+                key: e.key.clone(),
+                recipient: physician.id.clone(),
+            },
+        })
+        .collect();
+    insert_audit(tx, &audit).await?;
+    Ok(Some(n))
 }
 
 #[async_trait]
@@ -287,6 +400,9 @@ impl AlertStore for PgAlertStore {
             )
             .await
             .map_err(classify)?;
+            for d in &applied.digest {
+                insert_digest_entry(&tx, d).await?;
+            }
             let mut recipients: Vec<&PhysicianId> = Vec::new();
             for n in &applied.outbox {
                 insert_outbox(&tx, n, now).await?;
@@ -488,6 +604,7 @@ impl AlertStore for PgAlertStore {
                     .map_err(classify)?;
                     if let Some(f) = fallback {
                         insert_outbox(&tx, f, now).await?;
+                        record_fallback(&tx, f, now).await?;
                     }
                 }
                 Completion::Cancelled { reason } => {
@@ -502,6 +619,66 @@ impl AlertStore for PgAlertStore {
             }
             insert_audit(&tx, audit).await?;
             tx.commit().await.map_err(classify)
+        })
+    }
+
+    async fn form_digests(
+        &self,
+        caps: &CapPolicy,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        with_client!(self, c => {
+            let recipients: Vec<String> = c
+                .query(
+                    "SELECT recipient FROM alert_digest_entries WHERE digest_key IS NULL \
+                     GROUP BY recipient ORDER BY min(created_at)",
+                    &[],
+                )
+                .await
+                .map_err(classify)?
+                .iter()
+                .map(|r| r.get(0))
+                .collect();
+            let mut out = Vec::new();
+            for r in recipients {
+                if out.len() >= limit {
+                    break;
+                }
+                let tx = c.transaction().await.map_err(classify)?;
+                if let Some(n) = form_digest(&tx, &r, caps, now).await? {
+                    tx.commit().await.map_err(classify)?;
+                    out.push(n);
+                }
+            }
+            Ok(out)
+        })
+    }
+
+    async fn digest_entries(&self, digest: &NotificationKey) -> Result<Vec<DigestEntry>, StoreError> {
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "SELECT entry::text FROM alert_digest_entries WHERE digest_key = $1 ORDER BY created_at, key",
+                    &[&digest.as_str()],
+                )
+                .await
+                .map_err(classify)?;
+            entries_of(&rows)
+        })
+    }
+
+    async fn pending_digest(&self, recipient: &PhysicianId) -> Result<Vec<DigestEntry>, StoreError> {
+        with_client!(self, c => {
+            let rows = c
+                .query(
+                    "SELECT entry::text FROM alert_digest_entries WHERE recipient = $1 AND digest_key IS NULL \
+                     ORDER BY created_at, key",
+                    &[&recipient.as_str()],
+                )
+                .await
+                .map_err(classify)?;
+            entries_of(&rows)
         })
     }
 

@@ -16,8 +16,8 @@ use super::{
     from_json, json,
 };
 use crate::ack::AckCode;
-use crate::audit::AuditRecord;
-use crate::caps::RecentLoad;
+use crate::audit::{AuditEntry, AuditRecord};
+use crate::caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_notification};
 use crate::episode::{EpisodeId, EpisodeState};
 use crate::notification::{Notification, NotificationKey};
 use crate::team::{CareTeam, Directory, Physician, PhysicianId};
@@ -201,6 +201,14 @@ fn transition_tx(
         ],
     )
     .map_err(err)?;
+    for d in &applied.digest {
+        tx.execute(
+            "INSERT INTO alert_digest_entries (key, recipient, episode_id, entry, created_at) \
+             VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (key) DO NOTHING",
+            params![d.key.as_str(), d.recipient.as_str(), d.episode_id.as_str(), json(d)?, us(d.at)],
+        )
+        .map_err(err)?;
+    }
     let mut recipients: Vec<&PhysicianId> = Vec::new();
     for n in &applied.outbox {
         insert_outbox(&tx, n, now)?;
@@ -250,6 +258,94 @@ fn transition_tx(
     insert_audit(&tx, &applied.audit)?;
     tx.commit().map_err(err)?;
     Ok(applied)
+}
+
+/// Records a queued fallback in its episode's issued notifications.
+fn record_fallback(tx: &Transaction<'_>, f: &Notification, now: DateTime<Utc>) -> Result<(), StoreError> {
+    let state: Option<Option<String>> = tx
+        .query_row("SELECT state FROM alert_episodes WHERE episode_id = ?1", [f.episode_id.as_str()], |r| r.get(0))
+        .optional()
+        .map_err(err)?;
+    let Some(Some(text)) = state else {
+        return Ok(());
+    };
+    let mut state: EpisodeState = from_json(&text, "episode")?;
+    state.record_fallback(f);
+    tx.execute(
+        "UPDATE alert_episodes SET state = ?2, updated_at = ?3 WHERE episode_id = ?1",
+        params![f.episode_id.as_str(), json(&state)?, us(now)],
+    )
+    .map_err(err)?;
+    Ok(())
+}
+
+fn digest_rows(c: &Connection, sql: &str, arg: &str) -> Result<Vec<(String, DigestEntry)>, StoreError> {
+    let mut st = c.prepare(sql).map_err(err)?;
+    let rows: Vec<(String, String)> =
+        st.query_map([arg], |r| Ok((r.get(0)?, r.get(1)?))).map_err(err)?.collect::<Result<_, _>>().map_err(err)?;
+    rows.into_iter().map(|(key, doc)| Ok((key, from_json(&doc, "digest entry")?))).collect()
+}
+
+const PENDING_DIGEST: &str = "SELECT key, entry FROM alert_digest_entries WHERE recipient = ?1 AND digest_key IS NULL \
+                              ORDER BY created_at, key";
+
+fn form_digest(
+    c: &mut Connection,
+    recipient: &str,
+    caps: &CapPolicy,
+    now: DateTime<Utc>,
+) -> Result<Option<Notification>, StoreError> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+    let rows = digest_rows(&tx, PENDING_DIGEST, recipient)?;
+    let Some(oldest) = rows.iter().map(|(_, e)| e.at).min() else {
+        return Ok(None);
+    };
+    let doc: Option<String> = tx
+        .query_row("SELECT doc FROM alert_physicians WHERE physician_id = ?1", [recipient], |r| r.get(0))
+        .optional()
+        .map_err(err)?;
+    let Some(physician) = parse_physician(doc)? else {
+        return Ok(None);
+    };
+    let last_sent: Option<i64> = tx
+        .query_row(
+            "SELECT max(created_at) FROM alert_outbox WHERE recipient = ?1 AND key LIKE 'digest:%'",
+            [recipient],
+            |r| r.get(0),
+        )
+        .map_err(err)?;
+    if digest_due(&physician, caps, Some(oldest), last_sent.map(from_us), now) != DigestDecision::SendNow {
+        return Ok(None);
+    }
+    let entries: Vec<DigestEntry> = rows.iter().map(|(_, e)| e.clone()).collect();
+    let Some(n) = digest_notification(&physician.id, &entries, now) else {
+        return Ok(None);
+    };
+    if !insert_outbox(&tx, &n, now)? {
+        return Ok(None);
+    }
+    for (key, _) in &rows {
+        tx.execute(
+            "UPDATE alert_digest_entries SET digest_key = ?1 WHERE key = ?2 AND digest_key IS NULL",
+            params![n.key.as_str(), key],
+        )
+        .map_err(err)?;
+    }
+    let audit: Vec<AuditRecord> = entries
+        .iter()
+        .map(|e| AuditRecord {
+            at: now,
+            episode_id: e.episode_id.clone(),
+            entry: AuditEntry::DigestFormed {
+                digest: n.key.clone(),
+                key: e.key.clone(),
+                recipient: physician.id.clone(),
+            },
+        })
+        .collect();
+    insert_audit(&tx, &audit)?;
+    tx.commit().map_err(err)?;
+    Ok(Some(n))
 }
 
 fn parse_physician(doc: Option<String>) -> Result<Option<Physician>, StoreError> {
@@ -525,11 +621,61 @@ impl AlertStore for SqliteAlertStore {
             .map_err(err)?;
             if let Completion::Failed { fallback: Some(f), .. } = &completion {
                 insert_outbox(&tx, f, now)?;
+                record_fallback(&tx, f, now)?;
             }
             insert_audit(&tx, &audit)?;
             tx.commit().map_err(err)
         })
         .await
+    }
+
+    async fn form_digests(
+        &self,
+        caps: &CapPolicy,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Notification>, StoreError> {
+        let caps = *caps;
+        self.run(move |c| {
+            let recipients: Vec<String> = {
+                let mut st = c
+                    .prepare(
+                        "SELECT recipient FROM alert_digest_entries WHERE digest_key IS NULL \
+                         GROUP BY recipient ORDER BY min(created_at)",
+                    )
+                    .map_err(err)?;
+                st.query_map([], |r| r.get(0)).map_err(err)?.collect::<Result<_, _>>().map_err(err)?
+            };
+            let mut out = Vec::new();
+            for r in recipients {
+                if out.len() >= limit {
+                    break;
+                }
+                if let Some(n) = form_digest(c, &r, &caps, now)? {
+                    out.push(n);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn digest_entries(&self, digest: &NotificationKey) -> Result<Vec<DigestEntry>, StoreError> {
+        let digest = digest.to_string();
+        self.run(move |c| {
+            let rows = digest_rows(
+                c,
+                "SELECT key, entry FROM alert_digest_entries WHERE digest_key = ?1 ORDER BY created_at, key",
+                &digest,
+            )?;
+            Ok(rows.into_iter().map(|(_, e)| e).collect())
+        })
+        .await
+    }
+
+    async fn pending_digest(&self, recipient: &PhysicianId) -> Result<Vec<DigestEntry>, StoreError> {
+        let recipient = recipient.to_string();
+        self.run(move |c| Ok(digest_rows(c, PENDING_DIGEST, &recipient)?.into_iter().map(|(_, e)| e).collect())).await
     }
 
     async fn outbox(&self, episode: &EpisodeId) -> Result<Vec<OutboxRow>, StoreError> {

@@ -2,7 +2,8 @@
 //! fixed total rate over several MQTT connections (QoS 1); optionally the
 //! tool watches the database and the observations topic and reports
 //! throughput, loss and end-to-end latency (publish -> row visible, publish ->
-//! Kafka), plus the CPU seconds of given processes per 100,000 readings.
+//! Kafka, publish -> alert event, publish -> alert email accepted by SMTP),
+//! plus the CPU seconds of given processes per 100,000 readings.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -58,6 +59,13 @@ pub struct SimulateArgs {
     /// Id prefix of this run's patients (default: a fresh one).
     #[arg(long)]
     pub prefix: Option<String>,
+    /// Listen for SMTP on this address (e.g. 127.0.0.1:2525) and measure
+    /// publish -> alert email accepted latency of first pages; point
+    /// `alerting.smtp` (security `none`) at it. With --database, registers one
+    /// email-only physician and, for every simulated patient, a care team that
+    /// pages that physician once per episode.
+    #[arg(long)]
+    pub smtp_listen: Option<String>,
     /// Seconds to wait for the last rows after publishing ends.
     #[arg(long, default_value_t = 60)]
     pub drain_timeout: u64,
@@ -88,8 +96,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             let store = vitalwatch_platform::store::open(url, 2000).await.context("opening the database")?;
             eprintln!("registering {} patients and their devices ...", args.patients);
             super::trickle::register_population(store.as_ref(), &prefix, args.patients, &formats).await?;
+            if args.smtp_listen.is_some() {
+                register_care_teams(url, &prefix, args.patients, &formats).await?;
+            }
             Some(url.clone())
         }
+        None => None,
+    };
+    let smtp = match &args.smtp_listen {
+        Some(addr) => Some(
+            super::smtp_sink::start(addr, physician_email(&prefix))
+                .await
+                .with_context(|| format!("listening for SMTP on {addr}"))?,
+        ),
         None => None,
     };
     let start_cpu: Vec<Option<f64>> = args.measure_pids.iter().map(|p| cpu_seconds(*p)).collect();
@@ -244,6 +263,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
+    if let Some(stats) = &smtp {
+        // Emails of the last alerts: wait until none arrived for 5 s.
+        let until = Instant::now() + Duration::from_secs(args.drain_timeout);
+        let (mut last, mut quiet_since) = (u64::MAX, Instant::now());
+        while Instant::now() < until && quiet_since.elapsed() < Duration::from_secs(5) {
+            let n = stats.emails.load(Ordering::Relaxed);
+            if n != last {
+                (last, quiet_since) = (n, Instant::now());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let end_secs = t0.elapsed().as_secs_f64();
     done.store(true, Ordering::Relaxed);
     if let Some(w) = watcher {
@@ -297,6 +328,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             alerts_seen.load(Ordering::Relaxed)
         );
     }
+    if let Some(stats) = &smtp {
+        let h = stats.first_page_latency.lock().await;
+        println!(
+            "publish -> alert email accepted by SMTP latency (first pages): p50 {:.1} ms  p99 {:.1} ms  max {:.1} ms  (first pages {}, emails {})",
+            h.value_at_quantile(0.5) as f64 / 1000.0,
+            h.value_at_quantile(0.99) as f64 / 1000.0,
+            h.max() as f64 / 1000.0,
+            stats.first_pages.load(Ordering::Relaxed),
+            stats.emails.load(Ordering::Relaxed)
+        );
+    }
     for (pid, before) in args.measure_pids.iter().zip(start_cpu) {
         if let (Some(b), Some(a)) = (before, cpu_seconds(*pid)) {
             println!(
@@ -308,6 +350,53 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     }
     if args.database.is_some() && seen < expected {
         anyhow::bail!("{} rows missing", expected - seen);
+    }
+    Ok(())
+}
+
+/// The email address of this run's physician (the SMTP sink counts only its messages).
+fn physician_email(prefix: &str) -> String {
+    format!("{prefix}@sim.vitalwatch.example")
+}
+
+/// Every severity pages the responsible physician once (no deputies, no reminders).
+const SIM_POLICY: &str = r#"{"low": {"steps": [{"after_minutes": 0, "targets": [{"kind": "responsible"}]}]},
+  "medium": {"steps": [{"after_minutes": 0, "targets": [{"kind": "responsible"}]}]},
+  "high": {"steps": [{"after_minutes": 0, "targets": [{"kind": "responsible"}]}]},
+  "critical": {"steps": [{"after_minutes": 0, "targets": [{"kind": "responsible"}]}]}}"#;
+
+/// One physician for the run, responsible for every simulated patient; one page per episode.
+async fn register_care_teams(url: &str, prefix: &str, n: usize, formats: &[&'static str]) -> anyhow::Result<()> {
+    use vitalwatch_alerting::{CareTeam, Channel, EmailAddress, EscalationPolicy, Physician, PhysicianId, TimeZone};
+    let policy: EscalationPolicy = serde_json::from_str(SIM_POLICY)?;
+    let store = vitalwatch_alerting::store::open(url).await.context("opening the alerting store")?;
+    let id = PhysicianId::new(format!("{prefix}-dr"))?;
+    let physician = Physician {
+        id: id.clone(),
+        name: "Dr Load".into(),
+        email: EmailAddress::new(physician_email(prefix))?,
+        mobile: None,
+        time_zone: TimeZone::new("Europe/Paris")?,
+        quiet_hours: None,
+        channels: vitalwatch_alerting::ChannelPreferences {
+            low: vec![Channel::Email],
+            medium: vec![Channel::Email],
+            high: vec![Channel::Email],
+            critical: vec![Channel::Email],
+        },
+        hourly_cap: None,
+    };
+    store.upsert_physician(&physician).await?;
+    eprintln!("registering {n} care teams ...");
+    for i in 0..n {
+        let p = SimPatient::new(prefix, i, formats);
+        let team = CareTeam {
+            patient_id: vitalwatch_schemas::PatientId::new(p.id.clone())?,
+            responsible: id.clone(),
+            deputies: Vec::new(),
+            policy: policy.clone(),
+        };
+        store.set_care_team(&team).await?;
     }
     Ok(())
 }
