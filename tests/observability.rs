@@ -182,8 +182,12 @@ async fn every_role_serves_metrics_probes_and_traced_logs() {
     })
     .await;
     assert!(lag, "consumer lag not reported or not drained:\n{}", get(persist, "/metrics").await.1);
-    let (_, a) = get(alerting, "/metrics").await;
-    assert!(a.contains("vitalwatch_bus_commit_seconds") || a.contains("# TYPE"), "{a}");
+    let applied = wait_until(Duration::from_secs(30), || async {
+        let (_, a) = get(alerting, "/metrics").await;
+        sample(&a, "vitalwatch_alerting_events_total{outcome=\"applied\"}") == 1.0
+    })
+    .await;
+    assert!(applied, "alerting did not apply the alert event:\n{}", get(alerting, "/metrics").await.1);
 
     // The alert is traced back to the reading that caused it.
     let traced = wait_until(Duration::from_secs(30), || async {
@@ -194,6 +198,11 @@ async fn every_role_serves_metrics_probes_and_traced_logs() {
     })
     .await;
     assert!(traced, "rules log has no alert with trace id {trace}");
+    let alerting_log = std::fs::read_to_string(logs(tmp.path(), "alerting")).unwrap_or_default();
+    assert!(
+        alerting_log.lines().any(|l| l.contains("Alert event applied.") && l.contains(&trace)),
+        "alerting log has no event with trace id {trace}:\n{alerting_log}"
+    );
 
     // No patient or device identifier in any metric or info-level log line.
     for (r, a) in roles.iter().zip(&addrs) {

@@ -238,6 +238,18 @@ impl Notifier {
             }
         };
         let result = transport.send(message).await;
+        let outcome = match &result {
+            Ok(_) => "delivered",
+            Err(e) if e.is_transient() => "transient",
+            Err(_) => "permanent",
+        };
+        metrics::counter!(
+            "vitalwatch_alerting_notifications_total",
+            "channel" => n.channel.as_str(),
+            "transport" => transport.name(),
+            "outcome" => outcome
+        )
+        .increment(1);
         match &result {
             Ok(_) => {
                 tracing::debug!(key = %n.key, transport = transport.name(), attempt, "delivered")

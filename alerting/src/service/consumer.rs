@@ -46,6 +46,7 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
     let event = match AlertEvent::decode(m.payload.as_slice()) {
         Ok(e) => e,
         Err(e) => {
+            metrics::counter!("vitalwatch_undecodable_total", "role" => "alerting").increment(1);
             tracing::error!(message = "Undecodable alert event skipped.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
             return true;
         }
@@ -53,7 +54,17 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
     let mut delay = Duration::from_millis(100);
     loop {
         match handle_event(a, event.clone()).await {
-            Ok(_) => return true,
+            Ok(_) => {
+                metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "applied").increment(1);
+                // No patient data: the episode, the event and the reading's trace.
+                tracing::info!(
+                    message = "Alert event applied.",
+                    trace_id = %event.trace_id,
+                    episode_id = %event.episode_id,
+                    event_id = %event.event_id
+                );
+                return true;
+            }
             Err(EventError::Store(e)) if e.is_transient() || matches!(e, StoreError::Permanent(_)) => {
                 // Never drop an alert because the database is away: retry
                 // (the consumer lag shows the stall).
@@ -68,6 +79,7 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
             Err(e) => {
+                metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "rejected").increment(1);
                 tracing::error!(message = "Alert event rejected.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
                 return true;
             }
@@ -91,6 +103,8 @@ pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &Cancellat
         if done.is_empty() {
             continue;
         }
+        metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "alerting").record(done.len() as f64);
+        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "alerting").increment(done.len() as u64);
         if let Err(e) = consumer.commit(&positions(&done)).await {
             // The transitions are stored: a failed commit only means redelivery.
             tracing::warn!(message = "Offset commit failed.", error = %e);

@@ -105,6 +105,13 @@ pub fn apply(
         }
         (Some(mut state), Action::Ack { by, via, .. }) => {
             if let Some(record) = state.acknowledge(by.clone(), *via, now)? {
+                let delay = (now - state.opened_at).num_milliseconds().max(0) as f64 / 1000.0;
+                let via_label = match via {
+                    crate::episode::AckVia::Link => "link",
+                    crate::episode::AckVia::SmsReply => "sms_reply",
+                    crate::episode::AckVia::WebApp => "web_app",
+                };
+                metrics::histogram!("vitalwatch_alerting_ack_delay_seconds", "via" => via_label).record(delay);
                 out.audit.push(record);
                 out.ack = state.acks.last().cloned();
             }
@@ -121,6 +128,14 @@ pub fn apply(
             let p = plan(PlanInput { episode: &state, team, directory: &ctx.directory, load: &ctx.load, caps, now });
             state.record_plan(&p);
             out.audit.extend(p.audit);
+            for n in &p.notifications {
+                let kind = match n.step {
+                    crate::notification::Step::Page { index, .. } if index > 0 => "escalation",
+                    crate::notification::Step::Reminder { .. } => "reminder",
+                    _ => continue,
+                };
+                metrics::counter!("vitalwatch_alerting_escalations_total", "kind" => kind).increment(1);
+            }
             out.outbox = p.notifications;
             out.digest = p.digest;
             out.next_wakeup = p.next_wakeup;

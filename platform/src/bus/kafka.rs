@@ -191,8 +191,11 @@ impl Drop for KafkaConsumer {
     }
 }
 
+/// A partition, its group's committed offset and its high watermark.
+type PartitionProgress = ((String, i32), i64, i64);
+
 /// The group's committed offset and the high watermark of every partition of `topics`.
-fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<((String, i32), i64, i64)>> {
+fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<PartitionProgress>> {
     let timeout = Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
     let mut parts = Vec::new();
