@@ -463,3 +463,67 @@ async fn two_rules_workers_share_the_patients_with_exact_alerts() {
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));
 }
+
+/// A physician closes an open episode (CLI, same service layer as the API):
+/// the rules worker that owns the patient publishes the RESOLVED event, marks
+/// the close applied, and keeps the rule quiet while the condition persists at
+/// the same severity; a restarted worker (state rebuilt from the store) stays
+/// quiet too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn physician_close_resolves_the_episode_and_quiets_the_rule() {
+    let Some(ctx) = setup("rulesclose", &["cl-1"]).await else {
+        return;
+    };
+    run_cli(&["rules-config", "set", "cl-1", "--program", "diabetes"], &ctx.env);
+    run_cli(&["physician", "add", "dr-cl", "--name", "Dr Close", "--email", "dr.cl@example.org"], &ctx.env);
+    let _ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
+    let _persist = Proc::spawn("persist", &["persist"], &ctx.env);
+    let mut rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    ctx.wait_live().await;
+    let alerts = ctx.alerts_consumer();
+    let now = Utc::now();
+    ctx.manual("cl-1", glucose(now - TimeDelta::minutes(30), 120.0)).await;
+    ctx.manual("cl-1", glucose(now - TimeDelta::minutes(20), 52.0)).await;
+    let opened = collect(&alerts, Duration::from_secs(60), Duration::from_secs(1), |e| !e.is_empty()).await;
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].kind(), AlertEventKind::Opened);
+    let episode = opened[0].episode_id.clone();
+
+    run_cli(&["alert", "close", &episode, "--by", "dr-cl"], &ctx.env);
+    let closed = collect(&alerts, Duration::from_secs(30), Duration::from_secs(2), |e| !e.is_empty()).await;
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].kind(), AlertEventKind::Resolved);
+    assert_eq!(closed[0].episode_id, episode);
+    assert!(closed[0].summary.contains("closed by the physician"), "{}", closed[0].summary);
+    let status = |db: String, ep: String| async move {
+        let (c, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        let s: String = c.query_one("SELECT status FROM alerts WHERE episode_id = $1", &[&ep]).await.unwrap().get(0);
+        let applied: bool = c
+            .query_one("SELECT applied_at IS NOT NULL FROM episode_closes WHERE episode_id = $1", &[&ep])
+            .await
+            .unwrap()
+            .get(0);
+        (s, applied)
+    };
+    let marked = wait_until(Duration::from_secs(10), || async {
+        status(ctx.db.clone(), episode.clone()).await == ("closed".to_owned(), true)
+    })
+    .await;
+    assert!(marked, "{:?}", status(ctx.db.clone(), episode.clone()).await);
+
+    // Still low at the same severity: quiet. Then a restart rebuilds the state
+    // from the store and must stay quiet as well.
+    ctx.manual("cl-1", glucose(now - TimeDelta::minutes(10), 53.0)).await;
+    let quiet = collect(&alerts, Duration::from_secs(6), Duration::ZERO, |_| false).await;
+    assert!(quiet.is_empty(), "closed episode re-alerted: {quiet:?}");
+    rules.terminate(Duration::from_secs(30));
+    let _rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    ctx.manual("cl-1", glucose(now - TimeDelta::minutes(5), 54.0)).await;
+    let after = collect(&alerts, Duration::from_secs(20), Duration::ZERO, |_| false).await;
+    assert!(
+        after.iter().all(|e| e.episode_id == episode && e.kind() != AlertEventKind::Opened),
+        "restart re-opened or re-alerted: {after:?}"
+    );
+    assert_eq!(ctx.count_events().await, 2, "OPENED and RESOLVED only");
+}

@@ -59,10 +59,10 @@ use prost::Message as _;
 use vitalwatch_platform::bus::{Consumer, Producer, next_batch, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
-use vitalwatch_platform::store::{Store, StoreError};
+use vitalwatch_platform::store::{EpisodeClose, Store, StoreError};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, proto};
 
-use crate::{AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules};
+use crate::{AlertEvent, Engine, EngineSettings, EpisodeStatus, ObservationOutcome, PatientRules};
 
 /// What the worker needs besides its backends.
 #[derive(Debug, Clone)]
@@ -210,6 +210,9 @@ struct Worker<'a> {
     /// `updated_at` of the rules applied per patient.
     rules_seen: HashMap<String, DateTime<Utc>>,
     poll_mark: DateTime<Utc>,
+    /// Physician closes applied to the engine, to mark applied once their
+    /// RESOLVED events are published and stored.
+    closes_applied: Vec<String>,
 }
 
 /// Runs until `shutdown` fires. The batch in flight when it fires is finished
@@ -238,6 +241,7 @@ pub async fn run(
         loaded: HashSet::new(),
         rules_seen: HashMap::new(),
         poll_mark: Utc::now() - POLL_MARGIN,
+        closes_applied: Vec::new(),
     };
     let wait = Duration::from_millis(s.batch_wait_ms);
     let poll_every = Duration::from_secs(s.config_poll_secs);
@@ -281,6 +285,7 @@ pub async fn run(
         if Instant::now() >= next_poll {
             next_poll = Instant::now() + poll_every;
             w.poll_rules(&mut events).await;
+            w.poll_closes(&mut events).await;
         }
         if clock.due(Instant::now()) {
             let now = clock.take(Instant::now(), Utc::now());
@@ -296,6 +301,7 @@ pub async fn run(
             stats.events_stored.fetch_add(new, Ordering::Relaxed);
             tracing::info!(message = "Alert events published.", events = events.len(), new);
         }
+        w.mark_closes().await;
         if batch.is_empty() {
             continue;
         }
@@ -458,13 +464,104 @@ impl Worker<'_> {
             open_episodes = report.open_episodes,
             republished = report.recent_events.len()
         );
+        let republished_from = events.len();
         events.extend(report.recent_events);
+        // Physician closes survive a rebuild: re-apply those whose episode is
+        // open again in the replayed state (published already if applied),
+        // and do not re-publish the events of closed episodes.
+        let store = self.store.clone();
+        let Some(closes) = retry!(
+            self.stats,
+            self.shutdown,
+            "Loading a patient's episode closes failed; retrying.",
+            store.episode_closes(patient).await
+        ) else {
+            return false;
+        };
+        if !closes.is_empty() {
+            let closed: HashSet<&str> = closes.iter().map(|c| c.episode_id.as_str()).collect();
+            let mut i = republished_from;
+            while i < events.len() {
+                if closed.contains(events[i].episode_id.as_str()) {
+                    events.remove(i);
+                } else {
+                    i += 1;
+                }
+            }
+        }
+        for c in &closes {
+            self.apply_close(patient, c, now, events);
+        }
         self.loaded.insert(patient.clone());
         self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
         true
     }
 
     /// Applies rules changed since the last poll to loaded patients.
+    /// Applies a physician's close to the engine: the episode's RESOLVED event
+    /// (unless already published) and the rule quiet until its condition
+    /// clears or gets more severe. A close of an episode that is no longer
+    /// open (resolved meanwhile) only needs marking.
+    fn apply_close(&mut self, patient: &PatientId, c: &EpisodeClose, now: DateTime<Utc>, events: &mut Vec<AlertEvent>) {
+        let open = self
+            .engine
+            .open_episodes(patient)
+            .iter()
+            .any(|e| e.episode_id == c.episode_id && e.status == EpisodeStatus::Open);
+        if open {
+            match self.engine.close_episode(patient, &c.rule_id, now) {
+                Ok(ev) if !c.applied => {
+                    tracing::info!(
+                        message = "Episode closed by a physician.",
+                        episode_id = %c.episode_id,
+                        rule_id = %c.rule_id
+                    );
+                    events.push(ev);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(message = "Physician close not applied.", episode_id = %c.episode_id, error = %e)
+                }
+            }
+        }
+        if !c.applied {
+            self.closes_applied.push(c.episode_id.clone());
+        }
+    }
+
+    /// Marks applied closes (after their events were published and stored).
+    /// On failure they stay pending and are applied again (idempotent).
+    async fn mark_closes(&mut self) {
+        if self.closes_applied.is_empty() {
+            return;
+        }
+        match self.store.mark_episode_closes_applied(&self.closes_applied).await {
+            Ok(()) => self.closes_applied.clear(),
+            Err(e) => tracing::warn!(message = "Marking physician closes failed; will retry.", error = %e),
+        }
+    }
+
+    /// Physician closes for patients owned here (others are applied by their
+    /// owner, or when the patient is loaded).
+    async fn poll_closes(&mut self, events: &mut Vec<AlertEvent>) {
+        let pending = match self.store.pending_episode_closes().await {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::warn!(message = "Polling physician closes failed; will retry.", error = %e);
+                return;
+            }
+        };
+        let now = Utc::now();
+        for c in pending {
+            let Ok(patient) = PatientId::new(c.patient_id.clone()) else {
+                continue;
+            };
+            if self.loaded.contains(&patient) && !self.closes_applied.contains(&c.episode_id) {
+                self.apply_close(&patient, &c, now, events);
+            }
+        }
+    }
+
     async fn poll_rules(&mut self, events: &mut Vec<AlertEvent>) {
         let rows = match self.store.patient_rules_changed_since(self.poll_mark - POLL_MARGIN).await {
             Ok(r) => r,

@@ -65,6 +65,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0020_admin.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 21,
+        name: "episode_closes",
+        sql: include_str!("../migrations/postgres/0021_episode_closes.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -97,6 +103,12 @@ pub const SQLITE: &[Migration] = &[
         version: 20,
         name: "admin",
         sql: include_str!("../migrations/sqlite/0020_admin.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 21,
+        name: "episode_closes",
+        sql: include_str!("../migrations/sqlite/0021_episode_closes.sql"),
         timescale_only: false,
     },
 ];

@@ -343,8 +343,17 @@ impl AdminStore for PgAdminStore {
 
     async fn close_alert(&self, episode: &str) -> Result<bool, StoreError> {
         with_client!(self, c => {
+            // Closed in `alerts` and, in the same statement, a close request
+            // for the rules worker that owns the patient (episode_closes).
             let n = c
-                .execute("UPDATE alerts SET status = 'closed' WHERE episode_id = $1 AND status = 'open'", &[&episode])
+                .execute(
+                    "WITH up AS (UPDATE alerts SET status = 'closed' WHERE episode_id = $1 AND status = 'open' \
+                     RETURNING episode_id, patient_id, rule_id) \
+                     INSERT INTO episode_closes (episode_id, patient_id, rule_id, requested_at) \
+                     SELECT episode_id, patient_id, rule_id, now() FROM up \
+                     ON CONFLICT (episode_id) DO UPDATE SET requested_at = now(), applied_at = NULL",
+                    &[&episode],
+                )
                 .await
                 .map_err(classify)?;
             Ok(n > 0)

@@ -373,9 +373,22 @@ impl AdminStore for SqliteAdminStore {
     async fn close_alert(&self, episode: &str) -> Result<bool, StoreError> {
         let episode = episode.to_owned();
         self.run(move |c| {
-            let n = c
-                .execute("UPDATE alerts SET status = 'closed' WHERE episode_id = ?1 AND status = 'open'", [episode])
+            // Closed in `alerts` and a close request for the rules worker, in one transaction.
+            let tx = c.transaction().map_err(err)?;
+            let n = tx
+                .execute("UPDATE alerts SET status = 'closed' WHERE episode_id = ?1 AND status = 'open'", [&episode])
                 .map_err(err)?;
+            if n > 0 {
+                let now = chrono::Utc::now().timestamp_micros();
+                tx.execute(
+                    "INSERT INTO episode_closes (episode_id, patient_id, rule_id, requested_at) \
+                     SELECT episode_id, patient_id, rule_id, ?2 FROM alerts WHERE episode_id = ?1 \
+                     ON CONFLICT (episode_id) DO UPDATE SET requested_at = excluded.requested_at, applied_at = NULL",
+                    rusqlite::params![episode, now],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
             Ok(n > 0)
         })
         .await

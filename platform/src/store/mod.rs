@@ -62,6 +62,19 @@ pub struct StoredPatientRules {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A physician's close of an alert episode (`episode_closes`), for the rules worker.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpisodeClose {
+    /// The episode.
+    pub episode_id: String,
+    /// Its patient.
+    pub patient_id: String,
+    /// Its rule.
+    pub rule_id: String,
+    /// Whether a rules worker already applied it (published its RESOLVED event).
+    pub applied: bool,
+}
+
 /// An alert episode as stored (`alerts`), for tools and tests.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StoredAlert {
@@ -197,6 +210,12 @@ pub trait Store: Send + Sync {
     async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError>;
     /// Rules changed at or after `since`, oldest change first.
     async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError>;
+    /// Physician closes no rules worker has applied yet.
+    async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError>;
+    /// Every physician close of a patient's episodes (to re-apply after a rebuild).
+    async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError>;
+    /// Marks closes as applied by the rules engine.
+    async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError>;
     /// In one transaction: inserts every event into `alert_events` (an event
     /// already there is skipped) and, for each new one, upserts its episode in
     /// `alerts`. Returns how many events were new. Safe to call again with

@@ -11,8 +11,8 @@ use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
-    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status,
-    event_kind_name, evidence_json, severity_name,
+    EpisodeClose, MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules,
+    episode_status, event_kind_name, evidence_json, severity_name,
 };
 
 /// Advisory lock key that serializes concurrent `migrate` runs.
@@ -394,6 +394,49 @@ impl Store for PgStore {
             .collect())
     }
 
+    async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError> {
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+                     WHERE applied_at IS NULL ORDER BY requested_at LIMIT 1000",
+                    &[],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(close_row).collect())
+    }
+
+    async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError> {
+        let rows = self
+            .with(async |c| {
+                c.query(
+                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+                     WHERE patient_id = $1",
+                    &[&patient.as_str()],
+                )
+                .await
+            })
+            .await?;
+        Ok(rows.iter().map(close_row).collect())
+    }
+
+    async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError> {
+        if episode_ids.is_empty() {
+            return Ok(());
+        }
+        self.with(async |c| {
+            c.execute(
+                "UPDATE episode_closes SET applied_at = now() WHERE episode_id = ANY($1) AND applied_at IS NULL",
+                &[&episode_ids],
+            )
+            .await
+            .map(|_| ())
+        })
+        .await
+    }
+
     async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(0);
@@ -538,4 +581,8 @@ async fn migrate_locked(c: &mut Client) -> Result<MigrationReport, tokio_postgre
         report.applied.push(m.version);
     }
     Ok(report)
+}
+
+fn close_row(r: &tokio_postgres::Row) -> EpisodeClose {
+    EpisodeClose { episode_id: r.get(0), patient_id: r.get(1), rule_id: r.get(2), applied: r.get(3) }
 }

@@ -11,8 +11,8 @@ use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
-    MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules, episode_status,
-    event_kind_name, evidence_json, severity_name,
+    EpisodeClose, MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules,
+    episode_status, event_kind_name, evidence_json, severity_name,
 };
 
 /// The SQLite store.
@@ -429,6 +429,52 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError> {
+        self.run(|c| {
+            let mut st = c
+                .prepare(
+                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+                     WHERE applied_at IS NULL ORDER BY requested_at LIMIT 1000",
+                )
+                .map_err(err)?;
+            let rows = st.query_map([], close_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError> {
+        let p = patient.as_str().to_owned();
+        self.run(move |c| {
+            let mut st = c
+                .prepare(
+                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+                     WHERE patient_id = ?1",
+                )
+                .map_err(err)?;
+            let rows = st.query_map([p], close_row).map_err(err)?;
+            rows.collect::<Result<Vec<_>, _>>().map_err(err)
+        })
+        .await
+    }
+
+    async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError> {
+        let ids = episode_ids.to_vec();
+        let now = micros(Utc::now());
+        self.run(move |c| {
+            let tx = c.transaction().map_err(err)?;
+            for id in &ids {
+                tx.execute(
+                    "UPDATE episode_closes SET applied_at = ?1 WHERE episode_id = ?2 AND applied_at IS NULL",
+                    rusqlite::params![now, id],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)
+        })
+        .await
+    }
+
     async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
         if events.is_empty() {
             return Ok(0);
@@ -584,4 +630,8 @@ mod tests {
         assert!(snap.patient_for(&d, from_micros(35)).is_err());
         assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
     }
+}
+
+fn close_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpisodeClose> {
+    Ok(EpisodeClose { episode_id: r.get(0)?, patient_id: r.get(1)?, rule_id: r.get(2)?, applied: r.get(3)? })
 }
