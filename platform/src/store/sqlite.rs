@@ -580,6 +580,10 @@ impl Store for SqliteStore {
     }
 }
 
+fn close_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpisodeClose> {
+    Ok(EpisodeClose { episode_id: r.get(0)?, patient_id: r.get(1)?, rule_id: r.get(2)?, applied: r.get(3)? })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -630,8 +634,4 @@ mod tests {
         assert!(snap.patient_for(&d, from_micros(35)).is_err());
         assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
     }
-}
-
-fn close_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpisodeClose> {
-    Ok(EpisodeClose { episode_id: r.get(0)?, patient_id: r.get(1)?, rule_id: r.get(2)?, applied: r.get(3)? })
 }
