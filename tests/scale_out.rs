@@ -47,7 +47,7 @@ fn role_env(base: &[(String, String)], role: &str, member: &str, dir: &Path) -> 
             env.push(("VITALWATCH_MQTT__CLIENT_ID".into(), format!("ingest-{member}-{}", unique("c"))));
         }
         "alerting" => {
-            env.push(("VITALWATCH_ALERTING__HTTP_ADDR".into(), format!("127.0.0.1:{}", free_port())));
+            env.push(("VITALWATCH_ALERTING__HTTP_ADDR".into(), "127.0.0.1:0".into()));
             env.push(("VITALWATCH_ALERTING__FILE_DIR".into(), path_str(&dir.join(format!("alerts-{member}")))));
         }
         _ => {}
