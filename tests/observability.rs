@@ -17,48 +17,6 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use vitalwatch_platform::store;
 use vitalwatch_schemas::{DeviceId, PatientId};
 
-/// The ops address a role logged at startup (`ops.listen` = 127.0.0.1:0).
-async fn ops_addr(log: &Path) -> String {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
-            (v["message"] == "Ops endpoints listening.").then(|| v["addr"].as_str().unwrap_or_default().to_owned())
-        });
-        let done = found.is_some();
-        async move { done }
-    })
-    .await;
-    assert!(ok, "no ops address in {}:\n{}", log.display(), std::fs::read_to_string(log).unwrap_or_default());
-    found.unwrap()
-}
-
-/// A plain HTTP/1.1 GET: (status, body).
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
-}
-
-/// The value of a sample `name{labels}` (or `name` without labels) in a scrape; 0 if absent.
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| l.strip_prefix(series).and_then(|rest| rest.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
 async fn wait_ready(addr: &str) {
     let ready = wait_until(Duration::from_secs(60), || async { get(addr, "/readyz").await.0 == 200 }).await;
     assert!(ready, "{addr} never became ready: {:?}", get(addr, "/readyz").await);

@@ -64,43 +64,6 @@ async fn start(role: &str, member: &str, env: &[(String, String)], dir: &Path) -
     Role { proc, log, ops }
 }
 
-async fn ops_addr(log: &Path) -> String {
-    let mut found = None;
-    let ok = wait_until(Duration::from_secs(60), || {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        found = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find_map(|v| {
-            (v["message"] == "Ops endpoints listening.").then(|| v["addr"].as_str().unwrap_or_default().to_owned())
-        });
-        let done = found.is_some();
-        async move { done }
-    })
-    .await;
-    assert!(ok, "no ops address in {}:\n{}", log.display(), std::fs::read_to_string(log).unwrap_or_default());
-    found.unwrap()
-}
-
-async fn get(addr: &str, path: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let Ok(mut s) = tokio::net::TcpStream::connect(addr).await else {
-        return (0, String::new());
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return (0, String::new());
-    }
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
-}
-
-fn sample(scrape: &str, series: &str) -> f64 {
-    scrape
-        .lines()
-        .find_map(|l| l.strip_prefix(series).and_then(|r| r.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-        .unwrap_or(0.0)
-}
-
 /// What a role's process has done so far, from its metrics.
 async fn work(r: &Role, role: &str) -> f64 {
     let (_, m) = get(&r.ops, "/metrics").await;

@@ -1,11 +1,10 @@
 //! The SQLite driver of [`AdminStore`], for the embedded mode. Times are unix
 //! microseconds; patient scopes are passed as a JSON array (`json_each`).
 
-use std::sync::{Arc, Mutex};
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, Row, params};
+use vitalwatch_platform::store::sqlite::SharedConnection;
 use vitalwatch_platform::store::sqlite::{err, open_connection};
 
 use super::{
@@ -16,7 +15,7 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 /// A SQLite-backed admin store.
 #[derive(Clone)]
 pub struct SqliteAdminStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl std::fmt::Debug for SqliteAdminStore {
@@ -76,20 +75,14 @@ fn patient(r: &Row<'_>) -> rusqlite::Result<PatientView> {
 impl SqliteAdminStore {
     /// Opens (creating if needed) the database file; `:memory:` for tests.
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        Ok(Self { conn: Arc::new(Mutex::new(open_connection(path)?)) })
+        Ok(Self { conn: SharedConnection::new(open_connection(path)?) })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Transient(format!("database task: {e}")))?
+        self.conn.call(f).await.map_err(|e| StoreError::Transient(format!("database task: {e}")))?
     }
 }
 

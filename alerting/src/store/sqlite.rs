@@ -3,11 +3,11 @@
 //! as on PostgreSQL (a single writer makes `SKIP LOCKED` unnecessary).
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+use vitalwatch_platform::store::sqlite::SharedConnection;
 use vitalwatch_schemas::PatientId;
 
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
@@ -25,7 +25,7 @@ use crate::team::{CareTeam, Directory, Physician, PhysicianId};
 /// A SQLite-backed alert store.
 #[derive(Clone)]
 pub struct SqliteAlertStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 impl std::fmt::Debug for SqliteAlertStore {
@@ -49,26 +49,19 @@ fn from_us(v: i64) -> DateTime<Utc> {
 impl SqliteAlertStore {
     /// Opens (creating if needed) the database file; `:memory:` for tests.
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        let conn = vitalwatch_platform::store::sqlite::open_connection(path)?;
-        Ok(Self { conn: Arc::new(Mutex::new(conn)) })
+        Ok(Self { conn: SharedConnection::new(vitalwatch_platform::store::sqlite::open_connection(path)?) })
     }
 
     /// Wraps an open connection (whose schema is migrated).
     pub fn from_connection(conn: Connection) -> Self {
-        Self { conn: Arc::new(Mutex::new(conn)) }
+        Self { conn: SharedConnection::new(conn) }
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut c)
-        })
-        .await
-        .map_err(|e| StoreError::Transient(format!("database task: {e}")))?
+        self.conn.call(f).await.map_err(|e| StoreError::Transient(format!("database task: {e}")))?
     }
 }
 

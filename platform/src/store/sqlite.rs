@@ -18,7 +18,7 @@ use super::{
 /// The SQLite store.
 #[derive(Clone)]
 pub struct SqliteStore {
-    conn: Arc<Mutex<Connection>>,
+    conn: SharedConnection,
 }
 
 /// Classifies a SQLite error: busy and locked are transient.
@@ -30,6 +30,33 @@ pub fn err(e: rusqlite::Error) -> StoreError {
             StoreError::Transient(e.to_string())
         }
         _ => StoreError::Permanent(e.to_string()),
+    }
+}
+
+/// One SQLite connection shared by async code: each call runs on the
+/// blocking pool, one at a time (SQLite serializes writers anyway).
+#[derive(Clone)]
+pub struct SharedConnection(Arc<Mutex<Connection>>);
+
+impl SharedConnection {
+    /// Wraps an open connection.
+    pub fn new(conn: Connection) -> Self {
+        SharedConnection(Arc::new(Mutex::new(conn)))
+    }
+
+    /// Runs `f` on the connection. The outer error: the blocking task failed
+    /// (panicked or was cancelled), with its reason.
+    pub async fn call<T: Send + 'static, E: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<Result<T, E>, String> {
+        let conn = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|e| e.into_inner());
+            f(&mut c)
+        })
+        .await
+        .map_err(|e| e.to_string())
     }
 }
 
@@ -59,21 +86,14 @@ fn from_micros(us: i64) -> DateTime<Utc> {
 impl SqliteStore {
     /// Opens (creating if needed) the database file; `:memory:` for tests.
     pub fn open(path: &str) -> Result<Self, StoreError> {
-        let conn = open_connection(path)?;
-        Ok(SqliteStore { conn: Arc::new(Mutex::new(conn)) })
+        Ok(SqliteStore { conn: SharedConnection::new(open_connection(path)?) })
     }
 
     async fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let conn = self.conn.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut g = conn.lock().unwrap_or_else(|e| e.into_inner());
-            f(&mut g)
-        })
-        .await
-        .map_err(|e| StoreError::Permanent(format!("database task failed: {e}")))?
+        self.conn.call(f).await.map_err(|e| StoreError::Permanent(format!("database task failed: {e}")))?
     }
 }
 
