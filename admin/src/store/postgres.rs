@@ -2,9 +2,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::MutexGuard;
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{Client, NoTls, Row};
+use tokio_postgres::{Client, Row};
+use vitalwatch_platform::store::postgres::PgConnection;
 use vitalwatch_platform::store::postgres::classify;
 
 use super::{
@@ -14,8 +15,7 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 
 /// A PostgreSQL-backed admin store.
 pub struct PgAdminStore {
-    url: String,
-    conn: Mutex<Option<Client>>,
+    conn: PgConnection,
 }
 
 impl std::fmt::Debug for PgAdminStore {
@@ -27,28 +27,13 @@ impl std::fmt::Debug for PgAdminStore {
 impl PgAdminStore {
     /// Connects (and checks the connection).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAdminStore { url: url.to_owned(), conn: Mutex::new(None) };
+        let s = PgAdminStore { conn: PgConnection::new(url) };
         drop(s.client().await?);
         Ok(s)
     }
 
     async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let mut g = self.conn.lock().await;
-        if g.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
-                StoreError::Transient(format!(
-                    "connecting to {}: {e}",
-                    vitalwatch_platform::config::redact_url(&self.url)
-                ))
-            })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
-                }
-            });
-            *g = Some(client);
-        }
-        Ok(g)
+        self.conn.client().await
     }
 }
 

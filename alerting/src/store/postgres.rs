@@ -6,8 +6,9 @@ use std::collections::{HashMap, HashSet};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
-use tokio::sync::{Mutex, MutexGuard};
-use tokio_postgres::{Client, NoTls, Transaction};
+use tokio::sync::MutexGuard;
+use tokio_postgres::{Client, Transaction};
+use vitalwatch_platform::store::postgres::PgConnection;
 use vitalwatch_schemas::PatientId;
 
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
@@ -24,8 +25,7 @@ use crate::team::{CareTeam, Directory, Physician, PhysicianId};
 
 /// A PostgreSQL-backed alert store on one connection (reconnects when lost).
 pub struct PgAlertStore {
-    url: String,
-    conn: Mutex<Option<Client>>,
+    conn: PgConnection,
 }
 
 impl std::fmt::Debug for PgAlertStore {
@@ -41,28 +41,13 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
 impl PgAlertStore {
     /// Connects (and checks the connection).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAlertStore { url: url.to_owned(), conn: Mutex::new(None) };
+        let s = PgAlertStore { conn: PgConnection::new(url) };
         drop(s.client().await?);
         Ok(s)
     }
 
     async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let mut g = self.conn.lock().await;
-        if g.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
-                StoreError::Transient(format!(
-                    "connecting to {}: {e}",
-                    vitalwatch_platform::config::redact_url(&self.url)
-                ))
-            })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
-                }
-            });
-            *g = Some(client);
-        }
-        Ok(g)
+        self.conn.client().await.map_err(StoreError::from)
     }
 }
 

@@ -26,9 +26,45 @@ const INSERT_SQL: &str = "INSERT INTO observations \
 
 /// The PostgreSQL store.
 pub struct PgStore {
-    url: String,
     chunk: usize,
+    conn: PgConnection,
+}
+
+/// One PostgreSQL connection, (re)connected on demand: after the server
+/// closed it, the next call connects again. Shared by the platform, alerting
+/// and admin stores.
+pub struct PgConnection {
+    url: String,
     conn: Mutex<Option<Client>>,
+}
+
+impl PgConnection {
+    /// Not connected yet (see [`PgConnection::client`]).
+    pub fn new(url: &str) -> Self {
+        PgConnection { url: url.to_owned(), conn: Mutex::new(None) }
+    }
+
+    /// The live client, connecting if there is none or it was closed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Transient`] when the server cannot be reached (the URL's
+    /// password is redacted in the message).
+    pub async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
+        let mut g = self.conn.lock().await;
+        if g.as_ref().is_none_or(Client::is_closed) {
+            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
+                StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
+            })?;
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
+                }
+            });
+            *g = Some(client);
+        }
+        Ok(g)
+    }
 }
 
 /// Classifies a PostgreSQL error: connection, serialization, resource and
@@ -54,25 +90,9 @@ pub fn classify(e: tokio_postgres::Error) -> StoreError {
 impl PgStore {
     /// Connects (and fails fast if the database is unreachable).
     pub async fn connect(url: &str, chunk: usize) -> Result<Self, StoreError> {
-        let s = PgStore { url: url.to_owned(), chunk: chunk.max(1), conn: Mutex::new(None) };
-        drop(s.client().await?);
+        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::new(url) };
+        drop(s.conn.client().await?);
         Ok(s)
-    }
-
-    async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let mut g = self.conn.lock().await;
-        if g.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
-                StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
-            })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
-                }
-            });
-            *g = Some(client);
-        }
-        Ok(g)
     }
 
     /// Runs `f` on the live client.
@@ -80,7 +100,7 @@ impl PgStore {
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut g = self.client().await?;
+        let mut g = self.conn.client().await?;
         let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into())) };
         f(c).await.map_err(classify)
     }
