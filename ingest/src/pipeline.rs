@@ -59,7 +59,14 @@ pub fn trace_id(topic: &str, payload: &[u8]) -> String {
     h.write(topic.as_bytes());
     h.write(&[0]);
     h.write(payload);
-    format!("{:016x}", h.finish64())
+    // Same text as `format!("{:016x}", ..)`, without the formatting machinery.
+    let v = h.finish64();
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(16);
+    for shift in (0..16).rev() {
+        s.push(HEX[((v >> (shift * 4)) & 0xf) as usize] as char);
+    }
+    s
 }
 
 /// Processes one message.
@@ -125,7 +132,11 @@ fn process_topic(
             return out;
         }
     };
-    out.msg_id = batch.msg_id.as_deref().map(|s| s.chars().take(128).collect());
+    // At most 128 characters (cut at a character boundary, no per-char copy).
+    out.msg_id = batch.msg_id.as_deref().map(|s| match s.char_indices().nth(128) {
+        Some((cut, _)) => s[..cut].to_owned(),
+        None => s.to_owned(),
+    });
     let ctx = Context { sender, received_at, limits, registry, trace_id: &out.trace_id };
     let mut observations = Vec::with_capacity(batch.readings.len() * 2);
     normalize(&batch, &ctx, &mut observations, &mut out.rejections);
@@ -237,6 +248,17 @@ mod tests {
         let p = run(topic, payload);
         assert!(p.observations.is_empty(), "{payload}: expected a rejection, got {:?}", p.observations);
         p.rejections.first().unwrap_or_else(|| panic!("{payload}: no rejection")).reason
+    }
+
+    #[test]
+    fn trace_id_is_the_hex_of_the_hash() {
+        for (topic, payload) in [("", &b""[..]), (DEV, b"{}"), ("a/b", &[0xff; 100][..])] {
+            let mut h = vitalwatch_schemas::domain::StableHasher::new();
+            h.write(topic.as_bytes());
+            h.write(&[0]);
+            h.write(payload);
+            assert_eq!(trace_id(topic, payload), format!("{:016x}", h.finish64()));
+        }
     }
 
     const DEV: &str = "vitalwatch/v1/devices/d1/readings/json";

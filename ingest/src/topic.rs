@@ -81,26 +81,27 @@ pub fn parse(topic: &str) -> Result<Topic, (Rejection, Option<String>)> {
         "devices" => {
             let device = DeviceId::new(id)
                 .map_err(|e| (Rejection::message(Reason::InvalidIdentifier, format!("device id: {e}")), None))?;
-            let reply = Some(vitalwatch_schemas::topics::device_rejected_topic(device.as_str()));
+            // The reply topic is only built on error (it costs an allocation).
+            let reply = |d: &DeviceId| Some(vitalwatch_schemas::topics::device_rejected_topic(d.as_str()));
             match rest {
                 [Some("readings"), Some(fmt), None] => match Format::parse(fmt) {
                     Some(format) => Ok(Topic::DeviceReadings { device, format }),
-                    None => Err((unsupported(fmt), reply)),
+                    None => Err((unsupported(fmt), reply(&device))),
                 },
                 [Some("status"), None, None] => Ok(Topic::DeviceStatus { device }),
-                _ => Err((Rejection::message(Reason::UnknownTopic, "unknown device topic"), reply)),
+                _ => Err((Rejection::message(Reason::UnknownTopic, "unknown device topic"), reply(&device))),
             }
         }
         "patients" => {
             let patient = PatientId::new(id)
                 .map_err(|e| (Rejection::message(Reason::InvalidIdentifier, format!("patient id: {e}")), None))?;
-            let reply = Some(vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()));
+            let reply = |p: &PatientId| Some(vitalwatch_schemas::topics::patient_rejected_topic(p.as_str()));
             match rest {
                 [Some("manual"), Some(fmt), None] => match Format::parse(fmt) {
                     Some(format) => Ok(Topic::Manual { patient, format }),
-                    None => Err((unsupported(fmt), reply)),
+                    None => Err((unsupported(fmt), reply(&patient))),
                 },
-                _ => Err((Rejection::message(Reason::UnknownTopic, "unknown patient topic"), reply)),
+                _ => Err((Rejection::message(Reason::UnknownTopic, "unknown patient topic"), reply(&patient))),
             }
         }
         _ => Err((Rejection::message(Reason::UnknownTopic, "not a vitalwatch/v1 topic"), None)),

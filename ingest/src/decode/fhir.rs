@@ -17,7 +17,7 @@ const LOINC: &str = "http://loinc.org";
 
 /// Decodes one Observation or a Bundle of them.
 pub fn decode(payload: &[u8]) -> Result<RawBatch<'static>, Rejection> {
-    let v: Value = serde_json::from_slice(payload).map_err(|e| malformed(Format::Fhir, e))?;
+    let v: Value = super::from_json(payload).map_err(|e| malformed(Format::Fhir, e))?;
     let mut batch = RawBatch::default();
     match v.get("resourceType").and_then(Value::as_str) {
         Some("Observation") => observation(&v, &mut batch, "")?,

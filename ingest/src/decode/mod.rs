@@ -69,6 +69,26 @@ pub fn decode(format: Format, payload: &[u8]) -> Result<RawBatch<'_>, Rejection>
     Ok(batch)
 }
 
+/// `serde_json::from_slice`, validating UTF-8 once for the whole payload
+/// instead of once per string. On valid UTF-8 both give the same result; an
+/// invalid payload goes through `from_slice`, so its error stays the same.
+pub(crate) fn from_json<'a, T: serde::Deserialize<'a>>(payload: &'a [u8]) -> serde_json::Result<T> {
+    match std::str::from_utf8(payload) {
+        Ok(s) => serde_json::from_str(s),
+        Err(_) => serde_json::from_slice(payload),
+    }
+}
+
+/// Deserializes an optional string, borrowing it from the payload when it has
+/// no escapes. (`#[serde(borrow)]` borrows a bare `Cow<str>`, but an
+/// `Option<Cow<str>>` would always be copied into a new `String`.)
+pub(crate) fn opt_cow_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(serde::Deserialize)]
+    struct Borrowed<'a>(#[serde(borrow)] Cow<'a, str>);
+    let v: Option<Borrowed<'a>> = serde::Deserialize::deserialize(d)?;
+    Ok(v.map(|b| b.0))
+}
+
 /// A malformed-payload rejection with a bounded message.
 pub(crate) fn malformed(format: Format, detail: impl std::fmt::Display) -> Rejection {
     let mut msg = format!("invalid {} payload: {detail}", format.as_str());

@@ -16,17 +16,17 @@ use crate::topic::Format;
 
 #[derive(Deserialize)]
 struct Record<'a> {
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_cow_str")]
     bn: Option<Cow<'a, str>>,
     #[serde(default)]
     bt: Option<f64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_cow_str")]
     bu: Option<Cow<'a, str>>,
     #[serde(default)]
     bv: Option<f64>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_cow_str")]
     n: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "super::opt_cow_str")]
     u: Option<Cow<'a, str>>,
     #[serde(default)]
     v: Option<f64>,
@@ -63,7 +63,7 @@ fn classify(name: &str) -> Part {
 
 /// Decodes a SenML pack.
 pub fn decode(payload: &[u8]) -> Result<RawBatch<'_>, Rejection> {
-    let records: Vec<Record<'_>> = serde_json::from_slice(payload).map_err(|e| malformed(Format::Senml, e))?;
+    let records: Vec<Record<'_>> = super::from_json(payload).map_err(|e| malformed(Format::Senml, e))?;
     let mut bn: Cow<'_, str> = Cow::Borrowed("");
     let mut bt = 0.0;
     let mut bu: Option<Cow<'_, str>> = None;
