@@ -58,6 +58,14 @@ impl SharedConnection {
         .await
         .map_err(|e| e.to_string())
     }
+
+    /// Runs `f` on the connection; a failed blocking task is a transient error.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        self.call(f).await.map_err(|e| StoreError::Transient(format!("database task failed: {e}")))?
+    }
 }
 
 /// Opens a connection to the embedded database file (creating its folder),
@@ -88,19 +96,12 @@ impl SqliteStore {
     pub fn open(path: &str) -> Result<Self, StoreError> {
         Ok(SqliteStore { conn: SharedConnection::new(open_connection(path)?) })
     }
-
-    async fn run<T: Send + 'static>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        self.conn.call(f).await.map_err(|e| StoreError::Permanent(format!("database task failed: {e}")))?
-    }
 }
 
 #[async_trait]
 impl Store for SqliteStore {
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        self.run(|c| {
+        self.conn.run(|c| {
             let tx = c.transaction().map_err(err)?;
             tx.execute_batch(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
@@ -131,222 +132,235 @@ impl Store for SqliteStore {
 
     async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
         let obs = obs.to_vec();
-        self.run(move |c| {
-            let tx = c.transaction().map_err(err)?;
-            let mut n = 0;
-            {
-                let mut st = tx
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(err)?;
+                let mut n = 0;
+                {
+                    let mut st = tx
                     .prepare_cached(
                         "INSERT OR IGNORE INTO observations (time, patient_id, code, value, unit, source, device_id, \
                          received_at, time_source, original_value, original_unit, msg_id, trace_id) \
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
                     )
                     .map_err(err)?;
-                for o in &obs {
-                    n += st
-                        .execute(params![
-                            micros(o.time),
-                            o.patient_id.as_str(),
-                            o.code.loinc(),
-                            o.value,
-                            o.code.ucum(),
-                            o.source.as_str(),
-                            o.device_id.as_ref().map(|d| d.as_str()),
-                            micros(o.received_at),
-                            o.time_source.as_str(),
-                            o.original_value,
-                            o.original_unit,
-                            o.msg_id,
-                            o.trace_id,
-                        ])
-                        .map_err(err)? as u64;
+                    for o in &obs {
+                        n += st
+                            .execute(params![
+                                micros(o.time),
+                                o.patient_id.as_str(),
+                                o.code.loinc(),
+                                o.value,
+                                o.code.ucum(),
+                                o.source.as_str(),
+                                o.device_id.as_ref().map(|d| d.as_str()),
+                                micros(o.received_at),
+                                o.time_source.as_str(),
+                                o.original_value,
+                                o.original_unit,
+                                o.msg_id,
+                                o.trace_id,
+                            ])
+                            .map_err(err)? as u64;
+                    }
                 }
-            }
-            tx.commit().map_err(err)?;
-            Ok(n)
-        })
-        .await
+                tx.commit().map_err(err)?;
+                Ok(n)
+            })
+            .await
     }
 
     async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
-        self.run(|c| {
-            let mut snap = RegistrySnapshot::default();
-            let mut st = c.prepare("SELECT patient_id FROM patients WHERE status = 'active'").map_err(err)?;
-            for p in st.query_map([], |r| r.get::<_, String>(0)).map_err(err)? {
-                snap.patients.insert(p.map_err(err)?);
-            }
-            let mut st = c.prepare("SELECT device_id, retired_at FROM devices").map_err(err)?;
-            let rows = st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))).map_err(err)?;
-            for row in rows {
-                let (d, retired) = row.map_err(err)?;
-                snap.devices.insert(d, DeviceEntry { retired_at: retired.map(from_micros), enrolments: Vec::new() });
-            }
-            let mut st =
-                c.prepare("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments").map_err(err)?;
-            let rows = st
-                .query_map([], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, i64>(2)?,
-                        r.get::<_, Option<i64>>(3)?,
-                    ))
-                })
-                .map_err(err)?;
-            for row in rows {
-                let (d, p, from, to) = row.map_err(err)?;
-                let Ok(patient_id) = PatientId::new(p) else { continue };
-                if let Some(e) = snap.devices.get_mut(&d) {
-                    e.enrolments.push(Enrolment {
-                        patient_id,
-                        valid_from: from_micros(from),
-                        valid_to: to.map(from_micros),
-                    });
+        self.conn
+            .run(|c| {
+                let mut snap = RegistrySnapshot::default();
+                let mut st = c.prepare("SELECT patient_id FROM patients WHERE status = 'active'").map_err(err)?;
+                for p in st.query_map([], |r| r.get::<_, String>(0)).map_err(err)? {
+                    snap.patients.insert(p.map_err(err)?);
                 }
-            }
-            Ok(snap)
-        })
-        .await
+                let mut st = c.prepare("SELECT device_id, retired_at FROM devices").map_err(err)?;
+                let rows =
+                    st.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))).map_err(err)?;
+                for row in rows {
+                    let (d, retired) = row.map_err(err)?;
+                    snap.devices
+                        .insert(d, DeviceEntry { retired_at: retired.map(from_micros), enrolments: Vec::new() });
+                }
+                let mut st =
+                    c.prepare("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments").map_err(err)?;
+                let rows = st
+                    .query_map([], |r| {
+                        Ok((
+                            r.get::<_, String>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, i64>(2)?,
+                            r.get::<_, Option<i64>>(3)?,
+                        ))
+                    })
+                    .map_err(err)?;
+                for row in rows {
+                    let (d, p, from, to) = row.map_err(err)?;
+                    let Ok(patient_id) = PatientId::new(p) else { continue };
+                    if let Some(e) = snap.devices.get_mut(&d) {
+                        e.enrolments.push(Enrolment {
+                            patient_id,
+                            valid_from: from_micros(from),
+                            valid_to: to.map(from_micros),
+                        });
+                    }
+                }
+                Ok(snap)
+            })
+            .await
     }
 
     async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError> {
         let p = patient.as_str().to_owned();
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO patients (patient_id, created_at) VALUES (?1, ?2)",
-                params![p, micros(Utc::now())],
-            )
-            .map(|n| n == 1)
-            .map_err(err)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO patients (patient_id, created_at) VALUES (?1, ?2)",
+                    params![p, micros(Utc::now())],
+                )
+                .map(|n| n == 1)
+                .map_err(err)
+            })
+            .await
     }
 
     async fn add_device(&self, device: &DeviceId, kind: &str) -> Result<bool, StoreError> {
         let (d, k) = (device.as_str().to_owned(), kind.to_owned());
-        self.run(move |c| {
-            c.execute(
-                "INSERT OR IGNORE INTO devices (device_id, kind, created_at) VALUES (?1, ?2, ?3)",
-                params![d, k, micros(Utc::now())],
-            )
-            .map(|n| n == 1)
-            .map_err(err)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "INSERT OR IGNORE INTO devices (device_id, kind, created_at) VALUES (?1, ?2, ?3)",
+                    params![d, k, micros(Utc::now())],
+                )
+                .map(|n| n == 1)
+                .map_err(err)
+            })
+            .await
     }
 
     async fn enrol(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {
         let (d, p, f) = (device.as_str().to_owned(), patient.as_str().to_owned(), micros(from));
-        self.run(move |c| {
-            let tx = c.transaction().map_err(err)?;
-            let retired: Option<Option<i64>> = tx
-                .query_row("SELECT retired_at FROM devices WHERE device_id = ?1", [&d], |r| r.get(0))
-                .optional()
-                .map_err(err)?;
-            match retired {
-                None => return Err(StoreError::Invalid("unknown device".into())),
-                Some(Some(_)) => return Err(StoreError::Invalid("the device is retired".into())),
-                Some(None) => {}
-            }
-            let known: Option<i64> = tx
-                .query_row("SELECT 1 FROM patients WHERE patient_id = ?1", [&p], |r| r.get(0))
-                .optional()
-                .map_err(err)?;
-            if known.is_none() {
-                return Err(StoreError::Invalid("unknown patient".into()));
-            }
-            tx.execute(
-                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                params![d, f],
-            )
-            .map_err(err)?;
-            let overlap: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM enrolments WHERE device_id = ?1 AND (valid_to IS NULL OR valid_to > ?2)",
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(err)?;
+                let retired: Option<Option<i64>> = tx
+                    .query_row("SELECT retired_at FROM devices WHERE device_id = ?1", [&d], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                match retired {
+                    None => return Err(StoreError::Invalid("unknown device".into())),
+                    Some(Some(_)) => return Err(StoreError::Invalid("the device is retired".into())),
+                    Some(None) => {}
+                }
+                let known: Option<i64> = tx
+                    .query_row("SELECT 1 FROM patients WHERE patient_id = ?1", [&p], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                if known.is_none() {
+                    return Err(StoreError::Invalid("unknown patient".into()));
+                }
+                tx.execute(
+                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
                     params![d, f],
-                    |r| r.get(0),
                 )
-                .optional()
                 .map_err(err)?;
-            if overlap.is_some() {
-                return Err(StoreError::Invalid("an enrolment of this device starts at or after that time".into()));
-            }
-            tx.execute(
-                "INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES (?1, ?2, ?3)",
-                params![d, p, f],
-            )
-            .map_err(err)?;
-            tx.commit().map_err(err)
-        })
-        .await
+                let overlap: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM enrolments WHERE device_id = ?1 AND (valid_to IS NULL OR valid_to > ?2)",
+                        params![d, f],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(err)?;
+                if overlap.is_some() {
+                    return Err(StoreError::Invalid("an enrolment of this device starts at or after that time".into()));
+                }
+                tx.execute(
+                    "INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES (?1, ?2, ?3)",
+                    params![d, p, f],
+                )
+                .map_err(err)?;
+                tx.commit().map_err(err)
+            })
+            .await
     }
 
     async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let (d, a) = (device.as_str().to_owned(), micros(at));
-        self.run(move |c| {
-            c.execute(
-                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                params![d, a],
-            )
-            .map(|_| ())
-            .map_err(err)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                    params![d, a],
+                )
+                .map(|_| ())
+                .map_err(err)
+            })
+            .await
     }
 
     async fn retire_device(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
         let (d, a) = (device.as_str().to_owned(), micros(at));
-        self.run(move |c| {
-            let tx = c.transaction().map_err(err)?;
-            let n = tx
-                .execute("UPDATE devices SET status = 'retired', retired_at = ?2 WHERE device_id = ?1", params![d, a])
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(err)?;
+                let n = tx
+                    .execute(
+                        "UPDATE devices SET status = 'retired', retired_at = ?2 WHERE device_id = ?1",
+                        params![d, a],
+                    )
+                    .map_err(err)?;
+                if n == 0 {
+                    return Err(StoreError::Invalid("unknown device".into()));
+                }
+                tx.execute(
+                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                    params![d, a],
+                )
                 .map_err(err)?;
-            if n == 0 {
-                return Err(StoreError::Invalid("unknown device".into()));
-            }
-            tx.execute(
-                "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                params![d, a],
-            )
-            .map_err(err)?;
-            tx.commit().map_err(err)
-        })
-        .await
+                tx.commit().map_err(err)
+            })
+            .await
     }
 
     async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError> {
         let p = patient.as_str().to_owned();
-        self.run(move |c| {
-            let mut st = c
-                .prepare(
-                    "SELECT time, patient_id, code, value, unit, source, device_id FROM observations \
+        self.conn
+            .run(move |c| {
+                let mut st = c
+                    .prepare(
+                        "SELECT time, patient_id, code, value, unit, source, device_id FROM observations \
                      WHERE patient_id = ?1 ORDER BY time, code LIMIT ?2",
-                )
-                .map_err(err)?;
-            let rows = st
-                .query_map(params![p, limit], |r| {
-                    Ok(StoredObservation {
-                        time: from_micros(r.get(0)?),
-                        patient_id: r.get(1)?,
-                        code: r.get(2)?,
-                        value: r.get(3)?,
-                        unit: r.get(4)?,
-                        source: r.get(5)?,
-                        device_id: r.get(6)?,
+                    )
+                    .map_err(err)?;
+                let rows = st
+                    .query_map(params![p, limit], |r| {
+                        Ok(StoredObservation {
+                            time: from_micros(r.get(0)?),
+                            patient_id: r.get(1)?,
+                            code: r.get(2)?,
+                            value: r.get(3)?,
+                            unit: r.get(4)?,
+                            source: r.get(5)?,
+                            device_id: r.get(6)?,
+                        })
                     })
-                })
-                .map_err(err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(err)
-        })
-        .await
+                    .map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            })
+            .await
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        self.run(|c| c.execute_batch("SELECT 1").map_err(err)).await
+        self.conn.run(|c| c.execute_batch("SELECT 1").map_err(err)).await
     }
 
     async fn count_observations(&self) -> Result<i64, StoreError> {
-        self.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
+        self.conn.run(|c| c.query_row("SELECT count(*) FROM observations", [], |r| r.get(0)).map_err(err)).await
     }
 
     async fn recent_observations(
@@ -355,7 +369,7 @@ impl Store for SqliteStore {
         since: DateTime<Utc>,
     ) -> Result<Vec<Observation>, StoreError> {
         let (p, since) = (patient.clone(), micros(since));
-        self.run(move |c| {
+        self.conn.run(move |c| {
             let mut st = c
                 .prepare(
                     "SELECT time, code, value, source, device_id, received_at, time_source, original_value, original_unit, \
@@ -409,33 +423,43 @@ impl Store for SqliteStore {
 
     async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
         let (p, r) = (patient.as_str().to_owned(), rules_json.to_owned());
-        self.run(move |c| {
-            c.execute(
-                "INSERT INTO patient_rules (patient_id, rules, updated_at) VALUES (?1, ?2, ?3) \
+        self.conn
+            .run(move |c| {
+                c.execute(
+                    "INSERT INTO patient_rules (patient_id, rules, updated_at) VALUES (?1, ?2, ?3) \
                  ON CONFLICT (patient_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
-                params![p, r, micros(Utc::now())],
-            )
-            .map(|_| ())
-            .map_err(err)
-        })
-        .await
+                    params![p, r, micros(Utc::now())],
+                )
+                .map(|_| ())
+                .map_err(err)
+            })
+            .await
     }
 
     async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {
         let p = patient.as_str().to_owned();
-        self.run(move |c| {
-            c.query_row("SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = ?1", [&p], |r| {
-                Ok(StoredPatientRules { patient_id: r.get(0)?, rules: r.get(1)?, updated_at: from_micros(r.get(2)?) })
+        self.conn
+            .run(move |c| {
+                c.query_row(
+                    "SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = ?1",
+                    [&p],
+                    |r| {
+                        Ok(StoredPatientRules {
+                            patient_id: r.get(0)?,
+                            rules: r.get(1)?,
+                            updated_at: from_micros(r.get(2)?),
+                        })
+                    },
+                )
+                .optional()
+                .map_err(err)
             })
-            .optional()
-            .map_err(err)
-        })
-        .await
+            .await
     }
 
     async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError> {
         let since = micros(since);
-        self.run(move |c| {
+        self.conn.run(move |c| {
             let mut st = c
                 .prepare("SELECT patient_id, rules, updated_at FROM patient_rules WHERE updated_at >= ?1 ORDER BY updated_at")
                 .map_err(err)?;
@@ -450,49 +474,52 @@ impl Store for SqliteStore {
     }
 
     async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError> {
-        self.run(|c| {
-            let mut st = c
-                .prepare(
-                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+        self.conn
+            .run(|c| {
+                let mut st = c
+                    .prepare(
+                        "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
                      WHERE applied_at IS NULL ORDER BY requested_at LIMIT 1000",
-                )
-                .map_err(err)?;
-            let rows = st.query_map([], close_row).map_err(err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(err)
-        })
-        .await
+                    )
+                    .map_err(err)?;
+                let rows = st.query_map([], close_row).map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            })
+            .await
     }
 
     async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError> {
         let p = patient.as_str().to_owned();
-        self.run(move |c| {
-            let mut st = c
-                .prepare(
-                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+        self.conn
+            .run(move |c| {
+                let mut st = c
+                    .prepare(
+                        "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
                      WHERE patient_id = ?1",
-                )
-                .map_err(err)?;
-            let rows = st.query_map([p], close_row).map_err(err)?;
-            rows.collect::<Result<Vec<_>, _>>().map_err(err)
-        })
-        .await
+                    )
+                    .map_err(err)?;
+                let rows = st.query_map([p], close_row).map_err(err)?;
+                rows.collect::<Result<Vec<_>, _>>().map_err(err)
+            })
+            .await
     }
 
     async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError> {
         let ids = episode_ids.to_vec();
         let now = micros(Utc::now());
-        self.run(move |c| {
-            let tx = c.transaction().map_err(err)?;
-            for id in &ids {
-                tx.execute(
-                    "UPDATE episode_closes SET applied_at = ?1 WHERE episode_id = ?2 AND applied_at IS NULL",
-                    rusqlite::params![now, id],
-                )
-                .map_err(err)?;
-            }
-            tx.commit().map_err(err)
-        })
-        .await
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(err)?;
+                for id in &ids {
+                    tx.execute(
+                        "UPDATE episode_closes SET applied_at = ?1 WHERE episode_id = ?2 AND applied_at IS NULL",
+                        rusqlite::params![now, id],
+                    )
+                    .map_err(err)?;
+                }
+                tx.commit().map_err(err)
+            })
+            .await
     }
 
     async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
@@ -500,7 +527,7 @@ impl Store for SqliteStore {
             return Ok(0);
         }
         let events = events.to_vec();
-        self.run(move |c| {
+        self.conn.run(move |c| {
             let tx = c.transaction().map_err(err)?;
             let mut new = 0;
             {
@@ -566,7 +593,7 @@ impl Store for SqliteStore {
 
     async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {
         let p = patient.map(|p| p.as_str().to_owned());
-        self.run(move |c| {
+        self.conn.run(move |c| {
             let mut st = c
                 .prepare(
                     "SELECT episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, last_event_at, \
