@@ -87,25 +87,49 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
     }
 }
 
-/// Consumes until `shutdown`.
+/// Applies one episode's events in order; false if shutdown interrupted.
+async fn apply_in_order(a: &Alerting, msgs: &[&Message], shutdown: &CancellationToken) -> bool {
+    for m in msgs {
+        if !handle_message(a, m, shutdown).await {
+            return false;
+        }
+    }
+    true
+}
+
+/// Episodes whose events are applied at the same time (events of one episode
+/// stay in order).
+const CONCURRENCY: usize = 4;
+
+/// Consumes until `shutdown`. A batch's events are grouped by episode: the
+/// groups are applied concurrently, each group in order. The batch is
+/// committed once every event is applied; if shutdown interrupts it, nothing
+/// is committed and the bus redelivers (applying an event twice is a no-op).
 pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    use futures::StreamExt as _;
     while !shutdown.is_cancelled() {
         let Some(batch) = next_batch(consumer, 100, Duration::from_millis(20), shutdown).await else {
             break;
         };
-        let mut done = Vec::with_capacity(batch.len());
-        for m in &batch {
-            if !handle_message(a, m, shutdown).await {
-                break;
-            }
-            done.push(m.clone());
-        }
-        if done.is_empty() {
+        if batch.is_empty() {
             continue;
         }
-        metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "alerting").record(done.len() as f64);
-        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "alerting").increment(done.len() as u64);
-        if let Err(e) = consumer.commit(&positions(&done)).await {
+        let mut groups: Vec<(String, Vec<&Message>)> = Vec::new();
+        for m in &batch {
+            let key = AlertEvent::decode(m.payload.as_slice()).map(|e| e.episode_id).unwrap_or_default();
+            match groups.iter_mut().find(|(k, _)| *k == key) {
+                Some((_, g)) => g.push(m),
+                None => groups.push((key, vec![m])),
+            }
+        }
+        let work: Vec<_> = groups.iter().map(|(_, msgs)| apply_in_order(a, msgs, shutdown)).collect();
+        let applied: Vec<bool> = futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
+        if applied.iter().any(|ok| !ok) {
+            break; // shutting down mid-batch: commit nothing, the bus redelivers
+        }
+        metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "alerting").record(batch.len() as f64);
+        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "alerting").increment(batch.len() as u64);
+        if let Err(e) = consumer.commit(&positions(&batch)).await {
             // The transitions are stored: a failed commit only means redelivery.
             tracing::warn!(message = "Offset commit failed.", error = %e);
         }

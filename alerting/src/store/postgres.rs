@@ -38,10 +38,15 @@ fn classify(e: tokio_postgres::Error) -> StoreError {
     vitalwatch_platform::store::postgres::classify(e).into()
 }
 
+/// Connections of one alerting process: the alert-event consumer applies
+/// events of different episodes concurrently and each dispatcher delivers
+/// several notifications at once; one connection serialized them all.
+const POOL: usize = 4;
+
 impl PgAlertStore {
     /// Connects (and checks the connection).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAlertStore { conn: PgConnection::new(url) };
+        let s = PgAlertStore { conn: PgConnection::pool(url, POOL) };
         drop(s.client().await?);
         Ok(s)
     }

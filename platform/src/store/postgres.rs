@@ -30,28 +30,47 @@ pub struct PgStore {
     conn: PgConnection,
 }
 
-/// One PostgreSQL connection, (re)connected on demand: after the server
-/// closed it, the next call connects again. Shared by the platform, alerting
-/// and admin stores.
+/// A few PostgreSQL connections, each (re)connected on demand: after the
+/// server closed one, the next call through it connects again. A caller gets
+/// the first idle connection, else waits its turn on one (round robin).
+/// Shared by the platform, alerting and admin stores; a transaction holds its
+/// connection until it ends.
 pub struct PgConnection {
     url: String,
-    conn: Mutex<Option<Client>>,
+    conns: Vec<Mutex<Option<Client>>>,
+    next: std::sync::atomic::AtomicUsize,
 }
 
 impl PgConnection {
-    /// Not connected yet (see [`PgConnection::client`]).
+    /// One connection, not connected yet (see [`PgConnection::client`]).
     pub fn new(url: &str) -> Self {
-        PgConnection { url: url.to_owned(), conn: Mutex::new(None) }
+        Self::pool(url, 1)
     }
 
-    /// The live client, connecting if there is none or it was closed.
+    /// Up to `size` connections (at least one), opened as they are needed.
+    pub fn pool(url: &str, size: usize) -> Self {
+        PgConnection {
+            url: url.to_owned(),
+            conns: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
+            next: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A live client, connecting if the chosen slot has none or it was closed.
     ///
     /// # Errors
     ///
     /// [`StoreError::Transient`] when the server cannot be reached (the URL's
     /// password is redacted in the message).
     pub async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let mut g = self.conn.lock().await;
+        let idle = self.conns.iter().find_map(|m| m.try_lock().ok());
+        let mut g = match idle {
+            Some(g) => g,
+            None => {
+                let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.conns.len();
+                self.conns[i].lock().await
+            }
+        };
         if g.as_ref().is_none_or(Client::is_closed) {
             let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
                 StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
