@@ -70,7 +70,7 @@ async fn work(r: &Role, role: &str) -> f64 {
     match role {
         "ingest" => sample(&m, "vitalwatch_ingest_messages_total"),
         "persist" => sample(&m, "vitalwatch_persist_rows_total"),
-        "rules" => sample(&m, "vitalwatch_rules_observations_total{outcome=\"evaluated\"}"),
+        "rules" => sample(&m, "vitalwatch_rules_evaluation_seconds_count"),
         _ => sample(&m, "vitalwatch_consumer_messages_total{role=\"alerting\"}"),
     }
 }
