@@ -93,20 +93,26 @@ impl AdminService {
 
     /// Ends a device's open enrolment at `at` (default now).
     pub async fn unenrol_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
-        self.allow(actor, Operation::ManageDevices)?;
-        let d = device_id(device)?;
-        let at = input.at.unwrap_or_else(Utc::now);
-        let snapshot = self.registry.registry().await?;
-        if !snapshot.devices.contains_key(d.as_str()) {
-            return Err(AdminError::NotFound(format!("unknown device {d}")));
-        }
-        let previous = enrolled_at(&snapshot, &d, at);
+        let (d, at, previous) = self.device_change(actor, device, input).await?;
         self.registry.unenrol(&d, at).await?;
         self.record(actor, "device.unenrol", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
     }
 
     /// Retires a device at `at` (default now): its readings are rejected from then on.
     pub async fn retire_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
+        let (d, at, previous) = self.device_change(actor, device, input).await?;
+        self.registry.retire_device(&d, at).await?;
+        self.record(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
+    }
+
+    /// Checks a change to a known device at `at` (default now); returns the
+    /// device, the time and the patient it was enrolled to then.
+    async fn device_change(
+        &self,
+        actor: &Actor,
+        device: &str,
+        input: &At,
+    ) -> Result<(DeviceId, DateTime<Utc>, Option<String>), AdminError> {
         self.allow(actor, Operation::ManageDevices)?;
         let d = device_id(device)?;
         let at = input.at.unwrap_or_else(Utc::now);
@@ -115,7 +121,6 @@ impl AdminService {
             return Err(AdminError::NotFound(format!("unknown device {d}")));
         }
         let previous = enrolled_at(&snapshot, &d, at);
-        self.registry.retire_device(&d, at).await?;
-        self.record(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
+        Ok((d, at, previous))
     }
 }

@@ -226,13 +226,19 @@ fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<Partition
 /// Sets `vitalwatch_kafka_consumer_lag` for the partitions assigned here
 /// (high watermark minus this member's position) and zeroes the ones that
 /// moved away (their new owner reports them). Returns what it reported.
-fn report_lag(c: &StreamConsumer, group: &str, before: Vec<(String, i32)>) -> Vec<(String, i32)> {
-    let timeout = Duration::from_secs(2);
+/// The high watermarks come from [`group_progress`] (no second round trip).
+fn report_lag(
+    c: &StreamConsumer,
+    group: &str,
+    progress: &[PartitionProgress],
+    before: Vec<(String, i32)>,
+) -> Vec<(String, i32)> {
     let mut now = Vec::new();
     if let Ok(pos) = c.position() {
         for e in pos.elements() {
             let Offset::Offset(at) = e.offset() else { continue };
-            let Ok((_, high)) = c.fetch_watermarks(e.topic(), e.partition(), timeout) else { continue };
+            let key = (e.topic().to_owned(), e.partition());
+            let Some((_, _, high)) = progress.iter().find(|(k, _, _)| *k == key) else { continue };
             let lag = (high - at).max(0);
             metrics::gauge!(
                 "vitalwatch_kafka_consumer_lag",
@@ -273,13 +279,17 @@ async fn watchdog(
             .assignment()
             .map(|a| a.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect())
             .unwrap_or_default();
-        let (lag_c, lag_group, before) = (c.clone(), group.clone(), std::mem::take(&mut reported));
-        reported =
-            tokio::task::spawn_blocking(move || report_lag(&lag_c, &lag_group, before)).await.unwrap_or_default();
-        let t = topics.clone();
-        let Ok(Some(progress)) = tokio::task::spawn_blocking(move || group_progress(&c, &t)).await else {
+        let (t, g, before) = (topics.clone(), group.clone(), std::mem::take(&mut reported));
+        let polled = tokio::task::spawn_blocking(move || {
+            let progress = group_progress(&c, &t)?;
+            let reported = report_lag(&c, &g, &progress, before);
+            Some((progress, reported))
+        })
+        .await;
+        let Ok(Some((progress, now_reported))) = polled else {
             continue;
         };
+        reported = now_reported;
         let now = std::time::Instant::now();
         let mut stuck: Option<((String, i32), i64)> = None;
         for (key, committed, high) in progress {
