@@ -132,9 +132,11 @@ async fn every_role_serves_metrics_probes_and_traced_logs() {
     assert!(sample(&p, "vitalwatch_persist_write_seconds_count") >= 1.0, "{p}");
     assert!(p.contains("vitalwatch_bus_commit_seconds_bucket"), "{p}");
     assert!(p.contains("vitalwatch_consumer_batch_size_bucket{role=\"persist\""), "{p}");
+    let opened = "vitalwatch_rules_alert_events_total{kind=\"ALERT_EVENT_KIND_OPENED\",severity=\"SEVERITY_HIGH\",rule_kind=\"threshold\"}";
+    // Counted once Kafka acknowledged the event, a moment after the evaluation.
+    wait_until(Duration::from_secs(30), || async { sample(&get(rules, "/metrics").await.1, opened) >= 1.0 }).await;
     let (_, r) = get(rules, "/metrics").await;
     assert_eq!(sample(&r, "vitalwatch_rules_evaluation_seconds_count"), 41.0, "{r}");
-    let opened = "vitalwatch_rules_alert_events_total{kind=\"ALERT_EVENT_KIND_OPENED\",severity=\"SEVERITY_HIGH\",rule_kind=\"threshold\"}";
     assert_eq!(sample(&r, opened), 1.0, "{r}");
     // Lag is reported within a few seconds and drains to zero.
     let lag = wait_until(Duration::from_secs(30), || async {
