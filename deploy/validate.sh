@@ -11,6 +11,8 @@
 #    deploy/tools/schemas/, VITALWATCH_* keys against platform/src/config.rs, pod security
 #    settings, autoscaling caps (details in that file).
 # 3. Parses the Grafana dashboards in deploy/grafana/.
+# 4. Checks that the dashboards and the Prometheus alert rules (deploy/prometheus/) use only
+#    metrics the code emits, and the rules' shape (deploy/tools/check_metrics.py).
 #
 # Tools: kubernetes-validate (pinned, deploy/tools/requirements.txt) goes into a private
 # virtualenv under $VW_CACHE (default ~/.cache/vitalwatch), installed once per machine and
@@ -163,6 +165,11 @@ assert isinstance(d.get("panels"), list) and d["panels"] and d.get("title"), "no
     status=1
   fi
 done
+
+# Dashboards and Prometheus alert rules use only metrics the code emits (a renamed metric
+# would blank a panel or silence an alert without any error).
+"$PY" "$DEPLOY/tools/check_metrics.py" --source "$ROOT" \
+  --rules "$DEPLOY"/prometheus/*.yaml --dashboard "$DEPLOY"/grafana/*.json || status=1
 
 kubectl_version="$("$KUBECTL" version --client 2>/dev/null | head -n 1 || true)"
 if ((status)); then

@@ -18,8 +18,7 @@
 # (this script only makes sure `import aiosmtpd` works).
 #
 # Settings (environment): VW_CACHE (default ~/.cache/vitalwatch), VW_STATE (default $VW_CACHE/state),
-# VW_SERVICE_TIMEOUT (seconds to wait for a started service, default 60),
-# VW_TANSU_BUILD_TIMEOUT (seconds to wait for a tansu build already running elsewhere, default 2400).
+# VW_SERVICE_TIMEOUT (seconds to wait for a started service, default 60).
 
 _vw_cache="${VW_CACHE:-$HOME/.cache/vitalwatch}"
 _vw_state="${VW_STATE:-$_vw_cache/state}"
@@ -178,32 +177,64 @@ ensure_mosquitto() {
 }
 
 # ------------------------------------------------------------------------------------ tansu (Kafka)
-TANSU_ROOT="$VW_CACHE/tansu"
+# tansu 0.6.0 from crates.io with one fix (scripts/tansu/fetch-mid-batch.patch): its in-memory
+# engine skipped the rest of a producer batch when a consumer fetched from an offset inside it,
+# which is what the next owner of a partition does after a rebalance (tests/bus_handover.rs).
+# The patch level is part of the install folder, so an unpatched cached build is never reused.
+TANSU_VERSION=0.6.0
+TANSU_PATCH="$REPO/scripts/tansu/fetch-mid-batch.patch"
+TANSU_ROOT="$VW_CACHE/tansu-$TANSU_VERSION-$(sha256sum "$TANSU_PATCH" | cut -c1-8)"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
-other_tansu_build() { pgrep -f '(^|/)cargo install tansu( |$)' 2>/dev/null | head -n 1; }
+# Unpacks crate $1 (version $TANSU_VERSION) into $2: from cargo's download cache, else crates.io.
+unpack_crate() {
+  local name="$1" dest="$2" cached
+  cached="$(ls "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"$name-$TANSU_VERSION.crate" 2>/dev/null | head -n 1 || true)"
+  if [[ -n "$cached" ]]; then
+    tar -xzf "$cached" -C "$dest"
+  else
+    curl -fsSL --retry 3 "https://static.crates.io/crates/$name/$name-$TANSU_VERSION.crate" | tar -xz -C "$dest"
+  fi
+}
+build_tansu() {
+  local src="$TANSU_ROOT/src"
+  rm -rf "$src" && mkdir -p "$src" "$TANSU_ROOT/bin"
+  unpack_crate tansu "$src" && unpack_crate tansu-storage "$src" || return 1
+  (cd "$src/tansu-storage-$TANSU_VERSION" && git apply "$TANSU_PATCH") || return 1
+  printf '\n[patch.crates-io]\ntansu-storage = { path = "../tansu-storage-%s" }\n' "$TANSU_VERSION" \
+    >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
+  # The packaged Cargo.lock pins every other dependency (it does not compile with drifted ones);
+  # cargo only rewrites the patched crate's entry. dynostore: needed by memory:// storage.
+  # Own target dir (not the workspace's), so the workspace build lock is not taken.
+  (cd "$src/tansu-$TANSU_VERSION" &&
+    env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR cargo build --release --bin tansu \
+      --features dynostore,postgres --target-dir "$TANSU_ROOT/target") || return 1
+  cp "$TANSU_ROOT/target/release/tansu" "$TANSU_BIN.tmp" && mv "$TANSU_BIN.tmp" "$TANSU_BIN"
+  rm -rf "$TANSU_ROOT/target" "$src"
+}
 ensure_tansu_binary() {
   [[ -x "$TANSU_BIN" ]] && return 0
-  local pid deadline=$((SECONDS + ${VW_TANSU_BUILD_TIMEOUT:-2400}))
-  pid="$(other_tansu_build || true)"
-  if [[ -n "$pid" ]]; then
-    log "a 'cargo install tansu' (pid $pid) is already running; waiting for it"
-    while kill -0 "$pid" 2>/dev/null; do
-      ((SECONDS < deadline)) || die "timed out waiting for 'cargo install tansu' (pid $pid)"
-      sleep 5
-    done
-    [[ -x "$TANSU_BIN" ]] && return 0
-    log "that build did not produce $TANSU_BIN; building it here"
-  fi
   command -v cargo >/dev/null || die "cargo not found: needed to build tansu"
-  log "building tansu into $TANSU_ROOT (about 9 minutes on 2 cores; log: $LOGS/tansu-install.log)"
-  # --locked: it does not compile with drifted dependencies; dynostore: needed by memory:// storage.
-  # Own target dir (not the workspace's), so the workspace build lock is not taken.
-  env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR cargo install tansu --locked \
-    --features dynostore,postgres --root "$TANSU_ROOT" </dev/null >"$LOGS/tansu-install.log" 2>&1 \
-    || { tail -n 30 "$LOGS/tansu-install.log" >&2; die "cargo install tansu failed"; }
-  [[ -x "$TANSU_BIN" ]] || die "cargo install tansu finished but $TANSU_BIN is missing"
+  log "building tansu $TANSU_VERSION (patched) into $TANSU_ROOT (about 9 minutes on 2 cores; log: $LOGS/tansu-build.log)"
+  build_tansu </dev/null >"$LOGS/tansu-build.log" 2>&1 \
+    || { tail -n 30 "$LOGS/tansu-build.log" >&2; die "building tansu failed"; }
+  [[ -x "$TANSU_BIN" ]] || die "the tansu build finished but $TANSU_BIN is missing"
+}
+# A tansu this script started earlier from another build (an unpatched one): replace it.
+replace_stale_tansu() {
+  pid_alive "$VW_STATE/tansu.pid" || return 0
+  local pid exe
+  pid="$(cat "$VW_STATE/tansu.pid")"
+  exe="$(readlink -f "/proc/$pid/exe" 2>/dev/null || true)"
+  [[ "$exe" == */tansu && "$exe" != "$(readlink -f "$TANSU_BIN" 2>/dev/null || echo "$TANSU_BIN")" ]] || return 0
+  ensure_tansu_binary
+  log "stopping tansu $pid ($exe): not the build this checkout needs"
+  kill "$pid" 2>/dev/null || true
+  local deadline=$((SECONDS + 20))
+  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  kill -9 "$pid" 2>/dev/null || true
 }
 ensure_tansu() {
+  replace_stale_tansu
   listening 127.0.0.1 9092 && return 0
   ensure_tansu_binary
   log "starting tansu on 127.0.0.1:9092 (in-memory storage)"

@@ -83,6 +83,10 @@ fn describe() {
     describe_counter!("vitalwatch_bus_produce_errors_total", "Bus produce failures, by kind.");
     describe_histogram!("vitalwatch_bus_commit_seconds", Unit::Seconds, "Consumer offset commit latency.");
     describe_gauge!("vitalwatch_kafka_consumer_lag", "Messages behind the partition end, per assigned partition.");
+    describe_counter!(
+        "vitalwatch_kafka_skipped_offsets_total",
+        "Records a consumer group jumped over without processing them (must stay 0)."
+    );
     describe_histogram!("vitalwatch_consumer_batch_size", "Messages per consumed batch, by role.");
     describe_counter!("vitalwatch_consumer_messages_total", "Messages consumed and committed, by role.");
     describe_histogram!("vitalwatch_persist_write_seconds", Unit::Seconds, "Database write latency of a batch.");

@@ -2,8 +2,10 @@
 //! the hot path never allocates.
 //!
 //! Median and MAD follow clinical.md §6.2 (robust z-score, Iglewicz & Hoaglin:
-//! M = 0.6745·(x − median)/MAD). statrs is not used: its order statistics need
-//! an owned, allocated `Data` buffer per call.
+//! M = 0.6745·(x − median)/MAD). The hot path does not call statrs: its order
+//! statistics need an owned, allocated `Data` buffer per call. The tests check
+//! these functions against statrs (median, MAD, and the constant 0.6745 as the
+//! standard normal's 75th percentile).
 
 /// Most samples a window keeps; beyond this the oldest are overwritten (a
 /// 14-day window at 4 readings a day is 56 samples).
@@ -122,6 +124,35 @@ mod tests {
         }
         assert_eq!(s.len(), MAX_SAMPLES);
         assert_eq!(s.values().iter().cloned().fold(f64::INFINITY, f64::min), 10.0);
+    }
+
+    fn statrs_median(v: &[f64]) -> f64 {
+        use statrs::statistics::{Data, Median};
+        Data::new(v.to_vec()).median()
+    }
+
+    proptest::proptest! {
+        /// Median and MAD agree with statrs on any sample that fits the window.
+        #[test]
+        fn median_and_mad_agree_with_statrs(v in proptest::collection::vec(-1e6f64..1e6, 1..=MAX_SAMPLES)) {
+            let mut s = Samples::default();
+            for x in &v {
+                s.push(*x);
+            }
+            let (median, mad) = s.median_mad().expect("not empty");
+            let expected_median = statrs_median(&v);
+            let deviations: Vec<f64> = v.iter().map(|x| (x - expected_median).abs()).collect();
+            proptest::prop_assert!((median - expected_median).abs() <= 1e-9 * expected_median.abs().max(1.0));
+            proptest::prop_assert!((mad - statrs_median(&deviations)).abs() <= 1e-9 * mad.abs().max(1.0));
+        }
+    }
+
+    #[test]
+    fn modified_z_constant_is_the_normal_quartile() {
+        use statrs::distribution::{ContinuousCDF, Normal};
+        // MAD of a normal sample estimates sigma times the 75th percentile of N(0, 1).
+        let q3 = Normal::new(0.0, 1.0).expect("standard normal").inverse_cdf(0.75);
+        assert!((q3 - MODIFIED_Z_K).abs() < 5e-5, "0.6745 vs {q3}");
     }
 
     #[test]

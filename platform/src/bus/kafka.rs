@@ -7,14 +7,15 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{CommitMode, Consumer as _, StreamConsumer};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
 
+use super::continuity::{Continuity, Step, skipped_at_resume};
 use super::{BusError, Consumer, Delivery, Message, Producer};
 use crate::config::BusSettings;
 
@@ -109,6 +110,29 @@ impl Producer for KafkaProducer {
     }
 }
 
+/// Consumer context: tells [`Continuity`] about assignments and revocations.
+struct GroupContext {
+    continuity: Arc<std::sync::Mutex<Continuity>>,
+}
+
+impl ClientContext for GroupContext {}
+
+impl ConsumerContext for GroupContext {
+    fn post_rebalance(&self, _: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
+        let parts = |tpl: &TopicPartitionList| {
+            tpl.elements().iter().map(|e| (e.topic().to_owned(), e.partition())).collect::<Vec<_>>()
+        };
+        let mut c = self.continuity.lock().unwrap_or_else(|e| e.into_inner());
+        match rebalance {
+            Rebalance::Assign(tpl) => c.assigned(parts(tpl)),
+            Rebalance::Revoke(tpl) => c.revoked(parts(tpl)),
+            Rebalance::Error(_) => {}
+        }
+    }
+}
+
+type GroupConsumer = StreamConsumer<GroupContext>;
+
 /// Kafka consumer-group member.
 ///
 /// It heals a stuck group: if a partition that is not assigned here has
@@ -118,9 +142,15 @@ impl Producer for KafkaProducer {
 /// member is SIGKILLed, either completes a rebalance with an empty assignment
 /// or never rebalances the dead member's partitions at all. With Apache Kafka
 /// this does not trigger: the coordinator rebalances after the session timeout.
+///
+/// It also checks that no record is skipped (see [`Continuity`]): a jump in a
+/// partition's offsets, or a first record after an assignment beyond the
+/// group's committed offset, is logged as an error and counted in
+/// `vitalwatch_kafka_skipped_offsets_total`.
 pub struct KafkaConsumer {
-    inner: Arc<StreamConsumer>,
-    shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
+    inner: Arc<GroupConsumer>,
+    shared: Arc<std::sync::Mutex<Arc<GroupConsumer>>>,
+    continuity: Arc<std::sync::Mutex<Continuity>>,
     rejoin: Arc<std::sync::atomic::AtomicBool>,
     watchdog: tokio::task::JoinHandle<()>,
     settings: BusSettings,
@@ -136,7 +166,8 @@ const STUCK_AFTER: Duration = Duration::from_secs(20);
 impl KafkaConsumer {
     /// Joins `group` and subscribes to `topics`.
     pub fn new(s: &BusSettings, group: &str, client_id: &str, topics: &[&str]) -> Result<Self, BusError> {
-        let inner = Arc::new(Self::create(s, group, client_id, topics)?);
+        let continuity = Arc::new(std::sync::Mutex::new(Continuity::default()));
+        let inner = Arc::new(Self::create(s, group, client_id, topics, &continuity)?);
         let shared = Arc::new(std::sync::Mutex::new(inner.clone()));
         let rejoin = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let topic_names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
@@ -144,6 +175,7 @@ impl KafkaConsumer {
         Ok(KafkaConsumer {
             inner,
             shared,
+            continuity,
             rejoin,
             watchdog,
             settings: s.clone(),
@@ -153,7 +185,13 @@ impl KafkaConsumer {
         })
     }
 
-    fn create(s: &BusSettings, group: &str, client_id: &str, topics: &[&str]) -> Result<StreamConsumer, BusError> {
+    fn create(
+        s: &BusSettings,
+        group: &str,
+        client_id: &str,
+        topics: &[&str],
+        continuity: &Arc<std::sync::Mutex<Continuity>>,
+    ) -> Result<GroupConsumer, BusError> {
         let mut c = base_config(s, client_id);
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
@@ -168,14 +206,40 @@ impl KafkaConsumer {
         for (k, v) in &s.kafka {
             c.set(k, v);
         }
-        let inner: StreamConsumer = c.create().map_err(|e| BusError::Permanent(format!("kafka consumer: {e}")))?;
+        let inner: GroupConsumer = c
+            .create_with_context(GroupContext { continuity: continuity.clone() })
+            .map_err(|e| BusError::Permanent(format!("kafka consumer: {e}")))?;
         inner.subscribe(topics).map_err(classify)?;
         Ok(inner)
     }
 
+    /// The first record after an assignment must be the group's committed
+    /// offset (or an earlier one: a re-delivery). Checked before the record is
+    /// handed out, so this member's own next commit cannot hide a jump.
+    async fn check_resume(&self, topic: &str, partition: i32, first: i64) {
+        let c = self.inner.clone();
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, partition);
+        let committed = tokio::task::spawn_blocking(move || c.committed_offsets(tpl, Duration::from_secs(5))).await;
+        let Ok(Ok(committed)) = committed else {
+            tracing::warn!(
+                message = "Could not read the committed offset to check a resumed partition.",
+                topic,
+                partition
+            );
+            return;
+        };
+        if let Some(Offset::Offset(at)) = committed.elements().first().map(|e| e.offset()) {
+            let skipped = skipped_at_resume(at, first);
+            if skipped > 0 {
+                report_skipped(&self.group, topic, partition, at, skipped);
+            }
+        }
+    }
+
     fn rejoin_now(&mut self) {
         let topics: Vec<&str> = self.topics.iter().map(String::as_str).collect();
-        match Self::create(&self.settings, &self.group, &self.client_id, &topics) {
+        match Self::create(&self.settings, &self.group, &self.client_id, &topics, &self.continuity) {
             Ok(c) => {
                 self.inner = Arc::new(c);
                 *self.shared.lock().unwrap_or_else(|e| e.into_inner()) = self.inner.clone();
@@ -191,11 +255,27 @@ impl Drop for KafkaConsumer {
     }
 }
 
+/// Logs and counts records this group never consumed.
+fn report_skipped(group: &str, topic: &str, partition: i32, expected: i64, skipped: i64) {
+    metrics::counter!(
+        "vitalwatch_kafka_skipped_offsets_total", "group" => group.to_owned(), "topic" => topic.to_owned()
+    )
+    .increment(skipped.unsigned_abs());
+    tracing::error!(
+        message = "Records were skipped: the consumer jumped over offsets it never processed.",
+        group,
+        topic,
+        partition,
+        expected_offset = expected,
+        skipped
+    );
+}
+
 /// A partition, its group's committed offset and its high watermark.
 type PartitionProgress = ((String, i32), i64, i64);
 
 /// The group's committed offset and the high watermark of every partition of `topics`.
-fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<PartitionProgress>> {
+fn group_progress(c: &GroupConsumer, topics: &[String]) -> Option<Vec<PartitionProgress>> {
     let timeout = Duration::from_secs(5);
     let mut tpl = TopicPartitionList::new();
     let mut parts = Vec::new();
@@ -228,7 +308,7 @@ fn group_progress(c: &StreamConsumer, topics: &[String]) -> Option<Vec<Partition
 /// moved away (their new owner reports them). Returns what it reported.
 /// The high watermarks come from [`group_progress`] (no second round trip).
 fn report_lag(
-    c: &StreamConsumer,
+    c: &GroupConsumer,
     group: &str,
     progress: &[PartitionProgress],
     before: Vec<(String, i32)>,
@@ -264,7 +344,7 @@ fn report_lag(
 /// partitions after `session.timeout.ms` (10 s), before this triggers. Also
 /// reports the consumer lag.
 async fn watchdog(
-    shared: Arc<std::sync::Mutex<Arc<StreamConsumer>>>,
+    shared: Arc<std::sync::Mutex<Arc<GroupConsumer>>>,
     rejoin: Arc<std::sync::atomic::AtomicBool>,
     topics: Vec<String>,
     group: String,
@@ -329,6 +409,13 @@ impl Consumer for KafkaConsumer {
             self.rejoin_now();
         }
         let m = self.inner.recv().await.map_err(classify)?.detach();
+        let step =
+            self.continuity.lock().unwrap_or_else(|e| e.into_inner()).observe(m.topic(), m.partition(), m.offset());
+        match step {
+            Step::InOrder => {}
+            Step::Gap { expected, skipped } => report_skipped(&self.group, m.topic(), m.partition(), expected, skipped),
+            Step::FirstAfterAssignment => self.check_resume(m.topic(), m.partition(), m.offset()).await,
+        }
         Ok(Message {
             topic: m.topic().to_owned(),
             partition: m.partition(),

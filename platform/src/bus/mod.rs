@@ -8,6 +8,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use futures::future::BoxFuture;
 
+pub mod continuity;
 pub mod kafka;
 pub mod memory;
 
