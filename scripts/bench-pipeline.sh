@@ -37,7 +37,7 @@ psql "$VW_TEST_PG" -XAtqc "CREATE DATABASE $DB" >/dev/null
 DB_URL="${VW_TEST_PG%/*}/$DB"
 
 export VITALWATCH_DATABASE__URL="$DB_URL"
-export VITALWATCH_MQTT__URL="$VW_TEST_MQTT" VITALWATCH_MQTT__SHARE_GROUP="$RUN-g"
+export VITALWATCH_MQTT__URL="mqtt://$VW_TEST_MQTT" VITALWATCH_MQTT__SHARE_GROUP="$RUN-g"
 export VITALWATCH_BUS__BROKERS="$VW_TEST_KAFKA"
 export VITALWATCH_BUS__OBSERVATIONS_TOPIC="$RUN.observations"
 export VITALWATCH_BUS__REJECTED_TOPIC="$RUN.rejected"
@@ -68,7 +68,7 @@ for r in "${roles[@]}"; do
 done
 sleep 3
 
-args=(--broker "$VW_TEST_MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
+args=(--broker "mqtt://$VW_TEST_MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
   --database "$DB_URL" --kafka "$VW_TEST_KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 [[ "$MODE" == rules || "$MODE" == alerting ]] && args+=(--alerts-topic "$RUN.alerts")

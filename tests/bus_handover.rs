@@ -105,3 +105,53 @@ async fn next_owner_resumes_inside_a_producer_batch() {
     }
     assert_eq!(later, vec![RECORDS, RECORDS + 1, RECORDS + 2]);
 }
+
+/// `recv` is timed out all the time (`recv_batch`); a timeout must never
+/// lose a message, including while the consumer checks where a newly
+/// assigned partition resumed (a broker round trip).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_out_receive_loses_nothing() {
+    if !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    const PARTITIONS: i32 = 3;
+    const PER_KEY: usize = 20;
+    let topic = unique("cancel");
+    let s = BusSettings { partitions: PARTITIONS, ..settings(&topic) };
+    ensure_topics(&s, &[&topic]).await.expect("create topic");
+    let producer = KafkaProducer::new(&s, "cancel-producer").expect("producer");
+    let mut deliveries = Vec::new();
+    for key in 0..PARTITIONS * 4 {
+        for i in 0..PER_KEY {
+            let payload = format!("{key}-{i}").into_bytes();
+            deliveries.push(producer.send(&topic, format!("k{key}").as_bytes(), payload).await.expect("send"));
+        }
+    }
+    for d in deliveries {
+        d.await.expect("delivered");
+    }
+    let total = (PARTITIONS * 4) as usize * PER_KEY;
+
+    let mut c = KafkaConsumer::new(&s, &unique("cancel_group"), "cancel-a", &[&topic]).expect("consumer");
+    let mut got: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    let mut timeouts = 0u32;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let mut n = 0;
+    while n < total && tokio::time::Instant::now() < deadline {
+        // Short enough to cut into the resume check of each new partition.
+        match tokio::time::timeout(Duration::from_micros(300), c.recv()).await {
+            Ok(Ok(m)) => {
+                got.entry(m.partition).or_default().push(m.offset);
+                n += 1;
+            }
+            Ok(Err(e)) => panic!("receive failed: {e}"),
+            Err(_) => timeouts += 1,
+        }
+    }
+    assert!(timeouts > 0, "the receive was never cut short; the test proves nothing");
+    assert_eq!(n, total, "received {n} of {total} ({timeouts} timeouts)");
+    for (partition, offsets) in got {
+        let expected: Vec<i64> = (0..offsets.len() as i64).collect();
+        assert_eq!(offsets, expected, "partition {partition}: every offset once, in order");
+    }
+}

@@ -151,6 +151,8 @@ pub struct KafkaConsumer {
     inner: Arc<GroupConsumer>,
     shared: Arc<std::sync::Mutex<Arc<GroupConsumer>>>,
     continuity: Arc<std::sync::Mutex<Continuity>>,
+    /// A message taken from the stream and not yet returned (see `recv`).
+    held: Option<(Message, Step)>,
     rejoin: Arc<std::sync::atomic::AtomicBool>,
     watchdog: tokio::task::JoinHandle<()>,
     settings: BusSettings,
@@ -176,6 +178,7 @@ impl KafkaConsumer {
             inner,
             shared,
             continuity,
+            held: None,
             rejoin,
             watchdog,
             settings: s.clone(),
@@ -405,24 +408,33 @@ async fn watchdog(
 #[async_trait]
 impl Consumer for KafkaConsumer {
     async fn recv(&mut self) -> Result<Message, BusError> {
-        if self.rejoin.swap(false, std::sync::atomic::Ordering::SeqCst) {
+        if self.held.is_none() && self.rejoin.swap(false, std::sync::atomic::Ordering::SeqCst) {
             self.rejoin_now();
         }
-        let m = self.inner.recv().await.map_err(classify)?.detach();
-        let step =
-            self.continuity.lock().unwrap_or_else(|e| e.into_inner()).observe(m.topic(), m.partition(), m.offset());
-        match step {
-            Step::InOrder => {}
-            Step::Gap { expected, skipped } => report_skipped(&self.group, m.topic(), m.partition(), expected, skipped),
-            Step::FirstAfterAssignment => self.check_resume(m.topic(), m.partition(), m.offset()).await,
+        // Cancel safety (callers time out `recv`): a message taken from the
+        // stream is held until it is returned, so a cancelled resume check
+        // loses nothing; the next call finishes the check and returns it.
+        if self.held.is_none() {
+            let m = self.inner.recv().await.map_err(classify)?.detach();
+            let m = Message {
+                topic: m.topic().to_owned(),
+                partition: m.partition(),
+                offset: m.offset(),
+                key: m.key().map(<[u8]>::to_vec),
+                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+            };
+            let step =
+                self.continuity.lock().unwrap_or_else(|e| e.into_inner()).observe(&m.topic, m.partition, m.offset);
+            self.held = Some((m, step));
         }
-        Ok(Message {
-            topic: m.topic().to_owned(),
-            partition: m.partition(),
-            offset: m.offset(),
-            key: m.key().map(<[u8]>::to_vec),
-            payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-        })
+        if let Some((m, Step::FirstAfterAssignment)) = &self.held {
+            self.check_resume(&m.topic, m.partition, m.offset).await;
+        }
+        let (m, step) = self.held.take().ok_or(BusError::Closed)?;
+        if let Step::Gap { expected, skipped } = step {
+            report_skipped(&self.group, &m.topic, m.partition, expected, skipped);
+        }
+        Ok(m)
     }
 
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {

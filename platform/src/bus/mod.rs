@@ -68,7 +68,8 @@ pub struct Message {
 /// Consumes messages as a member of a consumer group.
 #[async_trait]
 pub trait Consumer: Send {
-    /// The next message.
+    /// The next message. Cancel-safe: dropping the future before it
+    /// completes loses no message ([`recv_batch`] times it out).
     async fn recv(&mut self) -> Result<Message, BusError>;
     /// Marks everything up to and including these positions (topic,
     /// partition, offset) as processed. Call only after the work is durable.
