@@ -204,12 +204,12 @@ build_tansu() {
     >>"$src/tansu-$TANSU_VERSION/Cargo.toml"
   # The packaged Cargo.lock pins every other dependency (it does not compile with drifted ones);
   # cargo only rewrites the patched crate's entry. dynostore: needed by memory:// storage.
-  # Own target dir (not the workspace's), so the workspace build lock is not taken.
+  # Own target dir (not the workspace's), so the workspace build lock is not taken; kept across
+  # patch levels, so a new patch rebuilds only the patched crate and what depends on it.
   (cd "$src/tansu-$TANSU_VERSION" &&
     env -u CARGO_TARGET_DIR -u CARGO_BUILD_TARGET_DIR cargo build --release --bin tansu \
-      --features dynostore,postgres --target-dir "$TANSU_ROOT/target") || return 1
-  cp "$TANSU_ROOT/target/release/tansu" "$TANSU_BIN.tmp" && mv "$TANSU_BIN.tmp" "$TANSU_BIN"
-  rm -rf "$TANSU_ROOT/target" "$src"
+      --features dynostore,postgres --target-dir "$VW_CACHE/tansu-target") || return 1
+  cp "$VW_CACHE/tansu-target/release/tansu" "$TANSU_BIN.tmp" && mv "$TANSU_BIN.tmp" "$TANSU_BIN"
 }
 ensure_tansu_binary() {
   [[ -x "$TANSU_BIN" ]] && return 0

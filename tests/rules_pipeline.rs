@@ -527,3 +527,70 @@ async fn physician_close_resolves_the_episode_and_quiets_the_rule() {
     );
     assert_eq!(ctx.count_events().await, 2, "OPENED and RESOLVED only");
 }
+
+/// A patient who went silent before the rules worker started (a restart, a
+/// deploy, a rebalance) sends nothing that would load them: the worker must
+/// still watch them, and flag the missed daily weight.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn silent_patient_is_flagged_after_a_restart() {
+    let Some(ctx) = setup("rulessilent", &["hf-silent", "hf-fine"]).await else {
+        return;
+    };
+    run_cli(&["rules-config", "set", "hf-silent", "--program", "heart_failure"], &ctx.env);
+    run_cli(&["rules-config", "set", "hf-fine", "--program", "heart_failure"], &ctx.env);
+    // Their readings were stored (and consumed by an earlier rules worker)
+    // before this one starts: the last weight of hf-silent is 40 hours old
+    // (daily weight, 12 h grace: overdue since 4 hours), hf-fine's 2 hours.
+    let now = Utc::now();
+    let weight = |patient: &str, hours_ago: i64| {
+        let t = now - TimeDelta::hours(hours_ago);
+        let patient = PatientId::new(patient).unwrap();
+        vitalwatch_schemas::Observation {
+            id: vitalwatch_schemas::ObservationId::compute(
+                patient.as_str(),
+                vitalwatch_schemas::Code::BodyWeight,
+                t.timestamp_micros(),
+            ),
+            patient_id: patient,
+            code: vitalwatch_schemas::Code::BodyWeight,
+            value: 81.0,
+            time: t,
+            received_at: t,
+            source: vitalwatch_schemas::Source::Manual,
+            device_id: None,
+            time_source: vitalwatch_schemas::TimeSource::App,
+            original_value: 81.0,
+            original_unit: "kg".to_owned(),
+            msg_id: None,
+            trace_id: format!("t{hours_ago}"),
+        }
+    };
+    let stored = ctx.st.insert_observations(&[weight("hf-silent", 40), weight("hf-fine", 2)]).await.unwrap();
+    assert_eq!(stored, 2);
+
+    // The topics exist before anyone subscribes (no ingest runs here to create them).
+    let topics = [format!("{}.obs", ctx.run), format!("{}.status", ctx.run), format!("{}.alerts", ctx.run)];
+    let bus = vitalwatch_platform::config::BusSettings {
+        brokers: kafka(),
+        partitions: 4,
+        ..vitalwatch_platform::config::BusSettings::default()
+    };
+    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &topics.iter().map(String::as_str).collect::<Vec<_>>())
+        .await
+        .expect("create topics");
+    let alerts = ctx.alerts_consumer();
+    let _rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    let events = collect(&alerts, Duration::from_secs(60), Duration::from_secs(5), |e| !e.is_empty()).await;
+    assert_eq!(events.len(), 1, "{events:?}");
+    let e = &events[0];
+    assert_eq!((e.patient_id.as_str(), e.rule_id.as_str()), ("hf-silent", "missing.body_weight"));
+    assert_eq!(e.kind(), AlertEventKind::Opened);
+    let stored_episode = wait_until(Duration::from_secs(10), || async {
+        ctx.st
+            .alerts(Some(&PatientId::new("hf-silent").unwrap()))
+            .await
+            .is_ok_and(|a| a.iter().any(|x| x.rule_id == "missing.body_weight"))
+    })
+    .await;
+    assert!(stored_episode, "the episode is in the alerts table");
+}

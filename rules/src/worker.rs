@@ -44,8 +44,15 @@
 //! per-patient checkpoint written in the same transaction as the alerts
 //! ([`Engine::checkpoint`]) would close it.
 //!
-//! Missing-data rules only cover patients this worker has loaded, i.e. that
-//! sent a reading or a device heartbeat since it took the partition.
+//! Missing-data rules need every patient of the assigned partitions loaded,
+//! including the silent ones (a silent patient is what they are for: after a
+//! restart or a rebalance no message would ever load them). So on each new
+//! assignment the worker lists the registry's active patients, keeps those
+//! whose key maps to an assigned partition ([`partition_for_key`], the
+//! producer's partitioner) and loads them in the background,
+//! [`EAGER_LOADS_PER_BATCH`] per batch, between batches. A patient registered
+//! later is loaded by their first reading or heartbeat, or at the next
+//! assignment.
 //!
 //! No identifying data in logs: counts at info, patient ids at debug only.
 
@@ -56,7 +63,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, Producer, next_batch, positions};
+use vitalwatch_platform::bus::{Consumer, Producer, next_batch, partition_for_key, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{EpisodeClose, Store, StoreError};
@@ -199,8 +206,14 @@ macro_rules! retry {
         }
     }};
 }
+/// Patients of a new assignment loaded per batch (see the module docs), so
+/// that consumption goes on while a large assignment is loaded.
+const EAGER_LOADS_PER_BATCH: usize = 200;
+
 struct Worker<'a> {
     engine: Engine,
+    /// Patients of the assigned partitions not loaded yet.
+    to_load: std::collections::VecDeque<PatientId>,
     store: Arc<dyn Store>,
     cfg: &'a WorkerConfig,
     stats: Arc<RulesStats>,
@@ -239,6 +252,7 @@ pub async fn run(
         stats: stats.clone(),
         shutdown: shutdown.clone(),
         loaded: HashSet::new(),
+        to_load: std::collections::VecDeque::new(),
         rules_seen: HashMap::new(),
         poll_mark: Utc::now() - POLL_MARGIN,
         closes_applied: Vec::new(),
@@ -247,7 +261,8 @@ pub async fn run(
     let poll_every = Duration::from_secs(s.config_poll_secs);
     let mut next_poll = Instant::now() + poll_every;
     let mut clock = TickClock::new(Duration::from_secs(s.tick_secs), Instant::now());
-    let mut assignment = sorted(consumer.assignment());
+    // Empty, so that the first assignment counts as a change (eager loading).
+    let mut assignment: Vec<(String, i32)> = Vec::new();
     while !shutdown.is_cancelled() {
         let Some(batch) = next_batch(consumer, s.batch_size, wait, &shutdown).await else {
             break;
@@ -266,6 +281,12 @@ pub async fn run(
             w.engine = Engine::new(cfg.engine.clone())?;
             w.loaded.clear();
             assignment = now_assignment;
+            w.to_load = w.owned_patients(consumer, &assignment).await.into();
+            tracing::info!(
+                message = "Watching the patients of the assigned partitions.",
+                partitions = assignment.len(),
+                patients = w.to_load.len()
+            );
         }
         clock.batch(batch.len(), s.batch_size);
         if !batch.is_empty() {
@@ -279,7 +300,7 @@ pub async fn run(
                 break;
             }
         }
-        if !complete {
+        if !complete || !w.load_some(&mut events).await {
             break; // shutting down while the database is unavailable: commit nothing
         }
         if Instant::now() >= next_poll {
@@ -348,6 +369,54 @@ fn micros(us: i64) -> Option<DateTime<Utc>> {
 }
 
 impl Worker<'_> {
+    /// The registry's active patients whose messages go to the assigned
+    /// partitions of the observations topic. Empty (with a warning) if the
+    /// partition count or the registry cannot be read now: patients then load
+    /// on their first message.
+    async fn owned_patients(&self, consumer: &mut dyn Consumer, assignment: &[(String, i32)]) -> Vec<PatientId> {
+        let topic = &self.cfg.observations_topic;
+        let mine: HashSet<i32> = assignment.iter().filter(|(t, _)| t == topic).map(|(_, p)| *p).collect();
+        if mine.is_empty() {
+            return Vec::new();
+        }
+        let Some(partitions) = consumer.partition_count(topic).await else {
+            tracing::warn!(message = "Partition count unknown; silent patients are not watched until they send.");
+            return Vec::new();
+        };
+        let registry = match self.store.registry().await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(message = "Registry unavailable; silent patients are not watched until they send.", error = %e);
+                return Vec::new();
+            }
+        };
+        let mut owned: Vec<PatientId> = registry
+            .patients
+            .iter()
+            .filter(|p| mine.contains(&partition_for_key(p.as_bytes(), partitions)))
+            .filter_map(|p| PatientId::new(p.clone()).ok())
+            .collect();
+        owned.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+        owned
+    }
+
+    /// Loads up to [`EAGER_LOADS_PER_BATCH`] patients of the assignment. False
+    /// only when shutting down with the database unavailable.
+    async fn load_some(&mut self, events: &mut Vec<AlertEvent>) -> bool {
+        let mut n = 0;
+        while n < EAGER_LOADS_PER_BATCH {
+            let Some(p) = self.to_load.pop_front() else { break };
+            if self.loaded.contains(&p) {
+                continue;
+            }
+            if !self.ensure_loaded(&p, Utc::now(), events).await {
+                return false;
+            }
+            n += 1;
+        }
+        true
+    }
+
     /// Processes one message. False only when shutting down with the
     /// database unavailable.
     async fn handle(

@@ -57,6 +57,9 @@ impl KafkaProducer {
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", "5")
+            // Pinned (it is librdkafka's default): consumers compute a key's
+            // partition the same way (`bus::partition_for_key`).
+            .set("partitioner", "consistent_random")
             .set("compression.type", "lz4")
             .set("queue.buffering.max.messages", "200000");
         for (k, v) in &s.kafka {
@@ -453,6 +456,19 @@ impl Consumer for KafkaConsumer {
             .map_err(classify);
         metrics::histogram!("vitalwatch_bus_commit_seconds").record(started.elapsed().as_secs_f64());
         result
+    }
+
+    async fn partition_count(&mut self, topic: &str) -> Option<i32> {
+        let c = self.inner.clone();
+        let topic = topic.to_owned();
+        tokio::task::spawn_blocking(move || {
+            let md = c.fetch_metadata(Some(&topic), Duration::from_secs(5)).ok()?;
+            let t = md.topics().iter().find(|t| t.name() == topic)?;
+            (t.error().is_none() && !t.partitions().is_empty()).then(|| t.partitions().len() as i32)
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     fn assignment(&self) -> Vec<(String, i32)> {

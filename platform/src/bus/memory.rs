@@ -156,6 +156,10 @@ impl Consumer for MemoryConsumer {
     fn assignment(&self) -> Vec<(String, i32)> {
         self.positions.keys().map(|t| (t.clone(), 0)).collect()
     }
+
+    async fn partition_count(&mut self, _topic: &str) -> Option<i32> {
+        Some(1)
+    }
 }
 
 #[cfg(test)]

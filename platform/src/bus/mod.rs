@@ -76,6 +76,9 @@ pub trait Consumer: Send {
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError>;
     /// Partitions currently assigned (for telemetry and tests).
     fn assignment(&self) -> Vec<(String, i32)>;
+    /// How many partitions `topic` has (to tell which keys an assignment
+    /// covers, see [`partition_for_key`]); `None` if it cannot be known now.
+    async fn partition_count(&mut self, topic: &str) -> Option<i32>;
 }
 
 /// Receives up to `max` messages, waiting at most `wait` after the first one.
@@ -132,6 +135,18 @@ pub async fn next_batch(
             }
         }
     }
+}
+
+/// The partition a message with this (non-empty) key goes to, among
+/// `partitions`: CRC-32 of the key modulo the partition count. This is
+/// librdkafka's `consistent_random` partitioner, which the producer sets
+/// explicitly; consumers use it to know which patients their assignment
+/// covers (the rules engine watches those for missing measurements).
+pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
+    if partitions <= 1 {
+        return 0;
+    }
+    (crc32fast::hash(key) % partitions.unsigned_abs()) as i32
 }
 
 /// The highest offset per (topic, partition) of a batch, for committing.
