@@ -10,8 +10,10 @@
 #   rules           + the rules engine: publish -> alert event on Kafka (issue #3; 10000/s)
 #   alerting        + alerting, SMTP to the load generator's sink: publish -> email (issue #4; 10000/s)
 #
-# Needs the services of scripts/services.sh (started here if missing). Logs and the report
-# stay in $VW_BENCH_DIR (default /tmp/vitalwatch-bench-<time>).
+# Needs the services of scripts/services.sh (started here if missing). Kafka is a private,
+# fresh tansu on $VW_BENCH_KAFKA_PORT (default 19092), stopped at the end: the shared test broker
+# keeps every topic in memory and gets slower as tests add topics. Logs and the report stay in
+# $VW_BENCH_DIR (default /tmp/vitalwatch-bench-<time>).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -32,13 +34,32 @@ BIN="$CARGO_TARGET_DIR/release/vitalwatch"
 RUN="bench_$(date +%s)"
 DIR="${VW_BENCH_DIR:-/tmp/vitalwatch-bench-$RUN}"
 mkdir -p "$DIR"
+
+KAFKA_PORT="${VW_BENCH_KAFKA_PORT:-19092}"
+KAFKA="127.0.0.1:$KAFKA_PORT"
+pids=()
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 1
+  [[ -n "${tansu_pid:-}" ]] && kill -TERM "$tansu_pid" 2>/dev/null
+  wait 2>/dev/null || true
+}
+trap cleanup EXIT
+env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID "$VW_TANSU_BIN" broker \
+  --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
+  --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
+tansu_pid=$!
+for _ in $(seq 100); do
+  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT" 2>/dev/null && break
+  sleep 0.1
+done
 DB="vw_$RUN"
 psql "$VW_TEST_PG" -XAtqc "CREATE DATABASE $DB" >/dev/null
 DB_URL="${VW_TEST_PG%/*}/$DB"
 
 export VITALWATCH_DATABASE__URL="$DB_URL"
 export VITALWATCH_MQTT__URL="mqtt://$VW_TEST_MQTT" VITALWATCH_MQTT__SHARE_GROUP="$RUN-g"
-export VITALWATCH_BUS__BROKERS="$VW_TEST_KAFKA"
+export VITALWATCH_BUS__BROKERS="$KAFKA"
 export VITALWATCH_BUS__OBSERVATIONS_TOPIC="$RUN.observations"
 export VITALWATCH_BUS__REJECTED_TOPIC="$RUN.rejected"
 export VITALWATCH_BUS__DEVICE_STATUS_TOPIC="$RUN.device-status"
@@ -56,12 +77,6 @@ export VITALWATCH_ALERTING__ACK_SECRET
 roles=(ingest persist)
 [[ "$MODE" == rules || "$MODE" == alerting ]] && roles+=(rules)
 [[ "$MODE" == alerting ]] && roles+=(alerting)
-pids=()
-cleanup() {
-  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup EXIT
 for r in "${roles[@]}"; do
   VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "$r" >"$DIR/$r.log" 2>&1 &
   pids+=("$!")
@@ -69,7 +84,7 @@ done
 sleep 3
 
 args=(--broker "mqtt://$VW_TEST_MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
-  --database "$DB_URL" --kafka "$VW_TEST_KAFKA" --observations-topic "$RUN.observations")
+  --database "$DB_URL" --kafka "$KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 [[ "$MODE" == rules || "$MODE" == alerting ]] && args+=(--alerts-topic "$RUN.alerts")
 [[ "$MODE" == alerting ]] && args+=(--smtp-listen 127.0.0.1:2525)
