@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use common::*;
 use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProducer, ensure_topics};
-use vitalwatch_platform::bus::{Consumer, Producer, partition_for_key};
+use vitalwatch_platform::bus::{Consumer, Message, Producer, partition_for_key};
 use vitalwatch_platform::config::{BusKind, BusSettings};
 
 const RECORDS: i64 = 10;
@@ -35,9 +35,9 @@ fn settings(topic: &str) -> BusSettings {
     }
 }
 
-async fn recv(c: &mut KafkaConsumer, wait: Duration) -> Option<(i64, Vec<u8>)> {
+async fn recv(c: &mut KafkaConsumer, wait: Duration) -> Option<Message> {
     match tokio::time::timeout(wait, c.recv()).await {
-        Ok(Ok(m)) => Some((m.offset, m.payload)),
+        Ok(Ok(m)) => Some(m),
         Ok(Err(e)) => panic!("receive failed: {e}"),
         Err(_) => None,
     }
@@ -66,7 +66,8 @@ async fn next_owner_resumes_inside_a_producer_batch() {
     // The first owner processes part of the batch, commits it, and leaves.
     let mut first = KafkaConsumer::new(&s, &group, "handover-a", &[&topic]).expect("consumer a");
     for expected in 0..FIRST_OWNER_TAKES {
-        let (offset, payload) = recv(&mut first, Duration::from_secs(30)).await.expect("first owner receives");
+        let Message { offset, payload, .. } =
+            recv(&mut first, Duration::from_secs(30)).await.expect("first owner receives");
         assert_eq!(offset, expected);
         assert_eq!(payload, format!("reading-{expected}").into_bytes());
     }
@@ -76,8 +77,8 @@ async fn next_owner_resumes_inside_a_producer_batch() {
     // The next owner must get exactly the rest, in order.
     let mut next = KafkaConsumer::new(&s, &group, "handover-b", &[&topic]).expect("consumer b");
     let mut got = Vec::new();
-    while let Some((offset, _)) = recv(&mut next, Duration::from_secs(if got.is_empty() { 30 } else { 5 })).await {
-        got.push(offset);
+    while let Some(m) = recv(&mut next, Duration::from_secs(if got.is_empty() { 30 } else { 5 })).await {
+        got.push(m.offset);
         if got.len() as i64 == RECORDS - FIRST_OWNER_TAKES {
             break;
         }
@@ -99,7 +100,7 @@ async fn next_owner_resumes_inside_a_producer_batch() {
     }
     let mut later = Vec::new();
     while later.len() < 3 {
-        let Some((offset, payload)) = recv(&mut next, Duration::from_secs(30)).await else { break };
+        let Some(Message { offset, payload, .. }) = recv(&mut next, Duration::from_secs(30)).await else { break };
         assert_eq!(payload, format!("reading-{offset}").into_bytes());
         later.push(offset);
     }
@@ -181,22 +182,14 @@ async fn keys_land_on_the_partition_consumers_compute() {
     assert_eq!(c.partition_count(&topic).await, Some(PARTITIONS));
     let mut seen = BTreeMap::new();
     while seen.len() < keys.len() {
-        let Some((key, partition)) = recv_with_partition(&mut c).await else { break };
-        seen.insert(key, partition);
+        let Some(m) = recv(&mut c, Duration::from_secs(30)).await else { break };
+        seen.insert(String::from_utf8(m.payload).expect("utf-8"), m.partition);
     }
     assert_eq!(seen.len(), keys.len(), "every key consumed");
     let used: std::collections::BTreeSet<i32> = seen.values().copied().collect();
     assert!(used.len() > 1, "keys spread over partitions");
     for (key, partition) in seen {
         assert_eq!(partition, partition_for_key(key.as_bytes(), PARTITIONS), "{key}");
-    }
-}
-
-async fn recv_with_partition(c: &mut KafkaConsumer) -> Option<(String, i32)> {
-    match tokio::time::timeout(Duration::from_secs(30), c.recv()).await {
-        Ok(Ok(m)) => Some((String::from_utf8(m.payload).expect("utf-8"), m.partition)),
-        Ok(Err(e)) => panic!("receive failed: {e}"),
-        Err(_) => None,
     }
 }
 
@@ -233,8 +226,8 @@ async fn concurrent_producers_on_one_partition_lose_nothing() {
     }
     let mut offsets = Vec::new();
     while offsets.len() < 4 * EACH {
-        let Some((offset, _)) = recv(&mut c, Duration::from_secs(30)).await else { break };
-        offsets.push(offset);
+        let Some(m) = recv(&mut c, Duration::from_secs(30)).await else { break };
+        offsets.push(m.offset);
     }
     for p in producers {
         p.await.expect("producer task");

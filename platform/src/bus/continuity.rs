@@ -13,7 +13,7 @@
 //! assignment, the first record of a partition is checked against the
 //! group's committed offset by the caller (a broker round trip).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 /// A (topic, partition).
 pub type Partition = (String, i32);
@@ -35,50 +35,59 @@ pub enum Step {
     },
 }
 
-/// Follows the offsets consumed per partition.
+/// Where a partition stands.
+#[derive(Debug, Clone, Copy)]
+enum Position {
+    /// Assigned, nothing consumed since: the next record is checked by the caller.
+    Fresh,
+    /// The offset expected next.
+    Next(i64),
+}
+
+/// Follows the offsets consumed per partition. Keyed by topic first, so the
+/// per-record lookup borrows the topic name instead of allocating a key.
 #[derive(Debug, Default)]
 pub struct Continuity {
-    next: HashMap<Partition, i64>,
-    fresh: HashSet<Partition>,
+    topics: HashMap<String, HashMap<i32, Position>>,
 }
 
 impl Continuity {
     /// Partitions (re)assigned to this member: their position restarts at the
     /// committed offset.
     pub fn assigned(&mut self, partitions: impl IntoIterator<Item = Partition>) {
-        for p in partitions {
-            self.next.remove(&p);
-            self.fresh.insert(p);
+        for (topic, partition) in partitions {
+            self.topics.entry(topic).or_default().insert(partition, Position::Fresh);
         }
     }
 
     /// Partitions taken away from this member.
     pub fn revoked(&mut self, partitions: impl IntoIterator<Item = Partition>) {
-        for p in partitions {
-            self.next.remove(&p);
-            self.fresh.remove(&p);
+        for (topic, partition) in partitions {
+            if let Some(t) = self.topics.get_mut(&topic) {
+                t.remove(&partition);
+            }
         }
     }
 
     /// Records that the record at `offset` of `(topic, partition)` arrived.
     pub fn observe(&mut self, topic: &str, partition: i32, offset: i64) -> Step {
-        let key = (topic.to_owned(), partition);
-        if self.fresh.remove(&key) {
-            self.next.insert(key, offset + 1);
-            return Step::FirstAfterAssignment;
-        }
-        match self.next.get_mut(&key) {
-            Some(next) => {
-                let expected = *next;
-                *next = (*next).max(offset + 1);
-                if offset > expected { Step::Gap { expected, skipped: offset - expected } } else { Step::InOrder }
-            }
-            None => {
-                // No assignment seen (should not happen): start following here.
-                self.next.insert(key, offset + 1);
-                Step::InOrder
-            }
-        }
+        let positions = match self.topics.get_mut(topic) {
+            Some(t) => t,
+            None => self.topics.entry(topic.to_owned()).or_default(),
+        };
+        // No assignment seen (should not happen): start following here.
+        let position = positions.entry(partition).or_insert(Position::Next(offset));
+        let step = match *position {
+            Position::Fresh => Step::FirstAfterAssignment,
+            Position::Next(expected) if offset > expected => Step::Gap { expected, skipped: offset - expected },
+            Position::Next(_) => Step::InOrder,
+        };
+        let next = match *position {
+            Position::Next(expected) => expected.max(offset + 1),
+            Position::Fresh => offset + 1,
+        };
+        *position = Position::Next(next);
+        step
     }
 }
 
