@@ -43,6 +43,13 @@ cleanup() {
   sleep 1
   [[ -n "${tansu_pid:-}" ]] && kill -TERM "$tansu_pid" 2>/dev/null
   wait 2>/dev/null || true
+  # Discard ingest's persistent session (a clean-session connect with its client id): left
+  # behind, it stays subscribed and the test broker (max_queued_messages 0) would queue every
+  # later run's readings for it, slowing those runs down.
+  if [[ -n "${RUN:-}" ]] && command -v mosquitto_sub >/dev/null; then
+    timeout 5 mosquitto_sub -h "${VW_TEST_MQTT%:*}" -p "${VW_TEST_MQTT##*:}" -i "$RUN-ingest" -t vitalwatch/bench/cleanup -E \
+      >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID "$VW_TANSU_BIN" broker \

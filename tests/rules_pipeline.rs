@@ -594,3 +594,178 @@ async fn silent_patient_is_flagged_after_a_restart() {
     .await;
     assert!(stored_episode, "the episode is in the alerts table");
 }
+
+/// The batched rebuild read returns, per patient and in the order asked,
+/// exactly what the three per-patient reads return, on PostgreSQL and SQLite.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batched_rule_state_read_matches_the_per_patient_reads() {
+    use vitalwatch_schemas::{Code, Observation, ObservationId, Source, TimeSource};
+    let pg = pg_url();
+    if !require("PostgreSQL", &pg) {
+        return;
+    }
+    let db = fresh_database(&pg, &unique("vw_rsi")).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let sqlite = format!("sqlite://{}", dir.path().join("vw.db").display());
+    let t0 = Utc::now() - TimeDelta::days(20);
+    for url in [db.as_str(), sqlite.as_str()] {
+        let st = store::open(url, 1000).await.expect("open store");
+        st.migrate().await.expect("migrate");
+        let p = |s: &str| PatientId::new(s).expect("patient id");
+        let obs = |patient: &str, code: Code, day: i64, value: f64| {
+            let time = t0 + TimeDelta::days(day);
+            Observation {
+                id: ObservationId::compute(patient, code, time.timestamp_micros()),
+                patient_id: p(patient),
+                code,
+                value,
+                time,
+                received_at: time + TimeDelta::seconds(3),
+                source: Source::Manual,
+                device_id: None,
+                time_source: TimeSource::App,
+                original_value: value,
+                original_unit: code.ucum().to_owned(),
+                msg_id: None,
+                trace_id: format!("t{day}"),
+            }
+        };
+        let mut all = Vec::new();
+        for day in 0..20 {
+            all.push(obs("rsi-a", Code::BodyWeight, day, 80.0 + day as f64 * 0.1));
+            all.push(obs("rsi-b", Code::Spo2, day, 95.0 - (day % 3) as f64));
+        }
+        all.push(obs("rsi-c", Code::BloodGlucose, 19, 52.0));
+        st.insert_observations(&all).await.expect("insert");
+        st.set_patient_rules(&p("rsi-b"), r#"{"program":"copd"}"#).await.expect("rules");
+        let add_close = |at: String| {
+            format!(
+                "INSERT INTO episode_closes (episode_id, patient_id, rule_id, requested_at) VALUES \
+                 ('ep-1', 'rsi-c', 'glucose-low', {at})"
+            )
+        };
+        match url.strip_prefix("sqlite://") {
+            Some(path) => rusqlite::Connection::open(path)
+                .and_then(|c| c.execute_batch(&add_close(Utc::now().timestamp_micros().to_string())))
+                .expect("close"),
+            None => {
+                let add_close = add_close(format!("'{}'", rfc3339(Utc::now())));
+                let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.expect("connect");
+                tokio::spawn(conn);
+                c.batch_execute(&add_close).await.expect("close");
+            }
+        }
+
+        let since = t0 + TimeDelta::days(6);
+        let asked = [p("rsi-c"), p("rsi-a"), p("rsi-nobody"), p("rsi-b")];
+        let batched = st.rule_state_inputs(&asked, since).await.expect("batched read");
+        assert_eq!(batched.len(), asked.len(), "{url}");
+        for (patient, got) in asked.iter().zip(&batched) {
+            let rules = st.patient_rules(patient).await.expect("rules");
+            let observations = st.recent_observations(patient, since).await.expect("observations");
+            let closes = st.episode_closes(patient).await.expect("closes");
+            assert_eq!(got.rules.as_ref().map(|r| &r.rules), rules.as_ref().map(|r| &r.rules), "{url} {patient:?}");
+            assert_eq!(got.observations, observations, "{url} {patient:?}");
+            assert_eq!(got.closes, closes, "{url} {patient:?}");
+        }
+        // And the outcomes themselves, not only agreement.
+        assert_eq!(batched[1].observations.len(), 14, "rsi-a: days 6..=19");
+        assert!(batched[1].observations.windows(2).all(|w| w[0].time < w[1].time));
+        assert_eq!(batched[3].rules.as_ref().map(|r| r.rules.as_str()), Some(r#"{"program":"copd"}"#));
+        assert_eq!(batched[0].closes.len(), 1);
+        assert_eq!(batched[0].closes[0].rule_id, "glucose-low");
+        assert!(batched[2].rules.is_none() && batched[2].observations.is_empty() && batched[2].closes.is_empty());
+    }
+}
+
+/// Sum of `group`'s committed offsets on `topic` (0 where none).
+async fn committed_total(group: String, topic: String) -> i64 {
+    tokio::task::spawn_blocking(move || {
+        use rdkafka::consumer::BaseConsumer;
+        use rdkafka::{Offset, TopicPartitionList};
+        let c: BaseConsumer =
+            rdkafka::ClientConfig::new().set("bootstrap.servers", kafka()).set("group.id", &group).create().unwrap();
+        let Ok(md) = c.fetch_metadata(Some(&topic), Duration::from_secs(5)) else { return 0 };
+        let mut tpl = TopicPartitionList::new();
+        for t in md.topics() {
+            for p in t.partitions() {
+                tpl.add_partition(&topic, p.id());
+            }
+        }
+        let Ok(got) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return 0 };
+        got.elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(o) => Some(o),
+                _ => None,
+            })
+            .sum()
+    })
+    .await
+    .unwrap()
+}
+
+/// A rules worker that takes a partition over while `persist` lags rebuilds
+/// from a complete store: it waits for persist (`rules.store_wait_secs`), so a
+/// heart-failure weight window still holds the reading that only the previous
+/// owner consumed. Before that wait, the new owner rebuilt from a store that
+/// lacked the reading, and the 2.6 kg gain below was never alerted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn takeover_while_persist_lags_misses_no_reading() {
+    let Some(ctx) = setup("ruleslag", &["hf-lag"]).await else {
+        return;
+    };
+    ctx.st.set_patient_rules(&PatientId::new("hf-lag").unwrap(), r#"{"program":"heart_failure"}"#).await.unwrap();
+    let (rules_group, topic) = (format!("{}-rules", ctx.run), format!("{}.obs", ctx.run));
+    let mut ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
+    let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
+    let mut rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    ctx.wait_live().await;
+    let committed = || committed_total(rules_group.clone(), topic.clone());
+    assert!(
+        wait_until(Duration::from_secs(60), || async { committed().await > 0 }).await,
+        "rules never committed the probe"
+    );
+
+    // Persist stops; the first worker consumes (and commits) a weight that is
+    // therefore in Kafka and in its memory only.
+    persist.kill9();
+    let before = committed().await;
+    let now = Utc::now();
+    let weight = |t: DateTime<Utc>, kg: f64| serde_json::json!({"type": "body_weight", "time": rfc3339(t), "unit": "kg", "value": kg});
+    let earlier = now - TimeDelta::days(2);
+    ctx.manual("hf-lag", weight(earlier, 80.0)).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || async { committed().await > before }).await,
+        "the first rules worker never committed the first weight"
+    );
+    assert_eq!(ctx.stored("hf-lag").await, 0, "persist is down: nothing stored yet");
+    rules.kill9();
+
+    // The next weight, 2.6 kg more two days later, reaches a new worker while
+    // persist is still down; persist comes back a few seconds later.
+    let later = Utc::now();
+    ctx.manual("hf-lag", weight(later, 82.6)).await;
+    let mut rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
+
+    let consumer = ctx.alerts_consumer();
+    let events = collect(&consumer, Duration::from_secs(90), Duration::from_secs(5), |ev| {
+        ev.iter().any(|e| e.patient_id == "hf-lag")
+    })
+    .await;
+    let opened: Vec<&AlertEvent> =
+        events.iter().filter(|e| e.patient_id == "hf-lag" && e.kind == AlertEventKind::Opened as i32).collect();
+    assert_eq!(opened.len(), 1, "exactly one episode opened: {opened:?}");
+    let e = opened[0];
+    assert_eq!(e.rule_id, "hf.weight_gain_3d");
+    assert_eq!(e.reading_time_unix_micros, later.timestamp_micros());
+    let evidence: Vec<i64> = e.readings.iter().map(|r| r.time_unix_micros).collect();
+    assert!(evidence.contains(&earlier.timestamp_micros()), "the earlier weight is in the evidence: {evidence:?}");
+    assert_eq!(ctx.stored("hf-lag").await, 2, "persist stored both weights");
+
+    rules.terminate(Duration::from_secs(20));
+    ingest.terminate(Duration::from_secs(20));
+    persist.terminate(Duration::from_secs(20));
+}

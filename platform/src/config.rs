@@ -243,12 +243,23 @@ pub struct RulesSettings {
     pub group: String,
     /// Seconds between two evaluations of the missing-data rules.
     pub tick_secs: u64,
-    /// Most bus messages per batch (one database transaction, one offset commit).
+    /// Most bus messages per batch (one database transaction, one offset
+    /// commit). A batch holds what arrived while the previous one was being
+    /// committed, so this only caps a backlog: at 1000, a worker that spent
+    /// ~100 ms per batch on publish, database and commit could not keep up
+    /// with 14,000 observations a second and fell seconds behind.
     pub batch_size: usize,
     /// Longest wait to fill a batch, milliseconds.
     pub batch_wait_ms: u64,
     /// Seconds between two polls of `patient_rules` for changed rules.
     pub config_poll_secs: u64,
+    /// On a new partition assignment, the longest wait, in seconds, for the
+    /// `persist` role (group `persist.group`) to store everything this group
+    /// already consumed from those partitions, so that a patient's rebuilt
+    /// state lacks no reading the previous owner saw. After it, the state is
+    /// rebuilt from what is stored (logged, counted). 0: do not wait (no
+    /// `persist` role writes this database).
+    pub store_wait_secs: u64,
     /// Engine: a reading older than the patient's newest by more than this
     /// updates history but raises no alert (unset: the engine's 3600).
     pub allowed_lateness_secs: Option<u32>,
@@ -269,9 +280,10 @@ impl Default for RulesSettings {
         RulesSettings {
             group: "vitalwatch-rules".into(),
             tick_secs: 60,
-            batch_size: 1000,
+            batch_size: 5000,
             batch_wait_ms: 20,
             config_poll_secs: 5,
+            store_wait_secs: 30,
             allowed_lateness_secs: None,
             max_alert_age_secs: None,
             max_future_skew_secs: None,

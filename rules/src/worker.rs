@@ -27,22 +27,24 @@
 //! the patient's rules from `patient_rules` (program defaults of
 //! [`EngineSettings::default_program`] without a row) and replays the
 //! patient's stored observations of the last `retention_days` received up to
-//! the triggering message's `received_at` ([`Engine::replay`]). The replay's
+//! the triggering message's `received_at` ([`Engine::replay`]). The patients
+//! new in a batch are read together before it is handled
+//! ([`Store::rule_state_inputs`], one round trip per [`LOAD_CHUNK`] patients). The replay's
 //! `recent_events` (readings within `max_alert_age` of now) are re-published:
 //! they may never have been published if the previous owner died between
 //! deciding and committing, and the ones that were carry the same ids.
 //! Observations already in the store that are redelivered by the bus are
 //! duplicates for the engine and ignored.
 //!
-//! **Known gap.** The rebuild reads the store, which the `persist` role fills
-//! from its own consumer group. Readings the previous owner consumed *and
-//! committed* but that `persist` had not yet written are neither in the store
-//! nor redelivered: the rebuilt history lacks them. Alerts they raised were
-//! already published, but later decisions that look back at them (a weight
-//! window, a baseline) may differ from what the previous owner would have
-//! decided. The window is `persist`'s lag (normally well under a second); a
-//! per-patient checkpoint written in the same transaction as the alerts
-//! ([`Engine::checkpoint`]) would close it.
+//! The rebuild reads the store, which the `persist` role fills from its own
+//! consumer group. Readings the previous owner consumed *and committed* but
+//! that `persist` had not written yet would be neither in the store nor
+//! redelivered, and a rebuilt weight window or baseline would lack them. So
+//! on each new assignment the worker first waits until `persist` has
+//! committed, on every assigned observations partition, at least this group's
+//! committed offset (`persist` commits only after its database commit), for
+//! at most `rules.store_wait_secs`; after that it rebuilds from what is stored,
+//! with a warning and `vitalwatch_rules_store_wait_timeouts_total`.
 //!
 //! Missing-data rules need every patient of the assigned partitions loaded,
 //! including the silent ones (a silent patient is what they are for: after a
@@ -66,7 +68,7 @@ use prost::Message as _;
 use vitalwatch_platform::bus::{Consumer, Producer, next_batch, partition_for_key, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
-use vitalwatch_platform::store::{EpisodeClose, Store, StoreError};
+use vitalwatch_platform::store::{EpisodeClose, RuleStateInputs, Store, StoreError};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, proto};
 
 use crate::{AlertEvent, Engine, EngineSettings, EpisodeStatus, ObservationOutcome, PatientRules};
@@ -84,6 +86,8 @@ pub struct WorkerConfig {
     pub status_topic: String,
     /// Alerts topic (output).
     pub alerts_topic: String,
+    /// Consumer group of the `persist` role (see [`RulesSettings::store_wait_secs`]).
+    pub persist_group: String,
 }
 
 /// Counters of the rules role.
@@ -209,6 +213,8 @@ macro_rules! retry {
 /// Patients of a new assignment loaded per batch (see the module docs), so
 /// that consumption goes on while a large assignment is loaded.
 const EAGER_LOADS_PER_BATCH: usize = 200;
+/// Patients whose rebuild inputs are read in one store call.
+const LOAD_CHUNK: usize = 500;
 
 struct Worker<'a> {
     engine: Engine,
@@ -281,6 +287,7 @@ pub async fn run(
             w.engine = Engine::new(cfg.engine.clone())?;
             w.loaded.clear();
             assignment = now_assignment;
+            w.wait_for_store(consumer, &assignment).await;
             w.to_load = w.owned_patients(consumer, &assignment).await.into();
             tracing::info!(
                 message = "Watching the patients of the assigned partitions.",
@@ -293,11 +300,13 @@ pub async fn run(
             metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "rules").record(batch.len() as f64);
         }
         let mut events: Vec<AlertEvent> = Vec::new();
-        let mut complete = true;
-        for m in &batch {
-            if !w.handle(m, &mut clock, &mut events).await {
-                complete = false;
-                break;
+        let mut complete = w.prefetch(&batch, &mut events).await;
+        if complete {
+            for m in &batch {
+                if !w.handle(m, &mut clock, &mut events).await {
+                    complete = false;
+                    break;
+                }
             }
         }
         if !complete || !w.load_some(&mut events).await {
@@ -338,6 +347,13 @@ pub async fn run(
         rebuilds = stats.rebuilds.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// How many partitions `persist` has not stored up to where this group
+/// resumes: this group committed an offset there and `persist` committed none
+/// or a smaller one.
+pub fn partitions_behind(ours: &[Option<i64>], persisted: &[Option<i64>]) -> usize {
+    ours.iter().zip(persisted).filter(|(o, p)| matches!((o, p), (Some(o), p) if p.is_none_or(|p| p < *o))).count()
 }
 
 fn sorted(mut a: Vec<(String, i32)>) -> Vec<(String, i32)> {
@@ -400,21 +416,105 @@ impl Worker<'_> {
         owned
     }
 
+    /// Waits, at most `rules.store_wait_secs`, until the `persist` group has
+    /// committed on every assigned observations partition at least what this
+    /// group committed there: everything the previous owners consumed is then
+    /// in the store, and rebuilt states lack nothing. (Without it, readings a
+    /// previous owner consumed while `persist` lagged were neither redelivered
+    /// nor stored yet, and a rebuilt weight window or baseline missed them.)
+    async fn wait_for_store(&self, consumer: &mut dyn Consumer, assignment: &[(String, i32)]) {
+        let wait = Duration::from_secs(self.cfg.settings.store_wait_secs);
+        let parts: Vec<(String, i32)> =
+            assignment.iter().filter(|(t, _)| *t == self.cfg.observations_topic).cloned().collect();
+        if wait.is_zero() || parts.is_empty() {
+            return;
+        }
+        let started = Instant::now();
+        let mut behind = None;
+        loop {
+            let ours = consumer.committed(None, &parts).await;
+            let stored = consumer.committed(Some(&self.cfg.persist_group), &parts).await;
+            match (ours, stored) {
+                (Ok(ours), Ok(stored)) => {
+                    let n = partitions_behind(&ours, &stored);
+                    if n == 0 {
+                        if behind.is_some() {
+                            tracing::info!(
+                                message = "Persist caught up with the assigned partitions; rebuilding rule state.",
+                                waited_ms = started.elapsed().as_millis() as u64
+                            );
+                        }
+                        return;
+                    }
+                    behind = Some(n);
+                }
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::warn!(message = "Could not read committed offsets to wait for persist.", error = %e);
+                }
+            }
+            if started.elapsed() >= wait || self.shutdown.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = self.shutdown.cancelled() => {}
+            }
+        }
+        metrics::counter!("vitalwatch_rules_store_wait_timeouts_total").increment(1);
+        tracing::warn!(
+            message = "Persist is behind on the assigned partitions; rule state is rebuilt from what is stored.",
+            partitions_behind = behind,
+            waited_secs = wait.as_secs()
+        );
+    }
+
     /// Loads up to [`EAGER_LOADS_PER_BATCH`] patients of the assignment. False
     /// only when shutting down with the database unavailable.
     async fn load_some(&mut self, events: &mut Vec<AlertEvent>) -> bool {
-        let mut n = 0;
-        while n < EAGER_LOADS_PER_BATCH {
+        let now = Utc::now();
+        let mut next = Vec::new();
+        while next.len() < EAGER_LOADS_PER_BATCH {
             let Some(p) = self.to_load.pop_front() else { break };
-            if self.loaded.contains(&p) {
-                continue;
+            if !self.loaded.contains(&p) {
+                next.push((p, now));
             }
-            if !self.ensure_loaded(&p, Utc::now(), events).await {
-                return false;
-            }
-            n += 1;
         }
-        true
+        self.load_many(&next, events).await
+    }
+
+    /// Loads, in as few store calls as possible, every patient of `batch`
+    /// not loaded yet, as of their first message in it. (Without this a
+    /// worker's first batches after a start or a rebalance paid three
+    /// sequential database round trips per patient.) False only when
+    /// shutting down with the database unavailable.
+    async fn prefetch(&mut self, batch: &[vitalwatch_platform::bus::Message], events: &mut Vec<AlertEvent>) -> bool {
+        let mut seen = HashSet::new();
+        let mut first = Vec::new();
+        for m in batch {
+            let Some((patient, received)) = self.patient_of(m) else { continue };
+            if !self.loaded.contains(&patient) && seen.insert(patient.clone()) {
+                first.push((patient, received));
+            }
+        }
+        self.load_many(&first, events).await
+    }
+
+    /// The patient a message makes [`Worker::handle`] load, and as of when:
+    /// the same decoding, so a patient is loaded exactly as `handle` would
+    /// have. `None` for messages `handle` skips (errors are reported there).
+    fn patient_of(&self, m: &vitalwatch_platform::bus::Message) -> Option<(PatientId, DateTime<Utc>)> {
+        if m.topic == self.cfg.observations_topic {
+            let p = proto::Observation::decode(m.payload.as_slice()).ok()?;
+            let o = Observation::from_proto(&p).ok()?;
+            Some((o.patient_id, o.received_at))
+        } else if m.topic == self.cfg.status_topic {
+            let st = proto::DeviceStatus::decode(m.payload.as_slice()).ok()?;
+            let received = micros(st.received_at_unix_micros).unwrap_or_else(Utc::now);
+            DeviceId::new(st.device_id).ok()?;
+            Some((PatientId::new(st.patient_id).ok()?, received))
+        } else {
+            None
+        }
     }
 
     /// Processes one message. False only when shutting down with the
@@ -492,22 +592,48 @@ impl Worker<'_> {
         if self.loaded.contains(patient) {
             return true;
         }
-        let since = now - chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
-        let store = self.store.clone();
-        let loaded = retry!(
-            self.stats,
-            self.shutdown,
-            "Loading a patient's rule state failed; retrying.",
-            async {
-                let rules = store.patient_rules(patient).await?;
-                let obs = store.recent_observations(patient, since).await?;
-                Ok::<_, StoreError>((rules, obs))
+        self.load_many(&[(patient.clone(), now)], events).await
+    }
+
+    /// Rebuilds the state of patients not loaded yet, each as of its own
+    /// `now` (the `received_at` of its first message, or the wall clock for
+    /// eager loads), [`LOAD_CHUNK`] patients per store call. False only when
+    /// shutting down with the database unavailable.
+    async fn load_many(&mut self, patients: &[(PatientId, DateTime<Utc>)], events: &mut Vec<AlertEvent>) -> bool {
+        let retention = chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
+        for chunk in patients.chunks(LOAD_CHUNK) {
+            let chunk: Vec<&(PatientId, DateTime<Utc>)> =
+                chunk.iter().filter(|(p, _)| !self.loaded.contains(p)).collect();
+            let Some(since) = chunk.iter().map(|(_, now)| *now - retention).min() else {
+                continue;
+            };
+            let ids: Vec<PatientId> = chunk.iter().map(|(p, _)| p.clone()).collect();
+            let store = self.store.clone();
+            let Some(inputs) = retry!(
+                self.stats,
+                self.shutdown,
+                "Loading rule state failed; retrying.",
+                store.rule_state_inputs(&ids, since).await
+            ) else {
+                return false;
+            };
+            for ((patient, now), input) in chunk.into_iter().zip(inputs) {
+                self.rebuild(patient, *now, input, events);
             }
-            .await
-        );
-        let Some((row, mut obs)) = loaded else {
-            return false;
-        };
+        }
+        true
+    }
+
+    /// Rebuilds one patient's state from what the store holds, as of `now`.
+    fn rebuild(
+        &mut self,
+        patient: &PatientId,
+        now: DateTime<Utc>,
+        input: RuleStateInputs,
+        events: &mut Vec<AlertEvent>,
+    ) {
+        let since = now - chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
+        let RuleStateInputs { rules: row, observations: mut obs, closes } = input;
         let default = PatientRules::for_program(self.cfg.engine.default_program);
         let rules = match &row {
             Some(r) => {
@@ -517,7 +643,7 @@ impl Worker<'_> {
             None => default.clone(),
         };
         // Later readings (persisted ahead of this worker) arrive from the bus in order.
-        obs.retain(|o| o.received_at <= now);
+        obs.retain(|o| o.received_at <= now && o.time >= since);
         let report = match self.engine.replay(patient, rules, obs.iter(), now) {
             Ok(r) => r,
             Err(e) => {
@@ -538,15 +664,6 @@ impl Worker<'_> {
         // Physician closes survive a rebuild: re-apply those whose episode is
         // open again in the replayed state (published already if applied),
         // and do not re-publish the events of closed episodes.
-        let store = self.store.clone();
-        let Some(closes) = retry!(
-            self.stats,
-            self.shutdown,
-            "Loading a patient's episode closes failed; retrying.",
-            store.episode_closes(patient).await
-        ) else {
-            return false;
-        };
         if !closes.is_empty() {
             let closed: HashSet<&str> = closes.iter().map(|c| c.episode_id.as_str()).collect();
             let mut i = republished_from;
@@ -563,7 +680,6 @@ impl Worker<'_> {
         }
         self.loaded.insert(patient.clone());
         self.stats.rebuilds.fetch_add(1, Ordering::Relaxed);
-        true
     }
 
     /// Applies rules changed since the last poll to loaded patients.
@@ -754,6 +870,16 @@ mod tests {
 
     fn t(s: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(1_700_000_000 + s, 0).unwrap()
+    }
+
+    #[test]
+    fn partitions_behind_counts_where_persist_has_not_reached_our_offset() {
+        // Nothing committed by us: nothing to wait for, whatever persist did.
+        assert_eq!(partitions_behind(&[None, None], &[None, Some(5)]), 0);
+        // Persist at or past our offset: caught up.
+        assert_eq!(partitions_behind(&[Some(10), Some(3)], &[Some(10), Some(7)]), 0);
+        // Persist behind, or never committed where we did.
+        assert_eq!(partitions_behind(&[Some(10), Some(3), Some(1)], &[Some(9), None, Some(1)]), 2);
     }
 
     #[test]

@@ -162,6 +162,8 @@ pub struct KafkaConsumer {
     group: String,
     client_id: String,
     topics: Vec<String>,
+    /// Clients that read other groups' committed offsets (never join them).
+    peers: std::collections::HashMap<String, Arc<BaseConsumer>>,
 }
 
 /// How long a member may sit without partitions while the group makes no
@@ -188,6 +190,7 @@ impl KafkaConsumer {
             group: group.to_owned(),
             client_id: client_id.to_owned(),
             topics: topic_names,
+            peers: std::collections::HashMap::new(),
         })
     }
 
@@ -469,6 +472,46 @@ impl Consumer for KafkaConsumer {
         .await
         .ok()
         .flatten()
+    }
+
+    async fn committed(
+        &mut self,
+        group: Option<&str>,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, BusError> {
+        let mut tpl = TopicPartitionList::new();
+        for (t, p) in partitions {
+            tpl.add_partition(t, *p);
+        }
+        let timeout = Duration::from_secs(5);
+        let read = match group {
+            None => {
+                let c = self.inner.clone();
+                tokio::task::spawn_blocking(move || c.committed_offsets(tpl, timeout)).await
+            }
+            Some(g) => {
+                let c = match self.peers.get(g) {
+                    Some(c) => c.clone(),
+                    None => {
+                        // A plain client with that group id: OffsetFetch only, no subscription.
+                        let mut cfg = base_config(&self.settings, &format!("{}-offsets", self.client_id));
+                        cfg.set("group.id", g).set("enable.auto.commit", "false");
+                        let c: Arc<BaseConsumer> = Arc::new(cfg.create().map_err(classify)?);
+                        self.peers.insert(g.to_owned(), c.clone());
+                        c
+                    }
+                };
+                tokio::task::spawn_blocking(move || c.committed_offsets(tpl, timeout)).await
+            }
+        };
+        let tpl = read.map_err(|e| BusError::Transient(e.to_string()))?.map_err(classify)?;
+        Ok(partitions
+            .iter()
+            .map(|(t, p)| match tpl.find_partition(t, *p).map(|e| e.offset()) {
+                Some(Offset::Offset(o)) => Some(o),
+                _ => None,
+            })
+            .collect())
     }
 
     fn assignment(&self) -> Vec<(String, i32)> {

@@ -160,6 +160,16 @@ impl Consumer for MemoryConsumer {
     async fn partition_count(&mut self, _topic: &str) -> Option<i32> {
         Some(1)
     }
+
+    async fn committed(
+        &mut self,
+        group: Option<&str>,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, BusError> {
+        let group = group.unwrap_or(&self.group);
+        let map = self.bus.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(partitions.iter().map(|(t, _)| map.get(t).and_then(|log| log.groups.get(group).copied())).collect())
+    }
 }
 
 #[cfg(test)]

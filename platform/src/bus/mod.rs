@@ -79,6 +79,20 @@ pub trait Consumer: Send {
     /// How many partitions `topic` has (to tell which keys an assignment
     /// covers, see [`partition_for_key`]); `None` if it cannot be known now.
     async fn partition_count(&mut self, topic: &str) -> Option<i32>;
+    /// The committed offsets (next offset to consume) of `group`, or of this
+    /// consumer's own group if `None`, on `partitions`, in order; `None` for
+    /// a partition the group never committed. Only reads: never joins
+    /// `group`. The rules role uses it to wait until `persist` has stored
+    /// what the previous owner of a partition consumed.
+    ///
+    /// # Errors
+    ///
+    /// The offsets cannot be read now.
+    async fn committed(
+        &mut self,
+        group: Option<&str>,
+        partitions: &[(String, i32)],
+    ) -> Result<Vec<Option<i64>>, BusError>;
 }
 
 /// Receives up to `max` messages, waiting at most `wait` after the first one.

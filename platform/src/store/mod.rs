@@ -62,6 +62,18 @@ pub struct StoredPatientRules {
     pub updated_at: DateTime<Utc>,
 }
 
+/// What the rules worker reads to rebuild one patient's state: see
+/// [`Store::rule_state_inputs`].
+#[derive(Debug, Clone, Default)]
+pub struct RuleStateInputs {
+    /// The patient's stored rules, if any.
+    pub rules: Option<StoredPatientRules>,
+    /// Observations measured at or after `since`, in measurement order.
+    pub observations: Vec<Observation>,
+    /// Every physician close of the patient's episodes.
+    pub closes: Vec<EpisodeClose>,
+}
+
 /// A physician's close of an alert episode (`episode_closes`), for the rules worker.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpisodeClose {
@@ -214,6 +226,26 @@ pub trait Store: Send + Sync {
     async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError>;
     /// Every physician close of a patient's episodes (to re-apply after a rebuild).
     async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError>;
+    /// The rebuild inputs of several patients at once (rules, observations
+    /// measured at or after `since`, closes), in the order of `patients`.
+    /// PostgreSQL answers in one round trip per table, so a worker that sees
+    /// thousands of patients for the first time (a start, a rebalance) does
+    /// not pay three round trips per patient.
+    async fn rule_state_inputs(
+        &self,
+        patients: &[PatientId],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RuleStateInputs>, StoreError> {
+        let mut out = Vec::with_capacity(patients.len());
+        for p in patients {
+            out.push(RuleStateInputs {
+                rules: self.patient_rules(p).await?,
+                observations: self.recent_observations(p, since).await?,
+                closes: self.episode_closes(p).await?,
+            });
+        }
+        Ok(out)
+    }
     /// Marks closes as applied by the rules engine.
     async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError>;
     /// In one transaction: inserts every event into `alert_events` (an event

@@ -3,16 +3,19 @@
 //! `INSERT ... SELECT * FROM UNNEST(...) ON CONFLICT DO NOTHING`, which skips
 //! duplicates and works unchanged on TimescaleDB hypertables.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
-    EpisodeClose, MigrationReport, RowParts, Store, StoreError, StoredAlert, StoredObservation, StoredPatientRules,
-    episode_status, event_kind_name, evidence_json, severity_name,
+    EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert, StoredObservation,
+    StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
 };
 
 /// Advisory lock key that serializes concurrent `migrate` runs.
@@ -362,30 +365,61 @@ impl Store for PgStore {
                 .await
             })
             .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            let code: String = r.get(1);
-            let source: String = r.get(3);
-            let device: Option<String> = r.get(4);
-            let time_source: String = r.get(6);
-            let trace: Option<String> = r.get(10);
-            if let Some(o) = super::rebuild_observation(
-                patient,
-                RowParts {
-                    time: r.get(0),
-                    code: &code,
-                    value: r.get(2),
-                    source: &source,
-                    device_id: device.as_deref(),
-                    received_at: r.get(5),
-                    time_source: &time_source,
-                    original_value: r.get(7),
-                    original_unit: r.get(8),
-                    msg_id: r.get(9),
-                    trace_id: trace.unwrap_or_default(),
-                },
-            ) {
-                out.push(o);
+        Ok(rows.iter().filter_map(|r| observation_row(patient, r)).collect())
+    }
+
+    async fn rule_state_inputs(
+        &self,
+        patients: &[PatientId],
+        since: DateTime<Utc>,
+    ) -> Result<Vec<RuleStateInputs>, StoreError> {
+        if patients.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<&str> = patients.iter().map(PatientId::as_str).collect();
+        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, p)| (*p, i)).collect();
+        let (rules, obs, closes) = self
+            .with(async |c| {
+                // Pipelined on the one connection: a single round trip.
+                let c = &*c;
+                let (by_ids, by_ids_since): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
+                    ([&ids], [&ids, &since]);
+                tokio::try_join!(
+                    c.query(
+                        "SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = ANY($1)",
+                        &by_ids
+                    ),
+                    c.query(
+                        "SELECT time, code, value, source, device_id, received_at, time_source, original_value, \
+                         original_unit, msg_id, trace_id, patient_id FROM observations \
+                         WHERE patient_id = ANY($1) AND time >= $2 ORDER BY patient_id, time, code",
+                        &by_ids_since,
+                    ),
+                    c.query(
+                        "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
+                         WHERE patient_id = ANY($1)",
+                        &by_ids,
+                    ),
+                )
+            })
+            .await?;
+        let mut out = vec![RuleStateInputs::default(); patients.len()];
+        for r in &rules {
+            let row = StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) };
+            if let Some(&i) = index.get(row.patient_id.as_str()) {
+                out[i].rules = Some(row);
+            }
+        }
+        for r in &obs {
+            let Some(&i) = index.get(r.get::<_, &str>(11)) else { continue };
+            if let Some(o) = observation_row(&patients[i], r) {
+                out[i].observations.push(o);
+            }
+        }
+        for r in &closes {
+            let c = close_row(r);
+            if let Some(&i) = index.get(c.patient_id.as_str()) {
+                out[i].closes.push(c);
             }
         }
         Ok(out)
@@ -620,6 +654,32 @@ async fn migrate_locked(c: &mut Client) -> Result<MigrationReport, tokio_postgre
         report.applied.push(m.version);
     }
     Ok(report)
+}
+
+/// An observation row of `recent_observations` / `rule_state_inputs` (the
+/// first 11 columns, in that order); `None` if it no longer parses.
+fn observation_row(patient: &PatientId, r: &tokio_postgres::Row) -> Option<Observation> {
+    let code: &str = r.get(1);
+    let source: &str = r.get(3);
+    let device: Option<&str> = r.get(4);
+    let time_source: &str = r.get(6);
+    let trace: Option<String> = r.get(10);
+    super::rebuild_observation(
+        patient,
+        RowParts {
+            time: r.get(0),
+            code,
+            value: r.get(2),
+            source,
+            device_id: device,
+            received_at: r.get(5),
+            time_source,
+            original_value: r.get(7),
+            original_unit: r.get(8),
+            msg_id: r.get(9),
+            trace_id: trace.unwrap_or_default(),
+        },
+    )
 }
 
 fn close_row(r: &tokio_postgres::Row) -> EpisodeClose {

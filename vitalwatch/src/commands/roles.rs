@@ -81,6 +81,7 @@ pub fn rules_config(s: &Settings) -> anyhow::Result<rules_worker::WorkerConfig> 
         observations_topic: s.bus.observations_topic.clone(),
         status_topic: s.bus.device_status_topic.clone(),
         alerts_topic: s.bus.alerts_topic.clone(),
+        persist_group: s.persist.group.clone(),
     })
 }
 

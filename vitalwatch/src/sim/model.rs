@@ -36,6 +36,8 @@ pub struct SimPatient {
     pub manual: bool,
     /// Trend.
     pub trend: Trend,
+    /// The step at which the trend starts (0: from the first reading).
+    pub onset: u64,
     rng: u64,
 }
 
@@ -58,6 +60,7 @@ impl SimPatient {
             format: formats[i % formats.len().max(1)],
             manual: i % 5 == 4,
             trend,
+            onset: 0,
             rng: 0x9E37_79B9_7F4A_7C15 ^ (i as u64).wrapping_mul(0xBF58_476D_1CE4_E5B9),
         }
     }
@@ -78,7 +81,8 @@ impl SimPatient {
 
     /// The `step`-th reading as (MQTT topic, payload, rows it will store).
     pub fn reading(&mut self, step: u64, time: DateTime<Utc>) -> (String, Vec<u8>, u64) {
-        let s = step as f64;
+        // Trends run from the onset; the reading kind follows the step.
+        let s = step.saturating_sub(self.onset) as f64;
         let kind = step % 5;
         let n = self.noise();
         let (ty, unit, values): (&str, &str, Vec<f64>) = match kind {
