@@ -10,10 +10,12 @@
 #   rules           + the rules engine: publish -> alert event on Kafka (issue #3; 10000/s)
 #   alerting        + alerting, SMTP to the load generator's sink: publish -> email (issue #4; 10000/s)
 #
-# Needs the services of scripts/services.sh (started here if missing). Kafka is a private,
-# fresh tansu on $VW_BENCH_KAFKA_PORT (default 19092), stopped at the end: the shared test broker
-# keeps every topic in memory and gets slower as tests add topics. Logs and the report stay in
-# $VW_BENCH_DIR (default /tmp/vitalwatch-bench-<time>).
+# Needs the services of scripts/services.sh (started here if missing). Kafka and MQTT are
+# private, fresh brokers, stopped at the end: tansu on $VW_BENCH_KAFKA_PORT (default 19092; the
+# shared test broker keeps every topic in memory and gets slower as tests add topics) and
+# Mosquitto with the test broker's settings but no persistence on $VW_BENCH_MQTT_PORT (default
+# 18831; the shared one accumulates the test suite's sessions and store). Logs and the report
+# stay in $VW_BENCH_DIR (default /tmp/vitalwatch-bench-<time>).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -42,30 +44,40 @@ cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
   [[ -n "${tansu_pid:-}" ]] && kill -TERM "$tansu_pid" 2>/dev/null
+  [[ -n "${mosquitto_pid:-}" ]] && kill -TERM "$mosquitto_pid" 2>/dev/null
   wait 2>/dev/null || true
-  # Discard ingest's persistent session (a clean-session connect with its client id): left
-  # behind, it stays subscribed and the test broker (max_queued_messages 0) would queue every
-  # later run's readings for it, slowing those runs down.
-  if [[ -n "${RUN:-}" ]] && command -v mosquitto_sub >/dev/null; then
-    timeout 5 mosquitto_sub -h "${VW_TEST_MQTT%:*}" -p "${VW_TEST_MQTT##*:}" -i "$RUN-ingest" -t vitalwatch/bench/cleanup -E \
-      >/dev/null 2>&1 || true
-  fi
 }
 trap cleanup EXIT
 env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID "$VW_TANSU_BIN" broker \
   --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
   --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &
 tansu_pid=$!
-for _ in $(seq 100); do
-  timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$KAFKA_PORT" 2>/dev/null && break
-  sleep 0.1
+# A private Mosquitto too (the test broker's settings, no persistence): the shared test broker
+# accumulates sessions and stored messages from the test suite, and its periodic autosave of a
+# large store stalls it (at 10k/s it was seen at 82 % CPU, a freshly started one at 33 %).
+MQTT_PORT="${VW_BENCH_MQTT_PORT:-18831}"
+MQTT="127.0.0.1:$MQTT_PORT"
+{
+  grep -Ev '^(listener|persistence|autosave_interval|log_dest)[[:space:]]' deploy/mosquitto/mosquitto-test.conf
+  echo "listener $MQTT_PORT 127.0.0.1"
+  echo "persistence false"
+  echo "log_dest file $DIR/mosquitto.log"
+  if [[ $EUID -eq 0 ]]; then echo "user root"; fi
+} >"$DIR/mosquitto.conf"
+mosquitto -c "$DIR/mosquitto.conf" >/dev/null 2>&1 &
+mosquitto_pid=$!
+for port in "$KAFKA_PORT" "$MQTT_PORT"; do
+  for _ in $(seq 100); do
+    timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null && break
+    sleep 0.1
+  done
 done
 DB="vw_$RUN"
 psql "$VW_TEST_PG" -XAtqc "CREATE DATABASE $DB" >/dev/null
 DB_URL="${VW_TEST_PG%/*}/$DB"
 
 export VITALWATCH_DATABASE__URL="$DB_URL"
-export VITALWATCH_MQTT__URL="mqtt://$VW_TEST_MQTT" VITALWATCH_MQTT__SHARE_GROUP="$RUN-g"
+export VITALWATCH_MQTT__URL="mqtt://$MQTT" VITALWATCH_MQTT__SHARE_GROUP="$RUN-g"
 export VITALWATCH_BUS__BROKERS="$KAFKA"
 export VITALWATCH_BUS__OBSERVATIONS_TOPIC="$RUN.observations"
 export VITALWATCH_BUS__REJECTED_TOPIC="$RUN.rejected"
@@ -90,7 +102,7 @@ for r in "${roles[@]}"; do
 done
 sleep 3
 
-args=(--broker "mqtt://$VW_TEST_MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
+args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
   --database "$DB_URL" --kafka "$KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 [[ "$MODE" == rules || "$MODE" == alerting ]] && args+=(--alerts-topic "$RUN.alerts")

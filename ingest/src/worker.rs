@@ -235,17 +235,28 @@ async fn poll_loop(
     let mut backoff = Duration::from_millis(100);
     loop {
         match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
                 stats.connected.store(true, Ordering::Relaxed);
                 metrics::gauge!("vitalwatch_mqtt_connected").set(1.0);
-                tracing::info!(message = "Connected to the MQTT broker.");
-                for f in filters {
-                    let filter = if share.is_empty() { f.to_owned() } else { format!("$share/{share}/{f}") };
-                    if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
-                        tracing::error!(message = "Subscribe request failed.", error = %e);
+                tracing::info!(message = "Connected to the MQTT broker.", session_present = ack.session_present);
+                // Subscribe from a task that waits for room in the client's
+                // request queue. After a reconnect under load that queue can be
+                // full of acknowledgments, and a non-blocking subscribe was
+                // seen failing ("Failed to send mqtt requests to eventloop"):
+                // with a lost session, ingest would then have stayed connected
+                // and subscribed to nothing. This loop goes on polling, which
+                // is what drains the queue.
+                let (client, share) = (client.clone(), share.clone());
+                tokio::spawn(async move {
+                    for f in filters {
+                        let filter = if share.is_empty() { f.to_owned() } else { format!("$share/{share}/{f}") };
+                        if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
+                            // Only when the event loop is gone (shutting down).
+                            tracing::warn!(message = "Subscribe request not sent.", error = %e);
+                        }
                     }
-                }
+                });
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
