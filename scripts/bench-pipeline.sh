@@ -5,6 +5,7 @@
 # CPU seconds of our processes per 100,000 readings).
 #
 #   bash scripts/bench-pipeline.sh [ingest-persist|rules|alerting] [RATE] [SECONDS] [PATIENTS]
+#   (VW_BENCH_INGESTS=2 for two ingest replicas)
 #
 #   ingest-persist  MQTT -> ingest -> Kafka -> persist -> PostgreSQL (issue #2; default 20000/s)
 #   rules           + the rules engine: publish -> alert event on Kafka (issue #3; 10000/s)
@@ -96,8 +97,10 @@ export VITALWATCH_ALERTING__ACK_SECRET
 roles=(ingest persist)
 [[ "$MODE" == rules || "$MODE" == alerting ]] && roles+=(rules)
 [[ "$MODE" == alerting ]] && roles+=(alerting)
+# VW_BENCH_INGESTS=N runs N ingest replicas (they split the load through the shared subscription).
+for i in $(seq 2 "${VW_BENCH_INGESTS:-1}"); do roles+=("ingest-$i"); done
 for r in "${roles[@]}"; do
-  VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "$r" >"$DIR/$r.log" 2>&1 &
+  VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "${r%%-*}" >"$DIR/$r.log" 2>&1 &
   pids+=("$!")
 done
 sleep 3
