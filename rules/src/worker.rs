@@ -491,6 +491,12 @@ impl Worker<'_> {
         let mut seen = HashSet::new();
         let mut first = Vec::new();
         for m in batch {
+            // Messages are keyed by patient: in steady state every key is
+            // loaded already, and the payload need not be decoded twice.
+            let key = m.key.as_deref().and_then(|k| std::str::from_utf8(k).ok());
+            if key.and_then(|k| PatientId::new(k).ok()).is_some_and(|p| self.loaded.contains(&p)) {
+                continue;
+            }
             let Some((patient, received)) = self.patient_of(m) else { continue };
             if !self.loaded.contains(&patient) && seen.insert(patient.clone()) {
                 first.push((patient, received));

@@ -81,11 +81,6 @@ pub struct SimulateArgs {
 /// Warm-up before the first onset (see `--onsets`), seconds.
 const ONSET_WARMUP_SECS: f64 = 10.0;
 
-/// Patients per publisher connection (the last ones may have one fewer).
-fn patients_len_hint(patients: usize, conns: usize) -> usize {
-    patients.div_ceil(conns.max(1))
-}
-
 /// The step at which the `k`-th patient of a connection starts its trend:
 /// onsets spread evenly over `spread_secs` after the warm-up (0: at once).
 fn onset_step(k: usize, per_conn: usize, spread_secs: u64, steps_per_sec: f64) -> u64 {
@@ -188,8 +183,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let mut patients: Vec<SimPatient> =
             (0..args.patients).filter(|i| i % conns == c).map(|i| SimPatient::new(&prefix, i, &formats)).collect();
         let steps_per_sec = per_conn_rate / patients.len().max(1) as f64;
+        let per_conn = patients.len();
         for (k, p) in patients.iter_mut().enumerate() {
-            p.onset = onset_step(k, patients_len_hint(args.patients, conns), onsets, steps_per_sec);
+            p.onset = onset_step(k, per_conn, onsets, steps_per_sec);
         }
         if patients.is_empty() {
             continue;
