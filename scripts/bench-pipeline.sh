@@ -44,11 +44,21 @@ pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   sleep 1
-  [[ -n "${tansu_pid:-}" ]] && kill -TERM "$tansu_pid" 2>/dev/null
-  [[ -n "${mosquitto_pid:-}" ]] && kill -TERM "$mosquitto_pid" 2>/dev/null
+  # `|| true` on each: under `set -e` a failed kill would end the trap and
+  # leave the other broker running.
+  if [[ -n "${tansu_pid:-}" ]]; then kill -TERM "$tansu_pid" 2>/dev/null || true; fi
+  if [[ -n "${mosquitto_pid:-}" ]]; then kill -TERM "$mosquitto_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
 }
 trap cleanup EXIT
+# The brokers must be this run's own: a leftover one on these ports (an
+# earlier run that was killed) would keep its sessions and topics.
+for port in "$KAFKA_PORT" "${VW_BENCH_MQTT_PORT:-18831}"; do
+  if timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$port" 2>/dev/null; then
+    echo "port $port is in use: stop the process listening there (a leftover benchmark broker?)" >&2
+    exit 1
+  fi
+done
 env -u SCHEMA_REGISTRY -u OTEL_EXPORTER_OTLP_ENDPOINT -u CLUSTER_ID "$VW_TANSU_BIN" broker \
   --listener-url "tcp://$KAFKA" --advertised-listener-url "tcp://$KAFKA" \
   --storage-engine memory://tansu/ >"$DIR/tansu.log" 2>&1 &

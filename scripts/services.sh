@@ -177,12 +177,15 @@ ensure_mosquitto() {
 }
 
 # ------------------------------------------------------------------------------------ tansu (Kafka)
-# tansu 0.6.0 from crates.io with one fix (scripts/tansu/fetch-mid-batch.patch): its in-memory
+# tansu 0.6.0 from crates.io with two fixes (scripts/tansu/tansu-0.6.0.patch): (1) its in-memory
 # engine skipped the rest of a producer batch when a consumer fetched from an offset inside it,
-# which is what the next owner of a partition does after a rebalance (tests/bus_handover.rs).
+# which is what the next owner of a partition does after a rebalance (tests/bus_handover.rs);
+# (2) it answered every fetch only when fetch.wait.max.ms had passed, with the records that were
+# there when the fetch began, so each consumer hop cost up to twice that wait (Kafka answers as
+# soon as fetch.min.bytes are there).
 # The patch level is part of the install folder, so an unpatched cached build is never reused.
 TANSU_VERSION=0.6.0
-TANSU_PATCH="$REPO/scripts/tansu/fetch-mid-batch.patch"
+TANSU_PATCH="$REPO/scripts/tansu/tansu-0.6.0.patch"
 TANSU_ROOT="$VW_CACHE/tansu-$TANSU_VERSION-$(sha256sum "$TANSU_PATCH" | cut -c1-8)"
 TANSU_BIN="$TANSU_ROOT/bin/tansu"
 # Unpacks crate $1 (version $TANSU_VERSION) into $2: from cargo's download cache, else crates.io.

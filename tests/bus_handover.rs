@@ -8,7 +8,10 @@
 //! tansu 0.6.0's in-memory engine skipped the rest of such a producer batch
 //! (it served only batches whose base offset was at or after the fetch
 //! offset): the records were on the broker and never consumed. scripts/
-//! services.sh builds tansu with that fixed; this test keeps it fixed.
+//! services.sh builds tansu with that fixed; this test keeps it fixed. The
+//! other tests here guard the rest of the consumer contract: cancel-safe
+//! receives, key placement, concurrent producers, asynchronous commits and
+//! fetches answered as soon as records arrive.
 
 mod common;
 
@@ -17,7 +20,7 @@ use std::time::Duration;
 
 use common::*;
 use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProducer, ensure_topics};
-use vitalwatch_platform::bus::{Consumer, Message, Producer, partition_for_key};
+use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, Producer, partition_for_key};
 use vitalwatch_platform::config::{BusKind, BusSettings};
 
 const RECORDS: i64 = 10;
@@ -238,5 +241,87 @@ async fn concurrent_producers_on_one_partition_lose_nothing() {
         first_gap.is_none() && offsets.len() == expected.len(),
         "first mismatch {first_gap:?}, {} received",
         offsets.len()
+    );
+}
+
+/// The consumer roles commit asynchronously after each batch and
+/// synchronously when they stop (`CommitTracker`): the offsets must reach the
+/// broker, and the next owner must resume right after them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asynchronous_commits_reach_the_broker() {
+    if !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let topic = unique("async_commit");
+    let group = unique("async_commit_group");
+    let s = settings(&topic);
+    ensure_topics(&s, &[&topic]).await.expect("create topic");
+    let producer = KafkaProducer::new(&s, "async-commit-producer").expect("producer");
+    for i in 0..RECORDS {
+        producer.send(&topic, b"patient", vec![i as u8]).await.expect("send").await.expect("delivered");
+    }
+
+    let mut first = KafkaConsumer::new(&s, &group, "async-commit-a", &[&topic]).expect("consumer a");
+    let mut commits = CommitTracker::default();
+    for expected in 0..FIRST_OWNER_TAKES {
+        let m = recv(&mut first, Duration::from_secs(30)).await.expect("first owner receives");
+        assert_eq!(m.offset, expected);
+        commits.after_batch(&mut first, &[(topic.clone(), 0, m.offset)]).await.expect("asynchronous commit");
+    }
+    // The asynchronous commits land without any further call.
+    let part = [(topic.clone(), 0)];
+    let mut committed = None;
+    for _ in 0..100 {
+        committed = first.committed(None, &part).await.expect("read committed")[0];
+        if committed == Some(FIRST_OWNER_TAKES) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(committed, Some(FIRST_OWNER_TAKES), "the asynchronous commits must reach the broker");
+
+    // One more, then a clean stop: the final synchronous commit covers it.
+    let m = recv(&mut first, Duration::from_secs(30)).await.expect("first owner receives");
+    assert_eq!(m.offset, FIRST_OWNER_TAKES);
+    commits.after_batch(&mut first, &[(topic.clone(), 0, m.offset)]).await.expect("asynchronous commit");
+    commits.finish(&mut first).await.expect("final commit");
+    assert_eq!(first.committed(None, &part).await.expect("read committed")[0], Some(FIRST_OWNER_TAKES + 1));
+    drop(first);
+
+    let mut next = KafkaConsumer::new(&s, &group, "async-commit-b", &[&topic]).expect("consumer b");
+    let m = recv(&mut next, Duration::from_secs(30)).await.expect("next owner receives");
+    assert_eq!(m.offset, FIRST_OWNER_TAKES + 1, "the next owner resumes after the last commit");
+}
+
+/// A fetch is answered as soon as records are there, not when
+/// `fetch.wait.max.ms` runs out (tansu 0.6.0 did the latter and served only
+/// what was there when the fetch began, which made every consumer hop cost
+/// up to twice the wait; scripts/tansu/tansu-0.6.0.patch fixes it). With a
+/// 6-second wait, a record produced while the consumer waits must arrive
+/// well before the wait is over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_fetch_is_answered_when_a_record_arrives() {
+    if !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let topic = unique("long_poll");
+    let mut s = settings(&topic);
+    s.kafka = BTreeMap::from([("fetch.wait.max.ms".to_owned(), "6000".to_owned())]);
+    ensure_topics(&s, &[&topic]).await.expect("create topic");
+    let producer = KafkaProducer::low_latency(&s, "long-poll-producer").expect("producer");
+    let mut consumer = KafkaConsumer::new(&s, &unique("long_poll_group"), "long-poll", &[&topic]).expect("consumer");
+    // Joined, assigned and idle: the consumer's fetches now wait on the broker.
+    producer.send(&topic, b"k", b"warm-up".to_vec()).await.expect("send").await.expect("delivered");
+    recv(&mut consumer, Duration::from_secs(60)).await.expect("warm-up record");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let sent = std::time::Instant::now();
+    producer.send(&topic, b"k", b"now".to_vec()).await.expect("send").await.expect("delivered");
+    let m = recv(&mut consumer, Duration::from_secs(30)).await.expect("record");
+    let took = sent.elapsed();
+    assert_eq!(m.payload, b"now".to_vec());
+    assert!(
+        took < Duration::from_secs(3),
+        "the record took {took:?}: the broker held the fetch for fetch.wait.max.ms (6 s) instead of answering"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, next_batch, positions};
+use vitalwatch_platform::bus::{CommitTracker, Consumer, next_batch, positions};
 use vitalwatch_platform::config::PersistSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};
@@ -30,8 +30,15 @@ pub struct PersistStats {
     pub db_retries: AtomicU64,
 }
 
-/// Runs until `shutdown` fires. The batch being written when it fires is
+/// Runs until `shutdown` fires. The batches being written when it fires are
 /// finished and committed first.
+///
+/// Up to `settings.concurrent_writes` batches are written at once (each on
+/// its own database connection), so receiving and decoding the next batch,
+/// and a second write, overlap the database round trips. Offsets are
+/// committed strictly in batch order, each only after its batch and every
+/// earlier one are stored: a crash loses nothing and redelivers at most the
+/// batches in flight, which the unique key absorbs.
 pub async fn run(
     consumer: &mut dyn Consumer,
     store: Arc<dyn Store>,
@@ -40,7 +47,22 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let wait = Duration::from_millis(settings.batch_wait_ms);
-    while !shutdown.is_cancelled() {
+    let limit = settings.concurrent_writes.max(1);
+    let mut commits = CommitTracker::default();
+    let mut writes: std::collections::VecDeque<Write> = std::collections::VecDeque::new();
+    let mut stopped = false;
+    while !shutdown.is_cancelled() && !stopped {
+        // Commit what is stored, in order; at the limit, wait for the oldest.
+        while writes.front().is_some_and(|w| writes.len() >= limit || w.task.is_finished()) {
+            let Some(w) = writes.pop_front() else { break };
+            if !w.finish(consumer, &mut commits, &stats).await {
+                stopped = true;
+                break;
+            }
+        }
+        if stopped {
+            break;
+        }
         let Some(batch) = next_batch(consumer, settings.batch_size, wait, &shutdown).await else {
             break;
         };
@@ -65,34 +87,30 @@ pub async fn run(
                 }
             }
         }
-        let Some(inserted) = insert_with_retry(store.as_ref(), &obs, &stats, &shutdown).await else {
-            // Shutting down with the database unavailable: nothing committed, the bus redelivers.
+        let (store, stats_w, shutdown_w) = (store.clone(), stats.clone(), shutdown.clone());
+        let task = tokio::spawn(async move {
+            let inserted = insert_with_retry(store.as_ref(), &obs, &stats_w, &shutdown_w).await?;
+            // Counted as soon as the rows are stored (the commit follows at
+            // the loop's next turn).
+            let rows = obs.len() as u64;
+            let duplicates = rows - inserted.min(rows);
+            stats_w.inserted.fetch_add(inserted, Ordering::Relaxed);
+            stats_w.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+            metrics::counter!("vitalwatch_persist_rows_total").increment(inserted);
+            metrics::counter!("vitalwatch_persist_duplicates_total").increment(duplicates);
+            Some(())
+        });
+        writes.push_back(Write { task, positions: positions(&batch), messages: batch.len() as u64 });
+    }
+    // Finish the writes in flight (a write retries until shutdown only while
+    // the database is down; then nothing more is committed).
+    while let Some(w) = writes.pop_front() {
+        if !w.finish(consumer, &mut commits, &stats).await {
             break;
-        };
-        let pos = positions(&batch);
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match consumer.commit(&pos).await {
-                Ok(()) => break,
-                Err(e) => {
-                    // The rows are stored: a failed commit only means redelivery, which the unique key absorbs.
-                    tracing::warn!(message = "Offset commit failed.", error = %e);
-                    if shutdown.is_cancelled() || delay > Duration::from_secs(2) {
-                        break;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay *= 2;
-                }
-            }
         }
-        let duplicates = obs.len() as u64 - inserted.min(obs.len() as u64);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.messages.fetch_add(batch.len() as u64, Ordering::Relaxed);
-        stats.inserted.fetch_add(inserted, Ordering::Relaxed);
-        stats.duplicates.fetch_add(duplicates, Ordering::Relaxed);
-        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "persist").increment(batch.len() as u64);
-        metrics::counter!("vitalwatch_persist_rows_total").increment(inserted);
-        metrics::counter!("vitalwatch_persist_duplicates_total").increment(duplicates);
+    }
+    if let Err(e) = commits.finish(consumer).await {
+        tracing::warn!(message = "Final offset commit failed; the last messages will be redelivered.", error = %e);
     }
     tracing::info!(
         message = "Persist stopped.",
@@ -101,6 +119,38 @@ pub async fn run(
         duplicates = stats.duplicates.load(Ordering::Relaxed)
     );
     Ok(())
+}
+
+/// A batch being written.
+struct Write {
+    task: tokio::task::JoinHandle<Option<()>>,
+    positions: Vec<(String, i32, i64)>,
+    messages: u64,
+}
+
+impl Write {
+    /// Waits for the write and commits its offsets (asynchronously: the next
+    /// batch does not wait for the broker; a lost commit only means
+    /// redelivery, which the unique key absorbs). False if the write was
+    /// abandoned (shutting down with the database down): nothing from here
+    /// on may be committed.
+    async fn finish(self, consumer: &mut dyn Consumer, commits: &mut CommitTracker, stats: &PersistStats) -> bool {
+        match self.task.await {
+            Ok(Some(())) => {}
+            Ok(None) => return false,
+            Err(e) => {
+                tracing::error!(message = "A database write task failed; its batch is not committed.", error = %e);
+                return false;
+            }
+        }
+        if let Err(e) = commits.after_batch(consumer, &self.positions).await {
+            tracing::warn!(message = "Offset commit failed.", error = %e);
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.messages.fetch_add(self.messages, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_consumer_messages_total", "role" => "persist").increment(self.messages);
+        true
+    }
 }
 
 async fn insert_with_retry(

@@ -231,11 +231,19 @@ pub struct PersistSettings {
     pub batch_size: usize,
     /// Longest wait to fill a batch, milliseconds.
     pub batch_wait_ms: u64,
+    /// Batches written at once, each on its own database connection (offsets
+    /// are still committed in order). 1 writes one batch at a time.
+    pub concurrent_writes: usize,
 }
 
 impl Default for PersistSettings {
     fn default() -> Self {
-        PersistSettings { group: "vitalwatch-persist".into(), batch_size: 5000, batch_wait_ms: 50 }
+        PersistSettings {
+            group: "vitalwatch-persist".into(),
+            batch_size: 5000,
+            batch_wait_ms: 50,
+            concurrent_writes: 2,
+        }
     }
 }
 
@@ -558,8 +566,8 @@ impl Settings {
         if self.mqtt.max_in_flight == 0 {
             return bad("mqtt.max_in_flight must be at least 1");
         }
-        if self.persist.batch_size == 0 {
-            return bad("persist.batch_size must be at least 1");
+        if self.persist.batch_size == 0 || self.persist.concurrent_writes == 0 {
+            return bad("persist.batch_size and persist.concurrent_writes must be at least 1");
         }
         if self.rules.batch_size == 0 || self.rules.tick_secs == 0 || self.rules.config_poll_secs == 0 {
             return bad("rules.batch_size, rules.tick_secs and rules.config_poll_secs must be at least 1");

@@ -65,7 +65,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, Producer, next_batch, partition_for_key, positions};
+use vitalwatch_platform::bus::{CommitTracker, Consumer, Producer, next_batch, partition_for_key, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{EpisodeClose, RuleStateInputs, Store, StoreError};
@@ -269,10 +269,15 @@ pub async fn run(
     let mut clock = TickClock::new(Duration::from_secs(s.tick_secs), Instant::now());
     // Empty, so that the first assignment counts as a change (eager loading).
     let mut assignment: Vec<(String, i32)> = Vec::new();
+    // Asynchronous commits after each batch: the next batch does not wait for
+    // the broker's round trip (it was a quarter of the loop at 10k/s).
+    let mut commits = CommitTracker::default();
     while !shutdown.is_cancelled() {
+        let mut phase = Phases::start();
         let Some(batch) = next_batch(consumer, s.batch_size, wait, &shutdown).await else {
             break;
         };
+        phase.end("receive");
         let now_assignment = sorted(consumer.assignment());
         if now_assignment != assignment {
             // Partitions moved: state of patients now owned elsewhere would go
@@ -300,7 +305,9 @@ pub async fn run(
             metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "rules").record(batch.len() as f64);
         }
         let mut events: Vec<AlertEvent> = Vec::new();
+        phase.end("assignment");
         let mut complete = w.prefetch(&batch, &mut events).await;
+        phase.end("load");
         if complete {
             for m in &batch {
                 if !w.handle(m, &mut clock, &mut events).await {
@@ -309,9 +316,11 @@ pub async fn run(
                 }
             }
         }
+        phase.end("evaluate");
         if !complete || !w.load_some(&mut events).await {
             break; // shutting down while the database is unavailable: commit nothing
         }
+        phase.end("load");
         if Instant::now() >= next_poll {
             next_poll = Instant::now() + poll_every;
             w.poll_rules(&mut events).await;
@@ -321,23 +330,35 @@ pub async fn run(
             let now = clock.take(Instant::now(), Utc::now());
             w.engine.tick(now, &mut events);
         }
+        phase.end("poll");
         if !events.is_empty() {
             if !w.publish(producer.as_ref(), &events).await {
                 break;
             }
+            phase.end("publish");
             let Some(new) = w.record(&events).await else {
                 break;
             };
+            phase.end("record");
             stats.events_stored.fetch_add(new, Ordering::Relaxed);
             tracing::info!(message = "Alert events published.", events = events.len(), new);
         }
         w.mark_closes().await;
+        phase.end("record");
         if batch.is_empty() {
             continue;
         }
-        commit(consumer, &positions(&batch), &shutdown).await;
+        if let Err(e) = commits.after_batch(consumer, &positions(&batch)).await {
+            // Events are published and stored: a failed commit only means
+            // redelivery, which yields the same event ids.
+            tracing::warn!(message = "Offset commit failed.", error = %e);
+        }
+        phase.end("commit");
         stats.batches.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("vitalwatch_consumer_messages_total", "role" => "rules").increment(batch.len() as u64);
+    }
+    if let Err(e) = commits.finish(consumer).await {
+        tracing::warn!(message = "Final offset commit failed; the last messages will be redelivered.", error = %e);
     }
     tracing::info!(
         message = "Rules stopped.",
@@ -361,22 +382,21 @@ fn sorted(mut a: Vec<(String, i32)>) -> Vec<(String, i32)> {
     a
 }
 
-async fn commit(consumer: &mut dyn Consumer, pos: &[(String, i32, i64)], shutdown: &CancellationToken) {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match consumer.commit(pos).await {
-            Ok(()) => return,
-            Err(e) => {
-                // Events are published and stored: a failed commit only means
-                // redelivery, which yields the same event ids.
-                tracing::warn!(message = "Offset commit failed.", error = %e);
-                if shutdown.is_cancelled() || delay > Duration::from_secs(2) {
-                    return;
-                }
-                tokio::time::sleep(delay).await;
-                delay *= 2;
-            }
-        }
+/// Time spent in each phase of the batch loop, in
+/// `vitalwatch_rules_phase_microseconds_total{phase}`: where a batch's time goes
+/// when alerts are late (receive = waiting for messages).
+struct Phases(Instant);
+
+impl Phases {
+    fn start() -> Self {
+        Phases(Instant::now())
+    }
+
+    fn end(&mut self, phase: &'static str) {
+        let now = Instant::now();
+        metrics::counter!("vitalwatch_rules_phase_microseconds_total", "phase" => phase)
+            .increment(u64::try_from((now - self.0).as_micros()).unwrap_or(u64::MAX));
+        self.0 = now;
     }
 }
 

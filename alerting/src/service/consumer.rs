@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use prost::Message as _;
-use vitalwatch_platform::bus::{Consumer, Message, next_batch, positions};
+use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::proto::AlertEvent;
 
@@ -107,8 +107,13 @@ const CONCURRENCY: usize = 4;
 /// is committed and the bus redelivers (applying an event twice is a no-op).
 pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &CancellationToken) -> anyhow::Result<()> {
     use futures::StreamExt as _;
+    // Asynchronous commits after each batch, a synchronous one at the end:
+    // the next alert does not wait for the broker's round trip.
+    let mut commits = CommitTracker::default();
     while !shutdown.is_cancelled() {
-        let Some(batch) = next_batch(consumer, 100, Duration::from_millis(20), shutdown).await else {
+        // Alert events are few and urgent: wait only 5 ms for more to batch
+        // with the first one.
+        let Some(batch) = next_batch(consumer, 100, Duration::from_millis(5), shutdown).await else {
             break;
         };
         if batch.is_empty() {
@@ -129,10 +134,13 @@ pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &Cancellat
         }
         metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "alerting").record(batch.len() as f64);
         metrics::counter!("vitalwatch_consumer_messages_total", "role" => "alerting").increment(batch.len() as u64);
-        if let Err(e) = consumer.commit(&positions(&batch)).await {
+        if let Err(e) = commits.after_batch(consumer, &positions(&batch)).await {
             // The transitions are stored: a failed commit only means redelivery.
             tracing::warn!(message = "Offset commit failed.", error = %e);
         }
+    }
+    if let Err(e) = commits.finish(consumer).await {
+        tracing::warn!(message = "Final offset commit failed; the last events will be redelivered.", error = %e);
     }
     Ok(())
 }

@@ -10,7 +10,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
 use rdkafka::{Offset, TopicPartitionList};
@@ -44,6 +44,16 @@ fn classify(e: KafkaError) -> BusError {
     }
 }
 
+/// The offsets to commit after these positions (processed up to and
+/// including each offset): the next one to read.
+fn next_offsets(positions: &[(String, i32, i64)]) -> Result<TopicPartitionList, BusError> {
+    let mut tpl = TopicPartitionList::new();
+    for (t, p, o) in positions {
+        tpl.add_partition_offset(t, *p, Offset::Offset(o + 1)).map_err(classify)?;
+    }
+    Ok(tpl)
+}
+
 /// Kafka producer.
 #[derive(Clone)]
 pub struct KafkaProducer {
@@ -51,12 +61,23 @@ pub struct KafkaProducer {
 }
 
 impl KafkaProducer {
-    /// An idempotent producer with `acks=all`.
+    /// An idempotent producer with `acks=all`, batching for up to 5 ms.
     pub fn new(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
+        Self::with_linger(s, client_id, 5)
+    }
+
+    /// The same for a few, urgent messages (alert events): sent at once,
+    /// without waiting up to 5 ms for more to batch with. `bus.kafka`
+    /// settings still override.
+    pub fn low_latency(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
+        Self::with_linger(s, client_id, 0)
+    }
+
+    fn with_linger(s: &BusSettings, client_id: &str, linger_ms: u32) -> Result<Self, BusError> {
         let mut c = base_config(s, client_id);
         c.set("enable.idempotence", "true")
             .set("acks", "all")
-            .set("linger.ms", "5")
+            .set("linger.ms", linger_ms.to_string())
             // Pinned (it is librdkafka's default): consumers compute a key's
             // partition the same way (`bus::partition_for_key`).
             .set("partitioner", "consistent_random")
@@ -130,6 +151,15 @@ impl ConsumerContext for GroupContext {
             Rebalance::Assign(tpl) => c.assigned(parts(tpl)),
             Rebalance::Revoke(tpl) => c.revoked(parts(tpl)),
             Rebalance::Error(_) => {}
+        }
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, _offsets: &TopicPartitionList) {
+        // Asynchronous commits report here only (see `commit_async`); a lost
+        // commit means redelivery, which every consumer role absorbs.
+        if let Err(e) = result {
+            metrics::counter!("vitalwatch_bus_commit_errors_total").increment(1);
+            tracing::warn!(message = "Offset commit failed; the messages will be redelivered.", error = %e);
         }
     }
 }
@@ -447,10 +477,7 @@ impl Consumer for KafkaConsumer {
         if positions.is_empty() {
             return Ok(());
         }
-        let mut tpl = TopicPartitionList::new();
-        for (t, p, o) in positions {
-            tpl.add_partition_offset(t, *p, Offset::Offset(o + 1)).map_err(classify)?;
-        }
+        let tpl = next_offsets(positions)?;
         let c = self.inner.clone();
         let started = std::time::Instant::now();
         let result = tokio::task::spawn_blocking(move || c.commit(&tpl, CommitMode::Sync))
@@ -459,6 +486,16 @@ impl Consumer for KafkaConsumer {
             .map_err(classify);
         metrics::histogram!("vitalwatch_bus_commit_seconds").record(started.elapsed().as_secs_f64());
         result
+    }
+
+    async fn commit_async(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
+        if positions.is_empty() {
+            return Ok(());
+        }
+        let tpl = next_offsets(positions)?;
+        // Only enqueues the OffsetCommit request (librdkafka sends commits in
+        // order); a failure is logged by librdkafka and means redelivery.
+        self.inner.commit(&tpl, CommitMode::Async).map_err(classify)
     }
 
     async fn partition_count(&mut self, topic: &str) -> Option<i32> {

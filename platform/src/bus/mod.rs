@@ -74,6 +74,15 @@ pub trait Consumer: Send {
     /// Marks everything up to and including these positions (topic,
     /// partition, offset) as processed. Call only after the work is durable.
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError>;
+    /// Like [`commit`](Consumer::commit), but may return before the broker
+    /// stored the offsets (Kafka: an asynchronous commit, sent in order with
+    /// the next ones), so a loop that commits after every batch does not make
+    /// the next batch wait for the round trip. A commit that is lost (a crash
+    /// right after) only means redelivery; end with [`commit`](Consumer::commit)
+    /// (see [`CommitTracker`]).
+    async fn commit_async(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
+        self.commit(positions).await
+    }
     /// Partitions currently assigned (for telemetry and tests).
     fn assignment(&self) -> Vec<(String, i32)>;
     /// How many partitions `topic` has (to tell which keys an assignment
@@ -161,6 +170,59 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
         return 0;
     }
     (crc32fast::hash(key) % partitions.unsigned_abs()) as i32
+}
+
+/// Commits for a batch loop: an asynchronous commit after each batch, and a
+/// synchronous one of the last positions when the loop ends, so a clean stop
+/// leaves every processed offset committed.
+#[derive(Debug, Default)]
+pub struct CommitTracker {
+    last: std::collections::BTreeMap<(String, i32), i64>,
+    /// The assignment the positions belong to.
+    assignment: Vec<(String, i32)>,
+}
+
+impl CommitTracker {
+    /// Commits a processed batch's positions without waiting for the broker.
+    ///
+    /// # Errors
+    ///
+    /// The commit could not be queued.
+    pub async fn after_batch(
+        &mut self,
+        consumer: &mut dyn Consumer,
+        positions: &[(String, i32, i64)],
+    ) -> Result<(), BusError> {
+        let mut assigned = consumer.assignment();
+        assigned.sort();
+        if assigned != self.assignment {
+            // Partitions moved: positions from before are not ours to commit
+            // (another member may have gone further since).
+            self.last.clear();
+            self.assignment = assigned;
+        }
+        for (t, p, o) in positions {
+            let e = self.last.entry((t.clone(), *p)).or_insert(*o);
+            *e = (*e).max(*o);
+        }
+        consumer.commit_async(positions).await
+    }
+
+    /// Commits, and waits for, the last positions of the partitions still
+    /// assigned.
+    ///
+    /// # Errors
+    ///
+    /// The broker did not take the commit.
+    pub async fn finish(&mut self, consumer: &mut dyn Consumer) -> Result<(), BusError> {
+        let assigned = consumer.assignment();
+        let pos: Vec<(String, i32, i64)> = std::mem::take(&mut self.last)
+            .into_iter()
+            .filter(|((t, p), _)| assigned.iter().any(|(at, ap)| at == t && ap == p))
+            .map(|((t, p), o)| (t, p, o))
+            .collect();
+        consumer.commit(&pos).await
+    }
 }
 
 /// The highest offset per (topic, partition) of a batch, for committing.

@@ -112,7 +112,9 @@ pub fn classify(e: tokio_postgres::Error) -> StoreError {
 impl PgStore {
     /// Connects (and fails fast if the database is unreachable).
     pub async fn connect(url: &str, chunk: usize) -> Result<Self, StoreError> {
-        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::new(url) };
+        // Two connections, the second opened only when two calls overlap
+        // (persist writes two batches at once; see `persist.concurrent_writes`).
+        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::pool(url, 2) };
         drop(s.conn.client().await?);
         Ok(s)
     }

@@ -93,7 +93,7 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
     Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
-    let producer = bus.producer(&s)?;
+    let producer = bus.urgent_producer(&s)?;
     let mut consumer =
         bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
     tracing::info!(message = "Rules starting.", group = %s.rules.group);

@@ -125,8 +125,13 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
     let rules_stats = Arc::new(RulesStats::default());
     let rules_task = {
-        let (store, producer, cfg, stats, shutdown) =
-            (store.clone(), bus.producer(&s)?, super::roles::rules_config(&s)?, rules_stats.clone(), shutdown.clone());
+        let (store, producer, cfg, stats, shutdown) = (
+            store.clone(),
+            bus.urgent_producer(&s)?,
+            super::roles::rules_config(&s)?,
+            rules_stats.clone(),
+            shutdown.clone(),
+        );
         tokio::spawn(
             async move { rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await },
         )

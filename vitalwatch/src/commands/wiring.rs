@@ -63,6 +63,14 @@ impl Bus {
         })
     }
 
+    /// A producer for a few urgent messages (alert events): no batching delay.
+    pub fn urgent_producer(&self, s: &Settings) -> anyhow::Result<Arc<dyn Producer>> {
+        Ok(match self {
+            Bus::Memory(m) => Arc::new(m.clone()),
+            Bus::Kafka => Arc::new(KafkaProducer::low_latency(&s.bus, &instance_name())?),
+        })
+    }
+
     /// A consumer-group member.
     pub fn consumer(&self, s: &Settings, group: &str, topics: &[&str]) -> anyhow::Result<Box<dyn Consumer>> {
         Ok(match self {
