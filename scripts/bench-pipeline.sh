@@ -49,6 +49,13 @@ cleanup() {
   if [[ -n "${tansu_pid:-}" ]]; then kill -TERM "$tansu_pid" 2>/dev/null || true; fi
   if [[ -n "${mosquitto_pid:-}" ]]; then kill -TERM "$mosquitto_pid" 2>/dev/null || true; fi
   wait 2>/dev/null || true
+  # This run's database (hundreds of MB after a 20k/s minute): dropped unless
+  # VW_BENCH_KEEP_DB=1. Left behind, such databases pile up, and every
+  # PostgreSQL checkpoint then syncs all their files (8,815 files, an 8 s sync
+  # that stalled persist mid-run, was seen).
+  if [[ -n "${DB:-}" && "${VW_BENCH_KEEP_DB:-0}" != 1 ]]; then
+    psql "$VW_TEST_PG" -XAtqc "DROP DATABASE IF EXISTS $DB WITH (FORCE)" >/dev/null 2>&1 || true
+  fi
 }
 trap cleanup EXIT
 # The brokers must be this run's own: a leftover one on these ports (an
@@ -103,6 +110,9 @@ VITALWATCH_ALERTING__ACK_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d
 export VITALWATCH_ALERTING__ACK_SECRET
 
 "$BIN" migrate >"$DIR/migrate.log" 2>&1
+# Start the minute with a fresh checkpoint, so that a timed one (every 5 min by
+# default) does not land in it: its final sync stalls writers for seconds.
+psql "$VW_TEST_PG" -XAtqc "CHECKPOINT" >/dev/null
 
 roles=(ingest persist)
 [[ "$MODE" == rules || "$MODE" == alerting ]] && roles+=(rules)
