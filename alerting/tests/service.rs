@@ -54,6 +54,11 @@ async fn fresh_db() -> Option<String> {
         Utc::now().timestamp_micros() % 1_000_000
     );
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+    // Marks it for scripts/test.sh, which drops the previous runs' databases.
+    client
+        .batch_execute(&format!("COMMENT ON DATABASE {name} IS 'vitalwatch test database'"))
+        .await
+        .expect("COMMENT ON DATABASE");
     let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap();
     let url = format!("{base}/{name}");
     vitalwatch_platform::store::open(&url, 500).await.expect("open").migrate().await.expect("migrate");

@@ -110,6 +110,11 @@ pub async fn fresh_database(server_url: &str, name: &str) -> String {
         tokio_postgres::connect(server_url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
     tokio::spawn(conn);
     client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
+    // Marks it for scripts/test.sh, which drops the previous runs' databases.
+    client
+        .batch_execute(&format!("COMMENT ON DATABASE {name} IS 'vitalwatch test database'"))
+        .await
+        .expect("comment on test database");
     let base = server_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(server_url);
     format!("{base}/{name}")
 }
