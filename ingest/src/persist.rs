@@ -50,18 +50,15 @@ pub async fn run(
     let limit = settings.concurrent_writes.max(1);
     let mut commits = CommitTracker::default();
     let mut writes: std::collections::VecDeque<Write> = std::collections::VecDeque::new();
-    let mut stopped = false;
-    while !shutdown.is_cancelled() && !stopped {
+    let mut abandoned = false;
+    'batches: while !shutdown.is_cancelled() {
         // Commit what is stored, in order; at the limit, wait for the oldest.
         while writes.front().is_some_and(|w| writes.len() >= limit || w.task.is_finished()) {
             let Some(w) = writes.pop_front() else { break };
             if !w.finish(consumer, &mut commits, &stats).await {
-                stopped = true;
-                break;
+                abandoned = true;
+                break 'batches;
             }
-        }
-        if stopped {
-            break;
         }
         let Some(batch) = next_batch(consumer, settings.batch_size, wait, &shutdown).await else {
             break;
@@ -102,11 +99,14 @@ pub async fn run(
         });
         writes.push_back(Write { task, positions: positions(&batch), messages: batch.len() as u64 });
     }
-    // Finish the writes in flight (a write retries until shutdown only while
-    // the database is down; then nothing more is committed).
-    while let Some(w) = writes.pop_front() {
-        if !w.finish(consumer, &mut commits, &stats).await {
-            break;
+    // Finish the writes in flight, in order (a write retries until shutdown
+    // only while the database is down). After an abandoned write nothing more
+    // is committed: a later batch's offsets would cover its unstored rows.
+    if !abandoned {
+        while let Some(w) = writes.pop_front() {
+            if !w.finish(consumer, &mut commits, &stats).await {
+                break;
+            }
         }
     }
     if let Err(e) = commits.finish(consumer).await {

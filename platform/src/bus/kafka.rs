@@ -494,7 +494,8 @@ impl Consumer for KafkaConsumer {
         }
         let tpl = next_offsets(positions)?;
         // Only enqueues the OffsetCommit request (librdkafka sends commits in
-        // order); a failure is logged by librdkafka and means redelivery.
+        // order); a failure reaches `GroupContext::commit_callback` and means
+        // redelivery.
         self.inner.commit(&tpl, CommitMode::Async).map_err(classify)
     }
 

@@ -500,15 +500,20 @@ async fn watch_rows(
 /// adds little to the latency it measures.
 fn latency_consumer(brokers: &str, group: &str, topic: &str) -> anyhow::Result<rdkafka::consumer::StreamConsumer> {
     use rdkafka::consumer::Consumer as _;
-    let c: rdkafka::consumer::StreamConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let c: rdkafka::consumer::StreamConsumer = latency_config(brokers, group).create()?;
+    c.subscribe(&[topic])?;
+    Ok(c)
+}
+
+/// Settings of the latency consumers: from the end, no commits, a short fetch wait.
+fn latency_config(brokers: &str, group: &str) -> rdkafka::config::ClientConfig {
+    let mut c = rdkafka::config::ClientConfig::new();
+    c.set("bootstrap.servers", brokers)
         .set("group.id", group)
         .set("auto.offset.reset", "latest")
         .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
-    c.subscribe(&[topic])?;
-    Ok(c)
+        .set("fetch.wait.max.ms", "10");
+    c
 }
 
 async fn watch_alerts(
@@ -553,12 +558,7 @@ async fn watch_kafka(
     // work during a benchmark (the roles' own consumers read it once), and a
     // partition's readings are as late as any other's. Partition 0 from its
     // end; the topic exists once the roles started.
-    let c: rdkafka::consumer::StreamConsumer = rdkafka::config::ClientConfig::new()
-        .set("bootstrap.servers", brokers)
-        .set("group.id", format!("{prefix}-latency"))
-        .set("enable.auto.commit", "false")
-        .set("fetch.wait.max.ms", "10")
-        .create()?;
+    let c: rdkafka::consumer::StreamConsumer = latency_config(brokers, &format!("{prefix}-latency")).create()?;
     let mut tpl = rdkafka::TopicPartitionList::new();
     tpl.add_partition_offset(topic, 0, rdkafka::Offset::End)?;
     c.assign(&tpl)?;
