@@ -745,9 +745,16 @@ async fn embedded_mode_writes_eml_and_sms_files() {
     assert!(dir.join("ack.secret").exists(), "embedded secret created");
     let sms = std::fs::read_to_string(dir.join("sms.jsonl")).unwrap();
     assert!(sms.contains(MARTIN_MOBILE), "{sms}");
-    let rows = store.outbox(&ep("ep-embedded")).await.unwrap();
-    assert_eq!(rows.len(), 2);
-    assert!(rows.iter().all(|r| r.status == OutboxStatus::Sent), "{rows:?}");
+    // The files are written before the dispatcher records each send.
+    assert!(
+        eventually(10, async || {
+            let rows = store.outbox(&ep("ep-embedded")).await.unwrap();
+            rows.len() == 2 && rows.iter().all(|r| r.status == OutboxStatus::Sent)
+        })
+        .await,
+        "{:?}",
+        store.outbox(&ep("ep-embedded")).await.unwrap()
+    );
     shutdown.cancel();
     role.await.unwrap().unwrap();
 }
@@ -837,6 +844,15 @@ async fn permanent_sms_failure_falls_back_to_email() {
     assert_eq!(msgs.len(), 1, "fallback email");
     assert_eq!(msgs[0].1, vec!["dr-martin@hospital.example".to_string()]);
     assert_eq!(log.lock().unwrap().len(), 1, "a permanent failure is not retried");
+    // The SMTP server has the email before the dispatcher records the send.
+    assert!(
+        eventually(10, async || {
+            let rows = h.store.outbox(&ep("ep-fallback")).await.unwrap();
+            rows.iter().any(|r| r.notification.channel == Channel::Email && r.status == OutboxStatus::Sent)
+        })
+        .await,
+        "the fallback email is recorded as sent"
+    );
     let rows = h.store.outbox(&ep("ep-fallback")).await.unwrap();
     let by_channel = |c: Channel| rows.iter().find(|r| r.notification.channel == c).unwrap();
     assert_eq!(by_channel(Channel::Sms).status, OutboxStatus::Failed);
