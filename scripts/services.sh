@@ -177,12 +177,13 @@ ensure_mosquitto() {
 }
 
 # ------------------------------------------------------------------------------------ tansu (Kafka)
-# tansu 0.6.0 from crates.io with two fixes (scripts/tansu/tansu-0.6.0.patch): (1) its in-memory
+# tansu 0.6.0 from crates.io with three fixes (scripts/tansu/tansu-0.6.0.patch): (1) its in-memory
 # engine skipped the rest of a producer batch when a consumer fetched from an offset inside it,
 # which is what the next owner of a partition does after a rebalance (tests/bus_handover.rs);
 # (2) it answered every fetch only when fetch.wait.max.ms had passed, with the records that were
 # there when the fetch began, so each consumer hop cost up to twice that wait (Kafka answers as
-# soon as fetch.min.bytes are there).
+# soon as fetch.min.bytes are there); (3) every fetch listed every batch object the partition
+# ever held, so the broker's CPU grew with the run (an index of batch offsets instead).
 # The patch level is part of the install folder, so an unpatched cached build is never reused.
 TANSU_VERSION=0.6.0
 TANSU_PATCH="$REPO/scripts/tansu/tansu-0.6.0.patch"

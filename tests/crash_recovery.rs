@@ -139,3 +139,83 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));
 }
+
+/// Every message ingest took is acknowledged to the broker before it stops
+/// (acknowledgments leave in batches, `ingest/src/acks.rs`): a new ingest on
+/// the same persistent session gets nothing redelivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stopped_ingest_leaves_nothing_unacknowledged() {
+    let Some(mosq) = Mosquitto::start() else { return };
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("acks");
+    let db = fresh_database(&pg_url(), &run).await;
+    let env = service_env(&run, &db, &mosq.url);
+    run_cli(&["migrate"], &env);
+    let st = store::open(&db, 1000).await.unwrap();
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 86_400, 0).unwrap();
+    for i in 0..20 {
+        let (p, d) = (PatientId::new(format!("pat-{i}")).unwrap(), DeviceId::new(format!("dev-{i}")).unwrap());
+        st.add_patient(&p).await.unwrap();
+        st.add_device(&d, "multi").await.unwrap();
+        st.enrol(&d, &p, base - chrono::Duration::days(1)).await.unwrap();
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let scrape = async |addr: &str, series: &str| sample(&get(addr, "/metrics").await.1, series);
+
+    let log1 = tmp.path().join("ingest-1.log");
+    let mut ingest = Proc::spawn_logged("ingest", &["ingest"], &env, &log1);
+    let ops = ops_addr(&log1).await;
+    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
+    let (client, mut eventloop) = AsyncClient::new(opts, 20_000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    // Subscribed: a probe (an unknown device: rejected, and acknowledged too) gets through.
+    let subscribed = wait_until(Duration::from_secs(60), || async {
+        let _ = client.publish("vitalwatch/v1/devices/nobody/readings/json", QoS::AtLeastOnce, false, "{}").await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        scrape(&ops, "vitalwatch_ingest_messages_total").await > 0.0
+    })
+    .await;
+    assert!(subscribed, "ingest never received a message");
+
+    let total = 6_000u32;
+    for m in 0..total {
+        let t = base + chrono::Duration::seconds(m as i64 * 2);
+        let format = FORMATS[(m % 4) as usize];
+        let topic = format!("vitalwatch/v1/devices/dev-{}/readings/{format}", m % 20);
+        client.publish(topic, QoS::AtLeastOnce, false, TestReading::nth(m, t).encode(format)).await.unwrap();
+    }
+    let all_taken = wait_until(Duration::from_secs(120), || async {
+        let (messages, acked) = (
+            scrape(&ops, "vitalwatch_ingest_messages_total").await,
+            scrape(&ops, "vitalwatch_ingest_acked_total").await,
+        );
+        messages >= f64::from(total) && acked == messages
+    })
+    .await;
+    assert!(all_taken, "ingest did not take and acknowledge the {total} messages");
+    let received = scrape(&ops, "vitalwatch_ingest_messages_total").await;
+    ingest.terminate(Duration::from_secs(30));
+
+    let log2 = tmp.path().join("ingest-2.log");
+    let mut ingest = Proc::spawn_logged("ingest", &["ingest"], &env, &log2);
+    let ops = ops_addr(&log2).await;
+    let connected =
+        wait_until(Duration::from_secs(30), || async { scrape(&ops, "vitalwatch_mqtt_connected").await == 1.0 }).await;
+    assert!(connected, "the second ingest never connected");
+    // A broker resends unacknowledged messages of a resumed session at once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let redelivered = scrape(&ops, "vitalwatch_ingest_messages_total").await;
+    ingest.terminate(Duration::from_secs(30));
+    assert_eq!(redelivered, 0.0, "redelivered after a clean stop (the first ingest received {received})");
+    let log = std::fs::read_to_string(&log2).unwrap_or_default();
+    assert!(log.contains("\"session_present\":true"), "the second ingest resumed the session:\n{log}");
+}

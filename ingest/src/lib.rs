@@ -16,6 +16,7 @@
 //! - [`worker`]: the `ingest` role (MQTT -> bus, ack after the bus acked);
 //! - [`persist`]: the `persist` role (bus -> store, commit after the store).
 
+pub mod acks;
 pub mod decode;
 pub mod dedup;
 pub mod normalize;

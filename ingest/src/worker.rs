@@ -14,7 +14,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prost::Message as _;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Delivery, Producer};
 use vitalwatch_platform::config::Settings;
@@ -23,6 +23,7 @@ use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::registry::RegistrySnapshot;
 use vitalwatch_schemas::{ObservationId, proto, topics};
 
+use crate::acks::{AckQueue, Push};
 use crate::dedup::Dedup;
 use crate::normalize::Limits;
 use crate::pipeline::{Processed, process};
@@ -169,7 +170,8 @@ pub async fn run(
     let (tx, rx) = mpsc::unbounded_channel::<(Publish, chrono::DateTime<Utc>)>();
 
     let share = settings.mqtt.share_group.clone();
-    let poller = tokio::spawn(poll_loop(eventloop, client.clone(), share, tx, stats.clone()));
+    let acks = Arc::new(AckQueue::default());
+    let poller = tokio::spawn(poll_loop(eventloop, client.clone(), share, tx, acks.clone(), stats.clone()));
 
     // Periodic registry reload.
     let reloader = {
@@ -199,15 +201,17 @@ pub async fn run(
         limits,
         dedup: Dedup::new(settings.ingest.dedup_capacity),
         inflight: HashSet::new(),
-        unsent_acks: std::collections::VecDeque::new(),
+        acks,
         stats: stats.clone(),
         cap,
     };
     processor.run(rx, shutdown).await;
     reloader.abort();
 
-    // Everything taken is acknowledged (queued in the client); say goodbye so
-    // the acknowledgments go out before the connection closes.
+    // Everything taken is acknowledged (queued in the client or in `acks`,
+    // which the connection loop writes before it handles the disconnect
+    // request); say goodbye so the acknowledgments go out before the
+    // connection closes.
     // Bounded waits: with the broker unreachable the request queue may be full.
     let _ = tokio::time::timeout(Duration::from_secs(2), client.disconnect()).await;
     match tokio::time::timeout(Duration::from_secs(10), poller).await {
@@ -229,12 +233,27 @@ async fn poll_loop(
     client: AsyncClient,
     share: String,
     tx: mpsc::UnboundedSender<(Publish, chrono::DateTime<Utc>)>,
+    acks: Arc<AckQueue>,
     stats: Arc<IngestStats>,
 ) {
+    let mut ack_buf = Vec::new();
     let filters = [topics::MQTT_DEVICE_READINGS_FILTER, topics::MQTT_MANUAL_FILTER, topics::MQTT_DEVICE_STATUS_FILTER];
     let mut backoff = Duration::from_millis(100);
     loop {
-        match eventloop.poll().await {
+        let polled = eventloop.poll().await;
+        // Between two turns of the event loop, once it has handed out what it
+        // had read: write the acknowledgments queued meanwhile, with one flush.
+        // (Requests are handled in order and only once the events are handed
+        // out, so what was queued before the disconnect request goes first.)
+        let disconnecting = matches!(polled, Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)));
+        if matches!(polled, Ok(Event::Outgoing(rumqttc::Outgoing::PubAck(_)))) {
+            // Only wake-ups go through the client's channel (`AckQueue`).
+            acks.wake_written();
+        }
+        if polled.is_ok() && !disconnecting && eventloop.state.events.is_empty() {
+            write_acks(&mut eventloop, &acks, &mut ack_buf).await;
+        }
+        match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 backoff = Duration::from_millis(100);
                 stats.connected.store(true, Ordering::Relaxed);
@@ -274,6 +293,9 @@ async fn poll_loop(
             Err(e) => {
                 stats.connected.store(false, Ordering::Relaxed);
                 metrics::gauge!("vitalwatch_mqtt_connected").set(0.0);
+                // As rumqttc does with the acknowledgments in its channel: the
+                // broker sends those messages again on the next connection.
+                acks.clear();
                 if tx.is_closed() {
                     return;
                 }
@@ -285,6 +307,32 @@ async fn poll_loop(
     }
 }
 
+/// Writes the acknowledgments waiting in `acks` and flushes once. On a write
+/// error the connection is dropped and the next `poll` reconnects; the broker
+/// then sends the unacknowledged messages again (and ingest's dedup absorbs
+/// them).
+async fn write_acks(eventloop: &mut EventLoop, acks: &AckQueue, buf: &mut Vec<u16>) {
+    acks.drain_into(buf);
+    if buf.is_empty() {
+        return;
+    }
+    // `network` is None only while disconnected, and the queue is cleared then.
+    let Some(network) = eventloop.network.as_mut() else { return };
+    let written = async {
+        for &pkid in buf.iter() {
+            network.write(Packet::PubAck(PubAck::new(pkid))).await?;
+        }
+        network.flush().await
+    };
+    let error = match tokio::time::timeout(Duration::from_secs(5), written).await {
+        Ok(Ok(())) => return,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "timed out after 5 s".to_owned(),
+    };
+    tracing::warn!(message = "Could not write MQTT acknowledgments; reconnecting.", count = buf.len(), error = %error);
+    eventloop.clean();
+}
+
 struct Processor {
     client: AsyncClient,
     outputs: Outputs,
@@ -294,8 +342,8 @@ struct Processor {
     /// Ids produced but not yet acknowledged by the bus: a duplicate arriving
     /// meanwhile is not produced again (the original retries until delivered).
     inflight: HashSet<u128>,
-    /// Acknowledgments waiting for room in the client's request queue, in order.
-    unsent_acks: std::collections::VecDeque<Publish>,
+    /// Acknowledgments for the connection loop to write in batches.
+    acks: Arc<AckQueue>,
     stats: Arc<IngestStats>,
     cap: usize,
 }
@@ -314,11 +362,9 @@ impl Processor {
     ) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut draining = false;
-        let mut ack_retry = tokio::time::interval(Duration::from_millis(20));
         loop {
             tokio::select! {
                 biased;
-                _ = ack_retry.tick(), if !self.unsent_acks.is_empty() => self.flush_acks(),
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
                     self.complete(publish, received_at, result).await;
                 }
@@ -336,13 +382,6 @@ impl Processor {
                             // Channel closed and empty: finish what is pending.
                             while let Some((publish, received_at, result)) = pending.next().await {
                                 self.complete(publish, received_at, result).await;
-                            }
-                            // Bounded: with the broker gone the acknowledgments cannot
-                            // leave, and the broker redelivers those messages anyway.
-                            let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-                            while !self.unsent_acks.is_empty() && tokio::time::Instant::now() < deadline {
-                                self.flush_acks();
-                                tokio::time::sleep(Duration::from_millis(10)).await;
                             }
                             return;
                         }
@@ -477,29 +516,34 @@ impl Processor {
             self.stats.observations.fetch_add(n, Ordering::Relaxed);
             metrics::counter!("vitalwatch_ingest_observations_total").increment(n);
         }
-        // Never wait on the client's request queue here (see `run`): keep
-        // acknowledgments that do not fit yet, in order, and retry shortly.
-        self.unsent_acks.push_back(publish);
-        self.flush_acks();
+        self.acknowledge(&publish);
     }
 
-    fn flush_acks(&mut self) {
-        while let Some(p) = self.unsent_acks.front() {
-            match self.client.try_ack(p) {
-                Ok(()) => {
-                    self.unsent_acks.pop_front();
-                    self.stats.acked.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("vitalwatch_ingest_acked_total").increment(1);
-                    metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
+    /// Hands the message's acknowledgment to the connection loop. Never waits
+    /// on the client's request queue (see `run`).
+    fn acknowledge(&mut self, publish: &Publish) {
+        let queued = match self.acks.push(publish.pkid) {
+            Push::Queued => true,
+            Push::SendThroughClient => match self.client.try_ack(publish) {
+                Ok(()) => true,
+                Err(rumqttc::ClientError::TryRequest(_)) => {
+                    self.acks.push_queued(publish.pkid);
+                    true
                 }
-                Err(rumqttc::ClientError::TryRequest(_)) => return,
                 Err(e) => {
+                    // Only when the event loop is gone (shutting down): the
+                    // broker sends the message again to the next owner.
+                    self.acks.push_queued(publish.pkid);
                     tracing::warn!(message = "Could not queue the MQTT acknowledgment.", error = %e);
-                    self.unsent_acks.pop_front();
-                    metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
+                    false
                 }
-            }
+            },
+        };
+        if queued {
+            self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            metrics::counter!("vitalwatch_ingest_acked_total").increment(1);
         }
+        metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
     }
 }
 

@@ -19,6 +19,12 @@ mod commands;
 mod embedded_broker;
 mod sim;
 
+/// mimalloc instead of the system allocator: glibc's malloc and free were 13 %
+/// of the ingest role's CPU samples at 20,000 readings/s (`perf record`;
+/// docs/performance.md). librdkafka and SQLite keep their own C allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Remote patient monitoring: readings in, significant changes out.
 #[derive(Debug, Parser)]
 #[command(name = "vitalwatch", version, about, long_about = None)]
