@@ -310,7 +310,11 @@ async fn poll_loop(
 /// Writes the acknowledgments waiting in `acks` and flushes once. On a write
 /// error the connection is dropped and the next `poll` reconnects; the broker
 /// then sends the unacknowledged messages again (and ingest's dedup absorbs
-/// them).
+/// them). Relies on rumqttc 0.25's public `EventLoop::network`, `state` and
+/// `clean`, and is only called between two `poll`s (never cancelling one):
+/// recheck on a rumqttc upgrade (`tests/crash_recovery.rs`,
+/// `a_stopped_ingest_leaves_nothing_unacknowledged`, fails if acknowledgments
+/// stop reaching the broker).
 async fn write_acks(eventloop: &mut EventLoop, acks: &AckQueue, buf: &mut Vec<u16>) {
     acks.drain_into(buf);
     if buf.is_empty() {
