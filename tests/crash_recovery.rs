@@ -13,7 +13,7 @@ use payloads::*;
 use prost::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::QoS;
 use vitalwatch_platform::store;
 use vitalwatch_schemas::{DeviceId, PatientId, proto};
 
@@ -24,6 +24,17 @@ async fn count(db: &str) -> i64 {
         .await
         .map(|r| r.get(0))
         .unwrap_or(-1)
+}
+
+/// Patients `pat-0`..`pat-19`, each with device `dev-N` enrolled from a day
+/// before `base`.
+async fn enrol_twenty_devices(st: &dyn store::Store, base: DateTime<Utc>) {
+    for i in 0..20 {
+        let (p, d) = (PatientId::new(format!("pat-{i}")).unwrap(), DeviceId::new(format!("dev-{i}")).unwrap());
+        st.add_patient(&p).await.unwrap();
+        st.add_device(&d, "multi").await.unwrap();
+        st.enrol(&d, &p, base - chrono::Duration::days(1)).await.unwrap();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -38,27 +49,13 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
     run_cli(&["migrate"], &env);
     let st = store::open(&db, 1000).await.unwrap();
     let base = DateTime::from_timestamp(Utc::now().timestamp() - 86_400, 0).unwrap();
-    for i in 0..20 {
-        let (p, d) = (PatientId::new(format!("pat-{i}")).unwrap(), DeviceId::new(format!("dev-{i}")).unwrap());
-        st.add_patient(&p).await.unwrap();
-        st.add_device(&d, "multi").await.unwrap();
-        st.enrol(&d, &p, base - chrono::Duration::days(1)).await.unwrap();
-    }
+    enrol_twenty_devices(st.as_ref(), base).await;
     st.add_patient(&PatientId::new("probe").unwrap()).await.unwrap();
 
     let mut ingest = Proc::spawn("ingest", &["ingest"], &env);
     let mut persist = Proc::spawn("persist", &["persist"], &env);
 
-    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
-    let (client, mut eventloop) = AsyncClient::new(opts, 20_000);
-    tokio::spawn(async move {
-        loop {
-            if eventloop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let client = mqtt_publisher(&run, mosq.port);
     // Wait until the path is live.
     let probe = PatientId::new("probe").unwrap();
     let live = wait_until(Duration::from_secs(60), || async {
@@ -155,28 +152,14 @@ async fn a_stopped_ingest_leaves_nothing_unacknowledged() {
     run_cli(&["migrate"], &env);
     let st = store::open(&db, 1000).await.unwrap();
     let base = DateTime::from_timestamp(Utc::now().timestamp() - 86_400, 0).unwrap();
-    for i in 0..20 {
-        let (p, d) = (PatientId::new(format!("pat-{i}")).unwrap(), DeviceId::new(format!("dev-{i}")).unwrap());
-        st.add_patient(&p).await.unwrap();
-        st.add_device(&d, "multi").await.unwrap();
-        st.enrol(&d, &p, base - chrono::Duration::days(1)).await.unwrap();
-    }
+    enrol_twenty_devices(st.as_ref(), base).await;
     let tmp = tempfile::tempdir().unwrap();
     let scrape = async |addr: &str, series: &str| sample(&get(addr, "/metrics").await.1, series);
 
     let log1 = tmp.path().join("ingest-1.log");
     let mut ingest = Proc::spawn_logged("ingest", &["ingest"], &env, &log1);
     let ops = ops_addr(&log1).await;
-    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
-    let (client, mut eventloop) = AsyncClient::new(opts, 20_000);
-    tokio::spawn(async move {
-        loop {
-            if eventloop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let client = mqtt_publisher(&run, mosq.port);
     // Subscribed: a probe (an unknown device: rejected, and acknowledged too) gets through.
     let subscribed = wait_until(Duration::from_secs(60), || async {
         let _ = client.publish("vitalwatch/v1/devices/nobody/readings/json", QoS::AtLeastOnce, false, "{}").await;

@@ -15,7 +15,7 @@ use payloads::rfc3339;
 use prost::Message as _;
 use rdkafka::consumer::{Consumer as _, StreamConsumer};
 use rdkafka::message::Message as _;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
 use vitalwatch_platform::store::{self, Store};
 use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, Severity};
 use vitalwatch_schemas::{DeviceId, PatientId};
@@ -42,16 +42,7 @@ async fn setup(prefix: &str, patients: &[&str]) -> Option<Ctx> {
     for p in patients.iter().chain(&["probe"]) {
         st.add_patient(&PatientId::new(*p).unwrap()).await.unwrap();
     }
-    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
-    let (client, mut eventloop) = AsyncClient::new(opts, 20_000);
-    tokio::spawn(async move {
-        loop {
-            if eventloop.poll().await.is_err() {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    });
+    let client = mqtt_publisher(&run, mosq.port);
     Some(Ctx { _mosq: mosq, run, db, env, st, client })
 }
 

@@ -315,6 +315,22 @@ impl Proc {
     }
 }
 
+/// An MQTT client (`{run}-pub`, QoS 1 window 500) for the broker on
+/// `127.0.0.1:port`, its event loop polled in the background, reconnecting.
+pub fn mqtt_publisher(run: &str, port: u16) -> rumqttc::AsyncClient {
+    let mut opts = rumqttc::MqttOptions::new(format!("{run}-pub"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(500);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 20_000);
+    tokio::spawn(async move {
+        loop {
+            if eventloop.poll().await.is_err() {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    });
+    client
+}
+
 /// The ops address a role logged at startup (`ops.listen` = 127.0.0.1:0).
 pub async fn ops_addr(log: &Path) -> String {
     let mut found = None;
