@@ -12,17 +12,20 @@
 //! - [`reject`]: reason codes;
 //! - [`dedup`]: a bounded cache of recently produced observation ids.
 //!
-//! Drivers:
+//! Drivers (feature `drivers`, on by default):
 //! - [`worker`]: the `ingest` role (MQTT -> bus, ack after the bus acked);
 //! - [`persist`]: the `persist` role (bus -> store, commit after the store).
 
+#[cfg(feature = "drivers")]
 pub mod acks;
 pub mod decode;
 pub mod dedup;
 pub mod normalize;
+#[cfg(feature = "drivers")]
 pub mod persist;
 pub mod pipeline;
 pub mod reject;
 pub mod topic;
 pub mod units;
+#[cfg(feature = "drivers")]
 pub mod worker;
