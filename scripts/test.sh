@@ -32,6 +32,8 @@ drop_test_databases || echo "could not drop earlier test databases (continuing)"
 step cargo fmt --all --check
 step cargo clippy --workspace --all-targets -- -D warnings
 step cargo nextest run --workspace --no-fail-fast
+# Coverage-guided fuzzing of the decoders and `process`, 20 s per target (fuzz/README.md).
+step bash scripts/fuzz.sh --smoke
 if [[ -f deploy/validate.sh ]]; then
   step bash deploy/validate.sh
 fi

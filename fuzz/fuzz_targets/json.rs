@@ -1,0 +1,9 @@
+//! Fuzz target: the json decoder on arbitrary bytes (see fuzz/README.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vitalwatch_ingest::decode::json;
+
+fuzz_target!(|data: &[u8]| {
+    vitalwatch_fuzz::fuzz_decoder("json", data, json::decode);
+});

@@ -1,0 +1,9 @@
+//! Fuzz target: the senml decoder on arbitrary bytes (see fuzz/README.md).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use vitalwatch_ingest::decode::senml;
+
+fuzz_target!(|data: &[u8]| {
+    vitalwatch_fuzz::fuzz_decoder("senml", data, senml::decode);
+});
