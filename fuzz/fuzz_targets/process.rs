@@ -29,6 +29,7 @@ fuzz_target!(|data: &[u8]| {
             (String::from_utf8_lossy(&rest[..cut]).into_owned(), rest.get(cut + 1..).unwrap_or_default())
         }
     };
-    let p = timed("process", payload, || process(&topic, payload, now(), limits(), registry()));
+    let (now, limits, registry) = (now(), limits(), registry());
+    let p = timed("process", payload, || process(&topic, payload, now, limits, registry));
     check_processed(&topic, payload, &p);
 });
