@@ -109,7 +109,8 @@ for t in "${targets[@]}"; do
   )
   [[ "$t" != proto ]] && args+=(-dict=fuzz/dicts/json.dict)
   if [[ -n "$runs" ]]; then args+=(-runs="$runs"); else args+=(-max_total_time="$seconds"); fi
-  log "$t: ${runs:+$runs inputs}${runs:+ }${runs:-$seconds s} (log: $OUT/$t.log)"
+  if [[ -n "$runs" ]]; then what="$runs inputs"; else what="$seconds s"; fi
+  log "$t: $what (log: $OUT/$t.log)"
   start=$SECONDS
   status=0
   VW_FUZZ_STATS_DIR="$OUT/stats" "$BIN_DIR/$t" "${args[@]}" "$corpus" "fuzz/corpus/$t" $( ((large == 0)) || echo "$LARGE/$t") \
