@@ -15,7 +15,6 @@ use chrono::{DateTime, Duration, Utc};
 use vitalwatch_ingest::decode::{RawBatch, RawTime};
 use vitalwatch_ingest::normalize::Limits;
 use vitalwatch_ingest::pipeline::{Processed, process, trace_id};
-use vitalwatch_ingest::reject::Reason;
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 
@@ -141,16 +140,14 @@ pub fn check_batch(payload: &[u8], batch: &RawBatch<'_>) {
     assert!(owned <= bound, "{owned} bytes of strings copied out of a {}-byte payload (bound {bound})", payload.len());
 }
 
-/// The characters the ingest rule refuses in strings that reach storage, as
-/// the code under test implements it: probed once through `process` (a
-/// `msg_id` with the character must be rejected `invalid_characters`). Empty
-/// while no such rule exists.
+/// The characters ingest keeps out of the strings that reach storage, as the
+/// code under test does it: probed once through `process` with a `msg_id`
+/// holding the character; it is kept out if the message is rejected
+/// `invalid_characters` or stored without it (cleaned). Empty while ingest
+/// has no such rule.
 fn refused_chars() -> &'static [char] {
     static C: OnceLock<Vec<char>> = OnceLock::new();
     C.get_or_init(|| {
-        if !Reason::ALL.iter().any(|r| r.as_str() == "invalid_characters") {
-            return Vec::new();
-        }
         let candidates = (0u32..0x20).chain(0x7f..0xa0).filter_map(char::from_u32);
         candidates
             .filter(|&c| {
@@ -162,6 +159,7 @@ fn refused_chars() -> &'static [char] {
                 let p =
                     process("vitalwatch/v1/devices/d1/readings/json", payload.as_bytes(), now(), limits(), registry());
                 p.rejections.iter().any(|r| r.reason.as_str() == "invalid_characters")
+                    || p.observations.iter().any(|o| o.msg_id.as_deref().is_some_and(|m| !m.contains(c)))
             })
             .collect()
     })
