@@ -75,7 +75,9 @@ fi
 
 # The flags cargo-fuzz passes, less its nightly-only ones (-Zsanitizer, -Zbuild-std): libFuzzer's
 # edge counters, PC table, comparison tracing (for its value profile and dictionary building) and
-# stack depth. With --target, they apply to the fuzzed code, not to build scripts.
+# stack depth. With --target, they apply to the fuzzed code, not to build scripts. Not --locked:
+# fuzz/Cargo.lock (copied from the workspace's) gains an entry when ingest or schemas gain a
+# dependency, and the pins it has are kept.
 log "building the fuzz targets (log: $OUT/build.log)"
 build_start=$SECONDS
 if ! RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
@@ -83,7 +85,7 @@ if ! RUSTFLAGS="-Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
 -Cllvm-args=-sanitizer-coverage-trace-compares -Cllvm-args=-sanitizer-coverage-stack-depth \
 --cfg fuzzing" \
   CARGO_TARGET_DIR="$TARGET_DIR" \
-  cargo build --release --locked --manifest-path fuzz/Cargo.toml --target "$TRIPLE" --bins >"$OUT/build.log" 2>&1; then
+  cargo build --release --manifest-path fuzz/Cargo.toml --target "$TRIPLE" --bins >"$OUT/build.log" 2>&1; then
   tail -n 40 "$OUT/build.log" >&2
   log "build failed"
   exit 1
