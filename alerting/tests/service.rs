@@ -141,7 +141,6 @@ fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> Alerti
     s.outbox_lease_secs = 3;
     s.outbox_poll_ms = 100;
     s.scheduler_poll_ms = 100;
-    s.retry_max_attempts = 30;
     s.retry_base_delay_ms = 200;
     s.retry_max_delay_ms = 800;
     s
@@ -1098,6 +1097,7 @@ async fn outage(h: &Harness, episodes: &[&str], minutes: i64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
     let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
     if !smtp_available() {
         return;
     }
@@ -1128,8 +1128,9 @@ async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
         assert!(rows[0].attempts >= 30, "{e}: retried all along: {} attempts", rows[0].attempts);
         assert!(rows[0].last_error.is_some(), "{e}");
     }
+    assert_eq!(h.store.awaiting_retry().await.unwrap(), 2);
     assert!(
-        metric("vitalwatch_notifications_awaiting_retry", &[]) >= 2.0,
+        eventually(10, async || metric("vitalwatch_notifications_awaiting_retry", &[]) >= 2.0).await,
         "the gauge shows the pages awaiting a retry"
     );
     // The MEDIUM ladder escalates to the deputy after 2 h even though the
@@ -1146,10 +1147,7 @@ async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
     let sink = SmtpSink::start(port, tmp.path());
     let msgs = sink.wait_for(3);
     assert_eq!(msgs.len(), 3, "LOW and MEDIUM pages and the deputy's page, once the server is back");
-    assert!(
-        eventually(15, async || pending_attempts(&h, &episodes).await.0 == 0).await,
-        "every row recorded as sent"
-    );
+    assert!(eventually(15, async || pending_attempts(&h, &episodes).await.0 == 0).await, "every row recorded as sent");
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     let msgs = sink.messages();
     assert_eq!(msgs.len(), 3, "each page delivered exactly once");
@@ -1164,7 +1162,10 @@ async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
         let transient = audit
             .iter()
             .filter(|r| {
-                matches!(&r.entry, AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Transient { retry_at: Some(_), .. }, .. })
+                matches!(
+                    &r.entry,
+                    AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Transient { retry_at: Some(_), .. }, .. }
+                )
             })
             .count();
         assert!(transient >= 30, "{e}: every failed attempt is audited with its retry time ({transient})");
@@ -1180,6 +1181,7 @@ async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sms_gateway_503_for_ten_minutes_then_delivers_once() {
     let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
     if !smtp_available() {
         return;
     }
@@ -1197,7 +1199,8 @@ async fn sms_gateway_503_for_ten_minutes_then_delivers_once() {
     h.store.upsert_physician(&martin).await.unwrap();
 
     h.publish(&high_event("evt-1", "ep-sms-503")).await;
-    let is_sms = |r: &astore::OutboxRow| r.notification.channel == Channel::Sms && r.notification.recipient == pid("dr-martin");
+    let is_sms =
+        |r: &astore::OutboxRow| r.notification.channel == Channel::Sms && r.notification.recipient == pid("dr-martin");
     assert!(
         eventually(15, async || {
             h.store.outbox(&ep("ep-sms-503")).await.unwrap().iter().any(|r| is_sms(r) && r.attempts >= 1)
@@ -1233,7 +1236,12 @@ async fn sms_gateway_503_for_ten_minutes_then_delivers_once() {
         sink.messages().iter().filter(|(_, r)| r == &vec!["dr-martin@hospital.example".to_string()]).count();
     assert_eq!(to_martin, 1, "the fallback email, once");
     let audit = h.store.audit_trail(&ep("ep-sms-503")).await.unwrap();
-    assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { from: Channel::Sms, to: Channel::Email, .. })));
+    assert!(
+        audit.iter().any(|r| matches!(
+            r.entry,
+            AuditEntry::FallbackWhileRetrying { from: Channel::Sms, to: Channel::Email, .. }
+        ))
+    );
     assert!(!audit.iter().any(|r| matches!(r.entry, AuditEntry::DeliveryFailed { .. })));
     assert!(metric("vitalwatch_notification_retries_total", &[("channel", "sms")]) >= 40.0);
     h.stop().await;
@@ -1245,6 +1253,7 @@ async fn sms_gateway_503_for_ten_minutes_then_delivers_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smtp_550_fails_the_email_and_sends_the_fallback_sms() {
     let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
     if !smtp_available() {
         return;
     }
@@ -1280,7 +1289,11 @@ async fn smtp_550_fails_the_email_and_sends_the_fallback_sms() {
     let audit = h.store.audit_trail(&ep("ep-550")).await.unwrap();
     assert!(audit.iter().any(|r| matches!(&r.entry,
         AuditEntry::DeliveryAttempt { channel: Channel::Email, outcome: AttemptOutcome::Permanent { error }, .. } if error.contains("550"))));
-    assert!(audit.iter().any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { from: Channel::Email, to: Channel::Sms, .. })));
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { from: Channel::Email, to: Channel::Sms, .. }))
+    );
     assert!(
         metric("vitalwatch_notifications_failed_total", &[("channel", "email"), ("kind", "permanent")]) > failed_before
     );
@@ -1309,7 +1322,11 @@ async fn permanent_failure_without_fallback_pages_the_deputy_at_once() {
     let martin = rows.iter().find(|r| r.notification.recipient == pid("dr-martin")).unwrap();
     assert_eq!(martin.status, OutboxStatus::Failed);
     let audit = h.store.audit_trail(&ep("ep-550-deputy")).await.unwrap();
-    assert!(audit.iter().any(|r| matches!(&r.entry, AuditEntry::DeliveryFailed { key, .. } if key == &martin.notification.key)));
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(&r.entry, AuditEntry::DeliveryFailed { key, .. } if key == &martin.notification.key))
+    );
     h.stop().await;
     drop(sink);
 }
