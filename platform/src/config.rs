@@ -699,6 +699,15 @@ mod tests {
     }
 
     #[test]
+    fn alert_retry_horizon_is_at_least_a_day() {
+        let mut s = Settings::defaults(Profile::Service);
+        assert_eq!(s.alerting.retry_horizon_secs, 86_400);
+        s.alerting.retry_horizon_secs = 3_600;
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("alerting.retry_horizon_secs"), "{e}");
+    }
+
+    #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:********@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
