@@ -1308,10 +1308,26 @@ async fn permanent_failure_without_fallback_pages_the_deputy_at_once() {
     if !smtp_available() {
         return;
     }
+    deputy_scenario(&db).await;
+}
+
+/// The same on SQLite (embedded mode store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failure_without_fallback_pages_the_deputy_at_once_on_sqlite() {
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("deputy.db").display());
+    vitalwatch_platform::store::open(&url, 500).await.unwrap().migrate().await.unwrap();
+    deputy_scenario(&url).await;
+}
+
+async fn deputy_scenario(db: &str) {
     let tmp = tempfile::tempdir().unwrap();
     let sink = SmtpSink::start_rejecting(free_port(), tmp.path(), &["dr-martin@hospital.example"]);
     let s = settings(sink.port, free_port(), None);
-    let h = Harness::new(&db, &s, true).await;
+    let h = Harness::new(db, &s, true).await;
     setup_team(h.store.as_ref(), false).await;
 
     h.publish(&medium_event("evt-1", "ep-550-deputy")).await;
