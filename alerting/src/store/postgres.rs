@@ -591,7 +591,9 @@ impl AlertStore for PgAlertStore {
         let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
         with_client!(self, c => {
             let tx = c.transaction().await.map_err(classify)?;
-            match &completion {
+            // Rows changed: 0 when the row was completed already (another
+            // dispatcher took it over after the lease): nothing more to do then.
+            let changed = match &completion {
                 Completion::Sent { provider_message_id } => {
                     tx.execute(
                         "UPDATE alert_outbox SET status = 'sent', sent_at = $2, provider_message_id = $3, attempts = $4, \
@@ -599,31 +601,25 @@ impl AlertStore for PgAlertStore {
                         &[&key.as_str(), &now, provider_message_id, &attempts],
                     )
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify)?
                 }
-                Completion::Retry { retry_at, error, fallback } => {
+                Completion::Retry { retry_at, error, .. } => {
                     tx.execute(
                         "UPDATE alert_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, \
                          claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
                         &[&key.as_str(), &attempts, retry_at, error],
                     )
                     .await
-                    .map_err(classify)?;
-                    if let Some(f) = fallback {
-                        insert_outbox(&tx, f, now).await?;
-                    }
+                    .map_err(classify)?
                 }
-                Completion::Failed { error, fallback } => {
+                Completion::Failed { error, .. } => {
                     tx.execute(
                         "UPDATE alert_outbox SET status = 'failed', attempts = $2, last_error = $3, \
                          claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
                         &[&key.as_str(), &attempts, error],
                     )
                     .await
-                    .map_err(classify)?;
-                    if let Some(f) = fallback {
-                        insert_outbox(&tx, f, now).await?;
-                    }
+                    .map_err(classify)?
                 }
                 Completion::Cancelled { reason } => {
                     tx.execute(
@@ -632,10 +628,15 @@ impl AlertStore for PgAlertStore {
                         &[&key.as_str(), reason],
                     )
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify)?
                 }
+            };
+            if changed == 1 {
+                if let Completion::Failed { fallback: Some(f), .. } | Completion::Retry { fallback: Some(f), .. } = &completion {
+                    insert_outbox(&tx, f, now).await?;
+                }
+                record_outcome(&tx, key.as_str(), &completion, now).await?;
             }
-            record_outcome(&tx, key.as_str(), &completion, now).await?;
             insert_audit(&tx, audit).await?;
             tx.commit().await.map_err(classify)
         })

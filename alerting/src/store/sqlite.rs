@@ -617,7 +617,9 @@ impl AlertStore for SqliteAlertStore {
         let attempts = i64::from(attempt);
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-            match &completion {
+            // Rows changed: 0 when the row was completed already (another
+            // dispatcher took it over after the lease): nothing more to do then.
+            let changed = match &completion {
                 Completion::Sent { provider_message_id } => tx.execute(
                     "UPDATE alert_outbox SET status = 'sent', sent_at = ?2, provider_message_id = ?3, attempts = ?4, \
                      claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE key = ?1 AND status = 'pending'",
@@ -640,12 +642,14 @@ impl AlertStore for SqliteAlertStore {
                 ),
             }
             .map_err(err)?;
-            if let Completion::Failed { fallback: Some(f), .. } | Completion::Retry { fallback: Some(f), .. } =
-                &completion
-            {
-                insert_outbox(&tx, f, now)?;
+            if changed == 1 {
+                if let Completion::Failed { fallback: Some(f), .. } | Completion::Retry { fallback: Some(f), .. } =
+                    &completion
+                {
+                    insert_outbox(&tx, f, now)?;
+                }
+                record_outcome(&tx, &key, &completion, now)?;
             }
-            record_outcome(&tx, &key, &completion, now)?;
             insert_audit(&tx, &audit)?;
             tx.commit().map_err(err)
         })
