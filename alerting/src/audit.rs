@@ -165,13 +165,25 @@ pub enum AuditEntry {
         /// Outcome.
         outcome: AttemptOutcome,
     },
-    /// A permanent failure (or exhausted retries) switched to the other channel.
+    /// A permanent failure (or the end of the retry horizon) switched to the other channel.
     FallbackScheduled {
         /// Key of the failed notification.
         failed: NotificationKey,
         /// Key of the fallback notification.
         fallback: NotificationKey,
         /// Failed channel.
+        from: Channel,
+        /// Fallback channel.
+        to: Channel,
+    },
+    /// A page still failing transiently on its channel was also queued on the
+    /// other channel; the first channel keeps being retried.
+    FallbackWhileRetrying {
+        /// Key of the notification being retried.
+        retrying: NotificationKey,
+        /// Key of the fallback notification.
+        fallback: NotificationKey,
+        /// Channel being retried.
         from: Channel,
         /// Fallback channel.
         to: Channel,

@@ -184,6 +184,10 @@ pub struct Issued {
     /// for this recipient in this episode).
     #[serde(default)]
     pub fallback_from: Option<Channel>,
+    /// The delivery failed for good on this channel (permanent failure, or
+    /// the retry horizon passed).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub failed: bool,
 }
 
 /// Everything alerting knows about one episode.
@@ -441,6 +445,25 @@ impl EpisodeState {
     /// (a fallback to the other channel was issued in its place).
     pub fn channel_failed(&self, recipient: &PhysicianId, channel: Channel) -> bool {
         self.issued.iter().any(|i| &i.recipient == recipient && i.fallback_from == Some(channel))
+    }
+
+    /// Whether every notification issued for `step` on a channel failed for
+    /// good (`false` when none was issued): nobody was told at that step.
+    pub fn step_undeliverable(&self, step: Step) -> bool {
+        let mut on_channels = self.issued.iter().filter(|i| i.step == step && matches!(i.route, Route::Channel(_)));
+        let mut any = false;
+        let all = on_channels.all(|i| {
+            any = true;
+            i.failed
+        });
+        any && all
+    }
+
+    /// Marks the notification `key` as failed for good (see [`Issued::failed`]).
+    pub fn record_failed(&mut self, key: &NotificationKey) {
+        if let Some(i) = self.issued.iter_mut().find(|i| &i.key == key) {
+            i.failed = true;
+        }
     }
 
     /// The (recipient, channel) pairs paged so far, in first-paged order,

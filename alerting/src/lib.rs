@@ -32,7 +32,7 @@
 //! 2. At `next_wakeup`, or on an acknowledgment or snooze: plan again.
 //! 3. An outbox worker composes each notification with [`Notifier::compose`]
 //!    and sends it with [`Notifier::attempt`] (one try, scheduling retries with
-//!    [`RetryPolicy::next_attempt_at`]) or [`Notifier::deliver`] (in-process
+//!    [`RetryPolicy::decide`]) or [`Notifier::deliver`] (in-process
 //!    retries and fallback, for the embedded mode).
 //!
 //! No patient data is logged: logs carry ids only, at debug level.
@@ -66,7 +66,7 @@ pub use notifier::{DeliveryContext, DeliveryReport, Notifier, NotifierConfig, No
 pub use planner::{Plan, PlanInput, plan};
 pub use policy::{EscalationPolicy, EscalationStep, Ladder, PolicyError, Target};
 pub use quiet_hours::QuietHours;
-pub use retry::RetryPolicy;
+pub use retry::{RetryDecision, RetryPolicy};
 pub use service::run;
 pub use severity::{Channel, Severity};
 pub use team::{

@@ -1,7 +1,7 @@
 //! Composing and sending notifications: renders a [`Notification`] for its
 //! channel, sends it through the channel's [`Transport`], retries transient
-//! failures with backoff and falls back to the other channel after a
-//! permanent failure (or exhausted retries).
+//! failures with backoff (up to the retry horizon) and falls back to the
+//! other channel after a permanent failure (or once the horizon has passed).
 
 use std::sync::Arc;
 
@@ -17,7 +17,7 @@ use crate::notification::Notification;
 use crate::render::RenderError;
 use crate::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
 use crate::render::sms::render_sms;
-use crate::retry::RetryPolicy;
+use crate::retry::{RetryDecision, RetryPolicy};
 use crate::severity::Channel;
 use crate::team::Physician;
 use crate::transport::{DeliveryError, EmailOut, Outbound, Receipt, SmsOut, Transport};
@@ -262,7 +262,9 @@ impl Notifier {
         (result, record)
     }
 
-    fn attempt_record(
+    /// The audit record of one attempt and its outcome (for a transient
+    /// failure, with the next attempt time of the retry policy).
+    pub fn attempt_record(
         &self,
         n: &Notification,
         transport: &str,
@@ -274,7 +276,10 @@ impl Notifier {
             Ok(r) => AttemptOutcome::Delivered { provider_message_id: r.provider_message_id.clone() },
             Err(e) if e.is_transient() => AttemptOutcome::Transient {
                 error: e.message.clone(),
-                retry_at: self.config.retry.next_attempt_at(attempt, n.key.as_str(), e.retry_after, now),
+                retry_at: match self.config.retry.decide(attempt, n.key.as_str(), e.retry_after, n.due_at, now) {
+                    RetryDecision::RetryAt(at) => Some(at),
+                    RetryDecision::GiveUp => None,
+                },
             },
             Err(e) => AttemptOutcome::Permanent { error: e.message.clone() },
         };
@@ -301,26 +306,30 @@ impl Notifier {
             Ok(m) => m,
             Err(e) => return Err(DeliveryError::permanent("render", e.to_string())),
         };
-        let max = self.config.retry.max_attempts.max(1);
+        // In process, the horizon runs from the first attempt.
+        let n = &Notification { due_at: Utc::now(), ..n.clone() };
         let mut attempt = 1;
         loop {
-            let (result, record) = self.attempt(n, &message, attempt, Utc::now()).await;
+            let now = Utc::now();
+            let (result, record) = self.attempt(n, &message, attempt, now).await;
             report.attempts += 1;
             report.audit.push(record);
             match result {
                 Ok(r) => return Ok(r),
-                Err(e) if !e.is_transient() || attempt >= max => return Err(e),
-                Err(e) => {
-                    let wait = self.config.retry.delay(attempt, n.key.as_str(), e.retry_after);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                Err(e) if !e.is_transient() => return Err(e),
+                Err(e) => match self.config.retry.decide(attempt, n.key.as_str(), e.retry_after, n.due_at, now) {
+                    RetryDecision::GiveUp => return Err(e),
+                    RetryDecision::RetryAt(at) => {
+                        tokio::time::sleep((at - Utc::now()).to_std().unwrap_or_default()).await;
+                        attempt += 1;
+                    }
+                },
             }
         }
     }
 
-    /// Sends with in-process retries; after a permanent failure or exhausted
-    /// retries, falls back once to the other channel if the recipient has it.
+    /// Sends with in-process retries (until the policy's horizon, counted from
+    /// the first attempt); after a permanent failure or at the horizon, falls back once to the other channel if the recipient has it.
     /// For the embedded mode and tests; outbox workers use [`Self::attempt`].
     pub async fn deliver(&self, n: &Notification, ctx: &DeliveryContext<'_>) -> DeliveryReport {
         let mut report = DeliveryReport::default();

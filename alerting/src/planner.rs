@@ -23,7 +23,11 @@
 //! - over the hourly cap, pages below the cap's severity go to the digest
 //!   (reminders are then dropped); INFO only ever goes to the digest;
 //! - on resolution, everyone paged gets an all-clear on each channel they were
-//!   paged on.
+//!   paged on;
+//! - when every notification of a rung failed for good (permanent failure, or
+//!   transient failures past the retry horizon, fallback channel included),
+//!   the next rung is due at once; after the last rung, the deputies not paged
+//!   yet at that severity are paged instead.
 
 use chrono::{DateTime, Utc};
 
@@ -235,6 +239,27 @@ impl<'a> Planner<'a> {
         }
     }
 
+    /// Pages, at step `index` (after the ladder's last rung), every deputy
+    /// not paged yet at `severity`.
+    fn deputies_instead(&mut self, severity: Severity, index: u32) {
+        let ep = self.input.episode;
+        let step = Step::Page { severity, index };
+        for deputy in &self.input.team.deputies {
+            let paged = ep.issued.iter().any(|i| {
+                &i.recipient == deputy && i.step.severity() == Some(severity) && matches!(i.step, Step::Page { .. })
+            });
+            if paged && !ep.issued.iter().any(|i| &i.recipient == deputy && i.step == step) {
+                continue;
+            }
+            let Some(phys) = self.physician(deputy, step) else {
+                continue;
+            };
+            for channel in phys.channels.channels_for(severity).into_iter().filter(|c| phys.reachable_on(*c)) {
+                self.emit(phys, step, channel, self.now(), severity, false, false);
+            }
+        }
+    }
+
     fn ladder(&mut self) {
         let ep = self.input.episode;
         let now = self.now();
@@ -246,6 +271,9 @@ impl<'a> Planner<'a> {
         for (i, rung) in ladder.steps.iter().enumerate() {
             let due = match (i, previous) {
                 (0, _) => ep.severity_since + ladder.delay(0),
+                // Nobody could be told at the previous rung (every channel
+                // failed for good): this one is due at once.
+                (_, Some(prev)) if ep.step_undeliverable(Step::Page { severity, index: rung_index(i - 1) }) => prev,
                 (_, Some(prev)) => prev + ladder.delay(i),
                 (_, None) => return,
             };
@@ -253,7 +281,7 @@ impl<'a> Planner<'a> {
                 self.wake(due);
                 return;
             }
-            let step = Step::Page { severity, index: u32::try_from(i).unwrap_or(u32::MAX) };
+            let step = Step::Page { severity, index: rung_index(i) };
             let mut went_out: Option<DateTime<Utc>> = None;
             for recipient in resolve_targets(rung, self.input.team) {
                 let Some(phys) = self.physician(&recipient, step) else {
@@ -282,7 +310,13 @@ impl<'a> Planner<'a> {
                 None => return,
             }
         }
-        // Every rung went out: reminders.
+        // Every rung went out. If nobody could be told at the last one, the
+        // deputies not paged yet at this severity are, at once.
+        let last_rung = Step::Page { severity, index: rung_index(ladder.steps.len().saturating_sub(1)) };
+        if ep.step_undeliverable(last_rung) {
+            self.deputies_instead(severity, rung_index(ladder.steps.len()));
+        }
+        // Reminders.
         let (Some(last), Some(interval)) = (previous, ladder.reminder_interval()) else {
             return;
         };
@@ -318,6 +352,10 @@ impl<'a> Planner<'a> {
             self.emit(phys, step, channel, reminder_due, severity, true, false);
         }
     }
+}
+
+fn rung_index(i: usize) -> u32 {
+    u32::try_from(i).unwrap_or(u32::MAX)
 }
 
 /// Plans the notifications of one episode at `input.now`. Pure and
@@ -356,6 +394,7 @@ impl EpisodeState {
                     route: Route::Digest,
                     at: d.at,
                     fallback_from: None,
+                    failed: false,
                 });
             }
         }
@@ -371,6 +410,15 @@ impl EpisodeState {
         }
     }
 
+    /// Records a fallback queued while the first channel is still retried
+    /// (transient failures): issued, but the first channel is not marked as
+    /// failed, so reminders and the all-clear still use both.
+    pub fn record_standby_fallback(&mut self, f: &Notification) {
+        if !self.was_issued(&f.key) {
+            self.record_issued(&Notification { fallback_from: None, ..f.clone() });
+        }
+    }
+
     /// Records one issued notification (for example a fallback: the stores
     /// call this when they queue one, so reminders and the all-clear reach
     /// the recipient on the channel that works).
@@ -383,6 +431,7 @@ impl EpisodeState {
                 route: Route::Channel(n.channel),
                 at: n.due_at,
                 fallback_from: n.fallback_from,
+                failed: false,
             });
         }
     }

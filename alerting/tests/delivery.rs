@@ -70,8 +70,9 @@ fn notifier(email: Arc<dyn Transport>, sms: Option<Arc<dyn Transport>>, retry: R
     .unwrap()
 }
 
-fn fast_retry(max_attempts: u32, base_ms: u64) -> RetryPolicy {
-    RetryPolicy { max_attempts, base_delay_ms: base_ms, max_delay_ms: 1_000 }
+/// Retries starting at `base_ms`, capped at 1 s, for `horizon_ms` in all.
+fn fast_retry(horizon_ms: u64, base_ms: u64) -> RetryPolicy {
+    RetryPolicy { base_delay_ms: base_ms, max_delay_ms: 1_000, horizon_ms, fallback_after_ms: horizon_ms }
 }
 
 fn smtp(port: u16) -> Arc<dyn Transport> {
@@ -105,7 +106,7 @@ async fn a_real_smtp_server_receives_the_alert_email() {
     let sink = SmtpSink::start(free_port(), tmp.path());
     let f = fixture();
     let n = f.on(Channel::Email);
-    let notifier = notifier(smtp(sink.port), None, fast_retry(3, 100));
+    let notifier = notifier(smtp(sink.port), None, fast_retry(10_000, 100));
     let report = notifier.deliver(&n, &f.ctx()).await;
     assert!(report.error.is_none(), "{:?}", report.error);
     let (delivered, receipt) = report.delivered.unwrap();
@@ -172,7 +173,7 @@ async fn smtp_down_then_up_delivers_exactly_once() {
     let port = free_port();
     let f = Arc::new(fixture());
     let n = f.on(Channel::Email);
-    let notifier = Arc::new(notifier(smtp(port), None, fast_retry(12, 200)));
+    let notifier = Arc::new(notifier(smtp(port), None, fast_retry(10_000, 200)));
     let task = {
         let (f, n, notifier) = (f.clone(), n.clone(), notifier.clone());
         tokio::spawn(async move { notifier.deliver(&n, &f.ctx()).await })
@@ -218,7 +219,8 @@ async fn twilio_503_then_201_is_retried_with_backoff() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let n = f.on(Channel::Sms);
-    let notifier = notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(twilio(&base)), fast_retry(4, 400));
+    let notifier =
+        notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(twilio(&base)), fast_retry(10_000, 400));
     let report = notifier.deliver(&n, &f.ctx()).await;
     let (done, receipt) = report.delivered.clone().expect("delivered");
     assert_eq!(done.channel, Channel::Sms);
@@ -255,7 +257,7 @@ async fn twilio_400_is_permanent_and_falls_back_to_email() {
     let f = fixture();
     let n = f.on(Channel::Sms);
     let eml = FileEmailTransport::new(tmp.path());
-    let notifier = notifier(Arc::new(eml.clone()), Some(twilio(&base)), fast_retry(4, 100));
+    let notifier = notifier(Arc::new(eml.clone()), Some(twilio(&base)), fast_retry(10_000, 100));
     let report = notifier.deliver(&n, &f.ctx()).await;
     assert_eq!(log.lock().unwrap().len(), 1, "a permanent failure is not retried");
     let fallback = report.fallback.clone().expect("fallback planned");
@@ -291,7 +293,8 @@ async fn webhook_provider_posts_signed_json() {
     let tmp = tempfile::tempdir().unwrap();
     let f = fixture();
     let n = f.on(Channel::Sms);
-    let notifier = notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(Arc::new(hook)), fast_retry(2, 100));
+    let notifier =
+        notifier(Arc::new(FileEmailTransport::new(tmp.path())), Some(Arc::new(hook)), fast_retry(10_000, 100));
     let report = notifier.deliver(&n, &f.ctx()).await;
     assert_eq!(report.delivered.unwrap().1.provider_message_id.as_deref(), Some("wh-7"));
     let r = log.lock().unwrap()[0].clone();
@@ -318,12 +321,16 @@ async fn unreachable_gateway_is_transient_and_classified() {
     let notifier = notifier(
         Arc::new(FileEmailTransport::new(tempfile::tempdir().unwrap().path())),
         Some(t.clone()),
-        fast_retry(1, 10),
+        fast_retry(0, 10),
     );
     let msg = notifier.compose(&n, &f.ctx(), Utc::now()).unwrap();
     let err = t.send(&msg).await.unwrap_err();
     assert_eq!(err.kind, FailureKind::Transient, "{err}");
     assert_eq!(transport::classify_http_status(429), Some(FailureKind::Transient));
+    assert_eq!(transport::classify_http_status(408), Some(FailureKind::Transient));
+    assert_eq!(transport::classify_http_status(500), Some(FailureKind::Transient));
+    assert_eq!(transport::classify_http_status(400), Some(FailureKind::Permanent));
+    assert_eq!(transport::classify_http_status(401), Some(FailureKind::Permanent));
     assert_eq!(transport::classify_http_status(503), Some(FailureKind::Transient));
     assert_eq!(transport::classify_http_status(404), Some(FailureKind::Permanent));
     assert_eq!(transport::classify_http_status(201), None);
@@ -335,7 +342,7 @@ async fn file_transports_write_once_per_key() {
     let eml = FileEmailTransport::new(tmp.path().join("mail"));
     let sms = FileSmsTransport::new(tmp.path().join("sms/out.jsonl"));
     let f = fixture();
-    let notifier = notifier(Arc::new(eml.clone()), Some(Arc::new(sms)), fast_retry(1, 10));
+    let notifier = notifier(Arc::new(eml.clone()), Some(Arc::new(sms)), fast_retry(0, 10));
     for _ in 0..2 {
         for n in &f.plan.notifications {
             assert!(notifier.deliver(n, &f.ctx()).await.delivered.is_some());

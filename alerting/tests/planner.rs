@@ -327,3 +327,37 @@ fn invalid_events_are_rejected_with_clear_errors() {
     let json = serde_json::to_string(&ep).unwrap();
     assert_eq!(serde_json::from_str::<EpisodeState>(&json).unwrap(), ep);
 }
+
+/// When every channel of a rung failed for good, the next rung is due at
+/// once; one channel still in flight (or failed with a fallback pending)
+/// keeps the ladder's delay. After the last rung (LOW has one), the deputy
+/// is paged instead.
+#[test]
+fn undeliverable_rung_escalates_at_once() {
+    let t0 = t("2026-01-14T12:00:00Z");
+    let mut w = World::new(default_people(), Severity::High, t0);
+    let high0 = Step::Page { severity: Severity::High, index: 0 };
+    let high1 = Step::Page { severity: Severity::High, index: 1 };
+    let p = w.step(t0);
+    assert_eq!(p.notifications.len(), 2, "email and SMS to dr-martin");
+    let later = t0 + Duration::minutes(1);
+    // The email failed for good; the SMS is still being tried: wait.
+    w.ep.record_failed(&p.notifications[0].key);
+    assert!(!w.ep.step_undeliverable(high0));
+    assert!(w.step(later).notifications.is_empty());
+    // The SMS failed for good too: nobody was told, the deputy is paged now.
+    w.ep.record_failed(&p.notifications[1].key);
+    assert!(w.ep.step_undeliverable(high0));
+    let p = w.step(later);
+    assert_eq!(who(&p), vec![("dr-chen".into(), Channel::Email, high1), ("dr-chen".into(), Channel::Sms, high1)]);
+
+    // LOW: a single rung; the deputy is paged after it failed.
+    let mut w = World::new(default_people(), Severity::Low, t0);
+    let p = w.step(t0);
+    assert_eq!(p.notifications.len(), 1);
+    w.ep.record_failed(&p.notifications[0].key);
+    let p = w.step(later);
+    let low1 = Step::Page { severity: Severity::Low, index: 1 };
+    assert_eq!(who(&p), vec![("dr-chen".into(), Channel::Email, low1)]);
+    assert!(w.step(later + Duration::minutes(1)).notifications.is_empty(), "once");
+}

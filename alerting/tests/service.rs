@@ -141,7 +141,6 @@ fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> Alerti
     s.outbox_lease_secs = 3;
     s.outbox_poll_ms = 100;
     s.scheduler_poll_ms = 100;
-    s.retry_max_attempts = 30;
     s.retry_base_delay_ms = 200;
     s.retry_max_delay_ms = 800;
     s
@@ -1045,4 +1044,305 @@ async fn fallback_channel_receives_reminders_and_the_all_clear() {
     assert_eq!(log.lock().unwrap().len(), 1, "the failed SMS channel is not tried again");
     assert_eq!(sink.messages().len(), 6);
     h.stop().await;
+}
+
+// ------------------------------------------------ outages (issue #12, defect 3)
+
+/// The value of a counter or gauge in the process's Prometheus exposition
+/// whose labels include every one of `labels` (0 when absent).
+fn metric(name: &str, labels: &[(&str, &str)]) -> f64 {
+    let Some(h) = vitalwatch_platform::ops::install_metrics() else { return 0.0 };
+    h.render()
+        .lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+        .filter(|l| labels.iter().all(|(k, v)| l.contains(&format!("{k}=\"{v}\""))))
+        .filter_map(|l| l.rsplit_once(' ').and_then(|(_, v)| v.parse::<f64>().ok()))
+        .sum()
+}
+
+/// Attempts made so far on the outbox rows of `episodes` still pending.
+async fn pending_attempts(h: &Harness, episodes: &[&str]) -> (usize, u32) {
+    let (mut pending, mut attempts) = (0, 0);
+    for e in episodes {
+        for r in h.store.outbox(&ep(e)).await.unwrap() {
+            if r.status == OutboxStatus::Pending {
+                pending += 1;
+                attempts += r.attempts;
+            }
+        }
+    }
+    (pending, attempts)
+}
+
+/// Lets `minutes` of an outage pass on the role's clock, in 15 s steps; after
+/// each step, waits (bounded) until the dispatcher made another attempt on a
+/// pending row of `episodes`, so retries really happen all along.
+async fn outage(h: &Harness, episodes: &[&str], minutes: i64) {
+    for _ in 0..minutes * 4 {
+        let (_, before) = pending_attempts(h, episodes).await;
+        h.clock.advance(Duration::seconds(15));
+        eventually(5, async || {
+            let (pending, attempts) = pending_attempts(h, episodes).await;
+            pending == 0 || attempts > before
+        })
+        .await;
+    }
+}
+
+/// SMTP down (port closed) for 10 minutes when a LOW and a MEDIUM page are
+/// due, far longer than the old fixed attempt budget: both pages keep being
+/// retried (pending, attempts counted, audited, in the metric), the MEDIUM
+/// escalation to the deputy is queued on time meanwhile, and once the server
+/// is back every page is delivered exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_down_for_ten_minutes_delivers_low_and_medium_pages_once() {
+    let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let s = settings(port, free_port(), None);
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+    let mut low = event("evt-low", AlertEventKind::Opened, Severity::Low, Utc::now());
+    low.episode_id = "ep-out-low".into();
+    h.publish(&low).await;
+    h.publish(&medium_event("evt-med", "ep-out-med")).await;
+    let episodes = ["ep-out-low", "ep-out-med"];
+    assert!(
+        eventually(15, async || {
+            let (pending, attempts) = pending_attempts(&h, &episodes).await;
+            pending == 2 && attempts >= 2
+        })
+        .await,
+        "both pages are tried while SMTP is down"
+    );
+
+    outage(&h, &episodes, 10).await;
+    for e in episodes {
+        let rows = h.store.outbox(&ep(e)).await.unwrap();
+        assert_eq!(rows.len(), 1, "{e}: {rows:?}");
+        assert_eq!(rows[0].status, OutboxStatus::Pending, "{e}: still retried after 10 minutes: {rows:?}");
+        assert!(rows[0].attempts >= 30, "{e}: retried all along: {} attempts", rows[0].attempts);
+        assert!(rows[0].last_error.is_some(), "{e}");
+    }
+    assert_eq!(h.store.awaiting_retry().await.unwrap(), 2);
+    assert!(
+        eventually(10, async || metric("vitalwatch_notifications_awaiting_retry", &[]) >= 2.0).await,
+        "the gauge shows the pages awaiting a retry"
+    );
+    // The MEDIUM ladder escalates to the deputy after 2 h even though the
+    // first page is still being retried.
+    h.clock.advance(Duration::minutes(121));
+    assert!(
+        eventually(15, async || {
+            h.store.outbox(&ep("ep-out-med")).await.unwrap().iter().any(|r| r.notification.recipient == pid("dr-chen"))
+        })
+        .await,
+        "the escalation to the deputy does not wait for the retries"
+    );
+
+    let sink = SmtpSink::start(port, tmp.path());
+    let msgs = sink.wait_for(3);
+    assert_eq!(msgs.len(), 3, "LOW and MEDIUM pages and the deputy's page, once the server is back");
+    assert!(eventually(15, async || pending_attempts(&h, &episodes).await.0 == 0).await, "every row recorded as sent");
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let msgs = sink.messages();
+    assert_eq!(msgs.len(), 3, "each page delivered exactly once");
+    let mut rcpts: Vec<String> = msgs.iter().map(|(_, r)| r.join(",")).collect();
+    rcpts.sort();
+    assert_eq!(rcpts, ["dr-chen@hospital.example", "dr-martin@hospital.example", "dr-martin@hospital.example"]);
+    for e in episodes {
+        for r in h.store.outbox(&ep(e)).await.unwrap() {
+            assert_eq!(r.status, OutboxStatus::Sent, "{e}: {r:?}");
+        }
+        let audit = h.store.audit_trail(&ep(e)).await.unwrap();
+        let transient = audit
+            .iter()
+            .filter(|r| {
+                matches!(
+                    &r.entry,
+                    AuditEntry::DeliveryAttempt { outcome: AttemptOutcome::Transient { retry_at: Some(_), .. }, .. }
+                )
+            })
+            .count();
+        assert!(transient >= 30, "{e}: every failed attempt is audited with its retry time ({transient})");
+        assert!(!audit.iter().any(|r| matches!(r.entry, AuditEntry::DeliveryFailed { .. })), "{e}");
+    }
+    assert!(metric("vitalwatch_notification_retries_total", &[("channel", "email")]) >= 60.0);
+    h.stop().await;
+}
+
+/// The SMS gateway answers 503 for 10 minutes, then 201: the SMS is retried
+/// all along and delivered exactly once; meanwhile the page also went out on
+/// the fallback channel (email).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sms_gateway_503_for_ten_minutes_then_delivers_once() {
+    let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let mut script = vec![(503, r#"{"code":20503,"message":"Service Unavailable"}"#.to_string()); 40];
+    script.push((201, r#"{"sid":"SM-after-outage","status":"queued"}"#.into()));
+    let (twilio, log) = spawn_http_server(script).await;
+    let s = settings(sink.port, free_port(), Some(&twilio));
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), true).await;
+    // dr-martin wants HIGH alerts by SMS only.
+    let mut martin = doctor("dr-martin", Some(MARTIN_MOBILE));
+    martin.channels.high = vec![Channel::Sms];
+    h.store.upsert_physician(&martin).await.unwrap();
+
+    h.publish(&high_event("evt-1", "ep-sms-503")).await;
+    let is_sms =
+        |r: &astore::OutboxRow| r.notification.channel == Channel::Sms && r.notification.recipient == pid("dr-martin");
+    assert!(
+        eventually(15, async || {
+            h.store.outbox(&ep("ep-sms-503")).await.unwrap().iter().any(|r| is_sms(r) && r.attempts >= 1)
+        })
+        .await
+    );
+    for _ in 0..40 {
+        let before = log.lock().unwrap().len();
+        h.clock.advance(Duration::seconds(15));
+        eventually(5, async || {
+            let rows = h.store.outbox(&ep("ep-sms-503")).await.unwrap();
+            log.lock().unwrap().len() > before || !rows.iter().any(|r| is_sms(r) && r.status == OutboxStatus::Pending)
+        })
+        .await;
+    }
+    assert!(
+        eventually(15, async || {
+            h.store.outbox(&ep("ep-sms-503")).await.unwrap().iter().any(|r| is_sms(r) && r.status == OutboxStatus::Sent)
+        })
+        .await,
+        "the SMS is delivered after the outage: {:?}",
+        h.store.outbox(&ep("ep-sms-503")).await.unwrap()
+    );
+    tokio::time::sleep(StdDuration::from_millis(1500)).await;
+    let reqs = log.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 41, "40 refused attempts, then exactly one accepted SMS");
+    let rows = h.store.outbox(&ep("ep-sms-503")).await.unwrap();
+    let sms = rows.iter().find(|r| is_sms(r)).unwrap();
+    assert_eq!(sms.provider_message_id.as_deref(), Some("SM-after-outage"));
+    assert_eq!(sms.attempts, 41);
+    // The fallback email went out while the gateway was down, once.
+    let to_martin =
+        sink.messages().iter().filter(|(_, r)| r == &vec!["dr-martin@hospital.example".to_string()]).count();
+    assert_eq!(to_martin, 1, "the fallback email, once");
+    let audit = h.store.audit_trail(&ep("ep-sms-503")).await.unwrap();
+    assert!(
+        audit.iter().any(|r| matches!(
+            r.entry,
+            AuditEntry::FallbackWhileRetrying { from: Channel::Sms, to: Channel::Email, .. }
+        ))
+    );
+    assert!(!audit.iter().any(|r| matches!(r.entry, AuditEntry::DeliveryFailed { .. })));
+    assert!(metric("vitalwatch_notification_retries_total", &[("channel", "sms")]) >= 40.0);
+    h.stop().await;
+}
+
+/// The SMTP server refuses the responsible physician's address with 550
+/// (permanent): the row is failed at once (not retried), audited, counted, and
+/// the page goes out by SMS instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smtp_550_fails_the_email_and_sends_the_fallback_sms() {
+    let Some(db) = fresh_db().await else { return };
+    vitalwatch_platform::ops::install_metrics();
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start_rejecting(free_port(), tmp.path(), &["dr-martin@hospital.example"]);
+    let (twilio, log) = spawn_http_server(vec![(201, r#"{"sid":"SM-fallback","status":"queued"}"#.into())]).await;
+    let s = settings(sink.port, free_port(), Some(&twilio));
+    let h = Harness::new(&db, &s, true).await;
+    setup_team(h.store.as_ref(), true).await;
+    let failed_before = metric("vitalwatch_notifications_failed_total", &[("channel", "email"), ("kind", "permanent")]);
+
+    h.publish(&medium_event("evt-1", "ep-550")).await;
+    assert!(
+        eventually(15, async || {
+            let rows = h.store.outbox(&ep("ep-550")).await.unwrap();
+            rows.iter().any(|r| r.notification.channel == Channel::Sms && r.status == OutboxStatus::Sent)
+        })
+        .await,
+        "the fallback SMS is sent"
+    );
+    let rows = h.store.outbox(&ep("ep-550")).await.unwrap();
+    let email = rows.iter().find(|r| r.notification.channel == Channel::Email).unwrap();
+    assert_eq!(email.status, OutboxStatus::Failed);
+    assert_eq!(email.attempts, 1, "a permanent failure is not retried");
+    assert!(email.last_error.as_deref().unwrap_or_default().contains("550"), "{email:?}");
+    let sms = rows.iter().find(|r| r.notification.channel == Channel::Sms).unwrap();
+    assert_eq!(sms.notification.fallback_from, Some(Channel::Email));
+    let reqs = log.lock().unwrap().clone();
+    assert_eq!(reqs.len(), 1);
+    let to = reqs[0].form().into_iter().find(|(k, _)| k == "To").unwrap().1;
+    assert_eq!(to, MARTIN_MOBILE);
+    assert!(sink.messages().is_empty(), "nothing accepted by the SMTP server");
+    let audit = h.store.audit_trail(&ep("ep-550")).await.unwrap();
+    assert!(audit.iter().any(|r| matches!(&r.entry,
+        AuditEntry::DeliveryAttempt { channel: Channel::Email, outcome: AttemptOutcome::Permanent { error }, .. } if error.contains("550"))));
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::FallbackScheduled { from: Channel::Email, to: Channel::Sms, .. }))
+    );
+    assert!(
+        metric("vitalwatch_notifications_failed_total", &[("channel", "email"), ("kind", "permanent")]) > failed_before
+    );
+    h.stop().await;
+}
+
+/// The responsible physician's only channel fails permanently (550, no
+/// mobile): the deputy is paged at once instead of after the ladder's 2 h.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failure_without_fallback_pages_the_deputy_at_once() {
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() {
+        return;
+    }
+    deputy_scenario(&db).await;
+}
+
+/// The same on SQLite (embedded mode store).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn permanent_failure_without_fallback_pages_the_deputy_at_once_on_sqlite() {
+    if !smtp_available() {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", tmp.path().join("deputy.db").display());
+    vitalwatch_platform::store::open(&url, 500).await.unwrap().migrate().await.unwrap();
+    deputy_scenario(&url).await;
+}
+
+async fn deputy_scenario(db: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start_rejecting(free_port(), tmp.path(), &["dr-martin@hospital.example"]);
+    let s = settings(sink.port, free_port(), None);
+    let h = Harness::new(db, &s, true).await;
+    setup_team(h.store.as_ref(), false).await;
+
+    h.publish(&medium_event("evt-1", "ep-550-deputy")).await;
+    let msgs = sink.wait_for(1);
+    assert_eq!(msgs.len(), 1, "the deputy is paged without waiting for the 2 h rung");
+    assert_eq!(msgs[0].1, vec!["dr-chen@hospital.example".to_string()]);
+    let rows = h.store.outbox(&ep("ep-550-deputy")).await.unwrap();
+    let martin = rows.iter().find(|r| r.notification.recipient == pid("dr-martin")).unwrap();
+    assert_eq!(martin.status, OutboxStatus::Failed);
+    let audit = h.store.audit_trail(&ep("ep-550-deputy")).await.unwrap();
+    assert!(
+        audit
+            .iter()
+            .any(|r| matches!(&r.entry, AuditEntry::DeliveryFailed { key, .. } if key == &martin.notification.key))
+    );
+    h.stop().await;
+    drop(sink);
 }

@@ -476,12 +476,21 @@ pub struct AlertingSettings {
     pub outbox_batch: usize,
     /// Period of the escalation scheduler, milliseconds.
     pub scheduler_poll_ms: u64,
-    /// Delivery attempts per notification and channel (first one included).
-    pub retry_max_attempts: u32,
-    /// Delay before the second attempt, milliseconds (doubles, with jitter).
+    /// Delay before the second attempt after a transient failure,
+    /// milliseconds (doubles, with jitter).
     pub retry_base_delay_ms: u64,
     /// Longest delay between attempts, milliseconds.
     pub retry_max_delay_ms: u64,
+    /// How long a notification failing transiently (connection refused,
+    /// timeout, SMTP 4xx, HTTP 5xx/408/429) is retried after it became due,
+    /// seconds (at least 86400). Acknowledgment or resolution of the episode
+    /// stops the retries earlier; after the horizon the delivery fails like a
+    /// permanent failure (fallback channel, else the next rung).
+    pub retry_horizon_secs: u64,
+    /// After this many seconds of transient failures, the same page is also
+    /// sent on the recipient's other channel (email <-> SMS) while the first
+    /// one keeps being retried.
+    pub retry_fallback_after_secs: u64,
 }
 
 impl Default for AlertingSettings {
@@ -501,9 +510,10 @@ impl Default for AlertingSettings {
             outbox_poll_ms: 500,
             outbox_batch: 20,
             scheduler_poll_ms: 1000,
-            retry_max_attempts: 6,
-            retry_base_delay_ms: 2000,
-            retry_max_delay_ms: 60_000,
+            retry_base_delay_ms: 5_000,
+            retry_max_delay_ms: 300_000,
+            retry_horizon_secs: 86_400,
+            retry_fallback_after_secs: 60,
         }
     }
 }
@@ -577,6 +587,9 @@ impl Settings {
         }
         if self.alerting.outbox_lease_secs == 0 || self.alerting.outbox_batch == 0 {
             return bad("alerting.outbox_lease_secs and alerting.outbox_batch must be at least 1");
+        }
+        if self.alerting.retry_horizon_secs < 86_400 {
+            return bad("alerting.retry_horizon_secs must be at least 86400 (24 h): a page is not given up sooner");
         }
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("api.listen must be host:port with an IP address, e.g. 0.0.0.0:8090");
@@ -683,6 +696,15 @@ mod tests {
         assert_eq!(s.bus.kind, BusKind::Memory);
         assert!(s.database.url.starts_with("sqlite://"));
         assert!(s.validate().is_ok());
+    }
+
+    #[test]
+    fn alert_retry_horizon_is_at_least_a_day() {
+        let mut s = Settings::defaults(Profile::Service);
+        assert_eq!(s.alerting.retry_horizon_secs, 86_400);
+        s.alerting.retry_horizon_secs = 3_600;
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("alerting.retry_horizon_secs"), "{e}");
     }
 
     #[test]

@@ -99,6 +99,19 @@ fn describe() {
     describe_counter!("vitalwatch_alerting_events_total", "Alert events consumed by alerting, by outcome.");
     describe_counter!("vitalwatch_alerting_notifications_total", "Notification attempts, by channel and outcome.");
     describe_counter!("vitalwatch_alerting_escalations_total", "Escalation steps and reminders issued.");
+    describe_counter!(
+        "vitalwatch_notification_retries_total",
+        "Delivery attempts that failed transiently and were scheduled again, by channel."
+    );
+    describe_counter!(
+        "vitalwatch_notifications_failed_total",
+        "Notifications whose delivery ended without success on their channel, by channel and kind \
+         (permanent, horizon, no_recipient)."
+    );
+    describe_gauge!(
+        "vitalwatch_notifications_awaiting_retry",
+        "Outbox notifications waiting for another attempt after a transient failure."
+    );
     describe_histogram!(
         "vitalwatch_alerting_ack_delay_seconds",
         Unit::Seconds,

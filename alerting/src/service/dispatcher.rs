@@ -2,6 +2,18 @@
 //! once, and records the outcome right after the send in one short
 //! transaction (sent / retry at / failed + fallback).
 //!
+//! A transient failure keeps the row pending with its next attempt time and
+//! attempt count ([`crate::retry::RetryPolicy`]: capped exponential backoff
+//! with jitter, for up to the retry horizon, 24 h by default), is audited
+//! (`DeliveryAttempt` with `retry_at`) and counted
+//! (`vitalwatch_notification_retries_total{channel}`). Once it has lasted
+//! `fallback_after`, the same step is also queued on the other channel
+//! (`FallbackWhileRetrying`). Escalation does not wait: the planner's rungs
+//! run on their own times. Only a permanent failure (or the horizon) ends a
+//! delivery (`vitalwatch_notifications_failed_total{channel,kind}`): the
+//! other channel is tried, or else the episode is re-planned at once and the
+//! next rung (the deputy) is paged.
+//!
 //! Delivery is at-least-once with deterministic idempotency keys: a
 //! dispatcher killed after the provider accepted a message but before the
 //! "sent" row committed leaves the row claimed; after the lease another
@@ -13,7 +25,7 @@
 use futures::StreamExt as _;
 use std::sync::Arc;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use super::Alerting;
@@ -22,8 +34,10 @@ use crate::caps::{DigestEntry, DigestItemStatus};
 use crate::episode::EpisodeState;
 use crate::notification::{Notification, Step};
 use crate::notifier::DeliveryContext;
+use crate::retry::RetryDecision;
 use crate::store::{Claimed, Completion, StoreError};
-use crate::transport::DeliveryError;
+use crate::team::Physician;
+use crate::transport::{DeliveryError, Outbound, Receipt};
 
 /// Whether a page is still needed: not if the episode is resolved or the
 /// step's severity is acknowledged (the all-clear always goes).
@@ -58,6 +72,31 @@ pub async fn dispatch_once(a: &Alerting) -> Result<usize, StoreError> {
 /// SMTP exchange), so a burst of alerts queued for seconds.
 const CONCURRENCY: usize = 8;
 
+/// One attempt, bounded to three quarters of the lease so that its outcome
+/// is recorded before another dispatcher may take the row over (which would
+/// send it a second time). An attempt cut short is a transient failure.
+async fn attempt_within_lease(
+    a: &Alerting,
+    n: &Notification,
+    message: &Outbound,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> (Result<Receipt, DeliveryError>, AuditRecord) {
+    let limit = a.config.lease.mul_f64(0.75);
+    match tokio::time::timeout(limit, a.notifier.attempt(n, message, attempt, now)).await {
+        Ok(outcome) => outcome,
+        Err(_) => {
+            let transport = a.notifier.transport_for(n.channel).map_or("none", |t| t.name());
+            let err = DeliveryError::transient(
+                transport,
+                format!("no outcome within {limit:?} (three quarters of the lease)"),
+            );
+            let record = a.notifier.attempt_record(n, transport, attempt, now, &Err(err.clone()));
+            (Err(err), record)
+        }
+    }
+}
+
 async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     if c.notification.step == Step::Digest {
         return deliver_digest(a, c).await;
@@ -67,6 +106,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     let ctx = a.store.render_context(n).await?;
     let (Some(episode), Some(recipient)) = (&ctx.episode, &ctx.recipient) else {
         let error = "episode or recipient no longer exists".to_string();
+        failed_metric(n, "no_recipient");
         let audit = [failed_record(a, n, &error)];
         return a
             .store
@@ -83,7 +123,7 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     let dctx = DeliveryContext { episode, recipient, ack_code: ctx.ack_code.as_ref(), history: &ctx.history };
     let now = a.clock.now();
     let (result, record) = match a.notifier.compose(n, &dctx, now) {
-        Ok(message) => a.notifier.attempt(n, &message, attempt, now).await,
+        Ok(message) => attempt_within_lease(a, n, &message, attempt, now).await,
         Err(e) => {
             let err = DeliveryError::permanent("render", e.to_string());
             let record = AuditRecord {
@@ -110,32 +150,41 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                 .await
         }
         Err(e) => {
-            let retry_at = e
-                .is_transient()
-                .then(|| a.notifier.retry_policy().next_attempt_at(attempt, n.key.as_str(), e.retry_after, now))
-                .flatten();
-            if let Some(retry_at) = retry_at {
-                return a
-                    .store
-                    .complete(
-                        &n.key,
-                        attempt,
-                        Completion::Retry { retry_at, error: e.message.clone() },
-                        &[record],
-                        done,
-                    )
-                    .await;
-            }
+            let (kind, error) = match retry_or_fail(a, n, &e, attempt, now) {
+                Ok(retry_at) => {
+                    let mut audit = vec![record];
+                    // The page is not through yet: tell the recipient on the
+                    // other channel meanwhile (this one keeps being retried).
+                    let other = n.channel.other();
+                    let standby = (a.notifier.retry_policy().fallback_due(n.due_at, now)
+                        && can_fall_back(a, n, recipient)
+                        && !episode.was_issued(&n.fallback().key))
+                    .then(|| n.fallback());
+                    if let Some(f) = &standby {
+                        tracing::warn!(key = %n.key, fallback = %f.key, "delivery still failing, also sending on the other channel");
+                        audit.push(AuditRecord {
+                            at: done,
+                            episode_id: n.episode_id.clone(),
+                            entry: AuditEntry::FallbackWhileRetrying {
+                                retrying: n.key.clone(),
+                                fallback: f.key.clone(),
+                                from: n.channel,
+                                to: other,
+                            },
+                        });
+                    }
+                    let completion = Completion::Retry { retry_at, error: e.message.clone(), fallback: standby };
+                    return a.store.complete(&n.key, attempt, completion, &audit, done).await;
+                }
+                Err(failure) => failure,
+            };
+            failed_metric(n, kind);
             let other = n.channel.other();
-            let fallback = (n.fallback_from.is_none()
-                && n.step != Step::Digest
-                && recipient.reachable_on(other)
-                && a.notifier.transport_for(other).is_some())
-            .then(|| n.fallback());
+            let fallback = can_fall_back(a, n, recipient).then(|| n.fallback());
             let mut audit = vec![record];
             match &fallback {
                 Some(f) => {
-                    tracing::warn!(key = %n.key, fallback = %f.key, kind = %e.kind, "delivery failed, falling back to the other channel");
+                    tracing::warn!(key = %n.key, fallback = %f.key, kind, "delivery failed, falling back to the other channel");
                     audit.push(AuditRecord {
                         at: done,
                         episode_id: n.episode_id.clone(),
@@ -148,15 +197,55 @@ async fn deliver(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                     });
                 }
                 None => {
-                    tracing::error!(key = %n.key, kind = %e.kind, "notification could not be delivered on any channel");
-                    audit.push(failed_record(a, n, &e.message));
+                    tracing::error!(key = %n.key, kind, "notification could not be delivered on this channel; re-planning the episode");
+                    audit.push(failed_record(a, n, &error));
                 }
             }
-            a.store
-                .complete(&n.key, attempt, Completion::Failed { error: e.message.clone(), fallback }, &audit, done)
-                .await
+            a.store.complete(&n.key, attempt, Completion::Failed { error, fallback }, &audit, done).await
         }
     }
+}
+
+/// Whether the same step can go out on the other channel: not for a fallback
+/// or a digest, and only if the recipient and a transport have that channel.
+fn can_fall_back(a: &Alerting, n: &Notification, recipient: &Physician) -> bool {
+    let other = n.channel.other();
+    n.fallback_from.is_none()
+        && n.step != Step::Digest
+        && recipient.reachable_on(other)
+        && a.notifier.transport_for(other).is_some()
+}
+
+/// After failed attempt `attempt` (started at `now`): the time of the next
+/// attempt for a transient failure within the retry horizon (counted in
+/// `vitalwatch_notification_retries_total`), else why the delivery ends
+/// (`kind` label of `vitalwatch_notifications_failed_total`) and the error to
+/// record.
+fn retry_or_fail(
+    a: &Alerting,
+    n: &Notification,
+    e: &DeliveryError,
+    attempt: u32,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, (&'static str, String)> {
+    if !e.is_transient() {
+        return Err(("permanent", e.message.clone()));
+    }
+    match a.notifier.retry_policy().decide(attempt, n.key.as_str(), e.retry_after, n.due_at, now) {
+        RetryDecision::RetryAt(at) => {
+            metrics::counter!("vitalwatch_notification_retries_total", "channel" => n.channel.as_str()).increment(1);
+            Ok(at)
+        }
+        RetryDecision::GiveUp => {
+            let hours = a.notifier.retry_policy().horizon_ms / 3_600_000;
+            Err(("horizon", format!("still failing after the {hours} h retry horizon: {}", e.message)))
+        }
+    }
+}
+
+fn failed_metric(n: &Notification, kind: &'static str) {
+    metrics::counter!("vitalwatch_notifications_failed_total", "channel" => n.channel.as_str(), "kind" => kind)
+        .increment(1);
 }
 
 /// Where an episode listed in a digest stands now.
@@ -180,6 +269,7 @@ async fn deliver_digest(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     let entries = a.store.digest_entries(&n.key).await?;
     let Some(recipient) = a.store.render_context(n).await?.recipient else {
         let error = "digest recipient no longer exists".to_string();
+        failed_metric(n, "no_recipient");
         let audit = [failed_record(a, n, &error)];
         return a
             .store
@@ -199,7 +289,7 @@ async fn deliver_digest(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
     }
     let now = a.clock.now();
     let (result, record) = match a.notifier.compose_digest(n, &recipient, items.clone(), now) {
-        Ok(message) => a.notifier.attempt(n, &message, attempt, now).await,
+        Ok(message) => attempt_within_lease(a, n, &message, attempt, now).await,
         Err(e) => {
             let err = DeliveryError::permanent("render", e.to_string());
             (Err(err.clone()), failed_record(a, n, &err.message))
@@ -237,16 +327,15 @@ async fn deliver_digest(a: &Alerting, c: Claimed) -> Result<(), StoreError> {
                 .await
         }
         Err(e) => {
-            let retry_at = e
-                .is_transient()
-                .then(|| a.notifier.retry_policy().next_attempt_at(attempt, n.key.as_str(), e.retry_after, now))
-                .flatten();
-            let (completion, audit) = match retry_at {
-                Some(retry_at) => (Completion::Retry { retry_at, error: e.message.clone() }, vec![record]),
-                None => {
-                    tracing::error!(key = %n.key, kind = %e.kind, "digest could not be delivered");
-                    let failed = failed_record(a, n, &e.message);
-                    (Completion::Failed { error: e.message.clone(), fallback: None }, vec![record, failed])
+            let (completion, audit) = match retry_or_fail(a, n, &e, attempt, now) {
+                Ok(retry_at) => {
+                    (Completion::Retry { retry_at, error: e.message.clone(), fallback: None }, vec![record])
+                }
+                Err((kind, error)) => {
+                    tracing::error!(key = %n.key, kind, "digest could not be delivered");
+                    failed_metric(n, kind);
+                    let failed = failed_record(a, n, &error);
+                    (Completion::Failed { error, fallback: None }, vec![record, failed])
                 }
             };
             a.store.complete(&n.key, attempt, completion, &audit, done).await

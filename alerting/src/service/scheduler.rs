@@ -1,6 +1,6 @@
 //! Re-plans episodes whose `next_wakeup` has passed, so that escalation and
-//! reminders happen without new events, and queues the digest emails that
-//! are due. Safe on several replicas: the transition locks the episode row,
+//! reminders happen without new events, queues the digest emails that are
+//! due, and updates the `vitalwatch_notifications_awaiting_retry` gauge. Safe on several replicas: the transition locks the episode row,
 //! the outbox keys are unique, and a physician's digest is formed by one
 //! replica at a time.
 
@@ -34,6 +34,10 @@ pub async fn tick(a: &Alerting) -> Result<usize, StoreError> {
                 tracing::warn!(message = "Episode re-plan failed.", episode = %episode, error = %e)
             }
         }
+    }
+    match a.store.awaiting_retry().await {
+        Ok(waiting) => metrics::gauge!("vitalwatch_notifications_awaiting_retry").set(waiting as f64),
+        Err(e) => tracing::debug!(error = %e, "cannot count the notifications awaiting a retry"),
     }
     let digests = a.store.form_digests(&a.options.caps, a.clock.now(), TICK_LIMIT).await?;
     if !digests.is_empty() {

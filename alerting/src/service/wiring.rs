@@ -152,9 +152,10 @@ pub fn sms_inbound_url(s: &AlertingSettings) -> String {
 /// The retry policy.
 pub fn retry_policy(s: &AlertingSettings) -> RetryPolicy {
     RetryPolicy {
-        max_attempts: s.retry_max_attempts.max(1),
         base_delay_ms: s.retry_base_delay_ms,
         max_delay_ms: s.retry_max_delay_ms.max(1),
+        horizon_ms: s.retry_horizon_secs.saturating_mul(1000),
+        fallback_after_ms: s.retry_fallback_after_secs.saturating_mul(1000),
     }
 }
 

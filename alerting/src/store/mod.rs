@@ -149,16 +149,23 @@ pub enum Completion {
         /// Provider message id.
         provider_message_id: Option<String>,
     },
-    /// Transient failure: try again at `retry_at`.
+    /// Transient failure: the row stays pending, to be tried again at
+    /// `retry_at`. `fallback`, if given, is queued as well (the same step on
+    /// the other channel, while this one keeps being retried) and recorded in
+    /// the episode's issued notifications without marking this channel failed.
     Retry {
         /// Next attempt.
         retry_at: DateTime<Utc>,
         /// The error.
         error: String,
+        /// The same step on the other channel, to send meanwhile.
+        fallback: Option<Notification>,
     },
-    /// Permanent failure (or retries exhausted); `fallback` is queued if given
-    /// and recorded in the episode's issued notifications (so reminders and
-    /// the all-clear use the fallback channel).
+    /// Permanent failure (or the retry horizon passed): the notification is
+    /// marked failed in the episode's issued notifications. `fallback` is
+    /// queued if given and recorded there (so reminders and the all-clear use
+    /// the fallback channel); without one, the episode is re-planned at once
+    /// (the planner pages the next rung when nobody could be told).
     Failed {
         /// The error.
         error: String,
@@ -238,6 +245,11 @@ pub trait AlertStore: Send + Sync {
         audit: &[AuditRecord],
         now: DateTime<Utc>,
     ) -> Result<(), StoreError>;
+
+    /// Outbox rows waiting for another attempt after a transient failure
+    /// (pending, at least one attempt made), for the
+    /// `vitalwatch_notifications_awaiting_retry` gauge.
+    async fn awaiting_retry(&self) -> Result<u64, StoreError>;
 
     /// Queues the digests that are due at `now` (see [`crate::caps::digest_due`]):
     /// for each physician with pending digest entries, in one transaction,

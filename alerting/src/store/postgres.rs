@@ -151,21 +151,47 @@ async fn insert_digest_entry(tx: &Transaction<'_>, d: &DigestEntry) -> Result<()
     Ok(())
 }
 
-/// Records a queued fallback in its episode's issued notifications (under
-/// the episode row lock), so that reminders and the all-clear use it.
-async fn record_fallback(tx: &Transaction<'_>, f: &Notification, now: DateTime<Utc>) -> Result<(), StoreError> {
+/// Records the outcome of a delivery in its episode's state (under the
+/// episode row lock): a failure for good, a queued fallback (so that
+/// reminders and the all-clear use it). Without a fallback after a failure,
+/// the episode is due for re-planning at once (escalation).
+async fn record_outcome(
+    tx: &Transaction<'_>,
+    key: &str,
+    completion: &Completion,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (failed, fallback) = match completion {
+        Completion::Failed { fallback, .. } => (true, fallback.as_ref()),
+        Completion::Retry { fallback: Some(f), .. } => (false, Some(f)),
+        _ => return Ok(()),
+    };
     let row = tx
-        .query_opt("SELECT state::text FROM alert_episodes WHERE episode_id = $1 FOR UPDATE", &[&f.episode_id.as_str()])
+        .query_opt(
+            "SELECT e.state::text, e.episode_id FROM alert_episodes e JOIN alert_outbox o ON o.episode_id = e.episode_id \
+             WHERE o.key = $1 FOR UPDATE OF e",
+            &[&key],
+        )
         .await
         .map_err(classify)?;
-    let Some(text) = row.and_then(|r| r.get::<_, Option<String>>(0)) else {
+    let Some((Some(text), episode_id)) = row.map(|r| (r.get::<_, Option<String>>(0), r.get::<_, String>(1))) else {
         return Ok(());
     };
     let mut state: EpisodeState = from_json(&text, "episode")?;
-    state.record_fallback(f);
+    let escalate = failed && fallback.is_none();
+    if failed {
+        state.record_failed(&NotificationKey::from_raw(key));
+    }
+    match fallback {
+        Some(f) if failed => state.record_fallback(f),
+        Some(f) => state.record_standby_fallback(f),
+        None => {}
+    }
     tx.execute(
-        "UPDATE alert_episodes SET state = $2::text::jsonb, updated_at = $3 WHERE episode_id = $1",
-        &[&f.episode_id.as_str(), &json(&state)?, &now],
+        "UPDATE alert_episodes SET state = $2::text::jsonb, updated_at = $3, \
+         next_wakeup = CASE WHEN $4 AND resolved_at IS NULL THEN LEAST(next_wakeup, $3) ELSE next_wakeup END \
+         WHERE episode_id = $1",
+        &[&episode_id, &json(&state)?, &now, &escalate],
     )
     .await
     .map_err(classify)?;
@@ -565,7 +591,9 @@ impl AlertStore for PgAlertStore {
         let attempts = i32::try_from(attempt).unwrap_or(i32::MAX);
         with_client!(self, c => {
             let tx = c.transaction().await.map_err(classify)?;
-            match &completion {
+            // Rows changed: 0 when the row was completed already (another
+            // dispatcher took it over after the lease): nothing more to do then.
+            let changed = match &completion {
                 Completion::Sent { provider_message_id } => {
                     tx.execute(
                         "UPDATE alert_outbox SET status = 'sent', sent_at = $2, provider_message_id = $3, attempts = $4, \
@@ -573,29 +601,25 @@ impl AlertStore for PgAlertStore {
                         &[&key.as_str(), &now, provider_message_id, &attempts],
                     )
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify)?
                 }
-                Completion::Retry { retry_at, error } => {
+                Completion::Retry { retry_at, error, .. } => {
                     tx.execute(
                         "UPDATE alert_outbox SET attempts = $2, next_attempt_at = $3, last_error = $4, \
                          claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
                         &[&key.as_str(), &attempts, retry_at, error],
                     )
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify)?
                 }
-                Completion::Failed { error, fallback } => {
+                Completion::Failed { error, .. } => {
                     tx.execute(
                         "UPDATE alert_outbox SET status = 'failed', attempts = $2, last_error = $3, \
                          claimed_by = NULL, claimed_until = NULL WHERE key = $1 AND status = 'pending'",
                         &[&key.as_str(), &attempts, error],
                     )
                     .await
-                    .map_err(classify)?;
-                    if let Some(f) = fallback {
-                        insert_outbox(&tx, f, now).await?;
-                        record_fallback(&tx, f, now).await?;
-                    }
+                    .map_err(classify)?
                 }
                 Completion::Cancelled { reason } => {
                     tx.execute(
@@ -604,11 +628,28 @@ impl AlertStore for PgAlertStore {
                         &[&key.as_str(), reason],
                     )
                     .await
-                    .map_err(classify)?;
+                    .map_err(classify)?
                 }
+            };
+            if changed == 1 {
+                if let Completion::Failed { fallback: Some(f), .. } | Completion::Retry { fallback: Some(f), .. } = &completion {
+                    insert_outbox(&tx, f, now).await?;
+                }
+                record_outcome(&tx, key.as_str(), &completion, now).await?;
             }
             insert_audit(&tx, audit).await?;
             tx.commit().await.map_err(classify)
+        })
+    }
+
+    async fn awaiting_retry(&self) -> Result<u64, StoreError> {
+        with_client!(self, c => {
+            let n: i64 = c
+                .query_one("SELECT count(*) FROM alert_outbox WHERE status = 'pending' AND attempts > 0", &[])
+                .await
+                .map_err(classify)?
+                .get(0);
+            Ok(u64::try_from(n).unwrap_or(0))
         })
     }
 

@@ -253,20 +253,48 @@ fn transition_tx(
     Ok(applied)
 }
 
-/// Records a queued fallback in its episode's issued notifications.
-fn record_fallback(tx: &Transaction<'_>, f: &Notification, now: DateTime<Utc>) -> Result<(), StoreError> {
-    let state: Option<Option<String>> = tx
-        .query_row("SELECT state FROM alert_episodes WHERE episode_id = ?1", [f.episode_id.as_str()], |r| r.get(0))
+/// Records the outcome of a delivery in its episode's state: a failure for
+/// good, a queued fallback (so that reminders and the all-clear use it).
+/// Without a fallback after a failure, the episode is due for re-planning at
+/// once (escalation).
+fn record_outcome(
+    tx: &Transaction<'_>,
+    key: &str,
+    completion: &Completion,
+    now: DateTime<Utc>,
+) -> Result<(), StoreError> {
+    let (failed, fallback) = match completion {
+        Completion::Failed { fallback, .. } => (true, fallback.as_ref()),
+        Completion::Retry { fallback: Some(f), .. } => (false, Some(f)),
+        _ => return Ok(()),
+    };
+    let row: Option<(Option<String>, String)> = tx
+        .query_row(
+            "SELECT e.state, e.episode_id FROM alert_episodes e JOIN alert_outbox o ON o.episode_id = e.episode_id \
+             WHERE o.key = ?1",
+            [key],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(err)?;
-    let Some(Some(text)) = state else {
+    let Some((Some(text), episode_id)) = row else {
         return Ok(());
     };
     let mut state: EpisodeState = from_json(&text, "episode")?;
-    state.record_fallback(f);
+    let escalate = failed && fallback.is_none();
+    if failed {
+        state.record_failed(&NotificationKey::from_raw(key));
+    }
+    match fallback {
+        Some(f) if failed => state.record_fallback(f),
+        Some(f) => state.record_standby_fallback(f),
+        None => {}
+    }
     tx.execute(
-        "UPDATE alert_episodes SET state = ?2, updated_at = ?3 WHERE episode_id = ?1",
-        params![f.episode_id.as_str(), json(&state)?, us(now)],
+        "UPDATE alert_episodes SET state = ?2, updated_at = ?3, \
+         next_wakeup = CASE WHEN ?4 AND resolved_at IS NULL AND (next_wakeup IS NULL OR next_wakeup > ?3) \
+         THEN ?3 ELSE next_wakeup END WHERE episode_id = ?1",
+        params![episode_id, json(&state)?, us(now), escalate],
     )
     .map_err(err)?;
     Ok(())
@@ -589,13 +617,15 @@ impl AlertStore for SqliteAlertStore {
         let attempts = i64::from(attempt);
         self.run(move |c| {
             let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
-            match &completion {
+            // Rows changed: 0 when the row was completed already (another
+            // dispatcher took it over after the lease): nothing more to do then.
+            let changed = match &completion {
                 Completion::Sent { provider_message_id } => tx.execute(
                     "UPDATE alert_outbox SET status = 'sent', sent_at = ?2, provider_message_id = ?3, attempts = ?4, \
                      claimed_by = NULL, claimed_until = NULL, last_error = NULL WHERE key = ?1 AND status = 'pending'",
                     params![key, us(now), provider_message_id, attempts],
                 ),
-                Completion::Retry { retry_at, error } => tx.execute(
+                Completion::Retry { retry_at, error, .. } => tx.execute(
                     "UPDATE alert_outbox SET attempts = ?2, next_attempt_at = ?3, last_error = ?4, \
                      claimed_by = NULL, claimed_until = NULL WHERE key = ?1 AND status = 'pending'",
                     params![key, attempts, us(*retry_at), error],
@@ -612,12 +642,28 @@ impl AlertStore for SqliteAlertStore {
                 ),
             }
             .map_err(err)?;
-            if let Completion::Failed { fallback: Some(f), .. } = &completion {
-                insert_outbox(&tx, f, now)?;
-                record_fallback(&tx, f, now)?;
+            if changed == 1 {
+                if let Completion::Failed { fallback: Some(f), .. } | Completion::Retry { fallback: Some(f), .. } =
+                    &completion
+                {
+                    insert_outbox(&tx, f, now)?;
+                }
+                record_outcome(&tx, &key, &completion, now)?;
             }
             insert_audit(&tx, &audit)?;
             tx.commit().map_err(err)
+        })
+        .await
+    }
+
+    async fn awaiting_retry(&self) -> Result<u64, StoreError> {
+        self.run(|c| {
+            let n: i64 = c
+                .query_row("SELECT count(*) FROM alert_outbox WHERE status = 'pending' AND attempts > 0", [], |r| {
+                    r.get(0)
+                })
+                .map_err(err)?;
+            Ok(u64::try_from(n).unwrap_or(0))
         })
         .await
     }

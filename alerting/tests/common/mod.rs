@@ -129,11 +129,18 @@ pub struct SmtpSink {
 
 impl SmtpSink {
     pub fn start(port: u16, dir: &Path) -> SmtpSink {
+        Self::start_rejecting(port, dir, &[])
+    }
+
+    /// Like [`SmtpSink::start`], but RCPT TO any of `reject` is refused with a
+    /// permanent `550 5.1.1 mailbox unavailable`.
+    pub fn start_rejecting(port: u16, dir: &Path, reject: &[&str]) -> SmtpSink {
         let tests = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests");
         let child = Command::new("python3")
             .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "smtp_sink.Sink"])
             .arg(dir)
             .env("PYTHONPATH", &tests)
+            .env("VW_SMTP_REJECT", reject.join(","))
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
