@@ -35,6 +35,7 @@ impl Bus {
                 let topics = [
                     s.bus.observations_topic.as_str(),
                     s.bus.rejected_topic.as_str(),
+                    s.bus.dead_letter_topic.as_str(),
                     s.bus.device_status_topic.as_str(),
                     s.bus.alerts_topic.as_str(),
                 ];

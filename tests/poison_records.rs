@@ -1,0 +1,317 @@
+//! A record that can never be stored must not stop storage (issue #12, defect 1).
+//!
+//! - A reading whose `msg_id` holds U+0000 (JSON `"\u0000"`), published among
+//!   good readings of other devices: ingest rejects it (`invalid_characters`,
+//!   on the rejected topic with the raw payload); every good reading is stored.
+//! - A record that bypasses ingest (an `Observation` with a NUL in a string
+//!   field produced straight to the observations topic, and an undecodable
+//!   one), followed by good records on the same partitions: `persist` stores
+//!   the good ones, dead-letters the bad ones with the reason, counts them,
+//!   and commits past them.
+//! - A consumer that has records to process and makes no progress (its
+//!   database write hangs on a lock) makes `/readyz` fail and shows in
+//!   `vitalwatch_consumer_stalled_seconds`.
+
+mod common;
+mod payloads;
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use common::*;
+use payloads::*;
+use prost::Message as _;
+use rdkafka::consumer::{BaseConsumer, Consumer as _, StreamConsumer};
+use rdkafka::message::Message as _;
+use rdkafka::producer::{FutureProducer, FutureRecord};
+use rumqttc::QoS;
+use vitalwatch_platform::store;
+use vitalwatch_schemas::{DeviceId, PatientId, proto};
+
+/// Rows stored for patients other than `probe`.
+async fn rows(db: &str) -> i64 {
+    let Ok((c, conn)) = tokio_postgres::connect(db, tokio_postgres::NoTls).await else { return -1 };
+    tokio::spawn(conn);
+    c.query_one("SELECT count(*) FROM observations WHERE patient_id <> 'probe'", &[])
+        .await
+        .map(|r| r.get(0))
+        .unwrap_or(-1)
+}
+
+/// Every record of `topic` from the beginning, until `settle` passes with
+/// nothing new once `at_least` arrived (at most 30 s).
+async fn read_topic(topic: &str, at_least: usize, settle: Duration) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let c: StreamConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", unique("verify"))
+        .set("auto.offset.reset", "earliest")
+        .set("enable.auto.commit", "false")
+        .create()
+        .expect("consumer");
+    c.subscribe(&[topic]).expect("subscribe");
+    let mut out = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while std::time::Instant::now() < deadline {
+        let wait = if out.len() >= at_least { settle } else { Duration::from_secs(2) };
+        match tokio::time::timeout(wait, c.recv()).await {
+            Ok(Ok(m)) => out.push((m.key().unwrap_or_default().to_vec(), m.payload().unwrap_or_default().to_vec())),
+            Ok(Err(e)) => panic!("kafka consume error: {e}"),
+            Err(_) if out.len() >= at_least => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+fn producer() -> FutureProducer {
+    rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("partitioner", "consistent_random")
+        .create()
+        .expect("producer")
+}
+
+async fn produce(p: &FutureProducer, topic: &str, key: &str, payload: &[u8]) {
+    p.send(FutureRecord::to(topic).key(key).payload(payload), Duration::from_secs(10)).await.expect("produce");
+}
+
+/// A manual heart-rate observation of `patient` at `t`, as ingest would produce it.
+fn observation(patient: &str, t: DateTime<Utc>, msg_id: &str) -> proto::Observation {
+    proto::Observation {
+        patient_id: patient.to_owned(),
+        code: "8867-4".into(),
+        value: 60.0 + (t.timestamp() % 40) as f64,
+        unit: "/min".into(),
+        time_unix_micros: t.timestamp_micros(),
+        received_at_unix_micros: Utc::now().timestamp_micros(),
+        source: proto::Source::Manual as i32,
+        time_source: proto::TimeSource::App as i32,
+        original_value: 60.0,
+        original_unit: "/min".into(),
+        msg_id: msg_id.into(),
+        trace_id: "0123456789abcdef".into(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_nul_in_msg_id_is_rejected_by_ingest_and_every_other_reading_is_stored() {
+    let Some(mosq) = Mosquitto::start() else { return };
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("nul");
+    let db = fresh_database(&pg_url(), &run).await;
+    let env = service_env(&run, &db, &mosq.url);
+    run_cli(&["migrate"], &env);
+    let st = store::open(&db, 1000).await.unwrap();
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 86_400, 0).unwrap();
+    for i in 0..10 {
+        let (p, d) = (PatientId::new(format!("pat-{i}")).unwrap(), DeviceId::new(format!("dev-{i}")).unwrap());
+        st.add_patient(&p).await.unwrap();
+        st.add_device(&d, "multi").await.unwrap();
+        st.enrol(&d, &p, base - chrono::Duration::days(1)).await.unwrap();
+    }
+    st.add_patient(&PatientId::new("probe").unwrap()).await.unwrap();
+    let _ingest = Proc::spawn("ingest", &["ingest"], &env);
+    let _persist = Proc::spawn("persist", &["persist"], &env);
+    let client = mqtt_publisher(&run, mosq.port);
+    let probe = PatientId::new("probe").unwrap();
+    let live = wait_until(Duration::from_secs(60), || async {
+        let body = format!(
+            r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":60}}]}}"#,
+            rfc3339(Utc::now())
+        );
+        let _ = client.publish("vitalwatch/v1/patients/probe/manual/json", QoS::AtLeastOnce, false, body).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
+    })
+    .await;
+    assert!(live, "pipeline never became live");
+
+    // The poison first (the JSON escape \u0000 decodes to U+0000), then good
+    // readings of every device, dev-0 included.
+    let bad = format!(
+        r#"{{"msg_id":"m-\u0000-1","readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":61}}]}}"#,
+        rfc3339(base)
+    );
+    client.publish("vitalwatch/v1/devices/dev-0/readings/json", QoS::AtLeastOnce, false, bad.clone()).await.unwrap();
+    let mut want = 0;
+    for m in 0..400u32 {
+        let t = base + chrono::Duration::seconds(i64::from(m) * 2 + 1);
+        let r = TestReading::nth(m, t);
+        want += r.expected_rows().len() as i64;
+        let format = FORMATS[(m % 4) as usize];
+        let topic = format!("vitalwatch/v1/devices/dev-{}/readings/{format}", m % 10);
+        client.publish(topic, QoS::AtLeastOnce, false, r.encode(format)).await.unwrap();
+    }
+    let ok = wait_until(Duration::from_secs(30), || async { rows(&db).await >= want }).await;
+    let got = rows(&db).await;
+    assert!(ok && got == want, "stored {got} rows, expected {want}: one bad reading stopped storage");
+
+    let rejected = read_topic(&format!("{run}.rejected"), 1, Duration::from_secs(1)).await;
+    let r = rejected
+        .iter()
+        .map(|(_, p)| proto::Rejection::decode(p.as_slice()).expect("rejection protobuf"))
+        .find(|r| r.raw_payload == bad.as_bytes())
+        .expect("the bad message on the rejected topic");
+    assert_eq!(r.reason, "invalid_characters", "{r:?}");
+    assert_eq!(r.field, "msg_id", "{r:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn persist_dead_letters_a_record_it_can_never_store_and_moves_on() {
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("poison");
+    let db = fresh_database(&pg_url(), &run).await;
+    let env = service_env(&run, &db, "mqtt://127.0.0.1:1");
+    run_cli(&["migrate"], &env);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("persist.log");
+    let _persist = Proc::spawn_logged("persist", &["persist"], &env, &log);
+    let ops = ops_addr(&log).await;
+    let obs_topic = format!("{run}.obs");
+    let p = producer();
+    let st = store::open(&db, 1000).await.unwrap();
+    let probe = PatientId::new("probe").unwrap();
+    let live = wait_until(Duration::from_secs(60), || async {
+        produce(&p, &obs_topic, "probe", &observation("probe", Utc::now(), "").encode_to_vec()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
+    })
+    .await;
+    assert!(live, "persist never stored the probe");
+
+    // Bypassing ingest (an older producer, a bug): a NUL in msg_id, a NUL in
+    // original_unit, and bytes that are no Observation at all. Then good
+    // records of ten patients, on the same partitions.
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    let nul_msg_id = observation("pat-1", base, "m\u{0}1").encode_to_vec();
+    let mut nul_unit = observation("pat-2", base, "m2");
+    nul_unit.original_unit = "/mi\u{0}n".into();
+    let nul_unit = nul_unit.encode_to_vec();
+    let garbage = vec![0xff, 0xff, 0xff, 0x01];
+    produce(&p, &obs_topic, "pat-1", &nul_msg_id).await;
+    produce(&p, &obs_topic, "pat-2", &nul_unit).await;
+    produce(&p, &obs_topic, "pat-3", &garbage).await;
+    let good = 300i64;
+    for k in 0..good {
+        let patient = format!("pat-{}", k % 10);
+        let t = base + chrono::Duration::seconds(k + 1);
+        produce(&p, &obs_topic, &patient, &observation(&patient, t, &format!("g{k}")).encode_to_vec()).await;
+    }
+    let ok = wait_until(Duration::from_secs(30), || async { rows(&db).await >= good }).await;
+    let got = rows(&db).await;
+    assert!(ok && got == good, "stored {got} of {good} good rows behind an unstorable record");
+
+    // Each bad record on the dead-letter topic, byte for byte, with where it came from and why.
+    let dead = read_topic(&format!("{run}.dead"), 3, Duration::from_secs(1)).await;
+    let dead: Vec<proto::DeadLetter> =
+        dead.iter().map(|(_, p)| proto::DeadLetter::decode(p.as_slice()).expect("dead letter protobuf")).collect();
+    assert_eq!(dead.len(), 3, "{dead:?}");
+    for (payload, key, reason) in [
+        (&nul_msg_id, "pat-1", "permanent_store_error"),
+        (&nul_unit, "pat-2", "permanent_store_error"),
+        (&garbage, "pat-3", "undecodable"),
+    ] {
+        let d = dead.iter().find(|d| d.raw_payload == *payload).expect("the bad record on the dead-letter topic");
+        assert_eq!((d.role.as_str(), d.reason.as_str()), ("persist", reason), "{d:?}");
+        assert_eq!(d.source_topic, obs_topic);
+        assert_eq!(d.key, key.as_bytes());
+        assert!(d.offset >= 0 && !d.message.is_empty(), "{d:?}");
+    }
+    let scrape = get(&ops, "/metrics").await.1;
+    assert_eq!(
+        sample(&scrape, r#"vitalwatch_dead_letters_total{role="persist",reason="permanent_store_error"}"#),
+        2.0,
+        "{scrape}"
+    );
+    assert_eq!(sample(&scrape, r#"vitalwatch_dead_letters_total{role="persist",reason="undecodable"}"#), 1.0);
+
+    // The group committed every partition to its end.
+    let group: BaseConsumer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka())
+        .set("group.id", format!("{run}-persist"))
+        .create()
+        .unwrap();
+    let caught_up = wait_until(Duration::from_secs(20), || {
+        let mut tpl = rdkafka::TopicPartitionList::new();
+        for part in 0..4 {
+            tpl.add_partition(&obs_topic, part);
+        }
+        let done = group.committed_offsets(tpl, Duration::from_secs(5)).is_ok_and(|c| {
+            (0..4).all(|part| {
+                let high = group.fetch_watermarks(&obs_topic, part, Duration::from_secs(5)).map(|w| w.1).unwrap_or(0);
+                let committed = c.find_partition(&obs_topic, part).map(|e| e.offset());
+                high <= 0 || committed == Some(rdkafka::Offset::Offset(high))
+            })
+        });
+        async move { done }
+    })
+    .await;
+    assert!(caught_up, "persist did not commit past the dead-lettered records");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_consumer_with_work_and_no_progress_is_not_ready() {
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("stall");
+    let db = fresh_database(&pg_url(), &run).await;
+    let mut env = service_env(&run, &db, "mqtt://127.0.0.1:1");
+    env.push(("VITALWATCH_OPS__STALL_SECS".into(), "3".into()));
+    run_cli(&["migrate"], &env);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("persist.log");
+    let _persist = Proc::spawn_logged("persist", &["persist"], &env, &log);
+    let ops = ops_addr(&log).await;
+    let obs_topic = format!("{run}.obs");
+    let p = producer();
+    let st = store::open(&db, 1000).await.unwrap();
+    let probe = PatientId::new("probe").unwrap();
+    let live = wait_until(Duration::from_secs(60), || async {
+        produce(&p, &obs_topic, "probe", &observation("probe", Utc::now(), "").encode_to_vec()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
+    })
+    .await;
+    assert!(live, "persist never stored the probe");
+    let ready = wait_until(Duration::from_secs(10), || async { get(&ops, "/readyz").await.0 == 200 }).await;
+    assert!(ready, "persist not ready while idle: {:?}", get(&ops, "/readyz").await);
+
+    // Hang every write: an open transaction holds an exclusive lock on the
+    // table (the database still answers its readiness ping).
+    let (locker, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    locker.batch_execute("BEGIN; LOCK TABLE observations IN ACCESS EXCLUSIVE MODE").await.unwrap();
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    for k in 0..20 {
+        let patient = format!("pat-{}", k % 5);
+        produce(&p, &obs_topic, &patient, &observation(&patient, base + chrono::Duration::seconds(k), "").encode_to_vec())
+            .await;
+    }
+    let mut last = (0, String::new());
+    let stalled = wait_until(Duration::from_secs(20), || {
+        let ops = ops.clone();
+        let last = &mut last;
+        async move {
+            *last = get(&ops, "/readyz").await;
+            last.0 == 503 && last.1.contains("persist")
+        }
+    })
+    .await;
+    assert!(stalled, "/readyz does not report the stalled consumer: {last:?}");
+    let scrape = get(&ops, "/metrics").await.1;
+    assert!(sample(&scrape, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#) >= 3.0, "{scrape}");
+
+    // Released: the rows go in and the consumer is ready again.
+    locker.batch_execute("COMMIT").await.unwrap();
+    let stored = wait_until(Duration::from_secs(20), || async { rows(&db).await >= 20 }).await;
+    assert!(stored, "rows not stored after the lock was released");
+    let ready = wait_until(Duration::from_secs(10), || async { get(&ops, "/readyz").await.0 == 200 }).await;
+    assert!(ready, "persist not ready again after progress: {:?}", get(&ops, "/readyz").await);
+    assert_eq!(sample(&get(&ops, "/metrics").await.1, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#), 0.0);
+}
