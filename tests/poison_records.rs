@@ -290,22 +290,26 @@ async fn a_consumer_with_work_and_no_progress_is_not_ready() {
     let base = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
     for k in 0..20 {
         let patient = format!("pat-{}", k % 5);
-        produce(&p, &obs_topic, &patient, &observation(&patient, base + chrono::Duration::seconds(k), "").encode_to_vec())
-            .await;
+        produce(
+            &p,
+            &obs_topic,
+            &patient,
+            &observation(&patient, base + chrono::Duration::seconds(k), "").encode_to_vec(),
+        )
+        .await;
     }
-    let mut last = (0, String::new());
-    let stalled = wait_until(Duration::from_secs(20), || {
-        let ops = ops.clone();
-        let last = &mut last;
-        async move {
-            *last = get(&ops, "/readyz").await;
-            last.0 == 503 && last.1.contains("persist")
-        }
+    let stalled = wait_until(Duration::from_secs(20), || async {
+        let (status, body) = get(&ops, "/readyz").await;
+        status == 503 && body.contains("persist consumer stalled")
     })
     .await;
-    assert!(stalled, "/readyz does not report the stalled consumer: {last:?}");
-    let scrape = get(&ops, "/metrics").await.1;
-    assert!(sample(&scrape, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#) >= 3.0, "{scrape}");
+    assert!(stalled, "/readyz does not report the stalled consumer: {:?}", get(&ops, "/readyz").await);
+    // The gauge is refreshed every second.
+    let gauge = wait_until(Duration::from_secs(5), || async {
+        sample(&get(&ops, "/metrics").await.1, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#) >= 3.0
+    })
+    .await;
+    assert!(gauge, "vitalwatch_consumer_stalled_seconds does not show the stall: {}", get(&ops, "/metrics").await.1);
 
     // Released: the rows go in and the consumer is ready again.
     locker.batch_execute("COMMIT").await.unwrap();
@@ -313,5 +317,60 @@ async fn a_consumer_with_work_and_no_progress_is_not_ready() {
     assert!(stored, "rows not stored after the lock was released");
     let ready = wait_until(Duration::from_secs(10), || async { get(&ops, "/readyz").await.0 == 200 }).await;
     assert!(ready, "persist not ready again after progress: {:?}", get(&ops, "/readyz").await);
-    assert_eq!(sample(&get(&ops, "/metrics").await.1, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#), 0.0);
+    let cleared = wait_until(Duration::from_secs(5), || async {
+        sample(&get(&ops, "/metrics").await.1, r#"vitalwatch_consumer_stalled_seconds{role="persist"}"#) == 0.0
+    })
+    .await;
+    assert!(cleared, "vitalwatch_consumer_stalled_seconds not back to 0 after progress");
+}
+
+/// Every string field of an observation survives PostgreSQL unchanged
+/// (control characters but U+0000, noncharacters, astral characters, very
+/// long strings), and the one text PostgreSQL can never store (U+0000) is
+/// refused as data ([`store::StoreError::Rejected`]: dead-lettered by
+/// persist), not as an outage to retry.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_string_field_survives_storage_and_a_nul_is_refused_as_data() {
+    if !require("PostgreSQL", &pg_url()) {
+        return;
+    }
+    let db = fresh_database(&pg_url(), &unique("strings")).await;
+    let st = store::open(&db, 1000).await.unwrap();
+    st.migrate().await.unwrap();
+    let mut nasty: Vec<String> = vec![
+        String::new(),
+        "\u{1}\u{8}\t\n\r\u{1b}[31m\u{1f}\u{7f}\u{80}\u{9f}".into(),
+        "\u{fffd}\u{fffe}\u{ffff}\u{feff}\u{200b}\u{202e}\u{2028}".into(),
+        "\u{10000}\u{1f600}\u{10ffff}".into(),
+        "e\u{301}\u{5d0}\u{627}\u{4e2d}".into(),
+        r#"'); DROP TABLE observations; -- \ " \\ %s {}"#.into(),
+        "x".repeat(100_000),
+        "\u{1f600}".repeat(20_000),
+    ];
+    let all_bmp: String = (0x20u32..0xd800).chain(0xe000..0x10000).filter_map(char::from_u32).step_by(7).collect();
+    nasty.push(all_bmp);
+    let patient = PatientId::new("strings").unwrap();
+    let base = DateTime::from_timestamp(Utc::now().timestamp() - 3600, 0).unwrap();
+    let obs: Vec<vitalwatch_schemas::Observation> = nasty
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut p = observation("strings", base + chrono::Duration::seconds(i as i64), s);
+            p.original_unit = s.clone();
+            p.trace_id = s.clone();
+            vitalwatch_schemas::Observation::from_proto(&p).unwrap()
+        })
+        .collect();
+    assert_eq!(st.insert_observations(&obs).await.unwrap(), obs.len() as u64);
+    let back = st.recent_observations(&patient, base - chrono::Duration::seconds(1)).await.unwrap();
+    assert_eq!(back.len(), obs.len());
+    for (o, b) in obs.iter().zip(&back) {
+        // An empty msg_id is "none" on Kafka and in the table alike.
+        assert_eq!((&b.msg_id, &b.original_unit, &b.trace_id), (&o.msg_id, &o.original_unit, &o.trace_id));
+    }
+    let mut poison = obs[1].clone();
+    poison.time = base - chrono::Duration::days(1);
+    poison.msg_id = Some("m\u{0}".into());
+    let err = st.insert_observations(&[poison]).await.unwrap_err();
+    assert!(matches!(err, store::StoreError::Rejected(ref m) if m.contains("22021")), "{err:?}");
 }
