@@ -194,7 +194,8 @@ async fn write_isolating(
 ) -> Option<(u64, usize)> {
     let (mut inserted, mut refused) = (0, 0);
     // Ranges still to write, the next one last.
-    let mut todo = vec![0..rows.len()];
+    let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..rows.len());
     while let Some(range) = todo.pop() {
         if range.is_empty() {
             continue;
