@@ -231,27 +231,100 @@ async fn persist_dead_letters_a_record_it_can_never_store_and_moves_on() {
     assert_eq!(sample(&scrape, r#"vitalwatch_dead_letters_total{role="persist",reason="undecodable"}"#), 1.0);
 
     // The group committed every partition to its end.
-    let group: BaseConsumer = rdkafka::ClientConfig::new()
-        .set("bootstrap.servers", kafka())
-        .set("group.id", format!("{run}-persist"))
-        .create()
-        .unwrap();
-    let caught_up = wait_until(Duration::from_secs(20), || {
-        let mut tpl = rdkafka::TopicPartitionList::new();
-        for part in 0..4 {
-            tpl.add_partition(&obs_topic, part);
-        }
-        let done = group.committed_offsets(tpl, Duration::from_secs(5)).is_ok_and(|c| {
-            (0..4).all(|part| {
-                let high = group.fetch_watermarks(&obs_topic, part, Duration::from_secs(5)).map(|w| w.1).unwrap_or(0);
-                let committed = c.find_partition(&obs_topic, part).map(|e| e.offset());
-                high <= 0 || committed == Some(rdkafka::Offset::Offset(high))
-            })
-        });
-        async move { done }
-    })
-    .await;
+    let caught_up =
+        wait_until(Duration::from_secs(20), || async { committed_to_end(&format!("{run}-persist"), &obs_topic) }).await;
     assert!(caught_up, "persist did not commit past the dead-lettered records");
+}
+
+/// True when `group` has committed every partition of `topic` to its end.
+fn committed_to_end(group: &str, topic: &str) -> bool {
+    let c: BaseConsumer =
+        rdkafka::ClientConfig::new().set("bootstrap.servers", kafka()).set("group.id", group).create().unwrap();
+    let Ok(meta) = c.fetch_metadata(Some(topic), Duration::from_secs(5)) else { return false };
+    let Some(parts) = meta.topics().first().map(|t| t.partitions().len() as i32) else { return false };
+    let mut tpl = rdkafka::TopicPartitionList::new();
+    for part in 0..parts {
+        tpl.add_partition(topic, part);
+    }
+    let Ok(committed) = c.committed_offsets(tpl, Duration::from_secs(5)) else { return false };
+    (0..parts).all(|part| {
+        let high = c.fetch_watermarks(topic, part, Duration::from_secs(5)).map(|w| w.1).unwrap_or(-1);
+        let at = committed.find_partition(topic, part).map(|e| e.offset());
+        high == 0 || at == Some(rdkafka::Offset::Offset(high))
+    })
+}
+
+/// A poison record on each topic the rules and alerting roles consume
+/// (observations, device status, alerts): each is dead-lettered by its role
+/// with the reason, and both groups commit past them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rules_and_alerting_dead_letter_a_poison_record_on_each_topic_and_move_on() {
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("poisonall");
+    let db = fresh_database(&pg_url(), &run).await;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut env = service_env(&run, &db, "mqtt://127.0.0.1:1");
+    env.push(("VITALWATCH_ALERTING__GROUP".into(), format!("{run}-alerting")));
+    env.push(("VITALWATCH_ALERTING__TRANSPORT".into(), "file".into()));
+    env.push(("VITALWATCH_ALERTING__FILE_DIR".into(), path_str(&tmp.path().join("alerts"))));
+    env.push(("VITALWATCH_ALERTING__HTTP_ADDR".into(), "127.0.0.1:0".into()));
+    run_cli(&["migrate"], &env);
+    let (rules_log, alerting_log) = (tmp.path().join("rules.log"), tmp.path().join("alerting.log"));
+    let _rules = Proc::spawn_logged("rules", &["rules"], &env, &rules_log);
+    let _alerting = Proc::spawn_logged("alerting", &["alerting"], &env, &alerting_log);
+    let (rules_ops, alerting_ops) = (ops_addr(&rules_log).await, ops_addr(&alerting_log).await);
+    let (obs, status, alerts) = (format!("{run}.obs"), format!("{run}.status"), format!("{run}.alerts"));
+    // Both roles created their topics and joined their groups.
+    for (ops, role) in [(&rules_ops, "rules"), (&alerting_ops, "alerting")] {
+        let up = wait_until(Duration::from_secs(60), || async { get(ops, "/readyz").await.0 == 200 }).await;
+        assert!(up, "{role} never ready");
+    }
+    let p = producer();
+    let garbage = vec![0xff, 0xff, 0xff, 0x01];
+    let bad_status =
+        proto::DeviceStatus { device_id: "dev 1".into(), patient_id: "pat 1".into(), ..Default::default() }
+            .encode_to_vec();
+    let bad_event = proto::AlertEvent { episode_id: "not an episode id".into(), ..Default::default() }.encode_to_vec();
+    let good = observation("pat-1", Utc::now() - chrono::Duration::minutes(5), "g1").encode_to_vec();
+    produce(&p, &obs, "pat-1", &garbage).await;
+    produce(&p, &obs, "pat-1", &good).await;
+    produce(&p, &status, "pat-1", &garbage).await;
+    produce(&p, &status, "pat-1", &bad_status).await;
+    produce(&p, &alerts, "pat-1", &garbage).await;
+    produce(&p, &alerts, "pat-1", &bad_event).await;
+
+    let dead = read_topic(&format!("{run}.dead"), 5, Duration::from_secs(2)).await;
+    let mut got: Vec<(String, String, String)> = dead
+        .iter()
+        .map(|(_, p)| proto::DeadLetter::decode(p.as_slice()).expect("dead letter protobuf"))
+        .map(|d| (d.role, d.source_topic, d.reason))
+        .collect();
+    got.sort();
+    let want = |role: &str, topic: &str, reason: &str| (role.to_owned(), topic.to_owned(), reason.to_owned());
+    assert_eq!(
+        got,
+        vec![
+            want("alerting", &alerts, "invalid_record"),
+            want("alerting", &alerts, "undecodable"),
+            want("rules", &obs, "undecodable"),
+            want("rules", &status, "invalid_record"),
+            want("rules", &status, "undecodable"),
+        ]
+    );
+    for (group, topic) in [("rules", &obs), ("rules", &status), ("alerting", &alerts)] {
+        let group = format!("{run}-{group}");
+        let done = wait_until(Duration::from_secs(20), || async { committed_to_end(&group, topic) }).await;
+        assert!(done, "{group} did not commit past the poison on {topic}");
+    }
+    let rules_scrape = get(&rules_ops, "/metrics").await.1;
+    assert_eq!(sample(&rules_scrape, r#"vitalwatch_dead_letters_total{role="rules",reason="undecodable"}"#), 2.0);
+    let alerting_scrape = get(&alerting_ops, "/metrics").await.1;
+    assert_eq!(
+        sample(&alerting_scrape, r#"vitalwatch_dead_letters_total{role="alerting",reason="invalid_record"}"#),
+        1.0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
