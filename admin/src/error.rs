@@ -65,7 +65,7 @@ impl From<StoreError> for AdminError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Transient(m) => AdminError::Unavailable(format!("database unavailable: {m}")),
-            StoreError::Permanent(m) => AdminError::Internal(format!("database error: {m}")),
+            StoreError::Permanent(m) | StoreError::Rejected(m) => AdminError::Internal(format!("database error: {m}")),
             StoreError::Invalid(m) => AdminError::Invalid(m),
         }
     }
@@ -75,7 +75,9 @@ impl From<AlertStoreError> for AdminError {
     fn from(e: AlertStoreError) -> Self {
         match e {
             AlertStoreError::Transient(m) => AdminError::Unavailable(format!("database unavailable: {m}")),
-            AlertStoreError::Permanent(m) => AdminError::Internal(format!("database error: {m}")),
+            AlertStoreError::Permanent(m) | AlertStoreError::Rejected(m) => {
+                AdminError::Internal(format!("database error: {m}"))
+            }
             AlertStoreError::Invalid(m) => AdminError::Invalid(m),
             AlertStoreError::Engine(EngineError::UnknownEpisode(id)) => {
                 AdminError::NotFound(format!("unknown episode {id}"))

@@ -10,6 +10,7 @@
 //! - [`normalize`]: validation, unit conversion, patient attribution;
 //! - [`pipeline`]: one message in, observations + rejections + reply out;
 //! - [`reject`]: reason codes;
+//! - [`text`]: no control characters in text that reaches Kafka or the database;
 //! - [`dedup`]: a bounded cache of recently produced observation ids.
 //!
 //! Drivers (feature `drivers`, on by default):
@@ -25,6 +26,7 @@ pub mod normalize;
 pub mod persist;
 pub mod pipeline;
 pub mod reject;
+pub mod text;
 pub mod topic;
 pub mod units;
 #[cfg(feature = "drivers")]

@@ -1,13 +1,25 @@
 //! The `persist` role: a consumer-group member that writes observations into
 //! the store in batches and commits bus offsets only after the database
 //! committed. Redelivered duplicates are absorbed by the table's unique key.
+//!
+//! A record that can never be written never blocks a partition: a record that
+//! does not decode, and a row the database refuses for good
+//! ([`StoreError::Rejected`]: a data exception or an integrity violation), go
+//! to the dead-letter topic with the reason ([`DeadLetters`]) and the offsets
+//! move on. When a batch is refused, it is split in halves until the refused
+//! rows are alone (a few extra round trips per bad row); the good rows are
+//! stored. A transient failure (connection, timeout, serialization failure)
+//! and any other permanent one (a missing table, a permission: nothing to do
+//! with the data) are retried with backoff, never dead-lettered; the stall
+//! then shows in `/readyz` and `vitalwatch_consumer_stalled_seconds`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prost::Message as _;
-use vitalwatch_platform::bus::{CommitTracker, Consumer, next_batch, positions};
+use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
+use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
 use vitalwatch_platform::config::PersistSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};
@@ -24,8 +36,10 @@ pub struct PersistStats {
     pub inserted: AtomicU64,
     /// Messages that were already stored (redeliveries).
     pub duplicates: AtomicU64,
-    /// Messages that could not be decoded (skipped, logged with their offset).
+    /// Messages that could not be decoded (dead-lettered).
     pub undecodable: AtomicU64,
+    /// Rows the database refused for good (dead-lettered).
+    pub refused: AtomicU64,
     /// Database retries.
     pub db_retries: AtomicU64,
 }
@@ -38,12 +52,14 @@ pub struct PersistStats {
 /// and a second write, overlap the database round trips. Offsets are
 /// committed strictly in batch order, each only after its batch and every
 /// earlier one are stored: a crash loses nothing and redelivers at most the
-/// batches in flight, which the unique key absorbs.
+/// batches in flight, which the unique key absorbs. Records that can never be
+/// stored go to `dead_letters` first (see the module docs).
 pub async fn run(
     consumer: &mut dyn Consumer,
     store: Arc<dyn Store>,
     settings: &PersistSettings,
     stats: Arc<PersistStats>,
+    dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let wait = Duration::from_millis(settings.batch_wait_ms);
@@ -67,37 +83,46 @@ pub async fn run(
             continue;
         }
         metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "persist").record(batch.len() as f64);
-        let mut obs = Vec::with_capacity(batch.len());
-        for m in &batch {
+        // The decoded rows, and the index of each one's message in the batch.
+        let (mut obs, mut index) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
+        let mut undecodable = Vec::new();
+        for (i, m) in batch.iter().enumerate() {
             match proto::Observation::decode(m.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|p| Observation::from_proto(&p))
             {
-                Ok(o) => obs.push(o),
+                Ok(o) => {
+                    obs.push(o);
+                    index.push(i);
+                }
                 Err(e) => {
                     stats.undecodable.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("vitalwatch_undecodable_total", "role" => "persist").increment(1);
-                    tracing::error!(
-                        message = "Undecodable observation skipped.",
-                        topic = %m.topic, partition = m.partition, offset = m.offset, error = %e
-                    );
+                    undecodable.push((i, e));
                 }
             }
         }
-        let (store, stats_w, shutdown_w) = (store.clone(), stats.clone(), shutdown.clone());
+        let batch_positions = positions(&batch);
+        let messages = batch.len() as u64;
+        let (store, stats_w, shutdown_w, dl) = (store.clone(), stats.clone(), shutdown.clone(), dead_letters.clone());
         let task = tokio::spawn(async move {
-            let inserted = insert_with_retry(store.as_ref(), &obs, &stats_w, &shutdown_w).await?;
+            for (i, e) in &undecodable {
+                dl.send(&batch[*i], DeadReason::Undecodable, e, &shutdown_w).await.ok()?;
+            }
+            let (inserted, refused) =
+                write_isolating(store.as_ref(), &batch, &obs, &index, &dl, &stats_w, &shutdown_w).await?;
             // Counted as soon as the rows are stored (the commit follows at
             // the loop's next turn).
-            let rows = obs.len() as u64;
+            let rows = (obs.len() - refused) as u64;
             let duplicates = rows - inserted.min(rows);
             stats_w.inserted.fetch_add(inserted, Ordering::Relaxed);
             stats_w.duplicates.fetch_add(duplicates, Ordering::Relaxed);
+            stats_w.refused.fetch_add(refused as u64, Ordering::Relaxed);
             metrics::counter!("vitalwatch_persist_rows_total").increment(inserted);
             metrics::counter!("vitalwatch_persist_duplicates_total").increment(duplicates);
             Some(())
         });
-        writes.push_back(Write { task, positions: positions(&batch), messages: batch.len() as u64 });
+        writes.push_back(Write { task, positions: batch_positions, messages });
     }
     // Finish the writes in flight, in order (a write retries until shutdown
     // only while the database is down). After an abandoned write nothing more
@@ -153,24 +178,76 @@ impl Write {
     }
 }
 
+/// Writes `rows` (`index[i]`: the index of row i's message in `batch`), isolating
+/// the rows the database refuses for good: a refused batch is split in
+/// halves until each refused row is alone, and that row's message is
+/// dead-lettered. Returns (rows newly inserted, rows refused); `None` if
+/// shutdown interrupted it (nothing of the batch may be committed then).
+async fn write_isolating(
+    store: &dyn Store,
+    batch: &[Message],
+    rows: &[Observation],
+    index: &[usize],
+    dead_letters: &DeadLetters,
+    stats: &PersistStats,
+    shutdown: &CancellationToken,
+) -> Option<(u64, usize)> {
+    let (mut inserted, mut refused) = (0, 0);
+    // Ranges still to write, the next one last.
+    let mut todo: Vec<std::ops::Range<usize>> = Vec::with_capacity(16);
+    todo.push(0..rows.len());
+    while let Some(range) = todo.pop() {
+        if range.is_empty() {
+            continue;
+        }
+        match insert_with_retry(store, &rows[range.clone()], stats, shutdown).await? {
+            Ok(n) => inserted += n,
+            Err(e) if range.len() == 1 => {
+                refused += 1;
+                let m = &batch[index[range.start]];
+                dead_letters.send(m, DeadReason::PermanentStoreError, &e.to_string(), shutdown).await.ok()?;
+            }
+            Err(_) => {
+                let mid = range.start + range.len() / 2;
+                todo.push(mid..range.end);
+                todo.push(range.start..mid);
+            }
+        }
+    }
+    Some((inserted, refused))
+}
+
+/// Inserts `obs`, retrying every failure but a refusal of the data
+/// ([`StoreError::Rejected`], returned as `Some(Err)`) until it succeeds.
+/// `None` once shutdown fires while it fails.
 async fn insert_with_retry(
     store: &dyn Store,
     obs: &[Observation],
     stats: &PersistStats,
     shutdown: &CancellationToken,
-) -> Option<u64> {
+) -> Option<Result<u64, StoreError>> {
     let mut delay = Duration::from_millis(100);
     loop {
         let started = std::time::Instant::now();
         match store.insert_observations(obs).await {
             Ok(n) => {
                 metrics::histogram!("vitalwatch_persist_write_seconds").record(started.elapsed().as_secs_f64());
-                return Some(n);
+                return Some(Ok(n));
+            }
+            Err(e @ StoreError::Rejected(_)) => {
+                if obs.len() > 1 {
+                    tracing::warn!(
+                        message = "The database refused a batch; isolating the refused rows.",
+                        rows = obs.len(),
+                        error = %e
+                    );
+                }
+                return Some(Err(e));
             }
             Err(e) => {
                 stats.db_retries.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("vitalwatch_db_retries_total", "role" => "persist").increment(1);
-                // Never skip a batch: keep retrying (the consumer lag shows the stall).
+                // Not about the data: retry (the stall shows in /readyz and the metrics).
                 match &e {
                     StoreError::Transient(_) => {
                         tracing::warn!(message = "Database write failed; retrying.", error = %e)
@@ -180,9 +257,94 @@ async fn insert_with_retry(
                 if shutdown.is_cancelled() {
                     return None;
                 }
-                tokio::time::sleep(delay).await;
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = shutdown.cancelled() => return None,
+                }
                 delay = (delay * 2).min(Duration::from_secs(10));
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vitalwatch_platform::bus::Producer as _;
+    use vitalwatch_platform::bus::memory::MemoryBus;
+    use vitalwatch_platform::store::sqlite::SqliteStore;
+
+    use super::*;
+
+    fn observation(patient: &str, second: i64, msg_id: &str) -> Vec<u8> {
+        proto::Observation {
+            patient_id: patient.to_owned(),
+            code: "8867-4".into(),
+            value: 70.0,
+            unit: "/min".into(),
+            time_unix_micros: (1_780_000_000 + second) * 1_000_000,
+            received_at_unix_micros: 1_780_000_100 * 1_000_000,
+            source: proto::Source::Manual as i32,
+            time_source: proto::TimeSource::App as i32,
+            original_value: 70.0,
+            original_unit: "/min".into(),
+            msg_id: msg_id.into(),
+            trace_id: "0123456789abcdef".into(),
+            ..Default::default()
+        }
+        .encode_to_vec()
+    }
+
+    /// Embedded mode (SQLite, in-process bus): a row the database refuses
+    /// for good (here a trigger, as PostgreSQL refuses a NUL in text) and an
+    /// undecodable record are dead-lettered; every other row is stored and
+    /// the group commits past them.
+    #[tokio::test]
+    async fn refused_and_undecodable_records_are_dead_lettered_and_the_rest_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vw.db").display().to_string();
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&path).unwrap());
+        store.migrate().await.unwrap();
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(
+                "CREATE TRIGGER refuse_poison BEFORE INSERT ON observations WHEN NEW.msg_id = 'poison' \
+                 BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+            .unwrap();
+        let bus = MemoryBus::new(10_000);
+        let mut consumer = bus.consumer("persist", &["obs"]);
+        for k in 0..120 {
+            let payload = match k {
+                17 | 90 => observation(&format!("p{}", k % 7), k, "poison"),
+                55 => vec![0xff, 0xff, 0xff, 0x01],
+                _ => observation(&format!("p{}", k % 7), k, "good"),
+            };
+            bus.send("obs", b"k", payload).await.unwrap().await.unwrap();
+        }
+        let settings = PersistSettings { batch_size: 50, batch_wait_ms: 5, ..Default::default() };
+        let (stats, shutdown) = (Arc::new(PersistStats::default()), CancellationToken::new());
+        let dead = DeadLetters::new(Arc::new(bus.clone()), "dead", "persist");
+        let task = {
+            let (store, stats, shutdown) = (store.clone(), stats.clone(), shutdown.clone());
+            tokio::spawn(async move { run(&mut consumer, store, &settings, stats, dead, shutdown).await })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while stats.messages.load(Ordering::Relaxed) < 120 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(store.count_observations().await.unwrap(), 117, "every good row stored");
+        assert_eq!(stats.refused.load(Ordering::Relaxed), 2);
+        assert_eq!(stats.undecodable.load(Ordering::Relaxed), 1);
+        let letters: Vec<proto::DeadLetter> =
+            bus.snapshot("dead").iter().map(|(_, p)| proto::DeadLetter::decode(p.as_slice()).unwrap()).collect();
+        let mut got: Vec<(i64, &str)> = letters.iter().map(|d| (d.offset, d.reason.as_str())).collect();
+        got.sort();
+        assert_eq!(got, vec![(17, "permanent_store_error"), (55, "undecodable"), (90, "permanent_store_error")]);
+        assert!(letters.iter().all(|d| d.source_topic == "obs" && d.role == "persist" && !d.message.is_empty()));
+        // Committed past everything: a new member of the group gets nothing.
+        let mut next = bus.consumer("persist", &["obs"]);
+        assert!(tokio::time::timeout(Duration::from_millis(200), next.recv()).await.is_err());
     }
 }

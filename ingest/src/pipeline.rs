@@ -9,6 +9,7 @@ use vitalwatch_schemas::{DeviceId, Observation, proto};
 use crate::decode;
 use crate::normalize::{Context, Limits, Sender, normalize};
 use crate::reject::{Reason, Rejection, Reply};
+use crate::text;
 use crate::topic::{self, Topic};
 
 /// The result of processing one MQTT message.
@@ -132,6 +133,11 @@ fn process_topic(
             return out;
         }
     };
+    // Before anything is echoed back or produced: no control characters.
+    if let Err(r) = text::check_message(&batch) {
+        out.rejections.push(r);
+        return out;
+    }
     // At most 128 characters (cut at a character boundary, no per-char copy).
     out.msg_id = batch.msg_id.as_deref().map(|s| match s.char_indices().nth(128) {
         Some((cut, _)) => s[..cut].to_owned(),
@@ -170,6 +176,7 @@ fn status(
     }
     let s: StatusJson = serde_json::from_slice(payload)
         .map_err(|e| Rejection::message(Reason::MalformedPayload, format!("invalid status payload: {e}")))?;
+    text::check_firmware(s.firmware.as_deref())?;
     let time = match &s.time {
         Some(t) => DateTime::parse_from_rfc3339(t).map(|d| d.with_timezone(&Utc)).map_err(|_| Rejection {
             reason: Reason::InvalidTime,
@@ -333,6 +340,14 @@ mod tests {
                 r#"{"patient_id":"p2","readings":[{"type":"spo2","unit":"%","value":97}]}"#.into(),
                 Reason::PatientMismatch,
             ),
+            (
+                DEV.into(),
+                format!(
+                    r#"{{"msg_id":"m\u0000","readings":[{{"type":"spo2","time":"{}","unit":"%","value":97}}]}}"#,
+                    at(1)
+                ),
+                Reason::InvalidCharacters,
+            ),
         ];
         let mut seen = HashSet::new();
         for (topic, payload, want) in &cases {
@@ -438,8 +453,66 @@ mod tests {
         assert_eq!(p.rejections[0].reason, Reason::UnknownDevice);
     }
 
+    /// A JSON message with `msg_id` as the given JSON string literal.
+    fn with_msg_id(literal: &str) -> String {
+        format!(r#"{{"msg_id":{literal},"readings":[{{"type":"spo2","time":"{}","unit":"%","value":97}}]}}"#, at(1))
+    }
+
+    #[test]
+    fn a_control_character_in_msg_id_rejects_the_message_without_echoing_it() {
+        for escaped in [r#""\u0000""#, r#""a\u0000b""#, r#""tab\t""#, r#""\u001b[31m""#, r#""\u007f""#, r#""\u0085""#] {
+            let p = run(DEV, &with_msg_id(escaped));
+            assert!(p.observations.is_empty(), "{escaped}");
+            assert_eq!(p.rejections[0].reason, Reason::InvalidCharacters, "{escaped}");
+            assert_eq!(p.rejections[0].field.as_deref(), Some("msg_id"));
+            assert_eq!(p.msg_id, None, "not echoed back");
+            let reply: serde_json::Value = serde_json::from_slice(&p.reply_json().unwrap()).unwrap();
+            assert_eq!(reply["reason"], "invalid_characters");
+        }
+        // A lone surrogate in a JSON escape is not a character at all.
+        for escaped in [r#""\ud800""#, r#""x\udfff""#, r#""\ud800\u0041""#] {
+            assert_eq!(reason(DEV, &with_msg_id(escaped)), Reason::MalformedPayload, "{escaped}");
+        }
+        // A valid pair is fine.
+        assert_eq!(run(DEV, &with_msg_id(r#""\ud83d\ude00""#)).msg_id.as_deref(), Some("\u{1f600}"));
+        let status = process(
+            "vitalwatch/v1/devices/d1/status",
+            br#"{"battery":50,"firmware":"1.0\u0000"}"#,
+            now(),
+            &Limits::default(),
+            &registry(),
+        );
+        assert_eq!((status.status, status.rejections[0].reason), (None, Reason::InvalidCharacters));
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whatever string a sender puts in `msg_id` (any character, control
+        /// characters included, up to 4,000 of them), ingest either rejects
+        /// the message with `invalid_characters` or produces observations
+        /// whose strings hold no control character and survive the Kafka
+        /// encoding unchanged.
+        #[test]
+        fn every_msg_id_is_rejected_or_survives_kafka(msg_id in proptest::string::string_regex("(.|[\\x00-\\x1f\\x7f-\\x9f]){0,4000}").unwrap()) {
+            let p = run(DEV, &with_msg_id(&serde_json::to_string(&msg_id).unwrap()));
+            if msg_id.chars().any(char::is_control) {
+                prop_assert!(p.observations.is_empty());
+                prop_assert_eq!(p.rejections[0].reason, Reason::InvalidCharacters);
+            } else {
+                prop_assert!(p.rejections.is_empty(), "{:?}", p.rejections);
+                let want: String = msg_id.chars().take(128).collect();
+                for o in &p.observations {
+                    prop_assert_eq!(o.msg_id.as_deref(), Some(want.as_str()));
+                    for s in [o.msg_id.as_deref().unwrap_or(""), &o.original_unit, &o.trace_id, o.patient_id.as_str()] {
+                        prop_assert!(!s.chars().any(char::is_control), "{:?}", s);
+                    }
+                    let bytes = prost::Message::encode_to_vec(&o.to_proto());
+                    let back = <proto::Observation as prost::Message>::decode(bytes.as_slice()).unwrap();
+                    prop_assert_eq!(&Observation::from_proto(&back).unwrap(), o);
+                }
+            }
+        }
 
         #[test]
         fn never_panics_on_arbitrary_bytes(payload in proptest::collection::vec(any::<u8>(), 0..512), fmt in 0usize..4, which in 0usize..3) {

@@ -51,6 +51,9 @@ pub enum Reason {
     UnknownPatient,
     /// A manual entry whose payload names another patient than its topic.
     PatientMismatch,
+    /// A text field (msg_id, patient id, type, unit, firmware) holds a
+    /// control character (U+0000 to U+001F, U+007F to U+009F).
+    InvalidCharacters,
 }
 
 impl Reason {
@@ -78,11 +81,12 @@ impl Reason {
             Reason::DeviceNotEnrolled => "device_not_enrolled",
             Reason::UnknownPatient => "unknown_patient",
             Reason::PatientMismatch => "patient_mismatch",
+            Reason::InvalidCharacters => "invalid_characters",
         }
     }
 
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownTopic,
         Reason::InvalidIdentifier,
         Reason::UnsupportedFormat,
@@ -104,6 +108,7 @@ impl Reason {
         Reason::DeviceNotEnrolled,
         Reason::UnknownPatient,
         Reason::PatientMismatch,
+        Reason::InvalidCharacters,
     ];
 }
 

@@ -75,11 +75,16 @@ impl Default for Settings {
 pub struct OpsSettings {
     /// Listen address, `host:port`; empty disables the endpoints.
     pub listen: String,
+    /// A consumer role (persist, rules, alerting) that has received records
+    /// it has not committed, and has made no progress for this many seconds,
+    /// is stalled: `/readyz` fails naming it, and
+    /// `vitalwatch_consumer_stalled_seconds` shows it.
+    pub stall_secs: u64,
 }
 
 impl Default for OpsSettings {
     fn default() -> Self {
-        OpsSettings { listen: "0.0.0.0:9464".into() }
+        OpsSettings { listen: "0.0.0.0:9464".into(), stall_secs: 120 }
     }
 }
 
@@ -143,8 +148,11 @@ pub struct BusSettings {
     pub brokers: String,
     /// Normalized observations (key = patient id).
     pub observations_topic: String,
-    /// Dead letters.
+    /// Dead letters of ingest (rejected MQTT messages).
     pub rejected_topic: String,
+    /// Dead letters of the consumer roles (persist, rules, alerting): bus
+    /// records that could never be processed, with the reason.
+    pub dead_letter_topic: String,
     /// Device status events.
     pub device_status_topic: String,
     /// Alert events (key = patient id).
@@ -165,6 +173,7 @@ impl Default for BusSettings {
             brokers: "127.0.0.1:9092".into(),
             observations_topic: topics::KAFKA_OBSERVATIONS.into(),
             rejected_topic: topics::KAFKA_REJECTED.into(),
+            dead_letter_topic: topics::KAFKA_DEAD_LETTER.into(),
             device_status_topic: topics::KAFKA_DEVICE_STATUS.into(),
             alerts_topic: "vitalwatch.alerts.v1".into(),
             partitions: 12,

@@ -117,7 +117,16 @@ fn describe() {
         Unit::Seconds,
         "Episode opening to acknowledgment, by channel."
     );
-    describe_counter!("vitalwatch_undecodable_total", "Bus messages skipped as undecodable, by role.");
+    describe_counter!("vitalwatch_undecodable_total", "Bus messages that did not decode, by role (dead-lettered).");
+    describe_counter!(
+        "vitalwatch_dead_letters_total",
+        "Bus records a consumer role could never process, sent to the dead-letter topic, by role and reason."
+    );
+    describe_gauge!(
+        "vitalwatch_consumer_stalled_seconds",
+        Unit::Seconds,
+        "Seconds a consumer role has had received, uncommitted records and made no progress (0 otherwise), by role."
+    );
 }
 
 /// A readiness check: resolves to `Err(reason)` when a dependency is down.

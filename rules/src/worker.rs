@@ -56,6 +56,15 @@
 //! later is loaded by their first reading or heartbeat, or at the next
 //! assignment.
 //!
+//! ## Records that can never be processed
+//!
+//! A message that does not decode, or breaks the contract (an invalid id),
+//! goes to the dead-letter topic with the reason ([`DeadLetters`]) and the
+//! partition moves on. Alert events the database refuses for good
+//! ([`StoreError::Rejected`]) are stored one by one, and the refused ones are
+//! dead-lettered (they were published already; alerting decides for itself).
+//! Every other store failure is retried.
+//!
 //! No identifying data in logs: counts at info, patient ids at debug only.
 
 use std::collections::{HashMap, HashSet};
@@ -65,6 +74,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use prost::Message as _;
+use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Producer, next_batch, partition_for_key, positions};
 use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
@@ -105,8 +115,10 @@ pub struct RulesStats {
     pub rejected: AtomicU64,
     /// Device statuses applied.
     pub statuses: AtomicU64,
-    /// Messages that could not be decoded (skipped, logged with their offset).
+    /// Messages that could not be decoded or broke the contract (dead-lettered).
     pub undecodable: AtomicU64,
+    /// Alert events the database refused for good (dead-lettered).
+    pub refused_events: AtomicU64,
     /// Patients whose state was rebuilt from the store.
     pub rebuilds: AtomicU64,
     /// Rule changes applied without a restart.
@@ -232,6 +244,7 @@ struct Worker<'a> {
     /// Physician closes applied to the engine, to mark applied once their
     /// RESOLVED events are published and stored.
     closes_applied: Vec<String>,
+    dead_letters: DeadLetters,
 }
 
 /// Runs until `shutdown` fires. The batch in flight when it fires is finished
@@ -247,6 +260,7 @@ pub async fn run(
     store: Arc<dyn Store>,
     cfg: &WorkerConfig,
     stats: Arc<RulesStats>,
+    dead_letters: DeadLetters,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let engine = Engine::new(cfg.engine.clone())?;
@@ -262,6 +276,7 @@ pub async fn run(
         rules_seen: HashMap::new(),
         poll_mark: Utc::now() - POLL_MARGIN,
         closes_applied: Vec::new(),
+        dead_letters,
     };
     let wait = Duration::from_millis(s.batch_wait_ms);
     let poll_every = Duration::from_secs(s.config_poll_secs);
@@ -557,7 +572,7 @@ impl Worker<'_> {
                 .and_then(|p| Observation::from_proto(&p))
             {
                 Ok(o) => o,
-                Err(e) => return self.undecodable(m, &e),
+                Err(e) => return self.dead_letter(m, DeadReason::Undecodable, &e).await,
             };
             clock.saw(obs.received_at);
             if !self.ensure_loaded(&obs.patient_id, obs.received_at, events).await {
@@ -577,7 +592,7 @@ impl Worker<'_> {
         } else if m.topic == self.cfg.status_topic {
             let st = match proto::DeviceStatus::decode(m.payload.as_slice()) {
                 Ok(s) => s,
-                Err(e) => return self.undecodable(m, &e.to_string()),
+                Err(e) => return self.dead_letter(m, DeadReason::Undecodable, &e.to_string()).await,
             };
             let received = micros(st.received_at_unix_micros).unwrap_or_else(Utc::now);
             clock.saw(received);
@@ -587,7 +602,7 @@ impl Worker<'_> {
             let (Ok(patient), Ok(device)) =
                 (PatientId::new(st.patient_id.clone()), DeviceId::new(st.device_id.clone()))
             else {
-                return self.undecodable(m, "invalid patient or device id");
+                return self.dead_letter(m, DeadReason::InvalidRecord, "invalid patient or device id").await;
             };
             let time = match st.time_unix_micros {
                 0 => received,
@@ -602,14 +617,12 @@ impl Worker<'_> {
         true
     }
 
-    fn undecodable(&self, m: &vitalwatch_platform::bus::Message, error: &str) -> bool {
+    /// Sends a message this worker can never process to the dead-letter
+    /// topic. False only when shutting down before the bus took it.
+    async fn dead_letter(&self, m: &vitalwatch_platform::bus::Message, reason: DeadReason, error: &str) -> bool {
         self.stats.undecodable.fetch_add(1, Ordering::Relaxed);
         metrics::counter!("vitalwatch_undecodable_total", "role" => "rules").increment(1);
-        tracing::error!(
-            message = "Undecodable message skipped.",
-            topic = %m.topic, partition = m.partition, offset = m.offset, error = %error
-        );
-        true
+        self.dead_letters.send(m, reason, error, &self.shutdown).await.is_ok()
     }
 
     /// Rebuilds the patient's state from the store the first time it is seen.
@@ -853,14 +866,50 @@ impl Worker<'_> {
     }
 
     /// Stores the events and their episodes in one transaction; the number of
-    /// new events. `None` only when shutting down with the database down.
+    /// new events. If the database refuses the data for good, stores them one
+    /// by one and dead-letters the refused ones. `None` only when shutting
+    /// down with the database down (or before a dead letter was taken).
     async fn record(&self, events: &[AlertEvent]) -> Option<u64> {
-        retry!(
-            self.stats,
-            self.shutdown,
-            "Storing alert events failed; retrying.",
-            self.store.record_alert_events(events).await
-        )
+        match self.record_retrying(events).await? {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::warn!(
+                    message = "The database refused alert events; storing them one by one.",
+                    events = events.len(),
+                    error = %e
+                );
+                let mut new = 0;
+                for ev in events {
+                    match self.record_retrying(std::slice::from_ref(ev)).await? {
+                        Ok(n) => new += n,
+                        Err(e) => {
+                            self.stats.refused_events.fetch_add(1, Ordering::Relaxed);
+                            let m = vitalwatch_platform::bus::Message {
+                                topic: self.cfg.alerts_topic.clone(),
+                                partition: -1,
+                                offset: -1,
+                                key: Some(ev.patient_id.clone().into_bytes()),
+                                payload: ev.encode_to_vec(),
+                            };
+                            let reason = DeadReason::PermanentStoreError;
+                            self.dead_letters.send(&m, reason, &e.to_string(), &self.shutdown).await.ok()?;
+                        }
+                    }
+                }
+                Some(new)
+            }
+        }
+    }
+
+    /// [`Store::record_alert_events`], retried until it succeeds or the data
+    /// is refused for good (`Some(Err)`); `None` when shutting down.
+    async fn record_retrying(&self, events: &[AlertEvent]) -> Option<Result<u64, StoreError>> {
+        retry!(self.stats, self.shutdown, "Storing alert events failed; retrying.", {
+            match self.store.record_alert_events(events).await {
+                Err(e @ StoreError::Rejected(_)) => Ok(Err(e)),
+                other => other.map(Ok),
+            }
+        })
     }
 }
 

@@ -13,6 +13,9 @@ pub const MQTT_DEVICE_STATUS_FILTER: &str = "vitalwatch/v1/devices/+/status";
 pub const KAFKA_OBSERVATIONS: &str = "vitalwatch.observations.v1";
 /// Default Kafka topic for dead letters.
 pub const KAFKA_REJECTED: &str = "vitalwatch.rejected.v1";
+/// Default Kafka topic for consumer dead letters: bus records a consumer role
+/// could never process ([`crate::proto::DeadLetter`]).
+pub const KAFKA_DEAD_LETTER: &str = "vitalwatch.dead-letter.v1";
 /// Default Kafka topic for device status events (key = device id).
 pub const KAFKA_DEVICE_STATUS: &str = "vitalwatch.device-status.v1";
 

@@ -283,6 +283,7 @@ pub fn service_env(run: &str, db: &str, mqtt_url: &str) -> Vec<(String, String)>
         kv("VITALWATCH_BUS__BROKERS", kafka()),
         kv("VITALWATCH_BUS__OBSERVATIONS_TOPIC", format!("{run}.obs")),
         kv("VITALWATCH_BUS__REJECTED_TOPIC", format!("{run}.rejected")),
+        kv("VITALWATCH_BUS__DEAD_LETTER_TOPIC", format!("{run}.dead")),
         kv("VITALWATCH_BUS__DEVICE_STATUS_TOPIC", format!("{run}.status")),
         kv("VITALWATCH_BUS__ALERTS_TOPIC", format!("{run}.alerts")),
         kv("VITALWATCH_BUS__PARTITIONS", "4".into()),

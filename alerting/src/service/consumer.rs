@@ -2,10 +2,17 @@
 //! only after the transitions of a batch are committed in the database; a
 //! redelivered event is absorbed by the episode state (applied event ids)
 //! and by the outbox's unique notification keys.
+//!
+//! An event that can never be applied (it does not decode, breaks the
+//! contract, or the database refuses its data for good) goes to the
+//! dead-letter topic with the reason, and the partition moves on. A transient
+//! failure, and any other permanent one (nothing to do with the event's
+//! data), is retried: an alert is never dropped because the database is away.
 
 use std::time::Duration;
 
 use prost::Message as _;
+use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::proto::AlertEvent;
@@ -40,15 +47,37 @@ pub async fn handle_event(a: &Alerting, event: AlertEvent) -> Result<Applied, Ev
     Ok(applied)
 }
 
+/// Gives up on a message: to the dead-letter topic if there is one, else
+/// logged and skipped. False if shutdown came before the bus took it.
+async fn give_up(
+    m: &Message,
+    reason: DeadReason,
+    error: &str,
+    dead_letters: Option<&DeadLetters>,
+    shutdown: &CancellationToken,
+) -> bool {
+    match dead_letters {
+        Some(d) => d.send(m, reason, error, shutdown).await.is_ok(),
+        None => {
+            tracing::error!(message = "Alert event skipped.", reason = reason.as_str(), topic = %m.topic, partition = m.partition, offset = m.offset, error = %error);
+            true
+        }
+    }
+}
+
 /// Handles one bus message, retrying transient store failures until
 /// `shutdown`. Returns false if shutdown interrupted it (do not commit).
-async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken) -> bool {
+async fn handle_message(
+    a: &Alerting,
+    m: &Message,
+    dead_letters: Option<&DeadLetters>,
+    shutdown: &CancellationToken,
+) -> bool {
     let event = match AlertEvent::decode(m.payload.as_slice()) {
         Ok(e) => e,
         Err(e) => {
             metrics::counter!("vitalwatch_undecodable_total", "role" => "alerting").increment(1);
-            tracing::error!(message = "Undecodable alert event skipped.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
-            return true;
+            return give_up(m, DeadReason::Undecodable, &e.to_string(), dead_letters, shutdown).await;
         }
     };
     let mut delay = Duration::from_millis(100);
@@ -80,17 +109,26 @@ async fn handle_message(a: &Alerting, m: &Message, shutdown: &CancellationToken)
             }
             Err(e) => {
                 metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "rejected").increment(1);
-                tracing::error!(message = "Alert event rejected.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
-                return true;
+                let reason = match &e {
+                    EventError::Store(StoreError::Rejected(_)) => DeadReason::PermanentStoreError,
+                    EventError::Decode(_) => DeadReason::Undecodable,
+                    _ => DeadReason::InvalidRecord,
+                };
+                return give_up(m, reason, &e.to_string(), dead_letters, shutdown).await;
             }
         }
     }
 }
 
 /// Applies one episode's events in order; false if shutdown interrupted.
-async fn apply_in_order(a: &Alerting, msgs: &[&Message], shutdown: &CancellationToken) -> bool {
+async fn apply_in_order(
+    a: &Alerting,
+    msgs: &[&Message],
+    dead_letters: Option<&DeadLetters>,
+    shutdown: &CancellationToken,
+) -> bool {
     for m in msgs {
-        if !handle_message(a, m, shutdown).await {
+        if !handle_message(a, m, dead_letters, shutdown).await {
             return false;
         }
     }
@@ -105,7 +143,19 @@ const CONCURRENCY: usize = 4;
 /// groups are applied concurrently, each group in order. The batch is
 /// committed once every event is applied; if shutdown interrupts it, nothing
 /// is committed and the bus redelivers (applying an event twice is a no-op).
+/// Events that can never be applied are logged and skipped; see
+/// [`run_with_dead_letters`] to keep them.
 pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &CancellationToken) -> anyhow::Result<()> {
+    run_with_dead_letters(a, consumer, None, shutdown).await
+}
+
+/// [`run`], sending the events that can never be applied to `dead_letters`.
+pub async fn run_with_dead_letters(
+    a: &Alerting,
+    consumer: &mut dyn Consumer,
+    dead_letters: Option<&DeadLetters>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
     use futures::StreamExt as _;
     // Asynchronous commits after each batch, a synchronous one at the end:
     // the next alert does not wait for the broker's round trip.
@@ -127,7 +177,7 @@ pub async fn run(a: &Alerting, consumer: &mut dyn Consumer, shutdown: &Cancellat
                 None => groups.push((key, vec![m])),
             }
         }
-        let work: Vec<_> = groups.iter().map(|(_, msgs)| apply_in_order(a, msgs, shutdown)).collect();
+        let work: Vec<_> = groups.iter().map(|(_, msgs)| apply_in_order(a, msgs, dead_letters, shutdown)).collect();
         let applied: Vec<bool> = futures::stream::iter(work).buffer_unordered(CONCURRENCY).collect().await;
         if applied.iter().any(|ok| !ok) {
             break; // shutting down mid-batch: commit nothing, the bus redelivers

@@ -149,6 +149,19 @@ pub async fn run(
     store: Arc<dyn AlertStore>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_with_dead_letters(settings, consumer, store, None, shutdown).await
+}
+
+/// [`run`], sending the alert events that can never be applied (undecodable,
+/// invalid, or refused by the database for good) to `dead_letters` (logged
+/// and skipped without).
+pub async fn run_with_dead_letters(
+    settings: &AlertingSettings,
+    consumer: &mut dyn Consumer,
+    store: Arc<dyn AlertStore>,
+    dead_letters: Option<vitalwatch_platform::bus::dead_letter::DeadLetters>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let alerting =
         Arc::new(Alerting::from_settings(settings, store, Arc::new(SystemClock)).context("configuring alerting")?);
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
@@ -166,7 +179,7 @@ pub async fn run(
         })
     };
     let tasks = alerting.spawn_background(Some(listener), &local);
-    let result = consumer::run(&alerting, consumer, &local).await;
+    let result = consumer::run_with_dead_letters(&alerting, consumer, dead_letters.as_ref(), &local).await;
     local.cancel();
     forward.abort();
     for t in tasks {

@@ -42,6 +42,10 @@ pub enum StoreError {
     /// A failure retrying cannot fix.
     #[error("database error: {0}")]
     Permanent(String),
+    /// The database refuses this data for good (a data exception or an
+    /// integrity violation); other data would go in.
+    #[error("database refused the data: {0}")]
+    Rejected(String),
     /// Invalid input (unknown physician, malformed stored document...).
     #[error("{0}")]
     Invalid(String),
@@ -56,6 +60,7 @@ impl From<vitalwatch_platform::store::StoreError> for StoreError {
         match e {
             P::Transient(m) => StoreError::Transient(m),
             P::Permanent(m) => StoreError::Permanent(m),
+            P::Rejected(m) => StoreError::Rejected(m),
             P::Invalid(m) => StoreError::Invalid(m),
         }
     }

@@ -9,8 +9,10 @@ use async_trait::async_trait;
 use futures::future::BoxFuture;
 
 pub mod continuity;
+pub mod dead_letter;
 pub mod kafka;
 pub mod memory;
+pub mod watch;
 
 /// A bus failure.
 #[derive(Debug, thiserror::Error)]

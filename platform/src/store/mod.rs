@@ -18,6 +18,12 @@ pub enum StoreError {
     /// A failure retrying cannot fix.
     #[error("database error: {0}")]
     Permanent(String),
+    /// The database refuses this data for good (a data exception or an
+    /// integrity violation: PostgreSQL SQLSTATE classes 22 and 23, a SQLite
+    /// constraint): other data would go in. A consumer isolates and
+    /// dead-letters the refused record instead of retrying it.
+    #[error("database refused the data: {0}")]
+    Rejected(String),
     /// A request that breaks a rule (e.g. enrolling an unknown device).
     #[error("{0}")]
     Invalid(String),

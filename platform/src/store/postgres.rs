@@ -89,8 +89,13 @@ impl PgConnection {
     }
 }
 
-/// Classifies a PostgreSQL error: connection, serialization, resource and
-/// operator-intervention classes are transient.
+/// Classifies a PostgreSQL error: connection (08), transaction rollback
+/// (40: serialization failure, deadlock), insufficient resources (53),
+/// operator intervention (57: statement timeout, shutdown), system errors
+/// (58) and lock-not-available (55P03) are transient; data exceptions (22,
+/// e.g. 22021 for a NUL byte in text) and integrity violations (23) refuse
+/// this data ([`StoreError::Rejected`]); the rest is permanent. An error
+/// without a SQLSTATE (I/O, a closed connection) is transient.
 pub fn classify(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Transient(e.to_string());
@@ -100,8 +105,10 @@ pub fn classify(e: tokio_postgres::Error) -> StoreError {
         Some(c) => {
             let class = &c.code()[..2];
             let msg = e.as_db_error().map(|d| d.message().to_owned()).unwrap_or_else(|| e.to_string());
-            if matches!(class, "08" | "40" | "53" | "57") {
+            if matches!(class, "08" | "40" | "53" | "57" | "58") || c.code() == "55P03" {
                 StoreError::Transient(msg)
+            } else if matches!(class, "22" | "23") {
+                StoreError::Rejected(format!("{msg} (SQLSTATE {})", c.code()))
             } else {
                 StoreError::Permanent(format!("{msg} (SQLSTATE {})", c.code()))
             }

@@ -21,13 +21,25 @@ pub struct SqliteStore {
     conn: SharedConnection,
 }
 
-/// Classifies a SQLite error: busy and locked are transient.
+/// Classifies a SQLite error: busy and locked are transient; a constraint
+/// (a trigger's `RAISE(ABORT)` included), a too-large value or a type
+/// mismatch refuses this data ([`StoreError::Rejected`]).
 pub fn err(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(f, _)
             if matches!(f.code, rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked) =>
         {
             StoreError::Transient(e.to_string())
+        }
+        rusqlite::Error::SqliteFailure(f, _)
+            if matches!(
+                f.code,
+                rusqlite::ErrorCode::ConstraintViolation
+                    | rusqlite::ErrorCode::TooBig
+                    | rusqlite::ErrorCode::TypeMismatch
+            ) =>
+        {
+            StoreError::Rejected(e.to_string())
         }
         _ => StoreError::Permanent(e.to_string()),
     }

@@ -11,6 +11,7 @@ use vitalwatch_admin::model::{
 };
 use vitalwatch_alerting::EpisodeState;
 use vitalwatch_alerting::store as astore;
+use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{BusKind, Profile, Settings};
 use vitalwatch_platform::{shutdown, telemetry};
 
@@ -27,11 +28,14 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     }
     let shutdown = shutdown::on_signals();
     let store = astore::open(&s.database.url).await.context("opening the database")?;
-    Checks::new().alert_database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
+    let progress = Progress::new("alerting");
+    Checks::new().alert_database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
-    let mut consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
+    let mut consumer = bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress)?;
+    let dead_letters = bus.dead_letters(&s, "alerting")?;
     tracing::info!(message = "Alerting starting.", group = %s.alerting.group);
-    vitalwatch_alerting::run(&s.alerting, consumer.as_mut(), store, shutdown).await
+    vitalwatch_alerting::run_with_dead_letters(&s.alerting, consumer.as_mut(), store, Some(dead_letters), shutdown)
+        .await
 }
 
 /// `vitalwatch physician ...`

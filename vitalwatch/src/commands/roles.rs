@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry};
+use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{BusKind, Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
@@ -39,11 +40,14 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
-    Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
+    let progress = Progress::new("persist");
+    Checks::new().database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
-    let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
+    let mut consumer = bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress)?;
+    let dead_letters = bus.dead_letters(&s, "persist")?;
     tracing::info!(message = "Persist starting.", group = %s.persist.group);
-    persist::run(consumer.as_mut(), store, &s.persist, Arc::new(PersistStats::default()), shutdown).await
+    let stats = Arc::new(PersistStats::default());
+    persist::run(consumer.as_mut(), store, &s.persist, stats, dead_letters, shutdown).await
 }
 
 /// The rules worker's configuration from the settings: the engine's
@@ -91,15 +95,17 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let cfg = rules_config(&s)?;
     let shutdown = shutdown::on_signals();
     let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
-    Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
+    let progress = Progress::new("rules");
+    Checks::new().database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let producer = bus.urgent_producer(&s)?;
-    let mut consumer =
-        bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
+    let topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
+    let mut consumer = bus.watched_consumer(&s, &s.rules.group, &topics, &progress)?;
+    let dead_letters = bus.dead_letters(&s, "rules")?;
     tracing::info!(message = "Rules starting.", group = %s.rules.group);
+    let stats = Arc::new(RulesStats::default());
     let result =
-        rules_worker::run(consumer.as_mut(), producer.clone(), store, &cfg, Arc::new(RulesStats::default()), shutdown)
-            .await;
+        rules_worker::run(consumer.as_mut(), producer.clone(), store, &cfg, stats, dead_letters, shutdown).await;
     let _ = producer.flush(std::time::Duration::from_secs(10)).await;
     result
 }

@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use clap::Args;
 use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
+use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
@@ -72,14 +73,28 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     if s.ops.listen == "127.0.0.1:9464" && std::net::TcpListener::bind("127.0.0.1:9464").is_err() {
         s.ops.listen = "127.0.0.1:0".into();
     }
-    let ops_addr = Checks::new().database(store.clone()).mqtt(ingest_stats.clone()).serve(&s, &shutdown).await?;
+    let progress = [Progress::new("persist"), Progress::new("rules"), Progress::new("alerting")];
+    let ops_addr = Checks::new()
+        .database(store.clone())
+        .mqtt(ingest_stats.clone())
+        .consumer(&s, progress[0].clone())
+        .consumer(&s, progress[1].clone())
+        .consumer(&s, progress[2].clone())
+        .serve(&s, &shutdown)
+        .await?;
 
-    let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
+    let mut consumer =
+        bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress[0])?;
     let persist_stats = Arc::new(PersistStats::default());
     let persist_task = {
-        let (store, settings, stats, shutdown) =
-            (store.clone(), s.persist.clone(), persist_stats.clone(), shutdown.clone());
-        tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, shutdown).await })
+        let (store, settings, stats, dead, shutdown) = (
+            store.clone(),
+            s.persist.clone(),
+            persist_stats.clone(),
+            bus.dead_letters(&s, "persist")?,
+            shutdown.clone(),
+        );
+        tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, dead, shutdown).await })
     };
 
     // The acknowledgment server: like the broker, move off a taken default port.
@@ -92,12 +107,14 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         s.alerting.http_addr = free.to_string();
     }
     // Alerting first, so it is listening before rules produce.
-    let mut alert_consumer = bus.consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()])?;
+    let mut alert_consumer =
+        bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress[2])?;
     let alert_store = vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
     let alerting_task = {
-        let (settings, shutdown) = (s.alerting.clone(), shutdown.clone());
+        let (settings, dead, shutdown) = (s.alerting.clone(), bus.dead_letters(&s, "alerting")?, shutdown.clone());
         tokio::spawn(async move {
-            vitalwatch_alerting::run(&settings, alert_consumer.as_mut(), alert_store, shutdown).await
+            let consumer = alert_consumer.as_mut();
+            vitalwatch_alerting::run_with_dead_letters(&settings, consumer, alert_store, Some(dead), shutdown).await
         })
     };
 
@@ -121,20 +138,21 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { vitalwatch_admin::http::serve(admin, max_body, api_listener, shutdown).await })
     };
 
-    let mut rules_consumer =
-        bus.consumer(&s, &s.rules.group, &[s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()])?;
+    let rules_topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
+    let mut rules_consumer = bus.watched_consumer(&s, &s.rules.group, &rules_topics, &progress[1])?;
     let rules_stats = Arc::new(RulesStats::default());
     let rules_task = {
-        let (store, producer, cfg, stats, shutdown) = (
+        let (store, producer, cfg, stats, dead, shutdown) = (
             store.clone(),
             bus.urgent_producer(&s)?,
             super::roles::rules_config(&s)?,
             rules_stats.clone(),
+            bus.dead_letters(&s, "rules")?,
             shutdown.clone(),
         );
-        tokio::spawn(
-            async move { rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, shutdown).await },
-        )
+        tokio::spawn(async move {
+            rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, dead, shutdown).await
+        })
     };
 
     if let Some(n) = args.simulate {

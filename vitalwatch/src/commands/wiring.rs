@@ -4,8 +4,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use vitalwatch_ingest::worker::Outputs;
+use vitalwatch_platform::bus::dead_letter::DeadLetters;
 use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProbe, KafkaProducer, ensure_topics};
 use vitalwatch_platform::bus::memory::MemoryBus;
+use vitalwatch_platform::bus::watch::{Progress, Watched};
 use vitalwatch_platform::bus::{Consumer, Producer};
 use vitalwatch_platform::config::{BusKind, Settings};
 use vitalwatch_platform::ops::{self, Readiness};
@@ -35,6 +37,7 @@ impl Bus {
                 let topics = [
                     s.bus.observations_topic.as_str(),
                     s.bus.rejected_topic.as_str(),
+                    s.bus.dead_letter_topic.as_str(),
                     s.bus.device_status_topic.as_str(),
                     s.bus.alerts_topic.as_str(),
                 ];
@@ -79,6 +82,23 @@ impl Bus {
         })
     }
 
+    /// A consumer-group member whose progress is recorded in `progress`
+    /// (see [`Checks::consumer`]).
+    pub fn watched_consumer(
+        &self,
+        s: &Settings,
+        group: &str,
+        topics: &[&str],
+        progress: &Arc<Progress>,
+    ) -> anyhow::Result<Box<dyn Consumer>> {
+        Ok(Box::new(Watched::new(self.consumer(s, group, topics)?, progress.clone())))
+    }
+
+    /// The dead letters of consumer role `role`, to `bus.dead_letter_topic`.
+    pub fn dead_letters(&self, s: &Settings, role: &'static str) -> anyhow::Result<DeadLetters> {
+        Ok(DeadLetters::new(self.producer(s)?, s.bus.dead_letter_topic.clone(), role))
+    }
+
     /// The ingest outputs on this bus.
     pub fn outputs(&self, s: &Settings) -> anyhow::Result<Outputs> {
         Ok(Outputs {
@@ -94,6 +114,7 @@ impl Bus {
 #[derive(Default)]
 pub struct Checks {
     readiness: Readiness,
+    consumers: Vec<Arc<Progress>>,
 }
 
 impl Checks {
@@ -141,6 +162,20 @@ impl Checks {
         self
     }
 
+    /// A consumer role makes progress: not ready once it has had received,
+    /// uncommitted records and no commit for `ops.stall_secs`; also publishes
+    /// `vitalwatch_consumer_stalled_seconds{role}` (from [`Checks::serve`]).
+    pub fn consumer(mut self, s: &Settings, progress: Arc<Progress>) -> Self {
+        let stall = std::time::Duration::from_secs(s.ops.stall_secs.max(1));
+        let p = progress.clone();
+        self.readiness.add(progress.role(), move || {
+            let verdict = p.check(stall);
+            async move { verdict }
+        });
+        self.consumers.push(progress);
+        self
+    }
+
     /// Serves `/metrics`, `/healthz` and `/readyz` on `ops.listen` until `shutdown`.
     /// Returns the bound address (`None` when `ops.listen` is empty).
     pub async fn serve(
@@ -149,6 +184,9 @@ impl Checks {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Option<std::net::SocketAddr>> {
         ops::install_metrics();
+        for p in &self.consumers {
+            p.spawn_gauge(shutdown.clone());
+        }
         Ok(ops::serve(&s.ops, self.readiness, shutdown.clone()).await?.map(|o| o.addr))
     }
 }
