@@ -10,6 +10,7 @@
 //! - [`normalize`]: validation, unit conversion, patient attribution;
 //! - [`pipeline`]: one message in, observations + rejections + reply out;
 //! - [`reject`]: reason codes;
+//! - [`ratelimit`]: per-sender token buckets (bounded memory);
 //! - [`dedup`]: a bounded cache of recently produced observation ids.
 //!
 //! Drivers:
@@ -22,6 +23,7 @@ pub mod dedup;
 pub mod normalize;
 pub mod persist;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod reject;
 pub mod topic;
 pub mod units;

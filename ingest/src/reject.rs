@@ -51,6 +51,9 @@ pub enum Reason {
     UnknownPatient,
     /// A manual entry whose payload names another patient than its topic.
     PatientMismatch,
+    /// The sender (device or patient) sent more messages than its rate limit
+    /// allows (`ingest.rate_limit_per_sec`, `ingest.rate_limit_burst`).
+    RateLimited,
 }
 
 impl Reason {
@@ -78,11 +81,12 @@ impl Reason {
             Reason::DeviceNotEnrolled => "device_not_enrolled",
             Reason::UnknownPatient => "unknown_patient",
             Reason::PatientMismatch => "patient_mismatch",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownTopic,
         Reason::InvalidIdentifier,
         Reason::UnsupportedFormat,
@@ -104,6 +108,7 @@ impl Reason {
         Reason::DeviceNotEnrolled,
         Reason::UnknownPatient,
         Reason::PatientMismatch,
+        Reason::RateLimited,
     ];
 }
 
