@@ -115,5 +115,104 @@ fn bench(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench);
+/// Repeats `item(i)` joined by commas inside `open`/`close` up to `size` bytes.
+fn fill(size: usize, open: &str, close: &str, mut item: impl FnMut(usize) -> String) -> Vec<u8> {
+    let mut s = String::from(open);
+    for i in 0.. {
+        let it = item(i);
+        if s.len() + it.len() + 1 + close.len() > size {
+            break;
+        }
+        if i > 0 {
+            s.push(',');
+        }
+        s.push_str(&it);
+    }
+    s.push_str(close);
+    s.into_bytes()
+}
+
+/// Worst-case payloads of `size` bytes for each format (issue #12, defect 4):
+/// decode + normalize time must grow linearly with the size.
+fn worst_cases(size: usize, t: DateTime<Utc>) -> Vec<(&'static str, String, Vec<u8>)> {
+    let dev = |f: &str| format!("vitalwatch/v1/devices/d-00001/readings/{f}");
+    let rfc = t.to_rfc3339_opts(SecondsFormat::Secs, true);
+    let bt = t.timestamp();
+    // A base name of half the payload (rejected by its length bound since the fix).
+    let long_bn = "x".repeat(size / 2);
+    let bounded_bn = format!("urn:dev:{}:", "x".repeat(240));
+    let bp = format!(r#"{{"type":"blood_pressure","time":"{rfc}","unit":"mmHg","systolic":130,"diastolic":85}}"#);
+    let n_bp = ((size / 2 - 64) / (bp.len() + 1)).min(1000);
+    vec![
+        (
+            "senml_long_base_name",
+            dev("senml"),
+            fill(size, "[", "]", |i| {
+                if i == 0 { format!(r#"{{"bn":"{long_bn}","n":"a","v":1}}"#) } else { r#"{"n":"a","v":1}"#.into() }
+            }),
+        ),
+        (
+            "senml_bounded_base_name",
+            dev("senml"),
+            fill(size, "[", "]", |i| {
+                if i == 0 {
+                    format!(r#"{{"bn":"{bounded_bn}","bt":{bt},"n":"hr","u":"/min","v":60}}"#)
+                } else {
+                    format!(r#"{{"n":"hr","v":60,"t":{i}}}"#)
+                }
+            }),
+        ),
+        (
+            "senml_bp_parts",
+            dev("senml"),
+            fill(size, "[", "]", |i| {
+                let n = ["sys", "dia", "pulse"][i % 3];
+                format!(r#"{{"n":"{n}","v":{},"t":{}}}"#, 80 + i % 50, bt + (i / 3) as i64)
+            }),
+        ),
+        ("json_tiny_readings", dev("json"), fill(size, r#"{"readings":["#, "]}", |_| r#"{"type":"x"}"#.into())),
+        (
+            "json_long_msg_id",
+            dev("json"),
+            format!(r#"{{"msg_id":"{}","readings":[{}]}}"#, "m".repeat(size / 2), vec![bp.as_str(); n_bp].join(","))
+                .into_bytes(),
+        ),
+        (
+            "fhir_bundle",
+            dev("fhir"),
+            fill(size, r#"{"resourceType":"Bundle","entry":["#, "]}", |_| {
+                r#"{"resource":{"resourceType":"Observation","code":{}}}"#.into()
+            }),
+        ),
+        (
+            "proto_empty_readings",
+            dev("proto"),
+            ReadingBatch { readings: vec![Reading::default(); (size - 16) / 2], ..Default::default() }.encode_to_vec(),
+        ),
+    ]
+}
+
+/// `process` (decode + normalize) on worst-case payloads of 32 to 256 KB.
+fn worst_case_bench(c: &mut Criterion) {
+    let now = Utc::now();
+    let t = now - Duration::hours(1);
+    let reg = registry(10, now - Duration::days(30));
+    let limits = Limits::default();
+    let mut g = c.benchmark_group("worst_case_payload");
+    g.sample_size(10);
+    for size in [32 * 1024, 64 * 1024, 128 * 1024, 256 * 1024 - 64] {
+        for (name, topic, payload) in worst_cases(size, t) {
+            g.throughput(Throughput::Bytes(payload.len() as u64));
+            g.bench_with_input(BenchmarkId::new(name, size / 1024), &payload, |b, p| {
+                b.iter(|| {
+                    let out = process(&topic, p, now, &limits, &reg);
+                    out.observations.len() + out.rejections.len()
+                })
+            });
+        }
+    }
+    g.finish();
+}
+
+criterion_group!(benches, bench, worst_case_bench);
 criterion_main!(benches);

@@ -11,6 +11,7 @@
 //! - [`pipeline`]: one message in, observations + rejections + reply out;
 //! - [`reject`]: reason codes;
 //! - [`text`]: no control characters in text that reaches Kafka or the database;
+//! - [`ratelimit`]: per-sender token buckets (bounded memory);
 //! - [`dedup`]: a bounded cache of recently produced observation ids.
 //!
 //! Drivers (feature `drivers`, on by default):
@@ -25,6 +26,7 @@ pub mod normalize;
 #[cfg(feature = "drivers")]
 pub mod persist;
 pub mod pipeline;
+pub mod ratelimit;
 pub mod reject;
 pub mod text;
 pub mod topic;

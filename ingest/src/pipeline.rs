@@ -1,6 +1,8 @@
 //! The pure per-message step of ingest: topic + payload -> observations,
 //! rejections, the reply to the sender and device status. No I/O.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use vitalwatch_schemas::registry::RegistrySnapshot;
@@ -11,6 +13,9 @@ use crate::normalize::{Context, Limits, Sender, normalize};
 use crate::reject::{Reason, Rejection, Reply};
 use crate::text;
 use crate::topic::{self, Topic};
+
+/// Longest message id kept, characters (longer ones are cut).
+pub const MAX_MSG_ID_CHARS: usize = 128;
 
 /// The result of processing one MQTT message.
 #[derive(Debug, Default)]
@@ -90,14 +95,64 @@ pub fn process(
     let mut out = process_topic(&topic, out, payload, received_at, limits, registry);
     // The reply topic is built only when there is something to reply.
     if !out.rejections.is_empty() {
-        out.reply_topic = Some(match &topic {
-            Topic::Manual { patient, .. } => vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()),
-            Topic::DeviceReadings { device, .. } | Topic::DeviceStatus { device } => {
-                vitalwatch_schemas::topics::device_rejected_topic(device.as_str())
-            }
-        });
+        out.reply_topic = Some(reply_topic(&topic));
     }
     out
+}
+
+fn reply_topic(topic: &Topic) -> String {
+    match topic {
+        Topic::Manual { patient, .. } => vitalwatch_schemas::topics::patient_rejected_topic(patient.as_str()),
+        Topic::DeviceReadings { device, .. } | Topic::DeviceStatus { device } => {
+            vitalwatch_schemas::topics::device_rejected_topic(device.as_str())
+        }
+    }
+}
+
+/// The outcome of a message refused by its sender's rate limit
+/// ([`crate::ratelimit`]): one `rate_limited` rejection and the reply topic;
+/// the payload is not decoded.
+pub fn rate_limited(topic_str: &str, payload: &[u8]) -> Processed {
+    let mut out = Processed { trace_id: trace_id(topic_str, payload), ..Default::default() };
+    out.rejections.push(Rejection::message(
+        Reason::RateLimited,
+        "this sender sent more messages than its rate limit allows; this message was not accepted, send it again later",
+    ));
+    out.reply_topic = match topic::parse(topic_str) {
+        Ok(t) => Some(reply_topic(&t)),
+        Err((_, reply)) => reply,
+    };
+    out
+}
+
+/// The one dead letter of a processed message (`None` if nothing was
+/// rejected): every rejection in `reasons`, in order, the first one also in
+/// `reason`, `message` and `field`; the raw payload, except for a
+/// rate-limited message, whose payload is left out (its size is in
+/// `payload_bytes`) so that a flood is not copied onto the dead-letter topic.
+pub fn dead_letter(topic: &str, payload: &[u8], received_at: DateTime<Utc>, p: &Processed) -> Option<proto::Rejection> {
+    let first = p.rejections.first()?;
+    let limited = first.reason == Reason::RateLimited;
+    Some(proto::Rejection {
+        topic: topic.to_owned(),
+        raw_payload: if limited { Vec::new() } else { payload.to_vec() },
+        reason: first.reason.as_str().to_owned(),
+        message: first.message.clone(),
+        field: first.field.clone().unwrap_or_default(),
+        received_at_unix_micros: received_at.timestamp_micros(),
+        trace_id: p.trace_id.clone(),
+        reasons: p
+            .rejections
+            .iter()
+            .map(|r| proto::RejectionReason {
+                reason: r.reason.as_str().to_owned(),
+                message: r.message.clone(),
+                field: r.field.clone().unwrap_or_default(),
+                index: r.index.and_then(|i| u32::try_from(i).ok()),
+            })
+            .collect(),
+        payload_bytes: u32::try_from(payload.len()).unwrap_or(u32::MAX),
+    })
 }
 
 fn process_topic(
@@ -126,7 +181,7 @@ fn process_topic(
         ));
         return out;
     }
-    let batch = match decode::decode(format, payload) {
+    let mut batch = match decode::decode_limited(format, payload, limits.max_readings) {
         Ok(b) => b,
         Err(r) => {
             out.rejections.push(r);
@@ -138,11 +193,19 @@ fn process_topic(
         out.rejections.push(r);
         return out;
     }
-    // At most 128 characters (cut at a character boundary, no per-char copy).
-    out.msg_id = batch.msg_id.as_deref().map(|s| match s.char_indices().nth(128) {
-        Some((cut, _)) => s[..cut].to_owned(),
-        None => s.to_owned(),
-    });
+    // At most 128 characters (cut at a character boundary, no per-char copy),
+    // before normalization: every observation carries the message id, so a
+    // long one must not be copied per observation.
+    if let Some(cut) = batch.msg_id.as_deref().and_then(|s| s.char_indices().nth(MAX_MSG_ID_CHARS)).map(|(c, _)| c) {
+        batch.msg_id = batch.msg_id.take().map(|id| match id {
+            Cow::Borrowed(s) => Cow::Borrowed(&s[..cut]),
+            Cow::Owned(mut s) => {
+                s.truncate(cut);
+                Cow::Owned(s)
+            }
+        });
+    }
+    out.msg_id = batch.msg_id.as_deref().map(str::to_owned);
     let ctx = Context { sender, received_at, limits, registry, trace_id: &out.trace_id };
     let mut observations = Vec::with_capacity(batch.readings.len() * 2);
     normalize(&batch, &ctx, &mut observations, &mut out.rejections);
@@ -385,6 +448,9 @@ mod tests {
         );
         assert_eq!(p.rejections[0].reason, Reason::InvalidValue);
         seen.insert(Reason::InvalidValue);
+        let p = rate_limited(DEV, b"{}");
+        assert_eq!(p.reply_topic.as_deref(), Some("vitalwatch/v1/devices/d1/rejected"));
+        seen.insert(p.rejections[0].reason);
         for r in Reason::ALL {
             assert!(seen.contains(&r), "reason {r} not covered");
         }
@@ -441,6 +507,34 @@ mod tests {
         assert_eq!(reply["field"], "readings[1].value");
         assert_eq!(reply["msg_id"], "m7");
         assert_eq!(reply["accepted"], 2);
+    }
+
+    #[test]
+    fn ten_bad_readings_make_one_dead_letter_with_ten_reasons() {
+        let t = at(5);
+        let mut rs: Vec<String> =
+            (0..10).map(|k| format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":{}}}"#, 101 + k)).collect();
+        rs.insert(3, format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#));
+        let payload = format!(r#"{{"msg_id":"m10","readings":[{}]}}"#, rs.join(","));
+        let p = run(DEV, &payload);
+        assert_eq!((p.observations.len(), p.rejections.len()), (1, 10));
+        let dl = dead_letter(DEV, payload.as_bytes(), now(), &p).expect("a dead letter");
+        assert_eq!(dl.raw_payload, payload.as_bytes(), "one copy of the payload");
+        assert_eq!(dl.payload_bytes as usize, payload.len());
+        assert_eq!((dl.reason.as_str(), dl.field.as_str()), ("value_out_of_range", "readings[0].value"));
+        assert_eq!(dl.reasons.len(), 10);
+        let idx: Vec<Option<u32>> = dl.reasons.iter().map(|r| r.index).collect();
+        assert_eq!(idx, [0, 1, 2, 4, 5, 6, 7, 8, 9, 10].map(Some).to_vec());
+        assert!(dl.reasons.iter().all(|r| r.reason == "value_out_of_range" && !r.message.is_empty()));
+        assert_eq!(dl.reasons[3].field, "readings[4].value");
+        // Nothing rejected: no dead letter.
+        let ok = run(DEV, &format!(r#"{{"readings":[{}]}}"#, rs[3]));
+        assert!(dead_letter(DEV, b"x", now(), &ok).is_none());
+        // Rate limited: the reason, no payload copy.
+        let rl = rate_limited(DEV, payload.as_bytes());
+        let dl = dead_letter(DEV, payload.as_bytes(), now(), &rl).unwrap();
+        assert_eq!((dl.reason.as_str(), dl.raw_payload.len()), ("rate_limited", 0));
+        assert_eq!((dl.reasons.len(), dl.payload_bytes as usize, dl.reasons[0].index), (1, payload.len(), None));
     }
 
     #[test]

@@ -54,6 +54,9 @@ pub enum Reason {
     /// A text field (msg_id, patient id, type, unit, firmware) holds a
     /// control character (U+0000 to U+001F, U+007F to U+009F).
     InvalidCharacters,
+    /// The sender (device or patient) sent more messages than its rate limit
+    /// allows (`ingest.rate_limit_per_sec`, `ingest.rate_limit_burst`).
+    RateLimited,
 }
 
 impl Reason {
@@ -82,6 +85,7 @@ impl Reason {
             Reason::UnknownPatient => "unknown_patient",
             Reason::PatientMismatch => "patient_mismatch",
             Reason::InvalidCharacters => "invalid_characters",
+            Reason::RateLimited => "rate_limited",
         }
     }
 
@@ -109,6 +113,7 @@ impl Reason {
         Reason::UnknownPatient,
         Reason::PatientMismatch,
         Reason::InvalidCharacters,
+        Reason::RateLimited,
     ];
 }
 

@@ -21,12 +21,13 @@ use vitalwatch_platform::config::Settings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::registry::RegistrySnapshot;
-use vitalwatch_schemas::{ObservationId, proto, topics};
+use vitalwatch_schemas::{ObservationId, topics};
 
 use crate::acks::{AckQueue, Push};
 use crate::dedup::Dedup;
 use crate::normalize::Limits;
-use crate::pipeline::{Processed, process};
+use crate::pipeline::{Processed, dead_letter, process, rate_limited};
+use crate::ratelimit::{RateLimit, RateLimiter, sender_key};
 use crate::reject::Reason;
 
 /// Counters of the ingest role (no patient data).
@@ -161,13 +162,17 @@ pub async fn run(
     }
     let cap = settings.mqtt.max_in_flight;
     let (client, eventloop) = AsyncClient::new(opts, cap * 2 + 1024);
-    // Unbounded on purpose: the event loop must never stop being polled, or the
-    // acknowledgments queued in the client would never be sent (rumqttc sends
-    // requests only from `poll`). The number of unacknowledged messages, and so
-    // this queue, is bounded by the broker's per-client in-flight limit
-    // (`max_inflight_messages` in deploy/mosquitto); processing is bounded by
-    // `max_in_flight` below.
-    let (tx, rx) = mpsc::unbounded_channel::<(Publish, chrono::DateTime<Utc>)>();
+    // Bounded: at most `max_in_flight` messages wait between the connection
+    // loop and the processor (and at most `max_in_flight` more are in
+    // processing). The broker's per-client in-flight limit
+    // (`max_inflight_messages` 1000 in deploy/mosquitto) keeps the queue below
+    // that bound, so the connection loop never waits for room and the
+    // acknowledgments keep flowing (rumqttc writes requests only from `poll`).
+    // With a broker that sends more, the loop waits for room, so it stops
+    // reading from the socket (the broker keeps the rest queued); counted in
+    // `vitalwatch_ingest_queue_full_total`. No deadlock: the processor frees
+    // room without the connection loop (it waits on the bus only).
+    let (tx, rx) = mpsc::channel::<(Publish, chrono::DateTime<Utc>)>(cap);
 
     let share = settings.mqtt.share_group.clone();
     let acks = Arc::new(AckQueue::default());
@@ -194,7 +199,13 @@ pub async fn run(
         max_payload_bytes: settings.ingest.max_payload_bytes,
         max_readings: settings.ingest.max_readings,
     };
+    let limiter = RateLimiter::new(RateLimit {
+        rate: settings.ingest.rate_limit_per_sec,
+        burst: settings.ingest.rate_limit_burst,
+        max_senders: settings.ingest.rate_limit_senders,
+    });
     let mut processor = Processor {
+        limiter,
         client: client.clone(),
         outputs,
         registry,
@@ -232,7 +243,7 @@ async fn poll_loop(
     mut eventloop: EventLoop,
     client: AsyncClient,
     share: String,
-    tx: mpsc::UnboundedSender<(Publish, chrono::DateTime<Utc>)>,
+    tx: mpsc::Sender<(Publish, chrono::DateTime<Utc>)>,
     acks: Arc<AckQueue>,
     stats: Arc<IngestStats>,
 ) {
@@ -280,9 +291,20 @@ async fn poll_loop(
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("vitalwatch_ingest_messages_total").increment(1);
-                if tx.send((p, Utc::now())).is_err() {
-                    // Draining: leave it unacknowledged; the broker redelivers it.
+                match tx.try_send((p, Utc::now())) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(m)) => {
+                        // The broker sent more than `max_in_flight` unacknowledged
+                        // messages: stop reading until the processor makes room.
+                        metrics::counter!("vitalwatch_ingest_queue_full_total").increment(1);
+                        tracing::warn!(message = "Ingest queue full; pausing reads from the MQTT broker.");
+                        let _ = tx.send(m).await;
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => {
+                        // Draining: leave it unacknowledged; the broker redelivers it.
+                    }
                 }
+                metrics::gauge!("vitalwatch_ingest_queued").set((tx.max_capacity() - tx.capacity()) as f64);
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 // Give the eventloop one more turn to flush, then stop.
@@ -338,6 +360,8 @@ async fn write_acks(eventloop: &mut EventLoop, acks: &AckQueue, buf: &mut Vec<u1
 }
 
 struct Processor {
+    /// Per-sender token buckets.
+    limiter: RateLimiter,
     client: AsyncClient,
     outputs: Outputs,
     registry: SharedRegistry,
@@ -359,11 +383,7 @@ type Pending = std::pin::Pin<
 >;
 
 impl Processor {
-    async fn run(
-        &mut self,
-        mut rx: mpsc::UnboundedReceiver<(Publish, chrono::DateTime<Utc>)>,
-        shutdown: CancellationToken,
-    ) {
+    async fn run(&mut self, mut rx: mpsc::Receiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut draining = false;
         loop {
@@ -399,12 +419,31 @@ impl Processor {
     /// resolves when the bus acknowledged all of it.
     async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>, retry: bool) -> Pending {
         let topic = publish.topic.clone();
+        // A sender over its rate limit: answered and dead-lettered, not decoded.
+        // (Retries of a message already let through are not counted again.)
+        if !retry && sender_key(&topic).is_some_and(|k| !self.limiter.allow(&k, Instant::now())) {
+            let processed = rate_limited(&topic, &publish.payload);
+            return self.enqueue(publish, received_at, &processed, retry).await;
+        }
         let mut processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
         if processed.depends_on_registry() && self.registry.age() > Duration::from_secs(1) {
             self.registry.reload().await;
             processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
         }
-        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, &processed, retry).await;
+        self.enqueue(publish, received_at, &processed, retry).await
+    }
+
+    /// Produces what `processed` holds; returns a future that resolves when
+    /// the bus acknowledged all of it.
+    async fn enqueue(
+        &mut self,
+        publish: Publish,
+        received_at: chrono::DateTime<Utc>,
+        processed: &Processed,
+        retry: bool,
+    ) -> Pending {
+        let topic = publish.topic.clone();
+        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, processed, retry).await;
         Box::pin(async move {
             let mut result = Ok(ids);
             for d in deliveries {
@@ -443,27 +482,13 @@ impl Processor {
             let bytes = o.to_proto().encode_to_vec();
             deliveries.push(out.producer.send(&out.observations_topic, o.patient_id.as_str().as_bytes(), bytes).await);
         }
-        for (i, r) in p.rejections.iter().enumerate().take(10) {
+        for r in &p.rejections {
             self.stats.count_rejection(r.reason);
-            let more = p.rejections.len().saturating_sub(10);
-            let message = if i == 9 && more > 0 {
-                format!("{} (and {more} more rejections)", r.message)
-            } else {
-                r.message.clone()
-            };
-            let dl = proto::Rejection {
-                topic: topic.to_owned(),
-                raw_payload: payload.to_vec(),
-                reason: r.reason.as_str().to_owned(),
-                message,
-                field: r.field.clone().unwrap_or_default(),
-                received_at_unix_micros: received_at.timestamp_micros(),
-                trace_id: p.trace_id.clone(),
-            };
-            deliveries.push(out.producer.send(&out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await);
         }
-        for r in p.rejections.iter().skip(10) {
-            self.stats.count_rejection(r.reason);
+        // One dead letter per message, with every reason and one copy of the payload.
+        if let Some(dl) = dead_letter(topic, payload, received_at, p) {
+            metrics::counter!("vitalwatch_ingest_dead_letters_total").increment(1);
+            deliveries.push(out.producer.send(&out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await);
         }
         if let Some(s) = &p.status {
             let key = if s.patient_id.is_empty() { s.device_id.clone() } else { s.patient_id.clone() };

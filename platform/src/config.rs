@@ -215,6 +215,15 @@ pub struct IngestSettings {
     pub registry_refresh_secs: u64,
     /// Observation ids remembered to drop redelivered duplicates.
     pub dedup_capacity: usize,
+    /// Per-sender rate limit: sustained messages per second per device (or
+    /// patient app); messages beyond it are rejected (`rate_limited`). 0
+    /// disables the limit.
+    pub rate_limit_per_sec: f64,
+    /// Per-sender rate limit: messages a sender may send at once.
+    pub rate_limit_burst: f64,
+    /// Most senders the rate limiter tracks at once (idle ones are dropped
+    /// first; memory stays bounded whatever the number of ids).
+    pub rate_limit_senders: usize,
 }
 
 impl Default for IngestSettings {
@@ -226,6 +235,9 @@ impl Default for IngestSettings {
             max_readings: 1000,
             registry_refresh_secs: 30,
             dedup_capacity: 1_000_000,
+            rate_limit_per_sec: 50.0,
+            rate_limit_burst: 200.0,
+            rate_limit_senders: 100_000,
         }
     }
 }
@@ -584,6 +596,13 @@ impl Settings {
         let bad = |m: &str| Err(ConfigError(m.to_owned()));
         if self.mqtt.max_in_flight == 0 {
             return bad("mqtt.max_in_flight must be at least 1");
+        }
+        let i = &self.ingest;
+        if !(i.rate_limit_per_sec.is_finite() && i.rate_limit_per_sec >= 0.0) {
+            return bad("ingest.rate_limit_per_sec must be a number >= 0 (0 disables the limit)");
+        }
+        if !(i.rate_limit_burst.is_finite() && i.rate_limit_burst >= 1.0) || i.rate_limit_senders == 0 {
+            return bad("ingest.rate_limit_burst must be at least 1 and ingest.rate_limit_senders at least 1");
         }
         if self.persist.batch_size == 0 || self.persist.concurrent_writes == 0 {
             return bad("persist.batch_size and persist.concurrent_writes must be at least 1");

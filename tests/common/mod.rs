@@ -295,6 +295,10 @@ pub fn service_env(run: &str, db: &str, mqtt_url: &str) -> Vec<(String, String)>
         kv("VITALWATCH_RULES__TICK_SECS", "2".into()),
         kv("VITALWATCH_RULES__CONFIG_POLL_SECS", "1".into()),
         kv("VITALWATCH_INGEST__REGISTRY_REFRESH_SECS", "2".into()),
+        // Tests publish thousands of messages per device within seconds, far
+        // above any real device: no per-sender rate limit (tests/ingest_limits.rs
+        // tests the limit with its own settings).
+        kv("VITALWATCH_INGEST__RATE_LIMIT_PER_SEC", "0".into()),
         // Every process its own free port; it logs the address ("Ops endpoints listening.").
         kv("VITALWATCH_OPS__LISTEN", "127.0.0.1:0".into()),
     ]

@@ -69,6 +69,25 @@ pub fn decode(format: Format, payload: &[u8]) -> Result<RawBatch<'_>, Rejection>
     Ok(batch)
 }
 
+/// Like [`decode`], but a protobuf batch with more than `max_readings`
+/// readings is rejected (`payload_too_large`) before it is decoded, so a
+/// payload of empty readings (2 bytes each) never becomes a large vector.
+/// The JSON formats decode to at most a few dozen bytes per payload byte.
+pub fn decode_limited(format: Format, payload: &[u8], max_readings: usize) -> Result<RawBatch<'_>, Rejection> {
+    if format == Format::Proto
+        && let Some(n) = proto::count_readings(payload)
+        && n > max_readings
+    {
+        return Err(too_many_readings(n, max_readings));
+    }
+    decode(format, payload)
+}
+
+/// The rejection of a message with more than `max` readings.
+pub fn too_many_readings(n: usize, max: usize) -> Rejection {
+    Rejection::message(Reason::PayloadTooLarge, format!("{n} readings in one message; at most {max} are accepted"))
+}
+
 /// `serde_json::from_slice`, validating UTF-8 once for the whole payload
 /// instead of once per string. On valid UTF-8 both give the same result; an
 /// invalid payload goes through `from_slice`, so its error stays the same.
