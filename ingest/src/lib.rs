@@ -14,11 +14,14 @@
 //!
 //! Drivers:
 //! - [`worker`]: the `ingest` role (MQTT -> bus, ack after the bus acked);
+//! - [`membership`]: joining the MQTT shared subscription, and leaving it on
+//!   shutdown without stranding messages;
 //! - [`persist`]: the `persist` role (bus -> store, commit after the store).
 
 pub mod acks;
 pub mod decode;
 pub mod dedup;
+pub mod membership;
 pub mod normalize;
 pub mod persist;
 pub mod pipeline;
