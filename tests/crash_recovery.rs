@@ -139,7 +139,9 @@ async fn sigkill_ingest_and_persist_mid_stream_loses_and_duplicates_nothing() {
 
 /// Every message ingest took is acknowledged to the broker before it stops
 /// (acknowledgments leave in batches, `ingest/src/acks.rs`): a new ingest on
-/// the same persistent session gets nothing redelivered.
+/// the same persistent session gets nothing redelivered. The ingest keeps its
+/// session on SIGTERM here (`ingest.leave_on_shutdown` off), or the session
+/// would be ended and unacknowledged messages would not show.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stopped_ingest_leaves_nothing_unacknowledged() {
     let Some(mosq) = Mosquitto::start() else { return };
@@ -148,7 +150,8 @@ async fn a_stopped_ingest_leaves_nothing_unacknowledged() {
     }
     let run = unique("acks");
     let db = fresh_database(&pg_url(), &run).await;
-    let env = service_env(&run, &db, &mosq.url);
+    let mut env = service_env(&run, &db, &mosq.url);
+    env.push(("VITALWATCH_INGEST__LEAVE_ON_SHUTDOWN".into(), "false".into()));
     run_cli(&["migrate"], &env);
     let st = store::open(&db, 1000).await.unwrap();
     let base = DateTime::from_timestamp(Utc::now().timestamp() - 86_400, 0).unwrap();

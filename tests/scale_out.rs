@@ -14,12 +14,16 @@ mod payloads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use common::*;
 use payloads::rfc3339;
 use rumqttc::{AsyncClient, MqttOptions, QoS};
+use vitalwatch_platform::store;
+use vitalwatch_schemas::PatientId;
 
 /// Patients publishing; the first `SICK` of them get one low SpO2 reading.
 const PATIENTS: usize = 20;
@@ -83,6 +87,32 @@ async fn query_i64(db: &str, sql: &str) -> i64 {
     c.query_one(sql, &[]).await.map(|r| r.get::<_, i64>(0)).unwrap_or(-1)
 }
 
+/// A publisher (`{run}-pub`, persistent session) that counts the broker's
+/// PUBACKs: a reading the broker took (acked) and that is not stored was lost
+/// by vitalwatch, not by the test.
+fn counting_publisher(run: &str, port: u16) -> (AsyncClient, Arc<AtomicUsize>) {
+    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(200).set_clean_session(false);
+    let (client, mut eventloop) = AsyncClient::new(opts, 5000);
+    let pubacks = Arc::new(AtomicUsize::new(0));
+    let counted = pubacks.clone();
+    tokio::spawn(async move {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
+                    counted.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    eprintln!("publisher connection error: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    });
+    (client, pubacks)
+}
+
 async fn scenario(stop: Stop) {
     let Some(mosq) = Mosquitto::start() else { return };
     if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
@@ -118,29 +148,7 @@ async fn scenario(stop: Stop) {
         b.push(start(r, "b", &role_env(&env, r, "b", dirp), dirp).await);
     }
 
-    // The publisher counts the broker's PUBACKs: a reading the broker took
-    // (acked) and that is not stored was lost by vitalwatch, not by the test.
-    let mut opts = MqttOptions::new(format!("{run}-pub"), "127.0.0.1", mosq.port);
-    opts.set_keep_alive(Duration::from_secs(30)).set_inflight(200).set_clean_session(false);
-    let (client, mut eventloop) = AsyncClient::new(opts, 5000);
-    let pubacks = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    {
-        let pubacks = pubacks.clone();
-        tokio::spawn(async move {
-            loop {
-                match eventloop.poll().await {
-                    Ok(rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_))) => {
-                        pubacks.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    Ok(_) => {}
-                    Err(e) => {
-                        eprintln!("publisher connection error: {e}");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                }
-            }
-        });
-    }
+    let (client, pubacks) = counting_publisher(&run, mosq.port);
 
     // The load: every patient one reading per round, ~300 messages a second.
     let start_t = Utc::now() - TimeDelta::minutes(READINGS as i64 + 5);
@@ -202,14 +210,7 @@ async fn scenario(stop: Stop) {
             // Restarted under the same client id (StatefulSet).
             let mut renv = env.clone();
             renv.retain(|(k, _)| k != "VITALWATCH_MQTT__CLIENT_ID");
-            let id = std::fs::read_to_string(&a[i].log)
-                .ok()
-                .and_then(|l| {
-                    l.lines()
-                        .filter_map(|x| serde_json::from_str::<serde_json::Value>(x).ok())
-                        .find_map(|v| v["client_id"].as_str().map(str::to_owned))
-                })
-                .expect("ingest logs its client id");
+            let id = logged_client_id(&a[i].log);
             renv.push(("VITALWATCH_MQTT__CLIENT_ID".into(), id));
             tokio::time::sleep(Duration::from_secs(1)).await;
             restarted = Some(start("ingest", "a2", &renv, dirp).await);
@@ -219,15 +220,11 @@ async fn scenario(stop: Stop) {
     publisher.await.unwrap();
     let total = PATIENTS * READINGS;
     let acked = wait_until(Duration::from_secs(30), || {
-        let n = pubacks.load(std::sync::atomic::Ordering::Relaxed);
+        let n = pubacks.load(Ordering::Relaxed);
         async move { n >= total }
     })
     .await;
-    assert!(
-        acked,
-        "the broker acknowledged {} of {total} publications",
-        pubacks.load(std::sync::atomic::Ordering::Relaxed)
-    );
+    assert!(acked, "the broker acknowledged {} of {total} publications", pubacks.load(Ordering::Relaxed));
 
     // Nothing lost, nothing duplicated.
     let expected_rows = (PATIENTS * READINGS) as i64;
@@ -306,4 +303,164 @@ async fn two_of_each_role_share_the_work_and_survive_sigterm() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_of_each_role_share_the_work_and_survive_sigkill() {
     scenario(Stop::Kill).await;
+}
+
+/// Issue #12, defect 7: ingest scales down without stranding readings. Three
+/// replicas share the subscription under a steady load; two are stopped with
+/// SIGTERM mid-stream (an autoscaler going from 3 to 1). Each leaves the
+/// shared subscription, drains what the broker had queued for it and ends its
+/// session, so every reading is stored soon after the load ends, and nothing
+/// waits for the stopped client ids (eclipse-mosquitto#1747: Mosquitto keeps
+/// routing a member's share to its offline persistent session).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_ingest_replicas_scaled_to_one_under_load_store_every_reading() {
+    const PATIENTS: usize = 10;
+    const ROUNDS: usize = 400;
+    let Some(mosq) = Mosquitto::start() else { return };
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("sdown");
+    let db = fresh_database(&pg_url(), &run).await;
+    let dir = std::env::temp_dir().join(&run);
+    std::fs::create_dir_all(&dir).unwrap();
+    eprintln!("logs in {}", dir.display());
+    let env = service_env(&run, &db, &mosq.url);
+    run_cli(&["migrate"], &env);
+    let st = store::open(&db, 1000).await.unwrap();
+    let patients: Vec<String> = (0..PATIENTS).map(|i| format!("sd-{i:02}")).collect();
+    for p in &patients {
+        st.add_patient(&PatientId::new(p.clone()).unwrap()).await.unwrap();
+    }
+    let dirp = dir.as_path();
+    let survivor = start("ingest", "a", &role_env(&env, "ingest", "a", dirp), dirp).await;
+    let mut leaving = Vec::new();
+    for m in ["b", "c"] {
+        leaving.push(start("ingest", m, &role_env(&env, "ingest", m, dirp), dirp).await);
+    }
+    let persist = start("persist", "a", &env, dirp).await;
+
+    // About 1,000 messages a second for 8 s, one reading each.
+    let (client, pubacks) = counting_publisher(&run, mosq.port);
+    let start_t = Utc::now() - TimeDelta::hours(2);
+    let publisher = {
+        let (client, patients) = (client.clone(), patients.clone());
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(20));
+            for round in 0..ROUNDS {
+                tick.tick().await;
+                for (i, p) in patients.iter().enumerate() {
+                    let t = rfc3339(start_t + TimeDelta::seconds(round as i64));
+                    let hr = 60 + (round + i) % 20;
+                    let body =
+                        format!(r#"{{"readings":[{{"type":"heart_rate","time":"{t}","unit":"/min","value":{hr}}}]}}"#);
+                    let topic = format!("vitalwatch/v1/patients/{p}/manual/json");
+                    client.publish(topic, QoS::AtLeastOnce, false, body).await.unwrap();
+                }
+            }
+        })
+    };
+
+    // Every replica has its share; then two of them are stopped at once.
+    let shared = wait_until(Duration::from_secs(20), || async {
+        work(&survivor, "ingest").await > 0.0
+            && work(&leaving[0], "ingest").await > 0.0
+            && work(&leaving[1], "ingest").await > 0.0
+    })
+    .await;
+    assert!(shared, "the three ingest replicas should share the work");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client_ids: Vec<String> = leaving.iter().map(|r| logged_client_id(&r.log)).collect();
+    let stopping = std::time::Instant::now();
+    let stops: Vec<_> = leaving
+        .into_iter()
+        .map(|mut r| {
+            tokio::task::spawn_blocking(move || {
+                let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    r.proc.terminate(Duration::from_secs(30))
+                }));
+                if done.is_err() {
+                    let text = std::fs::read_to_string(&r.log).unwrap_or_default();
+                    let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                    panic!(
+                        "{} did not stop cleanly on SIGTERM; last log lines (newest first):\n{}",
+                        r.proc.name,
+                        tail.join("\n")
+                    );
+                }
+            })
+        })
+        .collect();
+    for s in stops {
+        s.await.unwrap();
+    }
+    eprintln!("two replicas left and exited {:?} after SIGTERM", stopping.elapsed());
+    publisher.await.unwrap();
+    let load_ended = std::time::Instant::now();
+    let total = PATIENTS * ROUNDS;
+    let acked = wait_until(Duration::from_secs(30), || {
+        let n = pubacks.load(Ordering::Relaxed);
+        async move { n >= total }
+    })
+    .await;
+    assert!(acked, "the broker acknowledged {} of {total} publications", pubacks.load(Ordering::Relaxed));
+
+    // Stored within seconds of the end of the load, by the one replica left.
+    let stored = wait_until(Duration::from_secs(15), || async {
+        query_i64(&db, "SELECT count(*) FROM observations").await == total as i64
+    })
+    .await;
+    assert!(
+        stored,
+        "{} of {total} readings stored 15 s after the load ended (the rest waits in the stopped replicas' sessions?)",
+        query_i64(&db, "SELECT count(*) FROM observations").await
+    );
+    eprintln!("all {total} readings stored {:?} after the load ended", load_ended.elapsed());
+
+    // Nothing waits for the stopped client ids: their sessions are gone.
+    for id in &client_ids {
+        let (session_present, received) = resume_session(id, mosq.port).await;
+        assert!(
+            !session_present && received == 0,
+            "client id {id}: session present {session_present}, {received} messages waiting in it"
+        );
+    }
+    let _ = st;
+    drop((survivor, persist));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The MQTT client id an ingest logged at startup.
+fn logged_client_id(log: &Path) -> String {
+    std::fs::read_to_string(log)
+        .ok()
+        .and_then(|l| {
+            l.lines()
+                .filter_map(|x| serde_json::from_str::<serde_json::Value>(x).ok())
+                .find_map(|v| v["client_id"].as_str().map(str::to_owned))
+        })
+        .expect("ingest logs its client id")
+}
+
+/// Connects as `client_id` with a persistent session: whether the broker
+/// still had a session for it, and how many messages it sent in 2 s.
+async fn resume_session(client_id: &str, port: u16) -> (bool, usize) {
+    let mut opts = MqttOptions::new(client_id, "127.0.0.1", port);
+    opts.set_clean_session(false).set_keep_alive(Duration::from_secs(30));
+    let (client, mut eventloop) = AsyncClient::new(opts, 100);
+    let (mut session_present, mut received) = (false, 0);
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        loop {
+            match eventloop.poll().await {
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(a))) => session_present = a.session_present,
+                Ok(rumqttc::Event::Incoming(rumqttc::Packet::Publish(_))) => received += 1,
+                Ok(_) => {}
+                Err(e) => panic!("connect as {client_id}: {e}"),
+            }
+        }
+    })
+    .await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), eventloop.poll()).await;
+    (session_present, received)
 }

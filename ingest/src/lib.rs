@@ -16,12 +16,15 @@
 //!
 //! Drivers (feature `drivers`, on by default):
 //! - [`worker`]: the `ingest` role (MQTT -> bus, ack after the bus acked);
+//! - [`membership`]: joining the MQTT shared subscription, and leaving it on
+//!   shutdown without stranding messages;
 //! - [`persist`]: the `persist` role (bus -> store, commit after the store).
 
 #[cfg(feature = "drivers")]
 pub mod acks;
 pub mod decode;
 pub mod dedup;
+pub mod membership;
 pub mod normalize;
 #[cfg(feature = "drivers")]
 pub mod persist;

@@ -6,7 +6,7 @@
 //! when the bus is slow, ingest stops reading and the broker queues.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -21,10 +21,11 @@ use vitalwatch_platform::config::Settings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::registry::RegistrySnapshot;
-use vitalwatch_schemas::{ObservationId, topics};
+use vitalwatch_schemas::ObservationId;
 
 use crate::acks::{AckQueue, Push};
 use crate::dedup::Dedup;
+use crate::membership::Membership;
 use crate::normalize::Limits;
 use crate::pipeline::{Processed, dead_letter, process, rate_limited};
 use crate::ratelimit::{RateLimit, RateLimiter, sender_key};
@@ -139,7 +140,10 @@ impl SharedRegistry {
 }
 
 /// Runs the ingest role until `shutdown` fires, then drains: every message
-/// taken from the broker is produced and acknowledged before returning.
+/// taken from the broker is produced and acknowledged before returning. With
+/// a shared subscription (and `ingest.leave_on_shutdown`), the replica first
+/// leaves it and takes what the broker had queued for it, then ends its
+/// session, so a stopped replica strands nothing (`crate::membership`).
 pub async fn run(
     settings: &Settings,
     outputs: Outputs,
@@ -174,9 +178,45 @@ pub async fn run(
     // room without the connection loop (it waits on the bus only).
     let (tx, rx) = mpsc::channel::<(Publish, chrono::DateTime<Utc>)>(cap);
 
-    let share = settings.mqtt.share_group.clone();
+    let membership = Membership::new(
+        client.clone(),
+        settings.mqtt.share_group.clone(),
+        &settings.mqtt.client_id,
+        settings.ingest.leave_on_shutdown,
+    );
     let acks = Arc::new(AckQueue::default());
-    let poller = tokio::spawn(poll_loop(eventloop, client.clone(), share, tx, acks.clone(), stats.clone()));
+    // Set by the connection loop when everything the broker had queued for
+    // this replica has been received after it left the shared subscription.
+    let drained = Arc::new(AtomicBool::new(false));
+    let poller =
+        tokio::spawn(poll_loop(eventloop, membership.clone(), tx, acks.clone(), stats.clone(), drained.clone()));
+
+    // Fires when the processor must stop taking messages: at once on shutdown,
+    // or, when leaving the shared subscription, once the leave timed out (the
+    // connection loop closes the channel first when the leave completes).
+    let intake_ends = CancellationToken::new();
+    let leaver = {
+        let (membership, shutdown, intake_ends) = (membership.clone(), shutdown.clone(), intake_ends.clone());
+        let drained = drained.clone();
+        let timeout = Duration::from_secs(settings.ingest.drain_timeout_secs);
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            if membership.leaves() {
+                let _ = tokio::time::timeout(timeout, async {
+                    membership.clone().leave().await;
+                    std::future::pending::<()>().await
+                })
+                .await;
+                if !drained.load(Ordering::SeqCst) {
+                    tracing::warn!(
+                        message = "The broker did not hand over this replica's queued messages in time; keeping the MQTT session.",
+                        timeout_secs = timeout.as_secs()
+                    );
+                }
+            }
+            intake_ends.cancel();
+        })
+    };
 
     // Periodic registry reload.
     let reloader = {
@@ -216,8 +256,9 @@ pub async fn run(
         stats: stats.clone(),
         cap,
     };
-    processor.run(rx, shutdown).await;
+    processor.run(rx, intake_ends).await;
     reloader.abort();
+    leaver.abort();
 
     // Everything taken is acknowledged (queued in the client or in `acks`,
     // which the connection loop writes before it handles the disconnect
@@ -228,6 +269,16 @@ pub async fn run(
     match tokio::time::timeout(Duration::from_secs(10), poller).await {
         Ok(_) => {}
         Err(_) => tracing::warn!(message = "MQTT connection did not close within 10 s."),
+    }
+    if drained.load(Ordering::SeqCst) {
+        // Everything the session held was received and reached Kafka: end it.
+        match end_session(settings).await {
+            Ok(()) => tracing::info!(message = "Left the shared subscription and ended the MQTT session."),
+            Err(e) => tracing::warn!(
+                message = "Left the shared subscription; could not end the MQTT session (it holds nothing new).",
+                error = %e
+            ),
+        }
     }
     tracing::info!(
         message = "Ingest stopped.",
@@ -241,14 +292,17 @@ pub async fn run(
 
 async fn poll_loop(
     mut eventloop: EventLoop,
-    client: AsyncClient,
-    share: String,
+    membership: Arc<Membership>,
     tx: mpsc::Sender<(Publish, chrono::DateTime<Utc>)>,
     acks: Arc<AckQueue>,
     stats: Arc<IngestStats>,
+    drained: Arc<AtomicBool>,
 ) {
     let mut ack_buf = Vec::new();
-    let filters = [topics::MQTT_DEVICE_READINGS_FILTER, topics::MQTT_MANUAL_FILTER, topics::MQTT_DEVICE_STATUS_FILTER];
+    // Dropped once the leave completed: the processor then finishes and stops.
+    let mut tx = Some(tx);
+    // A message the processor no longer took: the session must be kept for it.
+    let mut refused = false;
     let mut backoff = Duration::from_millis(100);
     loop {
         let polled = eventloop.poll().await;
@@ -270,41 +324,45 @@ async fn poll_loop(
                 stats.connected.store(true, Ordering::Relaxed);
                 metrics::gauge!("vitalwatch_mqtt_connected").set(1.0);
                 tracing::info!(message = "Connected to the MQTT broker.", session_present = ack.session_present);
-                // Subscribe from a task that waits for room in the client's
-                // request queue. After a reconnect under load that queue can be
-                // full of acknowledgments, and a non-blocking subscribe was
-                // seen failing ("Failed to send mqtt requests to eventloop"):
-                // with a lost session, ingest would then have stayed connected
-                // and subscribed to nothing. This loop goes on polling, which
-                // is what drains the queue.
-                let (client, share) = (client.clone(), share.clone());
-                tokio::spawn(async move {
-                    for f in filters {
-                        let filter = if share.is_empty() { f.to_owned() } else { format!("$share/{share}/{f}") };
-                        if let Err(e) = client.subscribe(filter, QoS::AtLeastOnce).await {
-                            // Only when the event loop is gone (shutting down).
-                            tracing::warn!(message = "Subscribe request not sent.", error = %e);
-                        }
-                    }
-                });
+                // From a task of its own: it waits for room in the client's
+                // request queue, which only this loop's polling drains.
+                tokio::spawn(membership.clone().on_connected());
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if membership.is_marker_topic(&p.topic) => {
+                // Our own leave marker, never a reading.
+                if membership.is_current_marker(&p) && !refused && tx.is_some() {
+                    drained.store(true, Ordering::SeqCst);
+                    tx = None;
+                }
+                membership.acknowledge(&acks, &p);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
                 metrics::counter!("vitalwatch_ingest_messages_total").increment(1);
-                match tx.try_send((p, Utc::now())) {
-                    Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(m)) => {
-                        // The broker sent more than `max_in_flight` unacknowledged
-                        // messages: stop reading until the processor makes room.
-                        metrics::counter!("vitalwatch_ingest_queue_full_total").increment(1);
-                        tracing::warn!(message = "Ingest queue full; pausing reads from the MQTT broker.");
-                        let _ = tx.send(m).await;
-                    }
-                    Err(mpsc::error::TrySendError::Closed(_)) => {
-                        // Draining: leave it unacknowledged; the broker redelivers it.
-                    }
+                let delivered = match tx.as_ref() {
+                    None => false,
+                    Some(tx) => match tx.try_send((p, Utc::now())) {
+                        Ok(()) => true,
+                        Err(mpsc::error::TrySendError::Full(m)) => {
+                            // The broker sent more than `max_in_flight` unacknowledged
+                            // messages: stop reading until the processor makes room.
+                            metrics::counter!("vitalwatch_ingest_queue_full_total").increment(1);
+                            tracing::warn!(message = "Ingest queue full; pausing reads from the MQTT broker.");
+                            tx.send(m).await.is_ok()
+                        }
+                        Err(mpsc::error::TrySendError::Closed(_)) => false,
+                    },
+                };
+                if !delivered {
+                    // Draining: leave it unacknowledged; the broker redelivers
+                    // it to this client id, so its session must be kept (a
+                    // message after the leave marker should never come).
+                    refused = true;
+                    drained.store(false, Ordering::SeqCst);
                 }
-                metrics::gauge!("vitalwatch_ingest_queued").set((tx.max_capacity() - tx.capacity()) as f64);
+                if let Some(tx) = &tx {
+                    metrics::gauge!("vitalwatch_ingest_queued").set((tx.max_capacity() - tx.capacity()) as f64);
+                }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
                 // Give the eventloop one more turn to flush, then stop.
@@ -318,7 +376,7 @@ async fn poll_loop(
                 // As rumqttc does with the acknowledgments in its channel: the
                 // broker sends those messages again on the next connection.
                 acks.clear();
-                if tx.is_closed() {
+                if tx.as_ref().is_none_or(|tx| tx.is_closed()) {
                     return;
                 }
                 tracing::warn!(message = "MQTT connection error; reconnecting.", error = %e);
@@ -327,6 +385,30 @@ async fn poll_loop(
             }
         }
     }
+}
+
+/// Ends this client id's persistent session: MQTT 3.1.1 has no session expiry
+/// on DISCONNECT, but a connection with clean session = 1 discards the stored
+/// session, and its own session ends with the DISCONNECT that follows. Only
+/// called once the session holds nothing that is not in Kafka.
+async fn end_session(settings: &Settings) -> anyhow::Result<()> {
+    let (host, port) = broker_address(&settings.mqtt.url)?;
+    let mut opts = MqttOptions::new(settings.mqtt.client_id.clone(), host, port);
+    opts.set_clean_session(true).set_keep_alive(Duration::from_secs(30));
+    if let Some(user) = &settings.mqtt.username {
+        opts.set_credentials(user.clone(), settings.mqtt.password.clone().unwrap_or_default());
+    }
+    let (client, mut eventloop) = AsyncClient::new(opts, 10);
+    let ended = async {
+        loop {
+            match eventloop.poll().await? {
+                Event::Incoming(Packet::ConnAck(_)) => client.try_disconnect()?,
+                Event::Outgoing(rumqttc::Outgoing::Disconnect) => return anyhow::Ok(()),
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(5), ended).await.map_err(|_| anyhow::anyhow!("timed out after 5 s"))?
 }
 
 /// Writes the acknowledgments waiting in `acks` and flushes once. On a write

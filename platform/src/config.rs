@@ -224,6 +224,17 @@ pub struct IngestSettings {
     /// Most senders the rate limiter tracks at once (idle ones are dropped
     /// first; memory stays bounded whatever the number of ids).
     pub rate_limit_senders: usize,
+    /// On SIGTERM, leave the MQTT shared subscription, take what the broker
+    /// had queued for this replica, then end its persistent session, so a
+    /// stopped replica strands nothing and ingest can scale down. Turn it off
+    /// only where this replica can be the group's last member when it stops
+    /// (a single replica): with no member subscribed the broker drops new
+    /// messages, whereas a kept session queues them for the same client id.
+    pub leave_on_shutdown: bool,
+    /// Longest wait, seconds, for the broker to hand over what it had queued
+    /// for a leaving replica; past it the session is kept (what it holds
+    /// waits for this client id to return).
+    pub drain_timeout_secs: u64,
 }
 
 impl Default for IngestSettings {
@@ -238,6 +249,8 @@ impl Default for IngestSettings {
             rate_limit_per_sec: 50.0,
             rate_limit_burst: 200.0,
             rate_limit_senders: 100_000,
+            leave_on_shutdown: true,
+            drain_timeout_secs: 20,
         }
     }
 }
