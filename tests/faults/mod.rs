@@ -116,7 +116,7 @@ impl Profile {
             fault: Duration::from_secs(6),
             page_fault: Duration::from_secs(8),
             after: Duration::from_secs(3),
-            recover_timeout: Duration::from_secs(30),
+            recover_timeout: Duration::from_secs(45),
         }
     }
 
