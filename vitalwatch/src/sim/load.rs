@@ -77,14 +77,24 @@ pub struct SimulateArgs {
     /// Seconds to wait for the last rows after publishing ends.
     #[arg(long, default_value_t = 60)]
     pub drain_timeout: u64,
+    /// Warm-up before the first onset (see `--onsets`), seconds.
+    #[arg(long, default_value_t = 10)]
+    pub onset_warmup: u64,
+    /// With --database: register the patients and devices, then exit without publishing.
+    #[arg(long)]
+    pub register_only: bool,
+    /// Write every published reading to this file as it is sent (for the fault
+    /// suite, which compares it with the stored rows): first one line
+    /// `trend,<patient>,<trend>` per deteriorating patient, then one line
+    /// `reading,<patient>,<time in microseconds, as stored>,<rows>` per
+    /// reading. Flushed every 100 ms.
+    #[arg(long)]
+    pub record: Option<std::path::PathBuf>,
 }
 
-/// Warm-up before the first onset (see `--onsets`), seconds.
-const ONSET_WARMUP_SECS: f64 = 10.0;
-
 /// The step at which the `k`-th patient of a connection starts its trend:
-/// onsets spread evenly over `spread_secs` after the warm-up (0: at once).
-fn onset_step(k: usize, per_conn: usize, spread_secs: u64, steps_per_sec: f64) -> u64 {
+/// onsets spread evenly over `spread_secs` after `warmup_secs` (0: at once).
+fn onset_step(k: usize, per_conn: usize, spread_secs: u64, warmup_secs: u64, steps_per_sec: f64) -> u64 {
     if spread_secs == 0 {
         return 0;
     }
@@ -92,7 +102,56 @@ fn onset_step(k: usize, per_conn: usize, spread_secs: u64, steps_per_sec: f64) -
     // kind (patients i % 10 == 3, 5, 7) is spread over the whole window.
     let n = per_conn.max(1);
     let slot = (k.wrapping_mul(7919) % n) as f64 / n as f64;
-    ((ONSET_WARMUP_SECS + slot * spread_secs as f64) * steps_per_sec) as u64
+    ((warmup_secs as f64 + slot * spread_secs as f64) * steps_per_sec) as u64
+}
+
+/// One published reading for `--record`: (patient, stored time in microseconds, rows).
+type Recorded = (String, i64, u64);
+
+/// Writes `--record`: the deteriorating patients, then every reading the
+/// publishers send, flushed every 100 ms so a reader sees what was published.
+fn spawn_recorder(
+    path: &std::path::Path,
+    patients: usize,
+    prefix: &str,
+    formats: &[&'static str],
+) -> anyhow::Result<(tokio::sync::mpsc::UnboundedSender<Recorded>, tokio::task::JoinHandle<std::io::Result<()>>)> {
+    use std::io::Write as _;
+    let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    let mut out = std::io::BufWriter::new(file);
+    for i in 0..patients {
+        let p = SimPatient::new(prefix, i, formats);
+        if p.trend != super::model::Trend::Stable {
+            writeln!(out, "trend,{},{:?}", p.id, p.trend)?;
+        }
+    }
+    out.flush()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Recorded>();
+    let task = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(100));
+        loop {
+            tokio::select! {
+                r = rx.recv() => match r {
+                    Some((p, t, rows)) => writeln!(out, "reading,{p},{t},{rows}")?,
+                    None => break,
+                },
+                _ = tick.tick() => out.flush()?,
+            }
+        }
+        out.flush()
+    });
+    Ok((tx, task))
+}
+
+/// The time of a reading as the database stores it: payloads carry whole
+/// microseconds (and the database keeps no more), while `Utc::now()` has
+/// nanoseconds; SenML times are microseconds of a float, rounded like ingest does.
+fn stored_micros(p: &SimPatient, t: DateTime<Utc>) -> i64 {
+    if p.format == "senml" && !p.manual {
+        ((t.timestamp_micros() as f64 / 1e6) * 1e6).round() as i64
+    } else {
+        t.timestamp_micros()
+    }
 }
 
 /// Sampled readings (patient, LOINC code, time) waiting to be seen in the database.
@@ -123,6 +182,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             if args.smtp_listen.is_some() {
                 register_care_teams(url, &prefix, args.patients, &formats).await?;
             }
+            if args.register_only {
+                return Ok(());
+            }
             Some(url.clone())
         }
         None => None,
@@ -136,6 +198,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         None => None,
     };
     let start_cpu: Vec<Option<f64>> = args.measure_pids.iter().map(|p| cpu_seconds(*p)).collect();
+    let recorder = match &args.record {
+        Some(path) => Some(spawn_recorder(path, args.patients, &prefix, &formats)?),
+        None => None,
+    };
 
     let published = Arc::new(AtomicU64::new(0));
     let expected_rows = Arc::new(AtomicU64::new(0));
@@ -186,13 +252,18 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let steps_per_sec = per_conn_rate / patients.len().max(1) as f64;
         let per_conn = patients.len();
         for (k, p) in patients.iter_mut().enumerate() {
-            p.onset = onset_step(k, per_conn, onsets, steps_per_sec);
+            p.onset = onset_step(k, per_conn, onsets, args.onset_warmup, steps_per_sec);
         }
         if patients.is_empty() {
             continue;
         }
         let mut opts = MqttOptions::new(format!("{prefix}-pub-{c}"), host.clone(), port);
         opts.set_keep_alive(Duration::from_secs(30)).set_inflight(1000).set_max_packet_size(1 << 20, 1 << 20);
+        // A persistent session, as a device keeps: after a broker restart the
+        // session resumes and the client republishes what was not acknowledged
+        // (with a clean session rumqttc drops it, and the fault suite counted
+        // those readings as lost).
+        opts.set_clean_session(false);
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let acked = Arc::new(AtomicU64::new(0));
         let acked2 = acked.clone();
@@ -211,6 +282,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             }
         });
         let (published, expected_rows, samples) = (published.clone(), expected_rows.clone(), samples.clone());
+        let record = recorder.as_ref().map(|(tx, _)| tx.clone());
         publishers.push(tokio::spawn(async move {
             let started = Instant::now();
             let mut sent = 0u64;
@@ -223,23 +295,19 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                     let t = Utc::now();
                     let (topic, payload, rows) = p.reading(step, t);
                     if sent.is_multiple_of(100) {
-                        // The first row of the reading, keyed as stored: payloads carry
-                        // whole microseconds (and the database keeps no more), while
-                        // `Utc::now()` has nanoseconds; SenML times are microseconds
-                        // of a float, rounded like ingest does. (Until 2026-12-05
-                        // only the SenML samples matched: the others were never
-                        // found, and the watcher looked for thousands of them.)
+                        // The first row of the reading, keyed as stored (see
+                        // `stored_micros`; until 2026-12-05 only the SenML samples
+                        // matched: the others were never found, and the watcher
+                        // looked for thousands of them).
                         let code = ["29463-7", "8480-6", "59408-5", "41653-7", "8310-5"][(step % 5) as usize];
-                        let micros = if p.format == "senml" && !p.manual {
-                            ((t.timestamp_micros() as f64 / 1e6) * 1e6).round() as i64
-                        } else {
-                            t.timestamp_micros()
-                        };
-                        let t = DateTime::from_timestamp_micros(micros).unwrap_or(t);
+                        let t = DateTime::from_timestamp_micros(stored_micros(p, t)).unwrap_or(t);
                         samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
                     }
                     if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
                         return (sent, acked, poller);
+                    }
+                    if let Some(r) = &record {
+                        let _ = r.send((p.id.clone(), stored_micros(p, t), rows));
                     }
                     sent += 1;
                     published.fetch_add(1, Ordering::Relaxed);
@@ -293,6 +361,10 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         poller.abort();
     }
     let publish_secs = t0.elapsed().as_secs_f64();
+    if let Some((tx, task)) = recorder {
+        drop(tx);
+        task.await?.context("writing --record")?;
+    }
     let expected = expected_rows.load(Ordering::Relaxed);
     if watcher.is_some() {
         let until = Instant::now() + Duration::from_secs(args.drain_timeout);

@@ -1,0 +1,540 @@
+//! The fault suite's private services, each on its own port, each one that a
+//! fault may stop, restart or hang (SIGSTOP): a PostgreSQL cluster, a
+//! Kafka-protocol broker (tansu), a Mosquitto broker with persistence, an
+//! SMTP server (aiosmtpd) and an SMS gateway (a real HTTP server that answers
+//! 503 on demand). The shared services of `scripts/services.sh` are never
+//! touched.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use crate::common::{free_port, in_ci, service_var};
+
+/// Waits until 127.0.0.1:`port` accepts connections (panics after `timeout`).
+pub fn wait_port(what: &str, port: u16, timeout: Duration) {
+    let until = Instant::now() + timeout;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < until, "{what} did not listen on port {port} within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends `sig` to `pid` (our own child or its process tree).
+pub fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process this suite started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// A missing prerequisite: panics under CI, else prints a notice and returns false.
+pub fn required(ok: bool, msg: &str) -> bool {
+    if !ok {
+        assert!(!in_ci(), "CI requires {msg}");
+        eprintln!("SKIPPED (not in CI): {msg}");
+    }
+    ok
+}
+
+/// A private PostgreSQL 15 cluster (initdb in a temporary folder, its own
+/// port, trust authentication, no fsync: a test cluster).
+pub struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    /// Port.
+    pub port: u16,
+    stopped: bool,
+}
+
+impl PrivatePostgres {
+    /// Creates and starts one; `None` (skip) if PostgreSQL's server binaries are missing outside CI.
+    pub fn start() -> Option<PrivatePostgres> {
+        let bin = PathBuf::from(service_var("VW_PG_BIN", "/usr/lib/postgresql/15/bin"));
+        if !required(bin.join("initdb").exists(), &format!("PostgreSQL server binaries in {}", bin.display())) {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("vw-faults-pg").tempdir().expect("tempdir");
+        let pg = PrivatePostgres { dir, bin, port: free_port(), stopped: true };
+        // initdb refuses to run as root: the cluster belongs to `postgres` then.
+        if Self::as_root() {
+            let out = Command::new("chown").arg("-R").arg("postgres").arg(pg.dir.path()).output().expect("chown");
+            assert!(out.status.success(), "chown postgres {}: {out:?}", pg.dir.path().display());
+        }
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let mut pg = pg;
+        pg.start_server();
+        Some(pg)
+    }
+
+    fn as_root() -> bool {
+        // SAFETY: getuid has no preconditions.
+        unsafe { libc::getuid() == 0 }
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if Self::as_root() {
+            Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts the server (after [`stop`](Self::stop)).
+    pub fn start_server(&mut self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
+        self.stopped = false;
+    }
+
+    /// Stops the server (fast shutdown: connections are closed).
+    pub fn stop(&mut self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "60", "stop"]);
+        self.stopped = true;
+    }
+
+    /// The postmaster and every backend of this cluster.
+    fn pids(&self) -> Vec<u32> {
+        let Ok(text) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")) else {
+            return Vec::new();
+        };
+        let Some(master) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let ppid = stat.rfind(')').and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+
+    /// Hangs the whole cluster (SIGSTOP to the postmaster, then to every backend).
+    pub fn hang(&self) {
+        for pid in self.pids() {
+            signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    /// Resumes a hung cluster.
+    pub fn resume(&self) {
+        for pid in self.pids() {
+            signal(pid, libc::SIGCONT);
+        }
+    }
+
+    /// URL of database `db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        if !self.stopped {
+            self.resume();
+            let data = self.data();
+            let exe = self.bin.join("pg_ctl");
+            let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+            let _ = if Self::as_root() {
+                Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+            } else {
+                Command::new(&exe).args(args).output()
+            };
+        }
+    }
+}
+
+/// A private tansu broker (Kafka wire protocol) on its own port.
+pub struct Tansu {
+    child: Option<Child>,
+    /// Port.
+    pub port: u16,
+    storage: String,
+    log: PathBuf,
+}
+
+impl Tansu {
+    /// The tansu binary (`VW_TANSU_BIN`, from scripts/services.sh).
+    pub fn binary() -> Option<String> {
+        let bin = service_var("VW_TANSU_BIN", "");
+        required(!bin.is_empty() && Path::new(&bin).exists(), "VW_TANSU_BIN (tansu, built by scripts/services.sh)")
+            .then_some(bin)
+    }
+
+    /// Starts one with `storage` (`memory://tansu/` or `postgres://...`), logging to `log`.
+    pub fn start(storage: &str, log: &Path) -> Option<Tansu> {
+        let mut t = Tansu { child: None, port: free_port(), storage: storage.to_owned(), log: log.to_path_buf() };
+        t.spawn()?;
+        Some(t)
+    }
+
+    fn spawn(&mut self) -> Option<()> {
+        let bin = Self::binary()?;
+        let url = format!("tcp://127.0.0.1:{}", self.port);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).expect("tansu log");
+        let child = Command::new(bin)
+            .args(["broker", "--listener-url", &url, "--advertised-listener-url", &url])
+            .args(["--storage-engine", &self.storage])
+            .env_remove("SCHEMA_REGISTRY")
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .env_remove("CLUSTER_ID")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn tansu");
+        self.child = Some(child);
+        wait_port("tansu", self.port, Duration::from_secs(30));
+        Some(())
+    }
+
+    /// `127.0.0.1:PORT`
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops it (SIGTERM, then SIGKILL after 10 s).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let until = Instant::now() + Duration::from_secs(10);
+            while matches!(c.try_wait(), Ok(None)) && Instant::now() < until {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port and storage.
+    pub fn restart(&mut self) {
+        self.stop();
+        self.spawn().expect("tansu binary");
+    }
+
+    /// SIGSTOP / SIGCONT.
+    pub fn pause(&self, on: bool) {
+        if let Some(c) = &self.child {
+            signal(c.id(), if on { libc::SIGSTOP } else { libc::SIGCONT });
+        }
+    }
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        self.pause(false);
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A private Mosquitto with the settings of deploy/mosquitto/mosquitto-test.conf
+/// (unlimited QoS 1 queues, persistent sessions) and persistence in its own
+/// folder, on its own port; restartable.
+pub struct Broker {
+    child: Option<Child>,
+    /// Port.
+    pub port: u16,
+    conf: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Broker {
+    /// Starts one; `None` (skip) if mosquitto is missing outside CI.
+    pub fn start() -> Option<Broker> {
+        if !crate::common::require_program("mosquitto") {
+            return None;
+        }
+        let dir = tempfile::Builder::new().prefix("vw-faults-mqtt").tempdir().expect("tempdir");
+        let port = free_port();
+        let base = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/mosquitto/mosquitto-test.conf");
+        let base = std::fs::read_to_string(&base).unwrap_or_else(|e| panic!("{}: {e}", base.display()));
+        let mut conf: String = base
+            .lines()
+            .filter(|l| {
+                let key = l.split_whitespace().next().unwrap_or_default();
+                !matches!(key, "listener" | "persistence_location" | "log_dest" | "user")
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        conf.push_str(&format!(
+            "listener {port} 127.0.0.1\npersistence_location {}/\nlog_dest file {}/mosquitto.log\n",
+            dir.path().display(),
+            dir.path().display()
+        ));
+        if PrivatePostgres::as_root() {
+            conf.push_str("user root\n");
+        }
+        let path = dir.path().join("mosquitto.conf");
+        std::fs::write(&path, conf).expect("write mosquitto.conf");
+        let mut b = Broker { child: None, port, conf: path, _dir: dir };
+        b.spawn();
+        Some(b)
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn mosquitto");
+        self.child = Some(child);
+        wait_port("mosquitto", self.port, Duration::from_secs(30));
+    }
+
+    /// `mqtt://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Restarts it: SIGTERM (Mosquitto saves its sessions and queued messages
+    /// on the way out), then starts again on the same port and store.
+    pub fn restart(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            signal(c.id(), libc::SIGTERM);
+            let _ = c.wait();
+        }
+        // The port may linger a moment.
+        let until = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", self.port)).is_ok() && Instant::now() < until {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.spawn();
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// An email received by the SMTP server.
+#[derive(Debug, Clone)]
+pub struct Mail {
+    /// Message-ID (derived from the notification's idempotency key).
+    pub message_id: String,
+    /// Envelope recipients.
+    pub rcpt: Vec<String>,
+}
+
+/// aiosmtpd (`alerting/tests/smtp_sink.py`: each message to a file), on a
+/// fixed port; can be stopped for a while and started again (each run of the
+/// server writes to its own folder).
+pub struct Smtp {
+    child: Option<Child>,
+    /// Port.
+    pub port: u16,
+    dir: PathBuf,
+    runs: usize,
+}
+
+impl Smtp {
+    /// Starts one writing under `dir`; `None` (skip) if aiosmtpd is missing outside CI.
+    pub fn start(dir: &Path) -> Option<Smtp> {
+        let ok = Command::new("python3")
+            .args(["-c", "import aiosmtpd"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !required(ok, "python3 -m aiosmtpd (run `bash scripts/services.sh`)") {
+            return None;
+        }
+        let mut s = Smtp { child: None, port: free_port(), dir: dir.to_path_buf(), runs: 0 };
+        s.up();
+        Some(s)
+    }
+
+    /// Starts the server (after [`down`](Self::down)).
+    pub fn up(&mut self) {
+        let handler_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/tests");
+        let out = self.dir.join(format!("mail-{}", self.runs));
+        self.runs += 1;
+        let child = Command::new("python3")
+            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "smtp_sink.Sink"])
+            .arg(out)
+            .env("PYTHONPATH", handler_dir)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn aiosmtpd");
+        self.child = Some(child);
+        wait_port("aiosmtpd", self.port, Duration::from_secs(30));
+    }
+
+    /// Stops the server: connections are refused until [`up`](Self::up).
+    pub fn down(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Every message received so far.
+    pub fn messages(&self) -> Vec<Mail> {
+        let mut out = Vec::new();
+        for run in 0..self.runs {
+            let dir = self.dir.join(format!("mail-{run}"));
+            for n in 0.. {
+                let Ok(raw) = std::fs::read(dir.join(format!("{n}.eml"))) else { break };
+                let rcpt = std::fs::read_to_string(dir.join(format!("{n}.rcpt"))).unwrap_or_default();
+                let message_id = mailparse::parse_headers(&raw)
+                    .ok()
+                    .and_then(|(h, _)| {
+                        h.iter().find(|h| h.get_key().eq_ignore_ascii_case("Message-ID")).map(|h| h.get_value())
+                    })
+                    .unwrap_or_default();
+                out.push(Mail { message_id, rcpt: rcpt.lines().map(str::to_owned).collect() });
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Smtp {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+/// What the SMS gateway saw.
+#[derive(Debug, Default)]
+pub struct SmsLog {
+    /// Idempotency keys of the messages accepted (200), in order, repeats included.
+    pub accepted: Vec<String>,
+    /// Requests answered 503.
+    pub refused: u64,
+}
+
+/// The SMS gateway: a real HTTP/1.1 server implementing the `webhook`
+/// provider's API (`POST` JSON `{to, body, idempotency_key}`, answer
+/// `{"id": ...}`), that answers `503 Service Unavailable` while `failing`.
+pub struct SmsGateway {
+    /// Port.
+    pub port: u16,
+    /// While true, every request gets a 503.
+    pub failing: Arc<std::sync::atomic::AtomicBool>,
+    /// Requests seen.
+    pub log: Arc<Mutex<SmsLog>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl SmsGateway {
+    /// Starts it on a free port.
+    pub async fn start() -> SmsGateway {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind SMS gateway");
+        let port = listener.local_addr().expect("addr").port();
+        let failing = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let log = Arc::new(Mutex::new(SmsLog::default()));
+        let (f, l) = (failing.clone(), log.clone());
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (f, l) = (f.clone(), l.clone());
+                tokio::spawn(async move {
+                    let _ = sms_connection(stream, &f, &l).await;
+                });
+            }
+        });
+        SmsGateway { port, failing, log, task }
+    }
+
+    /// The webhook URL.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}/sms", self.port)
+    }
+}
+
+impl Drop for SmsGateway {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves the requests of one (keep-alive) connection.
+async fn sms_connection(
+    stream: tokio::net::TcpStream,
+    failing: &std::sync::atomic::AtomicBool,
+    log: &Mutex<SmsLog>,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+    let (r, mut w) = stream.into_split();
+    let mut r = BufReader::new(r);
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut len = 0usize;
+        loop {
+            let mut h = String::new();
+            if r.read_line(&mut h).await? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                len = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0u8; len];
+        r.read_exact(&mut body).await?;
+        let resp = if failing.load(std::sync::atomic::Ordering::SeqCst) {
+            log.lock().unwrap_or_else(|e| e.into_inner()).refused += 1;
+            "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+                .to_owned()
+        } else {
+            let key = serde_json::from_slice::<serde_json::Value>(&body)
+                .ok()
+                .and_then(|v| v["idempotency_key"].as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let mut l = log.lock().unwrap_or_else(|e| e.into_inner());
+            l.accepted.push(key);
+            let reply = format!("{{\"id\":\"SM{}\"}}", l.accepted.len());
+            format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{reply}",
+                reply.len()
+            )
+        };
+        w.write_all(resp.as_bytes()).await?;
+    }
+}
