@@ -22,6 +22,7 @@ pub mod dedup;
 pub mod normalize;
 pub mod persist;
 pub mod pipeline;
+pub mod registry;
 pub mod reject;
 pub mod topic;
 pub mod units;

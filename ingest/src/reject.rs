@@ -51,6 +51,10 @@ pub enum Reason {
     UnknownPatient,
     /// A manual entry whose payload names another patient than its topic.
     PatientMismatch,
+    /// The device was moved to another patient after the reading's time: it
+    /// can no longer file readings for the previous patient (except through
+    /// an audited backfill grant).
+    DeviceReassigned,
 }
 
 impl Reason {
@@ -78,11 +82,12 @@ impl Reason {
             Reason::DeviceNotEnrolled => "device_not_enrolled",
             Reason::UnknownPatient => "unknown_patient",
             Reason::PatientMismatch => "patient_mismatch",
+            Reason::DeviceReassigned => "device_reassigned",
         }
     }
 
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [Reason; 21] = [
+    pub const ALL: [Reason; 22] = [
         Reason::UnknownTopic,
         Reason::InvalidIdentifier,
         Reason::UnsupportedFormat,
@@ -104,6 +109,7 @@ impl Reason {
         Reason::DeviceNotEnrolled,
         Reason::UnknownPatient,
         Reason::PatientMismatch,
+        Reason::DeviceReassigned,
     ];
 }
 

@@ -25,7 +25,7 @@ fn service_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     let stats = Arc::new(IngestStats::default());
     Checks::new().database(store.clone()).bus(&s)?.mqtt(stats.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
@@ -38,7 +38,7 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
 pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let mut consumer = bus.consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()])?;
@@ -90,7 +90,7 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let cfg = rules_config(&s)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     Checks::new().database(store.clone()).bus(&s)?.serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
     let producer = bus.urgent_producer(&s)?;
