@@ -127,6 +127,19 @@ pub struct Enrol {
     pub from: Option<DateTime<Utc>>,
 }
 
+/// A backfill grant: lets a moved device file the readings it stored for its
+/// previous patient, for a bounded time.
+#[derive(Debug, Clone, Deserialize, Serialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Backfill {
+    /// The previous patient (the device must have an ended enrolment to them).
+    pub patient: String,
+    /// How long the grant stays open, hours (1 to 72).
+    pub hours: u32,
+    /// Why (recorded in the audit trail; no patient data).
+    pub reason: String,
+}
+
 /// A time for unenrol / retire.
 #[derive(Debug, Clone, Default, Deserialize, Serialize, ToSchema)]
 #[serde(deny_unknown_fields)]

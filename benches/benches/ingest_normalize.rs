@@ -26,7 +26,9 @@ fn registry(n: usize, since: DateTime<Utc>) -> RegistrySnapshot {
                     patient_id: PatientId::new(format!("p-{i:05}")).unwrap(),
                     valid_from: since,
                     valid_to: None,
+                    ended: None,
                 }],
+                ..Default::default()
             },
         );
     }

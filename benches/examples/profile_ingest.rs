@@ -23,7 +23,9 @@ fn main() {
                     patient_id: PatientId::new(format!("p-{i:05}")).unwrap(),
                     valid_from: now - Duration::days(30),
                     valid_to: None,
+                    ended: None,
                 }],
+                ..Default::default()
             },
         );
     }

@@ -18,18 +18,23 @@
 //! - [`worker`]: the `ingest` role (MQTT -> bus, ack after the bus acked);
 //! - [`membership`]: joining the MQTT shared subscription, and leaving it on
 //!   shutdown without stranding messages;
+//! - [`registry`]: the device/patient registry, refreshed off the hot path
+//!   (timeouts, backoff, negative cache, bounded hold of unknown ids);
 //! - [`persist`]: the `persist` role (bus -> store, commit after the store).
 
 #[cfg(feature = "drivers")]
 pub mod acks;
 pub mod decode;
 pub mod dedup;
+#[cfg(feature = "drivers")]
 pub mod membership;
 pub mod normalize;
 #[cfg(feature = "drivers")]
 pub mod persist;
 pub mod pipeline;
 pub mod ratelimit;
+#[cfg(feature = "drivers")]
+pub mod registry;
 pub mod reject;
 pub mod text;
 pub mod topic;

@@ -130,13 +130,30 @@ fn reading(
     let (time, time_source) = resolve_time(i, r.time.as_ref(), ctx)?;
     let (patient, device) = match ctx.sender {
         Sender::Patient(p) => (p, None),
-        Sender::Device(d) => match ctx.registry.patient_for(d, time) {
+        Sender::Device(d) => match ctx.registry.patient_for(d, time, ctx.received_at) {
             Ok(p) => (p, Some(d)),
             Err(Attribution::UnknownDevice) => {
                 return Err(Rejection::message(Reason::UnknownDevice, "this device is not registered"));
             }
             Err(Attribution::Retired) => {
                 return Err(Rejection::message(Reason::RetiredDevice, "this device has been retired"));
+            }
+            Err(Attribution::Reassigned) => {
+                return Err(Rejection::reading(
+                    Reason::DeviceReassigned,
+                    i,
+                    "time",
+                    "the device has been moved to another patient since this reading; readings of the previous \
+                     enrolment need a backfill grant",
+                ));
+            }
+            Err(Attribution::EnrolmentEnded) => {
+                return Err(Rejection::reading(
+                    Reason::DeviceNotEnrolled,
+                    i,
+                    "time",
+                    "the device's enrolment at the reading's time has ended; its readings need a backfill grant",
+                ));
             }
             Err(Attribution::NotEnrolled) => {
                 return Err(Rejection::reading(

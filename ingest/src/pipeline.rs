@@ -251,7 +251,7 @@ fn status(
     };
     // A heartbeat's time only proves liveness at receive time; cap it there.
     let time = if time > received_at + limits.max_future { received_at } else { time };
-    let patient = match registry.patient_for(device, received_at) {
+    let patient = match registry.patient_for(device, received_at, received_at) {
         Ok(p) => p.as_str().to_owned(),
         Err(vitalwatch_schemas::registry::Attribution::UnknownDevice) => {
             return Err(Rejection::message(Reason::UnknownDevice, "this device is not registered"));
@@ -259,7 +259,11 @@ fn status(
         Err(vitalwatch_schemas::registry::Attribution::Retired) => {
             return Err(Rejection::message(Reason::RetiredDevice, "this device has been retired"));
         }
-        Err(vitalwatch_schemas::registry::Attribution::NotEnrolled) => String::new(),
+        Err(
+            vitalwatch_schemas::registry::Attribution::NotEnrolled
+            | vitalwatch_schemas::registry::Attribution::Reassigned
+            | vitalwatch_schemas::registry::Attribution::EnrolmentEnded,
+        ) => String::new(),
     };
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
     Ok(proto::DeviceStatus {
@@ -296,13 +300,37 @@ mod tests {
             patient_id: PatientId::new(p).unwrap(),
             valid_from: now() - Duration::days(365),
             valid_to: None,
+            ended: None,
         };
-        r.devices.insert("d1".into(), DeviceEntry { retired_at: None, enrolments: vec![enrol("p1")] });
+        r.devices.insert("d1".into(), DeviceEntry { enrolments: vec![enrol("p1")], ..Default::default() });
         r.devices.insert(
             "old".into(),
-            DeviceEntry { retired_at: Some(now() - Duration::days(1)), enrolments: vec![enrol("p1")] },
+            DeviceEntry {
+                retired_at: Some(now() - Duration::days(1)),
+                enrolments: vec![enrol("p1")],
+                ..Default::default()
+            },
         );
-        r.devices.insert("spare".into(), DeviceEntry { retired_at: None, enrolments: vec![] });
+        r.devices.insert("spare".into(), DeviceEntry::default());
+        // Moved from p1 to p2 a day ago (recorded then).
+        let moved_at = now() - Duration::days(1);
+        r.devices.insert(
+            "moved".into(),
+            DeviceEntry {
+                enrolments: vec![
+                    Enrolment {
+                        valid_to: Some(moved_at),
+                        ended: Some(vitalwatch_schemas::registry::EnrolmentEnd {
+                            reason: vitalwatch_schemas::registry::EndReason::Moved,
+                            recorded_at: moved_at,
+                        }),
+                        ..enrol("p1")
+                    },
+                    Enrolment { valid_from: moved_at, ..enrol("p2") },
+                ],
+                ..Default::default()
+            },
+        );
         r
     }
 
@@ -392,6 +420,11 @@ mod tests {
                 "vitalwatch/v1/devices/spare/readings/json".into(),
                 one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)),
                 Reason::DeviceNotEnrolled,
+            ),
+            (
+                "vitalwatch/v1/devices/moved/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(2 * 24 * 60))),
+                Reason::DeviceReassigned,
             ),
             (
                 "vitalwatch/v1/patients/nobody/manual/json".into(),

@@ -57,6 +57,10 @@ pub enum Reason {
     /// The sender (device or patient) sent more messages than its rate limit
     /// allows (`ingest.rate_limit_per_sec`, `ingest.rate_limit_burst`).
     RateLimited,
+    /// The device was moved to another patient after the reading's time: it
+    /// can no longer file readings for the previous patient (except through
+    /// an audited backfill grant).
+    DeviceReassigned,
 }
 
 impl Reason {
@@ -86,6 +90,7 @@ impl Reason {
             Reason::PatientMismatch => "patient_mismatch",
             Reason::InvalidCharacters => "invalid_characters",
             Reason::RateLimited => "rate_limited",
+            Reason::DeviceReassigned => "device_reassigned",
         }
     }
 
@@ -114,6 +119,7 @@ impl Reason {
         Reason::PatientMismatch,
         Reason::InvalidCharacters,
         Reason::RateLimited,
+        Reason::DeviceReassigned,
     ];
 }
 

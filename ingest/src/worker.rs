@@ -6,8 +6,8 @@
 //! when the bus is slow, ingest stops reading and the broker queues.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -19,8 +19,6 @@ use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Delivery, Producer};
 use vitalwatch_platform::config::Settings;
 use vitalwatch_platform::shutdown::CancellationToken;
-use vitalwatch_platform::store::Store;
-use vitalwatch_schemas::registry::RegistrySnapshot;
 use vitalwatch_schemas::ObservationId;
 
 use crate::acks::{AckQueue, Push};
@@ -29,6 +27,7 @@ use crate::membership::Membership;
 use crate::normalize::Limits;
 use crate::pipeline::{Processed, dead_letter, process, rate_limited};
 use crate::ratelimit::{RateLimit, RateLimiter, sender_key};
+use crate::registry::{Gate, GateConfig, RefreshConfig, Verdict};
 use crate::reject::Reason;
 
 /// Counters of the ingest role (no patient data).
@@ -95,49 +94,7 @@ pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
     Ok((host, port))
 }
 
-/// A registry snapshot shared with a reloader.
-#[derive(Clone)]
-pub struct SharedRegistry {
-    inner: Arc<RwLock<(Arc<RegistrySnapshot>, Instant)>>,
-    store: Arc<dyn Store>,
-}
-
-impl SharedRegistry {
-    /// Loads the registry, retrying until the database answers or `shutdown` fires.
-    pub async fn load(store: Arc<dyn Store>, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let mut delay = Duration::from_millis(200);
-        loop {
-            match store.registry().await {
-                Ok(s) => {
-                    return Ok(SharedRegistry { inner: Arc::new(RwLock::new((Arc::new(s), Instant::now()))), store });
-                }
-                Err(e) if !shutdown.is_cancelled() => {
-                    tracing::warn!(message = "Registry not available yet; retrying.", error = %e);
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-    }
-
-    /// The current snapshot.
-    pub fn get(&self) -> Arc<RegistrySnapshot> {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).0.clone()
-    }
-
-    fn age(&self) -> Duration {
-        self.inner.read().unwrap_or_else(|e| e.into_inner()).1.elapsed()
-    }
-
-    /// Reloads from the store; keeps the old snapshot on failure.
-    pub async fn reload(&self) {
-        match self.store.registry().await {
-            Ok(s) => *self.inner.write().unwrap_or_else(|e| e.into_inner()) = (Arc::new(s), Instant::now()),
-            Err(e) => tracing::warn!(message = "Registry reload failed; keeping the previous snapshot.", error = %e),
-        }
-    }
-}
+pub use crate::registry::SharedRegistry;
 
 /// Runs the ingest role until `shutdown` fires, then drains: every message
 /// taken from the broker is produced and acknowledged before returning. With
@@ -218,20 +175,26 @@ pub async fn run(
         })
     };
 
-    // Periodic registry reload.
-    let reloader = {
-        let registry = registry.clone();
-        let every = Duration::from_secs(settings.ingest.registry_refresh_secs.max(1));
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = tokio::time::sleep(every) => registry.reload().await,
-                    _ = shutdown.cancelled() => return,
-                }
-            }
-        })
-    };
+    // Registry reloads, periodic and on demand, off the processing loop.
+    let timeouts = settings.database.timeouts();
+    let reloader = registry.spawn_refresher(
+        RefreshConfig {
+            period: Duration::from_secs(settings.ingest.registry_refresh_secs.max(1)),
+            min_interval: Duration::from_millis(settings.ingest.registry_min_refresh_ms),
+            load_timeout: timeouts.connect + timeouts.statement,
+            // Never slower than the periodic reload once the database is back.
+            max_backoff: Duration::from_secs(settings.ingest.registry_refresh_secs.max(1)),
+        },
+        shutdown.clone(),
+    );
+    let gate = Gate::new(
+        registry.clone(),
+        GateConfig {
+            hold: Duration::from_millis(settings.ingest.registry_hold_ms),
+            max_held: settings.ingest.registry_max_held,
+            negative_ttl: Duration::from_secs(settings.ingest.registry_negative_ttl_secs),
+        },
+    );
 
     let limits = Limits {
         max_future: chrono::Duration::seconds(settings.ingest.max_future_secs),
@@ -249,6 +212,8 @@ pub async fn run(
         client: client.clone(),
         outputs,
         registry,
+        gate,
+        held: Vec::new(),
         limits,
         dedup: Dedup::new(settings.ingest.dedup_capacity),
         inflight: HashSet::new(),
@@ -447,6 +412,10 @@ struct Processor {
     client: AsyncClient,
     outputs: Outputs,
     registry: SharedRegistry,
+    /// Decides what waits for a registry reload (see `crate::registry`).
+    gate: Gate,
+    /// Messages waiting for a reload, in arrival order.
+    held: Vec<Held>,
     limits: Limits,
     dedup: Dedup,
     /// Ids produced but not yet acknowledged by the bus: a duplicate arriving
@@ -456,6 +425,17 @@ struct Processor {
     acks: Arc<AckQueue>,
     stats: Arc<IngestStats>,
     cap: usize,
+}
+
+/// A message waiting for a registry reload. Its slot in the ordered pending
+/// queue waits for `reply`; messages after it are produced meanwhile, only
+/// their acknowledgments wait (for at most the hold time).
+struct Held {
+    publish: Publish,
+    received_at: chrono::DateTime<Utc>,
+    /// When it looked at the registry.
+    arrived: tokio::time::Instant,
+    reply: tokio::sync::oneshot::Sender<Pending>,
 }
 
 type Pending = std::pin::Pin<
@@ -468,11 +448,22 @@ impl Processor {
     async fn run(&mut self, mut rx: mpsc::Receiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
         let mut draining = false;
+        let mut attempts = self.registry.attempts();
         loop {
+            let hold_until = self.held.first().map(|h| h.arrived + self.gate.hold());
             tokio::select! {
                 biased;
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
                     self.complete(publish, received_at, result).await;
+                }
+                Ok(()) = attempts.changed(), if !self.held.is_empty() => {
+                    let attempt = *attempts.borrow_and_update();
+                    self.release_held(|h| h.arrived <= attempt.started, attempt.ok).await;
+                }
+                _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
+                    let now = tokio::time::Instant::now();
+                    let hold = self.gate.hold();
+                    self.release_held(|h| h.arrived + hold <= now, false).await;
                 }
                 _ = shutdown.cancelled(), if !draining => {
                     draining = true;
@@ -485,7 +476,9 @@ impl Processor {
                             pending.push_back(fut);
                         }
                         None => {
-                            // Channel closed and empty: finish what is pending.
+                            // Channel closed and empty: finish what is pending
+                            // (held messages are decided now).
+                            self.release_held(|_| true, false).await;
                             while let Some((publish, received_at, result)) = pending.next().await {
                                 self.complete(publish, received_at, result).await;
                             }
@@ -500,24 +493,55 @@ impl Processor {
     /// Processes a message and enqueues its output; returns a future that
     /// resolves when the bus acknowledged all of it.
     async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>, retry: bool) -> Pending {
-        let topic = publish.topic.clone();
         // A sender over its rate limit: answered and dead-lettered, not decoded.
         // (Retries of a message already let through are not counted again.)
-        if !retry && sender_key(&topic).is_some_and(|k| !self.limiter.allow(&k, Instant::now())) {
-            let processed = rate_limited(&topic, &publish.payload);
-            return self.enqueue(publish, received_at, &processed, retry).await;
+        if !retry && sender_key(&publish.topic).is_some_and(|k| !self.limiter.allow(&k, Instant::now())) {
+            let processed = rate_limited(&publish.topic, &publish.payload);
+            return self.dispatch(publish, received_at, &processed, retry).await;
         }
-        let mut processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
-        if processed.depends_on_registry() && self.registry.age() > Duration::from_secs(1) {
-            self.registry.reload().await;
-            processed = process(&topic, &publish.payload, received_at, &self.limits, &self.registry.get());
+        let arrived = tokio::time::Instant::now();
+        let processed = process(&publish.topic, &publish.payload, received_at, &self.limits, &self.registry.get());
+        // Never waits on the database: a message that a fresher registry
+        // could change is either final now or held in its slot.
+        if !retry
+            && processed.depends_on_registry()
+            && self.gate.on_miss(&publish.topic, arrived, self.held.len()) == Verdict::Hold
+        {
+            let (reply, answer) = tokio::sync::oneshot::channel::<Pending>();
+            self.held.push(Held { publish: publish.clone(), received_at, arrived, reply });
+            metrics::gauge!("vitalwatch_ingest_registry_held").set(self.held.len() as f64);
+            return Box::pin(async move {
+                match answer.await {
+                    Ok(fut) => fut.await,
+                    // Not decided (cannot happen while the loop runs): `complete` retries it.
+                    Err(_) => (publish, received_at, Err(BusError::Transient("held message not decided".into()))),
+                }
+            });
         }
-        self.enqueue(publish, received_at, &processed, retry).await
+        self.dispatch(publish, received_at, &processed, retry).await
     }
 
-    /// Produces what `processed` holds; returns a future that resolves when
-    /// the bus acknowledged all of it.
-    async fn enqueue(
+    /// Processes again, with the current snapshot, the held messages `pick`
+    /// selects, and hands their output to their slots. Those still unknown go
+    /// to the negative cache if a reload confirmed it (`confirmed`).
+    async fn release_held(&mut self, pick: impl Fn(&Held) -> bool, confirmed: bool) {
+        let (go, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(|h| pick(h));
+        self.held = keep;
+        metrics::gauge!("vitalwatch_ingest_registry_held").set(self.held.len() as f64);
+        let registry = self.registry.get();
+        for h in go {
+            let processed = process(&h.publish.topic, &h.publish.payload, h.received_at, &self.limits, &registry);
+            if processed.depends_on_registry() {
+                self.gate.confirm_miss(&h.publish.topic, confirmed);
+            }
+            let fut = self.dispatch(h.publish, h.received_at, &processed, false).await;
+            let _ = h.reply.send(fut);
+        }
+    }
+
+    /// Produces a processed message; the future resolves when the bus
+    /// acknowledged all of it.
+    async fn dispatch(
         &mut self,
         publish: Publish,
         received_at: chrono::DateTime<Utc>,

@@ -191,11 +191,34 @@ pub struct DatabaseSettings {
     pub url: String,
     /// Rows per INSERT statement (TimescaleDB-in-WASM test servers need <= 500).
     pub insert_chunk: usize,
+    /// Longest wait for a new PostgreSQL connection (TCP connect and startup),
+    /// milliseconds. A database that does not answer in time is a transient
+    /// error, never a hang.
+    pub connect_timeout_ms: u64,
+    /// Longest database call, milliseconds: the server's `statement_timeout`,
+    /// and a client-side bound on every call (a hung server cannot cancel its
+    /// own statements). Migrations are exempt.
+    pub statement_timeout_ms: u64,
 }
 
 impl Default for DatabaseSettings {
     fn default() -> Self {
-        DatabaseSettings { url: "postgres://postgres@127.0.0.1:5432/postgres".into(), insert_chunk: 2000 }
+        DatabaseSettings {
+            url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            insert_chunk: 2000,
+            connect_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// The connect and statement timeouts every database client of every role uses.
+    pub fn timeouts(&self) -> crate::store::DbTimeouts {
+        crate::store::DbTimeouts {
+            connect: std::time::Duration::from_millis(self.connect_timeout_ms),
+            statement: std::time::Duration::from_millis(self.statement_timeout_ms),
+        }
     }
 }
 
@@ -211,8 +234,25 @@ pub struct IngestSettings {
     pub max_payload_bytes: usize,
     /// Most readings per message.
     pub max_readings: usize,
-    /// Registry reload period, seconds (also reloaded on an unknown device, at most once a second).
+    /// Registry reload period, seconds. A message from an unknown device or
+    /// patient also asks the background refresher for a reload (coalesced, at
+    /// most one per `registry_min_refresh_ms`); the processing loop never
+    /// waits on the database.
     pub registry_refresh_secs: u64,
+    /// Least time between two on-demand registry reloads, milliseconds.
+    pub registry_min_refresh_ms: u64,
+    /// Longest time a message from an unknown id waits for the reload it asked
+    /// for, milliseconds; then it is rejected (`unknown_device`,
+    /// `unknown_patient`, `device_not_enrolled`). Messages behind it are
+    /// produced meanwhile; only their acknowledgments wait (MQTT order).
+    pub registry_hold_ms: u64,
+    /// Most messages waiting for a registry reload at once; beyond, a message
+    /// from an unknown id is rejected without waiting.
+    pub registry_max_held: usize,
+    /// How long an id a reload confirmed unknown is rejected without asking for
+    /// another reload, seconds (the negative cache; periodic reloads still
+    /// pick up a new enrolment).
+    pub registry_negative_ttl_secs: u64,
     /// Observation ids remembered to drop redelivered duplicates.
     pub dedup_capacity: usize,
     /// Per-sender rate limit: sustained messages per second per device (or
@@ -245,6 +285,10 @@ impl Default for IngestSettings {
             max_payload_bytes: 256 * 1024,
             max_readings: 1000,
             registry_refresh_secs: 30,
+            registry_min_refresh_ms: 1_000,
+            registry_hold_ms: 2_000,
+            registry_max_held: 256,
+            registry_negative_ttl_secs: 30,
             dedup_capacity: 1_000_000,
             rate_limit_per_sec: 50.0,
             rate_limit_burst: 200.0,
@@ -625,6 +669,9 @@ impl Settings {
         }
         if self.database.insert_chunk == 0 {
             return bad("database.insert_chunk must be at least 1");
+        }
+        if self.database.connect_timeout_ms == 0 || self.database.statement_timeout_ms == 0 {
+            return bad("database.connect_timeout_ms and database.statement_timeout_ms must be at least 1");
         }
         if self.alerting.outbox_lease_secs == 0 || self.alerting.outbox_batch == 0 {
             return bad("alerting.outbox_lease_secs and alerting.outbox_batch must be at least 1");

@@ -71,6 +71,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0021_episode_closes.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 22,
+        name: "enrolment_ends",
+        sql: include_str!("../migrations/postgres/0022_enrolment_ends.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -109,6 +115,12 @@ pub const SQLITE: &[Migration] = &[
         version: 21,
         name: "episode_closes",
         sql: include_str!("../migrations/sqlite/0021_episode_closes.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 22,
+        name: "enrolment_ends",
+        sql: include_str!("../migrations/sqlite/0022_enrolment_ends.sql"),
         timescale_only: false,
     },
 ];

@@ -6,6 +6,8 @@
 //! by `scripts/services.sh`, or from the defaults below.
 #![allow(dead_code)]
 
+pub mod private_pg;
+
 use std::collections::HashMap;
 use std::net::{TcpListener, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};

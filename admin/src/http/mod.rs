@@ -38,6 +38,7 @@ pub fn router(service: Arc<AdminService>, max_body_bytes: usize) -> Router {
         .route("/devices/{id}/enrol", post(enrol_device))
         .route("/devices/{id}/unenrol", post(unenrol_device))
         .route("/devices/{id}/retire", post(retire_device))
+        .route("/devices/{id}/backfill", post(grant_backfill))
         .route("/physicians", get(list_physicians))
         .route("/physicians/{id}", get(get_physician).put(put_physician))
         .route("/alerts", get(list_alerts))

@@ -13,7 +13,7 @@ use crate::model::*;
         care teams, alerts and the audit trail. Bearer tokens: operator (everything) or physician (own patients)."),
     paths(
         me, list_patients, add_patient, get_patient, get_rules, put_rules, get_care_team, put_care_team,
-        list_devices, add_device, enrol_device, unenrol_device, retire_device,
+        list_devices, add_device, enrol_device, unenrol_device, retire_device, grant_backfill,
         list_physicians, get_physician, put_physician,
         list_alerts, get_alert, ack_alert, snooze_alert, close_alert,
         list_audit, list_episode_audit,

@@ -150,6 +150,21 @@ pub async fn retire_device(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Grants a moved (or unenrolled) device a bounded window to file the readings
+/// it stored for its previous patient (audited as `device.backfill`).
+#[utoipa::path(post, path = "/v1/devices/{id}/backfill", tag = "devices", params(("id" = String, Path, description = "device id")),
+    request_body = Backfill, responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+    (status = 422, body = ErrorBody)))]
+pub async fn grant_backfill(
+    State(s): S,
+    Auth(a): Auth,
+    Path(id): Path<String>,
+    Body(b): Body<Backfill>,
+) -> Result<StatusCode, ApiError> {
+    s.grant_backfill(&a, &id, &b).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 /// The physicians' directory (operators).
 #[utoipa::path(get, path = "/v1/physicians", tag = "physicians", params(PageQuery),
     responses((status = 200, body = PhysicianPage), (status = 403, body = ErrorBody)))]

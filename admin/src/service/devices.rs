@@ -9,8 +9,11 @@ use vitalwatch_schemas::registry::RegistrySnapshot;
 use super::{AdminService, patient_id, unknown_patient};
 use crate::actor::Actor;
 use crate::error::AdminError;
-use crate::model::{At, Created, DevicePage, DeviceView, Enrol, EnrolmentView, NewDevice, PageQuery};
+use crate::model::{At, Backfill, Created, DevicePage, DeviceView, Enrol, EnrolmentView, NewDevice, PageQuery};
 use crate::policy::Operation;
+
+/// Longest backfill grant, hours.
+pub const MAX_BACKFILL_HOURS: u32 = 72;
 
 fn device_id(id: &str) -> Result<DeviceId, AdminError> {
     DeviceId::new(id.to_owned()).map_err(AdminError::invalid)
@@ -103,6 +106,32 @@ impl AdminService {
         let (d, at, previous) = self.device_change(actor, device, input).await?;
         self.registry.retire_device(&d, at).await?;
         self.record(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
+    }
+
+    /// Grants a bounded backfill window: for `input.hours` hours, the device
+    /// may file readings of its ended enrolment to `input.patient` (readings
+    /// stored on it before it was moved or unenrolled). Recorded in the audit
+    /// trail as `device.backfill`. Returns the end of the grant.
+    pub async fn grant_backfill(
+        &self,
+        actor: &Actor,
+        device: &str,
+        input: &Backfill,
+    ) -> Result<DateTime<Utc>, AdminError> {
+        self.allow(actor, Operation::ManageDevices)?;
+        let (d, p) = (device_id(device)?, patient_id(&input.patient)?);
+        if !(1..=MAX_BACKFILL_HOURS).contains(&input.hours) {
+            return Err(AdminError::Invalid(format!("hours must be 1 to {MAX_BACKFILL_HOURS}")));
+        }
+        let reason = input.reason.trim();
+        if reason.is_empty() || reason.chars().count() > 200 || reason.chars().any(char::is_control) {
+            return Err(AdminError::Invalid("reason must be 1 to 200 printable characters".into()));
+        }
+        let until = Utc::now() + chrono::Duration::hours(i64::from(input.hours));
+        self.registry.grant_backfill(&d, &p, until, reason).await?;
+        let details = json!({ "until": until, "hours": input.hours, "reason": reason });
+        self.record(actor, "device.backfill", ("device", d.as_str()), Some(p.as_str()), details).await?;
+        Ok(until)
     }
 
     /// Checks a change to a known device at `at` (default now); returns the

@@ -60,11 +60,22 @@ impl AdminService {
         AdminService { registry, alerting, admin, max_page: max_page.max(1) }
     }
 
-    /// Opens the stores of a `database.url` (migrations are not run).
+    /// Opens the stores of a `database.url` (migrations are not run), with
+    /// the default timeouts.
     pub async fn open(url: &str, insert_chunk: usize, max_page: u32) -> Result<AdminService, AdminError> {
-        let registry = vitalwatch_platform::store::open(url, insert_chunk).await?;
-        let alerting = vitalwatch_alerting::store::open(url).await?;
-        let admin = crate::store::open(url).await?;
+        let db =
+            vitalwatch_platform::config::DatabaseSettings { url: url.to_owned(), insert_chunk, ..Default::default() };
+        Self::open_settings(&db, max_page).await
+    }
+
+    /// Opens the stores of the `database` settings (URL, chunk, timeouts).
+    pub async fn open_settings(
+        db: &vitalwatch_platform::config::DatabaseSettings,
+        max_page: u32,
+    ) -> Result<AdminService, AdminError> {
+        let registry = vitalwatch_platform::store::open_settings(db).await?;
+        let alerting = vitalwatch_alerting::store::open_with(&db.url, db.timeouts()).await?;
+        let admin = crate::store::open_with(&db.url, db.timeouts()).await?;
         Ok(AdminService::new(registry, alerting, admin, max_page))
     }
 

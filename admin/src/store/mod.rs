@@ -167,10 +167,19 @@ pub trait AdminStore: Send + Sync {
 
 /// Opens the admin store of a `database.url`.
 pub async fn open(url: &str) -> Result<Arc<dyn AdminStore>, StoreError> {
+    open_with(url, vitalwatch_platform::store::DbTimeouts::default()).await
+}
+
+/// Opens the store named by a `postgres://` or `sqlite://` URL; PostgreSQL
+/// connections use `timeouts` (connect and statement, as every role's).
+pub async fn open_with(
+    url: &str,
+    timeouts: vitalwatch_platform::store::DbTimeouts,
+) -> Result<Arc<dyn AdminStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Arc::new(sqlite::SqliteAdminStore::open(path)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgAdminStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgAdminStore::connect(url, timeouts).await?))
     } else {
         Err(StoreError::Invalid(format!(
             "unsupported database URL scheme in {}",

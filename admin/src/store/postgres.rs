@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::MutexGuard;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::{Client, Row};
+use vitalwatch_platform::store::DbTimeouts;
 use vitalwatch_platform::store::postgres::PgConnection;
 use vitalwatch_platform::store::postgres::classify;
 
@@ -26,8 +27,8 @@ impl std::fmt::Debug for PgAdminStore {
 
 impl PgAdminStore {
     /// Connects (and checks the connection).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAdminStore { conn: PgConnection::new(url) };
+    pub async fn connect(url: &str, timeouts: DbTimeouts) -> Result<Self, StoreError> {
+        let s = PgAdminStore { conn: PgConnection::new(url).with_timeouts(timeouts) };
         drop(s.client().await?);
         Ok(s)
     }
@@ -37,14 +38,10 @@ impl PgAdminStore {
     }
 }
 
+/// Runs `$body` on a live client, bounded by the statement timeout (see
+/// [`PgConnection::run`]); it is the value of the calling function.
 macro_rules! with_client {
-    ($self:ident, $c:ident => $body:expr) => {{
-        let mut guard = $self.client().await?;
-        let Some($c) = guard.as_mut() else {
-            return Err(StoreError::Transient("no connection".into()));
-        };
-        $body
-    }};
+    ($self:ident, $c:ident => $body:expr) => {{ $self.conn.run(async |$c: &mut Client| -> Result<_, StoreError> { $body }).await }};
 }
 
 const TOKEN_COLUMNS: &str = "name, role, physician_id, created_at, created_by, revoked_at";

@@ -283,10 +283,19 @@ pub trait AlertStore: Send + Sync {
 
 /// Opens the store of a `database.url` (`postgres://...` or `sqlite://path`).
 pub async fn open(url: &str) -> Result<Arc<dyn AlertStore>, StoreError> {
+    open_with(url, vitalwatch_platform::store::DbTimeouts::default()).await
+}
+
+/// Opens the store named by a `postgres://` or `sqlite://` URL; PostgreSQL
+/// connections use `timeouts` (connect and statement, as every role's).
+pub async fn open_with(
+    url: &str,
+    timeouts: vitalwatch_platform::store::DbTimeouts,
+) -> Result<Arc<dyn AlertStore>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Arc::new(sqlite::SqliteAlertStore::open(path)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgAlertStore::connect(url).await?))
+        Ok(Arc::new(postgres::PgAlertStore::connect(url, timeouts).await?))
     } else {
         Err(StoreError::Invalid(format!(
             "unsupported database URL scheme in {}",

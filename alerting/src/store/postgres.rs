@@ -8,6 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use tokio::sync::MutexGuard;
 use tokio_postgres::{Client, Transaction};
+use vitalwatch_platform::store::DbTimeouts;
 use vitalwatch_platform::store::postgres::PgConnection;
 use vitalwatch_schemas::PatientId;
 
@@ -45,8 +46,8 @@ const POOL: usize = 4;
 
 impl PgAlertStore {
     /// Connects (and checks the connection).
-    pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let s = PgAlertStore { conn: PgConnection::pool(url, POOL) };
+    pub async fn connect(url: &str, timeouts: DbTimeouts) -> Result<Self, StoreError> {
+        let s = PgAlertStore { conn: PgConnection::pool(url, POOL).with_timeouts(timeouts) };
         drop(s.client().await?);
         Ok(s)
     }
@@ -56,14 +57,10 @@ impl PgAlertStore {
     }
 }
 
+/// Runs `$body` on a live client, bounded by the statement timeout (see
+/// [`PgConnection::run`]); it is the value of the calling function.
 macro_rules! with_client {
-    ($self:ident, $c:ident => $body:expr) => {{
-        let mut guard = $self.client().await?;
-        let Some($c) = guard.as_mut() else {
-            return Err(StoreError::Transient("no connection".into()));
-        };
-        $body
-    }};
+    ($self:ident, $c:ident => $body:expr) => {{ $self.conn.run(async |$c: &mut Client| -> Result<_, StoreError> { $body }).await }};
 }
 
 async fn load_team(tx: &Transaction<'_>, patient: &str, now: DateTime<Utc>) -> Result<TeamContext, StoreError> {

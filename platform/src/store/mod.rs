@@ -210,6 +210,21 @@ pub trait Store: Send + Sync {
     async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError>;
     /// Retires a device at `at` (its open enrolment ends then too).
     async fn retire_device(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError>;
+    /// Lets `device` file readings of its ended enrolment(s) to `patient`
+    /// until `until` (wall clock): readings stored on the device before a
+    /// move. The caller records who asked, in the audit trail.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for an unknown or retired device, or a device
+    /// that has no ended enrolment to `patient`.
+    async fn grant_backfill(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError>;
     /// Observations of a patient, oldest first (tools and tests).
     async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError>;
     /// Number of stored observations (tools and tests).
@@ -264,12 +279,45 @@ pub trait Store: Send + Sync {
     async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError>;
 }
 
-/// Opens the store named by a `postgres://` or `sqlite://` URL.
+/// Connect and statement timeouts of a database client (see
+/// `database.connect_timeout_ms` and `database.statement_timeout_ms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DbTimeouts {
+    /// Longest wait for a new connection (TCP connect and startup).
+    pub connect: std::time::Duration,
+    /// Longest call: the server's `statement_timeout` and a client-side bound.
+    pub statement: std::time::Duration,
+}
+
+impl Default for DbTimeouts {
+    /// 5 s to connect, 30 s per call (the configuration defaults).
+    fn default() -> Self {
+        DbTimeouts { connect: std::time::Duration::from_secs(5), statement: std::time::Duration::from_secs(30) }
+    }
+}
+
+/// Opens the store named by a `postgres://` or `sqlite://` URL, with the
+/// default timeouts (see [`open_with`]).
 pub async fn open(url: &str, insert_chunk: usize) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with(url, insert_chunk, DbTimeouts::default()).await
+}
+
+/// Opens the store of the `database` settings (URL, chunk, timeouts).
+pub async fn open_settings(db: &crate::config::DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
+    open_with(&db.url, db.insert_chunk, db.timeouts()).await
+}
+
+/// Opens the store named by a `postgres://` or `sqlite://` URL. PostgreSQL
+/// connections use `timeouts` (SQLite is in-process: a busy timeout applies).
+pub async fn open_with(
+    url: &str,
+    insert_chunk: usize,
+    timeouts: DbTimeouts,
+) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::connect(url, insert_chunk).await?))
+        Ok(std::sync::Arc::new(postgres::PgStore::connect_with(url, insert_chunk, timeouts).await?))
     } else {
         Err(StoreError::Invalid(format!("unsupported database URL scheme in {}", crate::config::redact_url(url))))
     }

@@ -10,16 +10,19 @@ use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls};
-use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
+use vitalwatch_schemas::registry::{BackfillGrant, DeviceEntry, EndReason, Enrolment, EnrolmentEnd, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
-    EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert, StoredObservation,
-    StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
+    DbTimeouts, EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert,
+    StoredObservation, StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
 };
 
 /// Advisory lock key that serializes concurrent `migrate` runs.
 const MIGRATION_LOCK: i64 = 0x7669_7461_6c77;
+
+/// Longest `migrate` call (instead of the statement timeout).
+const MIGRATION_BOUND: std::time::Duration = std::time::Duration::from_secs(600);
 
 const INSERT_SQL: &str = "INSERT INTO observations \
     (time, patient_id, code, value, unit, source, device_id, received_at, time_source, original_value, original_unit, msg_id, trace_id) \
@@ -38,10 +41,37 @@ pub struct PgStore {
 /// the first idle connection, else waits its turn on one (round robin).
 /// Shared by the platform, alerting and admin stores; a transaction holds its
 /// connection until it ends.
+///
+/// Every connection is opened with [`connection_config`]: connecting is bounded
+/// by the connect timeout, every statement by the server's
+/// `statement_timeout`, and every call made through [`PgConnection::run`] by
+/// the statement timeout on the client side too (a hung server, e.g. stopped
+/// with SIGSTOP, cannot cancel anything itself). A call that times out drops
+/// its connection (its state is unknown) and fails with
+/// [`StoreError::Transient`].
 pub struct PgConnection {
     url: String,
+    timeouts: DbTimeouts,
     conns: Vec<Mutex<Option<Client>>>,
     next: std::sync::atomic::AtomicUsize,
+}
+
+/// The connection settings of every PostgreSQL client of every role: the URL
+/// with the connect timeout and, as a startup parameter, the server-side
+/// `statement_timeout`. The one place that builds them (platform, alerting and
+/// admin stores).
+///
+/// # Errors
+///
+/// [`StoreError::Invalid`] for a URL tokio-postgres cannot parse.
+pub fn connection_config(url: &str, timeouts: DbTimeouts) -> Result<tokio_postgres::Config, StoreError> {
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e| StoreError::Invalid(format!("bad database URL {}: {e}", crate::config::redact_url(url))))?;
+    config.connect_timeout(timeouts.connect);
+    // Detects a peer that vanished (not one that hangs: see `run`).
+    config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
+    Ok(config)
 }
 
 impl PgConnection {
@@ -54,38 +84,113 @@ impl PgConnection {
     pub fn pool(url: &str, size: usize) -> Self {
         PgConnection {
             url: url.to_owned(),
+            timeouts: DbTimeouts::default(),
             conns: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
             next: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
+    /// The same connections with other timeouts (default: [`DbTimeouts::default`]).
+    pub fn with_timeouts(mut self, timeouts: DbTimeouts) -> Self {
+        self.timeouts = timeouts;
+        self
+    }
+
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> DbTimeouts {
+        self.timeouts
+    }
+
+    fn timed_out(&self, what: &str, after: std::time::Duration) -> StoreError {
+        StoreError::Transient(format!(
+            "{what} {} timed out after {} ms",
+            crate::config::redact_url(&self.url),
+            after.as_millis()
+        ))
+    }
+
     /// A live client, connecting if the chosen slot has none or it was closed.
+    /// Waiting for a busy slot and connecting are each bounded (statement and
+    /// connect timeouts).
     ///
     /// # Errors
     ///
-    /// [`StoreError::Transient`] when the server cannot be reached (the URL's
-    /// password is redacted in the message).
+    /// [`StoreError::Transient`] when the server cannot be reached or does not
+    /// answer in time (the URL's password is redacted in the message).
     pub async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
         let idle = self.conns.iter().find_map(|m| m.try_lock().ok());
         let mut g = match idle {
             Some(g) => g,
             None => {
                 let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.conns.len();
-                self.conns[i].lock().await
+                tokio::time::timeout(self.timeouts.statement, self.conns[i].lock())
+                    .await
+                    .map_err(|_| self.timed_out("waiting for a connection to", self.timeouts.statement))?
             }
         };
         if g.as_ref().is_none_or(Client::is_closed) {
-            let (client, connection) = tokio_postgres::connect(&self.url, NoTls).await.map_err(|e| {
-                StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
-            })?;
-            tokio::spawn(async move {
-                if let Err(e) = connection.await {
-                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
-                }
-            });
+            *g = None;
+            let config = connection_config(&self.url, self.timeouts)?;
+            let connect = async {
+                let (client, connection) = config.connect(NoTls).await.map_err(|e| {
+                    StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
+                })?;
+                tokio::spawn(async move {
+                    if let Err(e) = connection.await {
+                        tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
+                    }
+                });
+                // A startup parameter would be simpler, but poolers and the
+                // TimescaleDB test server ignore or refuse `options`.
+                let ms = self.timeouts.statement.as_millis();
+                client.batch_execute(&format!("SET statement_timeout = {ms}")).await.map_err(classify)?;
+                Ok::<_, StoreError>(client)
+            };
+            let client = tokio::time::timeout(self.timeouts.connect, connect)
+                .await
+                .map_err(|_| self.timed_out("connecting to", self.timeouts.connect))??;
             *g = Some(client);
         }
         Ok(g)
+    }
+
+    /// Runs `f` on a live client, bounded by the statement timeout. On a
+    /// timeout the connection is dropped (the next call connects again) and
+    /// the error is [`StoreError::Transient`] ("timed out").
+    ///
+    /// # Errors
+    ///
+    /// Those of [`PgConnection::client`], a timeout, and what `f` returns.
+    pub async fn run<T, E>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T, E>) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        self.run_bounded(self.timeouts.statement, f).await
+    }
+
+    /// [`PgConnection::run`] with another bound (migrations).
+    ///
+    /// # Errors
+    ///
+    /// As [`PgConnection::run`].
+    pub async fn run_bounded<T, E>(
+        &self,
+        bound: std::time::Duration,
+        f: impl AsyncFnOnce(&mut Client) -> Result<T, E>,
+    ) -> Result<T, E>
+    where
+        E: From<StoreError>,
+    {
+        let mut g = self.client().await?;
+        let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into()).into()) };
+        match tokio::time::timeout(bound, f(c)).await {
+            Ok(r) => r,
+            Err(_) => {
+                *g = None;
+                metrics::counter!("vitalwatch_db_timeouts_total").increment(1);
+                Err(self.timed_out("a call to", bound).into())
+            }
+        }
     }
 }
 
@@ -117,38 +222,53 @@ pub fn classify(e: tokio_postgres::Error) -> StoreError {
 }
 
 impl PgStore {
-    /// Connects (and fails fast if the database is unreachable).
+    /// Connects with the default timeouts (and fails fast if the database is unreachable).
     pub async fn connect(url: &str, chunk: usize) -> Result<Self, StoreError> {
+        Self::connect_with(url, chunk, DbTimeouts::default()).await
+    }
+
+    /// Connects with `timeouts` (and fails fast if the database is unreachable).
+    pub async fn connect_with(url: &str, chunk: usize, timeouts: DbTimeouts) -> Result<Self, StoreError> {
         // Two connections, the second opened only when two calls overlap
         // (persist writes two batches at once; see `persist.concurrent_writes`).
-        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::pool(url, 2) };
+        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::pool(url, 2).with_timeouts(timeouts) };
         drop(s.conn.client().await?);
         Ok(s)
     }
 
-    /// Runs `f` on the live client.
+    /// Runs `f` on the live client, bounded by the statement timeout.
     async fn with<T>(
         &self,
         f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
     ) -> Result<T, StoreError> {
-        let mut g = self.conn.client().await?;
-        let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into())) };
-        f(c).await.map_err(classify)
+        self.conn.run(async |c| f(c).await.map_err(classify)).await
     }
 }
 
 #[async_trait]
 impl Store for PgStore {
     async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        self.with(async |c| {
-            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
-            let result = migrate_locked(c).await;
-            let unlock = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
-            let report = result?;
-            unlock?;
-            Ok(report)
-        })
-        .await
+        // Migrations may wait for another process's (advisory lock) and build
+        // indexes: no statement timeout, a generous bound on the whole.
+        let restore = format!("SET statement_timeout = {}", self.conn.timeouts().statement.as_millis());
+        self.conn
+            .run_bounded(MIGRATION_BOUND, async |c| {
+                let run = async {
+                    c.batch_execute("SET statement_timeout = 0").await?;
+                    c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
+                    let result = migrate_locked(c).await;
+                    let unlock = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
+                    let report = result?;
+                    unlock?;
+                    Ok(report)
+                };
+                let result: Result<MigrationReport, tokio_postgres::Error> = run.await;
+                let reset = c.batch_execute(&restore).await;
+                let report = result.map_err(classify)?;
+                reset.map_err(classify)?;
+                Ok::<_, StoreError>(report)
+            })
+            .await
     }
 
     async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
@@ -202,12 +322,20 @@ impl Store for PgStore {
     }
 
     async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
-        let (patients, devices, enrolments) = self
+        let (patients, devices, enrolments, grants) = self
             .with(async |c| {
                 let p = c.query("SELECT patient_id FROM patients WHERE status = 'active'", &[]).await?;
                 let d = c.query("SELECT device_id, retired_at FROM devices", &[]).await?;
-                let e = c.query("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments", &[]).await?;
-                Ok((p, d, e))
+                let e = c
+                    .query(
+                        "SELECT device_id, patient_id, valid_from, valid_to, end_reason, end_recorded_at FROM enrolments",
+                        &[],
+                    )
+                    .await?;
+                let g = c
+                    .query("SELECT device_id, patient_id, valid_until FROM backfill_grants WHERE valid_until > now()", &[])
+                    .await?;
+                Ok((p, d, e, g))
             })
             .await?;
         let mut snap = RegistrySnapshot::default();
@@ -215,13 +343,21 @@ impl Store for PgStore {
             snap.patients.insert(r.get(0));
         }
         for r in devices {
-            snap.devices.insert(r.get(0), DeviceEntry { retired_at: r.get(1), enrolments: Vec::new() });
+            snap.devices.insert(r.get(0), DeviceEntry { retired_at: r.get(1), ..Default::default() });
         }
         for r in enrolments {
             let device: String = r.get(0);
             let Ok(patient_id) = PatientId::new(r.get::<_, String>(1)) else { continue };
+            let ended = enrolment_end(r.get(4), r.get(5));
             if let Some(d) = snap.devices.get_mut(&device) {
-                d.enrolments.push(Enrolment { patient_id, valid_from: r.get(2), valid_to: r.get(3) });
+                d.enrolments.push(Enrolment { patient_id, valid_from: r.get(2), valid_to: r.get(3), ended });
+            }
+        }
+        for r in grants {
+            let device: String = r.get(0);
+            let Ok(patient_id) = PatientId::new(r.get::<_, String>(1)) else { continue };
+            if let Some(d) = snap.devices.get_mut(&device) {
+                d.backfill.push(BackfillGrant { patient_id, until: r.get(2) });
             }
         }
         Ok(snap)
@@ -267,7 +403,8 @@ impl Store for PgStore {
                     return Ok(Err("the device is retired"));
                 }
                 tx.execute(
-                    "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                    "UPDATE enrolments SET valid_to = $2, end_reason = 'moved', end_recorded_at = clock_timestamp() \
+                     WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
                     &[&device.as_str(), &from],
                 )
                 .await?;
@@ -295,7 +432,8 @@ impl Store for PgStore {
     async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
         self.with(async |c| {
             c.execute(
-                "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                "UPDATE enrolments SET valid_to = $2, end_reason = 'unenrolled', end_recorded_at = clock_timestamp() \
+                 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
                 &[&device.as_str(), &at],
             )
             .await
@@ -315,7 +453,8 @@ impl Store for PgStore {
                     )
                     .await?;
                 tx.execute(
-                    "UPDATE enrolments SET valid_to = $2 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
+                    "UPDATE enrolments SET valid_to = $2, end_reason = 'retired', end_recorded_at = clock_timestamp() \
+                     WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
                     &[&device.as_str(), &at],
                 )
                 .await?;
@@ -324,6 +463,45 @@ impl Store for PgStore {
             })
             .await?;
         if n == 0 { Err(StoreError::Invalid("unknown device".into())) } else { Ok(()) }
+    }
+
+    async fn grant_backfill(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let outcome = self
+            .with(async |c| {
+                let tx = c.transaction().await?;
+                let d = tx
+                    .query_opt("SELECT retired_at FROM devices WHERE device_id = $1 FOR UPDATE", &[&device.as_str()])
+                    .await?;
+                let Some(d) = d else { return Ok(Err("unknown device")) };
+                if d.get::<_, Option<DateTime<Utc>>>(0).is_some() {
+                    return Ok(Err("the device is retired"));
+                }
+                let ended = tx
+                    .query_opt(
+                        "SELECT 1 FROM enrolments WHERE device_id = $1 AND patient_id = $2 AND end_reason IS NOT NULL",
+                        &[&device.as_str(), &patient.as_str()],
+                    )
+                    .await?;
+                if ended.is_none() {
+                    return Ok(Err("the device has no ended enrolment to this patient"));
+                }
+                tx.execute(
+                    "INSERT INTO backfill_grants (device_id, patient_id, granted_at, valid_until, reason) \
+                     VALUES ($1, $2, clock_timestamp(), $3, $4)",
+                    &[&device.as_str(), &patient.as_str(), &until, &reason],
+                )
+                .await?;
+                tx.commit().await?;
+                Ok(Ok(()))
+            })
+            .await?;
+        outcome.map_err(|m| StoreError::Invalid(m.to_owned()))
     }
 
     async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError> {
@@ -689,6 +867,11 @@ fn observation_row(patient: &PatientId, r: &tokio_postgres::Row) -> Option<Obser
             trace_id: trace.unwrap_or_default(),
         },
     )
+}
+
+/// The recorded end of an enrolment row (`end_reason`, `end_recorded_at`).
+pub(crate) fn enrolment_end(reason: Option<&str>, recorded_at: Option<DateTime<Utc>>) -> Option<EnrolmentEnd> {
+    Some(EnrolmentEnd { reason: EndReason::parse(reason?)?, recorded_at: recorded_at? })
 }
 
 fn close_row(r: &tokio_postgres::Row) -> EpisodeClose {

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, OptionalExtension, params};
-use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
+use vitalwatch_schemas::registry::{BackfillGrant, DeviceEntry, EndReason, Enrolment, EnrolmentEnd, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::{
@@ -196,10 +196,13 @@ impl Store for SqliteStore {
                 for row in rows {
                     let (d, retired) = row.map_err(err)?;
                     snap.devices
-                        .insert(d, DeviceEntry { retired_at: retired.map(from_micros), enrolments: Vec::new() });
+                        .insert(d, DeviceEntry { retired_at: retired.map(from_micros), ..Default::default() });
                 }
-                let mut st =
-                    c.prepare("SELECT device_id, patient_id, valid_from, valid_to FROM enrolments").map_err(err)?;
+                let mut st = c
+                    .prepare(
+                        "SELECT device_id, patient_id, valid_from, valid_to, end_reason, end_recorded_at FROM enrolments",
+                    )
+                    .map_err(err)?;
                 let rows = st
                     .query_map([], |r| {
                         Ok((
@@ -207,18 +210,39 @@ impl Store for SqliteStore {
                             r.get::<_, String>(1)?,
                             r.get::<_, i64>(2)?,
                             r.get::<_, Option<i64>>(3)?,
+                            r.get::<_, Option<String>>(4)?,
+                            r.get::<_, Option<i64>>(5)?,
                         ))
                     })
                     .map_err(err)?;
                 for row in rows {
-                    let (d, p, from, to) = row.map_err(err)?;
+                    let (d, p, from, to, reason, recorded) = row.map_err(err)?;
                     let Ok(patient_id) = PatientId::new(p) else { continue };
+                    let ended = reason.as_deref().and_then(EndReason::parse).zip(recorded).map(|(reason, at)| {
+                        EnrolmentEnd { reason, recorded_at: from_micros(at) }
+                    });
                     if let Some(e) = snap.devices.get_mut(&d) {
                         e.enrolments.push(Enrolment {
                             patient_id,
                             valid_from: from_micros(from),
                             valid_to: to.map(from_micros),
+                            ended,
                         });
+                    }
+                }
+                let mut st = c
+                    .prepare("SELECT device_id, patient_id, valid_until FROM backfill_grants WHERE valid_until > ?1")
+                    .map_err(err)?;
+                let rows = st
+                    .query_map([micros(Utc::now())], |r| {
+                        Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, i64>(2)?))
+                    })
+                    .map_err(err)?;
+                for row in rows {
+                    let (d, p, until) = row.map_err(err)?;
+                    let Ok(patient_id) = PatientId::new(p) else { continue };
+                    if let Some(e) = snap.devices.get_mut(&d) {
+                        e.backfill.push(BackfillGrant { patient_id, until: from_micros(until) });
                     }
                 }
                 Ok(snap)
@@ -276,8 +300,9 @@ impl Store for SqliteStore {
                     return Err(StoreError::Invalid("unknown patient".into()));
                 }
                 tx.execute(
-                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                    params![d, f],
+                    "UPDATE enrolments SET valid_to = ?2, end_reason = 'moved', end_recorded_at = ?3 \
+                     WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                    params![d, f, micros(Utc::now())],
                 )
                 .map_err(err)?;
                 let overlap: Option<i64> = tx
@@ -306,8 +331,9 @@ impl Store for SqliteStore {
         self.conn
             .run(move |c| {
                 c.execute(
-                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                    params![d, a],
+                    "UPDATE enrolments SET valid_to = ?2, end_reason = 'unenrolled', end_recorded_at = ?3 \
+                     WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                    params![d, a, micros(Utc::now())],
                 )
                 .map(|_| ())
                 .map_err(err)
@@ -330,8 +356,52 @@ impl Store for SqliteStore {
                     return Err(StoreError::Invalid("unknown device".into()));
                 }
                 tx.execute(
-                    "UPDATE enrolments SET valid_to = ?2 WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
-                    params![d, a],
+                    "UPDATE enrolments SET valid_to = ?2, end_reason = 'retired', end_recorded_at = ?3 \
+                     WHERE device_id = ?1 AND valid_to IS NULL AND valid_from < ?2",
+                    params![d, a, micros(Utc::now())],
+                )
+                .map_err(err)?;
+                tx.commit().map_err(err)
+            })
+            .await
+    }
+
+    async fn grant_backfill(
+        &self,
+        device: &DeviceId,
+        patient: &PatientId,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        let (d, p, u, why) =
+            (device.as_str().to_owned(), patient.as_str().to_owned(), micros(until), reason.to_owned());
+        self.conn
+            .run(move |c| {
+                let tx = c.transaction().map_err(err)?;
+                let retired: Option<Option<i64>> = tx
+                    .query_row("SELECT retired_at FROM devices WHERE device_id = ?1", [&d], |r| r.get(0))
+                    .optional()
+                    .map_err(err)?;
+                match retired {
+                    None => return Err(StoreError::Invalid("unknown device".into())),
+                    Some(Some(_)) => return Err(StoreError::Invalid("the device is retired".into())),
+                    Some(None) => {}
+                }
+                let ended: Option<i64> = tx
+                    .query_row(
+                        "SELECT 1 FROM enrolments WHERE device_id = ?1 AND patient_id = ?2 AND end_reason IS NOT NULL",
+                        params![d, p],
+                        |r| r.get(0),
+                    )
+                    .optional()
+                    .map_err(err)?;
+                if ended.is_none() {
+                    return Err(StoreError::Invalid("the device has no ended enrolment to this patient".into()));
+                }
+                tx.execute(
+                    "INSERT INTO backfill_grants (device_id, patient_id, granted_at, valid_until, reason) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![d, p, micros(Utc::now()), u, why],
                 )
                 .map_err(err)?;
                 tx.commit().map_err(err)
@@ -646,6 +716,7 @@ fn close_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EpisodeClose> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use vitalwatch_schemas::registry::Attribution;
     use vitalwatch_schemas::{Code, ObservationId, Source, TimeSource};
 
     fn obs(p: &str, t: i64, v: f64) -> Observation {
@@ -686,11 +757,19 @@ mod tests {
         s.add_patient(&p2).await.unwrap();
         s.enrol(&d, &p2, from_micros(20)).await.unwrap();
         let snap = s.registry().await.unwrap();
-        assert_eq!(snap.patient_for(&d, from_micros(15)).unwrap(), &p);
-        assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
+        let at = |m| (from_micros(m), from_micros(m));
+        let (t, now) = at(15);
+        assert_eq!(snap.patient_for(&d, t, now).unwrap(), &p);
+        let (t, now) = at(25);
+        assert_eq!(snap.patient_for(&d, t, now).unwrap(), &p2);
+        // The move is recorded (now): p's period accepts no more readings.
+        assert_eq!(snap.patient_for(&d, from_micros(15), Utc::now()), Err(Attribution::Reassigned));
         s.retire_device(&d, from_micros(30)).await.unwrap();
         let snap = s.registry().await.unwrap();
-        assert!(snap.patient_for(&d, from_micros(35)).is_err());
-        assert_eq!(snap.patient_for(&d, from_micros(25)).unwrap(), &p2);
+        let (t, now) = at(35);
+        assert!(snap.patient_for(&d, t, now).is_err());
+        let (t, now) = at(25);
+        assert_eq!(snap.patient_for(&d, t, now).unwrap(), &p2);
+        assert_eq!(snap.patient_for(&d, from_micros(25), Utc::now()), Err(Attribution::Retired));
     }
 }

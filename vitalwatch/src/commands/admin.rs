@@ -15,12 +15,10 @@ use super::registry::StoreArgs;
 pub(crate) async fn service(args: &StoreArgs, config: Option<&Path>) -> anyhow::Result<AdminService> {
     let s = args.settings(config)?;
     if args.embedded {
-        let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+        let st = store::open_settings(&s.database).await.context("opening the database")?;
         st.migrate().await.context("migrating the embedded database")?;
     }
-    AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
-        .await
-        .context("opening the database")
+    AdminService::open_settings(&s.database, s.api.max_page_size).await.context("opening the database")
 }
 
 /// `vitalwatch api`: the admin API against the configured database.
@@ -28,11 +26,10 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let s = Settings::load(Profile::Service, config)?;
     telemetry::init(s.log_format, "info");
     let shutdown = shutdown::on_signals();
-    let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let st = store::open_settings(&s.database).await.context("opening the database")?;
     super::wiring::Checks::new().database(st).serve(&s, &shutdown).await?;
-    let service = AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
-        .await
-        .context("opening the database")?;
+    let service =
+        AdminService::open_settings(&s.database, s.api.max_page_size).await.context("opening the database")?;
     let listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?);

@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use vitalwatch_admin::Actor;
-use vitalwatch_admin::model::{At, Enrol, NewDevice, NewPatient, PageQuery};
+use vitalwatch_admin::model::{At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
 use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::store;
 
@@ -102,6 +102,22 @@ pub enum DeviceCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Let a moved (or unenrolled) device file the readings it stored for its
+    /// previous patient, for a few hours (recorded in the admin audit trail).
+    Backfill {
+        /// Device id.
+        device: String,
+        /// The previous patient.
+        patient: String,
+        /// How long the grant stays open, hours (1 to 72).
+        #[arg(long, default_value_t = 24)]
+        hours: u32,
+        /// Why (recorded in the audit trail; no patient data).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
     /// List devices with their enrolments.
     List {
         #[command(flatten)]
@@ -121,7 +137,7 @@ fn when(s: &Option<String>) -> anyhow::Result<DateTime<Utc>> {
 /// `vitalwatch migrate`.
 pub async fn migrate(config: Option<&Path>, args: StoreArgs) -> anyhow::Result<()> {
     let s = args.settings(config)?;
-    let st = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let st = store::open_settings(&s.database).await.context("opening the database")?;
     let report = st.migrate().await.context("applying migrations")?;
     println!(
         "migrations applied: {:?}{}",
@@ -192,6 +208,11 @@ pub async fn device(config: Option<&Path>, cmd: DeviceCommand) -> anyhow::Result
             let input = At { at: Some(when(&at)?) };
             admin::service(&store, config).await?.retire_device(&actor, &device, &input).await?;
             println!("{device}: retired");
+        }
+        DeviceCommand::Backfill { device, patient, hours, reason, store } => {
+            let input = Backfill { patient: patient.clone(), hours, reason };
+            let until = admin::service(&store, config).await?.grant_backfill(&actor, &device, &input).await?;
+            println!("{device}: backfill for {patient} open until {}", until.to_rfc3339());
         }
         DeviceCommand::List { store } => {
             let svc = admin::service(&store, config).await?;

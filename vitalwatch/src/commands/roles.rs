@@ -26,7 +26,7 @@ fn service_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
 pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     let stats = Arc::new(IngestStats::default());
     Checks::new().database(store.clone()).bus(&s)?.mqtt(stats.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
@@ -39,7 +39,7 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
 pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     let progress = Progress::new("persist");
     Checks::new().database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
@@ -94,7 +94,7 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let s = service_settings(config)?;
     let cfg = rules_config(&s)?;
     let shutdown = shutdown::on_signals();
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     let progress = Progress::new("rules");
     Checks::new().database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;

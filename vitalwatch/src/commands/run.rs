@@ -65,7 +65,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         s.mqtt.share_group.clear();
     }
 
-    let store = store::open(&s.database.url, s.database.insert_chunk).await.context("opening the database")?;
+    let store = store::open_settings(&s.database).await.context("opening the database")?;
     store.migrate().await.context("migrating the database")?;
     let bus = Bus::open(&s).await?;
     let ingest_stats = Arc::new(IngestStats::default());
@@ -109,7 +109,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     // Alerting first, so it is listening before rules produce.
     let mut alert_consumer =
         bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress[2])?;
-    let alert_store = vitalwatch_alerting::store::open(&s.database.url).await.context("opening the alerting store")?;
+    let alert_store = vitalwatch_alerting::store::open_with(&s.database.url, s.database.timeouts())
+        .await
+        .context("opening the alerting store")?;
     let alerting_task = {
         let (settings, dead, shutdown) = (s.alerting.clone(), bus.dead_letters(&s, "alerting")?, shutdown.clone());
         tokio::spawn(async move {
@@ -125,7 +127,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         s.api.listen = free.to_string();
     }
     let admin = Arc::new(
-        vitalwatch_admin::AdminService::open(&s.database.url, s.database.insert_chunk, s.api.max_page_size)
+        vitalwatch_admin::AdminService::open_settings(&s.database, s.api.max_page_size)
             .await
             .context("opening the admin store")?,
     );

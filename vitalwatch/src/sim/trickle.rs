@@ -85,7 +85,7 @@ pub async fn register_population(
         store.add_patient(&pid).await?;
         for (device, kind) in p.devices() {
             let did = DeviceId::new(device)?;
-            if snapshot.patient_for(&did, Utc::now()).is_ok_and(|q| *q == pid) {
+            if snapshot.patient_for(&did, Utc::now(), Utc::now()).is_ok_and(|q| *q == pid) {
                 continue;
             }
             store.add_device(&did, kind).await?;
