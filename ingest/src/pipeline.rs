@@ -127,15 +127,15 @@ pub fn rate_limited(topic_str: &str, payload: &[u8]) -> Processed {
 
 /// The one dead letter of a processed message (`None` if nothing was
 /// rejected): every rejection in `reasons`, in order, the first one also in
-/// `reason`, `message` and `field`; the raw payload, except for a
-/// rate-limited message, whose payload is left out (its size is in
-/// `payload_bytes`) so that a flood is not copied onto the dead-letter topic.
+/// `reason`, `message` and `field`; the raw payload once (a rate-limited
+/// message too: its readings were not looked at, and the dead letter is the
+/// only place they can be recovered from; one copy per message is no
+/// amplification).
 pub fn dead_letter(topic: &str, payload: &[u8], received_at: DateTime<Utc>, p: &Processed) -> Option<proto::Rejection> {
     let first = p.rejections.first()?;
-    let limited = first.reason == Reason::RateLimited;
     Some(proto::Rejection {
         topic: topic.to_owned(),
-        raw_payload: if limited { Vec::new() } else { payload.to_vec() },
+        raw_payload: payload.to_vec(),
         reason: first.reason.as_str().to_owned(),
         message: first.message.clone(),
         field: first.field.clone().unwrap_or_default(),
@@ -563,10 +563,10 @@ mod tests {
         // Nothing rejected: no dead letter.
         let ok = run(DEV, &format!(r#"{{"readings":[{}]}}"#, rs[3]));
         assert!(dead_letter(DEV, b"x", now(), &ok).is_none());
-        // Rate limited: the reason, no payload copy.
+        // Rate limited: the reason, and the payload once (to recover it).
         let rl = rate_limited(DEV, payload.as_bytes());
         let dl = dead_letter(DEV, payload.as_bytes(), now(), &rl).unwrap();
-        assert_eq!((dl.reason.as_str(), dl.raw_payload.len()), ("rate_limited", 0));
+        assert_eq!((dl.reason.as_str(), dl.raw_payload.as_slice()), ("rate_limited", payload.as_bytes()));
         assert_eq!((dl.reasons.len(), dl.payload_bytes as usize, dl.reasons[0].index), (1, payload.len(), None));
     }
 

@@ -95,7 +95,7 @@ impl Reason {
     }
 
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [Reason; 22] = [
+    pub const ALL: [Reason; 24] = [
         Reason::UnknownTopic,
         Reason::InvalidIdentifier,
         Reason::UnsupportedFormat,

@@ -92,7 +92,9 @@ fn registry() -> RegistrySnapshot {
                 patient_id: PatientId::new("p1").unwrap(),
                 valid_from: now() - Duration::days(365),
                 valid_to: None,
+                ended: None,
             }],
+            backfill: Vec::new(),
         },
     );
     r
