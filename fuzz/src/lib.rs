@@ -42,13 +42,19 @@ pub fn registry() -> &'static RegistrySnapshot {
             patient_id: PatientId::new(p).expect("valid id"),
             valid_from: now() - Duration::days(365),
             valid_to: None,
+            ended: None,
         };
-        r.devices.insert("d1".into(), DeviceEntry { retired_at: None, enrolments: vec![enrol("p1")] });
+        r.devices
+            .insert("d1".into(), DeviceEntry { retired_at: None, enrolments: vec![enrol("p1")], backfill: Vec::new() });
         r.devices.insert(
             "old".into(),
-            DeviceEntry { retired_at: Some(now() - Duration::days(1)), enrolments: vec![enrol("p1")] },
+            DeviceEntry {
+                retired_at: Some(now() - Duration::days(1)),
+                enrolments: vec![enrol("p1")],
+                backfill: Vec::new(),
+            },
         );
-        r.devices.insert("spare".into(), DeviceEntry { retired_at: None, enrolments: vec![] });
+        r.devices.insert("spare".into(), DeviceEntry { retired_at: None, enrolments: vec![], backfill: Vec::new() });
         r
     })
 }
