@@ -1,136 +1,151 @@
-//! A private PostgreSQL 15 cluster for fault tests (a hung or stopped
-//! database): `initdb` into a temporary folder, started on a free port. Never
-//! stop or pause the shared cluster on 5432; pause this one.
+//! A private PostgreSQL 15 cluster for fault tests (a hung, stopped or
+//! restarted database): `initdb` into a temporary folder, started on a free
+//! port. Never stop or pause the shared cluster on 5432; use this one.
+//! Used by `tests/registry_faults.rs` and the fault suite (`tests/faults/`).
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use super::{free_port, in_ci};
+use super::{free_port, in_ci, service_var};
 
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// Sends `sig` to `pid` (a process of this private cluster).
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process the test started.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
 
-/// A running private cluster, stopped (immediate) and removed on drop.
+/// A private PostgreSQL 15 cluster (initdb in a temporary folder, its own
+/// port, trust authentication, no fsync: a test cluster).
 pub struct PrivatePostgres {
     dir: tempfile::TempDir,
-    /// Port on 127.0.0.1.
+    bin: PathBuf,
+    /// Port.
     pub port: u16,
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
     pub url: String,
-}
-
-/// Runs a PostgreSQL program as the `postgres` user when we are root
-/// (initdb refuses to run as root).
-fn pg_command(program: &str) -> Command {
-    let path = format!("{BIN}/{program}");
-    // SAFETY: getuid has no preconditions.
-    if unsafe { libc::getuid() } == 0 {
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", &path]);
-        c
-    } else {
-        Command::new(path)
-    }
+    stopped: bool,
 }
 
 impl PrivatePostgres {
-    /// Starts one; `None` (skip) if PostgreSQL 15 is not installed, outside CI.
+    /// Creates and starts one; `None` (skip) if PostgreSQL's server binaries are missing outside CI.
     pub fn start() -> Option<PrivatePostgres> {
-        if !std::path::Path::new(&format!("{BIN}/initdb")).exists() {
-            let msg = format!("PostgreSQL 15 server binaries are not installed in {BIN}");
-            if in_ci() {
-                panic!("CI requires {msg}");
-            }
+        let bin = PathBuf::from(service_var("VW_PG_BIN", "/usr/lib/postgresql/15/bin"));
+        if !bin.join("initdb").exists() {
+            let msg = format!("PostgreSQL server binaries in {}", bin.display());
+            assert!(!in_ci(), "CI requires {msg}");
             eprintln!("SKIPPED (not in CI): {msg}");
             return None;
         }
-        let dir = tempfile::tempdir().expect("tempdir");
-        // SAFETY: getuid has no preconditions.
-        if unsafe { libc::getuid() } == 0 {
-            let ok = Command::new("chown").arg("postgres").arg(dir.path()).status().is_ok_and(|s| s.success());
-            assert!(ok, "chown postgres {}", dir.path().display());
-        }
-        let data = dir.path().join("data");
-        let out = pg_command("initdb")
-            .arg("-D")
-            .arg(&data)
-            .args(["-A", "trust", "-U", "postgres", "--no-sync"])
-            .output()
-            .expect("run initdb");
-        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let dir = tempfile::Builder::new().prefix("vw-faults-pg").tempdir().expect("tempdir");
         let port = free_port();
-        let opts = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off",
-            dir.path().display()
+        let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
+        let pg = PrivatePostgres { dir, bin, port, url, stopped: true };
+        // initdb refuses to run as root: the cluster belongs to `postgres` then.
+        if Self::as_root() {
+            let out = Command::new("chown").arg("-R").arg("postgres").arg(pg.dir.path()).output().expect("chown");
+            assert!(out.status.success(), "chown postgres {}: {out:?}", pg.dir.path().display());
+        }
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--no-sync"]);
+        let mut pg = pg;
+        pg.start_server();
+        Some(pg)
+    }
+
+    /// True when the tests run as root (the cluster then belongs to `postgres`).
+    pub fn as_root() -> bool {
+        // SAFETY: getuid has no preconditions.
+        unsafe { libc::getuid() == 0 }
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn run(&self, tool: &str, args: &[&str]) {
+        let exe = self.bin.join(tool);
+        let out = if Self::as_root() {
+            Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+        } else {
+            Command::new(&exe).args(args).output()
+        }
+        .unwrap_or_else(|e| panic!("run {}: {e}", exe.display()));
+        assert!(
+            out.status.success(),
+            "{tool} {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
-        let out = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(&data)
-            .args(["-o", &opts, "-l"])
-            .arg(dir.path().join("log"))
-            .args(["-w", "-t", "30", "start"])
-            .output()
-            .expect("run pg_ctl");
-        assert!(out.status.success(), "pg_ctl start failed: {}", String::from_utf8_lossy(&out.stderr));
-        Some(PrivatePostgres { dir, port, url: format!("postgres://postgres@127.0.0.1:{port}/postgres") })
     }
 
-    fn data(&self) -> PathBuf {
-        self.dir.path().join("data")
+    /// Starts the server (after [`stop`](Self::stop)).
+    pub fn start_server(&mut self) {
+        let opts = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
+             -c full_page_writes=off -c max_connections=200",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("postgres.log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
+        self.stopped = false;
     }
 
-    /// The postmaster and every process it started (backends, background workers).
-    fn pids(&self) -> Vec<i32> {
-        let text = std::fs::read_to_string(self.data().join("postmaster.pid")).unwrap_or_default();
-        let Some(main) = text.lines().next().and_then(|l| l.trim().parse::<i32>().ok()) else { return Vec::new() };
-        let mut pids = vec![main];
-        if let Ok(entries) = std::fs::read_dir("/proc") {
-            for e in entries.flatten() {
-                let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-                let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-                // Field 4 (after the parenthesised command) is the parent pid.
-                let ppid =
-                    stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok());
-                if ppid == Some(main) {
-                    pids.push(pid);
-                }
+    /// Stops the server (fast shutdown: connections are closed).
+    pub fn stop(&mut self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "60", "stop"]);
+        self.stopped = true;
+    }
+
+    /// The postmaster and every backend of this cluster.
+    fn pids(&self) -> Vec<u32> {
+        let Ok(text) = std::fs::read_to_string(self.dir.path().join("data/postmaster.pid")) else {
+            return Vec::new();
+        };
+        let Some(master) = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok()) else {
+            return Vec::new();
+        };
+        let mut pids = vec![master];
+        for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let ppid = stat.rfind(')').and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok());
+            if ppid == Some(master) {
+                pids.push(pid);
             }
         }
         pids
     }
 
-    fn signal(&self, sig: i32) {
+    /// Hangs the whole cluster (SIGSTOP to the postmaster, then to every backend).
+    pub fn hang(&self) {
         for pid in self.pids() {
-            // SAFETY: kill(2) on processes of our own private cluster.
-            unsafe {
-                libc::kill(pid, sig);
-            }
+            signal(pid, libc::SIGSTOP);
         }
     }
 
-    /// Hangs the database: SIGSTOP to the postmaster and all its children.
-    /// Connections stay open, nothing answers, new connections are not served.
-    pub fn hang(&self) {
-        self.signal(libc::SIGSTOP);
-    }
-
-    /// Resumes after [`PrivatePostgres::hang`].
+    /// Resumes a hung cluster.
     pub fn resume(&self) {
-        self.signal(libc::SIGCONT);
+        for pid in self.pids() {
+            signal(pid, libc::SIGCONT);
+        }
     }
 }
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        self.resume();
-        let _ = pg_command("pg_ctl")
-            .arg("-D")
-            .arg(self.data())
-            .args(["-m", "immediate", "-w", "-t", "10", "stop"])
-            .output();
-        let until = Instant::now() + Duration::from_secs(5);
-        while self.data().join("postmaster.pid").exists() && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
+        if !self.stopped {
+            self.resume();
+            let data = self.data();
+            let exe = self.bin.join("pg_ctl");
+            let args = ["-D", data.as_str(), "-m", "immediate", "-w", "stop"];
+            let _ = if Self::as_root() {
+                Command::new("runuser").arg("-u").arg("postgres").arg("--").arg(&exe).args(args).output()
+            } else {
+                Command::new(&exe).args(args).output()
+            };
         }
     }
 }

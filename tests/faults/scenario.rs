@@ -320,7 +320,7 @@ pub async fn run(p: &Profile, fault: Fault) -> Option<Outcome> {
     let mut broker = Broker::start()?;
     let mut smtp = Smtp::start(&dir)?;
     let sms = SmsGateway::start().await;
-    let db = fresh_database(&pg.url("postgres"), &run).await;
+    let db = fresh_database(&pg.url, &run).await;
 
     let kv = |k: &str, v: String| (k.to_owned(), v);
     let mut env = service_env(&run, &db, &broker.url());
