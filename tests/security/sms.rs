@@ -153,10 +153,24 @@ impl Embedded {
             hourly_cap: None,
         };
         self.store.upsert_physician(&physician).await.unwrap();
+        let deputy = Physician {
+            id: pid("dr-deputy"),
+            name: "Dr Deputy".into(),
+            email: EmailAddress::new("dr-deputy@hospital.example").unwrap(),
+            mobile: Some(PhoneNumber::new("+33600000002").unwrap()),
+            channels: ChannelPreferences {
+                low: vec![Channel::Email],
+                medium: vec![Channel::Email],
+                high: vec![Channel::Email],
+                critical: vec![Channel::Email],
+            },
+            ..physician
+        };
+        self.store.upsert_physician(&deputy).await.unwrap();
         let team = CareTeam {
             patient_id: PatientId::new(PATIENT).unwrap(),
             responsible: pid(DOCTOR),
-            deputies: vec![],
+            deputies: vec![pid("dr-deputy")],
             policy: EscalationPolicy::default(),
         };
         self.store.set_care_team(&team).await.unwrap();
