@@ -16,6 +16,7 @@ use sha2::Sha256;
 
 use crate::episode::EpisodeId;
 use crate::notification::Notification;
+use crate::severity::Severity;
 use crate::team::PhysicianId;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -42,7 +43,7 @@ pub enum AckError {
     #[error("acknowledgment token expired at {0}")]
     Expired(DateTime<Utc>),
     /// Code length out of range.
-    #[error("acknowledgment codes must have 4 to 8 digits, not {0}")]
+    #[error("acknowledgment codes must have {MIN_CODE_DIGITS} to {MAX_CODE_DIGITS} digits, not {0}")]
     CodeLength(u32),
     /// No free code was found.
     #[error("no free acknowledgment code for this physician after {0} candidates")]
@@ -59,6 +60,9 @@ pub struct AckClaims {
     pub episode_id: EpisodeId,
     /// The physician the link was sent to.
     pub recipient: PhysicianId,
+    /// The severity the message was sent for: the link acknowledges that severity
+    /// and below, never a rise that happened after it was sent.
+    pub severity: Severity,
     /// Unique per notification: the store records it to make the link single-use.
     pub nonce: String,
     /// Expiry, Unix seconds.
@@ -116,6 +120,7 @@ impl AckSigner {
         let claims = AckClaims {
             episode_id: notification.episode_id.clone(),
             recipient: notification.recipient.clone(),
+            severity: notification.severity,
             nonce: notification.key.digest_hex(),
             expires_at: expires_at.timestamp(),
         };
@@ -194,16 +199,23 @@ impl fmt::Debug for AckCodeGenerator {
     }
 }
 
+/// Fewest digits of an acknowledgment code (`alerting.ack_code_digits`): with the
+/// inbound limits (5 failures per number, then a 1 h lockout) one number gets at most
+/// 120 guesses a day, i.e. a chance of at most 120 x k / 10^6 per day with k open codes.
+pub const MIN_CODE_DIGITS: u32 = 6;
+/// Most digits of an acknowledgment code.
+pub const MAX_CODE_DIGITS: u32 = 10;
+
 /// Candidates tried by [`AckCodeGenerator::assign`].
 pub const MAX_CODE_CANDIDATES: u32 = 64;
 
 impl AckCodeGenerator {
-    /// A generator of `digits`-digit codes (4 to 8).
+    /// A generator of `digits`-digit codes ([`MIN_CODE_DIGITS`] to [`MAX_CODE_DIGITS`]).
     pub fn new(secret: &[u8], digits: u32) -> Result<Self, AckError> {
         if secret.len() < MIN_SECRET_LEN {
             return Err(AckError::WeakSecret(secret.len()));
         }
-        if !(4..=8).contains(&digits) {
+        if !(MIN_CODE_DIGITS..=MAX_CODE_DIGITS).contains(&digits) {
             return Err(AckError::CodeLength(digits));
         }
         Ok(Self { secret: secret.to_vec(), digits })
@@ -269,7 +281,8 @@ pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
         .find_map(|v| first.strip_prefix(v).map(|rest| (*v, rest)))
         .ok_or(AckError::UnrecognizedReply)?;
     let code = if glued.is_empty() { words.next().ok_or(AckError::UnrecognizedReply)? } else { glued };
-    if !(4..=8).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
+    // Lenient on length (a shorter code simply matches nothing and counts as a failure).
+    if !(4..=MAX_CODE_DIGITS as usize).contains(&code.len()) || !code.bytes().all(|b| b.is_ascii_digit()) {
         return Err(AckError::UnrecognizedReply);
     }
     let code = AckCode(code.to_string());

@@ -43,6 +43,17 @@ pub enum EpisodeError {
     /// The episode is already resolved.
     #[error("episode {0} is already resolved")]
     AlreadyResolved(String),
+    /// The message (link or SMS code) was sent for a lower severity than the
+    /// episode has now: it cannot acknowledge the rise.
+    #[error(
+        "this alert has become more severe since this message ({sent_for} -> {now}); acknowledge from the newest message"
+    )]
+    SeverityRose {
+        /// The severity the message was sent for.
+        sent_for: Severity,
+        /// The current severity.
+        now: Severity,
+    },
     /// The snooze end is not in the future or too far away.
     #[error("snooze until {until} is invalid: it must be after now and at most 24 h away")]
     InvalidSnooze {
@@ -401,16 +412,25 @@ impl EpisodeState {
     }
 
     /// Records an acknowledgment (idempotent per physician and severity).
+    /// `sent_for` is the severity the link or SMS code was sent for (`None` for
+    /// the web application, which shows the current state): a message sent
+    /// before the severity rose cannot acknowledge the rise.
     pub fn acknowledge(
         &mut self,
         by: PhysicianId,
         via: AckVia,
+        sent_for: Option<Severity>,
         now: DateTime<Utc>,
     ) -> Result<Option<AuditRecord>, EpisodeError> {
         if self.resolved_at.is_some() {
             return Err(EpisodeError::AlreadyResolved(self.episode_id.to_string()));
         }
         let severity = self.severity;
+        if let Some(sent_for) = sent_for
+            && sent_for < severity
+        {
+            return Err(EpisodeError::SeverityRose { sent_for, now: severity });
+        }
         if self.acks.iter().any(|a| a.by == by && a.severity >= severity) {
             return Ok(None);
         }

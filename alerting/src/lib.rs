@@ -41,6 +41,7 @@ pub mod ack;
 pub mod audit;
 pub mod caps;
 pub mod episode;
+pub mod inbound;
 pub mod notification;
 pub mod notifier;
 pub mod planner;

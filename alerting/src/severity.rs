@@ -26,6 +26,11 @@ impl Severity {
     pub const ALL: [Severity; 5] =
         [Severity::Info, Severity::Low, Severity::Medium, Severity::High, Severity::Critical];
 
+    /// Parses a lower-case name (`info` ... `critical`).
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|v| v.as_str() == s)
+    }
+
     /// Lower-case name used in keys, JSON and logs (`high`).
     pub fn as_str(self) -> &'static str {
         match self {

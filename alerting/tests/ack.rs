@@ -30,6 +30,8 @@ fn token_valid_tampered_expired() {
     let (token, claims) = signer.issue(&n, now + Duration::hours(72));
     assert_eq!(claims.nonce, n.key.digest_hex());
     assert_eq!(claims.nonce.len(), 32);
+    // The link names the severity it was sent for (issue #13, defect 2).
+    assert_eq!(claims.severity, n.severity);
 
     // Valid.
     let got = signer.verify(&token, now + Duration::hours(1)).unwrap();
@@ -70,11 +72,11 @@ fn token_valid_tampered_expired() {
 
 #[test]
 fn codes_are_deterministic_and_unique_per_physician() {
-    let g = AckCodeGenerator::new(SECRET, 4).unwrap();
+    let g = AckCodeGenerator::new(SECRET, 6).unwrap();
     let ep = EpisodeId::new("ep-1").unwrap();
     let a = g.candidate(&ep, &pid("dr-martin"), 0);
     assert_eq!(a, g.candidate(&ep, &pid("dr-martin"), 0));
-    assert_eq!(a.as_str().len(), 4);
+    assert_eq!(a.as_str().len(), 6);
     assert!(a.as_str().bytes().all(|b| b.is_ascii_digit()));
     // The first candidate taken by another open episode: the next free one.
     let taken = a.clone();
@@ -83,6 +85,9 @@ fn codes_are_deterministic_and_unique_per_physician() {
     assert_eq!(b, g.candidate(&ep, &pid("dr-martin"), 1));
     assert_eq!(g.assign(&ep, &pid("dr-martin"), |_| true), Err(AckError::CodesExhausted(64)));
     assert_eq!(AckCodeGenerator::new(SECRET, 3).unwrap_err(), AckError::CodeLength(3));
+    // Four or five digits could be guessed within the inbound limits (issue #13).
+    assert_eq!(AckCodeGenerator::new(SECRET, 5).unwrap_err(), AckError::CodeLength(5));
+    assert_eq!(AckCodeGenerator::new(SECRET, 10).unwrap().candidate(&ep, &pid("dr-martin"), 0).as_str().len(), 10);
 }
 
 #[test]

@@ -63,7 +63,7 @@ fn notifier(email: Arc<dyn Transport>, sms: Option<Arc<dyn Transport>>, retry: R
             retry,
         },
         AckSigner::new(SECRET).unwrap(),
-        AckCodeGenerator::new(SECRET, 4).unwrap(),
+        AckCodeGenerator::new(SECRET, 6).unwrap(),
         email,
         sms,
     )
@@ -160,7 +160,7 @@ async fn a_real_smtp_server_receives_the_alert_email() {
     assert_eq!(claims.recipient.as_str(), "dr-martin");
     assert_eq!(claims.nonce, n.key.digest_hex());
     assert!(html.contains(&link.replace('&', "&amp;")));
-    let code = AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&n.episode_id, &n.recipient, 0);
+    let code = AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&n.episode_id, &n.recipient, 0);
     assert!(text.contains(&format!("ACK {code}")));
 }
 

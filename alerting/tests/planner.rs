@@ -84,7 +84,7 @@ fn high_alert_escalates_reminds_and_stops_on_ack() {
     assert_eq!(p.next_wakeup, Some(t0 + Duration::minutes(45)));
 
     // Acknowledged: nothing more, no wake-up.
-    let rec = w.ep.acknowledge(pid("dr-chen"), AckVia::SmsReply, t0 + Duration::minutes(31)).unwrap().unwrap();
+    let rec = w.ep.acknowledge(pid("dr-chen"), AckVia::SmsReply, None, t0 + Duration::minutes(31)).unwrap().unwrap();
     assert!(matches!(rec.entry, AuditEntry::Acknowledged { .. }));
     let p = w.step(t0 + Duration::minutes(50));
     assert!(p.notifications.is_empty());

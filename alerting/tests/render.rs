@@ -34,7 +34,7 @@ fn setup(patient: &str, summary: &str) -> (EpisodeState, Plan, Physician) {
 #[test]
 fn sms_fits_one_gsm7_segment() {
     let code =
-        AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&EpisodeId::new("ep-1").unwrap(), &pid("dr-martin"), 0);
+        AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&EpisodeId::new("ep-1").unwrap(), &pid("dr-martin"), 0);
     let (ep, p, martin) = setup("pt-0042", "s");
     let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
     let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();

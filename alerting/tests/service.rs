@@ -904,7 +904,7 @@ async fn digest_scenario(db: &str, replicas: usize) {
         "two notifications folded into the digest"
     );
     // ep-d3 is acknowledged (web app) before the digest goes out.
-    let ack = astore::Action::Ack { by: martin_id.clone(), via: AckVia::WebApp, nonce: None };
+    let ack = astore::Action::Ack { by: martin_id.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
     h.store.transition(&ep("ep-d3"), ack, &h.alerting.options, h.clock.now()).await.unwrap();
     tokio::time::sleep(StdDuration::from_millis(1500)).await;
     assert_eq!(sink.messages().len(), 1, "no digest before the end of the cap window");
@@ -1345,4 +1345,50 @@ async fn deputy_scenario(db: &str) {
     );
     h.stop().await;
     drop(sink);
+}
+
+/// Issue #13: inbound SMS attempts are counted per sender in PostgreSQL, so replicas
+/// share the limit: 20 concurrent attempts of one sender (as from several replicas)
+/// admit exactly `max_failures`; the lockout is appended to `admin_audit` once.
+#[tokio::test]
+async fn sms_attempts_are_shared_by_replicas_and_the_lockout_is_audited_on_postgres() {
+    use vitalwatch_alerting::inbound::{Admission, GuardPolicy};
+    let Some(db) = fresh_db().await else { return };
+    // Four connections, as four replicas would have.
+    let mut replicas = Vec::new();
+    for _ in 0..4 {
+        replicas.push(astore::open(&db).await.unwrap());
+    }
+    let store = replicas[0].clone();
+    let policy = GuardPolicy::default();
+    let t = Utc::now();
+    let dr = pid("dr-martin");
+    let attempts = (0..20).map(|i| replicas[i % 4].sms_admit("sender-a", Some(&dr), &policy, t));
+    let results: Vec<Admission> = futures::future::join_all(attempts).await.into_iter().map(Result::unwrap).collect();
+    assert_eq!(results.iter().filter(|a| **a == Admission::Allowed).count(), 5, "{results:?}");
+    let new_lockouts = results.iter().filter(|a| matches!(a, Admission::Locked { new_lockout: true, .. })).count();
+    assert_eq!(new_lockouts, 1, "{results:?}");
+    // Another sender is not affected; a right code clears a sender's count.
+    assert_eq!(store.sms_admit("sender-b", None, &policy, t).await.unwrap(), Admission::Allowed);
+    store.sms_succeeded("sender-b").await.unwrap();
+    for _ in 0..5 {
+        assert_eq!(store.sms_admit("sender-b", None, &policy, t).await.unwrap(), Admission::Allowed);
+    }
+    // After the lockout, a new window.
+    let later = t + Duration::hours(1) + Duration::seconds(1);
+    assert_eq!(store.sms_admit("sender-a", Some(&dr), &policy, later).await.unwrap(), Admission::Allowed);
+    let (client, conn) = tokio_postgres::connect(&db, tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    let rows = client
+        .query(
+            "SELECT actor, target_kind, target_id, details::text FROM admin_audit WHERE action = 'sms_inbound_lockout'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].get::<_, &str>(0), "alerting");
+    assert_eq!(rows[0].get::<_, &str>(1), "physician");
+    assert_eq!(rows[0].get::<_, &str>(2), "dr-martin");
+    assert!(rows[0].get::<_, &str>(3).contains("sender-a"), "{}", rows[0].get::<_, &str>(3));
 }

@@ -87,7 +87,7 @@ fn bench(c: &mut Criterion) {
     let history: Vec<(DateTime<Utc>, f64)> =
         (0..56).map(|i| (now - Duration::hours(6 * i), 94.0 + ((i * 7) % 5) as f64 * 0.5)).collect();
     let signer = AckSigner::new(SECRET).unwrap();
-    let code = AckCodeGenerator::new(SECRET, 4).unwrap().candidate(&ep.episode_id, &martin.id, 0);
+    let code = AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&ep.episode_id, &martin.id, 0);
     let from: vitalwatch_alerting::render::email::Mailbox = "vitalwatch <alerts@hospital.example>".parse().unwrap();
 
     c.bench_function("alert_email_with_chart", |b| {

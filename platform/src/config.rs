@@ -498,6 +498,8 @@ pub struct AlertSmsSettings {
     pub webhook_signing_secret: Option<String>,
     /// Timeout of one provider request, seconds.
     pub timeout_secs: u64,
+    /// Inbound SMS replies (`POST /sms/inbound`): authentication and limits.
+    pub inbound: AlertSmsInboundSettings,
 }
 
 impl Default for AlertSmsSettings {
@@ -513,7 +515,73 @@ impl Default for AlertSmsSettings {
             webhook_bearer_token: None,
             webhook_signing_secret: None,
             timeout_secs: 15,
+            inbound: AlertSmsInboundSettings::default(),
         }
+    }
+}
+
+/// Inbound SMS replies (`POST /sms/inbound`, issue #13): every call is authenticated,
+/// attempts are limited per sender number and per replica, and a sender that fails too
+/// often is locked out (audited in `admin_audit`).
+///
+/// Authentication by provider: `twilio` verifies `X-Twilio-Signature` with
+/// `alerting.sms.twilio_auth_token`; `webhook`, `none` and the `file` transport of `run`
+/// verify `X-Vitalwatch-Signature: sha256=<hex HMAC-SHA256(secret, "{timestamp}.{body}")>`
+/// with `X-Vitalwatch-Timestamp` (Unix seconds) within `max_skew_secs`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSmsInboundSettings {
+    /// Whether `POST /sms/inbound` accepts replies. Unset: on for `twilio` and `webhook`
+    /// and for the `file` transport of `run`, off for provider `none`. When on, the role
+    /// refuses to start without its secret (`twilio_auth_token` for `twilio`, `secret`
+    /// otherwise; `run` creates `{file_dir}/sms-inbound.secret`).
+    pub enabled: Option<bool>,
+    /// HMAC-SHA256 key of the generic webhook scheme, at least 32 bytes (never logged).
+    pub secret: Option<crate::secret::Secret>,
+    /// Largest difference between `X-Vitalwatch-Timestamp` and the clock, seconds.
+    pub max_skew_secs: u64,
+    /// Failed attempts (unknown number, unknown or wrong code) allowed per sender number
+    /// within `failure_window_secs` before the number is locked out.
+    pub max_failures: u32,
+    /// Window of `max_failures`, seconds.
+    pub failure_window_secs: u64,
+    /// How long a locked-out number gets the neutral answer whatever it sends, seconds.
+    pub lockout_secs: u64,
+    /// Inbound requests one replica accepts per minute over all senders (token bucket).
+    pub global_per_minute: u32,
+}
+
+impl Default for AlertSmsInboundSettings {
+    fn default() -> Self {
+        AlertSmsInboundSettings {
+            enabled: None,
+            secret: None,
+            max_skew_secs: 300,
+            max_failures: 5,
+            failure_window_secs: 900,
+            lockout_secs: 3600,
+            global_per_minute: 120,
+        }
+    }
+}
+
+impl AlertingSettings {
+    /// Checks the SMS code length and the inbound limits (the message names the key).
+    pub fn check_sms(&self) -> Result<(), String> {
+        if !(6..=10).contains(&self.ack_code_digits) {
+            return Err(format!(
+                "alerting.ack_code_digits must be 6 to 10 (got {}): shorter codes can be guessed",
+                self.ack_code_digits
+            ));
+        }
+        let i = &self.sms.inbound;
+        if i.max_skew_secs == 0 || i.max_skew_secs > 3600 {
+            return Err("alerting.sms.inbound.max_skew_secs must be 1 to 3600".into());
+        }
+        if i.max_failures == 0 || i.failure_window_secs == 0 || i.lockout_secs == 0 || i.global_per_minute == 0 {
+            return Err("alerting.sms.inbound.max_failures, failure_window_secs, lockout_secs and global_per_minute must be at least 1".into());
+        }
+        Ok(())
     }
 }
 
@@ -535,7 +603,7 @@ pub struct AlertingSettings {
     pub ack_secret: Option<String>,
     /// Validity of acknowledgment links, hours.
     pub ack_link_ttl_hours: u32,
-    /// Digits of SMS acknowledgment codes (4 to 8).
+    /// Digits of SMS acknowledgment codes (6 to 10; see docs/alerting.md for the odds of guessing).
     pub ack_code_digits: u32,
     /// Transport kind.
     pub transport: AlertTransportKind,
@@ -579,7 +647,7 @@ impl Default for AlertingSettings {
             public_base_url: "http://127.0.0.1:8080".into(),
             ack_secret: None,
             ack_link_ttl_hours: 72,
-            ack_code_digits: 4,
+            ack_code_digits: 8,
             transport: AlertTransportKind::Smtp,
             file_dir: PathBuf::from("{data_dir}/alerts"),
             smtp: AlertSmtpSettings::default(),
@@ -679,6 +747,7 @@ impl Settings {
         if self.alerting.retry_horizon_secs < 86_400 {
             return bad("alerting.retry_horizon_secs must be at least 86400 (24 h): a page is not given up sooner");
         }
+        self.alerting.check_sms().map_err(ConfigError)?;
         if self.api.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("api.listen must be host:port with an IP address, e.g. 0.0.0.0:8090");
         }

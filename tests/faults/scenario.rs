@@ -337,6 +337,8 @@ pub async fn run(p: &Profile, fault: Fault) -> Option<Outcome> {
         kv("VITALWATCH_ALERTING__SMS__PROVIDER", "webhook".into()),
         kv("VITALWATCH_ALERTING__SMS__WEBHOOK_URL", sms.url()),
         kv("VITALWATCH_ALERTING__SMS__TIMEOUT_SECS", "5".into()),
+        // The scenario never replies by SMS: inbound off (on, it would need alerting.sms.inbound.secret).
+        kv("VITALWATCH_ALERTING__SMS__INBOUND__ENABLED", "false".into()),
         kv("VITALWATCH_ALERTING__OUTBOX_POLL_MS", "200".into()),
         kv("VITALWATCH_ALERTING__SCHEDULER_POLL_MS", "500".into()),
     ]);

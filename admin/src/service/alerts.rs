@@ -114,7 +114,7 @@ impl AdminService {
     ) -> Result<AlertActionResult, AdminError> {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
-        let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None };
+        let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
         self.alerting.transition(&episode_id(episode)?, action, &options(), Utc::now()).await?;
         self.record(actor, "alert.ack", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })).await?;
         Ok(AlertActionResult { episode_id: episode.into(), outcome: "acknowledged".into(), until: None })
@@ -133,7 +133,7 @@ impl AdminService {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let until = Utc::now() + Duration::minutes(i64::from(input.minutes));
-        let action = Action::Snooze { by: by.clone(), until };
+        let action = Action::Snooze { by: by.clone(), until, sent_for: None };
         self.alerting.transition(&episode_id(episode)?, action, &options(), Utc::now()).await?;
         let details = json!({ "by": by.as_str(), "minutes": input.minutes });
         self.record(actor, "alert.snooze", ("episode", episode), Some(&patient), details).await?;
@@ -156,7 +156,7 @@ impl AdminService {
             && state.resolved_at.is_none()
             && !state.is_acknowledged()
         {
-            let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None };
+            let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
             self.alerting.transition(&id, action, &options(), Utc::now()).await?;
             changed = true;
         }

@@ -5,9 +5,12 @@
 //!   links; a GET must not acknowledge);
 //! - `POST /ack` (form `t=TOKEN`): verifies the signed, expiring token and
 //!   acknowledges once (the nonce is recorded; a second use is refused);
-//! - `POST /sms/inbound`: Twilio-style form (`From`, `Body`); `From` must be
-//!   a physician's registered mobile; `ACK <code>` / `SNOOZE <code> <min>`;
-//!   `X-Twilio-Signature` is verified when an auth token is configured;
+//! - `POST /sms/inbound`: Twilio-style form (`From`, `Body`); `ACK <code>` /
+//!   `SNOOZE <code> <min>`. Every call is authenticated ([`crate::inbound`]:
+//!   Twilio signature, or HMAC with a timestamp), replays are refused, attempts
+//!   are limited per replica and per sender number (lockout audited), and the
+//!   answer never tells whether the number is a physician's. A code (like a
+//!   link) acknowledges only the severity it was sent for;
 //! - `GET /healthz` (process up), `GET /readyz` (database reachable).
 
 use std::sync::Arc;
@@ -21,9 +24,9 @@ use axum::routing::{get, post};
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use super::Alerting;
-use super::twilio_signature;
 use crate::ack::{AckError, SmsCommand, parse_sms_reply};
 use crate::episode::{AckVia, EpisodeError};
+use crate::inbound::{Admission, sender_key};
 use crate::render::escape_html;
 use crate::store::{Action, EngineError, StoreError};
 
@@ -117,7 +120,12 @@ async fn ack_submit(State(a): State<Arc<Alerting>>, body: Bytes) -> Response {
         Ok(c) => c,
         Err(e) => return token_error(&e),
     };
-    let action = Action::Ack { by: claims.recipient.clone(), via: AckVia::Link, nonce: Some(claims.nonce.clone()) };
+    let action = Action::Ack {
+        by: claims.recipient.clone(),
+        via: AckVia::Link,
+        nonce: Some(claims.nonce.clone()),
+        sent_for: Some(claims.severity),
+    };
     match a.store.transition(&claims.episode_id, action, &a.options, now).await {
         Ok(_) => {
             tracing::debug!(episode = %claims.episode_id, physician = %claims.recipient, "acknowledged by link");
@@ -134,6 +142,9 @@ fn store_error(e: &StoreError) -> Response {
         }
         StoreError::Engine(EngineError::UnknownEpisode(_)) => {
             page(StatusCode::NOT_FOUND, "Unknown alert", "This alert is unknown.")
+        }
+        StoreError::Engine(EngineError::Episode(EpisodeError::SeverityRose { .. })) => {
+            page(StatusCode::CONFLICT, "More severe now", SMS_MORE_SEVERE)
         }
         StoreError::Engine(EngineError::Episode(EpisodeError::AlreadyResolved(_))) => {
             page(StatusCode::CONFLICT, "Already resolved", "This alert episode is already resolved.")
@@ -157,54 +168,98 @@ fn twiml(text: &str) -> Response {
     (StatusCode::OK, [(header::CONTENT_TYPE, "text/xml; charset=utf-8")], body).into_response()
 }
 
+/// The one answer for an unknown number, an unknown or wrong code and a locked-out
+/// number: it must not tell which numbers belong to physicians.
+pub const SMS_NOT_APPLIED: &str =
+    "No open alert matches this reply. Acknowledge from the link in the email or in the application.";
+/// The answer to a correct code sent before the severity rose.
+pub const SMS_MORE_SEVERE: &str =
+    "This alert has become more severe since this message; acknowledge from the newest message.";
+const SMS_HELP: &str = "Reply \"ACK <code>\" or \"SNOOZE <code> <minutes>\".";
+
+fn refused(status: StatusCode, reason: &'static str) -> Response {
+    metrics::counter!("vitalwatch_alerting_sms_inbound_refused_total", "reason" => reason).increment(1);
+    (status, "refused").into_response()
+}
+
 async fn sms_inbound(State(a): State<Arc<Alerting>>, headers: HeaderMap, body: Bytes) -> Response {
+    let g = &a.inbound;
+    if !g.auth.enabled() {
+        return (StatusCode::NOT_FOUND, "inbound SMS is disabled").into_response();
+    }
     let pairs = form(&body);
-    if let Some(token) = &a.config.twilio_auth_token {
-        let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !twilio_signature::verify(token, &a.config.sms_inbound_url, &pairs, sig) {
-            tracing::warn!("inbound SMS with an invalid signature refused");
-            return (StatusCode::FORBIDDEN, "invalid signature").into_response();
+    let now = a.clock.now();
+    let signature = match g.auth.verify(|n| headers.get(n).and_then(|v| v.to_str().ok()), &body, &pairs, now) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(message = "Inbound SMS refused.", reason = %e);
+            return refused(StatusCode::FORBIDDEN, "signature");
         }
+    };
+    if !g.replays.first_use(&signature, now) {
+        tracing::warn!(message = "Inbound SMS refused.", reason = "replayed call");
+        return refused(StatusCode::FORBIDDEN, "replay");
+    }
+    if !g.global.try_take(now) {
+        tracing::warn!(message = "Inbound SMS refused.", reason = "global rate limit");
+        return refused(StatusCode::TOO_MANY_REQUESTS, "rate_limit");
     }
     let (Some(from), Some(text)) = (field(&pairs, "From"), field(&pairs, "Body")) else {
         return (StatusCode::BAD_REQUEST, "From and Body are required").into_response();
     };
     // A literal '+' in a form body decodes to a space: restore it.
     let from = format!("+{}", from.trim().trim_start_matches('+'));
-    let physician = match a.store.physician_by_mobile(&from).await {
-        Ok(Some(p)) => p,
-        Ok(None) => {
-            tracing::debug!("inbound SMS from an unregistered number ignored");
-            return twiml("This number is not registered with vitalwatch.");
-        }
-        Err(e) => {
-            tracing::warn!(message = "Inbound SMS lookup failed.", error = %e);
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
-        }
+    let Ok(command) = parse_sms_reply(text) else {
+        return twiml(SMS_HELP);
     };
-    let command = match parse_sms_reply(text) {
-        Ok(c) => c,
-        Err(_) => return twiml("Reply \"ACK <code>\" or \"SNOOZE <code> <minutes>\"."),
+    let unavailable = |e: &StoreError| {
+        tracing::warn!(message = "Inbound SMS lookup failed.", error = %e);
+        (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response()
+    };
+    let physician = match a.store.physician_by_mobile(&from).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(&e),
+    };
+    // Every attempt is counted per sender number BEFORE the code is checked, known
+    // number or not, so the answers and the limits are the same for everyone.
+    let sender = sender_key(&g.sender_secret, &from);
+    match a.store.sms_admit(&sender, physician.as_ref().map(|p| &p.id), &g.policy, now).await {
+        Ok(Admission::Allowed) => {}
+        Ok(Admission::Locked { new_lockout, .. }) => {
+            if new_lockout {
+                tracing::warn!(message = "An SMS sender was locked out after repeated failed codes (see admin_audit).");
+            }
+            metrics::counter!("vitalwatch_alerting_sms_inbound_refused_total", "reason" => "locked").increment(1);
+            return twiml(SMS_NOT_APPLIED);
+        }
+        Err(e) => return unavailable(&e),
+    }
+    let Some(physician) = physician else {
+        return twiml(SMS_NOT_APPLIED);
     };
     let code = match &command {
         SmsCommand::Ack { code } | SmsCommand::Snooze { code, .. } => code.clone(),
     };
-    let episode = match a.store.episode_for_code(&physician.id, code.as_str()).await {
+    let (episode, sent_for) = match a.store.episode_for_code(&physician.id, code.as_str()).await {
         Ok(Some(e)) => e,
-        Ok(None) => return twiml("No open alert with this code."),
-        Err(e) => {
-            tracing::warn!(message = "Inbound SMS lookup failed.", error = %e);
-            return (StatusCode::SERVICE_UNAVAILABLE, "try again").into_response();
-        }
+        Ok(None) => return twiml(SMS_NOT_APPLIED),
+        Err(e) => return unavailable(&e),
     };
-    let now = a.clock.now();
+    // The code was right: whatever the outcome, it was not a guess.
+    if let Err(e) = a.store.sms_succeeded(&sender).await {
+        tracing::warn!(message = "Could not clear the SMS attempt count.", error = %e);
+    }
     let (action, reply) = match command {
         SmsCommand::Ack { .. } => (
-            Action::Ack { by: physician.id.clone(), via: AckVia::SmsReply, nonce: None },
+            Action::Ack { by: physician.id.clone(), via: AckVia::SmsReply, nonce: None, sent_for: Some(sent_for) },
             "Acknowledged. Escalation stopped.".to_string(),
         ),
         SmsCommand::Snooze { minutes, .. } => (
-            Action::Snooze { by: physician.id.clone(), until: now + chrono::Duration::minutes(i64::from(minutes)) },
+            Action::Snooze {
+                by: physician.id.clone(),
+                until: now + chrono::Duration::minutes(i64::from(minutes)),
+                sent_for: Some(sent_for),
+            },
             format!("Snoozed for {minutes} min."),
         ),
     };
@@ -213,6 +268,7 @@ async fn sms_inbound(State(a): State<Arc<Alerting>>, headers: HeaderMap, body: B
             tracing::debug!(episode = %episode, physician = %physician.id, "SMS command applied");
             twiml(&reply)
         }
+        Err(StoreError::Engine(EngineError::Episode(EpisodeError::SeverityRose { .. }))) => twiml(SMS_MORE_SEVERE),
         Err(StoreError::Engine(e)) => twiml(&format!("Not applied: {e}.")),
         Err(e) => {
             tracing::warn!(message = "Inbound SMS command failed.", error = %e);

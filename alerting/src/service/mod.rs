@@ -18,6 +18,7 @@ use vitalwatch_platform::shutdown::CancellationToken;
 
 use crate::ack::AckSigner;
 use crate::caps::CapPolicy;
+use crate::inbound::{GlobalLimiter, GuardPolicy, InboundAuth, ReplayCache};
 use crate::notifier::Notifier;
 use crate::store::{AlertStore, TransitionOptions};
 
@@ -44,10 +45,20 @@ pub struct RoleConfig {
     pub batch: usize,
     /// Scheduler period.
     pub scheduler_poll: Duration,
-    /// Full URL of the inbound SMS endpoint (for Twilio signatures).
-    pub sms_inbound_url: String,
-    /// Twilio auth token: when set, inbound SMS must be signed.
-    pub twilio_auth_token: Option<String>,
+}
+
+/// Inbound SMS security of one replica (see [`crate::inbound`]).
+pub struct InboundGuard {
+    /// How calls are authenticated (or `Disabled`).
+    pub auth: InboundAuth,
+    /// Signatures already accepted (replays within the skew window are refused).
+    pub replays: ReplayCache,
+    /// Requests per minute over all senders, this replica.
+    pub global: GlobalLimiter,
+    /// Attempts per sender number (counted in the database).
+    pub policy: GuardPolicy,
+    /// Key of [`crate::inbound::sender_key`] (the acknowledgment secret).
+    pub sender_secret: Vec<u8>,
 }
 
 /// Everything the role's tasks share.
@@ -64,9 +75,17 @@ pub struct Alerting {
     pub clock: Arc<dyn Clock>,
     /// Timing.
     pub config: RoleConfig,
+    /// Inbound SMS authentication and limits.
+    pub inbound: InboundGuard,
     /// Wakes this replica's dispatcher when a transition queued outbox rows,
     /// so a page does not wait for the next `outbox_poll_ms` tick.
     pub outbox_ready: tokio::sync::Notify,
+}
+
+impl std::fmt::Debug for InboundGuard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InboundGuard").field("auth", &self.auth).field("policy", &self.policy).finish_non_exhaustive()
+    }
 }
 
 impl std::fmt::Debug for Alerting {
@@ -93,6 +112,7 @@ impl Alerting {
     ) -> Result<Self, wiring::WiringError> {
         let secret = wiring::ack_secret(settings)?;
         let (signer, codes, notifier) = wiring::notifier(settings, &secret)?;
+        let inbound = wiring::inbound_guard(settings, &secret, clock.now())?;
         Ok(Self {
             store,
             notifier,
@@ -105,9 +125,8 @@ impl Alerting {
                 poll: Duration::from_millis(settings.outbox_poll_ms.max(10)),
                 batch: settings.outbox_batch.max(1),
                 scheduler_poll: Duration::from_millis(settings.scheduler_poll_ms.max(10)),
-                sms_inbound_url: wiring::sms_inbound_url(settings),
-                twilio_auth_token: settings.sms.twilio_auth_token.clone(),
             },
+            inbound,
             outbox_ready: tokio::sync::Notify::new(),
         })
     }

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use vitalwatch_platform::config::{AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind};
 
+use super::InboundGuard;
 use crate::ack::{AckCodeGenerator, AckSigner};
+use crate::inbound::{GlobalLimiter, GuardPolicy, InboundAuth, MIN_INBOUND_SECRET_LEN, ReplayCache};
 use crate::notifier::{Notifier, NotifierConfig};
 use crate::retry::RetryPolicy;
 use crate::team::PhoneNumber;
@@ -173,4 +175,79 @@ pub fn notifier(s: &AlertingSettings, secret: &[u8]) -> Result<(AckSigner, AckCo
     };
     let notifier = Notifier::new(config, signer.clone(), codes.clone(), email, sms).map_err(invalid)?;
     Ok((signer, codes, notifier))
+}
+
+/// The Twilio auth token, if configured (the one place that reads it for inbound checks).
+fn twilio_token(s: &AlertingSettings) -> Option<String> {
+    s.sms.twilio_auth_token.clone().filter(|t| !t.is_empty())
+}
+
+/// Whether `POST /sms/inbound` is on: `alerting.sms.inbound.enabled`, else on for the
+/// `twilio` and `webhook` providers and for the `file` transport of `run`, off for `none`.
+pub fn inbound_enabled(s: &AlertingSettings) -> bool {
+    s.sms.inbound.enabled.unwrap_or(s.transport == AlertTransportKind::File || s.sms.provider != SmsProviderKind::None)
+}
+
+/// How inbound SMS is authenticated. Refuses (naming the key) an enabled inbound
+/// endpoint without its secret: provider `twilio` needs `alerting.sms.twilio_auth_token`
+/// (`X-Twilio-Signature`); any other provider needs `alerting.sms.inbound.secret`
+/// (HMAC-SHA256, at least 32 bytes), which `run` (transport `file`) creates in
+/// `{file_dir}/sms-inbound.secret` when unset.
+pub fn inbound_auth(s: &AlertingSettings) -> Result<InboundAuth, WiringError> {
+    if !inbound_enabled(s) {
+        return Ok(InboundAuth::Disabled);
+    }
+    if s.sms.provider == SmsProviderKind::Twilio {
+        let auth_token = twilio_token(s).ok_or_else(|| {
+            WiringError::Invalid(
+                "alerting.sms.twilio_auth_token is required: it authenticates inbound SMS (X-Twilio-Signature); \
+                 or set alerting.sms.inbound.enabled = false"
+                    .into(),
+            )
+        })?;
+        return Ok(InboundAuth::Twilio { auth_token, url: sms_inbound_url(s) });
+    }
+    let max_skew = chrono::Duration::seconds(i64::try_from(s.sms.inbound.max_skew_secs).unwrap_or(300));
+    let secret = match &s.sms.inbound.secret {
+        Some(secret) => {
+            let secret = secret.expose().as_bytes().to_vec();
+            if secret.len() < MIN_INBOUND_SECRET_LEN {
+                return Err(WiringError::Invalid(format!(
+                    "alerting.sms.inbound.secret must have at least {MIN_INBOUND_SECRET_LEN} bytes"
+                )));
+            }
+            secret
+        }
+        None if s.transport == AlertTransportKind::File => embedded_secret(&s.file_dir.join("sms-inbound.secret"))?,
+        None => {
+            return Err(WiringError::Invalid(format!(
+                "alerting.sms.inbound.secret is required: inbound SMS is enabled (provider {:?}) and every call must be \
+                 signed (X-Vitalwatch-Signature, HMAC-SHA256); set at least {MIN_INBOUND_SECRET_LEN} random bytes \
+                 (VITALWATCH_ALERTING__SMS__INBOUND__SECRET) or alerting.sms.inbound.enabled = false",
+                s.sms.provider
+            )));
+        }
+    };
+    Ok(InboundAuth::Hmac { secret, max_skew })
+}
+
+/// Authentication, replay cache, global bucket and per-number policy of the inbound endpoint.
+pub fn inbound_guard(
+    s: &AlertingSettings,
+    ack_secret: &[u8],
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<InboundGuard, WiringError> {
+    let i = &s.sms.inbound;
+    let secs = |v: u64| chrono::Duration::seconds(i64::try_from(v).unwrap_or(i64::MAX / 1000).max(1));
+    Ok(InboundGuard {
+        auth: inbound_auth(s)?,
+        replays: ReplayCache::new(secs(i.max_skew_secs) * 2, 100_000),
+        global: GlobalLimiter::new(i.global_per_minute, now),
+        policy: GuardPolicy {
+            max_failures: i.max_failures.max(1),
+            window: secs(i.failure_window_secs),
+            lockout: secs(i.lockout_secs),
+        },
+        sender_secret: ack_secret.to_vec(),
+    })
 }

@@ -27,6 +27,10 @@ pub enum Action {
         via: AckVia,
         /// The link nonce (single use), for link acknowledgments.
         nonce: Option<String>,
+        /// The severity the link or SMS code was sent for (`None`: the web
+        /// application, which acknowledges the current severity). A message
+        /// sent before a rise cannot acknowledge it ([`EpisodeError::SeverityRose`]).
+        sent_for: Option<crate::severity::Severity>,
     },
     /// A physician snoozes.
     Snooze {
@@ -34,6 +38,9 @@ pub enum Action {
         by: PhysicianId,
         /// Until when.
         until: DateTime<Utc>,
+        /// The severity the SMS code was sent for (`None`: the web application).
+        /// A code sent before a rise cannot snooze it.
+        sent_for: Option<crate::severity::Severity>,
     },
     /// Re-plan at the episode's wake-up time (reminders, escalation).
     Replan,
@@ -103,8 +110,8 @@ pub fn apply(
             out.audit.extend(state.apply_event(event, now)?);
             state
         }
-        (Some(mut state), Action::Ack { by, via, .. }) => {
-            if let Some(record) = state.acknowledge(by.clone(), *via, now)? {
+        (Some(mut state), Action::Ack { by, via, sent_for, .. }) => {
+            if let Some(record) = state.acknowledge(by.clone(), *via, *sent_for, now)? {
                 let delay = (now - state.opened_at).num_milliseconds().max(0) as f64 / 1000.0;
                 let via_label = match via {
                     crate::episode::AckVia::Link => "link",
@@ -117,7 +124,12 @@ pub fn apply(
             }
             state
         }
-        (Some(mut state), Action::Snooze { by, until }) => {
+        (Some(mut state), Action::Snooze { by, until, sent_for }) => {
+            if let Some(sent_for) = *sent_for
+                && sent_for < state.severity
+            {
+                return Err(EpisodeError::SeverityRose { sent_for, now: state.severity }.into());
+            }
             out.audit.push(state.snooze(by.clone(), *until, now)?);
             state
         }
@@ -158,7 +170,8 @@ mod tests {
     #[test]
     fn unknown_episode_and_missing_team() {
         let now = Utc::now();
-        let ack = Action::Ack { by: PhysicianId::new("dr-a").unwrap(), via: AckVia::WebApp, nonce: None };
+        let ack =
+            Action::Ack { by: PhysicianId::new("dr-a").unwrap(), via: AckVia::WebApp, nonce: None, sent_for: None };
         let ctx = TeamContext::default();
         assert!(matches!(apply(None, &ack, &ctx, &CapPolicy::default(), now), Err(EngineError::UnknownEpisode(_))));
         let event = AlertEvent {
@@ -178,5 +191,49 @@ mod tests {
         assert_eq!(state.episode_id, EpisodeId::new("ep-1").unwrap());
         let applied = apply(Some(state), &ack, &ctx, &CapPolicy::default(), now).unwrap();
         assert!(applied.ack.is_some());
+    }
+
+    fn event(
+        id: &str,
+        kind: vitalwatch_schemas::proto::AlertEventKind,
+        sev: vitalwatch_schemas::proto::Severity,
+        now: DateTime<Utc>,
+    ) -> Action {
+        Action::Event(Box::new(AlertEvent {
+            event_id: id.into(),
+            episode_id: "ep-1".into(),
+            patient_id: "pt-1".into(),
+            kind: kind as i32,
+            severity: sev as i32,
+            reading_time_unix_micros: now.timestamp_micros() - 1,
+            detected_at_unix_micros: now.timestamp_micros(),
+            ..AlertEvent::default()
+        }))
+    }
+
+    /// Issue #13, defect 2: a link or code sent for MEDIUM cannot acknowledge (or
+    /// snooze) the episode once it rose to CRITICAL; one sent for CRITICAL can.
+    #[test]
+    fn a_message_sent_before_a_rise_cannot_acknowledge_it() {
+        use crate::severity::Severity;
+        use vitalwatch_schemas::proto::{AlertEventKind as K, Severity as S};
+        let now = Utc::now();
+        let (ctx, caps) = (TeamContext::default(), CapPolicy::default());
+        let opened = apply(None, &event("e1", K::Opened, S::Medium, now), &ctx, &caps, now).unwrap().state;
+        let risen =
+            apply(opened, &event("e2", K::Escalated, S::Critical, now), &ctx, &caps, now).unwrap().state.unwrap();
+        let by = PhysicianId::new("dr-a").unwrap();
+        let ack = |sent_for| Action::Ack { by: by.clone(), via: AckVia::Link, nonce: None, sent_for };
+        let rose =
+            EngineError::Episode(EpisodeError::SeverityRose { sent_for: Severity::Medium, now: Severity::Critical });
+        assert_eq!(apply(Some(risen.clone()), &ack(Some(Severity::Medium)), &ctx, &caps, now).unwrap_err(), rose);
+        let snooze =
+            Action::Snooze { by: by.clone(), until: now + Duration::minutes(30), sent_for: Some(Severity::Medium) };
+        assert_eq!(apply(Some(risen.clone()), &snooze, &ctx, &caps, now).unwrap_err(), rose);
+        assert!(rose.to_string().contains("more severe since this message"), "{rose}");
+        let ok = apply(Some(risen.clone()), &ack(Some(Severity::Critical)), &ctx, &caps, now).unwrap();
+        assert_eq!(ok.ack.map(|a| a.severity), Some(Severity::Critical));
+        // The web application acknowledges what it shows: the current severity.
+        assert!(apply(Some(risen), &ack(None), &ctx, &caps, now).unwrap().ack.is_some());
     }
 }

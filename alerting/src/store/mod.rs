@@ -24,7 +24,9 @@ use crate::ack::AckCodeGenerator;
 use crate::audit::AuditRecord;
 use crate::caps::{CapPolicy, DigestEntry};
 use crate::episode::{EpisodeId, EpisodeState};
+use crate::inbound::{Admission, GuardPolicy, GuardRow};
 use crate::notification::{Notification, NotificationKey};
+use crate::severity::Severity;
 use crate::team::{CareTeam, Physician, PhysicianId};
 
 pub mod engine;
@@ -223,8 +225,29 @@ pub trait AlertStore: Send + Sync {
 
     /// Episodes whose `next_wakeup` is at or before `now`, at most `limit`.
     async fn due_episodes(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<EpisodeId>, StoreError>;
-    /// The open episode in which `physician` was given SMS code `code`.
-    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError>;
+    /// The open episode in which `physician` was given SMS code `code`, and the
+    /// severity the code was sent for (it acknowledges that severity, not a later rise).
+    async fn episode_for_code(
+        &self,
+        physician: &PhysicianId,
+        code: &str,
+    ) -> Result<Option<(EpisodeId, Severity)>, StoreError>;
+
+    /// Counts one inbound SMS attempt of `sender_key` ([`crate::inbound::sender_key`])
+    /// BEFORE its code is checked, in one transaction on the shared row of that sender
+    /// (so every replica sees the same count), and decides with
+    /// [`crate::inbound::admit`]. A new lockout is appended to `admin_audit`
+    /// (action `sms_inbound_lockout`, target the physician if the number is known).
+    async fn sms_admit(
+        &self,
+        sender_key: &str,
+        physician: Option<&PhysicianId>,
+        policy: &GuardPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, StoreError>;
+
+    /// A code was right: clears the sender's count.
+    async fn sms_succeeded(&self, sender_key: &str) -> Result<(), StoreError>;
     /// An episode's state.
     async fn episode(&self, episode: &EpisodeId) -> Result<Option<EpisodeState>, StoreError>;
 
@@ -318,4 +341,51 @@ pub(crate) fn json<T: serde::Serialize>(v: &T) -> Result<String, StoreError> {
 
 pub(crate) fn from_json<T: serde::de::DeserializeOwned>(s: &str, what: &str) -> Result<T, StoreError> {
     serde_json::from_str(s).map_err(|e| StoreError::Invalid(format!("stored {what} is invalid: {e}")))
+}
+
+/// The code to print in a notification of `severity`: the one sent for that
+/// severity, else the one of the highest severity.
+pub(crate) fn code_for(codes: Vec<(String, Option<Severity>)>, severity: Severity) -> Option<crate::ack::AckCode> {
+    let exact = codes.iter().find(|(_, s)| *s == Some(severity)).map(|(c, _)| c.clone());
+    let code = exact.or_else(|| codes.iter().max_by_key(|(_, s)| *s).map(|(c, _)| c.clone()))?;
+    serde_json::from_value(serde_json::Value::String(code)).ok()
+}
+
+/// An `admin_audit` row for a lockout (ids and counts only; never the number).
+pub(crate) struct LockoutAudit {
+    pub(crate) actor: String,
+    pub(crate) actor_role: String,
+    pub(crate) action: String,
+    pub(crate) target_kind: String,
+    pub(crate) target_id: String,
+    pub(crate) details: String,
+}
+
+/// Action name of lockout rows in `admin_audit`.
+pub const LOCKOUT_ACTION: &str = "sms_inbound_lockout";
+
+pub(crate) fn lockout_audit(
+    sender_key: &str,
+    physician: Option<&PhysicianId>,
+    row: &GuardRow,
+    until: DateTime<Utc>,
+) -> LockoutAudit {
+    let (target_kind, target_id) = match physician {
+        Some(p) => ("physician", p.to_string()),
+        None => ("sms_sender", sender_key.to_string()),
+    };
+    LockoutAudit {
+        actor: "alerting".into(),
+        actor_role: "system".into(),
+        action: LOCKOUT_ACTION.into(),
+        target_kind: target_kind.into(),
+        target_id,
+        details: serde_json::json!({
+            "sender_key": sender_key,
+            "failures": row.failures,
+            "locked_until": until.to_rfc3339(),
+            "lockouts": row.lockouts,
+        })
+        .to_string(),
+    }
 }

@@ -15,13 +15,14 @@ use vitalwatch_schemas::PatientId;
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
 use super::{
     AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError, TransitionOptions, entry_type,
-    from_json, json,
+    from_json, json, lockout_audit,
 };
-use crate::ack::AckCode;
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_notification};
 use crate::episode::{EpisodeId, EpisodeState};
+use crate::inbound::{Admission, GuardPolicy, GuardRow, admit};
 use crate::notification::{Notification, NotificationKey};
+use crate::severity::Severity;
 use crate::team::{CareTeam, Directory, Physician, PhysicianId};
 
 /// A PostgreSQL-backed alert store on one connection (reconnects when lost).
@@ -383,7 +384,7 @@ impl AlertStore for PgAlertStore {
             let Some(state) = &applied.state else {
                 return Ok(applied);
             };
-            if let Action::Ack { by, via, nonce } = &action
+            if let Action::Ack { by, via, nonce, .. } = &action
                 && (applied.ack.is_some() || nonce.is_some())
             {
                 let via = json(via)?.trim_matches('"').to_string();
@@ -425,14 +426,15 @@ impl AlertStore for PgAlertStore {
             }
             if let Some(codes) = &options.codes {
                 for r in recipients {
+                    // A code acknowledges the severity it was sent for: a rise needs a new code.
                     let have = tx
-                        .query_opt(
-                            "SELECT 1 FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
+                        .query(
+                            "SELECT severity FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
                             &[&episode.as_str(), &r.as_str()],
                         )
                         .await
                         .map_err(classify)?;
-                    if have.is_some() {
+                    if have.iter().filter_map(|row| Severity::parse(row.get::<_, &str>(0))).any(|s| s >= state.severity) {
                         continue;
                     }
                     let taken: HashSet<String> = tx
@@ -449,8 +451,9 @@ impl AlertStore for PgAlertStore {
                     match codes.assign(episode, r, |c| taken.contains(c.as_str())) {
                         Ok(code) => {
                             tx.execute(
-                                "INSERT INTO alert_ack_codes (episode_id, physician_id, code) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                                &[&episode.as_str(), &r.as_str(), &code.as_str()],
+                                "INSERT INTO alert_ack_codes (episode_id, physician_id, code, severity) VALUES ($1, $2, $3, $4) \
+                                 ON CONFLICT DO NOTHING",
+                                &[&episode.as_str(), &r.as_str(), &code.as_str(), &state.severity.as_str()],
                             )
                             .await
                             .map_err(classify)?;
@@ -480,18 +483,91 @@ impl AlertStore for PgAlertStore {
         })
     }
 
-    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError> {
+    async fn episode_for_code(
+        &self,
+        physician: &PhysicianId,
+        code: &str,
+    ) -> Result<Option<(EpisodeId, Severity)>, StoreError> {
         with_client!(self, c => {
             let row = c
                 .query_opt(
-                    "SELECT a.episode_id FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
+                    "SELECT a.episode_id, a.severity FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
                      WHERE a.physician_id = $1 AND a.code = $2 AND e.resolved_at IS NULL \
                      ORDER BY e.updated_at DESC LIMIT 1",
                     &[&physician.as_str(), &code],
                 )
                 .await
                 .map_err(classify)?;
-            Ok(row.and_then(|r| EpisodeId::new(r.get::<_, String>(0)).ok()))
+            Ok(row.and_then(|r| {
+                Some((EpisodeId::new(r.get::<_, String>(0)).ok()?, Severity::parse(r.get::<_, &str>(1))?))
+            }))
+        })
+    }
+
+    async fn sms_admit(
+        &self,
+        sender_key: &str,
+        physician: Option<&PhysicianId>,
+        policy: &GuardPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, StoreError> {
+        let (key, physician, policy) = (sender_key.to_string(), physician.cloned(), *policy);
+        with_client!(self, c => {
+            let tx = c.transaction().await.map_err(classify)?;
+            tx.execute(
+                "INSERT INTO sms_inbound_guard (sender_key, window_start) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                &[&key, &now],
+            )
+            .await
+            .map_err(classify)?;
+            let row = tx
+                .query_one(
+                    "SELECT window_start, failures, locked_until, lockouts FROM sms_inbound_guard WHERE sender_key = $1 FOR UPDATE",
+                    &[&key],
+                )
+                .await
+                .map_err(classify)?;
+            let current = GuardRow {
+                window_start: row.get(0),
+                failures: u32::try_from(row.get::<_, i32>(1)).unwrap_or(0),
+                locked_until: row.get(2),
+                lockouts: u32::try_from(row.get::<_, i32>(3)).unwrap_or(0),
+            };
+            let (next, admission) = admit(Some(current), &policy, now);
+            tx.execute(
+                "UPDATE sms_inbound_guard SET window_start = $2, failures = $3, locked_until = $4, lockouts = $5 WHERE sender_key = $1",
+                &[
+                    &key,
+                    &next.window_start,
+                    &i32::try_from(next.failures).unwrap_or(i32::MAX),
+                    &next.locked_until,
+                    &i32::try_from(next.lockouts).unwrap_or(i32::MAX),
+                ],
+            )
+            .await
+            .map_err(classify)?;
+            if let Admission::Locked { until, new_lockout: true } = admission {
+                let audit = lockout_audit(&key, physician.as_ref(), &next, until);
+                tx.execute(
+                    "INSERT INTO admin_audit (at, actor, actor_role, action, target_kind, target_id, patient_id, details) \
+                     VALUES ($1, $2, $3, $4, $5, $6, NULL, $7::text::jsonb)",
+                    &[&now, &audit.actor, &audit.actor_role, &audit.action, &audit.target_kind, &audit.target_id, &audit.details],
+                )
+                .await
+                .map_err(classify)?;
+            }
+            tx.commit().await.map_err(classify)?;
+            Ok(admission)
+        })
+    }
+
+    async fn sms_succeeded(&self, sender_key: &str) -> Result<(), StoreError> {
+        let key = sender_key.to_string();
+        with_client!(self, c => {
+            c.execute("UPDATE sms_inbound_guard SET failures = 0 WHERE sender_key = $1", &[&key])
+                .await
+                .map_err(classify)?;
+            Ok(())
         })
     }
 
@@ -548,14 +624,17 @@ impl AlertStore for PgAlertStore {
                 .map_err(classify)?
                 .map(|r| from_json::<Physician>(r.get::<_, &str>(0), "physician"))
                 .transpose()?;
-            let ack_code = c
-                .query_opt(
-                    "SELECT code FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
+            let codes: Vec<(String, Option<Severity>)> = c
+                .query(
+                    "SELECT code, severity FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2",
                     &[&n.episode_id.as_str(), &n.recipient.as_str()],
                 )
                 .await
                 .map_err(classify)?
-                .and_then(|r| serde_json::from_value::<AckCode>(serde_json::Value::String(r.get(0))).ok());
+                .iter()
+                .map(|r| (r.get::<_, String>(0), Severity::parse(r.get::<_, &str>(1))))
+                .collect();
+            let ack_code = super::code_for(codes, n.severity);
             let mut history = Vec::new();
             if let Some(code) = episode.as_ref().and_then(|e| e.details.code.map(|c| (e, c))) {
                 let (ep, code) = code;

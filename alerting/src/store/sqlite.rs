@@ -13,13 +13,14 @@ use vitalwatch_schemas::PatientId;
 use super::engine::{self, Action, Applied, EngineError, TeamContext};
 use super::{
     AlertStore, Claimed, Completion, OutboxRow, OutboxStatus, RenderContext, StoreError, TransitionOptions, entry_type,
-    from_json, json,
+    from_json, json, lockout_audit,
 };
-use crate::ack::AckCode;
 use crate::audit::{AuditEntry, AuditRecord};
 use crate::caps::{CapPolicy, DigestDecision, DigestEntry, RecentLoad, digest_due, digest_notification};
 use crate::episode::{EpisodeId, EpisodeState};
+use crate::inbound::{Admission, GuardPolicy, GuardRow, admit};
 use crate::notification::{Notification, NotificationKey};
+use crate::severity::Severity;
 use crate::team::{CareTeam, Directory, Physician, PhysicianId};
 
 /// A SQLite-backed alert store.
@@ -166,7 +167,7 @@ fn transition_tx(
     let Some(state) = &applied.state else {
         return Ok(applied);
     };
-    if let Action::Ack { by, via, nonce } = action
+    if let Action::Ack { by, via, nonce, .. } = action
         && (applied.ack.is_some() || nonce.is_some())
     {
         let via = json(via)?.trim_matches('"').to_string();
@@ -211,15 +212,17 @@ fn transition_tx(
     }
     if let Some(codes) = &options.codes {
         for r in recipients {
-            let have: Option<i64> = tx
-                .query_row(
-                    "SELECT 1 FROM alert_ack_codes WHERE episode_id = ?1 AND physician_id = ?2",
-                    params![episode.as_str(), r.as_str()],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(err)?;
-            if have.is_some() {
+            // A code acknowledges the severity it was sent for: a rise needs a new code.
+            let have: Vec<String> = {
+                let mut st = tx
+                    .prepare("SELECT severity FROM alert_ack_codes WHERE episode_id = ?1 AND physician_id = ?2")
+                    .map_err(err)?;
+                st.query_map(params![episode.as_str(), r.as_str()], |row| row.get::<_, String>(0))
+                    .map_err(err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?
+            };
+            if have.iter().filter_map(|s| Severity::parse(s)).any(|s| s >= state.severity) {
                 continue;
             }
             let taken: HashSet<String> = {
@@ -237,8 +240,9 @@ fn transition_tx(
             match codes.assign(episode, r, |c| taken.contains(c.as_str())) {
                 Ok(code) => {
                     tx.execute(
-                        "INSERT INTO alert_ack_codes (episode_id, physician_id, code) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-                        params![episode.as_str(), r.as_str(), code.as_str()],
+                        "INSERT INTO alert_ack_codes (episode_id, physician_id, code, severity) VALUES (?1, ?2, ?3, ?4) \
+                         ON CONFLICT DO NOTHING",
+                        params![episode.as_str(), r.as_str(), code.as_str(), state.severity.as_str()],
                     )
                     .map_err(err)?;
                 }
@@ -474,20 +478,81 @@ impl AlertStore for SqliteAlertStore {
         .await
     }
 
-    async fn episode_for_code(&self, physician: &PhysicianId, code: &str) -> Result<Option<EpisodeId>, StoreError> {
+    async fn episode_for_code(
+        &self,
+        physician: &PhysicianId,
+        code: &str,
+    ) -> Result<Option<(EpisodeId, Severity)>, StoreError> {
         let (physician, code) = (physician.to_string(), code.to_string());
         self.run(move |c| {
-            let id: Option<String> = c
+            let row: Option<(String, String)> = c
                 .query_row(
-                    "SELECT a.episode_id FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
+                    "SELECT a.episode_id, a.severity FROM alert_ack_codes a JOIN alert_episodes e ON e.episode_id = a.episode_id \
                      WHERE a.physician_id = ?1 AND a.code = ?2 AND e.resolved_at IS NULL \
                      ORDER BY e.updated_at DESC LIMIT 1",
                     params![physician, code],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?)),
                 )
                 .optional()
                 .map_err(err)?;
-            Ok(id.and_then(|s| EpisodeId::new(s).ok()))
+            Ok(row.and_then(|(id, sev)| Some((EpisodeId::new(id).ok()?, Severity::parse(&sev)?))))
+        })
+        .await
+    }
+
+    async fn sms_admit(
+        &self,
+        sender_key: &str,
+        physician: Option<&PhysicianId>,
+        policy: &GuardPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Admission, StoreError> {
+        let (key, physician, policy) = (sender_key.to_string(), physician.cloned(), *policy);
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate).map_err(err)?;
+            let current: Option<GuardRow> = tx
+                .query_row(
+                    "SELECT window_start, failures, locked_until, lockouts FROM sms_inbound_guard WHERE sender_key = ?1",
+                    [&key],
+                    |r| {
+                        Ok(GuardRow {
+                            window_start: from_us(r.get(0)?),
+                            failures: r.get(1)?,
+                            locked_until: r.get::<_, Option<i64>>(2)?.map(from_us),
+                            lockouts: r.get(3)?,
+                        })
+                    },
+                )
+                .optional()
+                .map_err(err)?;
+            let (next, admission) = admit(current, &policy, now);
+            tx.execute(
+                "INSERT INTO sms_inbound_guard (sender_key, window_start, failures, locked_until, lockouts) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (sender_key) DO UPDATE SET window_start = excluded.window_start, \
+                 failures = excluded.failures, locked_until = excluded.locked_until, lockouts = excluded.lockouts",
+                params![key, us(next.window_start), next.failures, next.locked_until.map(us), next.lockouts],
+            )
+            .map_err(err)?;
+            if let Admission::Locked { until, new_lockout: true } = admission {
+                let a = lockout_audit(&key, physician.as_ref(), &next, until);
+                tx.execute(
+                    "INSERT INTO admin_audit (at, actor, actor_role, action, target_kind, target_id, patient_id, details) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, NULL, ?7)",
+                    params![us(now), a.actor, a.actor_role, a.action, a.target_kind, a.target_id, a.details],
+                )
+                .map_err(err)?;
+            }
+            tx.commit().map_err(err)?;
+            Ok(admission)
+        })
+        .await
+    }
+
+    async fn sms_succeeded(&self, sender_key: &str) -> Result<(), StoreError> {
+        let key = sender_key.to_string();
+        self.run(move |c| {
+            c.execute("UPDATE sms_inbound_guard SET failures = 0 WHERE sender_key = ?1", [key]).map_err(err)?;
+            Ok(())
         })
         .await
     }
@@ -549,7 +614,7 @@ impl AlertStore for SqliteAlertStore {
 
     async fn render_context(&self, n: &Notification) -> Result<RenderContext, StoreError> {
         let episode = self.episode(&n.episode_id).await?;
-        let (ep_id, recipient) = (n.episode_id.to_string(), n.recipient.to_string());
+        let (ep_id, recipient, severity) = (n.episode_id.to_string(), n.recipient.to_string(), n.severity);
         let query = episode.as_ref().and_then(|e| {
             e.details.code.map(|code| {
                 let end = e.details.reading_time.max(e.details.detected_at);
@@ -566,14 +631,17 @@ impl AlertStore for SqliteAlertStore {
                     )
                     .optional()
                     .map_err(err)?;
-                let code: Option<String> = c
-                    .query_row(
-                        "SELECT code FROM alert_ack_codes WHERE episode_id = ?1 AND physician_id = ?2",
-                        params![ep_id, recipient],
-                        |r| r.get(0),
-                    )
-                    .optional()
-                    .map_err(err)?;
+                let code: Vec<(String, Option<Severity>)> = {
+                    let mut st = c
+                        .prepare("SELECT code, severity FROM alert_ack_codes WHERE episode_id = ?1 AND physician_id = ?2")
+                        .map_err(err)?;
+                    st.query_map(params![ep_id, recipient], |r| {
+                        Ok((r.get::<_, String>(0)?, Severity::parse(&r.get::<_, String>(1)?)))
+                    })
+                    .map_err(err)?
+                    .collect::<Result<_, _>>()
+                    .map_err(err)?
+                };
                 let mut history = Vec::new();
                 if let Some((patient, code, end)) = query {
                     let rows = c
@@ -596,12 +664,7 @@ impl AlertStore for SqliteAlertStore {
                 Ok((parse_physician(doc)?, code, history))
             })
             .await?;
-        Ok(RenderContext {
-            episode,
-            recipient,
-            ack_code: ack_code.and_then(|c| serde_json::from_value::<AckCode>(serde_json::Value::String(c)).ok()),
-            history,
-        })
+        Ok(RenderContext { episode, recipient, ack_code: super::code_for(ack_code, severity), history })
     }
 
     async fn complete(

@@ -26,6 +26,8 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     if s.bus.kind == BusKind::Memory {
         anyhow::bail!("bus.kind = \"memory\" only works inside `vitalwatch run` (one process); use kafka");
     }
+    // Before any connection: an inbound SMS endpoint without its secret is refused at once.
+    vitalwatch_alerting::service::wiring::inbound_auth(&s.alerting).context("configuring inbound SMS")?;
     let shutdown = shutdown::on_signals();
     let store = astore::open_with(&s.database.url, s.database.timeouts()).await.context("opening the database")?;
     let progress = Progress::new("alerting");
