@@ -6,4 +6,5 @@
 //! Run alone: `cargo nextest run -p vitalwatch --test security`.
 
 mod common;
-#[path = "security/sms.rs"] mod sms;
+#[path = "security/sms.rs"]
+mod sms;

@@ -20,10 +20,10 @@ use sha2::Sha256;
 use vitalwatch_alerting::ack::AckCodeGenerator;
 use vitalwatch_alerting::caps::CapPolicy;
 use vitalwatch_alerting::episode::{EpisodeId, EpisodeState};
+use vitalwatch_alerting::policy::EscalationPolicy;
 use vitalwatch_alerting::severity::{Channel, Severity};
 use vitalwatch_alerting::store::sqlite::SqliteAlertStore;
 use vitalwatch_alerting::store::{Action, AlertStore, TransitionOptions};
-use vitalwatch_alerting::policy::EscalationPolicy;
 use vitalwatch_alerting::team::{
     CareTeam, ChannelPreferences, EmailAddress, PhoneNumber, Physician, PhysicianId, TimeZone,
 };
@@ -112,10 +112,8 @@ impl Embedded {
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let proc = Proc::spawn("run", &["run", "--data-dir", &data, "--mqtt-listen", &mqtt], &vars);
-        let up = wait_until(Duration::from_secs(60), || async {
-            crate::common::get(&addr, "/readyz").await.0 == 200
-        })
-        .await;
+        let up =
+            wait_until(Duration::from_secs(60), || async { crate::common::get(&addr, "/readyz").await.0 == 200 }).await;
         assert!(up, "vitalwatch run did not serve {addr}/readyz");
         let store = SqliteAlertStore::open(&format!("{data}/vitalwatch.db")).expect("open the SQLite file of run");
         Embedded { proc, dir, addr, store }
@@ -348,7 +346,10 @@ async fn unsigned_or_forged_inbound_sms_is_refused_for_every_provider() {
         let attempts: Vec<(&str, Vec<(&str, String)>)> = vec![
             ("unsigned", vec![]),
             ("HMAC with a wrong secret", webhook_headers(wrong_secret, Utc::now().timestamp(), &body)),
-            ("garbage signature", vec![("X-Vitalwatch-Signature", "sha256=00".into()), ("X-Twilio-Signature", "AAAA".into())]),
+            (
+                "garbage signature",
+                vec![("X-Vitalwatch-Signature", "sha256=00".into()), ("X-Twilio-Signature", "AAAA".into())],
+            ),
             (
                 "Twilio signature with a wrong token",
                 vec![(
