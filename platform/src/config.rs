@@ -865,6 +865,20 @@ mod tests {
     }
 
     #[test]
+    fn sms_codes_of_fewer_than_six_digits_and_zero_limits_are_refused() {
+        let mut s = Settings::defaults(Profile::Service);
+        assert_eq!(s.alerting.ack_code_digits, 8);
+        assert!(s.validate().is_ok());
+        s.alerting.ack_code_digits = 4;
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("alerting.ack_code_digits"), "{e}");
+        s.alerting.ack_code_digits = 8;
+        s.alerting.sms.inbound.max_failures = 0;
+        let e = s.validate().unwrap_err();
+        assert!(e.to_string().contains("alerting.sms.inbound.max_failures"), "{e}");
+    }
+
+    #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:********@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
