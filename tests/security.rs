@@ -6,3 +6,4 @@
 //! Run alone: `cargo nextest run -p vitalwatch --test security`.
 
 mod common;
+#[path = "security/admin.rs"] mod admin;
