@@ -5,5 +5,6 @@
 //!
 //! Run alone: `cargo nextest run -p vitalwatch --test security`.
 
+#[path = "security/admin.rs"]
+mod admin;
 mod common;
-#[path = "security/admin.rs"] mod admin;
