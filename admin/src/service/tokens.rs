@@ -102,10 +102,10 @@ impl AdminService {
             tracing::info!(message = "Expired API token refused.", token = %t.name);
             return Err(AdminError::TokenExpired);
         }
-        if t.last_used_at.is_none_or(|at| now - at >= LAST_USED_PRECISION) {
-            if let Err(e) = self.admin.touch_token(&hash, now).await {
-                tracing::warn!(message = "Could not record the API token's last use.", token = %t.name, error = %e);
-            }
+        if t.last_used_at.is_none_or(|at| now - at >= LAST_USED_PRECISION)
+            && let Err(e) = self.admin.touch_token(&hash, now).await
+        {
+            tracing::warn!(message = "Could not record the API token's last use.", token = %t.name, error = %e);
         }
         match (t.role.as_str(), t.physician_id) {
             ("operator", _) => Ok(Actor::operator(format!("token:{}", t.name))),
