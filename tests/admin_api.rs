@@ -342,11 +342,15 @@ async fn api_in_process_on_sqlite() {
     st.migrate().await.unwrap();
     let service = Arc::new(vitalwatch_admin::AdminService::open(&url, 100, 100).await.unwrap());
     let cli = vitalwatch_admin::Actor::cli();
-    let (ops, _) = service.create_token(&cli, "ops", "operator", None).await.unwrap();
+    let (ops, _) = service.create_token(&cli, "ops", "operator", None, None).await.unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let shutdown = vitalwatch_platform::shutdown::CancellationToken::new();
-    let server = tokio::spawn(vitalwatch_admin::http::serve(service.clone(), 65536, listener, shutdown.clone()));
+    let limits = vitalwatch_platform::http::HttpLimits { max_body_bytes: 65536, ..Default::default() };
+    let server = tokio::spawn({
+        let (service, shutdown) = (service.clone(), shutdown.clone());
+        async move { vitalwatch_admin::http::serve(service, &limits, listener, shutdown).await }
+    });
     let a = addr.as_str();
 
     assert_eq!(http(a, "GET", "/readyz", None, None).await.status, 200);
@@ -366,7 +370,7 @@ async fn api_in_process_on_sqlite() {
     assert_eq!(st.registry().await.unwrap().patients.len(), 1);
     open_episode(&url, "ep-s", "s-1").await;
 
-    let (drs, _) = service.create_token(&cli, "dr-s", "physician", Some("dr-s")).await.unwrap();
+    let (drs, _) = service.create_token(&cli, "dr-s", "physician", Some("dr-s"), None).await.unwrap();
     assert_eq!(http(a, "GET", "/v1/patients", Some(&drs), None).await.json()["items"][0]["id"], "s-1");
     assert_eq!(http(a, "POST", "/v1/devices", Some(&drs), Some(r#"{"id":"d-1"}"#)).await.status, 403);
     let r = http(a, "POST", "/v1/alerts/ep-s/ack", Some(&drs), Some("{}")).await;

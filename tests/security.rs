@@ -5,6 +5,8 @@
 //!
 //! Run alone: `cargo nextest run -p vitalwatch --test security`.
 
+#[path = "security/admin.rs"]
+mod admin;
 mod common;
 #[path = "security/sms.rs"]
 mod sms;

@@ -9,6 +9,9 @@ pub enum AdminError {
     /// No valid credentials.
     #[error("a valid bearer token is required")]
     Unauthenticated,
+    /// The bearer token is known but past its expiry.
+    #[error("the bearer token has expired; ask an operator for a new one")]
+    TokenExpired,
     /// The actor's role does not allow the operation.
     #[error("{0}")]
     Forbidden(String),
@@ -34,6 +37,7 @@ impl AdminError {
     pub fn code(&self) -> &'static str {
         match self {
             AdminError::Unauthenticated => "unauthenticated",
+            AdminError::TokenExpired => "token_expired",
             AdminError::Forbidden(_) => "forbidden",
             AdminError::NotFound(_) => "not_found",
             AdminError::Invalid(_) => "invalid",
@@ -46,7 +50,7 @@ impl AdminError {
     /// The HTTP status for this error.
     pub fn status(&self) -> u16 {
         match self {
-            AdminError::Unauthenticated => 401,
+            AdminError::Unauthenticated | AdminError::TokenExpired => 401,
             AdminError::Forbidden(_) => 403,
             AdminError::NotFound(_) => 404,
             AdminError::Invalid(_) => 422,

@@ -420,14 +420,37 @@ pub struct TokenView {
     pub created_by: String,
     /// Revocation.
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Expiry: refused from then on (`token_expired`). `null` only for a row
+    /// written by hand without one, which counts as expired.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Last authenticated use (updated at most once a minute).
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+impl TokenView {
+    /// True when the token is past its expiry (or has none) at `now`.
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at.is_none_or(|e| e <= now)
+    }
+}
+
+/// The API tokens (`GET /v1/tokens`), by name.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct TokenList {
+    /// Active, expired and revoked tokens (never their secrets).
+    pub items: Vec<TokenView>,
 }
 
 /// An error body.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorBody {
-    /// Stable code: `unauthenticated`, `forbidden`, `not_found`, `invalid`,
-    /// `conflict`, `bad_request`, `unavailable`, `internal`.
+    /// Stable code: `unauthenticated`, `token_expired`, `forbidden`,
+    /// `not_found`, `invalid`, `conflict`, `bad_request`, `payload_too_large`,
+    /// `request_timeout`, `unavailable`, `internal`.
     pub error: String,
-    /// Human-readable message.
+    /// Human-readable message (never internal details such as database hosts or users).
     pub message: String,
+    /// For `unavailable` and `internal`: an opaque id, also logged with the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_id: Option<String>,
 }

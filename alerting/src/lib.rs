@@ -68,7 +68,7 @@ pub use planner::{Plan, PlanInput, plan};
 pub use policy::{EscalationPolicy, EscalationStep, Ladder, PolicyError, Target};
 pub use quiet_hours::QuietHours;
 pub use retry::{RetryDecision, RetryPolicy};
-pub use service::{run, run_with_dead_letters};
+pub use service::{run, run_serving, run_with_dead_letters};
 pub use severity::{Channel, Severity};
 pub use team::{
     CareTeam, ChannelPreferences, Directory, EmailAddress, PhoneNumber, Physician, PhysicianId, TeamError, TimeZone,

@@ -394,11 +394,51 @@ pub struct ApiSettings {
     pub max_body_bytes: usize,
     /// Largest page a list returns (`limit` is capped to it).
     pub max_page_size: u32,
+    /// Transport limits of both client-facing HTTP servers (the admin API and
+    /// the acknowledgment server of `alerting.http_addr`): the request line and
+    /// headers must arrive within this many seconds, else the connection is
+    /// closed (slow-loris).
+    pub header_read_timeout_secs: u64,
+    /// Both servers: a request (body included) not answered within this many
+    /// seconds gets 408 (slow bodies, stuck handlers).
+    pub request_timeout_secs: u64,
+    /// Both servers: open connections at most, each (more wait in the backlog).
+    pub max_connections: usize,
+    /// Largest request body of the acknowledgment server (`/ack`, `/sms/inbound`), bytes.
+    pub ack_max_body_bytes: usize,
+    /// Lifetime of a new API token, days (unless created with an explicit expiry).
+    pub token_ttl_days: u32,
 }
 
 impl Default for ApiSettings {
     fn default() -> Self {
-        ApiSettings { listen: "0.0.0.0:8090".into(), max_body_bytes: 1024 * 1024, max_page_size: 500 }
+        ApiSettings {
+            listen: "0.0.0.0:8090".into(),
+            max_body_bytes: 1024 * 1024,
+            max_page_size: 500,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 30,
+            max_connections: 512,
+            ack_max_body_bytes: 64 * 1024,
+            token_ttl_days: 90,
+        }
+    }
+}
+
+impl ApiSettings {
+    /// The transport limits of the admin API.
+    pub fn limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits {
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            request_timeout: std::time::Duration::from_secs(self.request_timeout_secs),
+            max_connections: self.max_connections,
+            max_body_bytes: self.max_body_bytes,
+        }
+    }
+
+    /// The transport limits of the acknowledgment server (`/ack`, `/sms/inbound`).
+    pub fn ack_limits(&self) -> crate::http::HttpLimits {
+        crate::http::HttpLimits { max_body_bytes: self.ack_max_body_bytes, ..self.limits() }
     }
 }
 
@@ -753,6 +793,12 @@ impl Settings {
         }
         if self.api.max_page_size == 0 || self.api.max_body_bytes == 0 {
             return bad("api.max_page_size and api.max_body_bytes must be at least 1");
+        }
+        if self.api.header_read_timeout_secs == 0 || self.api.request_timeout_secs == 0 {
+            return bad("api.header_read_timeout_secs and api.request_timeout_secs must be at least 1");
+        }
+        if self.api.max_connections == 0 || self.api.ack_max_body_bytes == 0 || self.api.token_ttl_days == 0 {
+            return bad("api.max_connections, api.ack_max_body_bytes and api.token_ttl_days must be at least 1");
         }
         if self.bus.partitions < 1 {
             return bad("bus.partitions must be at least 1");

@@ -83,6 +83,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0023_sms_inbound.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 24,
+        name: "api_token_expiry",
+        sql: include_str!("../migrations/postgres/0024_api_token_expiry.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -133,6 +139,12 @@ pub const SQLITE: &[Migration] = &[
         version: 23,
         name: "sms_inbound",
         sql: include_str!("../migrations/sqlite/0023_sms_inbound.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 24,
+        name: "api_token_expiry",
+        sql: include_str!("../migrations/sqlite/0024_api_token_expiry.sql"),
         timescale_only: false,
     },
 ];

@@ -18,32 +18,51 @@ pub struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    error_id: Option<String>,
+}
+
+/// A new opaque error id: 16 random hex digits, in the body and in the log.
+pub fn error_id() -> String {
+    use rand::RngCore as _;
+    format!("{:016x}", rand::rng().next_u64())
 }
 
 impl From<AdminError> for ApiError {
     fn from(e: AdminError) -> Self {
-        if matches!(e, AdminError::Internal(_)) {
-            tracing::error!(message = "Admin API internal error.", error = %e);
-        }
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        let message = match &e {
-            AdminError::Internal(_) => "internal error".to_owned(),
-            other => other.to_string(),
+        // The details of a database or internal failure (hosts, users, database
+        // names, SQL) go to the log only, under an id the caller can quote.
+        let (message, error_id) = match &e {
+            AdminError::Internal(_) => {
+                let id = error_id();
+                tracing::error!(message = "Admin API internal error.", error_id = %id, error = %e);
+                ("internal error".to_owned(), Some(id))
+            }
+            AdminError::Unavailable(_) => {
+                let id = error_id();
+                tracing::warn!(message = "Admin API: database unavailable.", error_id = %id, error = %e);
+                ("the database is unavailable; try again later".to_owned(), Some(id))
+            }
+            other => (other.to_string(), None),
         };
-        ApiError { status, code: e.code(), message }
+        ApiError { status, code: e.code(), message, error_id }
     }
 }
 
 impl ApiError {
     fn bad_request(status: StatusCode, message: String) -> Self {
-        let code = if status == StatusCode::UNPROCESSABLE_ENTITY { "invalid" } else { "bad_request" };
-        ApiError { status, code, message }
+        let code = match status {
+            StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+            StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+            _ => "bad_request",
+        };
+        ApiError { status, code, message, error_id: None }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = ErrorBody { error: self.code.into(), message: self.message };
+        let body = ErrorBody { error: self.code.into(), message: self.message, error_id: self.error_id };
         let mut res = (self.status, Json(body)).into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"vitalwatch\""));

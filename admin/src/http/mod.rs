@@ -6,16 +6,22 @@
 //! `GET /openapi.json`. Everything under `/v1` needs `Authorization: Bearer <token>`.
 //! Request logs carry the method, the route template and the status only
 //! (never ids from the path, never bodies).
+//!
+//! Transport limits ([`vitalwatch_platform::http`]): header read timeout,
+//! request timeout (408), connection cap, body size limit (413). Error bodies
+//! never carry internal details: a database failure is a generic message and
+//! an `error_id` that the log has with the details.
 
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use utoipa::OpenApi as _;
+use vitalwatch_platform::http::HttpLimits;
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use crate::service::AdminService;
@@ -25,8 +31,9 @@ pub mod error;
 pub mod openapi;
 pub mod routes;
 
-/// The router over `service`; bodies above `max_body_bytes` get 413.
-pub fn router(service: Arc<AdminService>, max_body_bytes: usize) -> Router {
+/// The router over `service`; bodies above `limits.max_body_bytes` get 413,
+/// requests not answered within `limits.request_timeout` 408.
+pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
     use routes::*;
     let v1 = Router::new()
         .route("/me", get(me))
@@ -47,28 +54,27 @@ pub fn router(service: Arc<AdminService>, max_body_bytes: usize) -> Router {
         .route("/alerts/{id}/snooze", post(snooze_alert))
         .route("/alerts/{id}/close", post(close_alert))
         .route("/audit", get(list_audit))
-        .route("/audit/episodes", get(list_episode_audit));
-    Router::new()
+        .route("/audit/episodes", get(list_episode_audit))
+        .route("/tokens", get(list_tokens));
+    let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .nest("/v1", v1)
         .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body_bytes))
-        .layer(middleware::from_fn(log_request))
-        .with_state(service)
+        .with_state(service);
+    vitalwatch_platform::http::limit(app, limits).layer(middleware::from_fn(log_request))
 }
 
-/// Serves on `listener` until `shutdown`.
+/// Serves on `listener` until `shutdown`, with the header read timeout and
+/// connection cap of `limits` (see [`vitalwatch_platform::http::serve`]).
 pub async fn serve(
     service: Arc<AdminService>,
-    max_body_bytes: usize,
+    limits: &HttpLimits,
     listener: tokio::net::TcpListener,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(service, max_body_bytes))
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
+    vitalwatch_platform::http::serve(listener, router(service, limits), limits, shutdown).await
 }
 
 async fn log_request(req: Request, next: Next) -> Response {
@@ -94,7 +100,7 @@ async fn readyz(State(s): State<Arc<AdminService>>) -> Response {
     match s.ping().await {
         Ok(()) => (StatusCode::OK, "ready").into_response(),
         Err(e) => {
-            tracing::debug!(error = %e, "not ready");
+            tracing::warn!(message = "Admin API not ready: database unavailable.", error = %e);
             (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
         }
     }

@@ -16,7 +16,7 @@ use crate::model::*;
         list_devices, add_device, enrol_device, unenrol_device, retire_device, grant_backfill,
         list_physicians, get_physician, put_physician,
         list_alerts, get_alert, ack_alert, snooze_alert, close_alert,
-        list_audit, list_episode_audit,
+        list_audit, list_episode_audit, list_tokens,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

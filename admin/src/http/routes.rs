@@ -262,3 +262,10 @@ pub async fn list_episode_audit(
 ) -> Res<EpisodeAuditPage> {
     Ok(Json(s.episode_audit(&a, &q).await?))
 }
+
+/// The API tokens with their expiry and last use, never their secrets (operators).
+#[utoipa::path(get, path = "/v1/tokens", tag = "auth",
+    responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
+pub async fn list_tokens(State(s): S, Auth(a): Auth) -> Res<TokenList> {
+    Ok(Json(TokenList { items: s.list_tokens(&a).await? }))
+}

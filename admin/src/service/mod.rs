@@ -41,7 +41,11 @@ pub struct AdminService {
     alerting: Arc<dyn AlertStore>,
     admin: Arc<dyn AdminStore>,
     max_page: u32,
+    token_ttl: chrono::TimeDelta,
 }
+
+/// Default lifetime of a new API token (`api.token_ttl_days`).
+pub const DEFAULT_TOKEN_TTL_DAYS: u32 = 90;
 
 impl std::fmt::Debug for AdminService {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -57,7 +61,19 @@ impl AdminService {
         admin: Arc<dyn AdminStore>,
         max_page: u32,
     ) -> AdminService {
-        AdminService { registry, alerting, admin, max_page: max_page.max(1) }
+        AdminService {
+            registry,
+            alerting,
+            admin,
+            max_page: max_page.max(1),
+            token_ttl: chrono::TimeDelta::days(i64::from(DEFAULT_TOKEN_TTL_DAYS)),
+        }
+    }
+
+    /// New tokens expire `days` after their creation unless given an expiry.
+    pub fn with_token_ttl_days(mut self, days: u32) -> AdminService {
+        self.token_ttl = chrono::TimeDelta::days(i64::from(days.max(1)));
+        self
     }
 
     /// Opens the stores of a `database.url` (migrations are not run), with

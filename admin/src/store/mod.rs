@@ -29,6 +29,8 @@ pub struct NewToken {
     pub physician_id: Option<String>,
     /// Who created it.
     pub created_by: String,
+    /// When it stops working.
+    pub expires_at: DateTime<Utc>,
 }
 
 /// An admin audit entry to append.
@@ -135,6 +137,8 @@ pub trait AdminStore: Send + Sync {
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenView>, StoreError>;
     /// All tokens (active and revoked), by name.
     async fn tokens(&self) -> Result<Vec<TokenView>, StoreError>;
+    /// Sets `last_used_at` of the token with this hash to `at`.
+    async fn touch_token(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Appends an admin audit entry; returns its id.
     async fn append_audit(&self, entry: &NewAuditEntry) -> Result<i64, StoreError>;

@@ -44,7 +44,7 @@ macro_rules! with_client {
     ($self:ident, $c:ident => $body:expr) => {{ $self.conn.run(async |$c: &mut Client| -> Result<_, StoreError> { $body }).await }};
 }
 
-const TOKEN_COLUMNS: &str = "name, role, physician_id, created_at, created_by, revoked_at";
+const TOKEN_COLUMNS: &str = "name, role, physician_id, created_at, created_by, revoked_at, expires_at, last_used_at";
 const ALERT_COLUMNS: &str = "episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, \
                              last_event_at, resolved_at, summary";
 
@@ -56,6 +56,8 @@ fn token(r: &Row) -> TokenView {
         created_at: r.get(3),
         created_by: r.get(4),
         revoked_at: r.get(5),
+        expires_at: r.get(6),
+        last_used_at: r.get(7),
     }
 }
 
@@ -91,10 +93,10 @@ impl AdminStore for PgAdminStore {
             let r = c
                 .query_one(
                     &format!(
-                        "INSERT INTO api_tokens (name, token_hash, role, physician_id, created_by) \
-                         VALUES ($1, $2, $3, $4, $5) RETURNING {TOKEN_COLUMNS}"
+                        "INSERT INTO api_tokens (name, token_hash, role, physician_id, created_by, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6) RETURNING {TOKEN_COLUMNS}"
                     ),
-                    &[&t.name, &t.hash, &t.role, &t.physician_id, &t.created_by],
+                    &[&t.name, &t.hash, &t.role, &t.physician_id, &t.created_by, &t.expires_at],
                 )
                 .await
                 .map_err(|e| {
@@ -128,6 +130,15 @@ impl AdminStore for PgAdminStore {
                 .await
                 .map_err(classify)?;
             Ok(r.as_ref().map(token))
+        })
+    }
+
+    async fn touch_token(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        with_client!(self, c => {
+            c.execute("UPDATE api_tokens SET last_used_at = $2 WHERE token_hash = $1", &[&hash, &at])
+                .await
+                .map_err(classify)?;
+            Ok(())
         })
     }
 

@@ -36,7 +36,7 @@ fn scope_json(scope: Option<&[String]>) -> Option<String> {
     scope.map(|s| serde_json::to_string(s).unwrap_or_else(|_| "[]".into()))
 }
 
-const TOKEN_COLUMNS: &str = "name, role, physician_id, created_at, created_by, revoked_at";
+const TOKEN_COLUMNS: &str = "name, role, physician_id, created_at, created_by, revoked_at, expires_at, last_used_at";
 const ALERT_COLUMNS: &str = "episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, \
                              last_event_at, resolved_at, summary";
 
@@ -48,6 +48,8 @@ fn token(r: &Row<'_>) -> rusqlite::Result<TokenView> {
         created_at: from_us(r.get(3)?),
         created_by: r.get(4)?,
         revoked_at: r.get::<_, Option<i64>>(5)?.map(from_us),
+        expires_at: r.get::<_, Option<i64>>(6)?.map(from_us),
+        last_used_at: r.get::<_, Option<i64>>(7)?.map(from_us),
     })
 }
 
@@ -91,10 +93,10 @@ impl AdminStore for SqliteAdminStore {
             .run(move |c| {
                 c.query_row(
                     &format!(
-                        "INSERT INTO api_tokens (name, token_hash, role, physician_id, created_at, created_by) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING {TOKEN_COLUMNS}"
+                        "INSERT INTO api_tokens (name, token_hash, role, physician_id, created_at, created_by, expires_at) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) RETURNING {TOKEN_COLUMNS}"
                     ),
-                    params![t.name, t.hash, t.role, t.physician_id, us(Utc::now()), t.created_by],
+                    params![t.name, t.hash, t.role, t.physician_id, us(Utc::now()), t.created_by, us(t.expires_at)],
                     token,
                 )
                 .map_err(|e| match e {
@@ -136,6 +138,17 @@ impl AdminStore for SqliteAdminStore {
                 )
                 .optional()
                 .map_err(err)
+            })
+            .await
+    }
+
+    async fn touch_token(&self, hash: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        let hash = hash.to_owned();
+        self.conn
+            .run(move |c| {
+                c.execute("UPDATE api_tokens SET last_used_at = ?2 WHERE token_hash = ?1", params![hash, us(at)])
+                    .map_err(err)?;
+                Ok(())
             })
             .await
     }

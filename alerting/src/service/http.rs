@@ -21,6 +21,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use vitalwatch_platform::http::HttpLimits;
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use super::Alerting;
@@ -40,13 +41,24 @@ pub fn router(a: Arc<Alerting>) -> Router {
         .with_state(a)
 }
 
-/// Serves on `listener` until `shutdown`.
+/// The transport limits used when none are configured: those of
+/// [`HttpLimits::default`] with a 64 KiB body limit (an `/ack` form or an
+/// inbound SMS webhook is a few hundred bytes).
+pub fn default_limits() -> HttpLimits {
+    HttpLimits { max_body_bytes: 64 * 1024, ..HttpLimits::default() }
+}
+
+/// Serves on `listener` until `shutdown`, with `limits`: header read timeout
+/// (slow-loris), request timeout (408), connection cap and body limit (413)
+/// on every route (see [`vitalwatch_platform::http`]).
 pub async fn serve(
     a: Arc<Alerting>,
     listener: tokio::net::TcpListener,
+    limits: &HttpLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(a)).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
+    vitalwatch_platform::http::serve(listener, vitalwatch_platform::http::limit(router(a), limits), limits, shutdown)
+        .await
 }
 
 fn page(status: StatusCode, title: &str, text: &str) -> Response {

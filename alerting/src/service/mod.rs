@@ -138,14 +138,24 @@ impl Alerting {
         listener: Option<tokio::net::TcpListener>,
         shutdown: &CancellationToken,
     ) -> Vec<tokio::task::JoinHandle<()>> {
+        self.spawn_background_with(listener, &http::default_limits(), shutdown)
+    }
+
+    /// [`spawn_background`](Self::spawn_background) with the HTTP server's transport `limits`.
+    pub fn spawn_background_with(
+        self: &Arc<Self>,
+        listener: Option<tokio::net::TcpListener>,
+        limits: &vitalwatch_platform::http::HttpLimits,
+        shutdown: &CancellationToken,
+    ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = vec![
             tokio::spawn(dispatcher::run(self.clone(), shutdown.clone())),
             tokio::spawn(scheduler::run(self.clone(), shutdown.clone())),
         ];
         if let Some(l) = listener {
-            let (a, s) = (self.clone(), shutdown.clone());
+            let (a, s, limits) = (self.clone(), shutdown.clone(), limits.clone());
             tasks.push(tokio::spawn(async move {
-                if let Err(e) = http::serve(a, l, s).await {
+                if let Err(e) = http::serve(a, l, &limits, s).await {
                     tracing::error!(message = "Alerting HTTP server stopped.", error = %e);
                 }
             }));
@@ -181,6 +191,20 @@ pub async fn run_with_dead_letters(
     dead_letters: Option<vitalwatch_platform::bus::dead_letter::DeadLetters>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    run_serving(settings, &http::default_limits(), consumer, store, dead_letters, shutdown).await
+}
+
+/// [`run_with_dead_letters`], the HTTP server (`/ack`, `/sms/inbound`) with
+/// the transport `limits` (`api.header_read_timeout_secs`,
+/// `api.request_timeout_secs`, `api.max_connections`, `api.ack_max_body_bytes`).
+pub async fn run_serving(
+    settings: &AlertingSettings,
+    limits: &vitalwatch_platform::http::HttpLimits,
+    consumer: &mut dyn Consumer,
+    store: Arc<dyn AlertStore>,
+    dead_letters: Option<vitalwatch_platform::bus::dead_letter::DeadLetters>,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let alerting =
         Arc::new(Alerting::from_settings(settings, store, Arc::new(SystemClock)).context("configuring alerting")?);
     let listener = tokio::net::TcpListener::bind(&settings.http_addr)
@@ -197,7 +221,7 @@ pub async fn run_with_dead_letters(
             local.cancel();
         })
     };
-    let tasks = alerting.spawn_background(Some(listener), &local);
+    let tasks = alerting.spawn_background_with(Some(listener), limits, &local);
     let result = consumer::run_with_dead_letters(&alerting, consumer, dead_letters.as_ref(), &local).await;
     local.cancel();
     forward.abort();

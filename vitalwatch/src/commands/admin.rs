@@ -18,7 +18,10 @@ pub(crate) async fn service(args: &StoreArgs, config: Option<&Path>) -> anyhow::
         let st = store::open_settings(&s.database).await.context("opening the database")?;
         st.migrate().await.context("migrating the embedded database")?;
     }
-    AdminService::open_settings(&s.database, s.api.max_page_size).await.context("opening the database")
+    Ok(AdminService::open_settings(&s.database, s.api.max_page_size)
+        .await
+        .context("opening the database")?
+        .with_token_ttl_days(s.api.token_ttl_days))
 }
 
 /// `vitalwatch api`: the admin API against the configured database.
@@ -28,12 +31,14 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signals();
     let st = store::open_settings(&s.database).await.context("opening the database")?;
     super::wiring::Checks::new().database(st).serve(&s, &shutdown).await?;
-    let service =
-        AdminService::open_settings(&s.database, s.api.max_page_size).await.context("opening the database")?;
+    let service = AdminService::open_settings(&s.database, s.api.max_page_size)
+        .await
+        .context("opening the database")?
+        .with_token_ttl_days(s.api.token_ttl_days);
     let listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?);
-    vitalwatch_admin::http::serve(Arc::new(service), s.api.max_body_bytes, listener, shutdown)
+    vitalwatch_admin::http::serve(Arc::new(service), &s.api.limits(), listener, shutdown)
         .await
         .context("serving the admin API")?;
     tracing::info!(message = "Admin API stopped.");
@@ -54,6 +59,10 @@ pub enum ApiTokenCommand {
         /// The physician a physician token stands for.
         #[arg(long)]
         physician: Option<String>,
+        /// When the token stops working (RFC 3339, e.g. 2027-01-31T00:00:00Z);
+        /// default: `api.token_ttl_days` (90) from now.
+        #[arg(long)]
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -65,7 +74,7 @@ pub enum ApiTokenCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
-    /// List tokens (never their secrets).
+    /// List tokens (never their secrets): role, physician, creation, expiry, last use, state.
     List {
         #[command(flatten)]
         store: StoreArgs,
@@ -76,10 +85,13 @@ pub enum ApiTokenCommand {
 pub async fn api_token(config: Option<&Path>, cmd: ApiTokenCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
-        ApiTokenCommand::Create { name, role, physician, store } => {
-            let (secret, _) =
-                service(&store, config).await?.create_token(&actor, &name, &role, physician.as_deref()).await?;
-            eprintln!("token {name} created; it is shown only now, keep it in a secret store:");
+        ApiTokenCommand::Create { name, role, physician, expires_at, store } => {
+            let (secret, view) = service(&store, config)
+                .await?
+                .create_token(&actor, &name, &role, physician.as_deref(), expires_at)
+                .await?;
+            let expiry = view.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "-".into());
+            eprintln!("token {name} created, expires {expiry}; it is shown only now, keep it in a secret store:");
             println!("{secret}");
         }
         ApiTokenCommand::Revoke { name, store } => {
@@ -87,15 +99,23 @@ pub async fn api_token(config: Option<&Path>, cmd: ApiTokenCommand) -> anyhow::R
             println!("token {name} revoked");
         }
         ApiTokenCommand::List { store } => {
+            let now = chrono::Utc::now();
             for t in service(&store, config).await?.list_tokens(&actor).await? {
+                let state = match t.revoked_at {
+                    Some(r) => format!("revoked {}", r.to_rfc3339()),
+                    None if t.expired(now) => "expired".into(),
+                    None => "active".into(),
+                };
                 println!(
-                    "{}\t{}\t{}\tcreated {} by {}\t{}",
+                    "{}\t{}\t{}\tcreated {} by {}\texpires {}\tlast used {}\t{}",
                     t.name,
                     t.role,
                     t.physician_id.as_deref().unwrap_or("-"),
                     t.created_at.to_rfc3339(),
                     t.created_by,
-                    t.revoked_at.map(|r| format!("revoked {}", r.to_rfc3339())).unwrap_or_else(|| "active".into())
+                    t.expires_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "-".into()),
+                    t.last_used_at.map(|e| e.to_rfc3339()).unwrap_or_else(|| "never".into()),
+                    state
                 );
             }
         }

@@ -36,8 +36,8 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer = bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress)?;
     let dead_letters = bus.dead_letters(&s, "alerting")?;
     tracing::info!(message = "Alerting starting.", group = %s.alerting.group);
-    vitalwatch_alerting::run_with_dead_letters(&s.alerting, consumer.as_mut(), store, Some(dead_letters), shutdown)
-        .await
+    let limits = s.api.ack_limits();
+    vitalwatch_alerting::run_serving(&s.alerting, &limits, consumer.as_mut(), store, Some(dead_letters), shutdown).await
 }
 
 /// `vitalwatch physician ...`

@@ -113,10 +113,12 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         .await
         .context("opening the alerting store")?;
     let alerting_task = {
-        let (settings, dead, shutdown) = (s.alerting.clone(), bus.dead_letters(&s, "alerting")?, shutdown.clone());
+        let (settings, limits, dead, shutdown) =
+            (s.alerting.clone(), s.api.ack_limits(), bus.dead_letters(&s, "alerting")?, shutdown.clone());
         tokio::spawn(async move {
             let consumer = alert_consumer.as_mut();
-            vitalwatch_alerting::run_with_dead_letters(&settings, consumer, alert_store, Some(dead), shutdown).await
+            let (store, dead) = (alert_store, Some(dead));
+            vitalwatch_alerting::run_serving(&settings, &limits, consumer, store, dead, shutdown).await
         })
     };
 
@@ -129,15 +131,16 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let admin = Arc::new(
         vitalwatch_admin::AdminService::open_settings(&s.database, s.api.max_page_size)
             .await
-            .context("opening the admin store")?,
+            .context("opening the admin store")?
+            .with_token_ttl_days(s.api.token_ttl_days),
     );
     let token_file = bootstrap_token(&admin, &s.data_dir).await?;
     let api_listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     s.api.listen = api_listener.local_addr()?.to_string();
     let api_task = {
-        let (admin, max_body, shutdown) = (admin.clone(), s.api.max_body_bytes, shutdown.clone());
-        tokio::spawn(async move { vitalwatch_admin::http::serve(admin, max_body, api_listener, shutdown).await })
+        let (admin, limits, shutdown) = (admin.clone(), s.api.limits(), shutdown.clone());
+        tokio::spawn(async move { vitalwatch_admin::http::serve(admin, &limits, api_listener, shutdown).await })
     };
 
     let rules_topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
@@ -216,7 +219,7 @@ async fn bootstrap_token(admin: &vitalwatch_admin::AdminService, data_dir: &Path
     if !admin.list_tokens(&actor).await?.is_empty() {
         return Ok(None);
     }
-    let (secret, _) = admin.create_token(&actor, "run-operator", "operator", None).await?;
+    let (secret, _) = admin.create_token(&actor, "run-operator", "operator", None, None).await?;
     let path = data_dir.join("api-token");
     write_private(&path, &format!("{secret}\n")).with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(path))

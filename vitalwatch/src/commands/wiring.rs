@@ -117,6 +117,13 @@ pub struct Checks {
     consumers: Vec<Arc<Progress>>,
 }
 
+/// The reason `/readyz` shows for a failed dependency: a fixed word, never the
+/// error (which can name hosts, users, database names); the error is logged.
+fn not_ready(check: &str, reason: &str, error: &dyn std::fmt::Display) -> String {
+    tracing::warn!(message = "Readiness check failed.", check, error = %error);
+    reason.to_owned()
+}
+
 impl Checks {
     /// No checks yet.
     pub fn new() -> Self {
@@ -127,7 +134,7 @@ impl Checks {
     pub fn database(mut self, store: Arc<dyn Store>) -> Self {
         self.readiness.add("database", move || {
             let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
+            async move { store.ping().await.map_err(|e| not_ready("database", "unavailable", &e)) }
         });
         self
     }
@@ -136,7 +143,7 @@ impl Checks {
     pub fn alert_database(mut self, store: Arc<dyn vitalwatch_alerting::store::AlertStore>) -> Self {
         self.readiness.add("database", move || {
             let store = store.clone();
-            async move { store.ping().await.map_err(|e| e.to_string()) }
+            async move { store.ping().await.map_err(|e| not_ready("database", "unavailable", &e)) }
         });
         self
     }
@@ -147,7 +154,7 @@ impl Checks {
             let probe = KafkaProbe::new(&s.bus, &instance_name())?;
             self.readiness.add("kafka", move || {
                 let probe = probe.clone();
-                async move { probe.check().await.map_err(|e| e.to_string()) }
+                async move { probe.check().await.map_err(|e| not_ready("kafka", "unreachable", &e)) }
             });
         }
         Ok(self)
