@@ -161,7 +161,7 @@ async fn sms_inbound(State(a): State<Arc<Alerting>>, headers: HeaderMap, body: B
     let pairs = form(&body);
     if let Some(token) = &a.config.twilio_auth_token {
         let sig = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-        if !twilio_signature::verify(token, &a.config.sms_inbound_url, &pairs, sig) {
+        if !twilio_signature::verify(token.expose(), &a.config.sms_inbound_url, &pairs, sig) {
             tracing::warn!("inbound SMS with an invalid signature refused");
             return (StatusCode::FORBIDDEN, "invalid signature").into_response();
         }

@@ -47,7 +47,7 @@ pub struct RoleConfig {
     /// Full URL of the inbound SMS endpoint (for Twilio signatures).
     pub sms_inbound_url: String,
     /// Twilio auth token: when set, inbound SMS must be signed.
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<vitalwatch_platform::secret::Secret>,
 }
 
 /// Everything the role's tasks share.
