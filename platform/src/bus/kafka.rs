@@ -637,7 +637,7 @@ mod tests {
     #[test]
     fn configuration_errors_hide_secret_values() {
         let e = KafkaError::ClientConfig(
-            rdkafka::config::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
             format!("Invalid value \"{PEM}\" for configuration property \"ssl.key.pem\""),
             "ssl.key.pem".into(),
             PEM.into(),
@@ -646,7 +646,7 @@ mod tests {
         let d = describe(&e);
         assert!(!d.contains("S3cretKeyMaterial") && d.contains("ssl.key.pem"), "{d}");
         let plain = KafkaError::ClientConfig(
-            rdkafka::config::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
             "Invalid value".into(),
             "acks".into(),
             "most".into(),
