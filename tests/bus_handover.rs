@@ -33,7 +33,7 @@ fn settings(topic: &str) -> BusSettings {
         observations_topic: topic.to_owned(),
         partitions: 1,
         // One producer batch for all records.
-        kafka: BTreeMap::from([("linger.ms".to_owned(), "200".to_owned())]),
+        kafka: BTreeMap::from([("linger.ms".to_owned(), "200".to_owned())]).into(),
         ..BusSettings::default()
     }
 }
@@ -207,7 +207,8 @@ async fn concurrent_producers_on_one_partition_lose_nothing() {
     }
     const EACH: usize = 1500;
     let topic = unique("concurrent");
-    let s = BusSettings { kafka: BTreeMap::from([("linger.ms".to_owned(), "0".to_owned())]), ..settings(&topic) };
+    let s =
+        BusSettings { kafka: BTreeMap::from([("linger.ms".to_owned(), "0".to_owned())]).into(), ..settings(&topic) };
     ensure_topics(&s, &[&topic]).await.expect("create topic");
     let mut c = KafkaConsumer::new(&s, &unique("concurrent_group"), "concurrent-a", &[&topic]).expect("consumer");
     let mut producers = Vec::new();
@@ -306,7 +307,7 @@ async fn a_waiting_fetch_is_answered_when_a_record_arrives() {
     }
     let topic = unique("long_poll");
     let mut s = settings(&topic);
-    s.kafka = BTreeMap::from([("fetch.wait.max.ms".to_owned(), "6000".to_owned())]);
+    s.kafka = BTreeMap::from([("fetch.wait.max.ms".to_owned(), "6000".to_owned())]).into();
     ensure_topics(&s, &[&topic]).await.expect("create topic");
     let producer = KafkaProducer::low_latency(&s, "long-poll-producer").expect("producer");
     let mut consumer = KafkaConsumer::new(&s, &unique("long_poll_group"), "long-poll", &[&topic]).expect("consumer");

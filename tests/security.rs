@@ -10,3 +10,5 @@ mod admin;
 mod common;
 #[path = "security/sms.rs"]
 mod sms;
+#[path = "security/secrets.rs"]
+mod secrets;

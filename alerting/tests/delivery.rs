@@ -363,4 +363,11 @@ async fn file_transports_write_once_per_key() {
     let msg = notifier.compose(&f.on(Channel::Sms), &f.ctx(), Utc::now()).unwrap();
     sms2.send(&msg).await.unwrap();
     assert_eq!(std::fs::read_to_string(tmp.path().join("sms/out.jsonl")).unwrap().lines().count(), 1);
+    // Patient data: readable by the service user only (0600 files in 0700 folders).
+    use std::os::unix::fs::PermissionsExt as _;
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&tmp.path().join("mail")), 0o700);
+    assert_eq!(mode(&tmp.path().join("sms")), 0o700);
+    assert_eq!(mode(&eml.path_for(e.key.as_str())), 0o600);
+    assert_eq!(mode(&tmp.path().join("sms/out.jsonl")), 0o600);
 }

@@ -119,7 +119,7 @@ fn high_event(event_id: &str, episode: &str) -> AlertEvent {
 
 fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> AlertingSettings {
     let mut s = AlertingSettings {
-        ack_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap()),
+        ack_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap().into()),
         transport: AlertTransportKind::Smtp,
         ..AlertingSettings::default()
     };

@@ -80,15 +80,17 @@ pub struct Outputs {
 
 /// Parses `mqtt://host:port` (or `embedded://host:port`).
 pub fn broker_address(url: &str) -> anyhow::Result<(String, u16)> {
+    use vitalwatch_platform::redact::redact_url;
     let rest = url
         .strip_prefix("mqtt://")
         .or_else(|| url.strip_prefix("embedded://"))
         .or_else(|| url.strip_prefix("tcp://"))
-        .ok_or_else(|| anyhow::anyhow!("MQTT URL {url:?} must start with mqtt://"))?;
+        .ok_or_else(|| anyhow::anyhow!("MQTT URL {:?} must start with mqtt://", redact_url(url)))?;
     let (host, port) = match rest.rsplit_once(':') {
-        Some((h, p)) => {
-            (h.to_owned(), p.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad port in {url:?}"))?)
-        }
+        Some((h, p)) => (
+            h.to_owned(),
+            p.trim_end_matches('/').parse().map_err(|_| anyhow::anyhow!("bad port in {:?}", redact_url(url)))?,
+        ),
         None => (rest.trim_end_matches('/').to_owned(), 1883),
     };
     Ok((host, port))
@@ -119,7 +121,7 @@ pub async fn run(
         )
         .set_inflight(100);
     if let Some(user) = &settings.mqtt.username {
-        opts.set_credentials(user.clone(), settings.mqtt.password.clone().unwrap_or_default());
+        opts.set_credentials(user.clone(), settings.mqtt.password.as_ref().map(|p| p.expose()).unwrap_or_default());
     }
     let cap = settings.mqtt.max_in_flight;
     let (client, eventloop) = AsyncClient::new(opts, cap * 2 + 1024);
@@ -361,7 +363,7 @@ async fn end_session(settings: &Settings) -> anyhow::Result<()> {
     let mut opts = MqttOptions::new(settings.mqtt.client_id.clone(), host, port);
     opts.set_clean_session(true).set_keep_alive(Duration::from_secs(30));
     if let Some(user) = &settings.mqtt.username {
-        opts.set_credentials(user.clone(), settings.mqtt.password.clone().unwrap_or_default());
+        opts.set_credentials(user.clone(), settings.mqtt.password.as_ref().map(|p| p.expose()).unwrap_or_default());
     }
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     let ended = async {

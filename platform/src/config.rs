@@ -3,13 +3,13 @@
 //! `VITALWATCH_BUS__BROKERS=kafka:9092`). Unknown keys, in the file or the
 //! environment, are errors: a typo must not silently fall back to a default.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::secret::{KafkaProperties, Secret, SecretUrl};
 use crate::telemetry::LogFormat;
 
 /// Which defaults apply before the file and the environment.
@@ -102,8 +102,8 @@ pub struct MqttSettings {
     pub share_group: String,
     /// Username, if the broker requires one.
     pub username: Option<String>,
-    /// Password (never logged).
-    pub password: Option<String>,
+    /// Password (never printed).
+    pub password: Option<Secret>,
     /// Keep-alive, seconds. At 30, under ~10,000 messages/s each way, ingest
     /// replicas declared their ping lost ("Last pingreq isn't acked") every
     /// minute or two, reconnected and stalled the flow for tens of seconds;
@@ -162,7 +162,9 @@ pub struct BusSettings {
     /// Replication factor for topics vitalwatch creates (3 in production).
     pub replication: i32,
     /// Extra librdkafka properties (e.g. `security.protocol`, `sasl.*`).
-    pub kafka: BTreeMap<String, String>,
+    /// Secret ones (`sasl.password`, `ssl.key.pem`, ... see
+    /// [`crate::redact::is_secret_kafka_property`]) are printed masked.
+    pub kafka: KafkaProperties,
 }
 
 impl Default for BusSettings {
@@ -178,7 +180,7 @@ impl Default for BusSettings {
             alerts_topic: "vitalwatch.alerts.v1".into(),
             partitions: 12,
             replication: 1,
-            kafka: BTreeMap::new(),
+            kafka: KafkaProperties::default(),
         }
     }
 }
@@ -188,7 +190,9 @@ impl Default for BusSettings {
 #[serde(deny_unknown_fields, default)]
 pub struct DatabaseSettings {
     /// `postgres://user:pass@host:port/db` or `sqlite://path/to/file.db`.
-    pub url: String,
+    /// Printed with its password masked (userinfo and `password`/`sslpassword`
+    /// query parameters); [`SecretUrl::expose`] gives the URL to connect with.
+    pub url: SecretUrl,
     /// Rows per INSERT statement (TimescaleDB-in-WASM test servers need <= 500).
     pub insert_chunk: usize,
     /// Longest wait for a new PostgreSQL connection (TCP connect and startup),
@@ -204,7 +208,7 @@ pub struct DatabaseSettings {
 impl Default for DatabaseSettings {
     fn default() -> Self {
         DatabaseSettings {
-            url: "postgres://postgres@127.0.0.1:5432/postgres".into(),
+            url: SecretUrl::new("postgres://postgres@127.0.0.1:5432/postgres"),
             insert_chunk: 2000,
             connect_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
@@ -490,8 +494,8 @@ pub struct AlertSmtpSettings {
     pub security: SmtpSecurityKind,
     /// User name, if the server requires authentication.
     pub username: Option<String>,
-    /// Password (never logged).
-    pub password: Option<String>,
+    /// Password (never printed).
+    pub password: Option<Secret>,
     /// Sender mailbox, e.g. `vitalwatch <alerts@hospital.example>`; its domain
     /// is also used in Message-IDs.
     pub from: String,
@@ -523,19 +527,19 @@ pub struct AlertSmsSettings {
     pub twilio_base_url: String,
     /// Twilio account SID.
     pub twilio_account_sid: String,
-    /// Twilio auth token (never logged). When set, inbound SMS webhooks must
+    /// Twilio auth token (never printed). When set, inbound SMS webhooks must
     /// carry a valid `X-Twilio-Signature`.
-    pub twilio_auth_token: Option<String>,
+    pub twilio_auth_token: Option<Secret>,
     /// Sender number (E.164); or use `twilio_messaging_service_sid`.
     pub twilio_from: Option<String>,
     /// Twilio messaging service SID (instead of `twilio_from`).
     pub twilio_messaging_service_sid: Option<String>,
     /// Webhook URL (provider `webhook`).
     pub webhook_url: String,
-    /// Bearer token for the webhook (never logged).
-    pub webhook_bearer_token: Option<String>,
-    /// HMAC-SHA256 secret to sign webhook bodies (never logged).
-    pub webhook_signing_secret: Option<String>,
+    /// Bearer token for the webhook (never printed).
+    pub webhook_bearer_token: Option<Secret>,
+    /// HMAC-SHA256 secret to sign webhook bodies (never printed).
+    pub webhook_signing_secret: Option<Secret>,
     /// Timeout of one provider request, seconds.
     pub timeout_secs: u64,
     /// Inbound SMS replies (`POST /sms/inbound`): authentication and limits.
@@ -638,9 +642,9 @@ pub struct AlertingSettings {
     /// (`{public_base_url}/sms/inbound`).
     pub public_base_url: String,
     /// Secret for acknowledgment links and SMS codes, at least 32 bytes (never
-    /// logged). Required by `vitalwatch alerting`; in `run`, a random secret is
-    /// created in `file_dir` when unset.
-    pub ack_secret: Option<String>,
+    /// printed). Required by `vitalwatch alerting`; in `run`, a random secret is
+    /// created in `file_dir` (mode 0600) when unset.
+    pub ack_secret: Option<Secret>,
     /// Validity of acknowledgment links, hours.
     pub ack_link_ttl_hours: u32,
     /// Digits of SMS acknowledgment codes (6 to 10; see docs/alerting.md for the odds of guessing).
@@ -717,7 +721,7 @@ impl Settings {
             s.mqtt.url = "embedded://127.0.0.1:1883".into();
             s.mqtt.client_id = "vitalwatch-run".into();
             s.bus.kind = BusKind::Memory;
-            s.database.url = "sqlite://{data_dir}/vitalwatch.db".into();
+            s.database.url = SecretUrl::new("sqlite://{data_dir}/vitalwatch.db");
             s.persist.batch_wait_ms = 20;
             s.alerting.transport = AlertTransportKind::File;
             s.alerting.http_addr = "127.0.0.1:8080".into();
@@ -749,7 +753,9 @@ impl Settings {
     /// Replaces `{data_dir}` in paths and URLs with the data folder.
     pub fn resolve_data_dir(&mut self) {
         let dir = self.data_dir.display().to_string();
-        self.database.url = self.database.url.replace("{data_dir}", &dir);
+        if self.database.url.expose().contains("{data_dir}") {
+            self.database.url = SecretUrl::new(self.database.url.expose().replace("{data_dir}", &dir));
+        }
         let file_dir = self.alerting.file_dir.display().to_string();
         if file_dir.contains("{data_dir}") {
             self.alerting.file_dir = PathBuf::from(file_dir.replace("{data_dir}", &dir));
@@ -803,9 +809,10 @@ impl Settings {
         if self.bus.partitions < 1 {
             return bad("bus.partitions must be at least 1");
         }
-        if !(self.database.url.starts_with("postgres://")
-            || self.database.url.starts_with("postgresql://")
-            || self.database.url.starts_with("sqlite://"))
+        let db_url = self.database.url.expose();
+        if !(db_url.starts_with("postgres://")
+            || db_url.starts_with("postgresql://")
+            || db_url.starts_with("sqlite://"))
         {
             return bad("database.url must start with postgres:// or sqlite://");
         }
@@ -818,50 +825,25 @@ impl Settings {
         Ok(())
     }
 
-    /// The configuration as TOML with secrets masked.
+    /// The configuration as JSON with secrets masked: [`Secret`] fields print
+    /// `********`, the database URL and `bus.kafka` mask their secrets, and the
+    /// other URLs (MQTT, webhook, public base) have theirs masked here.
     pub fn redacted_toml(&self) -> String {
         let mut s = self.clone();
-        if s.mqtt.password.is_some() {
-            s.mqtt.password = Some("********".into());
+        for url in [
+            &mut s.mqtt.url,
+            &mut s.alerting.sms.webhook_url,
+            &mut s.alerting.sms.twilio_base_url,
+            &mut s.alerting.public_base_url,
+        ] {
+            *url = redact_url(url);
         }
-        s.database.url = redact_url(&s.database.url);
-        let mask = |v: &mut Option<String>| {
-            if v.is_some() {
-                *v = Some("********".into());
-            }
-        };
-        mask(&mut s.alerting.ack_secret);
-        mask(&mut s.alerting.smtp.password);
-        mask(&mut s.alerting.sms.twilio_auth_token);
-        mask(&mut s.alerting.sms.webhook_bearer_token);
-        mask(&mut s.alerting.sms.webhook_signing_secret);
-        for (k, v) in s.bus.kafka.iter_mut() {
-            if k.contains("password") || k.contains("secret") {
-                *v = "********".into();
-            }
-        }
-        toml_string(&s)
+        // figment re-exports no serializer; JSON is an acceptable, lossless dump.
+        serde_json::to_string_pretty(&s).unwrap_or_default()
     }
 }
 
-fn toml_string(s: &Settings) -> String {
-    // figment re-exports no serializer; JSON is an acceptable, lossless dump.
-    serde_json::to_string_pretty(s).unwrap_or_default()
-}
-
-/// Masks the password of a URL.
-pub fn redact_url(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:********{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
+pub use crate::redact::redact_url;
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
@@ -897,7 +879,7 @@ mod tests {
     fn embedded_profile_defaults() {
         let s = Settings::defaults(Profile::Embedded);
         assert_eq!(s.bus.kind, BusKind::Memory);
-        assert!(s.database.url.starts_with("sqlite://"));
+        assert!(s.database.url.expose().starts_with("sqlite://"));
         assert!(s.validate().is_ok());
     }
 
@@ -931,8 +913,37 @@ mod tests {
         let mut s = Settings::defaults(Profile::Embedded);
         s.alerting.ack_secret = Some("very-secret-ack-key".into());
         s.alerting.smtp.password = Some("smtp-pass".into());
+        s.mqtt.password = Some("mqtt-pass".into());
+        s.alerting.sms.twilio_auth_token = Some("twilio-tok".into());
+        s.alerting.sms.webhook_bearer_token = Some("hook-bearer".into());
+        s.alerting.sms.webhook_signing_secret = Some("hook-signing".into());
+        s.alerting.sms.webhook_url = "https://hook.example/sms?token=hook-query".into();
+        s.mqtt.url = "mqtt://dev:mqtt-url-pass@broker:1883".into();
+        s.database.url =
+            SecretUrl::new("postgres://u:db-user-pass@h/db?password=db-query-pass&sslpassword=db-ssl-pass");
+        s.bus.kafka.insert("sasl.password", "kafka-sasl-pass");
+        s.bus.kafka.insert("ssl.key.pem", "kafka-key-pem");
+        s.bus.kafka.insert("security.protocol", "SASL_SSL");
         let t = s.redacted_toml();
-        assert!(!t.contains("very-secret-ack-key") && !t.contains("smtp-pass"), "{t}");
+        for secret in [
+            "very-secret-ack-key",
+            "smtp-pass",
+            "mqtt-pass",
+            "twilio-tok",
+            "hook-bearer",
+            "hook-signing",
+            "hook-query",
+            "mqtt-url-pass",
+            "db-user-pass",
+            "db-query-pass",
+            "db-ssl-pass",
+            "kafka-sasl-pass",
+            "kafka-key-pem",
+        ] {
+            assert!(!t.contains(secret), "{secret} printed: {t}");
+        }
+        assert!(t.contains("SASL_SSL") && t.contains("postgres://u:********@h/db"), "{t}");
+        assert!(!format!("{s:?}").contains("db-query-pass"));
         s.resolve_data_dir();
         assert_eq!(s.alerting.file_dir, PathBuf::from("data/alerts"));
         assert_eq!(s.alerting.transport, AlertTransportKind::File);

@@ -6,6 +6,8 @@
 //! - [`ops`]: `/metrics`, `/healthz`, `/readyz` and the metrics recorder;
 //! - [`http`]: serving a router with header and request timeouts, a connection cap and a body limit;
 //! - [`secret`]: a string that cannot be printed (passwords, tokens, keys);
+//! - [`redact`]: masking of secrets inside URLs and Kafka properties;
+//! - [`private_fs`]: files and folders only the service user can read (mode 0600 / 0700);
 //! - [`shutdown`]: SIGTERM/SIGINT handling;
 //! - [`bus`]: the message bus: Apache Kafka (any Kafka-protocol broker) or an in-process log;
 //! - [`store`]: the database: PostgreSQL/TimescaleDB or SQLite, with migrations and the registry.
@@ -14,6 +16,8 @@ pub mod bus;
 pub mod config;
 pub mod http;
 pub mod ops;
+pub mod private_fs;
+pub mod redact;
 pub mod secret;
 pub mod shutdown;
 pub mod store;

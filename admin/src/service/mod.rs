@@ -79,8 +79,7 @@ impl AdminService {
     /// Opens the stores of a `database.url` (migrations are not run), with
     /// the default timeouts.
     pub async fn open(url: &str, insert_chunk: usize, max_page: u32) -> Result<AdminService, AdminError> {
-        let db =
-            vitalwatch_platform::config::DatabaseSettings { url: url.to_owned(), insert_chunk, ..Default::default() };
+        let db = vitalwatch_platform::config::DatabaseSettings { url: url.into(), insert_chunk, ..Default::default() };
         Self::open_settings(&db, max_page).await
     }
 
@@ -90,8 +89,8 @@ impl AdminService {
         max_page: u32,
     ) -> Result<AdminService, AdminError> {
         let registry = vitalwatch_platform::store::open_settings(db).await?;
-        let alerting = vitalwatch_alerting::store::open_with(&db.url, db.timeouts()).await?;
-        let admin = crate::store::open_with(&db.url, db.timeouts()).await?;
+        let alerting = vitalwatch_alerting::store::open_with(db.url.expose(), db.timeouts()).await?;
+        let admin = crate::store::open_with(db.url.expose(), db.timeouts()).await?;
         Ok(AdminService::new(registry, alerting, admin, max_page))
     }
 

@@ -42,13 +42,13 @@ fn invalid(e: impl std::fmt::Display) -> WiringError {
 /// transport (embedded mode) a random secret kept in `{file_dir}/ack.secret`.
 pub fn ack_secret(s: &AlertingSettings) -> Result<Vec<u8>, WiringError> {
     if let Some(secret) = &s.ack_secret {
-        if secret.len() < crate::ack::MIN_SECRET_LEN {
+        if secret.expose().len() < crate::ack::MIN_SECRET_LEN {
             return Err(WiringError::Invalid(format!(
                 "alerting.ack_secret must have at least {} bytes",
                 crate::ack::MIN_SECRET_LEN
             )));
         }
-        return Ok(secret.as_bytes().to_vec());
+        return Ok(secret.expose().as_bytes().to_vec());
     }
     if s.transport != AlertTransportKind::File {
         return Err(WiringError::Invalid(
@@ -71,9 +71,10 @@ fn embedded_secret(path: &Path) -> Result<Vec<u8>, WiringError> {
     let bytes: [u8; 32] = rand::random();
     let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(file_err)?;
+        vitalwatch_platform::private_fs::create_dir(dir).map_err(file_err)?;
     }
-    std::fs::write(path, &hex).map_err(file_err)?;
+    // Created 0600 (never written readable first).
+    vitalwatch_platform::private_fs::write_file(path, hex.as_bytes()).map_err(file_err)?;
     Ok(hex.into_bytes())
 }
 
@@ -105,7 +106,7 @@ pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
             SmtpSecurityKind::None => SmtpSecurity::None,
         },
         username: s.smtp.username.clone(),
-        password: s.smtp.password.clone().map(Secret),
+        password: s.smtp.password.clone().map(Secret::from),
         hello_name: "vitalwatch.localdomain".into(),
         timeout_secs: s.smtp.timeout_secs,
     };
@@ -119,7 +120,7 @@ pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
                     TwilioConfig {
                         base_url: s.sms.twilio_base_url.clone(),
                         account_sid: s.sms.twilio_account_sid.clone(),
-                        auth_token: Secret(s.sms.twilio_auth_token.clone().ok_or_else(|| {
+                        auth_token: Secret::from(s.sms.twilio_auth_token.clone().ok_or_else(|| {
                             WiringError::Invalid("alerting.sms.twilio_auth_token is required".into())
                         })?),
                         from,
@@ -131,8 +132,8 @@ pub fn transports(s: &AlertingSettings) -> Result<Transports, WiringError> {
             SmsProviderKind::Webhook => {
                 let cfg = WebhookConfig {
                     url: s.sms.webhook_url.clone(),
-                    bearer_token: s.sms.webhook_bearer_token.clone().map(Secret),
-                    signing_secret: s.sms.webhook_signing_secret.clone().map(Secret),
+                    bearer_token: s.sms.webhook_bearer_token.clone().map(Secret::from),
+                    signing_secret: s.sms.webhook_signing_secret.clone().map(Secret::from),
                     timeout_secs: s.sms.timeout_secs,
                 };
                 Some(Arc::new(WebhookTransport::new(&cfg).map_err(invalid)?))
@@ -179,7 +180,7 @@ pub fn notifier(s: &AlertingSettings, secret: &[u8]) -> Result<(AckSigner, AckCo
 
 /// The Twilio auth token, if configured (the one place that reads it for inbound checks).
 fn twilio_token(s: &AlertingSettings) -> Option<String> {
-    s.sms.twilio_auth_token.clone().filter(|t| !t.is_empty())
+    s.sms.twilio_auth_token.as_ref().map(|t| t.expose().to_owned()).filter(|t| !t.is_empty())
 }
 
 /// Whether `POST /sms/inbound` is on: `alerting.sms.inbound.enabled`, else on for the

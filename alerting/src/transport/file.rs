@@ -37,6 +37,30 @@ impl FileEmailTransport {
     }
 }
 
+/// Creates `dir` (and missing parents) with mode 0700.
+async fn private_dir(dir: &Path) -> std::io::Result<()> {
+    tokio::fs::DirBuilder::new().recursive(true).mode(vitalwatch_platform::private_fs::DIR_MODE).create(dir).await
+}
+
+/// Opens `path` for writing (appending or truncating), created with mode 0600;
+/// an existing file with wider permissions is restricted before any write.
+async fn private_file(path: &Path, append: bool) -> std::io::Result<tokio::fs::File> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let mut o = tokio::fs::OpenOptions::new();
+    o.create(true).mode(vitalwatch_platform::private_fs::FILE_MODE);
+    if append {
+        o.append(true);
+    } else {
+        o.write(true).truncate(true);
+    }
+    let f = o.open(path).await?;
+    let mode = f.metadata().await?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        f.set_permissions(std::fs::Permissions::from_mode(mode & 0o700)).await?;
+    }
+    Ok(f)
+}
+
 const EML: &str = "file-eml";
 const JSONL: &str = "file-sms-jsonl";
 
@@ -63,11 +87,13 @@ impl Transport for FileEmailTransport {
         if tokio::fs::try_exists(&path).await.unwrap_or(false) {
             return Ok(receipt);
         }
-        tokio::fs::create_dir_all(&self.dir).await.map_err(|e| io_err(EML, "cannot create the mail folder", e))?;
+        private_dir(&self.dir).await.map_err(|e| io_err(EML, "cannot create the mail folder", e))?;
         let tmp = path.with_extension("eml.tmp");
-        tokio::fs::write(&tmp, email.message.formatted())
-            .await
-            .map_err(|e| io_err(EML, "cannot write the message", e))?;
+        // Patient data: created 0600, before a byte is written.
+        let mut f = private_file(&tmp, false).await.map_err(|e| io_err(EML, "cannot create the message", e))?;
+        f.write_all(&email.message.formatted()).await.map_err(|e| io_err(EML, "cannot write the message", e))?;
+        f.sync_all().await.map_err(|e| io_err(EML, "cannot write the message", e))?;
+        drop(f);
         tokio::fs::rename(&tmp, &path).await.map_err(|e| io_err(EML, "cannot move the message in place", e))?;
         Ok(receipt)
     }
@@ -146,14 +172,9 @@ impl Transport for FileSmsTransport {
         let mut text = serde_json::to_string(&line).map_err(|e| DeliveryError::permanent(JSONL, e.to_string()))?;
         text.push('\n');
         if let Some(parent) = self.path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(parent).await.map_err(|e| io_err(JSONL, "cannot create the folder", e))?;
+            private_dir(parent).await.map_err(|e| io_err(JSONL, "cannot create the folder", e))?;
         }
-        let mut f = tokio::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.path)
-            .await
-            .map_err(|e| io_err(JSONL, "cannot open the SMS file", e))?;
+        let mut f = private_file(&self.path, true).await.map_err(|e| io_err(JSONL, "cannot open the SMS file", e))?;
         f.write_all(text.as_bytes()).await.map_err(|e| io_err(JSONL, "cannot append", e))?;
         f.flush().await.map_err(|e| io_err(JSONL, "cannot flush", e))?;
         sent.insert(sms.key.clone());

@@ -164,6 +164,12 @@ impl fmt::Debug for Secret {
     }
 }
 
+impl From<vitalwatch_platform::secret::Secret> for Secret {
+    fn from(s: vitalwatch_platform::secret::Secret) -> Self {
+        Secret(s.expose().to_owned())
+    }
+}
+
 /// Error in a transport's configuration.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid {transport} configuration: {message}")]

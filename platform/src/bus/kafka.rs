@@ -39,8 +39,24 @@ fn classify(e: KafkaError) -> BusError {
             | C::TopicAuthorizationFailed
             | C::ClusterAuthorizationFailed
             | C::UnknownTopicOrPartition,
-        ) => BusError::Permanent(e.to_string()),
-        _ => BusError::Transient(e.to_string()),
+        ) => BusError::Permanent(describe(&e)),
+        _ => BusError::Transient(describe(&e)),
+    }
+}
+
+/// The text of a Kafka error without configuration secrets: rdkafka's
+/// configuration errors carry the value that was set (for `ssl.key.pem` or
+/// `sasl.password`, the secret itself), which is masked here
+/// ([`crate::redact::redact_kafka_property`]).
+pub fn describe(e: &KafkaError) -> String {
+    match e {
+        KafkaError::ClientConfig(_, desc, key, value) => {
+            let shown = crate::redact::redact_kafka_property(key, value);
+            let desc =
+                if !value.is_empty() && shown != *value { desc.replace(value.as_str(), &shown) } else { desc.clone() };
+            format!("Client config error: {desc} {key} {shown}")
+        }
+        other => other.to_string(),
     }
 }
 
@@ -86,7 +102,8 @@ impl KafkaProducer {
         for (k, v) in &s.kafka {
             c.set(k, v);
         }
-        let inner: FutureProducer = c.create().map_err(|e| BusError::Permanent(format!("kafka producer: {e}")))?;
+        let inner: FutureProducer =
+            c.create().map_err(|e| BusError::Permanent(format!("kafka producer: {}", describe(&e))))?;
         Ok(KafkaProducer { inner })
     }
 }
@@ -247,7 +264,7 @@ impl KafkaConsumer {
         }
         let inner: GroupConsumer = c
             .create_with_context(GroupContext { continuity: continuity.clone() })
-            .map_err(|e| BusError::Permanent(format!("kafka consumer: {e}")))?;
+            .map_err(|e| BusError::Permanent(format!("kafka consumer: {}", describe(&e))))?;
         inner.subscribe(topics).map_err(classify)?;
         Ok(inner)
     }
@@ -572,7 +589,7 @@ impl KafkaProbe {
     pub fn new(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
         let inner = base_config(s, &format!("{client_id}-probe"))
             .create()
-            .map_err(|e| BusError::Permanent(format!("kafka probe: {e}")))?;
+            .map_err(|e| BusError::Permanent(format!("kafka probe: {}", describe(&e))))?;
         Ok(KafkaProbe { inner: Arc::new(inner) })
     }
 
@@ -593,8 +610,9 @@ impl KafkaProbe {
 
 /// Creates the vitalwatch topics if they do not exist.
 pub async fn ensure_topics(s: &BusSettings, topics: &[&str]) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> =
-        base_config(s, "vitalwatch-admin").create().map_err(|e| BusError::Permanent(format!("kafka admin: {e}")))?;
+    let admin: AdminClient<DefaultClientContext> = base_config(s, "vitalwatch-admin")
+        .create()
+        .map_err(|e| BusError::Permanent(format!("kafka admin: {}", describe(&e))))?;
     let new: Vec<NewTopic<'_>> =
         topics.iter().map(|t| NewTopic::new(t, s.partitions, TopicReplication::Fixed(s.replication))).collect();
     let results = admin
@@ -608,4 +626,46 @@ pub async fn ensure_topics(s: &BusSettings, topics: &[&str]) -> Result<(), BusEr
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PEM: &str = "-----BEGIN PRIVATE KEY-----\nS3cretKeyMaterial\n-----END PRIVATE KEY-----";
+
+    #[test]
+    fn configuration_errors_hide_secret_values() {
+        let e = KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            format!("Invalid value \"{PEM}\" for configuration property \"ssl.key.pem\""),
+            "ssl.key.pem".into(),
+            PEM.into(),
+        );
+        assert!(e.to_string().contains("S3cretKeyMaterial"), "rdkafka prints the value: {e}");
+        let d = describe(&e);
+        assert!(!d.contains("S3cretKeyMaterial") && d.contains("ssl.key.pem"), "{d}");
+        let plain = KafkaError::ClientConfig(
+            rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Invalid value".into(),
+            "acks".into(),
+            "most".into(),
+        );
+        assert!(describe(&plain).contains("acks most"));
+    }
+
+    #[test]
+    fn client_creation_with_a_bad_key_hides_it() {
+        let mut s = BusSettings::default();
+        s.kafka.insert("security.protocol", "ssl");
+        s.kafka.insert("ssl.key.pem", PEM);
+        s.kafka.insert("sasl.password", "S3cretSaslPassword");
+        match KafkaProducer::new(&s, "secret-test") {
+            Ok(_) => {}
+            Err(e) => {
+                let t = e.to_string();
+                assert!(!t.contains("S3cretKeyMaterial") && !t.contains("S3cretSaslPassword"), "{t}");
+            }
+        }
+    }
 }

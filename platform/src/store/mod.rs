@@ -304,7 +304,7 @@ pub async fn open(url: &str, insert_chunk: usize) -> Result<std::sync::Arc<dyn S
 
 /// Opens the store of the `database` settings (URL, chunk, timeouts).
 pub async fn open_settings(db: &crate::config::DatabaseSettings) -> Result<std::sync::Arc<dyn Store>, StoreError> {
-    open_with(&db.url, db.insert_chunk, db.timeouts()).await
+    open_with(db.url.expose(), db.insert_chunk, db.timeouts()).await
 }
 
 /// Opens the store named by a `postgres://` or `sqlite://` URL. PostgreSQL

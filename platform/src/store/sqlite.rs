@@ -87,12 +87,37 @@ pub fn open_connection(path: &str) -> Result<Connection, StoreError> {
         && let Some(dir) = Path::new(path).parent()
         && !dir.as_os_str().is_empty()
     {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
+        crate::private_fs::create_dir(dir)
+            .map_err(|e| StoreError::Permanent(format!("creating {}: {e}", dir.display())))?;
+    }
+    if path != ":memory:" && !path.starts_with("file:") {
+        private_db_files(Path::new(path))?;
     }
     let conn = Connection::open(path).map_err(err)?;
     conn.execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
         .map_err(err)?;
     Ok(conn)
+}
+
+/// Patient data: the database file is created 0600 before SQLite opens it (its
+/// `-wal` and `-shm` files take the database file's mode), and existing ones
+/// with wider permissions are restricted.
+fn private_db_files(db: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fail = |p: &Path, e: std::io::Error| StoreError::Permanent(format!("securing {}: {e}", p.display()));
+    crate::private_fs::open_file(db, true).map_err(|e| fail(db, e))?;
+    for suffix in ["-wal", "-shm", "-journal"] {
+        let mut p = db.as_os_str().to_owned();
+        p.push(suffix);
+        let p = std::path::PathBuf::from(p);
+        match crate::private_fs::mode(&p) {
+            Ok(m) if m & 0o077 != 0 => {
+                std::fs::set_permissions(&p, std::fs::Permissions::from_mode(m & 0o700)).map_err(|e| fail(&p, e))?
+            }
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn micros(t: DateTime<Utc>) -> i64 {

@@ -29,7 +29,8 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     // Before any connection: an inbound SMS endpoint without its secret is refused at once.
     vitalwatch_alerting::service::wiring::inbound_auth(&s.alerting).context("configuring inbound SMS")?;
     let shutdown = shutdown::on_signals();
-    let store = astore::open_with(&s.database.url, s.database.timeouts()).await.context("opening the database")?;
+    let store =
+        astore::open_with(s.database.url.expose(), s.database.timeouts()).await.context("opening the database")?;
     let progress = Progress::new("alerting");
     Checks::new().alert_database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;

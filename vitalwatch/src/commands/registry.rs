@@ -28,8 +28,8 @@ impl StoreArgs {
         let profile = if self.embedded { Profile::Embedded } else { Profile::Service };
         let mut s = Settings::load(profile, config)?;
         if let Some(d) = &self.data_dir {
-            if s.database.url.starts_with("sqlite://") && self.embedded {
-                s.database.url = format!("sqlite://{}/vitalwatch.db", d.display());
+            if s.database.url.expose().starts_with("sqlite://") && self.embedded {
+                s.database.url = format!("sqlite://{}/vitalwatch.db", d.display()).into();
             }
             s.data_dir = d.clone();
         }

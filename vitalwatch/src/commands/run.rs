@@ -14,7 +14,7 @@ use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
 use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{Profile, Settings};
-use vitalwatch_platform::{shutdown, store, telemetry};
+use vitalwatch_platform::{private_fs, shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
 use super::wiring::{Bus, Checks};
@@ -41,8 +41,8 @@ pub struct RunArgs {
 pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let mut s = Settings::load(Profile::Embedded, config)?;
     if let Some(d) = &args.data_dir {
-        if s.database.url == format!("sqlite://{}/vitalwatch.db", s.data_dir.display()) {
-            s.database.url = format!("sqlite://{}/vitalwatch.db", d.display());
+        if s.database.url.expose() == format!("sqlite://{}/vitalwatch.db", s.data_dir.display()) {
+            s.database.url = format!("sqlite://{}/vitalwatch.db", d.display()).into();
         }
         if s.alerting.file_dir == s.data_dir.join("alerts") {
             s.alerting.file_dir = d.join("alerts");
@@ -53,7 +53,12 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         s.mqtt.url = format!("embedded://{addr}");
     }
     telemetry::init(s.log_format, "info,rumqttd=off,rumqttc=warn,librdkafka=warn");
-    std::fs::create_dir_all(&s.data_dir).with_context(|| format!("creating {}", s.data_dir.display()))?;
+    // Health data and secrets live here: 0700, files 0600 (a folder found wider is tightened, logged).
+    private_fs::prepare_dir(&s.data_dir).with_context(|| format!("preparing {}", s.data_dir.display()))?;
+    if !s.alerting.file_dir.starts_with(&s.data_dir) {
+        private_fs::prepare_dir(&s.alerting.file_dir)
+            .with_context(|| format!("preparing {}", s.alerting.file_dir.display()))?;
+    }
     let shutdown = shutdown::on_signals();
 
     if s.mqtt.url.starts_with("embedded://") {
@@ -109,7 +114,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     // Alerting first, so it is listening before rules produce.
     let mut alert_consumer =
         bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress[2])?;
-    let alert_store = vitalwatch_alerting::store::open_with(&s.database.url, s.database.timeouts())
+    let alert_store = vitalwatch_alerting::store::open_with(s.database.url.expose(), s.database.timeouts())
         .await
         .context("opening the alerting store")?;
     let alerting_task = {
@@ -161,7 +166,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     };
 
     if let Some(n) = args.simulate {
-        sim::trickle::register(store.as_ref(), &s.database.url, n).await?;
+        sim::trickle::register(store.as_ref(), s.database.url.expose(), n).await?;
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
     let ingest_task = {
@@ -221,17 +226,9 @@ async fn bootstrap_token(admin: &vitalwatch_admin::AdminService, data_dir: &Path
     }
     let (secret, _) = admin.create_token(&actor, "run-operator", "operator", None, None).await?;
     let path = data_dir.join("api-token");
-    write_private(&path, &format!("{secret}\n")).with_context(|| format!("writing {}", path.display()))?;
+    private_fs::write_file(&path, format!("{secret}\n").as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(path))
-}
-
-fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::io::Write as _;
-    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let mut f = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
-    f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()
 }
 
 fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_file: Option<&Path>) {
