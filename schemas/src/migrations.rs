@@ -77,6 +77,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0022_enrolment_ends.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 25,
+        name: "principal_ids",
+        sql: include_str!("../migrations/postgres/0025_principal_ids.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -121,6 +127,12 @@ pub const SQLITE: &[Migration] = &[
         version: 22,
         name: "enrolment_ends",
         sql: include_str!("../migrations/sqlite/0022_enrolment_ends.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 25,
+        name: "principal_ids",
+        sql: include_str!("../migrations/sqlite/0025_principal_ids.sql"),
         timescale_only: false,
     },
 ];
