@@ -838,6 +838,43 @@ mod tests {
     }
 
     #[test]
+    fn mqtt_tls_and_credential_keys() {
+        let mut s = Settings::defaults(Profile::Service);
+        s.mqtt.ca_file = Some("/etc/vitalwatch/mqtt-ca.pem".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt.ca_file") && e.contains("plaintext"), "{e}");
+        s.mqtt.url = "mqtts://broker.example:8883".into();
+        assert!(s.validate().is_ok());
+        s.mqtt.client_cert_file = Some("/etc/vitalwatch/ingest.crt".into());
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.client_key_file"));
+        s.mqtt.client_key_file = Some("/etc/vitalwatch/ingest.key".into());
+        assert!(s.validate().is_ok());
+        s.mqtt.password = Some(crate::secret::Secret::new("mqtt-secret-pw"));
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.password needs mqtt.username"));
+        s.mqtt.username = Some("vitalwatch-ingest".into());
+        s.mqtt.embedded_users.insert("dev-1".into(), crate::secret::Secret::new("dev-secret-pw"));
+        assert!(s.validate().is_ok());
+        let t = s.redacted_toml();
+        assert!(!t.contains("mqtt-secret-pw") && !t.contains("dev-secret-pw") && t.contains("dev-1"), "{t}");
+        s.mqtt.url = "http://broker.example".into();
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.url"));
+    }
+
+    #[test]
+    fn mqtt_embedded_users_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VITALWATCH_MQTT__EMBEDDED_USERS", "{dev-1=\"pw-1\", pat-1=\"pw-2\"}");
+            jail.set_env("VITALWATCH_MQTT__PASSWORD", "pw-ingest");
+            jail.set_env("VITALWATCH_MQTT__USERNAME", "vitalwatch-ingest");
+            let s = Settings::load(Profile::Embedded, None).unwrap();
+            assert_eq!(s.mqtt.embedded_users["dev-1"].expose(), "pw-1");
+            assert_eq!(s.mqtt.embedded_users["pat-1"].expose(), "pw-2");
+            assert_eq!(s.mqtt.password.as_ref().map(|p| p.expose()), Some("pw-ingest"));
+            Ok(())
+        });
+    }
+
+    #[test]
     fn redacts_passwords() {
         assert_eq!(redact_url("postgres://u:secret@h/db"), "postgres://u:********@h/db");
         assert_eq!(redact_url("postgres://h/db"), "postgres://h/db");
