@@ -173,7 +173,7 @@ mod tests {
         let u = BrokerUrl::parse("mqtt://127.0.0.1:1884/").unwrap();
         assert_eq!((u.tls, u.host.as_str(), u.port), (false, "127.0.0.1", 1884));
         assert_eq!(BrokerUrl::parse("mqtt://h").unwrap().port, 1883);
-        assert_eq!(BrokerUrl::parse("embedded://127.0.0.1:1883").unwrap().tls, false);
+        assert!(!BrokerUrl::parse("embedded://127.0.0.1:1883").unwrap().tls);
         assert_eq!(BrokerUrl::parse("mqtts://[::1]:8883").unwrap().host, "::1");
         for bad in ["http://h:1", "mqtts://", "mqtt://h:port", "mqtts://u:p@h:1", "mqtt://h:1/x", "h:1883"] {
             assert!(BrokerUrl::parse(bad).is_err(), "{bad}");
