@@ -6,7 +6,8 @@
 //!   listener section of `deploy/mosquitto/mosquitto.conf` (password file made here with
 //!   `mosquitto_passwd`, certificates with `openssl`): a device cannot publish for another device
 //!   or for a patient, nobody reads another one's rejection replies, anonymous, wrong-password and
-//!   plaintext connections to the TLS listener are refused;
+//!   plaintext connections to the TLS listener are refused, and the (commented) mutual-TLS listener
+//!   logs a device in by its certificate only;
 //! - the real ingest (`vitalwatch run` against that broker) over `mqtts://`: stores a reading with
 //!   the right CA and password, refuses a broker it cannot verify and a wrong password;
 //! - the embedded broker of `vitalwatch run`: serves MQTT 5 and 3.1.1 clients on one port, and
@@ -201,7 +202,47 @@ fn make_pki(dir: &Path) -> Pki {
             "san.ext",
         ],
     );
+    // A device certificate (CN = its id) for the mutual-TLS listener.
+    std::fs::write(dir.join("client.ext"), "basicConstraints=CA:FALSE\nextendedKeyUsage=clientAuth\n").unwrap();
+    let mut a = vec!["req"];
+    a.extend(ec);
+    a.extend(["-keyout", "dev-a.key", "-out", "dev-a.csr", "-subj", "/CN=dev-a"]);
+    openssl(dir, &a);
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "dev-a.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "dev-a.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "client.ext",
+        ],
+    );
     Pki { ca: dir.join("ca.crt"), other_ca: dir.join("other-ca.crt") }
+}
+
+/// The commented mutual-TLS listener of the shipped `mosquitto.conf` (from `#listener 8884` to
+/// `#use_identity_as_username true`), uncommented, on `port`, the device CA being the test CA.
+fn shipped_mtls_section(port: u16, certs: &Path) -> String {
+    let conf = std::fs::read_to_string(shipped("mosquitto.conf")).expect("read the shipped mosquitto.conf");
+    let start = conf.find("#listener 8884").expect("the shipped mosquitto.conf has a mutual-TLS listener");
+    let end = conf[start..].find("#use_identity_as_username true").expect("use_identity_as_username") + start;
+    let section: String =
+        conf[start..end + "#use_identity_as_username true".len()].lines().map(|l| format!("{}\n", &l[1..])).collect();
+    section
+        .replace("listener 8884", &format!("listener {port} 127.0.0.1"))
+        .replace("device-ca.crt", "ca.crt")
+        .replace("/mosquitto/certs/", &format!("{}/", certs.display()))
 }
 
 /// The TLS listener section of the shipped `mosquitto.conf` (between its `BEGIN TLS LISTENER` and
@@ -237,6 +278,7 @@ struct SecureBroker {
     child: Child,
     plain: u16,
     tls: u16,
+    mtls: u16,
     pki: Pki,
     dir: tempfile::TempDir,
 }
@@ -254,17 +296,18 @@ impl SecureBroker {
             let st = Command::new("mosquitto_passwd").arg("-b").arg(&passwd).args([u, p]).status().unwrap();
             assert!(st.success(), "mosquitto_passwd {u}");
         }
-        let (plain, tls) = (free_port(), free_port());
+        let (plain, tls, mtls) = (free_port(), free_port(), free_port());
         let user = Command::new("id").arg("-un").output().map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned());
         let conf = format!(
             "per_listener_settings false\nallow_anonymous false\npassword_file {}\nacl_file {}\n\
              user {}\npersistence false\nlog_dest file {}/mosquitto.log\nlog_type all\nconnection_messages true\n\
-             listener {plain} 127.0.0.1\n{}\n",
+             listener {plain} 127.0.0.1\n{}\n{}",
             passwd.display(),
             shipped("acl.conf").display(),
             user.unwrap_or_else(|_| "root".into()),
             dir.path().display(),
             shipped_tls_section(tls, dir.path()),
+            shipped_mtls_section(mtls, dir.path()),
         );
         std::fs::write(dir.path().join("mosquitto.conf"), conf).unwrap();
         let child = Command::new("mosquitto")
@@ -277,11 +320,12 @@ impl SecureBroker {
         let until = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", plain)).is_err()
             || std::net::TcpStream::connect(("127.0.0.1", tls)).is_err()
+            || std::net::TcpStream::connect(("127.0.0.1", mtls)).is_err()
         {
             assert!(Instant::now() < until, "mosquitto did not start:\n{}", self_log(dir.path()));
             std::thread::sleep(Duration::from_millis(50));
         }
-        Some(SecureBroker { child, plain, tls, pki, dir })
+        Some(SecureBroker { child, plain, tls, mtls, pki, dir })
     }
 
     fn log(&self) -> String {
@@ -477,12 +521,24 @@ async fn shipped_acl_nobody_reads_another_ones_rejections() {
 /// Connects with MQTT 3.1.1 to the TLS listener (`ca` set) or the plain one and returns the
 /// outcome of the first connection attempt.
 async fn try_connect(port: u16, ca: Option<&Path>, creds: Option<(&str, &str)>) -> Result<(), String> {
+    try_connect_cert(port, ca, creds, None).await
+}
+
+/// As [`try_connect`], with a client certificate and key (mutual TLS).
+async fn try_connect_cert(
+    port: u16,
+    ca: Option<&Path>,
+    creds: Option<(&str, &str)>,
+    cert: Option<(&Path, &Path)>,
+) -> Result<(), String> {
     // vitalwatch's own client options (what the ingest uses): mqtts:// with the CA file.
     let settings = MqttSettings {
         url: format!("{}://localhost:{port}", if ca.is_some() { "mqtts" } else { "mqtt" }),
         ca_file: ca.map(Path::to_path_buf),
         username: creds.map(|(u, _)| u.to_owned()),
         password: creds.map(|(_, p)| Secret::new(p)),
+        client_cert_file: cert.map(|(c, _)| c.to_path_buf()),
+        client_key_file: cert.map(|(_, k)| k.to_path_buf()),
         ..Default::default()
     };
     let mut opts = vitalwatch_ingest::mqtt_client::options(&settings, &unique("probe")).map_err(|e| e.to_string())?;
@@ -519,6 +575,13 @@ async fn shipped_tls_listener_refuses_plaintext_anonymous_and_wrong_passwords() 
     }
     // A client that trusts another CA does not talk to the broker.
     assert!(try_connect(broker.tls, Some(&broker.pki.other_ca), good).await.is_err());
+    // The shipped mutual-TLS listener: a device certificate (CN dev-a) is the login; no
+    // certificate, no session, even with a right password.
+    let d = broker.dir.path();
+    let cert = Some((d.join("dev-a.crt"), d.join("dev-a.key")));
+    let cert = cert.as_ref().map(|(c, k)| (c.as_path(), k.as_path()));
+    try_connect_cert(broker.mtls, Some(&ca), None, cert).await.unwrap_or_else(|e| panic!("{e}\n{}", broker.log()));
+    assert!(try_connect_cert(broker.mtls, Some(&ca), good, None).await.is_err());
 }
 
 // ------------------------------------------------------------------ the real ingest over mqtts://
