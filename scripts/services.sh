@@ -145,6 +145,9 @@ ensure_postgres() {
 ensure_mosquitto() {
   command -v mosquitto >/dev/null || apt_install mosquitto
   command -v mosquitto_pub >/dev/null && command -v mosquitto_sub >/dev/null || apt_install mosquitto-clients
+  # tests/security/mqtt.rs: password files (mosquitto_passwd, package mosquitto) and test certificates.
+  command -v mosquitto_passwd >/dev/null || apt_install mosquitto
+  command -v openssl >/dev/null || apt_install openssl
 
   # The machine's stock broker on 1883.
   if ! listening 127.0.0.1 1883; then

@@ -12,3 +12,5 @@ mod common;
 mod sms;
 #[path = "security/secrets.rs"]
 mod secrets;
+#[path = "security/mqtt.rs"]
+mod mqtt;

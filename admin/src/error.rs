@@ -60,6 +60,14 @@ impl AdminError {
         }
     }
 
+    /// A store refusal of the request's data (e.g. a device id that is a patient id) as a 409.
+    pub(crate) fn conflict(e: StoreError) -> AdminError {
+        match e {
+            StoreError::Invalid(m) => AdminError::Conflict(m),
+            e => e.into(),
+        }
+    }
+
     pub(crate) fn invalid(e: impl std::fmt::Display) -> AdminError {
         AdminError::Invalid(e.to_string())
     }

@@ -28,6 +28,8 @@ pub mod decode;
 pub mod dedup;
 #[cfg(feature = "drivers")]
 pub mod membership;
+#[cfg(feature = "drivers")]
+pub mod mqtt_client;
 pub mod normalize;
 #[cfg(feature = "drivers")]
 pub mod persist;

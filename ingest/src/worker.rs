@@ -14,7 +14,7 @@ use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
 use prost::Message as _;
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, PubAck, Publish, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Delivery, Producer};
 use vitalwatch_platform::config::Settings;
@@ -110,8 +110,7 @@ pub async fn run(
     stats: Arc<IngestStats>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let (host, port) = broker_address(&settings.mqtt.url)?;
-    let mut opts = MqttOptions::new(settings.mqtt.client_id.clone(), host, port);
+    let mut opts = crate::mqtt_client::options(&settings.mqtt, &settings.mqtt.client_id)?;
     opts.set_clean_session(false)
         .set_manual_acks(true)
         .set_keep_alive(Duration::from_secs(settings.mqtt.keep_alive_secs.max(5)))
@@ -120,9 +119,6 @@ pub async fn run(
             settings.ingest.max_payload_bytes + 64 * 1024,
         )
         .set_inflight(100);
-    if let Some(user) = &settings.mqtt.username {
-        opts.set_credentials(user.clone(), settings.mqtt.password.as_ref().map(|p| p.expose()).unwrap_or_default());
-    }
     let cap = settings.mqtt.max_in_flight;
     let (client, eventloop) = AsyncClient::new(opts, cap * 2 + 1024);
     // Bounded: at most `max_in_flight` messages wait between the connection
@@ -359,12 +355,8 @@ async fn poll_loop(
 /// session, and its own session ends with the DISCONNECT that follows. Only
 /// called once the session holds nothing that is not in Kafka.
 async fn end_session(settings: &Settings) -> anyhow::Result<()> {
-    let (host, port) = broker_address(&settings.mqtt.url)?;
-    let mut opts = MqttOptions::new(settings.mqtt.client_id.clone(), host, port);
+    let mut opts = crate::mqtt_client::options(&settings.mqtt, &settings.mqtt.client_id)?;
     opts.set_clean_session(true).set_keep_alive(Duration::from_secs(30));
-    if let Some(user) = &settings.mqtt.username {
-        opts.set_credentials(user.clone(), settings.mqtt.password.as_ref().map(|p| p.expose()).unwrap_or_default());
-    }
     let (client, mut eventloop) = AsyncClient::new(opts, 10);
     let ended = async {
         loop {

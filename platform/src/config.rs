@@ -3,6 +3,7 @@
 //! `VITALWATCH_BUS__BROKERS=kafka:9092`). Unknown keys, in the file or the
 //! environment, are errors: a typo must not silently fall back to a default.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -92,8 +93,9 @@ impl Default for OpsSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MqttSettings {
-    /// Broker address, `mqtt://host:port`; in `run`, `embedded://host:port`
-    /// starts the embedded broker there.
+    /// Broker address: `mqtts://host[:port]` (TLS, port 8883 by default),
+    /// `mqtt://host[:port]` (plain: in-cluster only); in `run`,
+    /// `embedded://host:port` starts the embedded broker there.
     pub url: String,
     /// Client id. Keep it stable per replica (e.g. the pod name of a
     /// StatefulSet) so a restarted replica resumes its persistent session.
@@ -103,7 +105,22 @@ pub struct MqttSettings {
     /// Username, if the broker requires one.
     pub username: Option<String>,
     /// Password (never printed).
-    pub password: Option<Secret>,
+    pub password: Option<crate::secret::Secret>,
+    /// `mqtts://`: CA certificates (PEM) that sign the broker's certificate.
+    /// Unset: the system's CA certificates. A broker whose certificate does
+    /// not verify is never talked to (no plaintext fallback).
+    pub ca_file: Option<PathBuf>,
+    /// `mqtts://`: client certificate chain (PEM) for mutual TLS, with
+    /// `client_key_file`.
+    pub client_cert_file: Option<PathBuf>,
+    /// `mqtts://`: private key (PEM: PKCS#8, PKCS#1 or SEC1) of `client_cert_file`.
+    pub client_key_file: Option<PathBuf>,
+    /// `vitalwatch run` only: the embedded broker's accounts, username =
+    /// password. Empty (the default): the embedded broker asks for no
+    /// credentials. Not empty: every client must give one of these pairs, and
+    /// `run`'s own clients use `username`/`password` (added here) or a random
+    /// internal account.
+    pub embedded_users: BTreeMap<String, crate::secret::Secret>,
     /// Keep-alive, seconds. At 30, under ~10,000 messages/s each way, ingest
     /// replicas declared their ping lost ("Last pingreq isn't acked") every
     /// minute or two, reconnected and stalled the flow for tens of seconds;
@@ -122,9 +139,40 @@ impl Default for MqttSettings {
             share_group: "vitalwatch-ingest".into(),
             username: None,
             password: None,
+            ca_file: None,
+            client_cert_file: None,
+            client_key_file: None,
+            embedded_users: BTreeMap::new(),
             keep_alive_secs: 120,
             max_in_flight: 2000,
         }
+    }
+}
+
+impl MqttSettings {
+    /// Checks the URL scheme against the TLS and credential keys: TLS files
+    /// with a plaintext URL are an error, never a silent downgrade.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError(m.to_owned()));
+        let tls = self.url.starts_with("mqtts://");
+        if !(tls || self.url.starts_with("mqtt://") || self.url.starts_with("embedded://")) {
+            return bad("mqtt.url must start with mqtts:// (TLS), mqtt:// (plain) or embedded:// (in `run`)");
+        }
+        let tls_files = [&self.ca_file, &self.client_cert_file, &self.client_key_file];
+        if !tls && tls_files.iter().any(|f| f.is_some()) {
+            return bad("mqtt.ca_file, mqtt.client_cert_file and mqtt.client_key_file need an mqtts:// mqtt.url: \
+                 with mqtt:// the connection would be plaintext");
+        }
+        if self.client_cert_file.is_some() != self.client_key_file.is_some() {
+            return bad("mqtt.client_cert_file and mqtt.client_key_file go together (mutual TLS)");
+        }
+        if self.password.is_some() && self.username.is_none() {
+            return bad("mqtt.password needs mqtt.username");
+        }
+        if self.embedded_users.iter().any(|(u, p)| u.is_empty() || p.is_empty()) {
+            return bad("mqtt.embedded_users: usernames and passwords must not be empty");
+        }
+        Ok(())
     }
 }
 
@@ -816,9 +864,7 @@ impl Settings {
         {
             return bad("database.url must start with postgres:// or sqlite://");
         }
-        if !(self.mqtt.url.starts_with("mqtt://") || self.mqtt.url.starts_with("embedded://")) {
-            return bad("mqtt.url must start with mqtt:// (or embedded:// in `run`)");
-        }
+        self.mqtt.validate()?;
         if !self.ops.listen.is_empty() && self.ops.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("ops.listen must be host:port with an IP address (e.g. 0.0.0.0:9464), or empty");
         }
@@ -904,6 +950,43 @@ mod tests {
         s.alerting.sms.inbound.max_failures = 0;
         let e = s.validate().unwrap_err();
         assert!(e.to_string().contains("alerting.sms.inbound.max_failures"), "{e}");
+    }
+
+    #[test]
+    fn mqtt_tls_and_credential_keys() {
+        let mut s = Settings::defaults(Profile::Service);
+        s.mqtt.ca_file = Some("/etc/vitalwatch/mqtt-ca.pem".into());
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("mqtt.ca_file") && e.contains("plaintext"), "{e}");
+        s.mqtt.url = "mqtts://broker.example:8883".into();
+        assert!(s.validate().is_ok());
+        s.mqtt.client_cert_file = Some("/etc/vitalwatch/ingest.crt".into());
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.client_key_file"));
+        s.mqtt.client_key_file = Some("/etc/vitalwatch/ingest.key".into());
+        assert!(s.validate().is_ok());
+        s.mqtt.password = Some(crate::secret::Secret::new("mqtt-secret-pw"));
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.password needs mqtt.username"));
+        s.mqtt.username = Some("vitalwatch-ingest".into());
+        s.mqtt.embedded_users.insert("dev-1".into(), crate::secret::Secret::new("dev-secret-pw"));
+        assert!(s.validate().is_ok());
+        let t = s.redacted_toml();
+        assert!(!t.contains("mqtt-secret-pw") && !t.contains("dev-secret-pw") && t.contains("dev-1"), "{t}");
+        s.mqtt.url = "http://broker.example".into();
+        assert!(s.validate().unwrap_err().to_string().contains("mqtt.url"));
+    }
+
+    #[test]
+    fn mqtt_embedded_users_from_the_environment() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VITALWATCH_MQTT__EMBEDDED_USERS", "{dev-1=\"pw-1\", pat-1=\"pw-2\"}");
+            jail.set_env("VITALWATCH_MQTT__PASSWORD", "pw-ingest");
+            jail.set_env("VITALWATCH_MQTT__USERNAME", "vitalwatch-ingest");
+            let s = Settings::load(Profile::Embedded, None).unwrap();
+            assert_eq!(s.mqtt.embedded_users["dev-1"].expose(), "pw-1");
+            assert_eq!(s.mqtt.embedded_users["pat-1"].expose(), "pw-2");
+            assert_eq!(s.mqtt.password.as_ref().map(|p| p.expose()), Some("pw-ingest"));
+            Ok(())
+        });
     }
 
     #[test]

@@ -89,6 +89,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0024_api_token_expiry.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 25,
+        name: "principal_ids",
+        sql: include_str!("../migrations/postgres/0025_principal_ids.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -145,6 +151,12 @@ pub const SQLITE: &[Migration] = &[
         version: 24,
         name: "api_token_expiry",
         sql: include_str!("../migrations/sqlite/0024_api_token_expiry.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 25,
+        name: "principal_ids",
+        sql: include_str!("../migrations/sqlite/0025_principal_ids.sql"),
         timescale_only: false,
     },
 ];

@@ -67,7 +67,7 @@ impl AdminService {
         if input.kind.is_empty() || input.kind.len() > 64 {
             return Err(AdminError::Invalid("kind must be 1 to 64 characters".into()));
         }
-        let created = self.registry.add_device(&d, &input.kind).await?;
+        let created = self.registry.add_device(&d, &input.kind).await.map_err(AdminError::conflict)?;
         if created {
             self.record(actor, "device.add", ("device", d.as_str()), None, json!({ "kind": input.kind })).await?;
         }

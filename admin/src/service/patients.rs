@@ -26,7 +26,7 @@ impl AdminService {
     pub async fn add_patient(&self, actor: &Actor, input: &NewPatient) -> Result<Created, AdminError> {
         self.allow(actor, Operation::AddPatient)?;
         let p = patient_id(&input.id)?;
-        let created = self.registry.add_patient(&p).await?;
+        let created = self.registry.add_patient(&p).await.map_err(AdminError::conflict)?;
         if created {
             self.record(actor, "patient.add", ("patient", p.as_str()), Some(p.as_str()), json!({})).await?;
         }

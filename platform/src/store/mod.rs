@@ -29,6 +29,20 @@ pub enum StoreError {
     Invalid(String),
 }
 
+/// Marker of the database's refusal of an id that the other kind (device/patient) already has
+/// (migration 0025 `principal_ids`).
+pub const ID_COLLISION_MARKER: &str = "principal id collision";
+
+/// The error for a device or patient id that the other kind already has: device and patient
+/// ids are MQTT usernames in one namespace (`deploy/mosquitto/acl.conf`), so a device under a
+/// patient's id could publish that patient's manual entries.
+pub fn id_collision(kind: &str, id: &str, other: &str) -> StoreError {
+    StoreError::Invalid(format!(
+        "{kind} id {id} is already a {other} id: device and patient ids share one MQTT username \
+         namespace, so they must differ (e.g. prefixes dev-/pat-)"
+    ))
+}
+
 /// What `migrate` did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MigrationReport {

@@ -201,6 +201,14 @@ impl PgConnection {
 /// e.g. 22021 for a NUL byte in text) and integrity violations (23) refuse
 /// this data ([`StoreError::Rejected`]); the rest is permanent. An error
 /// without a SQLSTATE (I/O, a closed connection) is transient.
+/// The refusal of migration 0025's trigger as a clear error; anything else unchanged.
+fn collision(e: StoreError, kind: &str, id: &str, other: &str) -> StoreError {
+    match &e {
+        StoreError::Rejected(m) if m.contains(super::ID_COLLISION_MARKER) => super::id_collision(kind, id, other),
+        _ => e,
+    }
+}
+
 pub fn classify(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Transient(e.to_string());
@@ -373,6 +381,7 @@ impl Store for PgStore {
         })
         .await
         .map(|n| n == 1)
+        .map_err(|e| collision(e, "patient", patient.as_str(), "device"))
     }
 
     async fn add_device(&self, device: &DeviceId, kind: &str) -> Result<bool, StoreError> {
@@ -385,6 +394,7 @@ impl Store for PgStore {
         })
         .await
         .map(|n| n == 1)
+        .map_err(|e| collision(e, "device", device.as_str(), "patient"))
     }
 
     async fn enrol(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {

@@ -45,6 +45,14 @@ pub fn err(e: rusqlite::Error) -> StoreError {
     }
 }
 
+/// The refusal of migration 0025's trigger as a clear error; anything else as [`err`].
+fn collision(e: rusqlite::Error, kind: &str, id: &str, other: &str) -> StoreError {
+    if e.to_string().contains(super::ID_COLLISION_MARKER) {
+        return super::id_collision(kind, id, other);
+    }
+    err(e)
+}
+
 /// One SQLite connection shared by async code: each call runs on the
 /// blocking pool, one at a time (SQLite serializes writers anyway).
 #[derive(Clone)]
@@ -284,7 +292,7 @@ impl Store for SqliteStore {
                     params![p, micros(Utc::now())],
                 )
                 .map(|n| n == 1)
-                .map_err(err)
+                .map_err(|e| collision(e, "patient", &p, "device"))
             })
             .await
     }
@@ -298,7 +306,7 @@ impl Store for SqliteStore {
                     params![d, k, micros(Utc::now())],
                 )
                 .map(|n| n == 1)
-                .map_err(err)
+                .map_err(|e| collision(e, "device", &d, "patient"))
             })
             .await
     }

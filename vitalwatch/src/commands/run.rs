@@ -64,8 +64,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     if s.mqtt.url.starts_with("embedded://") {
         let (host, port) = broker_address(&s.mqtt.url)?;
         let addr: SocketAddr = format!("{host}:{port}").parse().context("embedded broker address")?;
-        let addr =
-            embedded_broker::start(addr, s.ingest.max_payload_bytes + 64 * 1024, args.mqtt_listen.is_none()).await?;
+        let users = embedded_users(&mut s);
+        let max = s.ingest.max_payload_bytes + 64 * 1024;
+        let addr = embedded_broker::start(addr, max, args.mqtt_listen.is_none(), users).await?;
         s.mqtt.url = format!("mqtt://{addr}");
         s.mqtt.share_group.clear();
     }
@@ -175,9 +176,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     };
 
     let sim_task = args.simulate.map(|n| {
-        let (url, shutdown) = (s.mqtt.url.clone(), shutdown.clone());
+        let (mqtt, shutdown) = (s.mqtt.clone(), shutdown.clone());
         let interval = Duration::from_secs_f64(args.simulate_interval.max(0.05));
-        tokio::spawn(async move { sim::trickle::run(&url, n, interval, shutdown).await })
+        tokio::spawn(async move { sim::trickle::run(&mqtt, n, interval, shutdown).await })
     });
 
     banner(&s, args.simulate, ops_addr, token_file.as_deref());
@@ -230,6 +231,33 @@ async fn bootstrap_token(admin: &vitalwatch_admin::AdminService, data_dir: &Path
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(Some(path))
 }
+
+/// The embedded broker's accounts (`mqtt.embedded_users`). When there are any, `run`'s own
+/// clients (ingest, simulator) need one too: `mqtt.username`/`mqtt.password` if both are set
+/// (added to the table), else a random internal account for this process only.
+fn embedded_users(s: &mut Settings) -> embedded_broker::Users {
+    let mut users: embedded_broker::Users =
+        s.mqtt.embedded_users.iter().map(|(u, p)| (u.clone(), p.expose().to_owned())).collect();
+    if users.is_empty() {
+        return users;
+    }
+    match (&s.mqtt.username, &s.mqtt.password) {
+        (Some(u), Some(p)) => {
+            users.insert(u.clone(), p.expose().to_owned());
+        }
+        _ => {
+            let password: String = rand::random::<[u8; 32]>().iter().map(|b| format!("{b:02x}")).collect();
+            users.insert(INTERNAL_USER.to_owned(), password.clone());
+            s.mqtt.username = Some(INTERNAL_USER.to_owned());
+            s.mqtt.password = Some(vitalwatch_platform::secret::Secret::new(password));
+        }
+    }
+    users
+}
+
+/// The account of `run`'s own MQTT clients when the embedded broker requires credentials and
+/// `mqtt.username` is not set.
+const INTERNAL_USER: &str = "vitalwatch-run";
 
 fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_file: Option<&Path>) {
     let addr = s.mqtt.url.trim_start_matches("mqtt://");

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use rumqttc::{AsyncClient, MqttOptions, QoS};
+use rumqttc::{AsyncClient, QoS};
+use vitalwatch_platform::config::MqttSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::{DeviceId, PatientId};
@@ -96,9 +97,8 @@ pub async fn register_population(
 }
 
 /// Publishes one reading per patient every `interval` until `shutdown`.
-pub async fn run(url: &str, n: usize, interval: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (host, port) = vitalwatch_ingest::worker::broker_address(url)?;
-    let mut opts = MqttOptions::new("vitalwatch-simulator", host, port);
+pub async fn run(mqtt: &MqttSettings, n: usize, interval: Duration, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let mut opts = vitalwatch_ingest::mqtt_client::options(mqtt, "vitalwatch-simulator")?;
     opts.set_keep_alive(Duration::from_secs(30)).set_inflight(200);
     let (client, mut eventloop) = AsyncClient::new(opts, 1000);
     let poller = tokio::spawn(async move {
