@@ -6,3 +6,5 @@
 //! Run alone: `cargo nextest run -p vitalwatch --test security`.
 
 mod common;
+#[path = "security/transport.rs"]
+mod transport;

@@ -92,13 +92,31 @@ pub async fn connect_client(url: &str, timeouts: DbTimeouts) -> Result<Client, S
     let connector = tls.connector().map_err(|e| StoreError::Invalid(format!("database TLS settings: {e}")))?;
     let (client, connection) = config.connect(connector).await.map_err(|e| {
         StoreError::Transient(format!(
-            "connecting to {} (sslmode={}): {e}",
+            "connecting to {} (sslmode={}): {}",
             crate::config::redact_url(url),
-            tls.mode.as_str()
+            tls.mode.as_str(),
+            error_chain(&e)
         ))
     })?;
     tokio::spawn(connection);
     Ok(client)
+}
+
+/// An error and its causes, `: `-separated (tokio-postgres keeps the reason of
+/// a failed TLS handshake, e.g. `invalid peer certificate: UnknownIssuer`, in
+/// the source chain, not in its message).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }
 
 /// Logs once, at startup, a connection to a remote server whose certificate is
@@ -183,9 +201,10 @@ impl PgConnection {
             let connect = async {
                 let (client, connection) = config.connect(connector).await.map_err(|e| {
                     StoreError::Transient(format!(
-                        "connecting to {} (sslmode={}): {e}",
+                        "connecting to {} (sslmode={}): {}",
                         crate::config::redact_url(&self.url),
-                        tls.mode.as_str()
+                        tls.mode.as_str(),
+                        error_chain(&e)
                     ))
                 })?;
                 tokio::spawn(async move {
