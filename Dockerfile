@@ -4,7 +4,8 @@
 #   docker run --rm vitalwatch ingest | persist | rules | alerting | migrate | run | simulate ...
 #
 # Build (BuildKit, for the cache mounts):  docker build -t vitalwatch:dev .
-# The build command is the one CI uses: cargo build --release --locked -p vitalwatch.
+# The build command is the one CI uses, plus Kafka TLS with OpenSSL compiled in (static):
+#   cargo build --release --locked -p vitalwatch --features kafka-tls-vendored
 #
 # Pin the base images by digest for reproducible releases, e.g.
 #   docker build --build-arg RUST_IMAGE=rust:1-bookworm@sha256:... --build-arg RUNTIME_IMAGE=...@sha256:...
@@ -16,7 +17,8 @@ FROM ${RUST_IMAGE} AS builder
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 
 # librdkafka is compiled from source by rdkafka-sys (./configure && make: bash, make, gcc,
-# g++, perl, python3); SQLite (rusqlite "bundled") and zlib are compiled with cc.
+# g++, perl, python3), with OpenSSL compiled from source too (openssl-src: perl, make) for
+# Kafka TLS and SASL/SCRAM (feature kafka-tls-vendored); SQLite (rusqlite "bundled") and zlib are compiled with cc.
 # Most of it is already in rust:1-bookworm; listed so the build does not depend on that.
 # Not version-pinned: bookworm's security updates should apply (pin the base image instead).
 # hadolint ignore=DL3008
@@ -40,7 +42,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p vitalwatch \
+    cargo build --release --locked -p vitalwatch --features kafka-tls-vendored \
     && install -D -m 0755 target/release/vitalwatch /out/vitalwatch \
     && ldd /out/vitalwatch \
     && if ldd /out/vitalwatch | grep -vqE 'linux-vdso|ld-linux|lib(c|m|gcc_s|pthread|dl|rt)\.so'; then \

@@ -10,6 +10,8 @@
 #    Kubernetes $VW_K8S_VERSION schemas bundled in the package, KEDA objects against
 #    deploy/tools/schemas/, VITALWATCH_* keys against platform/src/config.rs, pod security
 #    settings, autoscaling caps (details in that file).
+#    Then the negative cases of deploy/tools/testdata/ must be rejected (network policies,
+#    production transport security), each with the errors it names.
 # 3. Parses the Grafana dashboards in deploy/grafana/.
 # 4. Checks that the dashboards and the Prometheus alert rules (deploy/prometheus/) use only
 #    metrics the code emits, and the rules' shape (deploy/tools/check_metrics.py).
@@ -142,6 +144,10 @@ done
 while IFS= read -r -d '' f; do
   rendered+=("${f#"$DEPLOY"/k8s/}=$f")
 done < <(find "$DEPLOY/k8s" -name '*.example.yaml' -print0 | sort -z)
+# Manifests applied in other namespaces (the MQTT broker's network policies).
+for f in "$DEPLOY"/mosquitto/*.yaml; do
+  [[ -e "$f" ]] && rendered+=("${f#"$DEPLOY"/}=$f")
+done
 
 # ---------------------------------------------------------------------------- validate
 
@@ -151,6 +157,22 @@ status=0
   --config-rs "$ROOT/platform/src/config.rs" \
   --keda-schema "$DEPLOY/tools/schemas/keda.sh-v1alpha1.json" \
   "${rendered[@]}" || status=1
+
+# The checks must reject broken manifests: each file in deploy/tools/testdata/ must fail,
+# with every message its `# expect:` lines name (a check that stopped working fails here).
+for f in "$DEPLOY"/tools/testdata/*.yaml; do
+  name="$(basename "$f" .yaml)"
+  out="$("$PY" "$DEPLOY/tools/validate_manifests.py" \
+    --kubernetes-version "$K8S_VERSION" \
+    --config-rs "$ROOT/platform/src/config.rs" \
+    --keda-schema "$DEPLOY/tools/schemas/keda.sh-v1alpha1.json" \
+    "$name=$f" 2>&1)" && { echo "ERROR negative case $name: accepted, must be rejected"; status=1; continue; }
+  missing=0
+  while IFS= read -r want; do
+    grep -qF -- "$want" <<<"$out" || { echo "ERROR negative case $name: no error \"$want\" in:"; echo "$out"; missing=1; }
+  done < <(sed -n 's/^# expect: //p' "$f")
+  ((missing)) && status=1 || echo "negative case $name: rejected as expected"
+done
 
 for f in "$DEPLOY"/grafana/*.json; do
   [[ -e "$f" ]] || continue

@@ -313,7 +313,16 @@ ensure_aiosmtpd() {
   python3 -c 'import aiosmtpd' 2>/dev/null || die "python3 cannot import aiosmtpd after installing it"
 }
 
+# ------------------------------------------------------------------------------------ TLS tools
+# The test build links librdkafka against the system OpenSSL (cargo feature kafka-tls:
+# libssl-dev, pkg-config); the transport security tests make certificates with `openssl`.
+ensure_tls_tools() {
+  command -v openssl >/dev/null || apt_install openssl
+  command -v pkg-config >/dev/null && pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
+}
+
 # ------------------------------------------------------------------------------------ main
+ensure_tls_tools
 ensure_postgres
 ensure_mosquitto
 ensure_timescale

@@ -14,3 +14,5 @@ mod sms;
 mod secrets;
 #[path = "security/mqtt.rs"]
 mod mqtt;
+#[path = "security/transport.rs"]
+mod transport;

@@ -19,6 +19,13 @@ Every document of every file must pass:
    escalation, all capabilities dropped.
 4. Autoscaling: targets exist; a Kafka-lag ScaledObject never scales past the partition
    count (VITALWATCH_BUS__PARTITIONS) and polls the brokers the roles use.
+5. Network policies (a file with workloads or NetworkPolicies): a default-deny policy
+   (both directions) covers every workload; no ingress rule is open to everyone (all
+   sources or all ports), except the device TLS port of the MQTT broker; the ops port only
+   from the monitoring namespace, the alerting and admin HTTP ports only from the Ingress
+   controller's namespace; PostgreSQL and Kafka only from the roles that use them.
+6. Transport security of the production overlay: the database with sslmode=verify-full
+   and a CA, Kafka over TLS (security.protocol SSL or SASL_SSL).
 
 Exit status 0 when everything passes, 1 otherwise.
 """
@@ -53,6 +60,21 @@ POD_SPEC_PATHS = {
     "CronJob": ("spec", "jobTemplate", "spec", "template", "spec"),
 }
 SCALABLE_KINDS = {"Deployment", "StatefulSet"}
+
+# Network policies (deploy/k8s/base/networkpolicy.yaml). Ports and the namespaces allowed to
+# reach them; the roles (app.kubernetes.io/component) allowed to reach the database and Kafka.
+COMPONENT = "app.kubernetes.io/component"
+OPS_PORT = 9464
+INGRESS_SOURCES = {
+    OPS_PORT: {"monitoring"},  # /metrics, /healthz, /readyz
+    8080: {"ingress-nginx"},  # alerting: /ack, /sms/inbound
+    8090: {"ingress-nginx"},  # admin API
+}
+PUBLIC_PORTS = {8883}  # the MQTT broker's TLS listener for devices (deploy/mosquitto/)
+DATABASE_PORTS = {5432}
+DATABASE_ROLES = {"ingest", "persist", "rules", "alerting", "api", "migrate"}
+KAFKA_PORTS = {9092, 9093}
+KAFKA_ROLES = {"ingest", "persist", "rules", "alerting"}
 
 
 def dig(obj: Any, *path: str) -> Any:
@@ -196,6 +218,8 @@ class Checker:
         self.config_keys(label, docs)
         self.pod_hygiene(label, docs)
         self.autoscaling(label, docs)
+        self.network_policies(label, docs)
+        self.transport_security(label, docs)
         status = "ok" if self.failures == before else f"{self.failures - before} error(s)"
         print(
             f"{label}: {len(docs)} documents ({k8s} Kubernetes, strict, v{self.k8s_version}; "
@@ -307,6 +331,156 @@ class Checker:
             if target in targeted:
                 self.fail(label, d, f"{target[0]}/{target[1]} is already scaled by {targeted[target]}")
             targeted[target] = name_of(d)
+
+
+    # network policies ----------------------------------------------------------------
+
+    def network_policies(self, label: str, docs: list[dict]) -> None:
+        policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+        workloads = [d for d in docs if pod_spec(d) is not None]
+        if not policies and not workloads:
+            return  # e.g. an example Secret
+        deny = [p for p in policies if is_default_deny(p)]
+        if workloads and not deny:
+            self.fail(label, None, "no default-deny NetworkPolicy (podSelector {}, policyTypes Ingress and Egress, no rules)")
+        for p in policies:
+            self._ingress_rules(label, p, workloads)
+        for w in workloads:
+            labels = pod_labels(w)
+            selecting = [p for p in policies if selects(dig(p, "spec", "podSelector"), labels)]
+            for direction in ("Ingress", "Egress"):
+                if not any(direction in policy_types(p) for p in selecting):
+                    self.fail(label, w, f"not selected by any NetworkPolicy for {direction} (default deny missing)")
+            role = labels.get(COMPONENT, "?")
+            egress = [r for p in selecting if "Egress" in policy_types(p) for r in dig(p, "spec", "egress") or []]
+            for ports, roles, what in ((DATABASE_PORTS, DATABASE_ROLES, "the database"), (KAFKA_PORTS, KAFKA_ROLES, "Kafka")):
+                if role in roles:
+                    continue
+                for r in egress:
+                    allowed = rule_ports(r, w)
+                    hit = ports & allowed if allowed is not None else set()
+                    if hit or allowed is None:
+                        port = sorted(hit)[0] if hit else "any port"
+                        self.fail(label, w, f"role {role!r} may reach {what} ({port}): only {sorted(roles)} may")
+                        break
+
+    def _ingress_rules(self, label: str, p: dict, workloads: list[dict]) -> None:
+        if "Ingress" not in policy_types(p):
+            return
+        targets = [w for w in workloads if selects(dig(p, "spec", "podSelector"), pod_labels(w))]
+        for r in dig(p, "spec", "ingress") or []:
+            peers = r.get("from") or []
+            open_peers = not peers or any(peer_is_everyone(x) for x in peers)
+            ports = set()
+            unresolved = False
+            for w in targets or [None]:
+                got = rule_ports(r, w)
+                if got is None:
+                    unresolved = True
+                else:
+                    ports |= got
+            if not r.get("ports"):
+                self.fail(label, p, "an ingress rule without ports allows every port: list them")
+                continue
+            if open_peers:
+                if unresolved or not ports <= PUBLIC_PORTS:
+                    self.fail(label, p, f"an ingress rule open to every source (ports {sorted(ports)}): only {sorted(PUBLIC_PORTS)} may be public")
+                continue
+            names = {dig(x, "namespaceSelector", "matchLabels", "kubernetes.io/metadata.name") for x in peers}
+            for port in ports:
+                allowed = INGRESS_SOURCES.get(port)
+                if allowed is not None and not names <= allowed:
+                    self.fail(label, p, f"port {port} may be reached only from namespace(s) {sorted(allowed)}, not {sorted(map(str, names))}")
+
+    # transport security ------------------------------------------------------------
+
+    def transport_security(self, label: str, docs: list[dict]) -> None:
+        if not label.startswith("production"):
+            return
+        env: dict[str, str] = {}
+        for d in docs:
+            if d["kind"] == "ConfigMap" and (dig(d, "metadata", "name") or "").startswith("vitalwatch-config"):
+                env.update(d.get("data") or {})
+        if env.get("VITALWATCH_DATABASE__SSLMODE") != "verify-full" or not env.get("VITALWATCH_DATABASE__SSLROOTCERT"):
+            self.fail(label, None, "production must set VITALWATCH_DATABASE__SSLMODE=verify-full and VITALWATCH_DATABASE__SSLROOTCERT")
+        if env.get("VITALWATCH_BUS__SECURITY_PROTOCOL", "").lower() not in ("ssl", "sasl_ssl"):
+            self.fail(label, None, "production must set VITALWATCH_BUS__SECURITY_PROTOCOL=ssl or sasl_ssl (Kafka over TLS)")
+
+
+def is_default_deny(p: dict) -> bool:
+    spec = p.get("spec") or {}
+    return (
+        not (spec.get("podSelector") or {})
+        and {"Ingress", "Egress"} <= set(spec.get("policyTypes") or [])
+        and not spec.get("ingress")
+        and not spec.get("egress")
+    )
+
+
+def policy_types(p: dict) -> set[str]:
+    spec = p.get("spec") or {}
+    types = spec.get("policyTypes")
+    if types:
+        return set(types)
+    return {"Ingress"} | ({"Egress"} if spec.get("egress") else set())
+
+
+def pod_labels(w: dict) -> dict:
+    path = POD_SPEC_PATHS[w["kind"]][:-1] + ("metadata", "labels")
+    return dig(w, *path) or {}
+
+
+def selects(selector: dict | None, labels: dict) -> bool:
+    """Label-selector semantics (matchLabels and matchExpressions); {} selects every pod."""
+    selector = selector or {}
+    for k, v in (selector.get("matchLabels") or {}).items():
+        if labels.get(k) != v:
+            return False
+    for e in selector.get("matchExpressions") or []:
+        key, op, values = e.get("key"), e.get("operator"), set(e.get("values") or [])
+        if op == "In" and labels.get(key) not in values:
+            return False
+        if op == "NotIn" and labels.get(key) in values:
+            return False
+        if op == "Exists" and key not in labels:
+            return False
+        if op == "DoesNotExist" and key in labels:
+            return False
+    return True
+
+
+def peer_is_everyone(peer: dict) -> bool:
+    """A `from`/`to` entry that matches any source: {} selectors, or a /0 ipBlock."""
+    if "ipBlock" in peer:
+        return str(dig(peer, "ipBlock", "cidr")).endswith("/0")
+    ns, pod = peer.get("namespaceSelector"), peer.get("podSelector")
+    if ns is not None and not ns:
+        return pod is None or not pod
+    return False
+
+
+def rule_ports(rule: dict, workload: dict | None) -> set[int] | None:
+    """The numeric ports of a rule (named ports resolved on `workload`); None: every port."""
+    ports = rule.get("ports")
+    if not ports:
+        return None
+    named = {}
+    for c in containers(pod_spec(workload) if workload else None):
+        for cp in c.get("ports") or []:
+            if cp.get("name"):
+                named[cp["name"]] = cp.get("containerPort")
+    out = set()
+    for p in ports:
+        port = p.get("port")
+        if port is None:
+            return None
+        if isinstance(port, str):
+            if port not in named:
+                continue
+            port = named[port]
+        end = p.get("endPort") or port
+        out |= set(range(int(port), int(end) + 1))
+    return out
 
 
 def pod_spec(doc: dict) -> dict | None:

@@ -213,6 +213,29 @@ pub struct BusSettings {
     /// Secret ones (`sasl.password`, `ssl.key.pem`, ... see
     /// [`crate::redact::is_secret_kafka_property`]) are printed masked.
     pub kafka: KafkaProperties,
+    // --- Kafka transport security: librdkafka properties with names the
+    // environment can carry (dotted names cannot be set there). Each may be
+    // given here or in `kafka` under its librdkafka name, not both. Checked by
+    // `crate::bus::kafka_security`.
+    /// `security.protocol`: `plaintext`, `ssl`, `sasl_plaintext` or
+    /// `sasl_ssl` (unset: librdkafka's `plaintext`). Production: `ssl` or
+    /// `sasl_ssl`. TLS never falls back to plaintext.
+    pub security_protocol: Option<String>,
+    /// `ssl.ca.location`: CA certificates (PEM) the brokers' certificates must
+    /// lead to (unset: the system's CA store). Host names are verified.
+    pub ssl_ca_location: Option<PathBuf>,
+    /// `ssl.certificate.location`: client certificate (PEM), for brokers that
+    /// authenticate clients by certificate; with `ssl_key_location`.
+    pub ssl_certificate_location: Option<PathBuf>,
+    /// `ssl.key.location`: the client certificate's private key (PEM).
+    pub ssl_key_location: Option<PathBuf>,
+    /// `sasl.mechanism`: `SCRAM-SHA-256`, `SCRAM-SHA-512`, `PLAIN` (only
+    /// over `sasl_ssl`) or `OAUTHBEARER` (with `sasl.oauthbearer.*` in `kafka`).
+    pub sasl_mechanism: Option<String>,
+    /// `sasl.username`.
+    pub sasl_username: Option<String>,
+    /// `sasl.password` (never printed).
+    pub sasl_password: Option<crate::secret::Secret>,
 }
 
 impl Default for BusSettings {
@@ -229,6 +252,13 @@ impl Default for BusSettings {
             partitions: 12,
             replication: 1,
             kafka: KafkaProperties::default(),
+            security_protocol: None,
+            ssl_ca_location: None,
+            ssl_certificate_location: None,
+            ssl_key_location: None,
+            sasl_mechanism: None,
+            sasl_username: None,
+            sasl_password: None,
         }
     }
 }
@@ -251,6 +281,21 @@ pub struct DatabaseSettings {
     /// and a client-side bound on every call (a hung server cannot cancel its
     /// own statements). Migrations are exempt.
     pub statement_timeout_ms: u64,
+    // --- TLS to PostgreSQL (libpq semantics; the same names also work as
+    // query parameters of `url`, where they must not contradict these).
+    /// `disable`, `prefer`, `require`, `verify-ca` or `verify-full` (unset:
+    /// the URL's `sslmode`, else `prefer`, libpq's default). Production:
+    /// `verify-full`. `prefer` and `require` without a CA do not stop an
+    /// attacker in the middle.
+    pub sslmode: Option<String>,
+    /// CA certificates (PEM) the server's chain must lead to (`verify-ca`,
+    /// `verify-full`; with `require`, the chain is then checked too).
+    pub sslrootcert: Option<PathBuf>,
+    /// Client certificate chain (PEM), for servers that authenticate clients
+    /// by certificate; with `sslkey`.
+    pub sslcert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    pub sslkey: Option<PathBuf>,
 }
 
 impl Default for DatabaseSettings {
@@ -260,11 +305,63 @@ impl Default for DatabaseSettings {
             insert_chunk: 2000,
             connect_timeout_ms: 5_000,
             statement_timeout_ms: 30_000,
+            sslmode: None,
+            sslrootcert: None,
+            sslcert: None,
+            sslkey: None,
         }
     }
 }
 
 impl DatabaseSettings {
+    /// Moves `sslmode`, `sslrootcert`, `sslcert` and `sslkey` into the query
+    /// of a `postgres://` URL (every store reads its TLS settings from the
+    /// URL, as libpq). A key the URL already has with another value is an
+    /// error: a production `verify-full` must not be downgraded silently.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key.
+    pub fn apply_tls_keys(&mut self) -> Result<(), ConfigError> {
+        let url = self.url.expose().to_owned();
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Ok(());
+        }
+        let keys = [
+            ("sslmode", self.sslmode.clone()),
+            ("sslrootcert", self.sslrootcert.as_ref().map(|p| p.display().to_string())),
+            ("sslcert", self.sslcert.as_ref().map(|p| p.display().to_string())),
+            ("sslkey", self.sslkey.as_ref().map(|p| p.display().to_string())),
+        ];
+        let (_, in_url) =
+            crate::store::pg_tls::split_url(&url).map_err(|e| ConfigError(format!("database.url: {e}")))?;
+        let url_value = |k: &str| match k {
+            "sslmode" => url.contains("sslmode=").then(|| in_url.mode.as_str().to_owned()),
+            "sslrootcert" => in_url.root_cert.as_ref().map(|p| p.display().to_string()),
+            "sslcert" => in_url.client_cert.as_ref().map(|p| p.display().to_string()),
+            _ => in_url.client_key.as_ref().map(|p| p.display().to_string()),
+        };
+        let mut add = Vec::new();
+        for (k, v) in keys {
+            let Some(v) = v.filter(|v| !v.is_empty()) else { continue };
+            match url_value(k) {
+                Some(u) if u != v => {
+                    return Err(ConfigError(format!("database.{k} = {v:?} contradicts {k}={u} in database.url")));
+                }
+                Some(_) => {}
+                None => add.push(format!("{k}={}", query_escape(&v))),
+            }
+        }
+        if !add.is_empty() {
+            let sep = if url.contains('?') { '&' } else { '?' };
+            self.url = SecretUrl::new(format!("{url}{sep}{}", add.join("&")));
+        }
+        // The combination must work (e.g. verify-full needs a CA file).
+        crate::store::pg_tls::split_url(self.url.expose())
+            .map(|_| ())
+            .map_err(|e| ConfigError(format!("database.sslmode / database.sslrootcert: {e}")))
+    }
+
     /// The connect and statement timeouts every database client of every role uses.
     pub fn timeouts(&self) -> crate::store::DbTimeouts {
         crate::store::DbTimeouts {
@@ -794,6 +891,7 @@ impl Settings {
         }
         let mut s: Settings = fig.merge(env).extract().map_err(|e| ConfigError(e.to_string()))?;
         s.resolve_data_dir();
+        s.database.apply_tls_keys()?;
         s.validate()?;
         Ok(s)
     }
@@ -857,6 +955,9 @@ impl Settings {
         if self.bus.partitions < 1 {
             return bad("bus.partitions must be at least 1");
         }
+        if self.bus.kind == BusKind::Kafka {
+            crate::bus::kafka_security::properties(&self.bus).map_err(|e| ConfigError(e.to_string()))?;
+        }
         let db_url = self.database.url.expose();
         if !(db_url.starts_with("postgres://")
             || db_url.starts_with("postgresql://")
@@ -890,6 +991,18 @@ impl Settings {
 }
 
 pub use crate::redact::redact_url;
+
+/// Escapes a URL query value (`%`, `&`, `#`, `+`, `=`, space).
+fn query_escape(v: &str) -> String {
+    let mut out = String::with_capacity(v.len());
+    for c in v.chars() {
+        match c {
+            '%' | '&' | '#' | '+' | '=' | ' ' | '?' => out.push_str(&format!("%{:02X}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out
+}
 
 #[cfg(test)]
 #[allow(clippy::result_large_err)] // figment::Jail's closure signature
@@ -985,6 +1098,35 @@ mod tests {
             assert_eq!(s.mqtt.embedded_users["dev-1"].expose(), "pw-1");
             assert_eq!(s.mqtt.embedded_users["pat-1"].expose(), "pw-2");
             assert_eq!(s.mqtt.password.as_ref().map(|p| p.expose()), Some("pw-ingest"));
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn database_tls_keys_go_into_the_url() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VITALWATCH_DATABASE__URL", "postgres://vw@db.example/vw?application_name=persist");
+            jail.set_env("VITALWATCH_DATABASE__SSLMODE", "verify-full");
+            jail.set_env("VITALWATCH_DATABASE__SSLROOTCERT", "/etc/vitalwatch/db-ca/ca.crt");
+            let s = Settings::load(Profile::Service, None).unwrap();
+            assert_eq!(
+                s.database.url.expose(),
+                "postgres://vw@db.example/vw?application_name=persist&sslmode=verify-full&sslrootcert=/etc/vitalwatch/db-ca/ca.crt"
+            );
+            // verify-full without a CA cannot work: refused at load, naming the key.
+            jail.set_env("VITALWATCH_DATABASE__SSLROOTCERT", "");
+            jail.set_env("VITALWATCH_DATABASE__URL", "postgres://vw@db.example/vw");
+            let e = Settings::load(Profile::Service, None).unwrap_err().to_string();
+            assert!(e.contains("database.sslmode") && e.contains("needs a CA file"), "{e}");
+            // A URL that says otherwise is not silently preferred.
+            jail.set_env("VITALWATCH_DATABASE__SSLROOTCERT", "/ca.pem");
+            jail.set_env("VITALWATCH_DATABASE__URL", "postgres://vw@db.example/vw?sslmode=disable");
+            let e = Settings::load(Profile::Service, None).unwrap_err().to_string();
+            assert!(e.contains("database.sslmode = \"verify-full\" contradicts sslmode=disable"), "{e}");
+            jail.set_env("VITALWATCH_DATABASE__SSLMODE", "verify_full");
+            jail.set_env("VITALWATCH_DATABASE__URL", "postgres://vw@db.example/vw");
+            let e = Settings::load(Profile::Service, None).unwrap_err().to_string();
+            assert!(e.contains("invalid sslmode \"verify_full\""), "{e}");
             Ok(())
         });
     }

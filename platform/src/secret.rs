@@ -155,6 +155,11 @@ impl KafkaProperties {
         self.0.get(key).map(String::as_str)
     }
 
+    /// Whether the property is set.
+    pub fn contains_key(&self, key: &str) -> bool {
+        self.0.contains_key(key)
+    }
+
     /// Sets a property.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
         self.0.insert(key.into(), value.into());

@@ -26,11 +26,21 @@ pub struct PrivatePostgres {
     /// `postgres://postgres@127.0.0.1:PORT/postgres`
     pub url: String,
     stopped: bool,
+    /// Extra `-c name=value` server settings (see [`PrivatePostgres::start_with`]).
+    extra: Vec<String>,
 }
 
 impl PrivatePostgres {
     /// Creates and starts one; `None` (skip) if PostgreSQL's server binaries are missing outside CI.
     pub fn start() -> Option<PrivatePostgres> {
+        Self::start_with(|_| Vec::new())
+    }
+
+    /// As [`start`](Self::start), after `setup` has put its files in the
+    /// cluster's folder (e.g. a TLS certificate and key; they then belong to
+    /// the server's user) and returned extra server settings (`name=value`,
+    /// e.g. `ssl=on`).
+    pub fn start_with(setup: impl FnOnce(&std::path::Path) -> Vec<String>) -> Option<PrivatePostgres> {
         let bin = PathBuf::from(service_var("VW_PG_BIN", "/usr/lib/postgresql/15/bin"));
         if !bin.join("initdb").exists() {
             let msg = format!("PostgreSQL server binaries in {}", bin.display());
@@ -41,7 +51,8 @@ impl PrivatePostgres {
         let dir = tempfile::Builder::new().prefix("vw-faults-pg").tempdir().expect("tempdir");
         let port = free_port();
         let url = format!("postgres://postgres@127.0.0.1:{port}/postgres");
-        let pg = PrivatePostgres { dir, bin, port, url, stopped: true };
+        let extra = setup(dir.path());
+        let pg = PrivatePostgres { dir, bin, port, url, stopped: true, extra };
         // initdb refuses to run as root: the cluster belongs to `postgres` then.
         if Self::as_root() {
             let out = Command::new("chown").arg("-R").arg("postgres").arg(pg.dir.path()).output().expect("chown");
@@ -82,12 +93,15 @@ impl PrivatePostgres {
 
     /// Starts the server (after [`stop`](Self::stop)).
     pub fn start_server(&mut self) {
-        let opts = format!(
+        let mut opts = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200",
             self.port,
             self.dir.path().display()
         );
+        for setting in &self.extra {
+            opts.push_str(&format!(" -c {setting}"));
+        }
         let log = self.dir.path().join("postgres.log").display().to_string();
         self.run("pg_ctl", &["-D", &self.data(), "-o", &opts, "-l", &log, "-w", "-t", "60", "start"]);
         self.stopped = false;

@@ -19,13 +19,33 @@ use super::continuity::{Continuity, Step, skipped_at_resume};
 use super::{BusError, Consumer, Delivery, Message, Producer};
 use crate::config::BusSettings;
 
-fn base_config(s: &BusSettings, client_id: &str) -> ClientConfig {
+/// The settings every client shares: brokers, client id, transport security
+/// (TLS, SASL: see [`super::kafka_security`]) and `bus.kafka`.
+///
+/// # Errors
+///
+/// [`BusError::Permanent`] when the security settings cannot work, or ask for
+/// TLS from a binary whose librdkafka was built without it (never a silent
+/// plaintext connection).
+fn base_config(s: &BusSettings, client_id: &str) -> Result<ClientConfig, BusError> {
+    let security = super::kafka_security::properties(s).map_err(|e| BusError::Permanent(e.to_string()))?;
     let mut c = ClientConfig::new();
     c.set("bootstrap.servers", &s.brokers).set("client.id", client_id);
+    for (k, v) in security {
+        c.set(k, v);
+    }
     for (k, v) in &s.kafka {
         c.set(k, v);
     }
-    c
+    let protocol = c.get("security.protocol").unwrap_or("plaintext").to_ascii_lowercase();
+    if protocol != "plaintext" && !super::kafka_security::tls_available() {
+        return Err(BusError::Permanent(format!(
+            "bus.security_protocol = {protocol:?} needs TLS, but this binary's librdkafka was built without \
+             OpenSSL (builtin.features: {}): build with `--features kafka-tls`",
+            super::kafka_security::builtin_features()
+        )));
+    }
+    Ok(c)
 }
 
 fn classify(e: KafkaError) -> BusError {
@@ -90,7 +110,7 @@ impl KafkaProducer {
     }
 
     fn with_linger(s: &BusSettings, client_id: &str, linger_ms: u32) -> Result<Self, BusError> {
-        let mut c = base_config(s, client_id);
+        let mut c = base_config(s, client_id)?;
         c.set("enable.idempotence", "true")
             .set("acks", "all")
             .set("linger.ms", linger_ms.to_string())
@@ -248,7 +268,7 @@ impl KafkaConsumer {
         topics: &[&str],
         continuity: &Arc<std::sync::Mutex<Continuity>>,
     ) -> Result<GroupConsumer, BusError> {
-        let mut c = base_config(s, client_id);
+        let mut c = base_config(s, client_id)?;
         c.set("group.id", group)
             .set("enable.auto.commit", "false")
             .set("auto.offset.reset", "earliest")
@@ -549,7 +569,7 @@ impl Consumer for KafkaConsumer {
                     Some(c) => c.clone(),
                     None => {
                         // A plain client with that group id: OffsetFetch only, no subscription.
-                        let mut cfg = base_config(&self.settings, &format!("{}-offsets", self.client_id));
+                        let mut cfg = base_config(&self.settings, &format!("{}-offsets", self.client_id))?;
                         cfg.set("group.id", g).set("enable.auto.commit", "false");
                         let c: Arc<BaseConsumer> = Arc::new(cfg.create().map_err(classify)?);
                         self.peers.insert(g.to_owned(), c.clone());
@@ -587,7 +607,7 @@ pub struct KafkaProbe {
 impl KafkaProbe {
     /// A probe client (no group, no subscription).
     pub fn new(s: &BusSettings, client_id: &str) -> Result<Self, BusError> {
-        let inner = base_config(s, &format!("{client_id}-probe"))
+        let inner = base_config(s, &format!("{client_id}-probe"))?
             .create()
             .map_err(|e| BusError::Permanent(format!("kafka probe: {}", describe(&e))))?;
         Ok(KafkaProbe { inner: Arc::new(inner) })
@@ -610,7 +630,7 @@ impl KafkaProbe {
 
 /// Creates the vitalwatch topics if they do not exist.
 pub async fn ensure_topics(s: &BusSettings, topics: &[&str]) -> Result<(), BusError> {
-    let admin: AdminClient<DefaultClientContext> = base_config(s, "vitalwatch-admin")
+    let admin: AdminClient<DefaultClientContext> = base_config(s, "vitalwatch-admin")?
         .create()
         .map_err(|e| BusError::Permanent(format!("kafka admin: {}", describe(&e))))?;
     let new: Vec<NewTopic<'_>> =

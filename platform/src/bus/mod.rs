@@ -11,6 +11,7 @@ use futures::future::BoxFuture;
 pub mod continuity;
 pub mod dead_letter;
 pub mod kafka;
+pub mod kafka_security;
 pub mod memory;
 pub mod watch;
 

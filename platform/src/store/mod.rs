@@ -6,6 +6,7 @@ use chrono::{DateTime, Utc};
 use vitalwatch_schemas::registry::RegistrySnapshot;
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource, proto};
 
+pub mod pg_tls;
 pub mod postgres;
 pub mod sqlite;
 

@@ -8,11 +8,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Mutex, MutexGuard};
+use tokio_postgres::Client;
 use tokio_postgres::types::ToSql;
-use tokio_postgres::{Client, NoTls};
 use vitalwatch_schemas::registry::{BackfillGrant, DeviceEntry, EndReason, Enrolment, EnrolmentEnd, RegistrySnapshot};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
+use super::pg_tls::{self, PgTls};
 use super::{
     DbTimeouts, EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert,
     StoredObservation, StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
@@ -58,20 +59,84 @@ pub struct PgConnection {
 
 /// The connection settings of every PostgreSQL client of every role: the URL
 /// with the connect timeout and, as a startup parameter, the server-side
-/// `statement_timeout`. The one place that builds them (platform, alerting and
-/// admin stores).
+/// `statement_timeout`; and its TLS settings (libpq's `sslmode`,
+/// `sslrootcert`, `sslcert`, `sslkey`, see [`super::pg_tls`]). The one place
+/// that builds them (platform, alerting and admin stores).
 ///
 /// # Errors
 ///
-/// [`StoreError::Invalid`] for a URL tokio-postgres cannot parse.
-pub fn connection_config(url: &str, timeouts: DbTimeouts) -> Result<tokio_postgres::Config, StoreError> {
-    let mut config: tokio_postgres::Config = url
+/// [`StoreError::Invalid`] for a URL tokio-postgres cannot parse or TLS
+/// parameters that cannot work.
+pub fn connection_config(url: &str, timeouts: DbTimeouts) -> Result<(tokio_postgres::Config, PgTls), StoreError> {
+    let (plain, tls) = pg_tls::split_url(url)
+        .map_err(|e| StoreError::Invalid(format!("database URL {}: {e}", crate::config::redact_url(url))))?;
+    let mut config: tokio_postgres::Config = plain
         .parse()
         .map_err(|e| StoreError::Invalid(format!("bad database URL {}: {e}", crate::config::redact_url(url))))?;
+    config.ssl_mode(tls.postgres_mode());
     config.connect_timeout(timeouts.connect);
     // Detects a peer that vanished (not one that hangs: see `run`).
     config.keepalives(true).keepalives_idle(std::time::Duration::from_secs(30));
-    Ok(config)
+    Ok((config, tls))
+}
+
+/// One plain client of `url` with its TLS settings (for tools: the load
+/// simulator), its connection driven by a spawned task.
+///
+/// # Errors
+///
+/// [`StoreError::Invalid`] for bad settings, [`StoreError::Transient`] when
+/// connecting fails.
+pub async fn connect_client(url: &str, timeouts: DbTimeouts) -> Result<Client, StoreError> {
+    let (config, tls) = connection_config(url, timeouts)?;
+    let connector = tls.connector().map_err(|e| StoreError::Invalid(format!("database TLS settings: {e}")))?;
+    let (client, connection) = config.connect(connector).await.map_err(|e| {
+        StoreError::Transient(format!(
+            "connecting to {} (sslmode={}): {}",
+            crate::config::redact_url(url),
+            tls.mode.as_str(),
+            error_chain(&e)
+        ))
+    })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// An error and its causes, `: `-separated (tokio-postgres keeps the reason of
+/// a failed TLS handshake, e.g. `invalid peer certificate: UnknownIssuer`, in
+/// the source chain, not in its message).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.ends_with(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Logs once, at startup, a connection to a remote server whose certificate is
+/// not checked (`sslmode` `disable`, `prefer`, or `require` without a CA): it
+/// does not stop an attacker in the middle.
+fn warn_if_unverified(url: &str) {
+    let Ok((config, tls)) = connection_config(url, DbTimeouts::default()) else { return };
+    let remote = config.get_hosts().iter().any(|h| match h {
+        tokio_postgres::config::Host::Tcp(name) => {
+            !(name == "localhost" || name.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback()))
+        }
+        #[allow(unreachable_patterns)]
+        _ => false,
+    });
+    if remote && !tls.mode.verifies(tls.root_cert.is_some()) {
+        tracing::warn!(
+            message = "The database server's certificate is not verified: set database.sslmode = \"verify-full\" and database.sslrootcert.",
+            sslmode = tls.mode.as_str(),
+        );
+    }
 }
 
 impl PgConnection {
@@ -82,6 +147,7 @@ impl PgConnection {
 
     /// Up to `size` connections (at least one), opened as they are needed.
     pub fn pool(url: &str, size: usize) -> Self {
+        warn_if_unverified(url);
         PgConnection {
             url: url.to_owned(),
             timeouts: DbTimeouts::default(),
@@ -130,10 +196,16 @@ impl PgConnection {
         };
         if g.as_ref().is_none_or(Client::is_closed) {
             *g = None;
-            let config = connection_config(&self.url, self.timeouts)?;
+            let (config, tls) = connection_config(&self.url, self.timeouts)?;
+            let connector = tls.connector().map_err(|e| StoreError::Invalid(format!("database TLS settings: {e}")))?;
             let connect = async {
-                let (client, connection) = config.connect(NoTls).await.map_err(|e| {
-                    StoreError::Transient(format!("connecting to {}: {e}", crate::config::redact_url(&self.url)))
+                let (client, connection) = config.connect(connector).await.map_err(|e| {
+                    StoreError::Transient(format!(
+                        "connecting to {} (sslmode={}): {}",
+                        crate::config::redact_url(&self.url),
+                        tls.mode.as_str(),
+                        error_chain(&e)
+                    ))
                 })?;
                 tokio::spawn(async move {
                     if let Err(e) = connection.await {

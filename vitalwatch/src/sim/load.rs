@@ -540,8 +540,7 @@ async fn watch_rows(
     seen: Arc<AtomicU64>,
     done: Arc<AtomicBool>,
 ) -> anyhow::Result<usize> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = vitalwatch_platform::store::postgres::connect_client(url, Default::default()).await?;
     let pattern = format!("{prefix}-%");
     let find = client
         .prepare(
@@ -583,8 +582,7 @@ async fn watch_rows(
 /// more often: at every 0.5 s it took a third of a core from the database the
 /// pipeline writes to.
 async fn count_rows(url: &str, pattern: &str, seen: &AtomicU64, done: &AtomicBool) -> anyhow::Result<()> {
-    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
-    tokio::spawn(conn);
+    let client = vitalwatch_platform::store::postgres::connect_client(url, Default::default()).await?;
     let count = client.prepare("SELECT count(*) FROM observations WHERE patient_id LIKE $1").await?;
     loop {
         let finished = done.load(Ordering::Relaxed);
