@@ -8,11 +8,11 @@
 #[path = "security/admin.rs"]
 mod admin;
 mod common;
-#[path = "security/sms.rs"]
-mod sms;
-#[path = "security/secrets.rs"]
-mod secrets;
 #[path = "security/mqtt.rs"]
 mod mqtt;
+#[path = "security/secrets.rs"]
+mod secrets;
+#[path = "security/sms.rs"]
+mod sms;
 #[path = "security/transport.rs"]
 mod transport;

@@ -76,6 +76,7 @@ fn config_output_shows_no_secret() {
              \"sasl.mechanism\" = \"SCRAM-SHA-512\"\n\
              \"sasl.username\" = \"vw-bus\"\n\
              \"sasl.password\" = \"{KAFKA_SASL}\"\n\
+             \"ssl.certificate.pem\" = \"-----BEGIN CERTIFICATE-----\\nMIIBpublic\\n-----END CERTIFICATE-----\"\n\
              \"ssl.key.pem\" = \"-----BEGIN PRIVATE KEY-----\\n{KAFKA_PEM}\\n-----END PRIVATE KEY-----\"\n\
              \"ssl.key.password\" = \"{KAFKA_KEYPW}\"\n\
              \"ssl.keystore.password\" = \"{KAFKA_KEYSTORE}\"\n\

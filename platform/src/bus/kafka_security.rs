@@ -91,7 +91,7 @@ pub fn properties(s: &BusSettings) -> Result<Vec<(&'static str, String)>, KafkaS
     let cert = get("ssl.certificate.location").or_else(|| get("ssl.certificate.pem")).is_some();
     let key = get("ssl.key.location").or_else(|| get("ssl.key.pem")).is_some();
     if cert != key {
-        return bad("bus.ssl_certificate_location and bus.ssl_key_location go together: set both or neither".into());
+        return bad("a client certificate (bus.ssl_certificate_location or bus.kafka.\"ssl.certificate.pem\") and its key (bus.ssl_key_location or bus.kafka.\"ssl.key.pem\") go together: set both or neither".into());
     }
     let mechanism = get("sasl.mechanism").or_else(|| get("sasl.mechanisms"));
     if !sasl {

@@ -110,11 +110,22 @@ pub fn open_connection(path: &str) -> Result<Connection, StoreError> {
 /// Patient data: the database file is created 0600 before SQLite opens it (its
 /// `-wal` and `-shm` files take the database file's mode), and existing ones
 /// with wider permissions are restricted.
+///
+/// An existing database file is never opened here, only `chmod`ed by path:
+/// closing any descriptor of a file drops every POSIX lock this process holds
+/// on it, so an open-and-close while another connection of this process is
+/// live would silently release SQLite's locks (another process could then
+/// checkpoint and delete the WAL under it, and committed rows would be lost).
 fn private_db_files(db: &Path) -> Result<(), StoreError> {
-    use std::os::unix::fs::PermissionsExt as _;
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
     let fail = |p: &Path, e: std::io::Error| StoreError::Permanent(format!("securing {}: {e}", p.display()));
-    crate::private_fs::open_file(db, true).map_err(|e| fail(db, e))?;
-    for suffix in ["-wal", "-shm", "-journal"] {
+    match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(db) {
+        // A new, empty file: no connection can hold locks on it yet.
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(fail(db, e)),
+    }
+    for suffix in ["", "-wal", "-shm", "-journal"] {
         let mut p = db.as_os_str().to_owned();
         p.push(suffix);
         let p = std::path::PathBuf::from(p);
