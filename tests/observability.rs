@@ -119,6 +119,14 @@ async fn every_role_serves_metrics_probes_and_traced_logs() {
     .await;
     assert!(counted, "rules never saw 41 observations:\n{}", get(rules, "/metrics").await.1);
 
+    // The ingest counts an observation once the bus acknowledged it, which can come after
+    // persist already stored the row: wait for the counters to settle, then check them exactly.
+    wait_until(Duration::from_secs(10), || async {
+        let (_, m) = get(ingest, "/metrics").await;
+        sample(&m, "vitalwatch_ingest_messages_total") >= 51.0
+            && sample(&m, "vitalwatch_ingest_observations_total") >= 41.0
+    })
+    .await;
     let (status, m) = get(ingest, "/metrics").await;
     assert_eq!(status, 200);
     assert_eq!(sample(&m, "vitalwatch_ingest_messages_total"), 51.0, "{m}");

@@ -6,6 +6,7 @@
 //! by `scripts/services.sh`, or from the defaults below.
 #![allow(dead_code)]
 
+pub mod episodes;
 pub mod private_pg;
 
 use std::collections::HashMap;

@@ -11,10 +11,8 @@ use chrono::Utc;
 use serde_json::Value;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
-use vitalwatch_alerting::EpisodeId;
-use vitalwatch_alerting::store::{Action, TransitionOptions};
-use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, Severity};
 
+use crate::common::episodes::{open_episode, pg};
 use crate::common::private_pg::PrivatePostgres;
 use crate::common::*;
 
@@ -79,48 +77,6 @@ fn dechunk(mut s: &str) -> String {
 
 fn bearer(t: &str) -> String {
     format!("Bearer {t}")
-}
-
-fn event(episode: &str, patient: &str) -> AlertEvent {
-    let now = Utc::now().timestamp_micros();
-    AlertEvent {
-        event_id: format!("{episode}-opened"),
-        episode_id: episode.into(),
-        patient_id: patient.into(),
-        rule_id: "threshold.spo2.low".into(),
-        rule_kind: "threshold".into(),
-        kind: AlertEventKind::Opened as i32,
-        severity: Severity::High as i32,
-        program: "copd".into(),
-        code: "59408-5".into(),
-        reading_time_unix_micros: now - 60_000_000,
-        detected_at_unix_micros: now,
-        summary: "SpO2 below threshold".into(),
-        ..AlertEvent::default()
-    }
-}
-
-/// Opens an episode the way the pipeline does (rules engine row and alerting episode).
-async fn open_episode(url: &str, episode: &str, patient: &str) {
-    let st = vitalwatch_platform::store::open(url, 100).await.unwrap();
-    st.record_alert_events(&[event(episode, patient)]).await.unwrap();
-    let alerts = vitalwatch_alerting::store::open(url).await.unwrap();
-    let options = TransitionOptions { codes: None, caps: Default::default() };
-    alerts
-        .transition(
-            &EpisodeId::new(episode).unwrap(),
-            Action::Event(Box::new(event(episode, patient))),
-            &options,
-            Utc::now(),
-        )
-        .await
-        .unwrap();
-}
-
-async fn pg(url: &str) -> tokio_postgres::Client {
-    let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls).await.unwrap();
-    tokio::spawn(conn);
-    c
 }
 
 /// Every table an admin request could change, as (rows, md5 of the rows); API
