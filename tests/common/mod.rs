@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 pub mod episodes;
+pub mod http;
 pub mod private_pg;
 
 use std::collections::HashMap;
@@ -60,25 +61,24 @@ pub fn require(name: &str, addr: &str) -> bool {
     if ok {
         return true;
     }
-    let msg = format!("{name} is not reachable at {hp}; start the services with `bash scripts/services.sh`");
-    if in_ci() {
-        panic!("CI requires {msg}");
+    required(false, &format!("{name} is not reachable at {hp}; start the services with `bash scripts/services.sh`"))
+}
+
+/// A prerequisite of a test: `ok` passes through. When it is missing, panics
+/// under CI (a missing service never makes a CI test pass) and elsewhere
+/// prints a notice and returns false (skip).
+pub fn required(ok: bool, msg: &str) -> bool {
+    if !ok {
+        assert!(!in_ci(), "CI requires {msg}");
+        eprintln!("SKIPPED (not in CI): {msg}");
     }
-    eprintln!("SKIPPED (not in CI): {msg}");
-    false
+    ok
 }
 
 /// Checks that a program is installed. Panics under CI if not.
 pub fn require_program(name: &str) -> bool {
     let ok = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
-    if !ok {
-        let msg = format!("{name} is not installed; run `bash scripts/services.sh`");
-        if in_ci() {
-            panic!("CI requires {msg}");
-        }
-        eprintln!("SKIPPED (not in CI): {msg}");
-    }
-    ok
+    required(ok, &format!("{name} is not installed; run `bash scripts/services.sh`"))
 }
 
 /// PostgreSQL server URL (maintenance database).

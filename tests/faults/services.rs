@@ -11,7 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{free_port, in_ci, service_var};
+use crate::common::{free_port, service_var};
 
 /// Waits until 127.0.0.1:`port` accepts connections (panics after `timeout`).
 pub fn wait_port(what: &str, port: u16, timeout: Duration) {
@@ -30,16 +30,8 @@ pub fn signal(pid: u32, sig: i32) {
     }
 }
 
-/// A missing prerequisite: panics under CI, else prints a notice and returns false.
-pub fn required(ok: bool, msg: &str) -> bool {
-    if !ok {
-        assert!(!in_ci(), "CI requires {msg}");
-        eprintln!("SKIPPED (not in CI): {msg}");
-    }
-    ok
-}
-
 pub use crate::common::private_pg::PrivatePostgres;
+pub use crate::common::required;
 
 /// A private tansu broker (Kafka wire protocol) on its own port.
 pub struct Tansu {

@@ -13,6 +13,7 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
 use crate::common::episodes::{open_episode, pg};
+use crate::common::http::{Resp, parse, request};
 use crate::common::private_pg::PrivatePostgres;
 use crate::common::*;
 
@@ -23,56 +24,16 @@ const REQUEST_TIMEOUT: u64 = 3;
 /// asserted, not the time; the bound only keeps a broken server from hanging the test.
 const MARGIN: Duration = Duration::from_secs(8);
 
-/// A response: status and body.
-struct Resp {
-    status: u16,
-    body: String,
-}
-
-impl Resp {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
-    }
-}
-
-/// One HTTP/1.1 request over a fresh connection with a raw `Authorization` header value.
+/// One request over a fresh connection with a raw `Authorization` header value and a JSON body.
 async fn http(addr: &str, method: &str, path: &str, auth: Option<&str>, body: Option<&str>) -> Resp {
-    let mut s = TcpStream::connect(addr).await.expect("connect");
-    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    let mut headers = Vec::new();
     if let Some(a) = auth {
-        req.push_str(&format!("Authorization: {a}\r\n"));
+        headers.push(("Authorization", a.to_owned()));
     }
-    let body = body.unwrap_or("");
-    if !body.is_empty() || method != "GET" {
-        req.push_str(&format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len()));
+    if body.is_some() || method != "GET" {
+        headers.push(("Content-Type", "application/json".to_owned()));
     }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut raw = Vec::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await.expect("response in time").unwrap();
-    parse(&raw)
-}
-
-fn parse(raw: &[u8]) -> Resp {
-    let text = String::from_utf8_lossy(raw).into_owned();
-    let (head, rest) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head.split(' ').nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let chunked = head.to_ascii_lowercase().contains("transfer-encoding: chunked");
-    Resp { status, body: if chunked { dechunk(rest) } else { rest.to_owned() } }
-}
-
-fn dechunk(mut s: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = s.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        s = rest.get(n + 2..).unwrap_or("");
-    }
-    out
+    request(addr, method, path, &headers, body).await
 }
 
 fn bearer(t: &str) -> String {
@@ -483,16 +444,9 @@ async fn slow_and_oversized_requests_are_cut_off() {
     let k = ack.as_str();
     let form = format!("t={}", "x".repeat(70_000));
     for path in ["/ack", "/sms/inbound"] {
-        let mut s = TcpStream::connect(k).await.unwrap();
-        let req = format!(
-            "POST {path} HTTP/1.1\r\nHost: {k}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\n\
-             Content-Length: {}\r\n\r\n{form}",
-            form.len()
-        );
-        let _ = s.write_all(req.as_bytes()).await;
-        let mut raw = Vec::new();
-        let _ = tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut raw)).await;
-        assert_eq!(parse(&raw).status, 413, "{path}: {}", String::from_utf8_lossy(&raw));
+        let form_type = [("Content-Type", "application/x-www-form-urlencoded".to_owned())];
+        let r = request(k, "POST", path, &form_type, Some(&form)).await;
+        assert_eq!(r.status, 413, "{path}: {r:?}");
     }
     assert_slow_headers_cut(k, "acknowledgment server").await;
     assert_slow_body_cut(k, "/ack", None, "acknowledgment server /ack").await;

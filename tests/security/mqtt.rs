@@ -140,18 +140,9 @@ async fn colliding_device_and_patient_ids_are_refused_on_sqlite() {
 }
 
 async fn post(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let mut s = tokio::net::TcpStream::connect(addr).await.expect("connect to the API");
-    let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tokio::time::timeout(Duration::from_secs(30), s.read_to_string(&mut out)).await.expect("response").unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    (status, out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
+    let headers = [("Authorization", format!("Bearer {token}")), ("Content-Type", "application/json".to_owned())];
+    let r = crate::common::http::request(addr, "POST", path, &headers, Some(body)).await;
+    (r.status, r.body)
 }
 
 // ------------------------------------------------------------------ a real Mosquitto, shipped ACLs

@@ -39,25 +39,12 @@ const DOCTOR: &str = "dr-sec";
 
 // ------------------------------------------------------------------ HTTP
 
-/// A plain HTTP/1.1 POST: (status, body).
+/// A form POST: (status, body).
 async fn post(addr: &str, path: &str, headers: &[(&str, String)], body: &str) -> (u16, String) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap_or_else(|e| panic!("connect {addr}: {e}"));
-    let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_string(&mut out)).await;
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
-    (status, body)
+    let mut all = vec![("Content-Type", "application/x-www-form-urlencoded".to_owned())];
+    all.extend(headers.iter().cloned());
+    let r = crate::common::http::request(addr, "POST", path, &all, Some(body)).await;
+    (r.status, r.body)
 }
 
 fn form(pairs: &[(&str, &str)]) -> String {

@@ -342,9 +342,7 @@ impl Drop for Tansu {
 
 fn private_tansu(advertised: &str) -> Option<Tansu> {
     let exe = service_var("VW_TANSU_BIN", "");
-    if exe.is_empty() || !Path::new(&exe).exists() {
-        assert!(!in_ci(), "CI requires the tansu binary (VW_TANSU_BIN, scripts/services.sh)");
-        eprintln!("SKIPPED (not in CI): no tansu binary (VW_TANSU_BIN)");
+    if !required(!exe.is_empty() && Path::new(&exe).exists(), "the tansu binary (VW_TANSU_BIN, scripts/services.sh)") {
         return None;
     }
     let port = free_port();
@@ -370,11 +368,10 @@ fn private_tansu(advertised: &str) -> Option<Tansu> {
 
 /// True when this build can do Kafka TLS; under CI a build without it fails the test.
 fn kafka_tls_built() -> bool {
-    if vitalwatch_platform::bus::kafka_security::tls_available() {
-        return true;
-    }
-    assert!(!in_ci(), "CI must build with `--features vitalwatch/kafka-tls` (scripts/test.sh does)");
-    false
+    required(
+        vitalwatch_platform::bus::kafka_security::tls_available(),
+        "a build with `--features vitalwatch/kafka-tls` (scripts/test.sh builds with it)",
+    )
 }
 
 fn kafka_tls_env(run: &str, db: &str, brokers: String, ca: &Path) -> Vec<(String, String)> {
