@@ -63,6 +63,40 @@ async fn read_topic(topic: &str, at_least: usize, settle: Duration) -> Vec<(Vec<
     out
 }
 
+/// `vitalwatch persist` on a fresh database (with `extra` settings), proven live by a probe
+/// record it stored.
+struct LivePersist {
+    db: String,
+    ops: String,
+    obs_topic: String,
+    producer: FutureProducer,
+    _persist: Proc,
+    _tmp: tempfile::TempDir,
+}
+
+async fn live_persist(run: &str, extra: &[(&str, &str)]) -> LivePersist {
+    let db = fresh_database(&pg_url(), run).await;
+    let mut env = service_env(run, &db, "mqtt://127.0.0.1:1");
+    env.extend(extra.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+    run_cli(&["migrate"], &env);
+    let tmp = tempfile::tempdir().unwrap();
+    let log = tmp.path().join("persist.log");
+    let persist = Proc::spawn_logged("persist", &["persist"], &env, &log);
+    let ops = ops_addr(&log).await;
+    let obs_topic = format!("{run}.obs");
+    let p = producer();
+    let st = store::open(&db, 1000).await.unwrap();
+    let probe = PatientId::new("probe").unwrap();
+    let live = wait_until(Duration::from_secs(60), || async {
+        produce(&p, &obs_topic, "probe", &observation("probe", Utc::now(), "").encode_to_vec()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
+    })
+    .await;
+    assert!(live, "persist never stored the probe");
+    LivePersist { db, ops, obs_topic, producer: p, _persist: persist, _tmp: tmp }
+}
+
 fn producer() -> FutureProducer {
     rdkafka::ClientConfig::new()
         .set("bootstrap.servers", kafka())
@@ -165,24 +199,7 @@ async fn persist_dead_letters_a_record_it_can_never_store_and_moves_on() {
         return;
     }
     let run = unique("poison");
-    let db = fresh_database(&pg_url(), &run).await;
-    let env = service_env(&run, &db, "mqtt://127.0.0.1:1");
-    run_cli(&["migrate"], &env);
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("persist.log");
-    let _persist = Proc::spawn_logged("persist", &["persist"], &env, &log);
-    let ops = ops_addr(&log).await;
-    let obs_topic = format!("{run}.obs");
-    let p = producer();
-    let st = store::open(&db, 1000).await.unwrap();
-    let probe = PatientId::new("probe").unwrap();
-    let live = wait_until(Duration::from_secs(60), || async {
-        produce(&p, &obs_topic, "probe", &observation("probe", Utc::now(), "").encode_to_vec()).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
-    })
-    .await;
-    assert!(live, "persist never stored the probe");
+    let LivePersist { db, ops, obs_topic, producer: p, _persist, _tmp } = live_persist(&run, &[]).await;
 
     // Bypassing ingest (an older producer, a bug): a NUL in msg_id, a NUL in
     // original_unit, and bytes that are no Observation at all. Then good
@@ -333,25 +350,8 @@ async fn a_consumer_with_work_and_no_progress_is_not_ready() {
         return;
     }
     let run = unique("stall");
-    let db = fresh_database(&pg_url(), &run).await;
-    let mut env = service_env(&run, &db, "mqtt://127.0.0.1:1");
-    env.push(("VITALWATCH_OPS__STALL_SECS".into(), "3".into()));
-    run_cli(&["migrate"], &env);
-    let tmp = tempfile::tempdir().unwrap();
-    let log = tmp.path().join("persist.log");
-    let _persist = Proc::spawn_logged("persist", &["persist"], &env, &log);
-    let ops = ops_addr(&log).await;
-    let obs_topic = format!("{run}.obs");
-    let p = producer();
-    let st = store::open(&db, 1000).await.unwrap();
-    let probe = PatientId::new("probe").unwrap();
-    let live = wait_until(Duration::from_secs(60), || async {
-        produce(&p, &obs_topic, "probe", &observation("probe", Utc::now(), "").encode_to_vec()).await;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        !st.observations(&probe, 1).await.unwrap_or_default().is_empty()
-    })
-    .await;
-    assert!(live, "persist never stored the probe");
+    let LivePersist { db, ops, obs_topic, producer: p, _persist, _tmp } =
+        live_persist(&run, &[("VITALWATCH_OPS__STALL_SECS", "3")]).await;
     let ready = wait_until(Duration::from_secs(10), || async { get(&ops, "/readyz").await.0 == 200 }).await;
     assert!(ready, "persist not ready while idle: {:?}", get(&ops, "/readyz").await);
 
