@@ -584,6 +584,18 @@ mod tests {
         assert_eq!(p.rejections[0].reason, Reason::UnknownDevice);
     }
 
+    /// Found by the fuzz smoke (`process`, 2026-12-06): a status payload that is a 1,200-byte
+    /// JSON string was rejected with serde's message, which quotes the string: a 1,318-byte reply
+    /// echoing the sender's payload. Every rejection message is bounded.
+    #[test]
+    fn a_status_that_is_a_huge_string_is_rejected_without_echoing_it() {
+        let text = "a".repeat(1200);
+        let p = run("vitalwatch/v1/devices/d1/status", &format!(r#""{text}""#));
+        assert_eq!(p.rejections[0].reason, Reason::MalformedPayload);
+        assert!(p.rejections[0].message.len() <= 300, "{} bytes", p.rejections[0].message.len());
+        assert!(p.rejections[0].message.starts_with("invalid status payload: "), "{}", p.rejections[0].message);
+    }
+
     /// A JSON message with `msg_id` as the given JSON string literal.
     fn with_msg_id(literal: &str) -> String {
         format!(r#"{{"msg_id":{literal},"readings":[{{"type":"spo2","time":"{}","unit":"%","value":97}}]}}"#, at(1))

@@ -144,17 +144,34 @@ pub struct Rejection {
     pub index: Option<usize>,
 }
 
+/// Longest rejection message, in bytes. Messages are sent back to the sender
+/// over MQTT; one that quotes the payload (a decoder's error) is cut here.
+pub const MAX_MESSAGE_BYTES: usize = 300;
+
+/// `message`, cut to [`MAX_MESSAGE_BYTES`] on a character boundary.
+fn bounded(message: impl Into<String>) -> String {
+    let mut message = message.into();
+    if message.len() > MAX_MESSAGE_BYTES {
+        let mut cut = MAX_MESSAGE_BYTES;
+        while !message.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        message.truncate(cut);
+    }
+    message
+}
+
 impl Rejection {
-    /// A rejection of the whole message.
+    /// A rejection of the whole message (the message cut to [`MAX_MESSAGE_BYTES`]).
     pub fn message(reason: Reason, message: impl Into<String>) -> Self {
-        Rejection { reason, message: message.into(), field: None, index: None }
+        Rejection { reason, message: bounded(message), field: None, index: None }
     }
 
     /// A rejection of one reading and one field.
     pub fn reading(reason: Reason, index: usize, field: &str, message: impl Into<String>) -> Self {
         Rejection {
             reason,
-            message: message.into(),
+            message: bounded(message),
             field: Some(format!("readings[{index}].{field}")),
             index: Some(index),
         }

@@ -110,13 +110,6 @@ pub(crate) fn opt_cow_str<'de: 'a, 'a, D: serde::Deserializer<'de>>(d: D) -> Res
 
 /// A malformed-payload rejection with a bounded message.
 pub(crate) fn malformed(format: Format, detail: impl std::fmt::Display) -> Rejection {
-    let mut msg = format!("invalid {} payload: {detail}", format.as_str());
-    if msg.len() > 300 {
-        let mut cut = 300;
-        while !msg.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        msg.truncate(cut);
-    }
-    Rejection::message(Reason::MalformedPayload, msg)
+    // Rejection::message bounds the text (a decoder's error may quote the payload).
+    Rejection::message(Reason::MalformedPayload, format!("invalid {} payload: {detail}", format.as_str()))
 }
