@@ -170,6 +170,19 @@ async fn api_subprocess_on_postgres_enforces_roles_and_audits_every_change() {
     assert_eq!(http(a, "PUT", "/v1/patients/p-9/rules", Some(&dra), Some(rules)).await.status, 404);
     let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(r#"{"program":"cardio"}"#)).await;
     assert_eq!(r.status, 422, "{}", r.body);
+    // A COPD enrolment states the SpO2 target and oxygen use (issue #14 §6);
+    // the refused document leaves the stored rules as they were.
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(r#"{"program":"copd"}"#)).await;
+    assert!(r.status == 400 || r.status == 422, "{} {}", r.status, r.body);
+    assert!(r.body.contains("oxygen_plan") && r.body.contains("88-92"), "{}", r.body);
+    let stored = "SELECT count(*) FROM patient_rules WHERE patient_id = 'p-1' AND rules LIKE '%heart_failure%'";
+    assert_eq!(count(&db, stored).await, 1);
+    let copd = r#"{"program":"copd","oxygen_plan":{"target":"88-92","supplemental_oxygen":true}}"#;
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(copd)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(count(&db, "SELECT count(*) FROM patient_rules WHERE rules LIKE '%88-92%'").await, 1);
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(rules)).await;
+    assert_eq!(r.status, 200, "{}", r.body);
 
     // Alerts: list (own only), snooze, acknowledge, close; others' episodes are 404.
     let list = http(a, "GET", "/v1/alerts?status=open", Some(&dra), None).await.json();

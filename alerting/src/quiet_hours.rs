@@ -16,20 +16,24 @@ pub struct QuietHours {
     pub start: NaiveTime,
     /// Local end time, e.g. `"07:00"`.
     pub end: NaiveTime,
-    /// Severities at or above this one are delivered during quiet hours.
-    /// CRITICAL always is, whatever this says.
+    /// Severities at or above this one are delivered during quiet hours
+    /// (default HIGH). CRITICAL always is, whatever this says.
     #[serde(default = "default_bypass")]
     pub bypass_from: Severity,
 }
 
+/// HIGH and CRITICAL reach the physician at night: the default rules give
+/// HIGH to what a clinician wants to hear about at once (a confirmed red
+/// NEWS2 parameter, NEWS2 >= 5, heart-failure weight gain; issue #14 §2 and
+/// docs/clinical-rules.md). Quiet hours hold MEDIUM and below.
 fn default_bypass() -> Severity {
-    Severity::Critical
+    Severity::High
 }
 
 impl QuietHours {
-    /// A window from `start` to `end`; only CRITICAL bypasses it.
+    /// A window from `start` to `end`; HIGH and CRITICAL bypass it.
     pub fn new(start: NaiveTime, end: NaiveTime) -> Self {
-        Self { start, end, bypass_from: Severity::Critical }
+        Self { start, end, bypass_from: default_bypass() }
     }
 
     /// Whether a local wall-clock time falls inside the window.
@@ -114,7 +118,13 @@ mod tests {
     fn parses_hh_mm() {
         let q: QuietHours = serde_json::from_str(r#"{"start":"22:00","end":"07:00"}"#).unwrap();
         assert_eq!(q.start, t(22, 0));
-        assert_eq!(q.bypass_from, Severity::Critical);
+        assert_eq!(q.bypass_from, Severity::High, "HIGH and CRITICAL reach the physician at night");
+        assert!(q.bypasses(Severity::High) && q.bypasses(Severity::Critical));
+        assert!(!q.bypasses(Severity::Medium) && !q.bypasses(Severity::Low));
+        // A physician may still hold HIGH at night; CRITICAL always passes.
+        let strict: QuietHours =
+            serde_json::from_str(r#"{"start":"22:00","end":"07:00","bypass_from":"critical"}"#).unwrap();
+        assert!(!strict.bypasses(Severity::High) && strict.bypasses(Severity::Critical));
     }
 
     #[test]

@@ -23,6 +23,9 @@ pub(crate) enum Cause {
     ClosedByPhysician,
     /// The rule was removed from the patient's configuration.
     RuleRemoved,
+    /// A pending episode whose single reading nobody re-measured within the
+    /// confirmation window (opened by the tick).
+    Unconfirmed,
 }
 
 /// Everything needed to build one event.
@@ -94,6 +97,11 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
             if let (false, Some(code)) = (resolved, trigger_code) {
                 match rule.persistence {
                     Persistence::Immediate => {}
+                    Persistence::Confirmed(c) => window(
+                        code,
+                        ctx.back(i64::from(c.within_minutes).saturating_mul(MINUTE_US)),
+                        &mut out,
+                    ),
                     Persistence::Consecutive { readings } => {
                         let mut prev: Vec<Reading> =
                             e.hist.readings(code, e.floor_us, t).rev().take(usize::from(readings)).collect();
@@ -120,6 +128,9 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
                 }
                 ChangeMethod::Baseline { recent_hours, .. } => i64::from(recent_hours).saturating_mul(HOUR_US),
                 ChangeMethod::WindowMean { window_hours } => i64::from(window_hours).saturating_mul(HOUR_US),
+                ChangeMethod::SameTimeOfDay { days, tolerance_hours, .. } => {
+                    (i64::from(days) * 24 + i64::from(tolerance_hours)).saturating_mul(HOUR_US)
+                }
             };
             window(rule.code, ctx.back(back), &mut out);
             if out.len() > MAX_EVIDENCE {
@@ -181,9 +192,17 @@ fn summary(e: &Emit<'_>) -> String {
         Cause::RuleRemoved => {
             return "Resolved: rule removed from the patient's configuration".to_owned();
         }
-        Cause::Condition => {}
+        Cause::Condition | Cause::Unconfirmed => {}
     }
-    let body = condition_summary(e);
+    let mut body = condition_summary(e);
+    let window = e.body.confirm_window_us() / MINUTE_US;
+    if e.kind == AlertEventKind::Opened && window > 0 {
+        if e.cause == Cause::Unconfirmed {
+            body.push_str(&format!("; single reading, not re-measured within {window} min"));
+        } else if e.episode.last_us > e.episode.opened_us {
+            body.push_str("; confirmed by a second reading");
+        }
+    }
     match e.kind {
         AlertEventKind::Escalated => {
             format!("Escalated to {}: {body}", e.episode.severity.as_str())
@@ -209,6 +228,7 @@ fn condition_summary(e: &Emit<'_>) -> String {
                     format!(", {readings} consecutive readings")
                 }
                 Persistence::Sustained { minutes } => format!(", sustained {minutes} min"),
+                Persistence::Confirmed(_) => String::new(),
             };
             if resolved {
                 format!("{base}, past the clear threshold {} {u}", num(f.threshold))
@@ -245,6 +265,16 @@ fn condition_summary(e: &Emit<'_>) -> String {
                         num(f.threshold)
                     )
                 }
+                ChangeMethod::SameTimeOfDay { direction, days, .. } => {
+                    let sign = if direction == Direction::Rise { "+" } else { "-" };
+                    let thr = if resolved { "clear" } else { "threshold" };
+                    format!(
+                        "{name} {sign}{} {u} in {}, same time of day ({thr} {} {u})",
+                        num(f.amount),
+                        span(days * 24),
+                        num(f.threshold)
+                    )
+                }
                 ChangeMethod::WindowMean { window_hours } => {
                     let thr = if resolved { "clear" } else { "threshold" };
                     format!(
@@ -257,6 +287,12 @@ fn condition_summary(e: &Emit<'_>) -> String {
                 }
             }
         }
+        Body::News2(rule) if resolved && f.reading.is_some() => format!(
+            "NEWS2 no longer computable: {} of the {} parameters it needs measured within {} min",
+            num(f.reading.unwrap_or(0.0)),
+            rule.min_parameters,
+            rule.window_minutes
+        ),
         Body::News2(_) => {
             let band = match f.amount {
                 x if x >= 7.0 => "high",

@@ -3,7 +3,7 @@
 //! window mean.
 
 use crate::baseline::{Samples, modified_z};
-use crate::compiled::{Ctx, Finding, HOUR_US, Verdict, level_of};
+use crate::compiled::{Ctx, Finding, HOUR_US, MINUTE_US, Verdict, level_of};
 use crate::config::{ChangeMethod, ChangeRule, Direction};
 
 fn hours(h: u32) -> i64 {
@@ -67,6 +67,37 @@ pub(crate) fn measure(rule: &ChangeRule, ctx: &Ctx<'_>) -> Option<(f64, Option<f
             let may_trigger = min_modified_z.is_none_or(|z| modified_z(amount, mad) >= z);
             Some((amount, Some(base_med), current, may_trigger))
         }
+        ChangeMethod::SameTimeOfDay { direction, days, tolerance_hours } => {
+            let tol = hours(tolerance_hours);
+            let mut recent = Samples::default();
+            for r in ctx.hist.readings(rule.code, t.saturating_sub(tol).saturating_add(1).max(ctx.floor_us), t) {
+                recent.push(r.value);
+            }
+            let centre = t.saturating_sub(hours(days.saturating_mul(24)));
+            let (ref_from, ref_to) = (centre.saturating_sub(tol).max(ctx.floor_us), centre.saturating_add(tol));
+            // The reference is the lowest (rise) or highest (drop) reading
+            // around that time: an extra weighing after breakfast then must
+            // not hide a real gain.
+            let (mut lo, mut hi, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+            for r in ctx.hist.readings(rule.code, ref_from, ref_to) {
+                lo = lo.min(r.value);
+                hi = hi.max(r.value);
+                count += 1;
+            }
+            let (mut n, mut oldest) = (0usize, None);
+            for r in ctx.hist.readings(rule.code, ref_from, t) {
+                n += 1;
+                oldest = oldest.or(Some(r.t_us));
+            }
+            if count == 0 || !enough(n, oldest) {
+                return None;
+            }
+            let now_med = recent.median()?;
+            Some(match direction {
+                Direction::Rise => (now_med - lo, Some(lo), current, true),
+                Direction::Drop => (hi - now_med, Some(hi), current, true),
+            })
+        }
         ChangeMethod::WindowMean { window_hours } => {
             let from = ctx.back(hours(window_hours));
             let mut s = Samples::default();
@@ -98,11 +129,33 @@ pub(crate) fn evaluate(rule: &ChangeRule, ctx: &Ctx<'_>) -> Verdict {
         op: rule.op,
     };
     if may_trigger && let Some((severity, trigger)) = level_of(rule.op, &rule.levels, amount) {
-        return Verdict::Trigger(finding(severity, trigger));
+        let f = finding(severity, trigger);
+        return match rule.confirm {
+            Some(c) if severity < c.immediate_from => confirm(rule, f, i64::from(c.within_minutes) * MINUTE_US, ctx),
+            _ => Verdict::Trigger(f),
+        };
     }
     if rule.op.cleared(amount, rule.clear) {
         let lowest = rule.levels.first().map_or(crate::config::Severity::Info, |l| l.severity);
         return Verdict::Clear(finding(lowest, rule.clear));
     }
-    Verdict::NoChange
+    if rule.confirm.is_some() { Verdict::Normal } else { Verdict::NoChange }
+}
+
+/// A change below the immediate severity: confirmed when the rule also held
+/// at the previous reading of the code, taken within `window_us` before this
+/// one (the severity is then the lower of the two); pending otherwise.
+fn confirm(rule: &ChangeRule, f: Finding, window_us: i64, ctx: &Ctx<'_>) -> Verdict {
+    let previous = ctx.hist.readings(rule.code, ctx.back(window_us), ctx.t_us.saturating_sub(1)).next_back();
+    let held = previous.and_then(|p| {
+        let (amount, _, _, may) = measure(rule, &Ctx { t_us: p.t_us, ..*ctx })?;
+        if may { level_of(rule.op, &rule.levels, amount) } else { None }
+    });
+    match held {
+        Some((severity, trigger)) if severity < f.severity => {
+            Verdict::Trigger(Finding { severity, threshold: trigger, ..f })
+        }
+        Some(_) => Verdict::Trigger(f),
+        None => Verdict::Pending(f),
+    }
 }

@@ -41,12 +41,25 @@ impl Body {
             Body::Threshold(_) => "threshold",
             Body::Change(c) => match c.method {
                 ChangeMethod::Baseline { .. } => "baseline",
-                ChangeMethod::WindowChange { .. } | ChangeMethod::WindowMean { .. } => "trend",
+                ChangeMethod::WindowChange { .. }
+                | ChangeMethod::WindowMean { .. }
+                | ChangeMethod::SameTimeOfDay { .. } => "trend",
             },
             Body::News2(_) => "news2",
             Body::Cadence(_) if device_silent => "device_silent",
             Body::Cadence(_) => "missing",
         }
+    }
+
+    /// The confirmation window of the rule, µs (0: the rule opens on the
+    /// first reading).
+    pub(crate) fn confirm_window_us(&self) -> i64 {
+        let c = match self {
+            Body::Threshold(r) => r.persistence.confirmation(),
+            Body::Change(r) => r.confirm,
+            Body::News2(_) | Body::Cadence(_) => None,
+        };
+        c.map_or(0, |c| i64::from(c.within_minutes).saturating_mul(MINUTE_US))
     }
 
     /// The primary code (`None` for NEWS2).
@@ -117,8 +130,8 @@ impl CompiledRules {
         }
         Ok(CompiledRules {
             program: config.program,
-            scale: config.spo2_scale,
-            assumptions: config.news2_assumptions,
+            scale: config.scale(),
+            assumptions: config.assumptions(),
             config,
             rules,
             by_code,
@@ -181,6 +194,23 @@ pub(crate) enum Verdict {
     /// Nothing changes: between trigger and clear, not sustained yet, not
     /// enough history, or incomplete reading.
     NoChange,
+    /// A single reading breaches a level that needs confirmation: the episode
+    /// becomes pending (no notification) until the next reading of the code
+    /// or the end of the confirmation window.
+    Pending(Finding),
+    /// The reading does not breach (but is not past the clear threshold
+    /// either): cancels a pending episode, otherwise like `NoChange`.
+    Normal,
+}
+
+impl Verdict {
+    /// The finding, if the verdict carries one.
+    pub(crate) fn finding(&self) -> Option<Finding> {
+        match self {
+            Verdict::Trigger(f) | Verdict::Clear(f) | Verdict::Pending(f) => Some(*f),
+            Verdict::NoChange | Verdict::Normal => None,
+        }
+    }
 }
 
 /// The highest level of `levels` that `value` breaches.

@@ -111,7 +111,7 @@ impl Program {
     /// The program's default rules for SpO2 scale 1 (see
     /// [`crate::programs::defaults`] for the sources of every number).
     pub fn defaults(self) -> RuleSet {
-        crate::programs::defaults(self, Spo2Scale::Scale1)
+        crate::programs::defaults(self, Spo2Scale::Scale1, false)
     }
 }
 
@@ -238,6 +238,44 @@ pub enum Persistence {
         /// Minimum span in minutes (1..=10080).
         minutes: u32,
     },
+    /// Confirmation of a single reading (alarm fatigue, issue #14 §5): a level
+    /// at or above `immediate_from` opens the episode on the first reading; a
+    /// lower level first makes the episode *pending* (no notification). The
+    /// next reading of the code within `within_minutes` settles it: breaching
+    /// again opens the episode (at the lower of the two levels, stamped with
+    /// the first reading), a normal reading cancels it. When nobody
+    /// re-measured within the window, the pending episode opens at the next
+    /// [`crate::Engine::tick`] past the window (fail-safe: an unconfirmed
+    /// value is reported, marked "not re-measured", never dropped).
+    Confirmed(Confirmation),
+}
+
+/// How a single reading is confirmed before it notifies anyone (see
+/// [`Persistence::Confirmed`]; also used by change rules).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Confirmation {
+    /// Window for the confirming reading, minutes (1..=1440).
+    pub within_minutes: u32,
+    /// Levels at or above this severity need no confirmation (default
+    /// critical: critical values page at once).
+    #[serde(default = "critical")]
+    pub immediate_from: Severity,
+}
+
+fn critical() -> Severity {
+    Severity::Critical
+}
+
+impl Persistence {
+    /// The confirmation window and immediate severity, for
+    /// [`Persistence::Confirmed`].
+    pub fn confirmation(self) -> Option<Confirmation> {
+        match self {
+            Persistence::Confirmed(c) => Some(c),
+            _ => None,
+        }
+    }
 }
 
 /// One comparison of a threshold rule against one code.
@@ -319,6 +357,22 @@ pub enum ChangeMethod {
         #[serde(default)]
         min_modified_z: Option<f64>,
     },
+    /// Like with like (issue #14 §5): the median of the readings of the last
+    /// `tolerance_hours` (the current one included) against the readings
+    /// taken within ± `tolerance_hours` of the same time of day `days`
+    /// earlier (their lowest for a rise, highest for a drop). A morning
+    /// weight is compared with morning weights, an evening one with evening
+    /// ones, and a second weighing after breakfast is folded into the current
+    /// median instead of being compared with the first. No reading around
+    /// that time `days` earlier: no comparison.
+    SameTimeOfDay {
+        /// Alarming direction.
+        direction: Direction,
+        /// How many days back the reference is (1..=30).
+        days: u32,
+        /// Half-width of the reference window and length of the current one, hours (1..=11).
+        tolerance_hours: u32,
+    },
     /// The mean of the readings in the window (including the current one)
     /// compared with the levels.
     WindowMean {
@@ -336,6 +390,9 @@ impl ChangeMethod {
             }
             ChangeMethod::Baseline { recent_hours, baseline_hours, .. } => {
                 u64::from(recent_hours) + u64::from(baseline_hours)
+            }
+            ChangeMethod::SameTimeOfDay { days, tolerance_hours, .. } => {
+                u64::from(days) * 24 + u64::from(tolerance_hours)
             }
             ChangeMethod::WindowMean { window_hours } => u64::from(window_hours),
         }
@@ -373,6 +430,10 @@ pub struct ChangeRule {
     pub clear: f64,
     /// Minimum history before the rule may fire.
     pub min_history: MinHistory,
+    /// Confirmation of a single reading (see [`Persistence::Confirmed`]);
+    /// `None`: the first reading that meets the rule opens the episode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confirm: Option<Confirmation>,
     /// Where the numbers come from.
     #[serde(default)]
     pub source: String,
@@ -465,10 +526,14 @@ impl RuleSet {
 ///
 /// ```
 /// use vitalwatch_rules::{PatientRules, Program};
-/// let json = r#"{"program":"copd","spo2_scale":"scale2"}"#;
+/// let json = r#"{"program":"copd","oxygen_plan":{"target":"88-92","supplemental_oxygen":true}}"#;
 /// let rules: PatientRules = serde_json::from_str(json).unwrap();
 /// assert_eq!(rules.program, Program::Copd);
+/// assert!(rules.check_enrolment().is_ok());
 /// assert!(rules.effective().is_ok());
+/// // A COPD enrolment must state the SpO2 target and oxygen use.
+/// let bare: PatientRules = serde_json::from_str(r#"{"program":"copd"}"#).unwrap();
+/// assert!(bare.check_enrolment().is_err());
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -481,6 +546,12 @@ pub struct PatientRules {
     /// What NEWS2 assumes for consciousness and oxygen.
     #[serde(default)]
     pub news2_assumptions: News2Assumptions,
+    /// The prescribed SpO2 target range and oxygen use (required at COPD
+    /// enrolment, see [`PatientRules::check_enrolment`]). When set, it gives
+    /// the NEWS2 scale (88-92 % is scale 2) and the oxygen assumption, and
+    /// must not contradict `spo2_scale` / `news2_assumptions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oxygen_plan: Option<OxygenPlan>,
     /// Start of telemonitoring: missing-data rules count from here when the
     /// patient never sent a reading of the code. `None`: when the engine first
     /// saw the patient. Set it for deterministic replays.
@@ -510,6 +581,7 @@ impl PatientRules {
             program,
             spo2_scale: Spo2Scale::Scale1,
             news2_assumptions: News2Assumptions::default(),
+            oxygen_plan: None,
             monitoring_since: None,
             thresholds: Vec::new(),
             changes: Vec::new(),
@@ -529,7 +601,8 @@ impl PatientRules {
     /// side, non-finite number, out-of-range parameter, or a mandatory
     /// missing-data rule disabled or made too lax.
     pub fn effective(&self) -> Result<RuleSet, ConfigError> {
-        let mut set = crate::programs::defaults(self.program, self.spo2_scale);
+        self.check_oxygen_plan()?;
+        let mut set = crate::programs::defaults(self.program, self.scale(), self.assumptions().supplemental_oxygen);
         let mut known: HashSet<&str> = set.ids().collect();
         for id in self.thresholds.iter().map(|r| &r.id).chain(self.changes.iter().map(|r| &r.id)) {
             known.insert(id);
@@ -560,6 +633,102 @@ impl PatientRules {
         }
         validate_set(&set, self.program)?;
         Ok(set)
+    }
+}
+
+impl PatientRules {
+    /// The NEWS2 SpO2 scale in force: the oxygen plan's target when set
+    /// (88-92 % → scale 2), else `spo2_scale`.
+    pub fn scale(&self) -> Spo2Scale {
+        match self.oxygen_plan {
+            Some(p) => p.target.scale(),
+            None => self.spo2_scale,
+        }
+    }
+
+    /// The NEWS2 assumptions in force: the oxygen plan's oxygen use when set.
+    pub fn assumptions(&self) -> News2Assumptions {
+        match self.oxygen_plan {
+            Some(p) => News2Assumptions { supplemental_oxygen: p.supplemental_oxygen, ..self.news2_assumptions },
+            None => self.news2_assumptions,
+        }
+    }
+
+    fn check_oxygen_plan(&self) -> Result<(), ConfigError> {
+        let Some(plan) = self.oxygen_plan else { return Ok(()) };
+        if self.spo2_scale != Spo2Scale::Scale1 && self.spo2_scale != plan.target.scale() {
+            return Err(ConfigError::OxygenPlan(format!(
+                "spo2_scale {:?} contradicts oxygen_plan.target {} (88-92 is scale 2, 94-98 scale 1)",
+                self.spo2_scale,
+                plan.target.as_str()
+            )));
+        }
+        if self.news2_assumptions.supplemental_oxygen && !plan.supplemental_oxygen {
+            return Err(ConfigError::OxygenPlan(
+                "news2_assumptions.supplemental_oxygen is true but oxygen_plan.supplemental_oxygen is false".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// What an enrolment (admin API, CLI) must state on top of
+    /// [`PatientRules::effective`]: a COPD program needs the patient's SpO2
+    /// target range and oxygen use (issue #14 §6: BTS 88-92 % for patients at
+    /// risk of hypercapnic respiratory failure, 94-98 % otherwise,
+    /// clinical.md §4.3; a patient on oxygen scores 2 more in NEWS2, §3.1).
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError::OxygenPlan`] when a COPD program has no `oxygen_plan`.
+    pub fn check_enrolment(&self) -> Result<(), ConfigError> {
+        if self.program == Program::Copd && self.oxygen_plan.is_none() {
+            return Err(ConfigError::OxygenPlan(
+                "a copd program needs the patient's SpO2 target and oxygen use: set \"oxygen_plan\": \
+                 {\"target\": \"88-92\" or \"94-98\", \"supplemental_oxygen\": true or false}"
+                    .into(),
+            ));
+        }
+        self.check_oxygen_plan()
+    }
+}
+
+/// A patient's prescribed SpO2 target and oxygen use (BTS, clinical.md §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OxygenPlan {
+    /// Target saturation range.
+    pub target: Spo2Target,
+    /// Whether the patient is on supplemental (home) oxygen.
+    pub supplemental_oxygen: bool,
+}
+
+/// BTS target saturation ranges (clinical.md §4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Spo2Target {
+    /// 94-98 %: most patients (NEWS2 scale 1).
+    #[serde(rename = "94-98")]
+    Standard,
+    /// 88-92 %: patients at risk of hypercapnic respiratory failure (NEWS2
+    /// scale 2, chosen by a clinician).
+    #[serde(rename = "88-92")]
+    Hypercapnic,
+}
+
+impl Spo2Target {
+    /// The NEWS2 scale of this target.
+    pub fn scale(self) -> Spo2Scale {
+        match self {
+            Spo2Target::Standard => Spo2Scale::Scale1,
+            Spo2Target::Hypercapnic => Spo2Scale::Scale2,
+        }
+    }
+
+    /// `"94-98"` or `"88-92"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Spo2Target::Standard => "94-98",
+            Spo2Target::Hypercapnic => "88-92",
+        }
     }
 }
 
@@ -630,6 +799,13 @@ fn validate_bands(rule: &str, op: Comparison, levels: &[Level], clear: f64) -> R
     Ok(())
 }
 
+fn validate_confirmation(rule: &str, c: Confirmation) -> Result<(), ConfigError> {
+    if !(1..=24 * 60).contains(&c.within_minutes) {
+        return Err(invalid(rule, "confirmation within_minutes must be between 1 and 1440"));
+    }
+    Ok(())
+}
+
 pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), ConfigError> {
     let total = set.thresholds.len() + set.changes.len() + set.cadence.len() + usize::from(set.news2.is_some());
     if total > MAX_RULES {
@@ -669,6 +845,7 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
                     return Err(invalid(&r.id, "sustained minutes must be between 1 and 10080"));
                 }
             }
+            Persistence::Confirmed(c) => validate_confirmation(&r.id, c)?,
         }
     }
     for r in &set.changes {
@@ -696,11 +873,25 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
                     }
                 }
             }
+            ChangeMethod::SameTimeOfDay { days, tolerance_hours, .. } => {
+                if !(1..=30).contains(&days) {
+                    return Err(invalid(&r.id, "days must be between 1 and 30"));
+                }
+                if !(1..=11).contains(&tolerance_hours) {
+                    return Err(invalid(&r.id, "tolerance_hours must be between 1 and 11"));
+                }
+                if !r.op.is_upward() || r.levels.iter().any(|l| l.value < 0.0) {
+                    return Err(invalid(&r.id, "a change amount is compared with gt/ge and non-negative levels"));
+                }
+            }
             ChangeMethod::WindowMean { window_hours } => {
                 if window_hours == 0 {
                     return Err(invalid(&r.id, "window_hours must be positive"));
                 }
             }
+        }
+        if let Some(c) = r.confirm {
+            validate_confirmation(&r.id, c)?;
         }
         if r.min_history.readings == 0 && !matches!(r.method, ChangeMethod::WindowMean { .. }) {
             return Err(invalid(&r.id, "min_history.readings must be at least 1"));

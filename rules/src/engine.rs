@@ -404,6 +404,7 @@ impl Engine {
         state
             .episodes
             .iter()
+            .filter(|e| e.status != EpisodeStatus::Pending)
             .filter_map(|e| {
                 let rule_id = state.rules.get(e.rule)?.id();
                 Some(EpisodeInfo {
@@ -561,12 +562,8 @@ fn process(
             Body::Change(r) => (crate::change::evaluate(r, &ctx), true),
             Body::News2(r) => (crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions), true),
         };
-        let tr = episodes::apply(episodes, ri, &verdict, t, ordered);
-        let finding = match verdict {
-            Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
-            Verdict::NoChange => None,
-        };
-        emit(tr, patient, rules, body, history, floor_us, finding, t, now_us, &obs.trace_id, out);
+        let tr = episodes::apply(episodes, ri, &verdict, t, ordered, body.confirm_window_us());
+        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), t, now_us, &obs.trace_id, out);
     }
     if late { ObservationOutcome::Late } else { ObservationOutcome::Evaluated }
 }
@@ -623,17 +620,57 @@ fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_
             missing::Gap::OnTime => (now_us, history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us), now_us),
         };
         let verdict = missing::evaluate(c, g, now_us);
-        let mut tr = episodes::apply(episodes, ri, &verdict, t, false);
+        let mut tr = episodes::apply(episodes, ri, &verdict, t, false, 0);
         if let Transition::Opened(ep) = &mut tr {
             ep.device_silent = missing::device_silent(devices, c.code, expected_us);
             if let Some(stored) = episodes.iter_mut().find(|e| e.rule == ri) {
                 stored.device_silent = ep.device_silent;
             }
         }
-        let finding = match verdict {
-            Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
-            Verdict::NoChange => None,
+        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), reading_us, now_us, "", out);
+    }
+    open_unconfirmed(patient, rules, history, episodes, floor_us, now_us, out);
+}
+
+/// Opens the pending episodes whose confirmation window has passed without a
+/// new reading of their code (fail-safe: an unconfirmed value is reported,
+/// marked "not re-measured", rather than dropped). The event is about the
+/// first reading, found again by evaluating the rule at its time.
+fn open_unconfirmed(
+    patient: &str,
+    rules: &CompiledRules,
+    history: &crate::history::History,
+    episodes: &mut [episodes::Episode],
+    floor_us: i64,
+    now_us: i64,
+    out: &mut Vec<AlertEvent>,
+) {
+    for ep in episodes.iter_mut().filter(|e| e.status == EpisodeStatus::Pending) {
+        let Some(body) = rules.get(ep.rule) else { continue };
+        if now_us < ep.opened_us.saturating_add(body.confirm_window_us()) {
+            continue;
+        }
+        let ctx = Ctx { hist: history, t_us: ep.opened_us, floor_us };
+        let finding = match body {
+            Body::Threshold(r) => crate::threshold::evaluate(r, &ctx).finding(),
+            Body::Change(r) => crate::change::evaluate(r, &ctx).finding(),
+            Body::News2(_) | Body::Cadence(_) => None,
         };
-        emit(tr, patient, rules, body, history, floor_us, finding, reading_us, now_us, "", out);
+        ep.status = EpisodeStatus::Open;
+        out.push(alert::build(&Emit {
+            patient,
+            program: rules.program.as_str(),
+            body,
+            hist: history,
+            floor_us,
+            kind: AlertEventKind::Opened,
+            episode: *ep,
+            previous: None,
+            finding,
+            reading_us: ep.opened_us,
+            now_us,
+            trace_id: "",
+            cause: Cause::Unconfirmed,
+        }));
     }
 }

@@ -32,6 +32,11 @@ pub enum EpisodeStatus {
     /// Closed by a physician while the condition still held: the rule stays
     /// quiet until the condition clears or gets more severe.
     ClosedByPhysician,
+    /// A single breaching reading awaits confirmation (see
+    /// [`crate::Persistence::Confirmed`]): nobody was notified yet. The next
+    /// reading of the code within the window opens it (breach) or cancels it
+    /// (normal); past the window, [`crate::Engine::tick`] opens it.
+    Pending,
 }
 
 /// One episode (24 bytes).
@@ -72,16 +77,62 @@ pub(crate) enum Transition {
 
 /// Applies a verdict about `rule` at reading time `t_us`. `ordered`: a clear
 /// must not be older than the episode's latest reading (false for
-/// missing-data rules, which are about `now`).
-pub(crate) fn apply(episodes: &mut Vec<Episode>, rule: u16, verdict: &Verdict, t_us: i64, ordered: bool) -> Transition {
+/// missing-data rules, which are about `now`). `confirm_us`: the rule's
+/// confirmation window (0 when it has none); a normal reading cancels a
+/// pending episode only within it.
+pub(crate) fn apply(
+    episodes: &mut Vec<Episode>,
+    rule: u16,
+    verdict: &Verdict,
+    t_us: i64,
+    ordered: bool,
+    confirm_us: i64,
+) -> Transition {
     let idx = episodes.iter().position(|e| e.rule == rule);
     match (verdict, idx) {
         (Verdict::Trigger(f), None) => open(episodes, None, rule, f.severity, t_us),
+        (Verdict::Pending(f), None) => {
+            let ep = Episode {
+                opened_us: t_us,
+                last_us: t_us,
+                rule,
+                severity: f.severity,
+                status: EpisodeStatus::Pending,
+                device_silent: false,
+            };
+            episodes.reserve_exact(1);
+            episodes.push(ep);
+            Transition::None
+        }
+        (Verdict::Pending(_), Some(i)) => {
+            // Unconfirmed: never escalates an open episode, never replaces an
+            // older pending one (the tick opens that one if nobody re-measured).
+            if let Some(ep) = episodes.get_mut(i)
+                && ep.status != EpisodeStatus::Pending
+            {
+                ep.last_us = ep.last_us.max(t_us);
+            }
+            Transition::None
+        }
         (Verdict::Trigger(f), Some(i)) => {
             let Some(ep) = episodes.get_mut(i) else {
                 return Transition::None;
             };
             match ep.status {
+                EpisodeStatus::Pending => {
+                    // Confirmed: the episode is stamped with the first reading.
+                    let first = ep.opened_us.min(t_us);
+                    let opened = Episode {
+                        opened_us: first,
+                        last_us: ep.opened_us.max(t_us),
+                        rule,
+                        severity: f.severity,
+                        status: EpisodeStatus::Open,
+                        device_silent: false,
+                    };
+                    *ep = opened;
+                    Transition::Opened(opened)
+                }
                 EpisodeStatus::Open => {
                     ep.last_us = ep.last_us.max(t_us);
                     if f.severity > ep.severity {
@@ -102,6 +153,19 @@ pub(crate) fn apply(episodes: &mut Vec<Episode>, rule: u16, verdict: &Verdict, t
                 }
             }
         }
+        (Verdict::Clear(_) | Verdict::Normal, Some(i))
+            if episodes.get(i).is_some_and(|e| e.status == EpisodeStatus::Pending) =>
+        {
+            let Some(ep) = episodes.get(i).copied() else {
+                return Transition::None;
+            };
+            // A normal reading after the first one, within the window, cancels.
+            if t_us > ep.opened_us && t_us.saturating_sub(ep.opened_us) <= confirm_us {
+                episodes.swap_remove(i);
+            }
+            Transition::None
+        }
+        (Verdict::Normal, _) => Transition::None,
         (Verdict::Clear(_), Some(i)) => {
             let Some(ep) = episodes.get(i).copied() else {
                 return Transition::None;
@@ -112,7 +176,7 @@ pub(crate) fn apply(episodes: &mut Vec<Episode>, rule: u16, verdict: &Verdict, t
             episodes.swap_remove(i);
             match ep.status {
                 EpisodeStatus::Open => Transition::Resolved(Episode { last_us: ep.last_us.max(t_us), ..ep }),
-                EpisodeStatus::ClosedByPhysician => Transition::None,
+                EpisodeStatus::ClosedByPhysician | EpisodeStatus::Pending => Transition::None,
             }
         }
         (Verdict::Clear(_), None) | (Verdict::NoChange, _) => Transition::None,
@@ -196,17 +260,44 @@ mod tests {
     #[test]
     fn lifecycle() {
         let mut eps = Vec::new();
-        assert!(matches!(apply(&mut eps, 0, &trig(Severity::Medium), 10, true), Transition::Opened(_)));
-        assert_eq!(apply(&mut eps, 0, &trig(Severity::Medium), 11, true), Transition::None);
+        assert!(matches!(apply(&mut eps, 0, &trig(Severity::Medium), 10, true, 0), Transition::Opened(_)));
+        assert_eq!(apply(&mut eps, 0, &trig(Severity::Medium), 11, true, 0), Transition::None);
         assert!(matches!(
-            apply(&mut eps, 0, &trig(Severity::High), 12, true),
+            apply(&mut eps, 0, &trig(Severity::High), 12, true, 0),
             Transition::Escalated { from: Severity::Medium, .. }
         ));
-        assert_eq!(apply(&mut eps, 0, &trig(Severity::Low), 13, true), Transition::None);
+        assert_eq!(apply(&mut eps, 0, &trig(Severity::Low), 13, true, 0), Transition::None);
         let Verdict::Trigger(f) = trig(Severity::Low) else { unreachable!() };
-        assert_eq!(apply(&mut eps, 0, &Verdict::Clear(f), 5, true), Transition::None, "older reading");
-        assert!(matches!(apply(&mut eps, 0, &Verdict::Clear(f), 14, true), Transition::Resolved(_)));
+        assert_eq!(apply(&mut eps, 0, &Verdict::Clear(f), 5, true, 0), Transition::None, "older reading");
+        assert!(matches!(apply(&mut eps, 0, &Verdict::Clear(f), 14, true, 0), Transition::Resolved(_)));
         assert!(eps.is_empty());
+    }
+
+    #[test]
+    fn pending_is_confirmed_by_a_breach_and_cancelled_by_a_normal_reading_within_the_window() {
+        let Verdict::Trigger(f) = trig(Severity::High) else { unreachable!() };
+        let mut eps = Vec::new();
+        assert_eq!(apply(&mut eps, 0, &Verdict::Pending(f), 10, true, 100), Transition::None);
+        assert_eq!(eps.first().map(|e| e.status), Some(EpisodeStatus::Pending));
+        // A normal reading within the window cancels, silently.
+        assert_eq!(apply(&mut eps, 0, &Verdict::Normal, 50, true, 100), Transition::None);
+        assert!(eps.is_empty());
+        // Pending, then a breach: opens, stamped with the first reading.
+        apply(&mut eps, 0, &Verdict::Pending(f), 200, true, 100);
+        let Transition::Opened(ep) = apply(&mut eps, 0, &trig(Severity::High), 230, true, 100) else {
+            panic!("a second breaching reading confirms")
+        };
+        assert_eq!((ep.opened_us, ep.last_us, ep.status), (200, 230, EpisodeStatus::Open));
+        // An unconfirmed breach never escalates an open episode.
+        let Verdict::Trigger(c) = trig(Severity::Critical) else { unreachable!() };
+        assert_eq!(apply(&mut eps, 0, &Verdict::Pending(c), 240, true, 100), Transition::None);
+        assert_eq!(eps.first().map(|e| e.severity), Some(Severity::High));
+        // A normal reading past the window does not cancel a pending episode
+        // (the tick opens it: nobody re-measured in time).
+        let mut late = Vec::new();
+        apply(&mut late, 0, &Verdict::Pending(f), 10, true, 100);
+        apply(&mut late, 0, &Verdict::Normal, 111, true, 100);
+        assert_eq!(late.first().map(|e| e.status), Some(EpisodeStatus::Pending));
     }
 
     #[test]

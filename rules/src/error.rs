@@ -11,6 +11,10 @@ use crate::config::Program;
 /// A patient's rule configuration or the engine settings were rejected.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ConfigError {
+    /// The SpO2 target / oxygen use of the patient is missing (COPD
+    /// enrolment) or contradicts the NEWS2 settings.
+    #[error("oxygen plan: {0}")]
+    OxygenPlan(String),
     /// A rule id is empty, too long or uses characters other than `a-z 0-9 _ . -`.
     #[error("invalid rule id {id:?}: {reason}")]
     InvalidRuleId {

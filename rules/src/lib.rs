@@ -60,9 +60,9 @@ mod missing;
 mod threshold;
 
 pub use config::{
-    CadenceRule, ChangeMethod, ChangeRule, Comparison, Consciousness, Direction, EngineSettings, Level, MinHistory,
-    News2Assumptions, News2Rule, PatientRules, Persistence, Program, RuleSet, Severity, Spo2Scale, ThresholdCheck,
-    ThresholdRule,
+    CadenceRule, ChangeMethod, ChangeRule, Comparison, Confirmation, Consciousness, Direction, EngineSettings, Level,
+    MinHistory, News2Assumptions, News2Rule, OxygenPlan, PatientRules, Persistence, Program, RuleSet, Severity,
+    Spo2Scale, Spo2Target, ThresholdCheck, ThresholdRule,
 };
 pub use engine::{Engine, ObservationOutcome, RejectReason, ReplayReport};
 pub use episodes::{EpisodeInfo, EpisodeStatus};

@@ -247,7 +247,23 @@ pub(crate) fn evaluate_rule(
         temperature: v(temp),
     });
     if n.measured < rule.min_parameters {
-        return Verdict::NoChange;
+        // The components that made the score have aged out of the window and
+        // no new set was measured (issue #14 §3): the score is no longer
+        // computable, so an episode opened from it resolves, unless a
+        // parameter measured now still scores 3 (the single-parameter rules
+        // report that one). `reading` carries the number of parameters.
+        if n.any_single_3 {
+            return Verdict::NoChange;
+        }
+        return Verdict::Clear(Finding {
+            severity: rule.low_medium,
+            code: None,
+            amount: f64::from(n.total),
+            reading: Some(f64::from(n.measured)),
+            threshold: 4.0,
+            baseline: None,
+            op: crate::config::Comparison::Ge,
+        });
     }
     let finding = |severity, threshold| Finding {
         severity,

@@ -50,6 +50,12 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
         if rule.persistence == Persistence::Immediate {
             return Verdict::Trigger(f);
         }
+        if let Persistence::Confirmed(c) = rule.persistence {
+            if f.severity >= c.immediate_from {
+                return Verdict::Trigger(f);
+            }
+            return confirm(check, f, i64::from(c.within_minutes).saturating_mul(MINUTE_US), ctx);
+        }
         return match sustained(rule.persistence, check, ctx) {
             Some((severity, _)) if severity >= f.severity => Verdict::Trigger(f),
             Some((severity, trigger)) => Verdict::Trigger(Finding { severity, threshold: trigger, ..f }),
@@ -66,7 +72,23 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
             baseline: None,
             op: check.op,
         }),
-        _ => Verdict::NoChange,
+        Some(_) => Verdict::Normal,
+        None => Verdict::NoChange,
+    }
+}
+
+/// A breach below the immediate severity: confirmed when the previous reading
+/// of the code, taken within `window_us` before this one, breached too (the
+/// severity is then the lower of the two levels); pending otherwise.
+fn confirm(check: &ThresholdCheck, f: Finding, window_us: i64, ctx: &Ctx<'_>) -> Verdict {
+    let from = ctx.back(window_us);
+    let previous = ctx.hist.readings(check.code, from, ctx.t_us.saturating_sub(1)).next_back();
+    match previous.and_then(|r| breach(check, r.value)) {
+        Some((severity, trigger)) if severity < f.severity => {
+            Verdict::Trigger(Finding { severity, threshold: trigger, ..f })
+        }
+        Some(_) => Verdict::Trigger(f),
+        None => Verdict::Pending(f),
     }
 }
 
@@ -75,7 +97,7 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
 fn sustained(p: Persistence, check: &ThresholdCheck, ctx: &Ctx<'_>) -> Option<(crate::config::Severity, f64)> {
     let mut streak = ctx.hist.readings(check.code, ctx.floor_us, ctx.t_us).rev();
     match p {
-        Persistence::Immediate => {
+        Persistence::Immediate | Persistence::Confirmed(_) => {
             let r = streak.next()?;
             breach(check, r.value)
         }

@@ -15,19 +15,25 @@ const P: &str = "p-001";
 fn repeated_triggers_escalation_and_hysteresis() {
     let mut s = Sim::program(P, Program::Diabetes);
     let mut t = t0();
+    // Readings 30 min apart: within the 60-min confirmation window, so a
+    // second low confirms the first.
     let mut step = |s: &mut Sim, v: f64| {
         s.read(P, Code::BloodGlucose, v, t);
-        t += hours(4.0);
+        t += hours(0.5);
     };
     step(&mut s, 65.0);
+    assert!(s.events.is_empty(), "a single level-1 reading waits for confirmation");
     step(&mut s, 60.0);
     step(&mut s, 66.0);
     assert_eq!(s.kinds("threshold.glucose.low"), vec![AlertEventKind::Opened], "no re-alert");
+    let values: Vec<f64> = s.events[0].readings.iter().map(|r| r.value).collect();
+    assert_eq!(values, vec![65.0, 60.0], "the first reading and the confirming one are the evidence");
+    assert!(s.events[0].summary.contains("confirmed by a second reading"), "{}", s.events[0].summary);
     step(&mut s, 50.0);
     let ev = s.of_rule("threshold.glucose.low");
     assert_eq!(ev.len(), 2);
     assert_eq!(ev[1].kind, AlertEventKind::Escalated as i32);
-    assert_eq!(ev[1].severity, PSeverity::High as i32);
+    assert_eq!(ev[1].severity, PSeverity::Critical as i32, "ADA level 2 escalates at once");
     assert_eq!(ev[1].previous_severity, PSeverity::Medium as i32);
     assert_eq!(ev[1].episode_id, ev[0].episode_id);
     assert_ne!(ev[1].event_id, ev[0].event_id);
@@ -39,10 +45,11 @@ fn repeated_triggers_escalation_and_hysteresis() {
     let ev = s.of_rule("threshold.glucose.low");
     assert_eq!(ev.len(), 3);
     assert_eq!(ev[2].kind, AlertEventKind::Resolved as i32);
-    assert_eq!(ev[2].severity, PSeverity::High as i32);
+    assert_eq!(ev[2].severity, PSeverity::Critical as i32);
     assert!(ev[2].summary.starts_with("Resolved"), "{}", ev[2].summary);
-    // A new trigger opens a new episode.
+    // A new, confirmed trigger opens a new episode.
     step(&mut s, 60.0);
+    step(&mut s, 61.0);
     let ev = s.of_rule("threshold.glucose.low");
     assert_eq!(ev.len(), 4);
     assert_eq!(ev[3].kind, AlertEventKind::Opened as i32);
@@ -53,6 +60,7 @@ fn repeated_triggers_escalation_and_hysteresis() {
 fn physician_close() {
     let mut s = Sim::program(P, Program::Diabetes);
     s.read(P, Code::BloodGlucose, 65.0, t0());
+    s.read(P, Code::BloodGlucose, 64.0, t0() + hours(0.1));
     let closed = s.engine.close_episode(&pid(P), "threshold.glucose.low", t0() + hours(1.0)).expect("open episode");
     assert_eq!(closed.kind, AlertEventKind::Resolved as i32);
     assert_eq!(closed.episode_id, s.events[0].episode_id);
@@ -192,7 +200,7 @@ fn replay_rebuilds_open_episodes_without_realerting() {
     let mut history = Vec::new();
     let mut t = t0();
     for i in 0..20 {
-        let v = if i == 19 { 60.0 } else { 120.0 };
+        let v = if i == 19 { 50.0 } else { 120.0 };
         history.push(obs(P, Code::BloodGlucose, v, t));
         live.read(P, Code::BloodGlucose, v, t);
         t += hours(6.0);
@@ -228,6 +236,7 @@ fn replay_rebuilds_open_episodes_without_realerting() {
 fn rule_changes_take_effect_without_restart() {
     let mut s = Sim::program(P, Program::Diabetes);
     s.read(P, Code::BloodGlucose, 65.0, t0());
+    s.read(P, Code::BloodGlucose, 64.0, t0() + hours(0.1));
     assert_eq!(s.events.len(), 1);
     // The physician lowers the level-1 threshold to 60: the open episode is kept.
     let mut r = PatientRules::for_program(Program::Diabetes);
@@ -247,6 +256,7 @@ fn rule_changes_take_effect_without_restart() {
     assert_eq!(s.events.len(), 2, "65 is no longer below the patient's threshold");
     // Disabling a rule resolves its open episode.
     s.read(P, Code::BloodGlucose, 300.0, t0() + hours(4.0));
+    s.read(P, Code::BloodGlucose, 290.0, t0() + hours(4.1));
     assert_eq!(s.kinds("threshold.glucose.high"), vec![AlertEventKind::Opened]);
     r.disabled.push("threshold.glucose.high".into());
     let ev = s.engine.set_patient_rules(&pid(P), r, t0() + hours(5.0)).expect("valid");

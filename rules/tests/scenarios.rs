@@ -67,8 +67,12 @@ fn copd_spo2_drifting_from_95_to_89_alerts() {
         t += hours(12.0);
     }
     assert!(s.events.is_empty());
+    // One spot check every 12 h, nobody re-measures: each out-of-range
+    // reading waits for the 60-min confirmation window, then the worker's
+    // tick reports it (not re-measured).
     for v in [94.0, 94.0, 93.0, 93.0, 92.0, 91.0, 90.0, 89.0] {
         s.read(P, Code::Spo2, v, t);
+        s.tick(t + hours(1.1));
         t += hours(12.0);
     }
     let drop = s.of_rule("copd.spo2_drop");
@@ -78,10 +82,12 @@ fn copd_spo2_drifting_from_95_to_89_alerts() {
     assert_eq!(drop[0].threshold, Some(3.0));
     assert_eq!(sev(drop[0]), PSeverity::Medium);
     assert_eq!(drop[0].readings.last().map(|r| r.value), Some(92.0));
+    assert!(drop[0].summary.contains("not re-measured within 60 min"), "{}", drop[0].summary);
+    // NEWS2 scale 1: 91 % scores 3, a red single parameter.
     let low = s.of_rule("threshold.spo2.low");
     assert_eq!(low.len(), 1);
-    assert_eq!(low[0].readings.last().map(|r| r.value), Some(89.0));
-    assert_eq!(low[0].threshold, Some(90.0));
+    assert_eq!(low[0].readings.last().map(|r| r.value), Some(91.0));
+    assert_eq!(low[0].threshold, Some(91.0));
     assert_eq!(sev(low[0]), PSeverity::High);
 }
 
@@ -97,7 +103,7 @@ fn diabetic_hypoglycaemia_at_52_is_level_2() {
     let ev = s.of_rule("threshold.glucose.low");
     assert_eq!(ev.len(), 1);
     assert_eq!(ev[0].kind, AlertEventKind::Opened as i32);
-    assert_eq!(sev(ev[0]), PSeverity::High, "ADA level 2 (< 54 mg/dL)");
+    assert_eq!(sev(ev[0]), PSeverity::Critical, "ADA level 2 (< 54 mg/dL) pages at once");
     assert_eq!(ev[0].threshold, Some(54.0));
     assert!(ev[0].summary.contains("52 mg/dL"), "{}", ev[0].summary);
     assert_eq!(s.events.len(), 1);
@@ -268,7 +274,7 @@ fn out_of_order_reading_within_lateness_is_evaluated_in_time_order() {
     let mut s = Sim::program(P, Program::Diabetes);
     s.read(P, Code::BloodGlucose, 120.0, t0() + hours(1.0));
     // Arrives after the 09:00 reading but was taken at 08:30: within the 1 h lateness.
-    let o = obs(P, Code::BloodGlucose, 60.0, t0() + hours(0.5));
+    let o = obs(P, Code::BloodGlucose, 50.0, t0() + hours(0.5));
     assert_eq!(s.engine.on_observation(&o, t0() + hours(1.1), &mut s.events), ObservationOutcome::Evaluated);
     assert_eq!(s.kinds("threshold.glucose.low"), vec![AlertEventKind::Opened]);
     assert_eq!(s.events[0].reading_time_unix_micros, (t0() + hours(0.5)).timestamp_micros());
@@ -327,6 +333,8 @@ fn scale_2_patient_is_not_alerted_inside_the_88_92_target() {
     s.read(P, Code::Spo2, 89.0, t0());
     assert!(s.events.is_empty());
     s.read(P, Code::Spo2, 86.0, t0() + hours(1.0));
+    assert!(s.events.is_empty(), "below the target range, waiting for confirmation");
+    s.read(P, Code::Spo2, 85.0, t0() + hours(1.1));
     assert_eq!(s.of_rule("threshold.spo2.low").len(), 1);
 }
 

@@ -42,6 +42,7 @@ impl AdminService {
         self.check_patient(actor, Operation::EditRules, patient).await?;
         let p = patient_id(patient)?;
         let set = rules.effective().map_err(|e| AdminError::Invalid(format!("the rules are not valid: {e}")))?;
+        rules.check_enrolment().map_err(|e| AdminError::Invalid(format!("the rules are not valid: {e}")))?;
         if !self.registry.registry().await?.patients.contains(p.as_str()) {
             return Err(unknown_patient(p.as_str()));
         }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::Subcommand;
 use vitalwatch_admin::{Actor, AdminError};
-use vitalwatch_rules::{PatientRules, Program};
+use vitalwatch_rules::{OxygenPlan, PatientRules, Program, Spo2Target};
 
 use super::admin;
 use super::registry::StoreArgs;
@@ -27,6 +27,14 @@ pub enum RulesConfigCommand {
         /// disabled, spo2_scale, news2_assumptions, monitoring_since; see PatientRules).
         #[arg(long)]
         file: Option<PathBuf>,
+        /// The patient's prescribed SpO2 target range, 88-92 (hypercapnic
+        /// respiratory failure, NEWS2 scale 2) or 94-98; required with
+        /// --supplemental-oxygen for a copd program (sets "oxygen_plan").
+        #[arg(long, value_parser = ["88-92", "94-98"], requires = "supplemental_oxygen")]
+        spo2_target: Option<String>,
+        /// Whether the patient is on home oxygen (true/false); see --spo2-target.
+        #[arg(long, requires = "spo2_target")]
+        supplemental_oxygen: Option<bool>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -42,7 +50,7 @@ pub enum RulesConfigCommand {
 const PROGRAMS: &str = "heart_failure, hypertension, copd, diabetes, general";
 
 /// Builds and validates a patient's rules from the command line.
-fn build(program: Option<&str>, file: Option<&Path>) -> anyhow::Result<PatientRules> {
+fn build(program: Option<&str>, file: Option<&Path>, plan: Option<OxygenPlan>) -> anyhow::Result<PatientRules> {
     let program = match program {
         Some(p) => {
             Some(Program::parse(p).with_context(|| format!("unknown program {p:?}; expected one of {PROGRAMS}"))?)
@@ -67,16 +75,31 @@ fn build(program: Option<&str>, file: Option<&Path>) -> anyhow::Result<PatientRu
             None => anyhow::bail!("pass --program ({PROGRAMS}) and/or --file rules.json"),
         },
     };
+    let mut rules = rules;
+    if plan.is_some() {
+        rules.oxygen_plan = plan;
+    }
     rules.effective().context("the rules are not valid")?;
+    rules.check_enrolment().context("the rules are not valid (pass --spo2-target and --supplemental-oxygen)")?;
     Ok(rules)
+}
+
+/// The oxygen plan of the command line, if given.
+fn oxygen_plan(target: Option<&str>, oxygen: Option<bool>) -> Option<OxygenPlan> {
+    let target = match target? {
+        "88-92" => Spo2Target::Hypercapnic,
+        _ => Spo2Target::Standard,
+    };
+    Some(OxygenPlan { target, supplemental_oxygen: oxygen.unwrap_or(false) })
 }
 
 /// `vitalwatch rules-config ...`.
 pub async fn rules_config(config: Option<&Path>, cmd: RulesConfigCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
-        RulesConfigCommand::Set { patient, program, file, store } => {
-            let rules = build(program.as_deref(), file.as_deref())?;
+        RulesConfigCommand::Set { patient, program, file, spo2_target, supplemental_oxygen, store } => {
+            let plan = oxygen_plan(spo2_target.as_deref(), supplemental_oxygen);
+            let rules = build(program.as_deref(), file.as_deref(), plan)?;
             let svc = admin::service(&store, config).await?;
             let view = match svc.set_rules(&actor, &patient, &rules).await {
                 Err(AdminError::NotFound(_)) => anyhow::bail!(
@@ -122,25 +145,33 @@ mod tests {
 
     #[test]
     fn program_alone_gives_the_defaults() {
-        let r = build(Some("heart_failure"), None).unwrap();
+        let r = build(Some("heart_failure"), None, None).unwrap();
         assert_eq!(r, PatientRules::for_program(Program::HeartFailure));
     }
 
     #[test]
     fn clear_errors() {
-        let e = format!("{:#}", build(Some("cardio"), None).unwrap_err());
+        let e = format!("{:#}", build(Some("cardio"), None, None).unwrap_err());
         assert!(e.contains("unknown program") && e.contains("heart_failure"), "{e}");
-        assert!(format!("{:#}", build(None, None).unwrap_err()).contains("--program"));
+        assert!(format!("{:#}", build(None, None, None).unwrap_err()).contains("--program"));
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("r.json");
         std::fs::write(&f, r#"{"disabled":["missing.body_weight"]}"#).unwrap();
-        let e = format!("{:#}", build(Some("heart_failure"), Some(&f)).unwrap_err());
+        let e = format!("{:#}", build(Some("heart_failure"), Some(&f), None).unwrap_err());
         assert!(e.contains("not valid"), "{e}");
         std::fs::write(&f, r#"{"spo2_scle":"scale2"}"#).unwrap();
-        let e = format!("{:#}", build(Some("copd"), Some(&f)).unwrap_err());
+        let e = format!("{:#}", build(Some("copd"), Some(&f), None).unwrap_err());
         assert!(e.contains("spo2_scle"), "{e}");
         std::fs::write(&f, r#"{"spo2_scale":"scale2"}"#).unwrap();
-        assert!(format!("{:#}", build(None, Some(&f)).unwrap_err()).contains("no program"));
-        assert_eq!(build(Some("copd"), Some(&f)).unwrap().program, Program::Copd);
+        assert!(format!("{:#}", build(None, Some(&f), None).unwrap_err()).contains("no program"));
+        // COPD needs the SpO2 target and oxygen use (issue #14 §6).
+        let e = format!("{:#}", build(Some("copd"), None, None).unwrap_err());
+        assert!(e.contains("--spo2-target") && e.contains("oxygen_plan"), "{e}");
+        std::fs::write(&f, r#"{"spo2_scale":"scale2","oxygen_plan":{"target":"88-92","supplemental_oxygen":true}}"#)
+            .unwrap();
+        assert_eq!(build(Some("copd"), Some(&f), None).unwrap().program, Program::Copd);
+        let r = build(Some("copd"), None, oxygen_plan(Some("88-92"), Some(false))).unwrap();
+        assert_eq!(r.oxygen_plan, Some(OxygenPlan { target: Spo2Target::Hypercapnic, supplemental_oxygen: false }));
+        assert_eq!(r.scale(), vitalwatch_rules::Spo2Scale::Scale2);
     }
 }

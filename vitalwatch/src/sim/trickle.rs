@@ -20,7 +20,7 @@ pub const PREFIX: &str = "p-sim";
 pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> anyhow::Result<()> {
     use vitalwatch_alerting::team::{ChannelPreferences, EmailAddress, PhoneNumber, TimeZone};
     use vitalwatch_alerting::{CareTeam, Channel, EscalationPolicy, Physician, PhysicianId};
-    use vitalwatch_rules::{PatientRules, Program};
+    use vitalwatch_rules::{OxygenPlan, PatientRules, Program, Spo2Target};
 
     register_population(store, PREFIX, n, &FORMATS).await?;
     let alerts = vitalwatch_alerting::store::open(alert_store_url).await?;
@@ -58,7 +58,13 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
             super::model::Trend::PressureRise => Program::Hypertension,
             super::model::Trend::Stable => Program::General,
         };
-        store.set_patient_rules(&pid, &serde_json::to_string(&PatientRules::for_program(program))?).await?;
+        let mut rules = PatientRules::for_program(program);
+        if program == Program::Copd {
+            // A COPD enrolment states the SpO2 target and oxygen use: the
+            // simulated COPD patients are on air with the usual 94-98 % target.
+            rules.oxygen_plan = Some(OxygenPlan { target: Spo2Target::Standard, supplemental_oxygen: false });
+        }
+        store.set_patient_rules(&pid, &serde_json::to_string(&rules)?).await?;
         alerts
             .set_care_team(&CareTeam {
                 patient_id: pid,
