@@ -109,23 +109,26 @@ impl Deterioration {
 
     /// The alert it must raise. Severities: issue #14 §2 lists level-2
     /// hypoglycaemia, SpO2 < 90 % and heart-failure decompensation among what
-    /// must reach a clinician at night, which only `critical` does by default.
-    /// Reading bounds (U): critical values at once (§5, "critical values still
-    /// page at once"); a gradual change within the next one or two readings.
+    /// must reach a clinician at night: HIGH and CRITICAL do by default
+    /// (quiet hours hold MEDIUM and below). Reading bounds (U): critical
+    /// values at once (§5, "critical values still page at once"); a
+    /// confirmed value at the confirming reading (one more reading, two when
+    /// device noise puts a normal reading in between); a gradual change
+    /// within three readings.
     pub fn expectation(self) -> Expectation {
         match self {
             Deterioration::WeightGain => Expectation {
-                rules: &["hf.weight_gain_3d", "hf.weight_gain_1d"],
-                min_severity: Severity::Critical,
+                rules: &["hf.weight_gain_3d", "hf.weight_gain_7d", "hf.weight_gain_1d"],
+                min_severity: Severity::High,
                 code: Code::BodyWeight,
-                max_readings: 2,
+                max_readings: 3,
                 definition: "fluid gain > 2 kg in 3 days (clinical.md §4.1, ESC HFA)",
             },
             Deterioration::Spo2Fall => Expectation {
                 rules: &["threshold.spo2.low", "copd.spo2_drop"],
-                min_severity: Severity::Critical,
+                min_severity: Severity::High,
                 code: Code::Spo2,
-                max_readings: 2,
+                max_readings: 3,
                 definition: "true SpO2 < 90 % (clinical.md §4.3, Cooper 2020)",
             },
             Deterioration::BpCrisis => Expectation {
@@ -146,7 +149,7 @@ impl Deterioration {
                 rules: &["threshold.temperature.fever"],
                 min_severity: Severity::Medium,
                 code: Code::BodyTemperature,
-                max_readings: 1,
+                max_readings: 2,
                 definition: "true temperature >= 38.0 °C (clinical.md §4.5)",
             },
         }
@@ -504,16 +507,23 @@ pub struct Detection {
 }
 
 /// The first event of the expected rules at or after onset, at any severity
-/// (`min_severity` = Unspecified) or at the expected one.
+/// (`min_severity` = Unspecified) or at the expected one. An episode of those
+/// rules already open at onset (opened by earlier readings and not resolved)
+/// counts: the physician has the alert, and the engine does not re-alert.
 pub fn detection(t: &Trajectory, events: &[AlertEvent], min_severity: Severity) -> Option<Detection> {
     let (det, onset) = (t.deterioration?, t.onset?);
     let exp = det.expectation();
-    let e = events.iter().find(|e| {
+    let qualifies = |e: &&AlertEvent| {
         matches!(kind(e), AlertEventKind::Opened | AlertEventKind::Escalated)
             && exp.rules.contains(&e.rule_id.as_str())
             && severity(e) >= min_severity
-            && detected_at(e) >= onset
-    })?;
+    };
+    let open_at_onset = events.iter().filter(qualifies).filter(|e| detected_at(e) < onset).find(|e| {
+        !events
+            .iter()
+            .any(|r| kind(r) == AlertEventKind::Resolved && r.episode_id == e.episode_id && detected_at(r) < onset)
+    });
+    let e = open_at_onset.or_else(|| events.iter().filter(qualifies).find(|e| detected_at(e) >= onset))?;
     let at = detected_at(e);
     let def = t.definition();
     let readings = def.map(|d| {
@@ -553,6 +563,12 @@ impl StableStats {
             None => self.opened.iter().sum(),
         };
         n as f64 / self.patients.max(1) as f64 * 30.0 / f64::from(self.days.max(1))
+    }
+
+    /// OPENED events that notify a physician (LOW and above: INFO events go
+    /// to the daily digest only and never page) per patient per 30 days.
+    pub fn notified_per_patient_month(&self) -> f64 {
+        self.per_patient_month(None) - self.per_patient_month(Some(Severity::Info))
     }
 }
 

@@ -97,11 +97,9 @@ fn evidence(e: &Emit<'_>) -> Vec<EvidenceReading> {
             if let (false, Some(code)) = (resolved, trigger_code) {
                 match rule.persistence {
                     Persistence::Immediate => {}
-                    Persistence::Confirmed(c) => window(
-                        code,
-                        ctx.back(i64::from(c.within_minutes).saturating_mul(MINUTE_US)),
-                        &mut out,
-                    ),
+                    Persistence::Confirmed(c) => {
+                        window(code, ctx.back(i64::from(c.within_minutes).saturating_mul(MINUTE_US)), &mut out)
+                    }
                     Persistence::Consecutive { readings } => {
                         let mut prev: Vec<Reading> =
                             e.hist.readings(code, e.floor_us, t).rev().take(usize::from(readings)).collect();
@@ -198,7 +196,9 @@ fn summary(e: &Emit<'_>) -> String {
     let window = e.body.confirm_window_us() / MINUTE_US;
     if e.kind == AlertEventKind::Opened && window > 0 {
         if e.cause == Cause::Unconfirmed {
-            body.push_str(&format!("; single reading, not re-measured within {window} min"));
+            let within =
+                if window >= 120 && window % 60 == 0 { format!("{} h", window / 60) } else { format!("{window} min") };
+            body.push_str(&format!("; single reading, not re-measured within {within}"));
         } else if e.episode.last_us > e.episode.opened_us {
             body.push_str("; confirmed by a second reading");
         }

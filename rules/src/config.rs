@@ -255,7 +255,7 @@ pub enum Persistence {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Confirmation {
-    /// Window for the confirming reading, minutes (1..=1440).
+    /// Window for the confirming reading, minutes (1..=2880).
     pub within_minutes: u32,
     /// Levels at or above this severity need no confirmation (default
     /// critical: critical values page at once).
@@ -800,8 +800,8 @@ fn validate_bands(rule: &str, op: Comparison, levels: &[Level], clear: f64) -> R
 }
 
 fn validate_confirmation(rule: &str, c: Confirmation) -> Result<(), ConfigError> {
-    if !(1..=24 * 60).contains(&c.within_minutes) {
-        return Err(invalid(rule, "confirmation within_minutes must be between 1 and 1440"));
+    if !(1..=48 * 60).contains(&c.within_minutes) {
+        return Err(invalid(rule, "confirmation within_minutes must be between 1 and 2880"));
     }
     Ok(())
 }

@@ -26,12 +26,14 @@ fn threshold(id: &str, checks: Vec<ThresholdCheck>, source: &str) -> ThresholdRu
 }
 
 /// Confirmation window of single spot-check readings (U, design choice):
-/// home oximeters read ±2–3 %, glucometers ±15 % (issue #14 §5), and a patient
-/// told by the app that a value is out of range re-measures within minutes
-/// (AHA home BP advice: "wait 5 minutes and retest", clinical.md §4.2; ADA
-/// "15-15 rule": recheck after 15 minutes). One hour covers a re-measurement
-/// and bounds the delay when nobody re-measures (the tick then opens it).
-pub const CONFIRM_MINUTES: u32 = 60;
+/// home oximeters read ±2–3 %, glucometers ±15 % (issue #14 §5), so one
+/// out-of-range non-critical reading waits for the next reading of the same
+/// vital: a re-measurement minutes later (AHA home BP advice "wait 5 minutes
+/// and retest", clinical.md §4.2) or the next routine one. Home spot checks
+/// are at least daily (clinical.md §5.2), so 30 h (a day's routine plus 6 h
+/// of drift) sees the next one; if none comes, the tick reports the single
+/// reading (fail-safe). Critical levels never wait.
+pub const CONFIRM_MINUTES: u32 = 30 * 60;
 
 /// A threshold rule whose non-critical levels need a second reading (or the
 /// end of the confirmation window) before anyone is notified.
@@ -209,6 +211,23 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 min_history: MinHistory { readings: 3, span_hours: 68 },
                 confirm: None,
                 source: "clinical.md §4.1: ESC HFA, weight increase by more than 2 kilos in 3 days".to_owned(),
+            });
+            // clinical.md §4.1: "5 lb in 1 week" (Allina, UW Health; NCIC
+            // "more than 5lbs in a week", S): > 2.27 kg in 7 days, same time
+            // of day. Catches a steady gain of ~0.5 kg a day that never
+            // exceeds 2 kg in 3 days on the scale's 0.1 kg readings. HIGH
+            // (decompensation sign). Needs 4 weights over 7 days (U). Clear
+            // at <= 1.0 kg (U).
+            set.changes.push(ChangeRule {
+                id: "hf.weight_gain_7d".to_owned(),
+                code: Code::BodyWeight,
+                method: ChangeMethod::SameTimeOfDay { direction: Direction::Rise, days: 7, tolerance_hours: 4 },
+                op: Comparison::Gt,
+                levels: vec![level(Severity::High, 2.27)],
+                clear: 1.0,
+                min_history: MinHistory { readings: 4, span_hours: 164 },
+                confirm: None,
+                source: "clinical.md §4.1: 5 lb (2.27 kg) in 1 week (Allina, UW Health, NCIC)".to_owned(),
             });
             // clinical.md §4.1: TEN-HMS rule of thumb, 3 lb (1.36 kg) in 1 day,
             // same time of day (see above). Needs 2 weights a day apart (U).

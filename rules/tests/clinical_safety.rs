@@ -6,9 +6,7 @@
 mod common;
 
 use common::*;
-use vitalwatch_rules::{
-    ConfigError, OxygenPlan, PatientRules, Program, Spo2Scale, Spo2Target, news2::score_spo2,
-};
+use vitalwatch_rules::{ConfigError, OxygenPlan, PatientRules, Program, Spo2Scale, Spo2Target, news2::score_spo2};
 use vitalwatch_schemas::Code;
 use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
 
@@ -35,6 +33,8 @@ fn settled(program: Program) -> Sim {
 }
 
 /// A single red value, re-measured 10 minutes later with the same value.
+/// (Confirmation also comes from the next routine reading: see
+/// `a_single_red_value_is_confirmed_by_the_next_days_reading`.)
 fn confirmed_reading(program: Program, code: Code, value: f64) -> Sim {
     let mut s = settled(program);
     s.read(P, code, value, t0());
@@ -74,15 +74,32 @@ fn a_single_red_value_nobody_re_measures_is_reported_after_the_confirmation_wind
     let mut s = settled(Program::General);
     s.read(P, Code::Systolic, 86.0, t0());
     s.read(P, Code::Diastolic, 55.0, t0());
-    s.tick(t0() + hours(59.0 / 60.0));
-    assert!(s.of_rule("threshold.sbp.low").is_empty(), "inside the 60-min window: still pending");
-    s.tick(t0() + hours(1.0));
+    s.tick(t0() + hours(29.9));
+    assert!(s.of_rule("threshold.sbp.low").is_empty(), "inside the 30-h window: still pending");
+    s.tick(t0() + hours(30.0));
     let ev = s.of_rule("threshold.sbp.low");
     assert_eq!(ev.len(), 1, "fail-safe: reported once the window has passed");
     assert_eq!(ev[0].reading_time_unix_micros, t0().timestamp_micros());
-    assert!(ev[0].summary.contains("not re-measured within 60 min"), "{}", ev[0].summary);
-    s.tick(t0() + hours(2.0));
+    assert!(ev[0].summary.contains("not re-measured within 30 h"), "{}", ev[0].summary);
+    s.tick(t0() + hours(31.0));
     assert_eq!(s.of_rule("threshold.sbp.low").len(), 1, "reported once");
+}
+
+#[test]
+fn a_single_red_value_is_confirmed_by_the_next_days_reading_or_dropped_by_a_normal_one() {
+    let mut s = settled(Program::General);
+    s.read(P, Code::Spo2, 90.0, t0());
+    s.tick(t0() + hours(12.0));
+    assert!(s.of_rule("threshold.spo2.low").is_empty(), "waiting for the next reading");
+    s.read(P, Code::Spo2, 89.0, t0() + hours(23.5));
+    let ev = s.of_rule("threshold.spo2.low");
+    assert_eq!(ev.len(), 1, "confirmed by the next morning's reading");
+    assert_eq!(ev[0].reading_time_unix_micros, (t0() + hours(23.5)).timestamp_micros());
+    let mut s = settled(Program::General);
+    s.read(P, Code::Spo2, 90.0, t0());
+    s.read(P, Code::Spo2, 96.0, t0() + hours(23.5));
+    s.tick(t0() + hours(48.0));
+    assert!(s.events.is_empty(), "a normal next reading drops it: {:#?}", s.events);
 }
 
 // ------------------------------------------------ 4. boundaries follow the source

@@ -67,9 +67,8 @@ fn copd_spo2_drifting_from_95_to_89_alerts() {
         t += hours(12.0);
     }
     assert!(s.events.is_empty());
-    // One spot check every 12 h, nobody re-measures: each out-of-range
-    // reading waits for the 60-min confirmation window, then the worker's
-    // tick reports it (not re-measured).
+    // One spot check every 12 h: an out-of-range reading waits for the next
+    // one, which confirms it.
     for v in [94.0, 94.0, 93.0, 93.0, 92.0, 91.0, 90.0, 89.0] {
         s.read(P, Code::Spo2, v, t);
         s.tick(t + hours(1.1));
@@ -81,12 +80,12 @@ fn copd_spo2_drifting_from_95_to_89_alerts() {
     assert_eq!(drop[0].baseline, Some(95.0));
     assert_eq!(drop[0].threshold, Some(3.0));
     assert_eq!(sev(drop[0]), PSeverity::Medium);
-    assert_eq!(drop[0].readings.last().map(|r| r.value), Some(92.0));
-    assert!(drop[0].summary.contains("not re-measured within 60 min"), "{}", drop[0].summary);
+    assert_eq!(drop[0].readings.last().map(|r| r.value), Some(91.0), "92 fell 3 points, 91 confirmed it");
+    assert!(drop[0].summary.contains("confirmed by a second reading"), "{}", drop[0].summary);
     // NEWS2 scale 1: 91 % scores 3, a red single parameter.
     let low = s.of_rule("threshold.spo2.low");
     assert_eq!(low.len(), 1);
-    assert_eq!(low[0].readings.last().map(|r| r.value), Some(91.0));
+    assert_eq!(low[0].readings.last().map(|r| r.value), Some(90.0), "91 scored 3, 90 confirmed it");
     assert_eq!(low[0].threshold, Some(91.0));
     assert_eq!(sev(low[0]), PSeverity::High);
 }
