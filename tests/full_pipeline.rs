@@ -276,10 +276,11 @@ async fn deteriorating_patient_emails_the_physician_and_the_ack_stops_escalation
     .await;
     assert!(live, "pipeline never became live");
 
-    // SpO2 96 -> 94 -> 92 -> 88 % over 40 minutes, from each patient's oximeter.
+    // SpO2 96 -> 94 -> 92 -> 88 % over 40 minutes, from each patient's oximeter, the 88 %
+    // re-measured a minute later (a single low reading waits for confirmation).
     let now = Utc::now();
     for device in ["oxi-ack", "oxi-esc"] {
-        for (i, (mins, v)) in [(40, 96.0), (30, 94.0), (20, 92.0), (1, 88.0)].into_iter().enumerate() {
+        for (i, (mins, v)) in [(40, 96.0), (30, 94.0), (20, 92.0), (2, 88.0), (1, 88.0)].into_iter().enumerate() {
             let body = serde_json::json!({
                 "msg_id": format!("{device}-{i}"),
                 "readings": [{"type": "spo2", "time": rfc3339(now - TimeDelta::minutes(mins)), "unit": "%", "value": v}]

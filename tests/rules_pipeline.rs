@@ -212,7 +212,7 @@ async fn readings_in_exact_alerts_out() {
 
     let expected: BTreeSet<(String, String, i32, i32)> = [
         ("hf-1", "hf.weight_gain_3d", Severity::High),
-        ("dm-1", "threshold.glucose.low", Severity::High),
+        ("dm-1", "threshold.glucose.low", Severity::Critical),
         ("ht-1", "threshold.bp.crisis", Severity::Critical),
     ]
     .into_iter()
@@ -279,9 +279,10 @@ async fn readings_in_exact_alerts_out() {
 async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
     const PATIENTS: usize = 40;
     const CYCLES: usize = 5;
-    // Per cycle: 52 opens a HIGH episode, 50 updates it silently, 130 resolves
-    // it, 65 opens a MEDIUM one, 150 resolves it.
-    const VALUES: [f64; 8] = [120.0, 110.0, 52.0, 50.0, 130.0, 140.0, 65.0, 150.0];
+    // Per cycle: 52 opens a CRITICAL episode (ADA level 2, at once), 50 updates
+    // it silently, 130 resolves it, 66 then 65 (a level-1 low confirmed by the
+    // next reading) open a MEDIUM one, 150 resolves it.
+    const VALUES: [f64; 8] = [120.0, 110.0, 52.0, 50.0, 130.0, 66.0, 65.0, 150.0];
     let names: Vec<String> = (0..PATIENTS).map(|i| format!("dm-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let Some(ctx) = setup("rulescrash", &refs).await else {
@@ -304,7 +305,7 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
         for k in 0..n {
             let us = t(k).timestamp_micros();
             match VALUES[k % VALUES.len()] {
-                52.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, Severity::High as i32, us)),
+                52.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, Severity::Critical as i32, us)),
                 65.0 => expected.insert((p.clone(), AlertEventKind::Opened as i32, Severity::Medium as i32, us)),
                 130.0 | 150.0 => expected.insert((p.clone(), AlertEventKind::Resolved as i32, 0, us)),
                 _ => false,
@@ -387,7 +388,7 @@ async fn sigkill_rules_mid_stream_no_missed_alert_no_duplicate_episode() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_rules_workers_share_the_patients_with_exact_alerts() {
     const PATIENTS: usize = 24;
-    // 52 opens a HIGH episode, 130 resolves it.
+    // 52 opens a CRITICAL episode, 130 resolves it.
     const VALUES: [f64; 4] = [120.0, 52.0, 50.0, 130.0];
     let names: Vec<String> = (0..PATIENTS).map(|i| format!("dm2-{i}")).collect();
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();

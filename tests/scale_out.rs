@@ -25,7 +25,7 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use vitalwatch_platform::store;
 use vitalwatch_schemas::PatientId;
 
-/// Patients publishing; the first `SICK` of them get one low SpO2 reading.
+/// Patients publishing; the first `SICK` of them get a low SpO2 reading, confirmed by the next.
 const PATIENTS: usize = 20;
 const SICK: usize = 5;
 /// Heart-rate readings per patient (one message each).
@@ -160,7 +160,8 @@ async fn scenario(stop: Stop) {
                 tick.tick().await;
                 for (i, p) in patients.iter().enumerate() {
                     let t = rfc3339(start_t + TimeDelta::minutes(round as i64));
-                    let body = if i < SICK && round == READINGS / 2 {
+                    // Two low readings in a row: a single one waits for confirmation.
+                    let body = if i < SICK && (round == READINGS / 2 || round == READINGS / 2 + 1) {
                         format!(r#"{{"readings":[{{"type":"spo2","time":"{t}","unit":"%","value":84}}]}}"#)
                     } else {
                         let hr = 60 + (round + i) % 20;

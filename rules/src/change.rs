@@ -73,16 +73,21 @@ pub(crate) fn measure(rule: &ChangeRule, ctx: &Ctx<'_>) -> Option<(f64, Option<f
             for r in ctx.hist.readings(rule.code, t.saturating_sub(tol).saturating_add(1).max(ctx.floor_us), t) {
                 recent.push(r.value);
             }
-            let centre = t.saturating_sub(hours(days.saturating_mul(24)));
-            let (ref_from, ref_to) = (centre.saturating_sub(tol).max(ctx.floor_us), centre.saturating_add(tol));
             // The reference is the lowest (rise) or highest (drop) reading
-            // around that time: an extra weighing after breakfast then must
-            // not hide a real gain.
+            // around the same time of day 1, 2, ... `days` days earlier ("in
+            // 3 days" is any span up to 3 days): an extra weighing after
+            // breakfast then never hides a real gain.
             let (mut lo, mut hi, mut count) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
-            for r in ctx.hist.readings(rule.code, ref_from, ref_to) {
-                lo = lo.min(r.value);
-                hi = hi.max(r.value);
-                count += 1;
+            let mut ref_from = t;
+            for d in 1..=days {
+                let centre = t.saturating_sub(hours(d.saturating_mul(24)));
+                let (from, to) = (centre.saturating_sub(tol).max(ctx.floor_us), centre.saturating_add(tol));
+                ref_from = ref_from.min(from);
+                for r in ctx.hist.readings(rule.code, from, to.min(t.saturating_sub(tol))) {
+                    lo = lo.min(r.value);
+                    hi = hi.max(r.value);
+                    count += 1;
+                }
             }
             let (mut n, mut oldest) = (0usize, None);
             for r in ctx.hist.readings(rule.code, ref_from, t) {

@@ -196,9 +196,10 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
             // clinical.md §4.1: ESC HFA "more than 2 kilos in 3 days". Like
             // with like (issue #14 §5): the median of the weights of the last
             // 4 h against the median of those within ± 4 h of the same time
-            // of day 3 days earlier (U: 4 h covers a morning routine that
-            // drifts; an evening weight, ~0.5-1 kg above the morning one, is
-            // compared with evening weights). Needs 3 weights over 3 days (U).
+            // of day 1, 2 or 3 days earlier ("in 3 days": any span up to 3
+            // days; U: 4 h covers a morning routine that drifts; an evening
+            // weight, ~0.5-1 kg above the morning one, is compared with
+            // evening weights). Needs a weight at least 20 h before (U).
             // HIGH: a decompensation sign the physician wants the same day,
             // night included (ESC: "tell your doctor"). Clear at <= 1.0 kg (U).
             set.changes.push(ChangeRule {
@@ -208,7 +209,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 op: Comparison::Gt,
                 levels: vec![level(Severity::High, 2.0)],
                 clear: 1.0,
-                min_history: MinHistory { readings: 3, span_hours: 68 },
+                min_history: MinHistory { readings: 2, span_hours: 20 },
                 confirm: None,
                 source: "clinical.md §4.1: ESC HFA, weight increase by more than 2 kilos in 3 days".to_owned(),
             });
@@ -216,7 +217,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
             // "more than 5lbs in a week", S): > 2.27 kg in 7 days, same time
             // of day. Catches a steady gain of ~0.5 kg a day that never
             // exceeds 2 kg in 3 days on the scale's 0.1 kg readings. HIGH
-            // (decompensation sign). Needs 4 weights over 7 days (U). Clear
+            // (decompensation sign). Needs 3 weights over 2 days (U). Clear
             // at <= 1.0 kg (U).
             set.changes.push(ChangeRule {
                 id: "hf.weight_gain_7d".to_owned(),
@@ -225,7 +226,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 op: Comparison::Gt,
                 levels: vec![level(Severity::High, 2.27)],
                 clear: 1.0,
-                min_history: MinHistory { readings: 4, span_hours: 164 },
+                min_history: MinHistory { readings: 3, span_hours: 44 },
                 confirm: None,
                 source: "clinical.md §4.1: 5 lb (2.27 kg) in 1 week (Allina, UW Health, NCIC)".to_owned(),
             });
