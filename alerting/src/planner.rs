@@ -209,8 +209,11 @@ impl<'a> Planner<'a> {
     /// preferences, except technical alerts (a device stopped sending
     /// heartbeats), which go by email only, never by SMS (issue #14 §7).
     fn channels(&self, phys: &Physician, severity: Severity) -> Vec<Channel> {
-        let list =
-            if self.input.episode.details.is_technical() { vec![Channel::Email] } else { phys.channels.channels_for(severity) };
+        let list = if self.input.episode.details.is_technical() {
+            vec![Channel::Email]
+        } else {
+            phys.channels.channels_for(severity)
+        };
         list.into_iter().filter(|c| phys.reachable_on(*c)).collect()
     }
 

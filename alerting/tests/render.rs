@@ -40,7 +40,9 @@ fn sms_fits_one_gsm7_segment() {
     let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert_eq!(
         body,
-        format!("vitalwatch CRITICAL: patient pt-0042, SpO2 87% (limit 90) measured 14/07 10:29 (current). Reply ACK {code}")
+        format!(
+            "vitalwatch CRITICAL: patient pt-0042, SpO2 87% (limit 90) measured 14/07 10:29 (current). Reply ACK {code}"
+        )
     );
     // Worst case: a 64-character patient id still fits, dropping detail first.
     let long = "p".repeat(64);
@@ -199,7 +201,11 @@ fn email_of(ep: &EpisodeState, p: &Plan, martin: &Physician) -> render::email::R
 fn historical_email_says_measured_and_received_never_the_present() {
     let (ep, p, martin) = setup_event(historical_glucose("pt-0042"));
     let r = email_of(&ep, &p, &martin);
-    assert!(r.subject.starts_with("[vitalwatch] CRITICAL - HISTORICAL reading - blood glucose 40 mg/dL"), "{}", r.subject);
+    assert!(
+        r.subject.starts_with("[vitalwatch] CRITICAL - HISTORICAL reading - blood glucose 40 mg/dL"),
+        "{}",
+        r.subject
+    );
     // Paris is UTC+2 in July.
     assert!(
         r.text.contains("A HISTORICAL reading needs your attention: it was measured at Tue 14 Jul 2026 00:30 CEST (Europe/Paris) and received at Tue 14 Jul 2026 10:29 CEST (Europe/Paris). It describes the patient at that time, not now."),

@@ -109,7 +109,8 @@ pub(crate) fn build_device_silent(
     let rule_key = format!("{DEVICE_SILENT_RULE}/{:08x}", d.id_hash);
     let episode_id = crate::episodes::episode_id(patient, &rule_key, d.opened_us);
     let severity = Severity::Low;
-    let vitals: Vec<&str> = Code::ALL.iter().filter(|c| d.codes & (1u8 << c.index()) != 0).map(|c| c.display()).collect();
+    let vitals: Vec<&str> =
+        Code::ALL.iter().filter(|c| d.codes & (1u8 << c.index()) != 0).map(|c| c.display()).collect();
     let what = if vitals.is_empty() { String::new() } else { format!(" sending {}", vitals.join(", ")) };
     let summary = if kind == AlertEventKind::Resolved {
         format!("Resolved: device ref {:08x}{what} heard from again", d.id_hash)

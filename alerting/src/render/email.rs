@@ -129,11 +129,8 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     if d.is_technical() {
         rows.push(("Silent since", at(d.reading_time)));
     } else {
-        let reading = if d.historical {
-            "HISTORICAL (arrived late; not the patient's current state)"
-        } else {
-            "current"
-        };
+        let reading =
+            if d.historical { "HISTORICAL (arrived late; not the patient's current state)" } else { "current" };
         rows.push(("Reading", reading.to_string()));
         rows.push(("Measured at", at(d.reading_time)));
         if let Some(r) = d.received_at {
@@ -161,11 +158,11 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
         ))
     } else {
         (delay > chrono::Duration::minutes(30)).then(|| {
-        format!(
-            "Note: this reading was taken {} h {} min before it was processed (delayed upload).",
-            delay.num_hours(),
-            delay.num_minutes() % 60
-        )
+            format!(
+                "Note: this reading was taken {} h {} min before it was processed (delayed upload).",
+                delay.num_hours(),
+                delay.num_minutes() % 60
+            )
         })
     };
 
