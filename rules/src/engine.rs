@@ -619,7 +619,11 @@ fn process(
         {
             continue;
         }
-        let tr = apply_tracked(episodes, handled, ri, &verdict, t, ordered);
+        // Missing-data episodes are about `now`, not a reading time: not remembered.
+        let tr = match body {
+            Body::Cadence(_) => episodes::apply(episodes, ri, &verdict, t, ordered),
+            _ => apply_tracked(episodes, handled, ri, &verdict, t, ordered),
+        };
         let finding = match verdict {
             Verdict::Trigger(f) | Verdict::Clear(f) => Some(f),
             Verdict::NoChange => None,
@@ -690,7 +694,7 @@ fn emit(
 }
 
 fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_us: i64, out: &mut Vec<AlertEvent>) {
-    let PatientState { rules, history, devices, episodes, monitoring_since_us, handled } = state;
+    let PatientState { rules, history, devices, episodes, monitoring_since_us, .. } = state;
     let rules: &CompiledRules = rules;
     let floor_us = history.newest_us().unwrap_or(now_us).saturating_sub(retention_us);
     for &ri in &rules.cadence {
@@ -704,7 +708,7 @@ fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_
             missing::Gap::OnTime => (now_us, history.latest(c.code, i64::MAX).map_or(now_us, |r| r.t_us), now_us),
         };
         let verdict = missing::evaluate(c, g, now_us);
-        let mut tr = apply_tracked(episodes, handled, ri, &verdict, t, false);
+        let mut tr = episodes::apply(episodes, ri, &verdict, t, false);
         if let Transition::Opened(ep) = &mut tr {
             ep.device_silent = missing::device_silent(devices, c.code, expected_us);
             if let Some(stored) = episodes.iter_mut().find(|e| e.rule == ri) {
