@@ -555,8 +555,10 @@ impl Engine {
 /// other, with these limits (U):
 /// * a trigger opens a (historical) episode only when the rule has no episode
 ///   (open or physician-closed) and no ended episode of the rule covered the
-///   reading's time (opening to resolving reading); it never escalates an
-///   open episode (no re-page);
+///   reading's time, from the allowed lateness before its opening reading
+///   (the same onset) to its resolving reading; it never escalates an open
+///   episode (no re-page). A reading after the resolving one is a relapse
+///   and is news;
 /// * a clear resolves an open episode as a current reading does (only if it
 ///   is not older than the episode's latest reading);
 /// * a newer reading of the same code does not suppress it: a level-2
@@ -615,7 +617,9 @@ fn process(
         if late
             && matches!(verdict, Verdict::Trigger(_))
             && (episodes.iter().any(|e| e.rule == ri)
-                || handled.iter().any(|h| h.rule == ri && h.from_us <= t && t <= h.to_us))
+                || handled
+                    .iter()
+                    .any(|h| h.rule == ri && h.from_us.saturating_sub(limits.lateness_us) <= t && t <= h.to_us))
         {
             continue;
         }

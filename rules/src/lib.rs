@@ -36,8 +36,9 @@
 //!   order, or older than `now − max_alert_age`) is still evaluated: it raises
 //!   an alert marked `historical`, with its severity unchanged, unless an
 //!   episode of that rule is open or physician-closed, or an ended episode of
-//!   that rule already covered its time; it never escalates an episode (no
-//!   re-page). Every alert carries the time its reading was taken and, for
+//!   that rule already covered its time (from the allowed lateness before its
+//!   opening reading to its resolving reading); it never escalates an episode
+//!   (no re-page). Every alert carries the time its reading was taken and, for
 //!   readings, when it was received.
 //! - **Device silence.** A device that sent status heartbeats and has not been
 //!   heard from (heartbeat or reading) for `device_silent_after_secs` raises a

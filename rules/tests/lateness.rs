@@ -248,3 +248,43 @@ fn no_heartbeat_alert_without_heartbeats() {
     s.tick(t0() + hours(20.0));
     assert!(s.of_rule("technical.device_silent").is_empty(), "{:#?}", s.events);
 }
+
+/// The handled-span boundaries (opening reading t0, resolving reading
+/// t0 + 2 h; a reading at exactly those times would be a duplicate of them).
+/// The span starts the allowed lateness (1 h) before the opening reading (same
+/// onset): 59 min before raises nothing, 61 min before is news. It ends at
+/// the resolving reading: 1 min before raises nothing, 1 min after (a relapse
+/// after a normal reading) opens a historical episode.
+#[test]
+fn handled_span_boundaries() {
+    let cases = [
+        (Duration::minutes(-61), true),
+        (Duration::minutes(-59), false),
+        (Duration::minutes(1), false),
+        (hours(2.0) - Duration::minutes(1), false),
+        (hours(2.0) + Duration::minutes(1), true),
+    ];
+    for (at, expect_new) in cases {
+        let mut s = Sim::program(P, Program::Diabetes);
+        s.read(P, Code::BloodGlucose, 60.0, t0());
+        s.read(P, Code::BloodGlucose, 110.0, t0() + hours(2.0));
+        let mut o = obs(P, Code::BloodGlucose, 50.0, t0() + at);
+        o.received_at = t0() + hours(12.0);
+        s.engine.on_observation(&o, t0() + hours(12.0), &mut s.events);
+        let opened = opened(&s.events, "threshold.glucose.low");
+        assert_eq!(opened.len(), if expect_new { 2 } else { 1 }, "{at:?}: {:#?}", s.events);
+        if expect_new {
+            assert!(opened[1].historical);
+            assert_ne!(opened[1].episode_id, opened[0].episode_id);
+        }
+    }
+    // Closed by the physician, then cleared: the span is remembered too.
+    let mut s = Sim::program(P, Program::Diabetes);
+    s.read(P, Code::BloodGlucose, 60.0, t0());
+    s.engine.close_episode(&pid(P), "threshold.glucose.low", t0() + hours(0.5)).expect("open episode");
+    s.read(P, Code::BloodGlucose, 110.0, t0() + hours(2.0));
+    let mut o = obs(P, Code::BloodGlucose, 45.0, t0() + hours(1.0));
+    o.received_at = t0() + hours(12.0);
+    s.engine.on_observation(&o, t0() + hours(12.0), &mut s.events);
+    assert_eq!(opened(&s.events, "threshold.glucose.low").len(), 1, "{:#?}", s.events);
+}
