@@ -178,8 +178,9 @@ async fn readings_in_exact_alerts_out() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     ctx.manual("dm-1", glucose(now - TimeDelta::minutes(5), 52.0)).await;
 
-    // Heart failure: +2.4 kg in 3 days; the history is days old (late, no
-    // alert by itself), the last weighing 30 minutes ago triggers.
+    // Heart failure: +2.4 kg in 3 days; the history is days old (historical,
+    // evaluated, below every threshold by itself), the last weighing 30
+    // minutes ago triggers.
     let weights = [(72 * 60, 80.0), (48 * 60, 80.6), (24 * 60, 81.4), (30, 82.4)];
     for (mins, kg) in weights {
         let t = now - TimeDelta::minutes(mins);

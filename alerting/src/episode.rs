@@ -140,7 +140,26 @@ pub struct AlertDetails {
     pub summary: String,
     /// Trace id of the triggering reading.
     pub trace_id: String,
+    /// The triggering reading arrived late (issue #14): notifications word it
+    /// as a past reading, "measured at T, received at R".
+    #[serde(default)]
+    pub historical: bool,
+    /// When the triggering reading was received (`None` when the event is not
+    /// about a reading, or came from an engine that did not say).
+    #[serde(default)]
+    pub received_at: Option<DateTime<Utc>>,
 }
+
+impl AlertDetails {
+    /// A technical alert (a device stopped sending heartbeats): it goes to
+    /// the responsible physician's team by email only, never by SMS.
+    pub fn is_technical(&self) -> bool {
+        self.rule_kind == TECHNICAL_RULE_KIND
+    }
+}
+
+/// `rule_kind` of the technical heartbeat-loss alert of the rules engine.
+pub const TECHNICAL_RULE_KIND: &str = "device_heartbeat_lost";
 
 /// How an acknowledgment arrived.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -259,6 +278,10 @@ fn details_of(event: &AlertEvent) -> Result<AlertDetails, EpisodeError> {
             .map(|r| r.value)
     });
     let finite = |v: Option<f64>| v.filter(|x| x.is_finite());
+    let received_at = match event.received_at_unix_micros {
+        0 => None,
+        us => Some(micros(eid, "received_at_unix_micros", us)?),
+    };
     Ok(AlertDetails {
         rule_id: event.rule_id.clone(),
         rule_kind: event.rule_kind.clone(),
@@ -272,6 +295,8 @@ fn details_of(event: &AlertEvent) -> Result<AlertDetails, EpisodeError> {
         baseline: finite(event.baseline),
         summary: event.summary.clone(),
         trace_id: event.trace_id.clone(),
+        historical: event.historical,
+        received_at,
     })
 }
 

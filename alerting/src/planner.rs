@@ -24,6 +24,9 @@
 //!   (reminders are then dropped); INFO only ever goes to the digest;
 //! - on resolution, everyone paged gets an all-clear on each channel they were
 //!   paged on;
+//! - technical alerts (`rule_kind` `device_heartbeat_lost`: a device stopped
+//!   sending heartbeats) go by email only, whatever the channel preferences:
+//!   they are for the care team, not the physician's pager;
 //! - when every notification of a rung failed for good (permanent failure, or
 //!   transient failures past the retry horizon, fallback channel included),
 //!   the next rung is due at once; after the last rung, the deputies not paged
@@ -202,6 +205,18 @@ impl<'a> Planner<'a> {
         Emit::Sent
     }
 
+    /// The channels `phys` is paged on at `severity`: the physician's
+    /// preferences, except technical alerts (a device stopped sending
+    /// heartbeats), which go by email only, never by SMS (issue #14 §7).
+    fn channels(&self, phys: &Physician, severity: Severity) -> Vec<Channel> {
+        let list = if self.input.episode.details.is_technical() {
+            vec![Channel::Email]
+        } else {
+            phys.channels.channels_for(severity)
+        };
+        list.into_iter().filter(|c| phys.reachable_on(*c)).collect()
+    }
+
     fn physician(&mut self, id: &PhysicianId, step: Step) -> Option<&'a Physician> {
         let found = self.input.directory.get(id);
         if found.is_none() {
@@ -254,7 +269,7 @@ impl<'a> Planner<'a> {
             let Some(phys) = self.physician(deputy, step) else {
                 continue;
             };
-            for channel in phys.channels.channels_for(severity).into_iter().filter(|c| phys.reachable_on(*c)) {
+            for channel in self.channels(phys, severity) {
                 self.emit(phys, step, channel, self.now(), severity, false, false);
             }
         }
@@ -287,8 +302,7 @@ impl<'a> Planner<'a> {
                 let Some(phys) = self.physician(&recipient, step) else {
                     continue;
                 };
-                let channels: Vec<Channel> =
-                    phys.channels.channels_for(severity).into_iter().filter(|c| phys.reachable_on(*c)).collect();
+                let channels = self.channels(phys, severity);
                 if channels.is_empty() {
                     self.audit(AuditEntry::RecipientUnreachable { recipient: recipient.clone(), step });
                     continue;

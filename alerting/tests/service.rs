@@ -1392,3 +1392,88 @@ async fn sms_attempts_are_shared_by_replicas_and_the_lockout_is_audited_on_postg
     assert_eq!(rows[0].get::<_, &str>(2), "dr-martin");
     assert!(rows[0].get::<_, &str>(3).contains("sender-a"), "{}", rows[0].get::<_, &str>(3));
 }
+
+// ------------------------------------------------ issue #14: historical alerts
+
+/// End to end from the rules engine: a glucometer syncs a 40 mg/dL reading
+/// measured 10 h before it is received; the engine raises a HISTORICAL alert,
+/// which goes over Kafka to the alerting role (PostgreSQL) and out by SMTP:
+/// the email says "HISTORICAL", when it was measured and when received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn historical_glucose_alert_email_says_measured_and_received() {
+    use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program};
+    use vitalwatch_schemas::{Code, Observation, ObservationId, Source, TimeSource};
+    let Some(db) = fresh_db().await else { return };
+    if !smtp_available() || !kafka_available() {
+        return;
+    }
+    // The rules engine, as the rules role runs it.
+    let patient = PatientId::new("pt-0042").unwrap();
+    let received = Utc::now() - Duration::minutes(1);
+    let measured = received - Duration::hours(10);
+    let mut engine = Engine::new(EngineSettings::default()).unwrap();
+    engine.set_patient_rules(&patient, PatientRules::for_program(Program::Diabetes), measured).unwrap();
+    let obs = Observation {
+        id: ObservationId::compute("pt-0042", Code::BloodGlucose, measured.timestamp_micros()),
+        patient_id: patient.clone(),
+        code: Code::BloodGlucose,
+        value: 40.0,
+        time: measured,
+        received_at: received,
+        source: Source::Device,
+        device_id: None,
+        time_source: TimeSource::Device,
+        original_value: 40.0,
+        original_unit: "mg/dL".into(),
+        msg_id: None,
+        trace_id: "trace-hist".into(),
+    };
+    let mut events = Vec::new();
+    engine.on_observation(&obs, received, &mut events);
+    assert_eq!(events.len(), 1, "{events:#?}");
+    let e = events.remove(0);
+    assert!(e.historical && e.rule_id == "threshold.glucose.low", "{e:#?}");
+
+    let tmp = tempfile::tempdir().unwrap();
+    let sink = SmtpSink::start(free_port(), tmp.path());
+    let s = settings(sink.port, free_port(), None);
+    let store = astore::open(&db).await.unwrap();
+    setup_team(store.as_ref(), false).await;
+    let topic = format!("vitalwatch.alerts.hist.{}.{}", std::process::id(), Utc::now().timestamp_micros());
+    let bus = BusSettings {
+        brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        partitions: 2,
+        ..BusSettings::default()
+    };
+    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()]).await.unwrap();
+    let producer = vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
+    producer.send(&topic, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
+    let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
+        &bus,
+        &format!("{topic}-g"),
+        "alerting-test",
+        &[topic.as_str()],
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let role = {
+        let (s, store, sd) = (s.clone(), store.clone(), shutdown.clone());
+        tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
+    };
+    let msgs = sink.wait_for(1);
+    assert_eq!(msgs.len(), 1, "one email");
+    let (raw, rcpt) = &msgs[0];
+    assert_eq!(rcpt, &vec!["dr-martin@hospital.example".to_string()]);
+    let subject = header_of(raw, "Subject");
+    assert!(subject.contains("HISTORICAL reading - blood glucose 40 mg/dL"), "{subject}");
+    let (_, _, text) = text_of(raw);
+    let tz = chrono_tz::Europe::Paris;
+    let local =
+        |t: chrono::DateTime<Utc>| format!("{} (Europe/Paris)", t.with_timezone(&tz).format("%a %d %b %Y %H:%M %Z"));
+    assert!(text.contains("A HISTORICAL reading needs your attention"), "{text}");
+    assert!(text.contains(&format!("Measured at: {}", local(measured))), "{text}");
+    assert!(text.contains(&format!("Received at: {}", local(received))), "{text}");
+    assert!(text.contains("received 10 h 0 min later"), "{text}");
+    shutdown.cancel();
+    role.await.unwrap().unwrap();
+}

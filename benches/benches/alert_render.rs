@@ -63,6 +63,8 @@ fn episode(now: DateTime<Utc>) -> EpisodeState {
         summary: "SpO2 87 % below 90 %".into(),
         trace_id: "trace-1".into(),
         previous_severity: 0,
+        historical: false,
+        received_at_unix_micros: micros - 30_000_000,
     };
     EpisodeState::from_event(&event, now).unwrap().0
 }

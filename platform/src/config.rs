@@ -499,14 +499,19 @@ pub struct RulesSettings {
     /// rebuilt from what is stored (logged, counted). 0: do not wait (no
     /// `persist` role writes this database).
     pub store_wait_secs: u64,
-    /// Engine: a reading older than the patient's newest by more than this
-    /// updates history but raises no alert (unset: the engine's 3600).
+    /// Engine: a reading older than the newest of its code from its device by
+    /// more than this is out of order: evaluated as historical (unset: the
+    /// engine's 3600).
     pub allowed_lateness_secs: Option<u32>,
-    /// Engine: a reading older than now by more than this raises no alert
-    /// about the present (unset: the engine's 21600).
+    /// Engine: a reading older than now by more than this is historical: its
+    /// alerts say so (unset: the engine's 21600).
     pub max_alert_age_secs: Option<u32>,
     /// Engine: a reading stamped later than now plus this is rejected (unset: the engine's 300).
     pub max_future_skew_secs: Option<u32>,
+    /// Engine: a device that sent heartbeats and is silent (no heartbeat, no
+    /// reading) this long raises a LOW technical alert by email; 0 disables
+    /// it (unset: the engine's 21600).
+    pub device_silent_after_secs: Option<u32>,
     /// Engine: days of history kept per patient, 1 to 180 (unset: the engine's 14).
     pub retention_days: Option<u16>,
     /// Engine: the program of a patient with no rules set yet (`general`,
@@ -526,6 +531,7 @@ impl Default for RulesSettings {
             allowed_lateness_secs: None,
             max_alert_age_secs: None,
             max_future_skew_secs: None,
+            device_silent_after_secs: None,
             retention_days: None,
             default_program: None,
         }

@@ -45,6 +45,10 @@ pub(crate) struct Emit<'a> {
     pub now_us: i64,
     pub trace_id: &'a str,
     pub cause: Cause,
+    /// The reading arrived late (see `engine`): a historical alert.
+    pub historical: bool,
+    /// When the reading was received, µs (0: not about a reading).
+    pub received_us: i64,
 }
 
 /// Builds the event.
@@ -72,6 +76,74 @@ pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
         summary: summary(e),
         trace_id: e.trace_id.to_owned(),
         previous_severity: e.previous.map_or(0, |p| p.to_proto() as i32),
+        historical: e.historical,
+        received_at_unix_micros: e.received_us,
+    }
+}
+
+/// Rule id of the technical heartbeat-loss alert.
+pub(crate) const DEVICE_SILENT_RULE: &str = "technical.device_silent";
+/// Its `rule_kind`.
+pub(crate) const DEVICE_SILENT_KIND: &str = "device_heartbeat_lost";
+
+/// A device's heartbeat-loss episode, as seen by [`build_device_silent`].
+pub(crate) struct DeviceSilence {
+    /// FNV-1a hash of the device id (the id is not kept).
+    pub id_hash: u32,
+    /// Codes the device sent (bit `Code::index`).
+    pub codes: u8,
+    /// Episode opening time: last contact + the silence limit, µs.
+    pub opened_us: i64,
+    /// Last contact, µs.
+    pub last_us: i64,
+    /// The silence limit, hours.
+    pub after_hours: f64,
+}
+
+/// Builds a heartbeat-loss event (OPENED or RESOLVED), severity LOW. The
+/// episode id includes the device hash, so each device has its own episode.
+pub(crate) fn build_device_silent(
+    patient: &str,
+    program: &str,
+    d: &DeviceSilence,
+    kind: AlertEventKind,
+    now_us: i64,
+) -> AlertEvent {
+    let rule_key = format!("{DEVICE_SILENT_RULE}/{:08x}", d.id_hash);
+    let episode_id = crate::episodes::episode_id(patient, &rule_key, d.opened_us);
+    let severity = Severity::Low;
+    let vitals: Vec<&str> =
+        Code::ALL.iter().filter(|c| d.codes & (1u8 << c.index()) != 0).map(|c| c.display()).collect();
+    let what = if vitals.is_empty() { String::new() } else { format!(" sending {}", vitals.join(", ")) };
+    let summary = if kind == AlertEventKind::Resolved {
+        format!("Resolved: device ref {:08x}{what} heard from again", d.id_hash)
+    } else {
+        format!(
+            "Technical: device ref {:08x}{what} silent for {} h (no heartbeat, no reading); check battery and connection. Not a missed measurement",
+            d.id_hash,
+            num(d.after_hours)
+        )
+    };
+    AlertEvent {
+        event_id: event_id(&episode_id, kind, severity),
+        episode_id,
+        patient_id: patient.to_owned(),
+        rule_id: DEVICE_SILENT_RULE.to_owned(),
+        rule_kind: DEVICE_SILENT_KIND.to_owned(),
+        kind: kind as i32,
+        severity: severity.to_proto() as i32,
+        program: program.to_owned(),
+        code: String::new(),
+        reading_time_unix_micros: if kind == AlertEventKind::Resolved { d.last_us } else { d.opened_us },
+        detected_at_unix_micros: now_us,
+        readings: Vec::new(),
+        threshold: None,
+        baseline: None,
+        summary,
+        trace_id: String::new(),
+        previous_severity: 0,
+        historical: false,
+        received_at_unix_micros: 0,
     }
 }
 

@@ -940,12 +940,14 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct EngineSettings {
-    /// A reading older than the patient's newest reading by more than this is
-    /// *late*: it updates history and baselines but raises no alert.
-    /// Default 3600 s (design choice, not from a source).
+    /// A reading older than the newest reading of the same code from the same
+    /// device (or of the same code, for manual entries) by more than this is
+    /// *out of order*: it is evaluated as a historical reading (see
+    /// [`crate::engine`]). Default 3600 s (design choice, not from a source).
     pub allowed_lateness_secs: u32,
-    /// A reading older than `now` by more than this is *stale*: it updates
-    /// history but raises no alert about the present. Default 6 h (design
+    /// A reading older than `now` by more than this is *historical*: it is
+    /// evaluated, but its alerts are marked historical and it never reopens
+    /// an episode already handled. Default 6 h (design
     /// choice, not from a source; clinical.md §5.3: alerts are not read in real
     /// time anyway).
     pub max_alert_age_secs: u32,
@@ -959,6 +961,14 @@ pub struct EngineSettings {
     /// Program used for a patient the engine receives readings for before any
     /// [`PatientRules`] was set. Default `general`.
     pub default_program: Program,
+    /// A device that sent status heartbeats and has not been heard from (no
+    /// heartbeat, no reading) for this long raises a LOW technical alert
+    /// (`technical.device_silent`); 0 disables it. Default 6 h (U): half the
+    /// shortest default cadence (12 h, twice-daily home BP, clinical.md §4.2),
+    /// so the care team can fix the device before a measurement is missed,
+    /// and long enough that a phone or hub offline for a few hours does not
+    /// alert.
+    pub device_silent_after_secs: u32,
 }
 
 impl Default for EngineSettings {
@@ -969,6 +979,7 @@ impl Default for EngineSettings {
             max_future_skew_secs: 300,
             retention_days: 14,
             default_program: Program::General,
+            device_silent_after_secs: 6 * 3600,
         }
     }
 }

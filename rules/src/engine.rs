@@ -25,10 +25,11 @@ use crate::state::{PatientSnapshot, PatientState};
 pub enum ObservationOutcome {
     /// Stored and evaluated against the patient's rules.
     Evaluated,
-    /// Stored (history and baselines updated) but not evaluated: it is older
-    /// than the patient's newest reading by more than the allowed lateness, or
-    /// older than `now − max_alert_age`. Never raises an alert about the
-    /// present; it may still resolve a missing-data episode.
+    /// Stored and evaluated as a *historical* reading: it is older than the
+    /// newest reading of its code from its device by more than the allowed
+    /// lateness, or older than `now − max_alert_age`. Its alerts are marked
+    /// historical; it never opens an episode when one of that rule is open or
+    /// closed, nor when one already covered its time (see [`process`]).
     Late,
     /// Same code and measurement time (hence same observation id) already
     /// seen: ignored.
@@ -55,8 +56,8 @@ pub struct ReplayReport {
     pub observations: usize,
     /// Episodes open at the end of the replay.
     pub open_episodes: usize,
-    /// Events of the replay about readings taken within `max_alert_age` of
-    /// `now`. They may have been published before the restart: their ids are
+    /// Events of the replay about readings taken (or, for historical events,
+    /// received) within `max_alert_age` of `now`. They may have been published before the restart: their ids are
     /// deterministic, so re-publishing them is safe (consumers drop
     /// duplicates) and guarantees none is lost. Older events are dropped.
     pub recent_events: Vec<AlertEvent>,
@@ -169,6 +170,13 @@ struct Limits {
     skew_us: i64,
 }
 
+/// Whether the reading being processed is historical, and when it was received.
+#[derive(Clone, Copy)]
+struct Arrival {
+    historical: bool,
+    received_us: i64,
+}
+
 impl Engine {
     /// Creates an engine.
     ///
@@ -273,11 +281,21 @@ impl Engine {
                     now_us,
                     trace_id: "",
                     cause: Cause::RuleRemoved,
+                    historical: false,
+                    received_us: 0,
                 })),
                 None => {}
             }
         }
         state.episodes = kept;
+        let handled = std::mem::take(&mut state.handled);
+        state.handled = handled
+            .into_iter()
+            .filter_map(|h| {
+                let rule = compiled.find(old.get(h.rule)?.id())?;
+                Some(crate::state::Handled { rule, ..h })
+            })
+            .collect();
         Ok(events)
     }
 
@@ -334,8 +352,9 @@ impl Engine {
         }
     }
 
-    /// Evaluates the missing-data rules of every patient at `now`, appending
-    /// events to `out` in a deterministic order (patient id, rule id).
+    /// Evaluates the missing-data rules and the device heartbeat loss of every
+    /// patient at `now`, appending events to `out` in a deterministic order
+    /// (patient id, rule id).
     ///
     /// `now` should be the worker's watermark: the processing time up to which
     /// the patient's readings have been consumed. Ticking with the wall clock
@@ -345,8 +364,12 @@ impl Engine {
         let now_us = now.timestamp_micros();
         let start = out.len();
         let retention = self.retention_us;
+        let silent_after_us = i64::from(self.settings.device_silent_after_secs) * 1_000_000;
         for (patient, state) in self.patients.iter_mut() {
             tick_patient(patient.as_str(), state, now_us, retention, out);
+            if silent_after_us > 0 {
+                tick_devices(patient.as_str(), state, now_us, silent_after_us, out);
+            }
         }
         if let Some(new) = out.get_mut(start..) {
             new.sort_by(|a, b| (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind)));
@@ -392,6 +415,8 @@ impl Engine {
             now_us: now.timestamp_micros(),
             trace_id: "",
             cause: Cause::ClosedByPhysician,
+            historical: false,
+            received_us: 0,
         }))
     }
 
@@ -482,7 +507,9 @@ impl Engine {
             n += 1;
         }
         let cutoff = now_us.saturating_sub(limits.max_age_us);
-        events.retain(|e| e.reading_time_unix_micros >= cutoff);
+        // Historical events are about old readings received recently: keep
+        // them by their receive time.
+        events.retain(|e| e.reading_time_unix_micros.max(e.received_at_unix_micros) >= cutoff);
         let report = ReplayReport {
             observations: n,
             open_episodes: state.episodes.iter().filter(|e| e.status == EpisodeStatus::Open).count(),
@@ -519,6 +546,26 @@ impl Engine {
 }
 
 /// Processes one observation for one patient.
+///
+/// Lateness (issue #14): a reading is *out of order* when it is older, by more
+/// than the allowed lateness, than the newest reading of the same code from
+/// the same device (for a device reading: the older of the code's newest
+/// reading and the device's newest reading of any code; for a manual entry:
+/// the code's newest reading). It is *historical* when out of order or older
+/// than `now − max_alert_age`. A historical reading is evaluated like any
+/// other, with these limits (U):
+/// * a trigger opens a (historical) episode only when the rule has no episode
+///   (open or physician-closed) and no ended episode of the rule covered the
+///   reading's time, from the allowed lateness before its opening reading
+///   (the same onset) to its resolving reading; it never escalates an open
+///   episode (no re-page). A reading after the resolving one is a relapse
+///   and is news;
+/// * a clear resolves an open episode as a current reading does (only if it
+///   is not older than the episode's latest reading);
+/// * a newer reading of the same code does not suppress it: a level-2
+///   hypoglycaemia that was never alerted is news to the physician, whatever
+///   the order in which the meter uploads its memory. The episode it opens
+///   resolves on the next clearing reading.
 fn process(
     state: &mut PatientState,
     patient: &str,
@@ -529,18 +576,25 @@ fn process(
 ) -> ObservationOutcome {
     let t = obs.time_micros();
     let code = obs.code;
-    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
-    let newest_before = history.newest_us();
-    let late = newest_before.is_some_and(|n| t < n.saturating_sub(limits.lateness_us))
-        || t < now_us.saturating_sub(limits.max_age_us);
+    let PatientState { rules, history, devices, episodes, monitoring_since_us, handled } = state;
+    let code_newest = history.latest(code, i64::MAX).map(|r| r.t_us);
+    let dev_hash = obs.device_id.as_ref().map(|d| missing::device_hash(d.as_str()));
+    let reference = match dev_hash {
+        // A device with no earlier reading has nothing newer: in order.
+        Some(h) => missing::newest_reading(devices, h).and_then(|d| code_newest.map(|c| c.min(d))),
+        None => code_newest,
+    };
+    let out_of_order = reference.is_some_and(|n| t < n.saturating_sub(limits.lateness_us));
+    let late = out_of_order || t < now_us.saturating_sub(limits.max_age_us);
     match history.insert(code, t, obs.value, limits.retention_us) {
         Insert::Inserted => {}
         Insert::Duplicate => return ObservationOutcome::Duplicate,
         Insert::TooOld => return ObservationOutcome::Rejected(RejectReason::BeyondRetention),
     }
-    if let Some(dev) = &obs.device_id {
-        missing::record_contact(devices, missing::device_hash(dev.as_str()), t, Some(code));
+    if let Some(h) = dev_hash {
+        missing::record_contact(devices, h, t, Some(code));
     }
+    let arrival = Arrival { historical: late, received_us: obs.received_at.timestamp_micros() };
     let floor_us = history.newest_us().unwrap_or(t).saturating_sub(limits.retention_us);
     let ctx = Ctx { hist: history, t_us: t, floor_us };
     let rules: &CompiledRules = rules;
@@ -557,15 +611,51 @@ fn process(
                     _ => continue,
                 }
             }
-            _ if late => continue,
             Body::Threshold(r) => (crate::threshold::evaluate(r, &ctx), true),
             Body::Change(r) => (crate::change::evaluate(r, &ctx), true),
             Body::News2(r) => (crate::news2::evaluate_rule(r, &ctx, rules.scale, rules.assumptions), true),
         };
-        let tr = episodes::apply(episodes, ri, &verdict, t, ordered, body.confirm_window_us());
-        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), t, now_us, &obs.trace_id, out);
+        if late
+            && matches!(verdict, Verdict::Trigger(_) | Verdict::Pending(_))
+            && (episodes.iter().any(|e| e.rule == ri && e.status != EpisodeStatus::Pending)
+                || handled
+                    .iter()
+                    .any(|h| h.rule == ri && h.from_us.saturating_sub(limits.lateness_us) <= t && t <= h.to_us))
+        {
+            continue;
+        }
+        // Missing-data episodes are about `now`, not a reading time: not remembered.
+        let confirm_us = body.confirm_window_us();
+        let tr = match body {
+            Body::Cadence(_) => episodes::apply(episodes, ri, &verdict, t, ordered, 0),
+            _ => apply_tracked(episodes, handled, ri, &verdict, t, ordered, confirm_us),
+        };
+        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), t, now_us, &obs.trace_id, arrival, out);
     }
     if late { ObservationOutcome::Late } else { ObservationOutcome::Evaluated }
+}
+
+/// [`episodes::apply`], remembering the span of an episode that ends (resolved,
+/// cleared after a physician closed it, or replaced by a more severe one).
+fn apply_tracked(
+    episodes: &mut Vec<episodes::Episode>,
+    handled: &mut Vec<crate::state::Handled>,
+    rule: u16,
+    verdict: &Verdict,
+    t_us: i64,
+    ordered: bool,
+    confirm_us: i64,
+) -> Transition {
+    let before = episodes.iter().find(|e| e.rule == rule).copied();
+    let tr = episodes::apply(episodes, rule, verdict, t_us, ordered, confirm_us);
+    // A pending episode nobody was told about is not a handled one.
+    if let Some(b) = before
+        && b.status != EpisodeStatus::Pending
+        && episodes.iter().find(|e| e.rule == rule).is_none_or(|a| a.opened_us != b.opened_us)
+    {
+        PatientState::remember_handled(handled, rule, b.opened_us, b.last_us.max(t_us));
+    }
+    tr
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -580,6 +670,7 @@ fn emit(
     reading_us: i64,
     now_us: i64,
     trace_id: &str,
+    arrival: Arrival,
     out: &mut Vec<AlertEvent>,
 ) {
     let (kind, episode, previous) = match tr {
@@ -602,11 +693,13 @@ fn emit(
         now_us,
         trace_id,
         cause: Cause::Condition,
+        historical: arrival.historical,
+        received_us: arrival.received_us,
     }));
 }
 
 fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_us: i64, out: &mut Vec<AlertEvent>) {
-    let PatientState { rules, history, devices, episodes, monitoring_since_us } = state;
+    let PatientState { rules, history, devices, episodes, monitoring_since_us, .. } = state;
     let rules: &CompiledRules = rules;
     let floor_us = history.newest_us().unwrap_or(now_us).saturating_sub(retention_us);
     for &ri in &rules.cadence {
@@ -627,7 +720,8 @@ fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_
                 stored.device_silent = ep.device_silent;
             }
         }
-        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), reading_us, now_us, "", out);
+        let arrival = Arrival { historical: false, received_us: 0 };
+        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), reading_us, now_us, "", arrival, out);
     }
     open_unconfirmed(patient, rules, history, episodes, floor_us, now_us, out);
 }
@@ -671,6 +765,54 @@ fn open_unconfirmed(
             now_us,
             trace_id: "",
             cause: Cause::Unconfirmed,
+            // Reported a confirmation window after it was measured: never
+            // worded as the present. Its receive time is not kept.
+            historical: true,
+            received_us: 0,
         }));
+    }
+}
+
+/// Heartbeat loss (issue #14 §7): a device that sent status heartbeats and
+/// has not been heard from (heartbeat or reading) for `after_us` opens a LOW
+/// technical episode stamped with its due time (last contact + `after_us`),
+/// so its id does not depend on the tick schedule; the first tick after the
+/// device is heard again resolves it. Devices that never sent a heartbeat
+/// (and manual-entry patients, who have no device) never raise it: their
+/// silence is the missing-data rules' business.
+fn tick_devices(patient: &str, state: &mut PatientState, now_us: i64, after_us: i64, out: &mut Vec<AlertEvent>) {
+    let program = state.rules.program.as_str();
+    let after_hours = after_us as f64 / HOUR_US as f64;
+    for d in state.devices.iter_mut().filter(|d| !d.is_empty() && d.heartbeats) {
+        let due = d.last_us.saturating_add(after_us);
+        let silence = |opened_us: i64, last_us: i64| alert::DeviceSilence {
+            id_hash: d.id_hash,
+            codes: d.codes,
+            opened_us,
+            last_us,
+            after_hours,
+        };
+        if d.silent_opened_us != i64::MIN && d.silent_opened_us != due {
+            // Heard from since the episode opened.
+            let ev = alert::build_device_silent(
+                patient,
+                program,
+                &silence(d.silent_opened_us, d.last_us),
+                AlertEventKind::Resolved,
+                now_us,
+            );
+            out.push(ev);
+            d.silent_opened_us = i64::MIN;
+        }
+        if d.silent_opened_us == i64::MIN && now_us >= due {
+            out.push(alert::build_device_silent(
+                patient,
+                program,
+                &silence(due, d.last_us),
+                AlertEventKind::Opened,
+                now_us,
+            ));
+            d.silent_opened_us = due;
+        }
     }
 }

@@ -15,7 +15,8 @@
 //! - [`news2`]: NEWS2 scoring (RCP 2017);
 //! - `history`: compact per-patient reading history (8 bytes per reading);
 //! - `baseline`: median / MAD / mean on a stack buffer;
-//! - `threshold`, `change`, `missing`: rule evaluation;
+//! - `threshold`, `change`, `missing`: rule evaluation (`missing` also tracks
+//!   device contact and heartbeats);
 //! - `episodes`: one episode per (patient, rule), deterministic ids;
 //! - `alert`: evidence and summaries of [`AlertEvent`]s;
 //! - [`state`]: [`PatientState`] and its checkpoint form;
@@ -26,10 +27,25 @@
 //! ## Guarantees
 //!
 //! - **Event time.** Rules run on measurement time. Readings are inserted into
-//!   history in time order whatever their arrival order. A late reading (older
-//!   than the patient's newest by more than the allowed lateness, or older
-//!   than `now − max_alert_age`) updates history and baselines but raises no
-//!   alert. Every alert carries the time its reading was taken.
+//!   history in time order whatever their arrival order, so late data updates
+//!   history and baselines in event-time order. Lateness is per measurement
+//!   type and device: a reading is *out of order* only when older, by more
+//!   than the allowed lateness, than a newer reading of the same code from the
+//!   same device (same code, for manual entries), so a BP cuff that syncs
+//!   behind the oximeter is evaluated as usual. A *historical* reading (out of
+//!   order, or older than `now − max_alert_age`) is still evaluated: it raises
+//!   an alert marked `historical`, with its severity unchanged, unless an
+//!   episode of that rule is open or physician-closed, or an ended episode of
+//!   that rule already covered its time (from the allowed lateness before its
+//!   opening reading to its resolving reading); it never escalates an episode
+//!   (no re-page). Every alert carries the time its reading was taken and, for
+//!   readings, when it was received.
+//! - **Device silence.** A device that sent status heartbeats and has not been
+//!   heard from (heartbeat or reading) for `device_silent_after_secs` raises a
+//!   LOW technical alert (`technical.device_silent`, rule kind
+//!   `device_heartbeat_lost`) at the next [`Engine::tick`], resolved at the
+//!   first tick after it is heard again. Distinct from the missing-data rules
+//!   (`missing.*`: the patient did not measure).
 //! - **Duplicates** (same code and measurement time, i.e. same observation id)
 //!   are ignored.
 //! - **Episodes.** One per (patient, rule): OPENED once, ESCALATED only when

@@ -26,20 +26,44 @@ use crate::history::History;
 /// heard from is forgotten first).
 pub(crate) const MAX_DEVICES: usize = 6;
 
-/// When a device was last heard from and which codes it sent (16 bytes).
+/// When a device was last heard from, which codes it sent, its newest
+/// reading and its heartbeat-loss episode (32 bytes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct DeviceSeen {
     /// Last contact (reading or heartbeat), µs; `i64::MIN` for an empty slot.
     pub last_us: i64,
+    /// Measurement time of the device's newest reading (any code), µs;
+    /// `i64::MIN` if it sent none. Per-device lateness (see `engine`).
+    #[serde(default = "min_us")]
+    pub newest_reading_us: i64,
+    /// Opening time of the open heartbeat-loss episode (last contact + the
+    /// silence limit), µs; `i64::MIN` when none is open.
+    #[serde(default = "min_us")]
+    pub silent_opened_us: i64,
     /// 32-bit FNV-1a hash of the device id (the id itself is not kept).
     pub id_hash: u32,
     /// Bit `Code::index` set for every code the device sent.
     pub codes: u8,
+    /// The device sent at least one status heartbeat: only such devices can
+    /// raise a heartbeat-loss alert.
+    #[serde(default)]
+    pub heartbeats: bool,
+}
+
+fn min_us() -> i64 {
+    i64::MIN
 }
 
 impl DeviceSeen {
     /// An empty slot.
-    pub(crate) const EMPTY: DeviceSeen = DeviceSeen { last_us: i64::MIN, id_hash: 0, codes: 0 };
+    pub(crate) const EMPTY: DeviceSeen = DeviceSeen {
+        last_us: i64::MIN,
+        newest_reading_us: i64::MIN,
+        silent_opened_us: i64::MIN,
+        id_hash: 0,
+        codes: 0,
+        heartbeats: false,
+    };
 
     pub(crate) fn is_empty(&self) -> bool {
         self.last_us == i64::MIN
@@ -63,15 +87,36 @@ pub(crate) fn device_hash(id: &str) -> u32 {
 pub(crate) fn record_contact(devices: &mut Devices, id_hash: u32, t_us: i64, code: Option<Code>) {
     let bit = code.map_or(0u8, |c| 1u8 << c.index());
     let t_us = t_us.max(i64::MIN + 1);
+    let reading_us = if code.is_some() { t_us } else { i64::MIN };
+    let heartbeat = code.is_none();
     if let Some(d) = devices.iter_mut().find(|d| !d.is_empty() && d.id_hash == id_hash) {
         d.last_us = d.last_us.max(t_us);
+        d.newest_reading_us = d.newest_reading_us.max(reading_us);
         d.codes |= bit;
+        d.heartbeats |= heartbeat;
         return;
     }
     // An empty slot has last_us = i64::MIN, so it is also the least recent.
     if let Some(slot) = devices.iter_mut().min_by_key(|d| d.last_us) {
-        *slot = DeviceSeen { last_us: t_us, id_hash, codes: bit };
+        *slot = DeviceSeen {
+            last_us: t_us,
+            newest_reading_us: reading_us,
+            silent_opened_us: i64::MIN,
+            id_hash,
+            codes: bit,
+            heartbeats: heartbeat,
+        };
     }
+}
+
+/// Measurement time of the newest reading of the device `id_hash`, if it is
+/// tracked and sent any.
+pub(crate) fn newest_reading(devices: &Devices, id_hash: u32) -> Option<i64> {
+    devices
+        .iter()
+        .find(|d| !d.is_empty() && d.id_hash == id_hash)
+        .map(|d| d.newest_reading_us)
+        .filter(|&t| t != i64::MIN)
 }
 
 /// Whether the code's readings are overdue at `now_us`.

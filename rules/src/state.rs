@@ -34,7 +34,26 @@ pub struct PatientState {
     pub(crate) devices: Devices,
     pub(crate) episodes: Vec<Episode>,
     pub(crate) monitoring_since_us: i64,
+    /// Recently ended episodes (resolved, or physician-closed then cleared):
+    /// a late reading inside one of them was already handled.
+    pub(crate) handled: Vec<Handled>,
 }
+
+/// The time span of an episode that ended (24 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Handled {
+    /// Opening reading time, µs.
+    pub from_us: i64,
+    /// Reading time that ended it, µs.
+    pub to_us: i64,
+    /// Rule index in the patient's compiled rules.
+    pub rule: u16,
+}
+
+/// At most this many ended episodes are remembered per patient (the oldest
+/// ending is forgotten first) (U): a late reading inside a forgotten one can
+/// open a historical episode.
+pub(crate) const MAX_HANDLED: usize = 8;
 
 impl PatientState {
     pub(crate) fn new(rules: Arc<CompiledRules>, monitoring_since_us: i64) -> Self {
@@ -44,7 +63,18 @@ impl PatientState {
             devices: [DeviceSeen::EMPTY; crate::missing::MAX_DEVICES],
             episodes: Vec::new(),
             monitoring_since_us,
+            handled: Vec::new(),
         }
+    }
+
+    /// Remembers that an episode of `rule` covering `from_us..=to_us` ended.
+    pub(crate) fn remember_handled(handled: &mut Vec<Handled>, rule: u16, from_us: i64, to_us: i64) {
+        if handled.len() >= MAX_HANDLED
+            && let Some(i) = handled.iter().enumerate().min_by_key(|(_, h)| h.to_us).map(|(i, _)| i)
+        {
+            handled.swap_remove(i);
+        }
+        handled.push(Handled { from_us, to_us, rule });
     }
 
     /// Approximate bytes used by this state: the struct itself (devices are
@@ -55,6 +85,7 @@ impl PatientState {
         std::mem::size_of::<Self>()
             + self.history.heap_bytes()
             + self.episodes.capacity() * std::mem::size_of::<Episode>()
+            + self.handled.capacity() * std::mem::size_of::<Handled>()
             + rules
     }
 
@@ -105,6 +136,17 @@ impl PatientState {
                     })
                 })
                 .collect(),
+            handled: self
+                .handled
+                .iter()
+                .filter_map(|h| {
+                    Some(HandledSnapshot {
+                        rule_id: self.rules.get(h.rule)?.id().to_owned(),
+                        from_us: h.from_us,
+                        to_us: h.to_us,
+                    })
+                })
+                .collect(),
         }
     }
 
@@ -132,12 +174,21 @@ impl PatientState {
         for (slot, d) in devices.iter_mut().zip(s.devices.into_iter().filter(|d| !d.is_empty())) {
             *slot = d;
         }
+        // Ended episodes of rules that no longer exist are forgotten.
+        let handled = s
+            .handled
+            .iter()
+            .rev()
+            .take(MAX_HANDLED)
+            .filter_map(|h| Some(Handled { from_us: h.from_us, to_us: h.to_us, rule: rules.find(&h.rule_id)? }))
+            .collect();
         Ok(PatientState {
             rules,
             history: History::from_parts(s.epoch_us, s.history),
             devices,
             episodes,
             monitoring_since_us: s.monitoring_since_us,
+            handled,
         })
     }
 }
@@ -161,6 +212,21 @@ pub struct PatientSnapshot {
     /// Open (or physician-closed) episodes.
     #[serde(default)]
     pub episodes: Vec<EpisodeSnapshot>,
+    /// Recently ended episodes (late readings inside them raise nothing).
+    #[serde(default)]
+    pub handled: Vec<HandledSnapshot>,
+}
+
+/// An ended episode in a checkpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandledSnapshot {
+    /// The rule.
+    pub rule_id: String,
+    /// Opening reading time, µs.
+    pub from_us: i64,
+    /// Reading time that ended it, µs.
+    pub to_us: i64,
 }
 
 /// An episode in a checkpoint.

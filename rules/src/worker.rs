@@ -30,7 +30,8 @@
 //! the triggering message's `received_at` ([`Engine::replay`]). The patients
 //! new in a batch are read together before it is handled
 //! ([`Store::rule_state_inputs`], one round trip per [`LOAD_CHUNK`] patients). The replay's
-//! `recent_events` (readings within `max_alert_age` of now) are re-published:
+//! `recent_events` (readings taken, or for historical alerts received, within
+//! `max_alert_age` of now) are re-published:
 //! they may never have been published if the previous owner died between
 //! deciding and committing, and the ones that were carry the same ids.
 //! Observations already in the store that are redelivered by the bus are

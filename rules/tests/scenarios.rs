@@ -238,8 +238,11 @@ fn noisy_but_normal_values_do_not_alert() {
     }
 }
 
+/// Issue #14 §1: a backfill of old readings updates history and raises
+/// HISTORICAL alerts (it used to raise nothing: a severe hypoglycaemia synced
+/// a day late was filed silently).
 #[test]
-fn late_backfill_updates_history_but_never_alerts() {
+fn late_backfill_updates_history_and_raises_historical_alerts() {
     let mut s = Sim::program(P, Program::Diabetes);
     let now = t0() + days(2.0);
     for i in 0..8 {
@@ -258,14 +261,23 @@ fn late_backfill_updates_history_but_never_alerts() {
     let o = obs(P, Code::Spo2, 85.0, day + hours(1.0));
     outcomes.push(s.engine.on_observation(&o, now, &mut s.events));
     assert!(outcomes.iter().all(|o| *o == ObservationOutcome::Late), "{outcomes:?}");
-    assert!(s.events.is_empty(), "{:#?}", s.events);
+    // The lone 85 % waits for confirmation; its window passed long ago, so
+    // the next tick reports it (historical, not re-measured).
+    s.tick(now);
+    assert!(s.events.iter().all(|e| e.historical), "{:#?}", s.events);
+    // The hypoglycaemia is reported with its own reading time, and resolved by
+    // the next (also historical) reading of the upload.
+    assert_eq!(s.kinds("threshold.glucose.low"), vec![AlertEventKind::Opened, AlertEventKind::Resolved]);
+    assert_eq!(s.of_rule("threshold.glucose.low")[0].reading_time_unix_micros, (day + hours(4.0)).timestamp_micros());
+    assert_eq!(s.kinds("threshold.spo2.low"), vec![AlertEventKind::Opened]);
     let state = s.engine.patient_state(&pid(P)).expect("known");
     assert_eq!(state.reading_count(), before + 5, "history updated");
-    // A reading older than now - max_alert_age is stale even when it is the newest.
+    // A reading older than now - max_alert_age is historical even when it is the newest.
     let mut s2 = Sim::program("p-002", Program::Diabetes);
     let o = obs("p-002", Code::BloodGlucose, 40.0, now - hours(7.0));
     assert_eq!(s2.engine.on_observation(&o, now, &mut s2.events), ObservationOutcome::Late);
-    assert!(s2.events.is_empty());
+    assert_eq!(s2.kinds("threshold.glucose.low"), vec![AlertEventKind::Opened]);
+    assert!(s2.events[0].historical);
 }
 
 #[test]

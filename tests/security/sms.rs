@@ -295,6 +295,8 @@ fn alert_event(episode: &str, event_id: &str, kind: AlertEventKind, severity: Se
         summary: "SpO2 87 % below 90 %".into(),
         trace_id: "trace-sec".into(),
         previous_severity: 0,
+        historical: false,
+        received_at_unix_micros: micros - 30_000_000,
     }
 }
 

@@ -68,13 +68,30 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     let d = &ep.details;
     let tz = input.recipient.time_zone.tz();
     let patient = ep.patient_id.as_str();
-    let vital = d.code.map(|c| c.display()).unwrap_or("multi-parameter score");
+    let vital = match d.code {
+        Some(c) => c.display(),
+        None if d.is_technical() => "device heartbeat",
+        None => "multi-parameter score",
+    };
     let sev = n.severity.label();
     let nonce = n.key.digest_hex();
+    let at = |t: DateTime<Utc>| format!("{} ({})", format_local_time(t, tz), tz.name());
     let message_id = format!("{nonce}@{}", input.id_domain);
     let chart_cid = format!("chart-{nonce}@{}", input.id_domain);
 
     let (kind, intro) = match n.step {
+        Step::Page { index: 0, .. } if d.historical => (
+            sev.to_string(),
+            format!(
+                "A HISTORICAL reading needs your attention: it was measured at {}{}. It describes the patient at that time, not now.",
+                at(d.reading_time),
+                d.received_at.map(|r| format!(" and received at {}", at(r))).unwrap_or_default()
+            ),
+        ),
+        Step::Page { index: 0, .. } if d.is_technical() => (
+            sev.to_string(),
+            "A monitoring device has stopped sending heartbeats. This is a technical alert for the care team (check the device, its battery and connection), not a clinical reading.".to_string(),
+        ),
         Step::Page { index: 0, .. } => (sev.to_string(), "A new alert needs your attention.".to_string()),
         Step::Page { .. } => (
             format!("{sev} (escalated)"),
@@ -88,9 +105,10 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
         Step::Digest => ("DIGEST".to_string(), "This alert was grouped into your digest.".to_string()),
     };
     let value = d.value.map(|v| format_quantity(v, &d.unit));
+    let tag = if d.historical { " - HISTORICAL reading" } else { "" };
     let subject = match &value {
-        Some(v) => format!("[vitalwatch] {kind} - {vital} {v} - patient {patient}"),
-        None => format!("[vitalwatch] {kind} - {vital} - patient {patient}"),
+        Some(v) => format!("[vitalwatch] {kind}{tag} - {vital} {v} - patient {patient}"),
+        None => format!("[vitalwatch] {kind}{tag} - {vital} - patient {patient}"),
     };
 
     // Facts, as (label, value) rows shared by text and HTML.
@@ -108,7 +126,17 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     if let Some(v) = &value {
         rows.push(("Value", v.clone()));
     }
-    rows.push(("Measured at", format!("{} ({})", format_local_time(d.reading_time, tz), tz.name())));
+    if d.is_technical() {
+        rows.push(("Silent since", at(d.reading_time)));
+    } else {
+        let reading =
+            if d.historical { "HISTORICAL (arrived late; not the patient's current state)" } else { "current" };
+        rows.push(("Reading", reading.to_string()));
+        rows.push(("Measured at", at(d.reading_time)));
+        if let Some(r) = d.received_at {
+            rows.push(("Received at", at(r)));
+        }
+    }
     if let Some(t) = d.threshold {
         rows.push(("Threshold crossed", format_quantity(t, &d.unit)));
     }
@@ -120,13 +148,23 @@ pub fn render_alert_email(input: &AlertEmailInput<'_>) -> Result<RenderedEmail, 
     }
     rows.push(("Rule", format!("{} ({})", d.rule_id, d.rule_kind)));
     let delay = d.detected_at - d.reading_time;
-    let late_note = (delay > chrono::Duration::minutes(30)).then(|| {
-        format!(
-            "Note: this reading was taken {} h {} min before it was processed (delayed upload).",
-            delay.num_hours(),
-            delay.num_minutes() % 60
-        )
-    });
+    let late_note = if d.historical {
+        let since = d.received_at.map_or(delay, |r| r - d.reading_time);
+        Some(format!(
+            "Historical reading: measured at {}, received {} h {} min later. Check the patient's current state before acting.",
+            at(d.reading_time),
+            since.num_hours(),
+            since.num_minutes() % 60
+        ))
+    } else {
+        (delay > chrono::Duration::minutes(30)).then(|| {
+            format!(
+                "Note: this reading was taken {} h {} min before it was processed (delayed upload).",
+                delay.num_hours(),
+                delay.num_minutes() % 60
+            )
+        })
+    };
 
     let chart_png = match (n.step, d.code) {
         (Step::Resolved | Step::Digest, _) | (_, None) => None,

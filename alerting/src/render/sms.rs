@@ -45,17 +45,24 @@ pub fn render_sms(
     }
     let d = &episode.details;
     let patient = episode.patient_id.as_str();
-    let vital = d.code.map(|c| c.display()).unwrap_or("multi-parameter score");
+    let vital = match d.code {
+        Some(c) => c.display(),
+        None if d.is_technical() => "device heartbeat lost",
+        None => "multi-parameter score",
+    };
     let sev = notification.severity.label();
     if notification.step == Step::Resolved {
         let body = format!("vitalwatch RESOLVED: patient {patient}, {vital} alert cleared. No action needed.");
         return Ok(fit(vec![gsm7(&body)]));
     }
     let code = ack_code.ok_or(RenderError::Recipient("pages need an acknowledgment code"))?;
+    // A historical reading says so in the mandatory part: it is never worded
+    // as the present, whatever is dropped to fit.
+    let hist = if d.historical { " HISTORICAL" } else { "" };
     let head = match notification.step {
-        Step::Reminder { .. } => format!("vitalwatch REMINDER {sev}"),
-        Step::Page { index, .. } if index > 0 => format!("vitalwatch {sev} (escalated)"),
-        _ => format!("vitalwatch {sev}"),
+        Step::Reminder { .. } => format!("vitalwatch REMINDER {sev}{hist}"),
+        Step::Page { index, .. } if index > 0 => format!("vitalwatch {sev} (escalated){hist}"),
+        _ => format!("vitalwatch {sev}{hist}"),
     };
     let tz = recipient.time_zone.tz();
     let value = d.value.map(|v| format!(" {}{}", format_value(v), sms_unit(&d.unit))).unwrap_or_default();
@@ -64,7 +71,12 @@ pub fn render_sms(
         .map(|t| format!(" (limit {})", format_value(t)))
         .or_else(|| d.baseline.map(|b| format!(" (baseline {})", format_value(b))))
         .unwrap_or_default();
-    let when = format!(" at {}", d.reading_time.with_timezone(&tz).format("%d/%m %H:%M"));
+    let fmt = |t: DateTime<Utc>| t.with_timezone(&tz).format("%d/%m %H:%M").to_string();
+    let when = match (d.historical, d.received_at) {
+        (true, Some(r)) => format!(" measured {}, received {}", fmt(d.reading_time), fmt(r)),
+        (true, None) => format!(" measured {}", fmt(d.reading_time)),
+        (false, _) => format!(" measured {} (current)", fmt(d.reading_time)),
+    };
     let tail = format!(". Reply ACK {code}");
     // Most important first; optional parts are dropped until it fits.
     Ok(fit(vec![

@@ -87,6 +87,8 @@ pub fn event(id: &str, kind: AlertEventKind, severity: Severity, at: DateTime<Ut
         summary: "SpO2 87 % below 90 %".to_string(),
         trace_id: "trace-1".to_string(),
         previous_severity: 0,
+        historical: false,
+        received_at_unix_micros: micros - 30_000_000,
     }
 }
 

@@ -68,6 +68,9 @@ pub fn rules_config(s: &Settings) -> anyhow::Result<rules_worker::WorkerConfig> 
     if let Some(v) = r.max_future_skew_secs {
         engine.max_future_skew_secs = v;
     }
+    if let Some(v) = r.device_silent_after_secs {
+        engine.device_silent_after_secs = v;
+    }
     if let Some(v) = r.retention_days {
         engine.retention_days = v;
     }
