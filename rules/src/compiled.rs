@@ -62,6 +62,14 @@ impl Body {
         c.map_or(0, |c| i64::from(c.within_minutes).saturating_mul(MINUTE_US))
     }
 
+    /// The rule's group (see [`ChangeRule::group`]).
+    pub(crate) fn group(&self) -> Option<&str> {
+        match self {
+            Body::Change(r) => r.group.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The primary code (`None` for NEWS2).
     pub(crate) fn primary_code(&self) -> Option<Code> {
         match self {

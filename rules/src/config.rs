@@ -434,6 +434,12 @@ pub struct ChangeRule {
     /// `None`: the first reading that meets the rule opens the episode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub confirm: Option<Confirmation>,
+    /// Rules of one group describe one condition (e.g. the weight-gain
+    /// windows of heart failure): a rule of the group does not open an
+    /// episode while another rule of the group has one open at the same or a
+    /// higher severity, so one weight gain pages once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
     /// Where the numbers come from.
     #[serde(default)]
     pub source: String,

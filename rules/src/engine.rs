@@ -624,6 +624,18 @@ fn process(
         {
             continue;
         }
+        if let (Some(group), Some(f)) = (body.group(), verdict.finding())
+            && matches!(verdict, Verdict::Trigger(_) | Verdict::Pending(_))
+            && !episodes.iter().any(|e| e.rule == ri)
+            && episodes.iter().any(|e| {
+                e.status == EpisodeStatus::Open
+                    && e.severity >= f.severity
+                    && rules.get(e.rule).and_then(Body::group) == Some(group)
+            })
+        {
+            // One condition, one page: another rule of the group already has it open.
+            continue;
+        }
         // Missing-data episodes are about `now`, not a reading time: not remembered.
         let confirm_us = body.confirm_window_us();
         let tr = match body {

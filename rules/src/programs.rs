@@ -211,6 +211,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 clear: 1.0,
                 min_history: MinHistory { readings: 2, span_hours: 20 },
                 confirm: None,
+                group: Some("hf.weight_gain".to_owned()),
                 source: "clinical.md §4.1: ESC HFA, weight increase by more than 2 kilos in 3 days".to_owned(),
             });
             // clinical.md §4.1: "5 lb in 1 week" (Allina, UW Health; NCIC
@@ -228,6 +229,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 clear: 1.0,
                 min_history: MinHistory { readings: 3, span_hours: 44 },
                 confirm: None,
+                group: Some("hf.weight_gain".to_owned()),
                 source: "clinical.md §4.1: 5 lb (2.27 kg) in 1 week (Allina, UW Health, NCIC)".to_owned(),
             });
             // clinical.md §4.1: TEN-HMS rule of thumb, 3 lb (1.36 kg) in 1 day,
@@ -242,6 +244,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 clear: 0.5,
                 min_history: MinHistory { readings: 2, span_hours: 20 },
                 confirm: None,
+                group: Some("hf.weight_gain".to_owned()),
                 source: "clinical.md §4.1: TEN-HMS (Zhang 2009), 3 lb (1.36 kg) in 1 day".to_owned(),
             });
             // clinical.md §5.2: ICC, patient weight collected daily; the
@@ -276,6 +279,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 clear: 10.0,
                 min_history: MinHistory { readings: 10, span_hours: 168 },
                 confirm: None,
+                group: None,
                 source: "clinical.md §6.2-6.3: robust baseline (median/MAD, z 3.5), 14 days; +20 mmHg (U)".to_owned(),
             });
             // clinical.md §4.2: HBPM duplicate readings morning and evening
@@ -311,6 +315,7 @@ pub fn defaults(program: Program, scale: Spo2Scale, oxygen: bool) -> RuleSet {
                 clear: 1.0,
                 min_history: MinHistory { readings: 6, span_hours: 72 },
                 confirm: Some(Confirmation { within_minutes: CONFIRM_MINUTES, immediate_from: Severity::Critical }),
+                group: None,
                 source: "clinical.md §4.3: BTS, fall by >= 3 %; §6.1 Cooper 7-day rolling baseline".to_owned(),
             });
             // clinical.md §5.2: oxygen therapy, SpO2 collected daily. 12 h grace,

@@ -235,6 +235,26 @@ fn weights_are_compared_like_with_like() {
     assert_eq!(ev.len(), 1, "{:#?}", s.events);
     assert_eq!(sev(ev[0]), PSeverity::High);
     assert!(ev[0].summary.contains("same time of day"), "{}", ev[0].summary);
+    // One weight gain, one page: the 7-day rule (> 2.27 kg) holds too, but
+    // the 3-day rule of the same group already has it open.
+    assert!(s.of_rule("hf.weight_gain_7d").is_empty(), "{:#?}", s.of_rule("hf.weight_gain_7d"));
+}
+
+#[test]
+fn a_steady_gain_the_3_day_rule_misses_is_caught_by_the_week() {
+    // +0.5 kg a morning: never more than 2 kg in 3 days (1.5), 3 kg in 6.
+    let mut s = Sim::program(P, Program::HeartFailure);
+    for d in 0..14 {
+        s.read(P, Code::BodyWeight, 78.0, t0() - days(14.0 - f64::from(d)));
+    }
+    for d in 1..=6 {
+        s.read(P, Code::BodyWeight, 78.0 + 0.5 * f64::from(d), t0() + days(f64::from(d)));
+    }
+    assert!(s.of_rule("hf.weight_gain_3d").is_empty(), "{:#?}", s.events);
+    let ev = s.of_rule("hf.weight_gain_7d");
+    assert_eq!(ev.len(), 1, "{:#?}", s.events);
+    assert_eq!(sev(ev[0]), PSeverity::High);
+    assert_eq!(ev[0].reading_time_unix_micros, (t0() + days(5.0)).timestamp_micros(), "+2.5 kg in 5 days");
 }
 
 // ------------------------------------------------ 6. COPD and oxygen
