@@ -143,9 +143,13 @@ fn email_escapes_html_and_labels_delayed_readings() {
 // ------------------------------------------------ issue #14: historical and technical alerts
 
 fn setup_event(e: AlertEvent) -> (EpisodeState, Plan, Physician) {
+    setup_event_for(e, physician("dr-martin", None))
+}
+
+/// The plan of `e` at 08:30 for a team led by `martin` (deputy dr-chen).
+fn setup_event_for(e: AlertEvent, martin: Physician) -> (EpisodeState, Plan, Physician) {
     let t0 = t("2026-07-14T08:30:00Z");
     let (ep, _) = EpisodeState::from_event(&e, t0).unwrap();
-    let martin = physician("dr-martin", None);
     let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
     let p = plan(PlanInput {
         episode: &ep,
@@ -269,18 +273,9 @@ fn technical_alert_goes_by_email_only() {
     e.threshold = None;
     e.baseline = None;
     e.summary = "Technical: device ref 0a1b2c3d sending body weight silent for 6 h (no heartbeat, no reading)".into();
-    let (ep, _) = EpisodeState::from_event(&e, t0).unwrap();
     let mut martin = physician("dr-martin", None);
     martin.channels.low = vec![Channel::Email, Channel::Sms];
-    let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
+    let (ep, p, martin) = setup_event_for(e, martin);
     let routes: Vec<(String, Channel)> =
         p.notifications.iter().map(|n| (n.recipient.as_str().to_string(), n.channel)).collect();
     assert_eq!(routes, vec![("dr-martin".to_string(), Channel::Email)]);
@@ -290,14 +285,6 @@ fn technical_alert_goes_by_email_only() {
     assert!(r.text.contains("Silent since: "), "{}", r.text);
     assert!(!r.text.contains("Measured at"));
     // A clinical LOW alert still follows the preferences (email and SMS here).
-    let (ep2, _) = EpisodeState::from_event(&event("e-c", AlertEventKind::Opened, Severity::Low, t0), t0).unwrap();
-    let p2 = plan(PlanInput {
-        episode: &ep2,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
+    let (_, p2, _) = setup_event_for(event("e-c", AlertEventKind::Opened, Severity::Low, t0), martin);
     assert_eq!(p2.notifications.iter().filter(|n| n.channel == Channel::Sms).count(), 1);
 }

@@ -263,6 +263,36 @@ fn token_of(link: &str) -> String {
     form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "t").unwrap().1.into_owned()
 }
 
+/// Publishes `e` on a fresh Kafka topic (`vitalwatch.alerts.{name}.…`) and
+/// runs the alerting role on it; returns its shutdown token and task.
+async fn role_on_kafka(
+    s: &AlertingSettings,
+    store: Arc<dyn AlertStore>,
+    name: &str,
+    e: &AlertEvent,
+) -> (CancellationToken, tokio::task::JoinHandle<anyhow::Result<()>>) {
+    let topic = format!("vitalwatch.alerts.{name}.{}.{}", std::process::id(), Utc::now().timestamp_micros());
+    let bus = BusSettings {
+        brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
+        partitions: 2,
+        ..BusSettings::default()
+    };
+    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()]).await.unwrap();
+    let producer = vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
+    producer.send(&topic, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
+    let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
+        &bus,
+        &format!("{topic}-g"),
+        "alerting-test",
+        &[topic.as_str()],
+    )
+    .unwrap();
+    let shutdown = CancellationToken::new();
+    let (s, sd) = (s.clone(), shutdown.clone());
+    let role = tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await });
+    (shutdown, role)
+}
+
 // ---------------------------------------------------------------- tests
 
 /// AlertEvent on Kafka -> the responsible physician's email, received by a
@@ -279,28 +309,8 @@ async fn kafka_alert_event_emails_the_responsible_physician_with_an_ack_link() {
     let store = astore::open(&db).await.unwrap();
     setup_team(store.as_ref(), false).await;
 
-    let topic = format!("vitalwatch.alerts.test.{}.{}", std::process::id(), Utc::now().timestamp_micros());
-    let bus = BusSettings {
-        brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        partitions: 2,
-        ..BusSettings::default()
-    };
-    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()]).await.unwrap();
-    let producer = vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
     let e = high_event("evt-1", "ep-kafka-1");
-    producer.send(&topic, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
-    let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
-        &bus,
-        &format!("{topic}-g"),
-        "alerting-test",
-        &[topic.as_str()],
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let role = {
-        let (s, store, sd) = (s.clone(), store.clone(), shutdown.clone());
-        tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
-    };
+    let (shutdown, role) = role_on_kafka(&s, store.clone(), "test", &e).await;
 
     let msgs = sink.wait_for(1);
     assert_eq!(msgs.len(), 1, "one email");
@@ -1439,27 +1449,7 @@ async fn historical_glucose_alert_email_says_measured_and_received() {
     let s = settings(sink.port, free_port(), None);
     let store = astore::open(&db).await.unwrap();
     setup_team(store.as_ref(), false).await;
-    let topic = format!("vitalwatch.alerts.hist.{}.{}", std::process::id(), Utc::now().timestamp_micros());
-    let bus = BusSettings {
-        brokers: std::env::var("VW_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into()),
-        partitions: 2,
-        ..BusSettings::default()
-    };
-    vitalwatch_platform::bus::kafka::ensure_topics(&bus, &[topic.as_str()]).await.unwrap();
-    let producer = vitalwatch_platform::bus::kafka::KafkaProducer::new(&bus, "alerting-test").unwrap();
-    producer.send(&topic, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
-    let mut consumer = vitalwatch_platform::bus::kafka::KafkaConsumer::new(
-        &bus,
-        &format!("{topic}-g"),
-        "alerting-test",
-        &[topic.as_str()],
-    )
-    .unwrap();
-    let shutdown = CancellationToken::new();
-    let role = {
-        let (s, store, sd) = (s.clone(), store.clone(), shutdown.clone());
-        tokio::spawn(async move { vitalwatch_alerting::run(&s, &mut consumer, store, sd).await })
-    };
+    let (shutdown, role) = role_on_kafka(&s, store.clone(), "hist", &e).await;
     let msgs = sink.wait_for(1);
     assert_eq!(msgs.len(), 1, "one email");
     let (raw, rcpt) = &msgs[0];
