@@ -190,6 +190,11 @@ pub struct PhysicianInput {
     pub time_zone: Option<String>,
     /// Quiet hours, local time, e.g. `22:00-07:00`.
     pub quiet_hours: Option<String>,
+    /// Lowest severity delivered during quiet hours: `high` (default: HIGH
+    /// and CRITICAL reach the physician at night) or `critical` (only
+    /// CRITICAL); `low` or `medium` let more through.
+    #[serde(default)]
+    pub quiet_hours_bypass: Option<String>,
     /// Channels per severity.
     #[serde(default)]
     pub channels: ChannelsInput,

@@ -23,7 +23,8 @@
 //! - over the hourly cap, pages below the cap's severity go to the digest
 //!   (reminders are then dropped); INFO only ever goes to the digest;
 //! - on resolution, everyone paged gets an all-clear on each channel they were
-//!   paged on;
+//!   paged on; an episode that resolved before anyone was told (its page held
+//!   by quiet hours) goes to the responsible physician's next digest;
 //! - technical alerts (`rule_kind` `device_heartbeat_lost`: a device stopped
 //!   sending heartbeats) go by email only, whatever the channel preferences:
 //!   they are for the care team, not the physician's pager;
@@ -228,6 +229,18 @@ impl<'a> Planner<'a> {
     fn resolved(&mut self) {
         let ep = self.input.episode;
         let resolved_at = ep.resolved_at.unwrap_or(self.now());
+        if ep.issued.is_empty() && ep.severity > Severity::Info {
+            // Nobody was told (its page was held by quiet hours or a snooze
+            // until it resolved): the responsible physician learns of it in
+            // the next digest instead of never (issue #14).
+            let step = Step::Page { severity: ep.severity, index: 0 };
+            let recipient = self.input.team.responsible.clone();
+            let key = NotificationKey::new(&ep.episode_id, step, &recipient, Route::Digest);
+            if !ep.was_issued(&key) && self.physician(&recipient, step).is_some() {
+                self.digest_entry(key, &recipient, step, ep.severity, HoldReason::QuietHours);
+            }
+            return;
+        }
         for (recipient, channel) in ep.paged() {
             let Some(phys) = self.physician(&recipient, Step::Resolved) else {
                 continue;

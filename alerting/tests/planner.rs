@@ -185,6 +185,40 @@ fn quiet_hours_defer_medium_but_not_high_or_critical_across_spring_dst() {
 }
 
 #[test]
+fn an_episode_held_by_quiet_hours_and_resolved_before_morning_reaches_the_digest() {
+    // Issue #14: a confirmed MEDIUM alert (e.g. a level-1 hypoglycaemia) held
+    // by quiet hours and resolved during the night must not vanish: the
+    // physician learns of it in the next digest, once.
+    let at = t("2026-01-14T23:00:00Z"); // 00:00 in Paris, quiet hours 22:00-07:00
+    let people = vec![physician("dr-martin", Some((22, 7))), physician("dr-chen", None)];
+    let mut w = World::new(people, Severity::Medium, at);
+    let p = w.step(at);
+    assert!(p.notifications.is_empty() && p.digest.is_empty(), "held");
+    let resolved = at + Duration::hours(3);
+    w.ep.apply_event(&event("e9", AlertEventKind::Resolved, Severity::Medium, resolved), resolved).unwrap();
+    let p = w.step(resolved);
+    assert!(p.notifications.is_empty(), "no all-clear for a page nobody received");
+    assert_eq!(p.digest.len(), 1, "{:#?}", p.digest);
+    assert_eq!(p.digest[0].recipient.as_str(), "dr-martin");
+    assert_eq!(p.digest[0].severity, Severity::Medium);
+    assert!(
+        p.audit
+            .iter()
+            .any(|r| matches!(r.entry, AuditEntry::NotificationDigested { reason: HoldReason::QuietHours, .. }))
+    );
+    // Once only.
+    let again = w.step(resolved + Duration::minutes(5));
+    assert!(again.digest.is_empty() && again.notifications.is_empty());
+    // A resolved episode that was paged gets its all-clear and no digest entry.
+    let mut w = World::new(default_people(), Severity::High, at);
+    assert!(!w.step(at).notifications.is_empty());
+    w.ep.apply_event(&event("e9", AlertEventKind::Resolved, Severity::High, resolved), resolved).unwrap();
+    let p = w.step(resolved);
+    assert!(p.digest.is_empty());
+    assert!(p.notifications.iter().all(|n| n.step == Step::Resolved));
+}
+
+#[test]
 fn quiet_hours_end_in_local_time_across_autumn_dst() {
     // 2026-10-24 23:00 CEST (UTC+2); 07:00 on the 25th is CET (UTC+1) = 06:00Z.
     let at = t("2026-10-24T21:00:00Z");

@@ -4,7 +4,7 @@
 use chrono::NaiveTime;
 use serde_json::json;
 use vitalwatch_alerting::{
-    Channel, ChannelPreferences, EmailAddress, PhoneNumber, Physician, PhysicianId, QuietHours, TimeZone,
+    Channel, ChannelPreferences, EmailAddress, PhoneNumber, Physician, PhysicianId, QuietHours, Severity, TimeZone,
 };
 
 use super::AdminService;
@@ -34,6 +34,28 @@ pub fn parse_quiet_hours(s: &str) -> Result<QuietHours, AdminError> {
     Ok(QuietHours::new(t(a)?, t(b)?))
 }
 
+/// The quiet hours of `input`, with the severity that passes them.
+fn quiet_hours(input: &PhysicianInput) -> Result<Option<QuietHours>, AdminError> {
+    let Some(mut q) = input.quiet_hours.as_deref().map(parse_quiet_hours).transpose()? else {
+        if input.quiet_hours_bypass.is_some() {
+            return Err(AdminError::Invalid("quiet_hours_bypass needs quiet_hours".into()));
+        }
+        return Ok(None);
+    };
+    if let Some(b) = input.quiet_hours_bypass.as_deref() {
+        q.bypass_from = match Severity::parse(b) {
+            Some(s) if s > Severity::Info => s,
+            _ => {
+                return Err(AdminError::Invalid(format!(
+                    "quiet_hours_bypass {:?}: expected low, medium, high or critical",
+                    b.chars().take(20).collect::<String>()
+                )));
+            }
+        };
+    }
+    Ok(Some(q))
+}
+
 /// Builds and validates a physician from its input.
 pub fn build_physician(id: &str, input: &PhysicianInput) -> Result<Physician, AdminError> {
     let mobile = input.mobile.clone().map(PhoneNumber::new).transpose().map_err(AdminError::invalid)?;
@@ -53,7 +75,7 @@ pub fn build_physician(id: &str, input: &PhysicianInput) -> Result<Physician, Ad
         name: input.name.clone(),
         email: EmailAddress::new(input.email.clone()).map_err(AdminError::invalid)?,
         time_zone: TimeZone::new(input.time_zone.as_deref().unwrap_or("Europe/Paris")).map_err(AdminError::invalid)?,
-        quiet_hours: input.quiet_hours.as_deref().map(parse_quiet_hours).transpose()?,
+        quiet_hours: quiet_hours(input)?,
         channels: ChannelPreferences {
             low: plain(&c.low)?,
             medium: plain(&c.medium)?,
@@ -121,5 +143,34 @@ impl AdminService {
         self.alerting.upsert_physician(&p).await?;
         self.record(actor, "physician.upsert", ("physician", p.id.as_str()), None, json!({})).await?;
         Ok(view(&p))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input(quiet: Option<&str>, bypass: Option<&str>) -> PhysicianInput {
+        serde_json::from_value(json!({
+            "name": "Dr Martin",
+            "email": "martin@hospital.example",
+            "quiet_hours": quiet,
+            "quiet_hours_bypass": bypass,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn quiet_hours_let_high_through_by_default_and_the_physician_chooses() {
+        let p = build_physician("dr-martin", &input(Some("22:00-07:00"), None)).unwrap();
+        assert_eq!(p.quiet_hours.map(|q| q.bypass_from), Some(Severity::High));
+        let p = build_physician("dr-martin", &input(Some("22:00-07:00"), Some("critical"))).unwrap();
+        let q = p.quiet_hours.unwrap();
+        assert!(!q.bypasses(Severity::High) && q.bypasses(Severity::Critical));
+        for bad in ["info", "urgent"] {
+            let e = build_physician("dr-martin", &input(Some("22:00-07:00"), Some(bad))).unwrap_err();
+            assert!(e.to_string().contains("quiet_hours_bypass"), "{e}");
+        }
+        assert!(build_physician("dr-martin", &input(None, Some("critical"))).is_err());
     }
 }

@@ -61,9 +61,13 @@ pub enum PhysicianCommand {
         /// IANA time zone.
         #[arg(long, default_value = "Europe/Paris")]
         time_zone: String,
-        /// Quiet hours in local time, e.g. 22:00-07:00 (CRITICAL always goes through).
+        /// Quiet hours in local time, e.g. 22:00-07:00 (HIGH and CRITICAL go through by default).
         #[arg(long)]
         quiet_hours: Option<String>,
+        /// Lowest severity delivered during quiet hours: high (default) or critical
+        /// (CRITICAL always goes through).
+        #[arg(long, requires = "quiet_hours")]
+        quiet_hours_bypass: Option<String>,
         /// Channels for LOW alerts (comma-separated: email,sms).
         #[arg(long, value_delimiter = ',', default_value = "email")]
         low: Vec<String>,
@@ -174,6 +178,7 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
             mobile,
             time_zone,
             quiet_hours,
+            quiet_hours_bypass,
             low,
             medium,
             high,
@@ -188,6 +193,7 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
                 mobile,
                 time_zone: Some(time_zone),
                 quiet_hours,
+                quiet_hours_bypass,
                 channels: ChannelsInput {
                     low: some(low),
                     medium: some(medium),
