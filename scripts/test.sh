@@ -35,6 +35,8 @@ step cargo fmt --all --check
 FEATURES=(--features vitalwatch/kafka-tls)
 step cargo clippy --workspace --all-targets "${FEATURES[@]}" -- -D warnings
 step cargo nextest run --workspace --no-fail-fast "${FEATURES[@]}"
+# nextest does not run doc tests: the examples in the API docs must compile and hold.
+step cargo test --doc --workspace "${FEATURES[@]}"
 # Coverage-guided fuzzing of the decoders and `process`, 20 s per target (fuzz/README.md).
 step bash scripts/fuzz.sh --smoke
 if [[ -f deploy/validate.sh ]]; then
