@@ -11,15 +11,7 @@ fn notification() -> Notification {
     let t0 = t("2026-01-14T12:00:00Z");
     let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0).unwrap();
     let dir = directory(vec![physician("dr-martin", None), physician("dr-chen", None)]);
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
-    p.notifications[0].clone()
+    plan_now(&ep, &team(), &dir, t0).notifications[0].clone()
 }
 
 #[test]

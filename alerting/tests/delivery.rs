@@ -32,14 +32,7 @@ fn fixture() -> Fixture {
     let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, now), now).unwrap();
     let martin = physician("dr-martin", None);
     let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
-    let plan = plan(PlanInput {
-        episode: &ep,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now,
-    });
+    let plan = plan_now(&ep, &team(), &dir, now);
     assert_eq!(plan.notifications.len(), 2);
     Fixture { history: history(now), ep, martin, plan }
 }

@@ -332,14 +332,7 @@ fn unknown_recipient_is_audited_not_panicking() {
     let t0 = t("2026-01-14T12:00:00Z");
     let (ep, _) = EpisodeState::from_event(&event("e1", AlertEventKind::Opened, Severity::High, t0), t0).unwrap();
     let dir = directory(vec![physician("dr-chen", None)]);
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
+    let p = plan_now(&ep, &team(), &dir, t0);
     assert!(p.notifications.is_empty());
     assert!(p.audit.iter().any(|r| matches!(r.entry, AuditEntry::RecipientUnreachable { .. })));
 }

@@ -20,14 +20,7 @@ fn setup(patient: &str, summary: &str) -> (EpisodeState, Plan, Physician) {
     let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
     let mut team = team();
     team.patient_id = vitalwatch_schemas::PatientId::new(patient).unwrap();
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team,
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
+    let p = plan_now(&ep, &team, &dir, t0);
     (ep, p, martin)
 }
 
@@ -151,14 +144,7 @@ fn setup_event_for(e: AlertEvent, martin: Physician) -> (EpisodeState, Plan, Phy
     let t0 = t("2026-07-14T08:30:00Z");
     let (ep, _) = EpisodeState::from_event(&e, t0).unwrap();
     let dir = directory(vec![martin.clone(), physician("dr-chen", None)]);
-    let p = plan(PlanInput {
-        episode: &ep,
-        team: &team(),
-        directory: &dir,
-        load: &RecentLoad::new(),
-        caps: &CapPolicy::default(),
-        now: t0,
-    });
+    let p = plan_now(&ep, &team(), &dir, t0);
     (ep, p, martin)
 }
 

@@ -41,6 +41,12 @@ pub fn directory(ps: Vec<Physician>) -> Directory {
     Directory::new(ps).unwrap()
 }
 
+/// The plan of `ep` at `now` for `team` and `dir`, with no recent load and
+/// the default caps.
+pub fn plan_now(ep: &EpisodeState, team: &CareTeam, dir: &Directory, now: DateTime<Utc>) -> Plan {
+    plan(PlanInput { episode: ep, team, directory: dir, load: &RecentLoad::new(), caps: &CapPolicy::default(), now })
+}
+
 pub fn team() -> CareTeam {
     CareTeam {
         patient_id: PatientId::new("pt-0042").unwrap(),
