@@ -230,9 +230,9 @@ impl<'a> Planner<'a> {
         let ep = self.input.episode;
         let resolved_at = ep.resolved_at.unwrap_or(self.now());
         if ep.issued.is_empty() && ep.severity > Severity::Info {
-            // Nobody was told (its page was held by quiet hours or a snooze
-            // until it resolved): the responsible physician learns of it in
-            // the next digest instead of never (issue #14).
+            // Nobody was told (its page was held by quiet hours until it
+            // resolved): the responsible physician learns of it in the next
+            // digest instead of never (issue #14).
             let step = Step::Page { severity: ep.severity, index: 0 };
             let recipient = self.input.team.responsible.clone();
             let key = NotificationKey::new(&ep.episode_id, step, &recipient, Route::Digest);

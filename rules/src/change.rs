@@ -3,7 +3,7 @@
 //! window mean.
 
 use crate::baseline::{Samples, modified_z};
-use crate::compiled::{Ctx, Finding, HOUR_US, MINUTE_US, Verdict, level_of};
+use crate::compiled::{Ctx, Finding, HOUR_US, Verdict, confirm, level_of};
 use crate::config::{ChangeMethod, ChangeRule, Direction};
 
 fn hours(h: u32) -> i64 {
@@ -136,8 +136,11 @@ pub(crate) fn evaluate(rule: &ChangeRule, ctx: &Ctx<'_>) -> Verdict {
     if may_trigger && let Some((severity, trigger)) = level_of(rule.op, &rule.levels, amount) {
         let f = finding(severity, trigger);
         return match rule.confirm {
-            Some(c) if severity < c.immediate_from => confirm(rule, f, i64::from(c.within_minutes) * MINUTE_US, ctx),
-            _ => Verdict::Trigger(f),
+            Some(c) => confirm(c, f, rule.code, ctx, |p| {
+                let (amount, _, _, may) = measure(rule, &Ctx { t_us: p.t_us, ..*ctx })?;
+                if may { level_of(rule.op, &rule.levels, amount) } else { None }
+            }),
+            None => Verdict::Trigger(f),
         };
     }
     if rule.op.cleared(amount, rule.clear) {
@@ -145,22 +148,4 @@ pub(crate) fn evaluate(rule: &ChangeRule, ctx: &Ctx<'_>) -> Verdict {
         return Verdict::Clear(finding(lowest, rule.clear));
     }
     if rule.confirm.is_some() { Verdict::Normal } else { Verdict::NoChange }
-}
-
-/// A change below the immediate severity: confirmed when the rule also held
-/// at the previous reading of the code, taken within `window_us` before this
-/// one (the severity is then the lower of the two); pending otherwise.
-fn confirm(rule: &ChangeRule, f: Finding, window_us: i64, ctx: &Ctx<'_>) -> Verdict {
-    let previous = ctx.hist.readings(rule.code, ctx.back(window_us), ctx.t_us.saturating_sub(1)).next_back();
-    let held = previous.and_then(|p| {
-        let (amount, _, _, may) = measure(rule, &Ctx { t_us: p.t_us, ..*ctx })?;
-        if may { level_of(rule.op, &rule.levels, amount) } else { None }
-    });
-    match held {
-        Some((severity, trigger)) if severity < f.severity => {
-            Verdict::Trigger(Finding { severity, threshold: trigger, ..f })
-        }
-        Some(_) => Verdict::Trigger(f),
-        None => Verdict::Pending(f),
-    }
 }

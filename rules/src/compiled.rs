@@ -6,8 +6,8 @@
 use vitalwatch_schemas::Code;
 
 use crate::config::{
-    CadenceRule, ChangeMethod, ChangeRule, Comparison, News2Assumptions, News2Rule, PatientRules, Persistence, Program,
-    RuleSet, Severity, Spo2Scale, ThresholdRule,
+    CadenceRule, ChangeMethod, ChangeRule, Comparison, Confirmation, News2Assumptions, News2Rule, PatientRules,
+    Persistence, Program, RuleSet, Severity, Spo2Scale, ThresholdRule,
 };
 use crate::error::ConfigError;
 
@@ -218,6 +218,33 @@ impl Verdict {
             Verdict::Trigger(f) | Verdict::Clear(f) | Verdict::Pending(f) => Some(*f),
             Verdict::NoChange | Verdict::Normal => None,
         }
+    }
+}
+
+/// Confirmation of a breach `f` of a rule on `code` (see
+/// [`crate::Persistence::Confirmed`]): a level at or above `c.immediate_from`
+/// triggers at once; otherwise the previous reading of `code`, taken within
+/// the window before this one, confirms it when `level` says it breached too
+/// (the severity is then the lower of the two), and the breach is pending
+/// when it did not.
+pub(crate) fn confirm(
+    c: Confirmation,
+    f: Finding,
+    code: Code,
+    ctx: &Ctx<'_>,
+    level: impl FnOnce(crate::history::Reading) -> Option<(Severity, f64)>,
+) -> Verdict {
+    if f.severity >= c.immediate_from {
+        return Verdict::Trigger(f);
+    }
+    let window = ctx.back(i64::from(c.within_minutes).saturating_mul(MINUTE_US));
+    let previous = ctx.hist.readings(code, window, ctx.t_us.saturating_sub(1)).next_back();
+    match previous.and_then(level) {
+        Some((severity, trigger)) if severity < f.severity => {
+            Verdict::Trigger(Finding { severity, threshold: trigger, ..f })
+        }
+        Some(_) => Verdict::Trigger(f),
+        None => Verdict::Pending(f),
     }
 }
 

@@ -177,6 +177,11 @@ struct Arrival {
     received_us: i64,
 }
 
+impl Arrival {
+    /// Not about a reading that arrived: ticks, closes, rule changes.
+    const NONE: Arrival = Arrival { historical: false, received_us: 0 };
+}
+
 impl Engine {
     /// Creates an engine.
     ///
@@ -732,8 +737,20 @@ fn tick_patient(patient: &str, state: &mut PatientState, now_us: i64, retention_
                 stored.device_silent = ep.device_silent;
             }
         }
-        let arrival = Arrival { historical: false, received_us: 0 };
-        emit(tr, patient, rules, body, history, floor_us, verdict.finding(), reading_us, now_us, "", arrival, out);
+        emit(
+            tr,
+            patient,
+            rules,
+            body,
+            history,
+            floor_us,
+            verdict.finding(),
+            reading_us,
+            now_us,
+            "",
+            Arrival::NONE,
+            out,
+        );
     }
     open_unconfirmed(patient, rules, history, episodes, floor_us, now_us, out);
 }

@@ -1,6 +1,6 @@
 //! Absolute threshold rules, with severities, hysteresis and persistence.
 
-use crate::compiled::{Ctx, Finding, MINUTE_US, Verdict, level_of};
+use crate::compiled::{Ctx, Finding, MINUTE_US, Verdict, confirm, level_of};
 use crate::config::{Persistence, ThresholdCheck, ThresholdRule};
 
 fn breach(check: &ThresholdCheck, value: f64) -> Option<(crate::config::Severity, f64)> {
@@ -51,10 +51,7 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
             return Verdict::Trigger(f);
         }
         if let Persistence::Confirmed(c) = rule.persistence {
-            if f.severity >= c.immediate_from {
-                return Verdict::Trigger(f);
-            }
-            return confirm(check, f, i64::from(c.within_minutes).saturating_mul(MINUTE_US), ctx);
+            return confirm(c, f, check.code, ctx, |r| breach(check, r.value));
         }
         return match sustained(rule.persistence, check, ctx) {
             Some((severity, _)) if severity >= f.severity => Verdict::Trigger(f),
@@ -74,21 +71,6 @@ pub(crate) fn evaluate(rule: &ThresholdRule, ctx: &Ctx<'_>) -> Verdict {
         }),
         Some(_) => Verdict::Normal,
         None => Verdict::NoChange,
-    }
-}
-
-/// A breach below the immediate severity: confirmed when the previous reading
-/// of the code, taken within `window_us` before this one, breached too (the
-/// severity is then the lower of the two levels); pending otherwise.
-fn confirm(check: &ThresholdCheck, f: Finding, window_us: i64, ctx: &Ctx<'_>) -> Verdict {
-    let from = ctx.back(window_us);
-    let previous = ctx.hist.readings(check.code, from, ctx.t_us.saturating_sub(1)).next_back();
-    match previous.and_then(|r| breach(check, r.value)) {
-        Some((severity, trigger)) if severity < f.severity => {
-            Verdict::Trigger(Finding { severity, threshold: trigger, ..f })
-        }
-        Some(_) => Verdict::Trigger(f),
-        None => Verdict::Pending(f),
     }
 }
 
