@@ -65,6 +65,7 @@ fn episode(now: DateTime<Utc>) -> EpisodeState {
         previous_severity: 0,
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
+        resolution: 0,
     };
     EpisodeState::from_event(&event, now).unwrap().0
 }

@@ -2,7 +2,7 @@
 //! identifying data. This is the only place that allocates, and only when an
 //! event is emitted.
 
-use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, EvidenceReading};
+use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, AlertResolution, EvidenceReading};
 use vitalwatch_schemas::{Code, ObservationId};
 
 use crate::compiled::{Body, Ctx, Finding, HOUR_US, MINUTE_US};
@@ -78,6 +78,17 @@ pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
         previous_severity: e.previous.map_or(0, |p| p.to_proto() as i32),
         historical: e.historical,
         received_at_unix_micros: e.received_us,
+        resolution: resolution(e.kind, e.cause) as i32,
+    }
+}
+
+/// How a RESOLVED event ends its episode (the stored status comes from it).
+fn resolution(kind: AlertEventKind, cause: Cause) -> AlertResolution {
+    match (kind, cause) {
+        (AlertEventKind::Resolved, Cause::ClosedByPhysician) => AlertResolution::ClosedByPhysician,
+        (AlertEventKind::Resolved, Cause::RuleRemoved) => AlertResolution::RuleRemoved,
+        (AlertEventKind::Resolved, _) => AlertResolution::Cleared,
+        _ => AlertResolution::Unspecified,
     }
 }
 
@@ -144,6 +155,7 @@ pub(crate) fn build_device_silent(
         previous_severity: 0,
         historical: false,
         received_at_unix_micros: 0,
+        resolution: resolution(kind, Cause::Condition) as i32,
     }
 }
 

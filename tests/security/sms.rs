@@ -297,6 +297,7 @@ fn alert_event(episode: &str, event_id: &str, kind: AlertEventKind, severity: Se
         previous_severity: 0,
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
+        resolution: 0,
     }
 }
 

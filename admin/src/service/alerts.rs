@@ -9,7 +9,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
-use vitalwatch_alerting::store::{Action, OutboxRow, TransitionOptions};
+use vitalwatch_alerting::store::{Action, OutboxRow, TransitionOptions, tables};
 use vitalwatch_alerting::{AckVia, EpisodeId, PhysicianId};
 
 use super::AdminService;
@@ -18,6 +18,7 @@ use crate::error::AdminError;
 use crate::model::{AlertAction, AlertActionResult, AlertDetail, AlertPage, AlertQuery, SnoozeInput};
 use crate::policy::Operation;
 use crate::store::AlertFilter;
+use crate::store::tables as store_tables;
 
 fn episode_id(id: &str) -> Result<EpisodeId, AdminError> {
     EpisodeId::new(id.to_owned()).map_err(AdminError::invalid)
@@ -115,8 +116,12 @@ impl AdminService {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
-        self.alerting.transition(&episode_id(episode)?, action, &options(), Utc::now()).await?;
-        self.record(actor, "alert.ack", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })).await?;
+        let (id, entry) = (episode_id(episode)?, self.entry(actor, "alert.ack", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })));
+        self.audited(async |c| {
+            tables::transition(c, &id, &action, &options(), Utc::now()).await?;
+            Ok(((), Some(entry)))
+        })
+        .await?;
         Ok(AlertActionResult { episode_id: episode.into(), outcome: "acknowledged".into(), until: None })
     }
 
@@ -134,9 +139,13 @@ impl AdminService {
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let until = Utc::now() + Duration::minutes(i64::from(input.minutes));
         let action = Action::Snooze { by: by.clone(), until, sent_for: None };
-        self.alerting.transition(&episode_id(episode)?, action, &options(), Utc::now()).await?;
         let details = json!({ "by": by.as_str(), "minutes": input.minutes });
-        self.record(actor, "alert.snooze", ("episode", episode), Some(&patient), details).await?;
+        let (id, entry) = (episode_id(episode)?, self.entry(actor, "alert.snooze", ("episode", episode), Some(&patient), details));
+        self.audited(async |c| {
+            tables::transition(c, &id, &action, &options(), Utc::now()).await?;
+            Ok(((), Some(entry)))
+        })
+        .await?;
         Ok(AlertActionResult { episode_id: episode.into(), outcome: "snoozed".into(), until: Some(until) })
     }
 
@@ -151,20 +160,25 @@ impl AdminService {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let id = episode_id(episode)?;
-        let mut changed = false;
-        if let Some(state) = self.alerting.episode(&id).await?
-            && state.resolved_at.is_none()
-            && !state.is_acknowledged()
-        {
-            let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
-            self.alerting.transition(&id, action, &options(), Utc::now()).await?;
-            changed = true;
-        }
-        changed |= self.admin.close_alert(episode).await?;
-        if !changed {
-            return Err(AdminError::Conflict(format!("episode {episode} is not open")));
-        }
-        self.record(actor, "alert.close", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })).await?;
+        let state = self.alerting.episode(&id).await?;
+        let entry = self.entry(actor, "alert.close", ("episode", episode), Some(&patient), json!({ "by": by.as_str() }));
+        self.audited(async |c| {
+            let mut changed = false;
+            if let Some(state) = state
+                && state.resolved_at.is_none()
+                && !state.is_acknowledged()
+            {
+                let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
+                tables::transition(c, &id, &action, &options(), Utc::now()).await?;
+                changed = true;
+            }
+            changed |= store_tables::close_alert(c, episode).await?;
+            if !changed {
+                return Err(AdminError::Conflict(format!("episode {episode} is not open")));
+            }
+            Ok(((), Some(entry)))
+        })
+        .await?;
         Ok(AlertActionResult { episode_id: episode.into(), outcome: "closed".into(), until: None })
     }
 }

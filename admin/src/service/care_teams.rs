@@ -4,6 +4,8 @@
 use serde_json::json;
 use vitalwatch_alerting::{CareTeam, EscalationPolicy, PhysicianId};
 
+use vitalwatch_alerting::store::tables;
+
 use super::{AdminService, patient_id};
 use crate::actor::Actor;
 use crate::error::AdminError;
@@ -43,9 +45,9 @@ impl AdminService {
             deputies: input.deputies.iter().map(pid).collect::<Result<_, _>>()?,
             policy,
         };
-        self.alerting.set_care_team(&team).await?;
         let details = json!({ "responsible": input.responsible, "deputies": input.deputies });
-        self.record(actor, "care_team.set", ("patient", patient), Some(patient), details).await?;
+        let entry = self.entry(actor, "care_team.set", ("patient", patient), Some(patient), details);
+        self.audited(async |c| Ok((tables::set_care_team(c, &team).await?, Some(entry)))).await?;
         serde_json::to_value(team).map_err(|e| AdminError::Internal(e.to_string()))
     }
 }

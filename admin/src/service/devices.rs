@@ -6,6 +6,8 @@ use serde_json::json;
 use vitalwatch_schemas::DeviceId;
 use vitalwatch_schemas::registry::RegistrySnapshot;
 
+use vitalwatch_platform::store::registry;
+
 use super::{AdminService, patient_id, unknown_patient};
 use crate::actor::Actor;
 use crate::error::AdminError;
@@ -67,10 +69,13 @@ impl AdminService {
         if input.kind.is_empty() || input.kind.len() > 64 {
             return Err(AdminError::Invalid("kind must be 1 to 64 characters".into()));
         }
-        let created = self.registry.add_device(&d, &input.kind).await.map_err(AdminError::conflict)?;
-        if created {
-            self.record(actor, "device.add", ("device", d.as_str()), None, json!({ "kind": input.kind })).await?;
-        }
+        let created = self
+            .audited(async |c| {
+                let created = registry::add_device(c, &d, &input.kind).await.map_err(AdminError::conflict)?;
+                let entry = self.entry(actor, "device.add", ("device", d.as_str()), None, json!({ "kind": input.kind }));
+                Ok((created, created.then_some(entry)))
+            })
+            .await?;
         Ok(Created { id: d.to_string(), created })
     }
 
@@ -88,24 +93,24 @@ impl AdminService {
             return Err(unknown_patient(p.as_str()));
         }
         let previous = enrolled_at(&snapshot, &d, from);
-        self.registry.enrol(&d, &p, from).await?;
         let details = json!({ "from": from, "moved_from": previous });
-        self.record(actor, "device.enrol", ("device", d.as_str()), Some(p.as_str()), details).await?;
+        let entry = self.entry(actor, "device.enrol", ("device", d.as_str()), Some(p.as_str()), details);
+        self.audited(async |c| Ok((registry::enrol(c, &d, &p, from).await?, Some(entry)))).await?;
         Ok(from)
     }
 
     /// Ends a device's open enrolment at `at` (default now).
     pub async fn unenrol_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
         let (d, at, previous) = self.device_change(actor, device, input).await?;
-        self.registry.unenrol(&d, at).await?;
-        self.record(actor, "device.unenrol", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
+        let entry = self.entry(actor, "device.unenrol", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
+        self.audited(async |c| Ok((registry::unenrol(c, &d, at).await?, Some(entry)))).await
     }
 
     /// Retires a device at `at` (default now): its readings are rejected from then on.
     pub async fn retire_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
         let (d, at, previous) = self.device_change(actor, device, input).await?;
-        self.registry.retire_device(&d, at).await?;
-        self.record(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at })).await
+        let entry = self.entry(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
+        self.audited(async |c| Ok((registry::retire_device(c, &d, at).await?, Some(entry)))).await
     }
 
     /// Grants a bounded backfill window: for `input.hours` hours, the device
@@ -128,9 +133,9 @@ impl AdminService {
             return Err(AdminError::Invalid("reason must be 1 to 200 printable characters".into()));
         }
         let until = Utc::now() + chrono::Duration::hours(i64::from(input.hours));
-        self.registry.grant_backfill(&d, &p, until, reason).await?;
         let details = json!({ "until": until, "hours": input.hours, "reason": reason });
-        self.record(actor, "device.backfill", ("device", d.as_str()), Some(p.as_str()), details).await?;
+        let entry = self.entry(actor, "device.backfill", ("device", d.as_str()), Some(p.as_str()), details);
+        self.audited(async |c| Ok((registry::grant_backfill(c, &d, &p, until, reason).await?, Some(entry)))).await?;
         Ok(until)
     }
 

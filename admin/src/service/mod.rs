@@ -5,16 +5,16 @@
 //! One submodule per area: [`patients`], [`devices`], [`rules`],
 //! [`physicians`], [`care_teams`], [`alerts`], [`audit`], [`tokens`].
 //!
-//! The audit entry is appended right after the change it records; the change
-//! and its entry live in different stores (registry, alerting, admin) and are
-//! not one transaction. If the audit write fails the operation reports an
-//! error (the change may have been applied) and logs it.
+//! The three stores share one database ([`Db`]): a change and its audit
+//! entry are written in ONE transaction ([`AdminService::audited`]), so a
+//! change whose audit entry cannot be written is not applied either.
 
 use std::sync::Arc;
 
 use chrono::Utc;
 use vitalwatch_alerting::store::AlertStore;
 use vitalwatch_platform::store::Store;
+use vitalwatch_platform::store::db::{Conn, Db};
 use vitalwatch_schemas::PatientId;
 
 use crate::actor::Actor;
@@ -34,9 +34,13 @@ pub mod tokens;
 /// Default page size.
 pub const DEFAULT_PAGE: u32 = 50;
 
+/// PostgreSQL connections of the admin service (the HTTP API serves several requests at once).
+const POOL: usize = 4;
+
 /// The service layer, shared by the CLI and the HTTP API.
 #[derive(Clone)]
 pub struct AdminService {
+    db: Db,
     registry: Arc<dyn Store>,
     alerting: Arc<dyn AlertStore>,
     admin: Arc<dyn AdminStore>,
@@ -54,17 +58,14 @@ impl std::fmt::Debug for AdminService {
 }
 
 impl AdminService {
-    /// A service over the three stores of one database.
-    pub fn new(
-        registry: Arc<dyn Store>,
-        alerting: Arc<dyn AlertStore>,
-        admin: Arc<dyn AdminStore>,
-        max_page: u32,
-    ) -> AdminService {
+    /// A service over the three stores of one database (`insert_chunk`: see
+    /// `database.insert_chunk`).
+    pub fn new(db: Db, insert_chunk: usize, max_page: u32) -> AdminService {
         AdminService {
-            registry,
-            alerting,
-            admin,
+            registry: Arc::new(vitalwatch_platform::store::registry::SqlStore::new(db.clone(), insert_chunk)),
+            alerting: Arc::new(vitalwatch_alerting::store::tables::SqlAlertStore::new(db.clone())),
+            admin: Arc::new(crate::store::tables::SqlAdminStore::new(db.clone())),
+            db,
             max_page: max_page.max(1),
             token_ttl: chrono::TimeDelta::days(i64::from(DEFAULT_TOKEN_TTL_DAYS)),
         }
@@ -88,10 +89,8 @@ impl AdminService {
         db: &vitalwatch_platform::config::DatabaseSettings,
         max_page: u32,
     ) -> Result<AdminService, AdminError> {
-        let registry = vitalwatch_platform::store::open_settings(db).await?;
-        let alerting = vitalwatch_alerting::store::open_with(db.url.expose(), db.timeouts()).await?;
-        let admin = crate::store::open_with(db.url.expose(), db.timeouts()).await?;
-        Ok(AdminService::new(registry, alerting, admin, max_page))
+        let pool = Db::open(db.url.expose(), db.timeouts(), POOL).await?;
+        Ok(AdminService::new(pool, db.insert_chunk, max_page))
     }
 
     /// Checks the database (readiness).
@@ -134,16 +133,16 @@ impl AdminService {
         }
     }
 
-    /// Appends an admin audit entry.
-    pub(crate) async fn record(
+    /// The audit entry of a change by `actor` (ids only, no clinical data).
+    pub(crate) fn entry(
         &self,
         actor: &Actor,
         action: &str,
         target: (&str, &str),
         patient: Option<&str>,
         details: serde_json::Value,
-    ) -> Result<(), AdminError> {
-        let entry = NewAuditEntry {
+    ) -> NewAuditEntry {
+        NewAuditEntry {
             at: Utc::now(),
             actor: actor.name.clone(),
             actor_role: actor.role.name().into(),
@@ -152,17 +151,33 @@ impl AdminService {
             target_id: target.1.into(),
             patient_id: patient.map(str::to_owned),
             details,
-        };
-        match self.admin.append_audit(&entry).await {
-            Ok(_) => {
-                tracing::info!(message = "Admin change.", action, role = actor.role.name());
-                Ok(())
-            }
-            Err(e) => {
-                tracing::error!(message = "Admin change applied but its audit entry could not be written.", action, error = %e);
-                Err(e.into())
-            }
         }
+    }
+
+    /// Runs `change` and appends the audit entry it returns (if any) in ONE
+    /// transaction: if the entry cannot be written, the change is rolled back
+    /// and the operation fails.
+    pub(crate) async fn audited<T>(
+        &self,
+        change: impl AsyncFnOnce(&mut Conn) -> Result<(T, Option<NewAuditEntry>), AdminError>,
+    ) -> Result<T, AdminError> {
+        let (out, entry) = self
+            .db
+            .transaction(async |c| {
+                let (out, entry) = change(c).await?;
+                if let Some(e) = &entry
+                    && let Err(err) = crate::store::tables::append_audit(c, e).await
+                {
+                    tracing::error!(message = "Admin change not applied: its audit entry could not be written.", action = %e.action, error = %err);
+                    return Err(AdminError::from(err));
+                }
+                Ok((out, entry))
+            })
+            .await?;
+        if let Some(e) = entry {
+            tracing::info!(message = "Admin change.", action = %e.action, role = %e.actor_role);
+        }
+        Ok(out)
     }
 }
 

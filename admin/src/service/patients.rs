@@ -3,6 +3,8 @@
 use chrono::Utc;
 use serde_json::json;
 
+use vitalwatch_platform::store::registry;
+
 use super::{AdminService, patient_id, unknown_patient};
 use crate::actor::Actor;
 use crate::error::AdminError;
@@ -26,10 +28,13 @@ impl AdminService {
     pub async fn add_patient(&self, actor: &Actor, input: &NewPatient) -> Result<Created, AdminError> {
         self.allow(actor, Operation::AddPatient)?;
         let p = patient_id(&input.id)?;
-        let created = self.registry.add_patient(&p).await.map_err(AdminError::conflict)?;
-        if created {
-            self.record(actor, "patient.add", ("patient", p.as_str()), Some(p.as_str()), json!({})).await?;
-        }
+        let created = self
+            .audited(async |c| {
+                let created = registry::add_patient(c, &p).await.map_err(AdminError::conflict)?;
+                let entry = self.entry(actor, "patient.add", ("patient", p.as_str()), Some(p.as_str()), json!({}));
+                Ok((created, created.then_some(entry)))
+            })
+            .await?;
         Ok(Created { id: p.to_string(), created })
     }
 

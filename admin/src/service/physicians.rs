@@ -7,6 +7,8 @@ use vitalwatch_alerting::{
     Channel, ChannelPreferences, EmailAddress, PhoneNumber, Physician, PhysicianId, QuietHours, Severity, TimeZone,
 };
 
+use vitalwatch_alerting::store::tables;
+
 use super::AdminService;
 use crate::actor::Actor;
 use crate::error::AdminError;
@@ -140,8 +142,8 @@ impl AdminService {
     ) -> Result<PhysicianView, AdminError> {
         self.allow(actor, Operation::ManagePhysicians)?;
         let p = build_physician(id, input)?;
-        self.alerting.upsert_physician(&p).await?;
-        self.record(actor, "physician.upsert", ("physician", p.id.as_str()), None, json!({})).await?;
+        let entry = self.entry(actor, "physician.upsert", ("physician", p.id.as_str()), None, json!({}));
+        self.audited(async |c| Ok((tables::upsert_physician(c, &p).await?, Some(entry)))).await?;
         Ok(view(&p))
     }
 }

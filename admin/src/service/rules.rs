@@ -5,6 +5,8 @@
 use serde_json::json;
 use vitalwatch_rules::PatientRules;
 
+use vitalwatch_platform::store::registry;
+
 use super::{AdminService, patient_id, unknown_patient};
 use crate::actor::Actor;
 use crate::error::AdminError;
@@ -47,11 +49,11 @@ impl AdminService {
             return Err(unknown_patient(p.as_str()));
         }
         let text = serde_json::to_string(rules).map_err(|e| AdminError::Internal(e.to_string()))?;
-        self.registry.set_patient_rules(&p, &text).await?;
         let effective: Vec<String> = set.ids().map(str::to_owned).collect();
         // The program names a condition: keep it out of the audit details.
-        self.record(actor, "rules.set", ("patient", p.as_str()), Some(p.as_str()), json!({ "rules": effective.len() }))
-            .await?;
+        let details = json!({ "rules": effective.len() });
+        let entry = self.entry(actor, "rules.set", ("patient", p.as_str()), Some(p.as_str()), details);
+        self.audited(async |c| Ok((registry::set_patient_rules(c, &p, &text).await?, Some(entry)))).await?;
         Ok(RulesView {
             patient_id: p.to_string(),
             rules: serde_json::to_value(rules).unwrap_or_default(),

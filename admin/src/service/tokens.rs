@@ -10,7 +10,7 @@ use crate::actor::{Actor, Role};
 use crate::error::AdminError;
 use crate::model::{Me, TokenView};
 use crate::policy::Operation;
-use crate::store::NewToken;
+use crate::store::{NewToken, tables};
 use crate::token;
 
 /// `last_used_at` is written when the stored value is at least this old.
@@ -60,25 +60,23 @@ impl AdminService {
             created_by: actor.name.clone(),
             expires_at,
         };
-        let view = self.admin.create_token(&new).await?;
-        self.record(
-            actor,
-            "token.create",
-            ("token", name),
-            None,
-            json!({ "role": role, "physician": physician_id, "expires_at": expires_at }),
-        )
-        .await?;
+        let details = json!({ "role": role, "physician": physician_id, "expires_at": expires_at });
+        let entry = self.entry(actor, "token.create", ("token", name), None, details);
+        let view = self.audited(async |c| Ok((tables::create_token(c, &new).await?, Some(entry)))).await?;
         Ok((secret, view))
     }
 
     /// Revokes the active token `name`.
     pub async fn revoke_token(&self, actor: &Actor, name: &str) -> Result<(), AdminError> {
         self.allow(actor, Operation::ManageTokens)?;
-        if !self.admin.revoke_token(name).await? {
-            return Err(AdminError::NotFound(format!("no active token named {name:?}")));
-        }
-        self.record(actor, "token.revoke", ("token", name), None, json!({})).await
+        let entry = self.entry(actor, "token.revoke", ("token", name), None, json!({}));
+        self.audited(async |c| {
+            if !tables::revoke_token(c, name).await? {
+                return Err(AdminError::NotFound(format!("no active token named {name:?}")));
+            }
+            Ok(((), Some(entry)))
+        })
+        .await
     }
 
     /// All tokens (never their secrets).
@@ -143,9 +141,8 @@ mod tests {
         let url = format!("sqlite://{}/vw.db", dir.path().display());
         let registry = vitalwatch_platform::store::open(&url, 100).await.unwrap();
         registry.migrate().await.unwrap();
-        let alerting = vitalwatch_alerting::store::open(&url).await.unwrap();
         let admin = crate::store::open(&url).await.unwrap();
-        (AdminService::new(registry, alerting, admin.clone(), 100).with_token_ttl_days(30), admin)
+        (AdminService::open(&url, 100, 100).await.unwrap().with_token_ttl_days(30), admin)
     }
 
     #[tokio::test]

@@ -2,8 +2,9 @@
 //! admin audit trail, and the paged, patient-scoped queries the API lists need
 //! (patients, alerts, audit trails, a physician's patients).
 //!
-//! Two drivers, like the other stores: PostgreSQL and SQLite. The tables come
-//! from migration 20 (`admin`) in `vitalwatch-schemas`.
+//! One implementation on both engines, like the other stores
+//! ([`tables::SqlAdminStore`]). The tables come from migration 20 (`admin`)
+//! in `vitalwatch-schemas`.
 
 use std::sync::Arc;
 
@@ -13,8 +14,19 @@ pub use vitalwatch_platform::store::StoreError;
 
 use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenView};
 
-pub mod postgres;
-pub mod sqlite;
+pub mod tables;
+
+/// The store on PostgreSQL (the one implementation, [`tables::SqlAdminStore`]).
+pub mod postgres {
+    /// The admin store on PostgreSQL.
+    pub type PgAdminStore = super::tables::SqlAdminStore;
+}
+
+/// The store on SQLite (the one implementation, [`tables::SqlAdminStore`]).
+pub mod sqlite {
+    /// The admin store on SQLite.
+    pub type SqliteAdminStore = super::tables::SqlAdminStore;
+}
 
 /// A token to store.
 #[derive(Debug, Clone)]
@@ -180,15 +192,9 @@ pub async fn open_with(
     url: &str,
     timeouts: vitalwatch_platform::store::DbTimeouts,
 ) -> Result<Arc<dyn AdminStore>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(sqlite::SqliteAdminStore::open(path)?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgAdminStore::connect(url, timeouts).await?))
-    } else {
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL scheme in {}",
-            vitalwatch_platform::config::redact_url(url)
-        )))
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Ok(Arc::new(tables::SqlAdminStore::open(path)?)),
+        None => Ok(Arc::new(tables::SqlAdminStore::connect(url, timeouts).await?)),
     }
 }
 

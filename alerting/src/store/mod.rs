@@ -1,9 +1,10 @@
 //! Durable state of the alerting role: physicians and care teams, episodes,
 //! the notification outbox, acknowledgments and the append-only audit trail.
 //!
-//! Two drivers implement [`AlertStore`]: PostgreSQL (several replicas share
-//! the outbox with `FOR UPDATE SKIP LOCKED` and leases) and SQLite (the
-//! embedded mode, one process). The tables come from the migrations in
+//! One implementation of [`AlertStore`], [`tables::SqlAlertStore`], runs on
+//! PostgreSQL (several replicas share the outbox with `FOR UPDATE SKIP
+//! LOCKED` and leases) and SQLite (the embedded mode, one process); only
+//! the SQL differs where it must (`sql/`). The tables come from the migrations in
 //! `vitalwatch-schemas` (version 10, `alerting`); run them first with the
 //! platform store's `migrate`.
 //!
@@ -30,8 +31,20 @@ use crate::severity::Severity;
 use crate::team::{CareTeam, Physician, PhysicianId};
 
 pub mod engine;
-pub mod postgres;
-pub mod sqlite;
+pub mod tables;
+
+/// The store on PostgreSQL (the one implementation, [`tables::SqlAlertStore`]).
+pub mod postgres {
+    pub use super::count_by_status;
+    /// The alert store on PostgreSQL.
+    pub type PgAlertStore = super::tables::SqlAlertStore;
+}
+
+/// The store on SQLite (the one implementation, [`tables::SqlAlertStore`]).
+pub mod sqlite {
+    /// The alert store on SQLite.
+    pub type SqliteAlertStore = super::tables::SqlAlertStore;
+}
 
 pub use engine::{Action, Applied, EngineError};
 
@@ -315,16 +328,19 @@ pub async fn open_with(
     url: &str,
     timeouts: vitalwatch_platform::store::DbTimeouts,
 ) -> Result<Arc<dyn AlertStore>, StoreError> {
-    if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(Arc::new(sqlite::SqliteAlertStore::open(path)?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::PgAlertStore::connect(url, timeouts).await?))
-    } else {
-        Err(StoreError::Invalid(format!(
-            "unsupported database URL scheme in {}",
-            vitalwatch_platform::config::redact_url(url)
-        )))
+    match url.strip_prefix("sqlite://") {
+        Some(path) => Ok(Arc::new(tables::SqlAlertStore::open(path)?)),
+        None => Ok(Arc::new(tables::SqlAlertStore::connect(url, timeouts).await?)),
     }
+}
+
+/// Counts of outbox rows by status (for tests and status views).
+pub fn count_by_status(rows: &[OutboxRow]) -> std::collections::HashMap<&'static str, usize> {
+    let mut m = std::collections::HashMap::new();
+    for r in rows {
+        *m.entry(r.status.as_str()).or_insert(0) += 1;
+    }
+    m
 }
 
 /// The audit entry type name (`episode_opened`, `delivery_attempt`, ...).

@@ -95,6 +95,7 @@ pub fn event(id: &str, kind: AlertEventKind, severity: Severity, at: DateTime<Ut
         previous_severity: 0,
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
+        resolution: 0,
     }
 }
 

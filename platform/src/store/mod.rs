@@ -1,13 +1,17 @@
 //! The database: PostgreSQL/TimescaleDB in production, SQLite in embedded mode.
-//! One trait, two drivers; the SQL of each lives next to its driver.
+//! One trait, [`Store`], implemented once ([`registry::SqlStore`]) over the
+//! [`db`] abstraction; the two engines differ only in their SQL (`sql/`) and
+//! in their driver modules ([`postgres`], [`sqlite`]).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitalwatch_schemas::registry::RegistrySnapshot;
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource, proto};
 
+pub mod db;
 pub mod pg_tls;
 pub mod postgres;
+pub mod registry;
 pub mod sqlite;
 
 /// A database failure.
@@ -193,12 +197,16 @@ pub fn evidence_json(e: &proto::AlertEvent) -> String {
     .to_string()
 }
 
-/// The episode row values an event leads to: (status, resolved).
+/// The episode row values an event leads to: (status, resolved). A RESOLVED
+/// event closes the episode (`closed`) when its `resolution` says a physician
+/// closed it, and resolves it otherwise; the summary's wording plays no part.
 pub(crate) fn episode_status(e: &proto::AlertEvent) -> (&'static str, bool) {
-    if e.kind == proto::AlertEventKind::Resolved as i32 {
-        if e.summary.to_ascii_lowercase().contains("closed by") { ("closed", true) } else { ("resolved", true) }
-    } else {
+    if e.kind != proto::AlertEventKind::Resolved as i32 {
         ("open", false)
+    } else if e.resolution == proto::AlertResolution::ClosedByPhysician as i32 {
+        ("closed", true)
+    } else {
+        ("resolved", true)
     }
 }
 
@@ -330,11 +338,9 @@ pub async fn open_with(
     timeouts: DbTimeouts,
 ) -> Result<std::sync::Arc<dyn Store>, StoreError> {
     if let Some(path) = url.strip_prefix("sqlite://") {
-        Ok(std::sync::Arc::new(sqlite::SqliteStore::open(path)?))
-    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(std::sync::Arc::new(postgres::PgStore::connect_with(url, insert_chunk, timeouts).await?))
+        Ok(std::sync::Arc::new(registry::SqlStore::open(path)?))
     } else {
-        Err(StoreError::Invalid(format!("unsupported database URL scheme in {}", crate::config::redact_url(url))))
+        Ok(std::sync::Arc::new(registry::SqlStore::connect_with(url, insert_chunk, timeouts).await?))
     }
 }
 

@@ -1,61 +1,24 @@
-//! PostgreSQL / TimescaleDB driver (tokio-postgres). One connection per
-//! process, re-established on failure; observation batches go in as
-//! `INSERT ... SELECT * FROM UNNEST(...) ON CONFLICT DO NOTHING`, which skips
-//! duplicates and works unchanged on TimescaleDB hypertables.
+//! The PostgreSQL / TimescaleDB side of [`super::db`]: connection settings
+//! (TLS, timeouts), error classification, and a pool of connections
+//! (deadpool-postgres) with an acquire timeout, a connect timeout and a
+//! statement timeout (server-side `statement_timeout`, and a client-side
+//! bound on every call).
 
-use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 
-use async_trait::async_trait;
+use bytes::BufMut as _;
 use chrono::{DateTime, Utc};
-use tokio::sync::{Mutex, MutexGuard};
+use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, PoolError, RecyclingMethod, Runtime, TimeoutType};
 use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
-use vitalwatch_schemas::registry::{BackfillGrant, DeviceEntry, EndReason, Enrolment, EnrolmentEnd, RegistrySnapshot};
-use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
+use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
+use super::db::{Conn, Row, Value};
 use super::pg_tls::{self, PgTls};
-use super::{
-    DbTimeouts, EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert,
-    StoredObservation, StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
-};
+use super::{DbTimeouts, StoreError};
 
-/// Advisory lock key that serializes concurrent `migrate` runs.
-const MIGRATION_LOCK: i64 = 0x7669_7461_6c77;
-
-/// Longest `migrate` call (instead of the statement timeout).
-const MIGRATION_BOUND: std::time::Duration = std::time::Duration::from_secs(600);
-
-const INSERT_SQL: &str = "INSERT INTO observations \
-    (time, patient_id, code, value, unit, source, device_id, received_at, time_source, original_value, original_unit, msg_id, trace_id) \
-    SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::float8[], $5::text[], $6::text[], $7::text[], \
-    $8::timestamptz[], $9::text[], $10::float8[], $11::text[], $12::text[], $13::text[]) \
-    ON CONFLICT DO NOTHING";
-
-/// The PostgreSQL store.
-pub struct PgStore {
-    chunk: usize,
-    conn: PgConnection,
-}
-
-/// A few PostgreSQL connections, each (re)connected on demand: after the
-/// server closed one, the next call through it connects again. A caller gets
-/// the first idle connection, else waits its turn on one (round robin).
-/// Shared by the platform, alerting and admin stores; a transaction holds its
-/// connection until it ends.
-///
-/// Every connection is opened with [`connection_config`]: connecting is bounded
-/// by the connect timeout, every statement by the server's
-/// `statement_timeout`, and every call made through [`PgConnection::run`] by
-/// the statement timeout on the client side too (a hung server, e.g. stopped
-/// with SIGSTOP, cannot cancel anything itself). A call that times out drops
-/// its connection (its state is unknown) and fails with
-/// [`StoreError::Transient`].
-pub struct PgConnection {
-    url: String,
-    timeouts: DbTimeouts,
-    conns: Vec<Mutex<Option<Client>>>,
-    next: std::sync::atomic::AtomicUsize,
-}
+/// The PostgreSQL store (the one store implementation, on a PostgreSQL pool).
+pub type PgStore = super::registry::SqlStore;
 
 /// The connection settings of every PostgreSQL client of every role: the URL
 /// with the connect timeout and, as a startup parameter, the server-side
@@ -139,133 +102,6 @@ fn warn_if_unverified(url: &str) {
     }
 }
 
-impl PgConnection {
-    /// One connection, not connected yet (see [`PgConnection::client`]).
-    pub fn new(url: &str) -> Self {
-        Self::pool(url, 1)
-    }
-
-    /// Up to `size` connections (at least one), opened as they are needed.
-    pub fn pool(url: &str, size: usize) -> Self {
-        warn_if_unverified(url);
-        PgConnection {
-            url: url.to_owned(),
-            timeouts: DbTimeouts::default(),
-            conns: (0..size.max(1)).map(|_| Mutex::new(None)).collect(),
-            next: std::sync::atomic::AtomicUsize::new(0),
-        }
-    }
-
-    /// The same connections with other timeouts (default: [`DbTimeouts::default`]).
-    pub fn with_timeouts(mut self, timeouts: DbTimeouts) -> Self {
-        self.timeouts = timeouts;
-        self
-    }
-
-    /// The timeouts in force.
-    pub fn timeouts(&self) -> DbTimeouts {
-        self.timeouts
-    }
-
-    fn timed_out(&self, what: &str, after: std::time::Duration) -> StoreError {
-        StoreError::Transient(format!(
-            "{what} {} timed out after {} ms",
-            crate::config::redact_url(&self.url),
-            after.as_millis()
-        ))
-    }
-
-    /// A live client, connecting if the chosen slot has none or it was closed.
-    /// Waiting for a busy slot and connecting are each bounded (statement and
-    /// connect timeouts).
-    ///
-    /// # Errors
-    ///
-    /// [`StoreError::Transient`] when the server cannot be reached or does not
-    /// answer in time (the URL's password is redacted in the message).
-    pub async fn client(&self) -> Result<MutexGuard<'_, Option<Client>>, StoreError> {
-        let idle = self.conns.iter().find_map(|m| m.try_lock().ok());
-        let mut g = match idle {
-            Some(g) => g,
-            None => {
-                let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % self.conns.len();
-                tokio::time::timeout(self.timeouts.statement, self.conns[i].lock())
-                    .await
-                    .map_err(|_| self.timed_out("waiting for a connection to", self.timeouts.statement))?
-            }
-        };
-        if g.as_ref().is_none_or(Client::is_closed) {
-            *g = None;
-            let (config, tls) = connection_config(&self.url, self.timeouts)?;
-            let connector = tls.connector().map_err(|e| StoreError::Invalid(format!("database TLS settings: {e}")))?;
-            let connect = async {
-                let (client, connection) = config.connect(connector).await.map_err(|e| {
-                    StoreError::Transient(format!(
-                        "connecting to {} (sslmode={}): {}",
-                        crate::config::redact_url(&self.url),
-                        tls.mode.as_str(),
-                        error_chain(&e)
-                    ))
-                })?;
-                tokio::spawn(async move {
-                    if let Err(e) = connection.await {
-                        tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
-                    }
-                });
-                // A startup parameter would be simpler, but poolers and the
-                // TimescaleDB test server ignore or refuse `options`.
-                let ms = self.timeouts.statement.as_millis();
-                client.batch_execute(&format!("SET statement_timeout = {ms}")).await.map_err(classify)?;
-                Ok::<_, StoreError>(client)
-            };
-            let client = tokio::time::timeout(self.timeouts.connect, connect)
-                .await
-                .map_err(|_| self.timed_out("connecting to", self.timeouts.connect))??;
-            *g = Some(client);
-        }
-        Ok(g)
-    }
-
-    /// Runs `f` on a live client, bounded by the statement timeout. On a
-    /// timeout the connection is dropped (the next call connects again) and
-    /// the error is [`StoreError::Transient`] ("timed out").
-    ///
-    /// # Errors
-    ///
-    /// Those of [`PgConnection::client`], a timeout, and what `f` returns.
-    pub async fn run<T, E>(&self, f: impl AsyncFnOnce(&mut Client) -> Result<T, E>) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        self.run_bounded(self.timeouts.statement, f).await
-    }
-
-    /// [`PgConnection::run`] with another bound (migrations).
-    ///
-    /// # Errors
-    ///
-    /// As [`PgConnection::run`].
-    pub async fn run_bounded<T, E>(
-        &self,
-        bound: std::time::Duration,
-        f: impl AsyncFnOnce(&mut Client) -> Result<T, E>,
-    ) -> Result<T, E>
-    where
-        E: From<StoreError>,
-    {
-        let mut g = self.client().await?;
-        let Some(c) = g.as_mut() else { return Err(StoreError::Transient("no connection".into()).into()) };
-        match tokio::time::timeout(bound, f(c)).await {
-            Ok(r) => r,
-            Err(_) => {
-                *g = None;
-                metrics::counter!("vitalwatch_db_timeouts_total").increment(1);
-                Err(self.timed_out("a call to", bound).into())
-            }
-        }
-    }
-}
-
 /// Classifies a PostgreSQL error: connection (08), transaction rollback
 /// (40: serialization failure, deadlock), insufficient resources (53),
 /// operator intervention (57: statement timeout, shutdown), system errors
@@ -273,14 +109,6 @@ impl PgConnection {
 /// e.g. 22021 for a NUL byte in text) and integrity violations (23) refuse
 /// this data ([`StoreError::Rejected`]); the rest is permanent. An error
 /// without a SQLSTATE (I/O, a closed connection) is transient.
-/// The refusal of migration 0025's trigger as a clear error; anything else unchanged.
-fn collision(e: StoreError, kind: &str, id: &str, other: &str) -> StoreError {
-    match &e {
-        StoreError::Rejected(m) if m.contains(super::ID_COLLISION_MARKER) => super::id_collision(kind, id, other),
-        _ => e,
-    }
-}
-
 pub fn classify(e: tokio_postgres::Error) -> StoreError {
     if e.is_closed() {
         return StoreError::Transient(e.to_string());
@@ -301,661 +129,306 @@ pub fn classify(e: tokio_postgres::Error) -> StoreError {
     }
 }
 
-impl PgStore {
-    /// Connects with the default timeouts (and fails fast if the database is unreachable).
-    pub async fn connect(url: &str, chunk: usize) -> Result<Self, StoreError> {
-        Self::connect_with(url, chunk, DbTimeouts::default()).await
-    }
 
-    /// Connects with `timeouts` (and fails fast if the database is unreachable).
-    pub async fn connect_with(url: &str, chunk: usize, timeouts: DbTimeouts) -> Result<Self, StoreError> {
-        // Two connections, the second opened only when two calls overlap
-        // (persist writes two batches at once; see `persist.concurrent_writes`).
-        let s = PgStore { chunk: chunk.max(1), conn: PgConnection::pool(url, 2).with_timeouts(timeouts) };
-        drop(s.conn.client().await?);
-        Ok(s)
-    }
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-    /// Runs `f` on the live client, bounded by the statement timeout.
-    async fn with<T>(
+/// Opens connections with the TLS settings and sets the server-side
+/// `statement_timeout` on each (a startup parameter would be simpler, but
+/// poolers and the TimescaleDB test server ignore or refuse `options`).
+struct Connector {
+    tls: tokio_postgres_rustls::MakeRustlsConnect,
+    statement_ms: u128,
+}
+
+impl deadpool_postgres::Connect for Connector {
+    fn connect(
         &self,
-        f: impl AsyncFnOnce(&mut Client) -> Result<T, tokio_postgres::Error>,
-    ) -> Result<T, StoreError> {
-        self.conn.run(async |c| f(c).await.map_err(classify)).await
+        config: &tokio_postgres::Config,
+    ) -> BoxFuture<'_, Result<(Client, tokio::task::JoinHandle<()>), tokio_postgres::Error>> {
+        let (config, tls, ms) = (config.clone(), self.tls.clone(), self.statement_ms);
+        Box::pin(async move {
+            let (client, connection) = config.connect(tls).await?;
+            let task = tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::warn!(message = "PostgreSQL connection closed.", error = %e);
+                }
+            });
+            client.batch_execute(&format!("SET statement_timeout = {ms}")).await?;
+            Ok((client, task))
+        })
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
-    async fn migrate(&self) -> Result<MigrationReport, StoreError> {
-        // Migrations may wait for another process's (advisory lock) and build
-        // indexes: no statement timeout, a generous bound on the whole.
-        let restore = format!("SET statement_timeout = {}", self.conn.timeouts().statement.as_millis());
-        self.conn
-            .run_bounded(MIGRATION_BOUND, async |c| {
-                let run = async {
-                    c.batch_execute("SET statement_timeout = 0").await?;
-                    c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).await?;
-                    let result = migrate_locked(c).await;
-                    let unlock = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).await;
-                    let report = result?;
-                    unlock?;
-                    Ok(report)
-                };
-                let result: Result<MigrationReport, tokio_postgres::Error> = run.await;
-                let reset = c.batch_execute(&restore).await;
-                let report = result.map_err(classify)?;
-                reset.map_err(classify)?;
-                Ok::<_, StoreError>(report)
-            })
-            .await
+/// A pool of PostgreSQL connections, opened as they are needed, shared by
+/// the stores of a process (see [`super::db::Db`]). Waiting for a free
+/// connection is bounded by the statement timeout, opening one by the connect
+/// timeout, and every call by the statement timeout: a call that times out
+/// discards its connection (its state is unknown) and fails with
+/// [`StoreError::Transient`].
+pub struct PgPool {
+    pool: Pool,
+    url: String,
+    sslmode: &'static str,
+    timeouts: DbTimeouts,
+}
+
+impl PgPool {
+    /// A pool of up to `size` connections (at least one); none is opened yet.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Invalid`] for bad settings.
+    pub fn new(url: &str, timeouts: DbTimeouts, size: usize) -> Result<PgPool, StoreError> {
+        warn_if_unverified(url);
+        let (config, tls) = connection_config(url, timeouts)?;
+        let connector = tls.connector().map_err(|e| StoreError::Invalid(format!("database TLS settings: {e}")))?;
+        let manager = Manager::from_connect(
+            config,
+            Connector { tls: connector, statement_ms: timeouts.statement.as_millis() },
+            ManagerConfig { recycling_method: RecyclingMethod::Fast },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(size.max(1))
+            .runtime(Runtime::Tokio1)
+            .wait_timeout(Some(timeouts.statement))
+            .create_timeout(Some(timeouts.connect))
+            .recycle_timeout(Some(timeouts.connect))
+            .build()
+            .map_err(|e| StoreError::Invalid(format!("database pool: {e}")))?;
+        Ok(PgPool { pool, url: url.to_owned(), sslmode: tls.mode.as_str(), timeouts })
     }
 
-    async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
-        if obs.is_empty() {
-            return Ok(0);
-        }
-        let chunk = self.chunk;
-        self.with(async |c| {
-            let tx = c.transaction().await?;
-            let stmt = tx.prepare(INSERT_SQL).await?;
-            let mut inserted = 0;
-            for part in obs.chunks(chunk) {
-                let time: Vec<DateTime<Utc>> = part.iter().map(|o| o.time).collect();
-                let patient: Vec<&str> = part.iter().map(|o| o.patient_id.as_str()).collect();
-                let code: Vec<&str> = part.iter().map(|o| o.code.loinc()).collect();
-                let value: Vec<f64> = part.iter().map(|o| o.value).collect();
-                let unit: Vec<&str> = part.iter().map(|o| o.code.ucum()).collect();
-                let source: Vec<&str> = part.iter().map(|o| o.source.as_str()).collect();
-                let device: Vec<Option<&str>> = part.iter().map(|o| o.device_id.as_ref().map(|d| d.as_str())).collect();
-                let received: Vec<DateTime<Utc>> = part.iter().map(|o| o.received_at).collect();
-                let time_source: Vec<&str> = part.iter().map(|o| o.time_source.as_str()).collect();
-                let orig_v: Vec<f64> = part.iter().map(|o| o.original_value).collect();
-                let orig_u: Vec<&str> = part.iter().map(|o| o.original_unit.as_str()).collect();
-                let msg: Vec<Option<&str>> = part.iter().map(|o| o.msg_id.as_deref()).collect();
-                let trace: Vec<&str> = part.iter().map(|o| o.trace_id.as_str()).collect();
-                inserted += tx
-                    .execute(
-                        &stmt,
-                        &[
-                            &time,
-                            &patient,
-                            &code,
-                            &value,
-                            &unit,
-                            &source,
-                            &device,
-                            &received,
-                            &time_source,
-                            &orig_v,
-                            &orig_u,
-                            &msg,
-                            &trace,
-                        ],
-                    )
-                    .await?;
+    /// The timeouts in force.
+    pub fn timeouts(&self) -> DbTimeouts {
+        self.timeouts
+    }
+
+    fn timed_out(&self, what: &str, after: std::time::Duration) -> StoreError {
+        StoreError::Transient(format!(
+            "{what} {} timed out after {} ms",
+            crate::config::redact_url(&self.url),
+            after.as_millis()
+        ))
+    }
+
+    /// A connection from the pool (opened if none is idle).
+    async fn get(&self) -> Result<Object, StoreError> {
+        self.pool.get().await.map_err(|e| match e {
+            PoolError::Timeout(TimeoutType::Wait) => {
+                self.timed_out("waiting for a connection to", self.timeouts.statement)
             }
-            tx.commit().await?;
-            Ok(inserted)
+            PoolError::Timeout(_) => self.timed_out("connecting to", self.timeouts.connect),
+            PoolError::Backend(e) => StoreError::Transient(format!(
+                "connecting to {} (sslmode={}): {}",
+                crate::config::redact_url(&self.url),
+                self.sslmode,
+                error_chain(&e)
+            )),
+            e => StoreError::Permanent(format!("database pool: {e}")),
         })
-        .await
     }
 
-    async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
-        let (patients, devices, enrolments, grants) = self
-            .with(async |c| {
-                let p = c.query("SELECT patient_id FROM patients WHERE status = 'active'", &[]).await?;
-                let d = c.query("SELECT device_id, retired_at FROM devices", &[]).await?;
-                let e = c
-                    .query(
-                        "SELECT device_id, patient_id, valid_from, valid_to, end_reason, end_recorded_at FROM enrolments",
-                        &[],
-                    )
-                    .await?;
-                let g = c
-                    .query("SELECT device_id, patient_id, valid_until FROM backfill_grants WHERE valid_until > now()", &[])
-                    .await?;
-                Ok((p, d, e, g))
-            })
-            .await?;
-        let mut snap = RegistrySnapshot::default();
-        for r in patients {
-            snap.patients.insert(r.get(0));
-        }
-        for r in devices {
-            snap.devices.insert(r.get(0), DeviceEntry { retired_at: r.get(1), ..Default::default() });
-        }
-        for r in enrolments {
-            let device: String = r.get(0);
-            let Ok(patient_id) = PatientId::new(r.get::<_, String>(1)) else { continue };
-            let ended = enrolment_end(r.get(4), r.get(5));
-            if let Some(d) = snap.devices.get_mut(&device) {
-                d.enrolments.push(Enrolment { patient_id, valid_from: r.get(2), valid_to: r.get(3), ended });
-            }
-        }
-        for r in grants {
-            let device: String = r.get(0);
-            let Ok(patient_id) = PatientId::new(r.get::<_, String>(1)) else { continue };
-            if let Some(d) = snap.devices.get_mut(&device) {
-                d.backfill.push(BackfillGrant { patient_id, until: r.get(2) });
-            }
-        }
-        Ok(snap)
+    /// Checks that a connection can be had (fails fast when the server is unreachable).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError::Transient`] when the server cannot be reached or does not answer in time.
+    pub async fn check(&self) -> Result<(), StoreError> {
+        self.get().await.map(drop)
     }
 
-    async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError> {
-        self.with(async |c| {
-            c.execute(
-                "INSERT INTO patients (patient_id) VALUES ($1) ON CONFLICT (patient_id) DO NOTHING",
-                &[&patient.as_str()],
-            )
-            .await
-        })
-        .await
-        .map(|n| n == 1)
-        .map_err(|e| collision(e, "patient", patient.as_str(), "device"))
-    }
-
-    async fn add_device(&self, device: &DeviceId, kind: &str) -> Result<bool, StoreError> {
-        self.with(async |c| {
-            c.execute(
-                "INSERT INTO devices (device_id, kind) VALUES ($1, $2) ON CONFLICT (device_id) DO NOTHING",
-                &[&device.as_str(), &kind],
-            )
-            .await
-        })
-        .await
-        .map(|n| n == 1)
-        .map_err(|e| collision(e, "device", device.as_str(), "patient"))
-    }
-
-    async fn enrol(&self, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {
-        let outcome = self
-            .with(async |c| {
-                let tx = c.transaction().await?;
-                let d = tx
-                    .query_opt("SELECT retired_at FROM devices WHERE device_id = $1 FOR UPDATE", &[&device.as_str()])
-                    .await?;
-                let p = tx.query_opt("SELECT 1 FROM patients WHERE patient_id = $1", &[&patient.as_str()]).await?;
-                let Some(d) = d else { return Ok(Err("unknown device")) };
-                if p.is_none() {
-                    return Ok(Err("unknown patient"));
-                }
-                if d.get::<_, Option<DateTime<Utc>>>(0).is_some() {
-                    return Ok(Err("the device is retired"));
-                }
-                tx.execute(
-                    "UPDATE enrolments SET valid_to = $2, end_reason = 'moved', end_recorded_at = clock_timestamp() \
-                     WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
-                    &[&device.as_str(), &from],
-                )
-                .await?;
-                let overlap = tx
-                    .query_opt(
-                        "SELECT 1 FROM enrolments WHERE device_id = $1 AND (valid_to IS NULL OR valid_to > $2)",
-                        &[&device.as_str(), &from],
-                    )
-                    .await?;
-                if overlap.is_some() {
-                    return Ok(Err("an enrolment of this device starts at or after that time"));
-                }
-                tx.execute(
-                    "INSERT INTO enrolments (device_id, patient_id, valid_from) VALUES ($1, $2, $3)",
-                    &[&device.as_str(), &patient.as_str(), &from],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Ok(()))
-            })
-            .await?;
-        outcome.map_err(|m| StoreError::Invalid(m.to_owned()))
-    }
-
-    async fn unenrol(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.with(async |c| {
-            c.execute(
-                "UPDATE enrolments SET valid_to = $2, end_reason = 'unenrolled', end_recorded_at = clock_timestamp() \
-                 WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
-                &[&device.as_str(), &at],
-            )
-            .await
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn retire_device(&self, device: &DeviceId, at: DateTime<Utc>) -> Result<(), StoreError> {
-        let n = self
-            .with(async |c| {
-                let tx = c.transaction().await?;
-                let n = tx
-                    .execute(
-                        "UPDATE devices SET status = 'retired', retired_at = $2 WHERE device_id = $1",
-                        &[&device.as_str(), &at],
-                    )
-                    .await?;
-                tx.execute(
-                    "UPDATE enrolments SET valid_to = $2, end_reason = 'retired', end_recorded_at = clock_timestamp() \
-                     WHERE device_id = $1 AND valid_to IS NULL AND valid_from < $2",
-                    &[&device.as_str(), &at],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(n)
-            })
-            .await?;
-        if n == 0 { Err(StoreError::Invalid("unknown device".into())) } else { Ok(()) }
-    }
-
-    async fn grant_backfill(
+    pub(crate) async fn call<T, E: From<StoreError>>(
         &self,
-        device: &DeviceId,
-        patient: &PatientId,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<(), StoreError> {
-        let outcome = self
-            .with(async |c| {
-                let tx = c.transaction().await?;
-                let d = tx
-                    .query_opt("SELECT retired_at FROM devices WHERE device_id = $1 FOR UPDATE", &[&device.as_str()])
-                    .await?;
-                let Some(d) = d else { return Ok(Err("unknown device")) };
-                if d.get::<_, Option<DateTime<Utc>>>(0).is_some() {
-                    return Ok(Err("the device is retired"));
+        tx: bool,
+        bound: Option<std::time::Duration>,
+        f: impl AsyncFnOnce(&mut Conn) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let bound = bound.unwrap_or(self.timeouts.statement);
+        let mut conn = Conn::Postgres(PgConn { obj: Some(self.get().await?), in_tx: false });
+        let work = async {
+            if tx {
+                conn.batch("BEGIN").await?;
+            }
+            let r = f(&mut conn).await;
+            if tx && let Conn::Postgres(c) = &mut conn {
+                // After a failure the rollback's own error does not matter
+                // (the connection is discarded if it fails).
+                let end = c.finish(r.is_ok()).await;
+                if r.is_ok() {
+                    end?;
                 }
-                let ended = tx
-                    .query_opt(
-                        "SELECT 1 FROM enrolments WHERE device_id = $1 AND patient_id = $2 AND end_reason IS NOT NULL",
-                        &[&device.as_str(), &patient.as_str()],
-                    )
-                    .await?;
-                if ended.is_none() {
-                    return Ok(Err("the device has no ended enrolment to this patient"));
+            }
+            r
+        };
+        let done = tokio::time::timeout(bound, work).await;
+        match done {
+            Ok(r) => r,
+            Err(_) => {
+                if let Conn::Postgres(c) = &mut conn {
+                    c.discard();
                 }
-                tx.execute(
-                    "INSERT INTO backfill_grants (device_id, patient_id, granted_at, valid_until, reason) \
-                     VALUES ($1, $2, clock_timestamp(), $3, $4)",
-                    &[&device.as_str(), &patient.as_str(), &until, &reason],
-                )
-                .await?;
-                tx.commit().await?;
-                Ok(Ok(()))
-            })
-            .await?;
-        outcome.map_err(|m| StoreError::Invalid(m.to_owned()))
+                metrics::counter!("vitalwatch_db_timeouts_total").increment(1);
+                Err(self.timed_out("a call to", bound).into())
+            }
+        }
+    }
+}
+
+/// A pooled connection lent to one call. Dropped inside a transaction (a
+/// timeout, a panic) it is discarded, not returned to the pool: the server
+/// rolls the transaction back when the connection closes.
+pub struct PgConn {
+    obj: Option<Object>,
+    in_tx: bool,
+}
+
+impl Drop for PgConn {
+    fn drop(&mut self) {
+        if self.in_tx {
+            self.discard();
+        }
+    }
+}
+
+fn params(args: &[Value]) -> Vec<&(dyn ToSql + Sync)> {
+    args.iter().map(|v| v as &(dyn ToSql + Sync)).collect()
+}
+
+impl PgConn {
+    fn client(&self) -> Result<&Object, StoreError> {
+        self.obj.as_ref().ok_or_else(|| StoreError::Transient("the connection was discarded".into()))
     }
 
-    async fn observations(&self, patient: &PatientId, limit: i64) -> Result<Vec<StoredObservation>, StoreError> {
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT time, patient_id, code, value, unit, source, device_id FROM observations \
-                     WHERE patient_id = $1 ORDER BY time, code LIMIT $2",
-                    &[&patient.as_str(), &limit],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredObservation {
-                time: r.get(0),
-                patient_id: r.get(1),
-                code: r.get(2),
-                value: r.get(3),
-                unit: r.get(4),
-                source: r.get(5),
-                device_id: r.get(6),
-            })
-            .collect())
+    fn discard(&mut self) {
+        if let Some(o) = self.obj.take() {
+            drop(Object::take(o));
+        }
     }
 
-    async fn ping(&self) -> Result<(), StoreError> {
-        self.with(async |c| c.simple_query("SELECT 1").await.map(|_| ())).await
+    pub(crate) async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
+        let c = self.client()?;
+        let st = c.prepare_cached(sql).await.map_err(classify)?;
+        c.execute(&st, &params(args)).await.map_err(classify)
     }
 
-    async fn count_observations(&self) -> Result<i64, StoreError> {
-        self.with(async |c| c.query_one("SELECT count(*) FROM observations", &[]).await.map(|r| r.get(0))).await
+    pub(crate) async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
+        let c = self.client()?;
+        let st = c.prepare_cached(sql).await.map_err(classify)?;
+        c.query(&st, &params(args)).await.map_err(classify)?.iter().map(pg_row).collect()
     }
 
-    async fn recent_observations(
+    pub(crate) async fn query_all(
+        &mut self,
+        queries: &[(&super::db::Sql, &[Value])],
+    ) -> Result<Vec<Vec<Row>>, StoreError> {
+        let c = self.client()?;
+        let all = futures::future::try_join_all(queries.iter().map(|(sql, args)| async move {
+            let st = c.prepare_cached(sql.postgres).await?;
+            c.query(&st, &params(args)).await
+        }))
+        .await
+        .map_err(classify)?;
+        all.iter().map(|rows| rows.iter().map(pg_row).collect()).collect()
+    }
+
+    pub(crate) async fn batch(&mut self, sql: &str) -> Result<(), StoreError> {
+        let r = self.client()?.batch_execute(sql).await.map_err(classify);
+        match sql {
+            "BEGIN" if r.is_ok() => self.in_tx = true,
+            "COMMIT" | "ROLLBACK" if r.is_ok() => self.in_tx = false,
+            _ => {}
+        }
+        r
+    }
+
+    pub(crate) async fn finish(&mut self, commit: bool) -> Result<(), StoreError> {
+        let r = self.client()?.batch_execute(if commit { "COMMIT" } else { "ROLLBACK" }).await.map_err(classify);
+        match r {
+            Ok(()) => self.in_tx = false,
+            // The transaction's state is unknown: the connection goes.
+            Err(_) => self.discard(),
+        }
+        r
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(
         &self,
-        patient: &PatientId,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<Observation>, StoreError> {
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT time, code, value, source, device_id, received_at, time_source, original_value, original_unit, \
-                     msg_id, trace_id FROM observations WHERE patient_id = $1 AND time >= $2 ORDER BY time, code",
-                    &[&patient.as_str(), &since],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows.iter().filter_map(|r| observation_row(patient, r)).collect())
-    }
-
-    async fn rule_state_inputs(
-        &self,
-        patients: &[PatientId],
-        since: DateTime<Utc>,
-    ) -> Result<Vec<RuleStateInputs>, StoreError> {
-        if patients.is_empty() {
-            return Ok(Vec::new());
-        }
-        let ids: Vec<&str> = patients.iter().map(PatientId::as_str).collect();
-        let index: HashMap<&str, usize> = ids.iter().enumerate().map(|(i, p)| (*p, i)).collect();
-        let (rules, obs, closes) = self
-            .with(async |c| {
-                // Pipelined on the one connection: a single round trip.
-                let c = &*c;
-                let (by_ids, by_ids_since): ([&(dyn ToSql + Sync); 1], [&(dyn ToSql + Sync); 2]) =
-                    ([&ids], [&ids, &since]);
-                tokio::try_join!(
-                    c.query(
-                        "SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = ANY($1)",
-                        &by_ids
-                    ),
-                    c.query(
-                        "SELECT time, code, value, source, device_id, received_at, time_source, original_value, \
-                         original_unit, msg_id, trace_id, patient_id FROM observations \
-                         WHERE patient_id = ANY($1) AND time >= $2 ORDER BY patient_id, time, code",
-                        &by_ids_since,
-                    ),
-                    c.query(
-                        "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
-                         WHERE patient_id = ANY($1)",
-                        &by_ids,
-                    ),
-                )
-            })
-            .await?;
-        let mut out = vec![RuleStateInputs::default(); patients.len()];
-        for r in &rules {
-            let row = StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) };
-            if let Some(&i) = index.get(row.patient_id.as_str()) {
-                out[i].rules = Some(row);
-            }
-        }
-        for r in &obs {
-            let Some(&i) = index.get(r.get::<_, &str>(11)) else { continue };
-            if let Some(o) = observation_row(&patients[i], r) {
-                out[i].observations.push(o);
-            }
-        }
-        for r in &closes {
-            let c = close_row(r);
-            if let Some(&i) = index.get(c.patient_id.as_str()) {
-                out[i].closes.push(c);
-            }
-        }
-        Ok(out)
-    }
-
-    async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
-        self.with(async |c| {
-            c.execute(
-                "INSERT INTO patient_rules (patient_id, rules, updated_at) VALUES ($1, $2, clock_timestamp()) \
-                 ON CONFLICT (patient_id) DO UPDATE SET rules = excluded.rules, updated_at = excluded.updated_at",
-                &[&patient.as_str(), &rules_json],
-            )
-            .await
-        })
-        .await
-        .map(|_| ())
-    }
-
-    async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {
-        let row = self
-            .with(async |c| {
-                c.query_opt(
-                    "SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id = $1",
-                    &[&patient.as_str()],
-                )
-                .await
-            })
-            .await?;
-        Ok(row.map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) }))
-    }
-
-    async fn patient_rules_changed_since(&self, since: DateTime<Utc>) -> Result<Vec<StoredPatientRules>, StoreError> {
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT patient_id, rules, updated_at FROM patient_rules WHERE updated_at >= $1 ORDER BY updated_at",
-                    &[&since],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredPatientRules { patient_id: r.get(0), rules: r.get(1), updated_at: r.get(2) })
-            .collect())
-    }
-
-    async fn pending_episode_closes(&self) -> Result<Vec<EpisodeClose>, StoreError> {
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
-                     WHERE applied_at IS NULL ORDER BY requested_at LIMIT 1000",
-                    &[],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows.iter().map(close_row).collect())
-    }
-
-    async fn episode_closes(&self, patient: &PatientId) -> Result<Vec<EpisodeClose>, StoreError> {
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT episode_id, patient_id, rule_id, applied_at IS NOT NULL FROM episode_closes \
-                     WHERE patient_id = $1",
-                    &[&patient.as_str()],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows.iter().map(close_row).collect())
-    }
-
-    async fn mark_episode_closes_applied(&self, episode_ids: &[String]) -> Result<(), StoreError> {
-        if episode_ids.is_empty() {
-            return Ok(());
-        }
-        self.with(async |c| {
-            c.execute(
-                "UPDATE episode_closes SET applied_at = now() WHERE episode_id = ANY($1) AND applied_at IS NULL",
-                &[&episode_ids],
-            )
-            .await
-            .map(|_| ())
-        })
-        .await
-    }
-
-    async fn record_alert_events(&self, events: &[proto::AlertEvent]) -> Result<u64, StoreError> {
-        if events.is_empty() {
-            return Ok(0);
-        }
-        self.with(async |c| {
-            let tx = c.transaction().await?;
-            let ins = tx
-                .prepare(
-                    "INSERT INTO alert_events (event_id, episode_id, patient_id, kind, severity, reading_time, detected_at, payload) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (event_id) DO NOTHING",
-                )
-                .await?;
-            let up = tx
-                .prepare(
-                    "INSERT INTO alerts (episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, \
-                     last_event_at, resolved_at, summary, evidence, last_event_id) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13::text::jsonb, $14) \
-                     ON CONFLICT (episode_id) DO UPDATE SET \
-                       severity = CASE WHEN excluded.status = 'open' THEN excluded.severity ELSE alerts.severity END, \
-                       status = excluded.status, last_event_at = excluded.last_event_at, resolved_at = excluded.resolved_at, \
-                       summary = excluded.summary, evidence = excluded.evidence, last_event_id = excluded.last_event_id",
-                )
-                .await?;
-            let mut new = 0;
-            for e in events {
-                let reading = DateTime::from_timestamp_micros(e.reading_time_unix_micros).unwrap_or_default();
-                let detected = DateTime::from_timestamp_micros(e.detected_at_unix_micros).unwrap_or_default();
-                let n = tx
-                    .execute(
-                        &ins,
-                        &[
-                            &e.event_id,
-                            &e.episode_id,
-                            &e.patient_id,
-                            &event_kind_name(e.kind),
-                            &severity_name(e.severity),
-                            &reading,
-                            &detected,
-                            &prost::Message::encode_to_vec(e),
-                        ],
-                    )
-                    .await?;
-                if n == 0 {
-                    continue;
+        ty: &Type,
+        out: &mut bytes::BytesMut,
+    ) -> Result<IsNull, Box<dyn std::error::Error + Sync + Send>> {
+        match self {
+            Value::Null => Ok(IsNull::Yes),
+            Value::Bool(b) => b.to_sql(ty, out),
+            Value::Int(i) => match *ty {
+                Type::INT2 => i16::try_from(*i)?.to_sql(ty, out),
+                Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+                Type::FLOAT8 => (*i as f64).to_sql(ty, out),
+                _ => i.to_sql(ty, out),
+            },
+            Value::Float(f) => match *ty {
+                Type::FLOAT4 => (*f as f32).to_sql(ty, out),
+                _ => f.to_sql(ty, out),
+            },
+            Value::Text(s) => match *ty {
+                // jsonb's binary form: a version byte, then the text.
+                Type::JSONB => {
+                    out.put_u8(1);
+                    out.put_slice(s.as_bytes());
+                    Ok(IsNull::No)
                 }
-                new += 1;
-                let (status, resolved) = episode_status(e);
-                let resolved_at = resolved.then_some(reading);
-                tx.execute(
-                    &up,
-                    &[
-                        &e.episode_id,
-                        &e.patient_id,
-                        &e.rule_id,
-                        &e.rule_kind,
-                        &e.program,
-                        &e.code,
-                        &severity_name(e.severity),
-                        &status,
-                        &reading,
-                        &detected,
-                        &resolved_at,
-                        &e.summary,
-                        &evidence_json(e),
-                        &e.event_id,
-                    ],
-                )
-                .await?;
-            }
-            tx.commit().await?;
-            Ok(new)
-        })
-        .await
-    }
-
-    async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {
-        let p = patient.map(|p| p.as_str().to_owned());
-        let rows = self
-            .with(async |c| {
-                c.query(
-                    "SELECT episode_id, patient_id, rule_id, rule_kind, program, code, severity, status, opened_at, last_event_at, \
-                     resolved_at, summary, evidence::text, last_event_id FROM alerts \
-                     WHERE $1::text IS NULL OR patient_id = $1 ORDER BY opened_at, episode_id",
-                    &[&p],
-                )
-                .await
-            })
-            .await?;
-        Ok(rows
-            .iter()
-            .map(|r| StoredAlert {
-                episode_id: r.get(0),
-                patient_id: r.get(1),
-                rule_id: r.get(2),
-                rule_kind: r.get(3),
-                program: r.get(4),
-                code: r.get(5),
-                severity: r.get(6),
-                status: r.get(7),
-                opened_at: r.get(8),
-                last_event_at: r.get(9),
-                resolved_at: r.get(10),
-                summary: r.get(11),
-                evidence: r.get(12),
-                last_event_id: r.get(13),
-            })
-            .collect())
-    }
-}
-
-async fn migrate_locked(c: &mut Client) -> Result<MigrationReport, tokio_postgres::Error> {
-    c.batch_execute(
-        "CREATE TABLE IF NOT EXISTS schema_migrations (version integer PRIMARY KEY, name text NOT NULL, \
-         applied_at timestamptz NOT NULL DEFAULT now())",
-    )
-    .await?;
-    let available = c
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb')", &[])
-        .await?
-        .get::<_, bool>(0);
-    if available {
-        c.batch_execute("CREATE EXTENSION IF NOT EXISTS timescaledb").await?;
-    }
-    let applied: Vec<i32> =
-        c.query("SELECT version FROM schema_migrations", &[]).await?.iter().map(|r| r.get(0)).collect();
-    let mut report = MigrationReport { applied: Vec::new(), timescale: available };
-    for m in migrations::POSTGRES {
-        if applied.contains(&m.version) || (m.timescale_only && !available) {
-            continue;
+                Type::JSON => {
+                    out.put_slice(s.as_bytes());
+                    Ok(IsNull::No)
+                }
+                _ => s.as_str().to_sql(ty, out),
+            },
+            Value::Bytes(b) => b.to_sql(ty, out),
+            Value::Time(t) => t.to_sql(ty, out),
+            Value::Array(v) => v.to_sql(ty, out),
         }
-        if m.timescale_only {
-            for stmt in migrations::statements(m.sql) {
-                c.batch_execute(stmt).await?;
-            }
-            c.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
-        } else {
-            let tx = c.transaction().await?;
-            tx.batch_execute(m.sql).await?;
-            tx.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", &[&m.version, &m.name]).await?;
-            tx.commit().await?;
-        }
-        report.applied.push(m.version);
     }
-    Ok(report)
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    to_sql_checked!();
 }
 
-/// An observation row of `recent_observations` / `rule_state_inputs` (the
-/// first 11 columns, in that order); `None` if it no longer parses.
-fn observation_row(patient: &PatientId, r: &tokio_postgres::Row) -> Option<Observation> {
-    let code: &str = r.get(1);
-    let source: &str = r.get(3);
-    let device: Option<&str> = r.get(4);
-    let time_source: &str = r.get(6);
-    let trace: Option<String> = r.get(10);
-    super::rebuild_observation(
-        patient,
-        RowParts {
-            time: r.get(0),
-            code,
-            value: r.get(2),
-            source,
-            device_id: device,
-            received_at: r.get(5),
-            time_source,
-            original_value: r.get(7),
-            original_unit: r.get(8),
-            msg_id: r.get(9),
-            trace_id: trace.unwrap_or_default(),
-        },
-    )
+/// A `json`/`jsonb` column as text.
+struct JsonText(String);
+
+impl<'a> FromSql<'a> for JsonText {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        let raw = if *ty == Type::JSONB { raw.strip_prefix(&[1u8]).ok_or("unknown jsonb version")? } else { raw };
+        Ok(JsonText(std::str::from_utf8(raw)?.to_owned()))
+    }
+
+    fn accepts(ty: &Type) -> bool {
+        matches!(*ty, Type::JSON | Type::JSONB)
+    }
 }
 
-/// The recorded end of an enrolment row (`end_reason`, `end_recorded_at`).
-pub(crate) fn enrolment_end(reason: Option<&str>, recorded_at: Option<DateTime<Utc>>) -> Option<EnrolmentEnd> {
-    Some(EnrolmentEnd { reason: EndReason::parse(reason?)?, recorded_at: recorded_at? })
-}
-
-fn close_row(r: &tokio_postgres::Row) -> EpisodeClose {
-    EpisodeClose { episode_id: r.get(0), patient_id: r.get(1), rule_id: r.get(2), applied: r.get(3) }
+/// A PostgreSQL row as [`Row`] values.
+fn pg_row(r: &tokio_postgres::Row) -> Result<Row, StoreError> {
+    let mut out = Vec::with_capacity(r.len());
+    for (i, col) in r.columns().iter().enumerate() {
+        let v: Result<Option<Value>, tokio_postgres::Error> = match *col.type_() {
+            Type::BOOL => r.try_get::<_, Option<bool>>(i).map(|v| v.map(Value::Bool)),
+            Type::INT2 => r.try_get::<_, Option<i16>>(i).map(|v| v.map(|v| Value::Int(v.into()))),
+            Type::INT4 => r.try_get::<_, Option<i32>>(i).map(|v| v.map(|v| Value::Int(v.into()))),
+            Type::INT8 => r.try_get::<_, Option<i64>>(i).map(|v| v.map(Value::Int)),
+            Type::FLOAT4 => r.try_get::<_, Option<f32>>(i).map(|v| v.map(|v| Value::Float(v.into()))),
+            Type::FLOAT8 => r.try_get::<_, Option<f64>>(i).map(|v| v.map(Value::Float)),
+            Type::TIMESTAMPTZ => r.try_get::<_, Option<DateTime<Utc>>>(i).map(|v| v.map(Value::Time)),
+            Type::BYTEA => r.try_get::<_, Option<Vec<u8>>>(i).map(|v| v.map(Value::Bytes)),
+            Type::JSON | Type::JSONB => r.try_get::<_, Option<JsonText>>(i).map(|v| v.map(|j| Value::Text(j.0))),
+            _ => r.try_get::<_, Option<String>>(i).map(|v| v.map(Value::Text)),
+        };
+        let v = v.map_err(|e| StoreError::Permanent(format!("column {}: {e}", col.name())))?;
+        out.push(v.unwrap_or(Value::Null));
+    }
+    Ok(Row(out))
 }

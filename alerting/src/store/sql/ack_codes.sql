@@ -1,0 +1,1 @@
+SELECT code, severity FROM alert_ack_codes WHERE episode_id = $1 AND physician_id = $2

@@ -1,0 +1,1 @@
+SELECT count(*) FROM alert_outbox WHERE status = 'pending' AND attempts > 0

@@ -1,0 +1,1 @@
+SELECT doc FROM alert_care_teams WHERE patient_id = $1

@@ -1,0 +1,1 @@
+SELECT state FROM alert_episodes WHERE episode_id = $1

@@ -1,0 +1,1 @@
+SELECT doc FROM alert_physicians WHERE physician_id = $1

@@ -1,0 +1,1 @@
+SELECT doc FROM alert_physicians ORDER BY physician_id

@@ -1,0 +1,1 @@
+SELECT state, patient_id FROM alert_episodes WHERE episode_id = $1 FOR UPDATE

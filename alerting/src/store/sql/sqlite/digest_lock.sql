@@ -1,0 +1,2 @@
+-- One process, one writer: always granted.
+SELECT $1 IS NOT NULL

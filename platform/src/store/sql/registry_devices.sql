@@ -1,0 +1,1 @@
+SELECT device_id, retired_at FROM devices

@@ -1,0 +1,1 @@
+UPDATE devices SET status = 'retired', retired_at = $2 WHERE device_id = $1
