@@ -187,6 +187,7 @@ async fn an_admin_change_whose_audit_entry_fails_is_not_stored() {
 // Conformance: the same cases on both engines.
 // ---------------------------------------------------------------------------
 
+use vitalwatch_admin::store::{AdminStore, AlertFilter, AuditFilter, EpisodeAuditFilter, NewAuditEntry, NewToken};
 use vitalwatch_alerting::inbound::{Admission, GuardPolicy};
 use vitalwatch_alerting::store::{
     Action, AlertStore, Completion, EngineError, OutboxStatus, StoreError as AlertStoreError, TransitionOptions,
@@ -195,7 +196,6 @@ use vitalwatch_alerting::{
     AckCodeGenerator, AckVia, CapPolicy, CareTeam, ChannelPreferences, EmailAddress, EpisodeId, EscalationPolicy,
     PhoneNumber, Physician, PhysicianId, Severity, TimeZone,
 };
-use vitalwatch_admin::store::{AdminStore, AlertFilter, AuditFilter, EpisodeAuditFilter, NewAuditEntry, NewToken};
 use vitalwatch_platform::store::{Store, StoreError};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
@@ -270,7 +270,9 @@ async fn conformance_migrations_and_observations() {
         let rules = s.registry.patient_rules(&pat("pat-o")).await.unwrap().expect("rules");
         let changed = s.registry.patient_rules_changed_since(rules.updated_at).await.unwrap();
         assert_eq!(changed.iter().map(|r| r.patient_id.as_str()).collect::<Vec<_>>(), ["pat-o"], "{n}");
-        assert!(s.registry.patient_rules_changed_since(rules.updated_at + Duration::seconds(1)).await.unwrap().is_empty());
+        assert!(
+            s.registry.patient_rules_changed_since(rules.updated_at + Duration::seconds(1)).await.unwrap().is_empty()
+        );
     }
 }
 
@@ -304,7 +306,10 @@ async fn conformance_registry() {
         assert_eq!(moved.valid_to, Some(at(20)), "{n}");
         assert!(moved.ended.is_some(), "{n}: the move is recorded");
         assert!(invalid(s.registry.grant_backfill(&d, &pat("pat-r3"), Utc::now(), "x").await), "{n}");
-        s.registry.grant_backfill(&d, &p1, Utc::now() + Duration::hours(2), "readings stored before the move").await.unwrap();
+        s.registry
+            .grant_backfill(&d, &p1, Utc::now() + Duration::hours(2), "readings stored before the move")
+            .await
+            .unwrap();
         s.registry.unenrol(&d, at(30)).await.unwrap();
         let snap = s.registry.registry().await.unwrap();
         assert_eq!(snap.devices["dev-r1"].backfill.len(), 1, "{n}");
@@ -404,7 +409,10 @@ async fn conformance_alerting_directory_and_transitions() {
         a.upsert_physician(&doctor("dr-b", "+33622222222", None)).await.unwrap();
         a.set_care_team(&care_team("pat-1")).await.unwrap();
         assert_eq!(a.physicians().await.unwrap().len(), 2, "{n}");
-        assert_eq!(a.physician_by_mobile("+33622222222").await.unwrap().map(|p| p.id.to_string()).as_deref(), Some("dr-b"));
+        assert_eq!(
+            a.physician_by_mobile("+33622222222").await.unwrap().map(|p| p.id.to_string()).as_deref(),
+            Some("dr-b")
+        );
         assert_eq!(a.care_team(&pat("pat-1")).await.unwrap(), Some(care_team("pat-1")), "{n}");
         assert_eq!(s.admin.patients_of("dr-b").await.unwrap(), ["pat-1"], "{n}: deputies count");
 
@@ -464,14 +472,20 @@ async fn conformance_alerting_outbox_claims_and_completions() {
         assert_eq!(claimed.len(), queued, "{n}");
         assert!(a.claim("w2", now, now + Duration::minutes(1), 100).await.unwrap().is_empty(), "{n}: leased");
         // The lease ends: another worker takes the rows over.
-        assert_eq!(a.claim("w2", now + Duration::minutes(2), now + Duration::minutes(3), 100).await.unwrap().len(), queued);
+        assert_eq!(
+            a.claim("w2", now + Duration::minutes(2), now + Duration::minutes(3), 100).await.unwrap().len(),
+            queued
+        );
         let key = claimed[0].notification.key.clone();
         let retry = Completion::Retry { retry_at: now + Duration::minutes(5), error: "busy".into(), fallback: None };
         a.complete(&key, 1, retry, &[], now).await.unwrap();
         assert_eq!(a.awaiting_retry().await.unwrap(), 1, "{n}");
         a.complete(&key, 2, Completion::Sent { provider_message_id: Some("pm-1".into()) }, &[], now).await.unwrap();
         let row = a.outbox(&ep).await.unwrap().into_iter().find(|r| r.notification.key == key).unwrap();
-        assert_eq!((row.status, row.attempts, row.provider_message_id.as_deref()), (OutboxStatus::Sent, 2, Some("pm-1")));
+        assert_eq!(
+            (row.status, row.attempts, row.provider_message_id.as_deref()),
+            (OutboxStatus::Sent, 2, Some("pm-1"))
+        );
         assert_eq!(a.awaiting_retry().await.unwrap(), 0, "{n}");
         // Completing again changes nothing (another dispatcher did it).
         a.complete(&key, 3, Completion::Cancelled { reason: "late".into() }, &[], now).await.unwrap();
@@ -501,7 +515,11 @@ async fn conformance_alerting_sms_guard_and_digests() {
         }
         let locked = a.sms_admit("sender-1", Some(&dr), &policy, now + Duration::seconds(30)).await.unwrap();
         assert!(matches!(locked, Admission::Locked { new_lockout: true, .. }), "{n}: {locked:?}");
-        let f = AuditFilter { action: Some(vitalwatch_alerting::store::LOCKOUT_ACTION.into()), limit: 10, ..Default::default() };
+        let f = AuditFilter {
+            action: Some(vitalwatch_alerting::store::LOCKOUT_ACTION.into()),
+            limit: 10,
+            ..Default::default()
+        };
         let audit = s.admin.audit(&f).await.unwrap();
         assert_eq!(audit.len(), 1, "{n}");
         assert_eq!((audit[0].target_kind.as_str(), audit[0].target_id.as_str()), ("physician", "dr-a"), "{n}");
@@ -585,7 +603,12 @@ async fn conformance_admin_tokens_audit_and_patients() {
         assert_eq!(all[0].details, json!({ "n": 2 }), "{n}");
         let page = AuditFilter { before_id: Some(all[0].id), limit: 1, ..Default::default() };
         assert_eq!(ad.audit(&page).await.unwrap()[0].target_id, "pat-a2", "{n}");
-        let since = AuditFilter { since: Some(t0 + Duration::seconds(1)), until: Some(t0 + Duration::seconds(2)), limit: 10, ..Default::default() };
+        let since = AuditFilter {
+            since: Some(t0 + Duration::seconds(1)),
+            until: Some(t0 + Duration::seconds(2)),
+            limit: 10,
+            ..Default::default()
+        };
         assert_eq!(ad.audit(&since).await.unwrap().len(), 1, "{n}");
         let scoped = AuditFilter {
             scope_patients: Some(vec!["pat-a1".into()]),

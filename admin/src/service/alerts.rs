@@ -116,7 +116,10 @@ impl AdminService {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let action = Action::Ack { by: by.clone(), via: AckVia::WebApp, nonce: None, sent_for: None };
-        let (id, entry) = (episode_id(episode)?, self.entry(actor, "alert.ack", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })));
+        let (id, entry) = (
+            episode_id(episode)?,
+            self.entry(actor, "alert.ack", ("episode", episode), Some(&patient), json!({ "by": by.as_str() })),
+        );
         self.audited(async |c| {
             tables::transition(c, &id, &action, &options(), Utc::now()).await?;
             Ok(((), Some(entry)))
@@ -140,7 +143,8 @@ impl AdminService {
         let until = Utc::now() + Duration::minutes(i64::from(input.minutes));
         let action = Action::Snooze { by: by.clone(), until, sent_for: None };
         let details = json!({ "by": by.as_str(), "minutes": input.minutes });
-        let (id, entry) = (episode_id(episode)?, self.entry(actor, "alert.snooze", ("episode", episode), Some(&patient), details));
+        let (id, entry) =
+            (episode_id(episode)?, self.entry(actor, "alert.snooze", ("episode", episode), Some(&patient), details));
         self.audited(async |c| {
             tables::transition(c, &id, &action, &options(), Utc::now()).await?;
             Ok(((), Some(entry)))
@@ -161,7 +165,8 @@ impl AdminService {
         let by = Self::acting_physician(actor, input.by.as_deref())?;
         let id = episode_id(episode)?;
         let state = self.alerting.episode(&id).await?;
-        let entry = self.entry(actor, "alert.close", ("episode", episode), Some(&patient), json!({ "by": by.as_str() }));
+        let entry =
+            self.entry(actor, "alert.close", ("episode", episode), Some(&patient), json!({ "by": by.as_str() }));
         self.audited(async |c| {
             let mut changed = false;
             if let Some(state) = state

@@ -72,7 +72,8 @@ impl AdminService {
         let created = self
             .audited(async |c| {
                 let created = registry::add_device(c, &d, &input.kind).await.map_err(AdminError::conflict)?;
-                let entry = self.entry(actor, "device.add", ("device", d.as_str()), None, json!({ "kind": input.kind }));
+                let entry =
+                    self.entry(actor, "device.add", ("device", d.as_str()), None, json!({ "kind": input.kind }));
                 Ok((created, created.then_some(entry)))
             })
             .await?;
@@ -102,14 +103,16 @@ impl AdminService {
     /// Ends a device's open enrolment at `at` (default now).
     pub async fn unenrol_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
         let (d, at, previous) = self.device_change(actor, device, input).await?;
-        let entry = self.entry(actor, "device.unenrol", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
+        let entry =
+            self.entry(actor, "device.unenrol", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
         self.audited(async |c| Ok((registry::unenrol(c, &d, at).await?, Some(entry)))).await
     }
 
     /// Retires a device at `at` (default now): its readings are rejected from then on.
     pub async fn retire_device(&self, actor: &Actor, device: &str, input: &At) -> Result<(), AdminError> {
         let (d, at, previous) = self.device_change(actor, device, input).await?;
-        let entry = self.entry(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
+        let entry =
+            self.entry(actor, "device.retire", ("device", d.as_str()), previous.as_deref(), json!({ "at": at }));
         self.audited(async |c| Ok((registry::retire_device(c, &d, at).await?, Some(entry)))).await
     }
 

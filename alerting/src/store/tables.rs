@@ -158,8 +158,7 @@ pub async fn transition(
     let Some(row) = c.query_opt(&sql!("lock_episode", split), &args![episode.as_str()]).await? else {
         return Err(EngineError::UnknownEpisode(episode.to_string()).into());
     };
-    let current: Option<EpisodeState> =
-        row.get::<Option<String>>(0)?.map(|s| from_json(&s, "episode")).transpose()?;
+    let current: Option<EpisodeState> = row.get::<Option<String>>(0)?.map(|s| from_json(&s, "episode")).transpose()?;
     let patient = match (&current, action) {
         (Some(s), _) => s.patient_id.to_string(),
         (None, Action::Event(e)) => e.patient_id.clone(),
@@ -307,7 +306,11 @@ async fn form_digest(
         .map(|e| AuditRecord {
             at: now,
             episode_id: e.episode_id.clone(),
-            entry: AuditEntry::DigestFormed { digest: n.key.clone(), key: e.key.clone(), recipient: physician.id.clone() },
+            entry: AuditEntry::DigestFormed {
+                digest: n.key.clone(),
+                key: e.key.clone(),
+                recipient: physician.id.clone(),
+            },
         })
         .collect();
     insert_audit(c, &audit).await?;
@@ -470,15 +473,15 @@ impl AlertStore for SqlAlertStore {
             .db
             .transaction(async |c| c.query(&sql!("claim", split), &args![worker, lease_until, now, limit]).await)
             .await?;
-        rows.iter()
-            .map(|r| Ok(Claimed { notification: doc(r, 0, "notification")?, attempts: r.get(1)? }))
-            .collect()
+        rows.iter().map(|r| Ok(Claimed { notification: doc(r, 0, "notification")?, attempts: r.get(1)? })).collect()
     }
 
     async fn render_context(&self, n: &Notification) -> Result<RenderContext, StoreError> {
         let episode = self.episode(&n.episode_id).await?;
         let chart = episode.as_ref().and_then(|e| {
-            e.details.code.map(|code| (e.patient_id.to_string(), code, e.details.reading_time.max(e.details.detected_at)))
+            e.details
+                .code
+                .map(|code| (e.patient_id.to_string(), code, e.details.reading_time.max(e.details.detected_at)))
         });
         let (recipient, codes, history) = self
             .db
@@ -489,7 +492,10 @@ impl AlertStore for SqlAlertStore {
                 if let Some((patient, code, end)) = &chart {
                     // The observations table belongs to the persist role; without it there is no chart.
                     match c
-                        .query(&sql!("history"), &args![patient.as_str(), code.loinc(), *end - Duration::days(14), *end])
+                        .query(
+                            &sql!("history"),
+                            &args![patient.as_str(), code.loinc(), *end - Duration::days(14), *end],
+                        )
                         .await
                     {
                         Ok(rows) => history = rows,

@@ -124,7 +124,12 @@ async fn live_device(c: &mut Conn, device: &DeviceId) -> Result<(), StoreError> 
 ///
 /// [`StoreError::Invalid`] for an unknown or retired device, an unknown
 /// patient, or an enrolment that starts at or after `from`.
-pub async fn enrol(c: &mut Conn, device: &DeviceId, patient: &PatientId, from: DateTime<Utc>) -> Result<(), StoreError> {
+pub async fn enrol(
+    c: &mut Conn,
+    device: &DeviceId,
+    patient: &PatientId,
+    from: DateTime<Utc>,
+) -> Result<(), StoreError> {
     live_device(c, device).await?;
     if c.query_opt(&sql!("patient_exists"), &args![patient.as_str()]).await?.is_none() {
         return Err(StoreError::Invalid("unknown patient".into()));
@@ -556,7 +561,8 @@ impl Store for SqlStore {
             })
             .await?
             .into_iter();
-        let (rules, obs, closes) = (all.next().unwrap_or_default(), all.next().unwrap_or_default(), all.next().unwrap_or_default());
+        let (rules, obs, closes) =
+            (all.next().unwrap_or_default(), all.next().unwrap_or_default(), all.next().unwrap_or_default());
         let mut out = vec![RuleStateInputs::default(); patients.len()];
         for r in &rules {
             let row = rules_row(r)?;

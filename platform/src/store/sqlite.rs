@@ -104,7 +104,6 @@ fn private_db_files(db: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-
 /// The embedded database: one connection shared by async code. Cheap to clone.
 #[derive(Clone)]
 pub struct SqliteDb(Arc<Mutex<Connection>>);
