@@ -439,7 +439,7 @@ async fn conformance_alerting_directory_and_transitions() {
         // Due episodes: the next wake-up (a reminder) is in the future.
         assert!(a.due_episodes(now, 10).await.unwrap().is_empty(), "{n}");
         let later = applied.next_wakeup.expect("a wake-up");
-        assert_eq!(a.due_episodes(later, 10).await.unwrap(), [ep.clone()], "{n}");
+        assert_eq!(a.due_episodes(later, 10).await.unwrap(), std::slice::from_ref(&ep), "{n}");
         // A link acknowledgment is single use.
         let ack = |nonce: &str| Action::Ack {
             by: PhysicianId::new("dr-a").unwrap(),
@@ -495,7 +495,7 @@ async fn conformance_alerting_outbox_claims_and_completions() {
         if let Some(other) = claimed.get(1) {
             let failed = Completion::Failed { error: "refused".into(), fallback: None };
             a.complete(&other.notification.key, 1, failed, &[], now).await.unwrap();
-            assert_eq!(a.due_episodes(now, 10).await.unwrap(), [ep.clone()], "{n}");
+            assert_eq!(a.due_episodes(now, 10).await.unwrap(), std::slice::from_ref(&ep), "{n}");
         }
     }
 }

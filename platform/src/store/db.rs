@@ -395,6 +395,8 @@ impl Db {
 }
 
 /// A connection handed to the closure of [`Db::run`] / [`Db::transaction`].
+// One per call, on its stack: the size of a pooled PostgreSQL client does not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Conn {
     /// A pooled PostgreSQL client.
     Postgres(super::postgres::PgConn),
