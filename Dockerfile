@@ -1,11 +1,13 @@
 # syntax=docker/dockerfile:1
 #
 # vitalwatch: one image, every role. The role is the first argument:
-#   docker run --rm vitalwatch ingest | persist | rules | alerting | migrate | run | simulate ...
+#   docker run --rm vitalwatch ingest | persist | rules | alerting | api | migrate ...
+# The development-only parts (`run`, `simulate`: embedded MQTT broker, simulator, SMTP sink;
+# the `dev` feature) are left out of the image.
 #
 # Build (BuildKit, for the cache mounts):  docker build -t vitalwatch:dev .
-# The build command is the one CI uses, plus Kafka TLS with OpenSSL compiled in (static):
-#   cargo build --release --locked -p vitalwatch --features kafka-tls-vendored
+# The build: no default features (no `dev`), Kafka TLS with OpenSSL compiled in (static):
+#   cargo build --release --locked -p vitalwatch --no-default-features --features kafka-tls-vendored
 #
 # Pin the base images by digest for reproducible releases, e.g.
 #   docker build --build-arg RUST_IMAGE=rust:1-bookworm@sha256:... --build-arg RUNTIME_IMAGE=...@sha256:...
@@ -42,7 +44,7 @@ COPY . .
 RUN --mount=type=cache,target=/usr/local/cargo/registry,sharing=locked \
     --mount=type=cache,target=/usr/local/cargo/git,sharing=locked \
     --mount=type=cache,target=/src/target,sharing=locked \
-    cargo build --release --locked -p vitalwatch --features kafka-tls-vendored \
+    cargo build --release --locked -p vitalwatch --no-default-features --features kafka-tls-vendored \
     && install -D -m 0755 target/release/vitalwatch /out/vitalwatch \
     && ldd /out/vitalwatch \
     && if ldd /out/vitalwatch | grep -vqE 'linux-vdso|ld-linux|lib(c|m|gcc_s|pthread|dl|rt)\.so'; then \

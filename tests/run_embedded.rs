@@ -80,3 +80,46 @@ async fn run_stores_readings_from_an_ordinary_mqtt_client() {
 
     run.terminate(Duration::from_secs(20));
 }
+
+/// A role that fails at start-up inside `run` (here alerting: its HTTP port is
+/// taken) ends the process promptly, non-zero, with the role's error, instead
+/// of going unnoticed until Ctrl-C (regression: `run` waited for a signal).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_exits_with_the_error_of_a_role_that_fails_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = path_str(dir.path());
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_addr = taken.local_addr().unwrap().to_string();
+    let listen = format!("127.0.0.1:{}", free_port());
+    let log = dir.path().join("run.log");
+    let mut child = std::process::Command::new(bin())
+        .args(["run", "--data-dir", &data, "--mqtt-listen", &listen])
+        .env("RUST_LOG", "warn")
+        .env("VITALWATCH_ALERTING__HTTP_ADDR", &taken_addr)
+        .env("VITALWATCH_API__LISTEN", "127.0.0.1:0")
+        .env("VITALWATCH_OPS__LISTEN", "127.0.0.1:0")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .expect("spawn vitalwatch run");
+    let until = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "`vitalwatch run` still running 30 s after its alerting role failed to bind {taken_addr}:\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(!status.success(), "exit {status} after a role failed:\n{stderr}");
+    assert!(stderr.contains(&format!("binding alerting.http_addr {taken_addr}")), "the role's error:\n{stderr}");
+    drop(taken);
+}

@@ -21,6 +21,7 @@ use prost::Message as _;
 use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
 use vitalwatch_platform::config::PersistSettings;
+use vitalwatch_platform::retry::{Backoff, Class, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};
 use vitalwatch_schemas::{Observation, proto};
@@ -226,46 +227,43 @@ async fn insert_with_retry(
     stats: &PersistStats,
     shutdown: &CancellationToken,
 ) -> Option<Result<u64, StoreError>> {
-    let mut delay = Duration::from_millis(100);
-    loop {
-        let started = std::time::Instant::now();
-        match store.insert_observations(obs).await {
-            Ok(n) => {
-                metrics::histogram!("vitalwatch_persist_write_seconds").record(started.elapsed().as_secs_f64());
-                return Some(Ok(n));
-            }
-            Err(e @ StoreError::Rejected(_)) => {
-                if obs.len() > 1 {
-                    tracing::warn!(
-                        message = "The database refused a batch; isolating the refused rows.",
-                        rows = obs.len(),
-                        error = %e
-                    );
-                }
-                return Some(Err(e));
-            }
-            Err(e) => {
-                stats.db_retries.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("vitalwatch_db_retries_total", "role" => "persist").increment(1);
-                // Not about the data: retry (the stall shows in /readyz and the metrics).
-                match &e {
-                    StoreError::Transient(_) => {
-                        tracing::warn!(message = "Database write failed; retrying.", error = %e)
-                    }
-                    _ => tracing::error!(message = "Database write failed; retrying.", error = %e),
-                }
-                if shutdown.is_cancelled() {
-                    return None;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return None,
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
+    let classify = |e: &StoreError| match e {
+        StoreError::Rejected(_) => Class::Permanent,
+        // Not about the data: retry (the stall shows in /readyz and the metrics).
+        _ => Class::Transient,
+    };
+    let on_retry = |e: &StoreError, _| {
+        stats.db_retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_db_retries_total", "role" => "persist").increment(1);
+        match e {
+            StoreError::Transient(_) => tracing::warn!(message = "Database write failed; retrying.", error = %e),
+            _ => tracing::error!(message = "Database write failed; retrying.", error = %e),
         }
+    };
+    let insert = move || async move {
+        let started = std::time::Instant::now();
+        let n = store.insert_observations(obs).await?;
+        metrics::histogram!("vitalwatch_persist_write_seconds").record(started.elapsed().as_secs_f64());
+        Ok(n)
+    };
+    match retry(&DB_BACKOFF, Some(shutdown), classify, on_retry, insert).await {
+        Ok(n) => Some(Ok(n)),
+        Err(RetryError::Permanent(e)) => {
+            if obs.len() > 1 {
+                tracing::warn!(
+                    message = "The database refused a batch; isolating the refused rows.",
+                    rows = obs.len(),
+                    error = %e
+                );
+            }
+            Some(Err(e))
+        }
+        Err(_) => None,
     }
 }
+
+/// Database writes: from 100 ms, doubling, at most 10 s apart, until they succeed.
+const DB_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
 
 #[cfg(test)]
 mod tests {

@@ -28,8 +28,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
+use vitalwatch_platform::retry::{AlwaysTransient, Backoff, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
-use vitalwatch_platform::store::Store;
+use vitalwatch_platform::store::{Store, StoreError};
 use vitalwatch_schemas::registry::RegistrySnapshot;
 
 /// Most ids in the negative cache; beyond, expired entries are dropped, and
@@ -75,18 +76,17 @@ pub struct SharedRegistry {
 impl SharedRegistry {
     /// Loads the registry, retrying until the database answers or `shutdown` fires.
     pub async fn load(store: Arc<dyn Store>, shutdown: &CancellationToken) -> anyhow::Result<Self> {
-        let mut delay = Duration::from_millis(200);
-        loop {
+        let backoff = Backoff::exponential(Duration::from_millis(200), Duration::from_secs(5));
+        let on_retry =
+            |e: &StoreError, _| tracing::warn!(message = "Registry not available yet; retrying.", error = %e);
+        let st = &store;
+        let load = move || async move {
             let started = Instant::now();
-            match store.registry().await {
-                Ok(s) => return Ok(Self::from_snapshot(store, s, started)),
-                Err(e) if !shutdown.is_cancelled() => {
-                    tracing::warn!(message = "Registry not available yet; retrying.", error = %e);
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            st.registry().await.map(|s| (s, started))
+        };
+        match retry(&backoff, Some(shutdown), AlwaysTransient, on_retry, load).await {
+            Ok((s, started)) => Ok(Self::from_snapshot(store, s, started)),
+            Err(e) => Err(e.into_inner().into()),
         }
     }
 
@@ -150,15 +150,11 @@ impl SharedRegistry {
         tokio::spawn(async move {
             let mut last = Instant::now();
             let mut failures: u32 = 0;
+            // Doubling from `min_interval` (at least 100 ms) after the first failure.
+            let first = cfg.min_interval.max(Duration::from_millis(100)).saturating_mul(2);
+            let schedule = Backoff::exponential(first, cfg.max_backoff).with_jitter(0.0);
             loop {
-                let backoff = if failures == 0 {
-                    Duration::ZERO
-                } else {
-                    cfg.min_interval
-                        .max(Duration::from_millis(100))
-                        .saturating_mul(1 << failures.min(10))
-                        .min(cfg.max_backoff)
-                };
+                let backoff = if failures == 0 { Duration::ZERO } else { schedule.nominal(failures.min(10) - 1) };
                 let periodic = last + cfg.period.max(backoff);
                 tokio::select! {
                     _ = tokio::time::sleep_until(periodic) => {}

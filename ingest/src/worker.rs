@@ -18,6 +18,7 @@ use rumqttc::{AsyncClient, Event, EventLoop, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Delivery, Producer};
 use vitalwatch_platform::config::Settings;
+use vitalwatch_platform::retry::Backoff;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::ObservationId;
 
@@ -29,6 +30,11 @@ use crate::pipeline::{Processed, dead_letter, process, rate_limited};
 use crate::ratelimit::{RateLimit, RateLimiter, sender_key};
 use crate::registry::{Gate, GateConfig, RefreshConfig, Verdict};
 use crate::reject::Reason;
+
+/// Reconnecting to the MQTT broker: from 100 ms, doubling, at most 5 s apart.
+const RECONNECT_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
+/// Re-sending a message the bus did not acknowledge: from 100 ms, at most 10 s apart.
+const BUS_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Counters of the ingest role (no patient data).
 #[derive(Debug, Default)]
@@ -266,7 +272,7 @@ async fn poll_loop(
     let mut tx = Some(tx);
     // A message the processor no longer took: the session must be kept for it.
     let mut refused = false;
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = RECONNECT_BACKOFF.delays();
     loop {
         let polled = eventloop.poll().await;
         // Between two turns of the event loop, once it has handed out what it
@@ -283,7 +289,7 @@ async fn poll_loop(
         }
         match polled {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
-                backoff = Duration::from_millis(100);
+                backoff.reset();
                 stats.connected.store(true, Ordering::Relaxed);
                 metrics::gauge!("vitalwatch_mqtt_connected").set(1.0);
                 tracing::info!(message = "Connected to the MQTT broker.", session_present = ack.session_present);
@@ -343,8 +349,7 @@ async fn poll_loop(
                     return;
                 }
                 tracing::warn!(message = "MQTT connection error; reconnecting.", error = %e);
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
+                backoff.wait(None).await;
             }
         }
     }
@@ -625,14 +630,14 @@ impl Processor {
         result: Result<Vec<ObservationId>, BusError>,
     ) {
         let mut result = result;
-        let mut delay = Duration::from_millis(100);
-        // Retry in place until the bus takes it: ordering and nothing lost.
+        let mut delays = BUS_BACKOFF.delays();
+        // Retry in place until the bus takes it: ordering and nothing lost
+        // (not even on shutdown: no token).
         while let Err(e) = &result {
             self.stats.bus_retries.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("vitalwatch_bus_retries_total", "role" => "ingest").increment(1);
             tracing::warn!(message = "Bus did not acknowledge; retrying the message.", error = %e);
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(10));
+            delays.wait(None).await;
             let fut = self.start(publish.clone(), received_at, true).await;
             result = fut.await.2;
         }

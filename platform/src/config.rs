@@ -81,11 +81,24 @@ pub struct OpsSettings {
     /// is stalled: `/readyz` fails naming it, and
     /// `vitalwatch_consumer_stalled_seconds` shows it.
     pub stall_secs: u64,
+    /// On SIGTERM (or when a role fails), the longest time, seconds, for the
+    /// process's roles to finish what they hold and commit; a role still
+    /// running then is named in an error log and the process exits non-zero.
+    /// Keep it below the pod's `terminationGracePeriodSeconds` (60) and above
+    /// `ingest.drain_timeout_secs` (the MQTT hand-over).
+    pub drain_deadline_secs: u64,
 }
 
 impl Default for OpsSettings {
     fn default() -> Self {
-        OpsSettings { listen: "0.0.0.0:9464".into(), stall_secs: 120 }
+        OpsSettings { listen: "0.0.0.0:9464".into(), stall_secs: 120, drain_deadline_secs: 45 }
+    }
+}
+
+impl OpsSettings {
+    /// [`OpsSettings::drain_deadline_secs`] as a duration.
+    pub fn drain_deadline(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.drain_deadline_secs)
     }
 }
 
@@ -926,6 +939,9 @@ impl Settings {
         }
         if !(i.rate_limit_burst.is_finite() && i.rate_limit_burst >= 1.0) || i.rate_limit_senders == 0 {
             return bad("ingest.rate_limit_burst must be at least 1 and ingest.rate_limit_senders at least 1");
+        }
+        if self.ops.drain_deadline_secs == 0 {
+            return bad("ops.drain_deadline_secs must be at least 1");
         }
         if self.persist.batch_size == 0 || self.persist.concurrent_writes == 0 {
             return bad("persist.batch_size and persist.concurrent_writes must be at least 1");

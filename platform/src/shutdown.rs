@@ -1,52 +1,10 @@
 //! Shutdown: a cancellation token fired by SIGTERM or SIGINT. Roles stop taking
 //! new work when it fires, drain what is in flight, commit, and return.
+//!
+//! The token is tokio-util's [`CancellationToken`] (child tokens, drop guards);
+//! [`crate::tasks::TaskSet`] runs a process's roles on it and bounds the drain.
 
-pub use tokio_util_token::CancellationToken;
-
-mod tokio_util_token {
-    use std::sync::Arc;
-    use std::sync::atomic::{AtomicBool, Ordering};
-
-    use tokio::sync::Notify;
-
-    /// A cloneable, level-triggered cancellation flag.
-    #[derive(Clone, Default, Debug)]
-    pub struct CancellationToken {
-        inner: Arc<Inner>,
-    }
-
-    #[derive(Default, Debug)]
-    struct Inner {
-        cancelled: AtomicBool,
-        notify: Notify,
-    }
-
-    impl CancellationToken {
-        /// A new, untriggered token.
-        pub fn new() -> Self {
-            Self::default()
-        }
-        /// Triggers the token; idempotent.
-        pub fn cancel(&self) {
-            self.inner.cancelled.store(true, Ordering::SeqCst);
-            self.inner.notify.notify_waiters();
-        }
-        /// True once triggered.
-        pub fn is_cancelled(&self) -> bool {
-            self.inner.cancelled.load(Ordering::SeqCst)
-        }
-        /// Resolves once triggered.
-        pub async fn cancelled(&self) {
-            loop {
-                let notified = self.inner.notify.notified();
-                if self.is_cancelled() {
-                    return;
-                }
-                notified.await;
-            }
-        }
-    }
-}
+pub use tokio_util::sync::CancellationToken;
 
 /// Returns a token that fires on SIGTERM or SIGINT.
 pub fn on_signals() -> CancellationToken {

@@ -78,6 +78,7 @@ use prost::Message as _;
 use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Producer, next_batch, partition_for_key, positions};
 use vitalwatch_platform::config::RulesSettings;
+use vitalwatch_platform::retry::{AlwaysTransient, Backoff, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{EpisodeClose, RuleStateInputs, Store, StoreError};
 use vitalwatch_schemas::{DeviceId, Observation, PatientId, proto};
@@ -199,30 +200,28 @@ pub fn tick_now(
 /// committed late, clock differences between hosts).
 const POLL_MARGIN: chrono::TimeDelta = chrono::TimeDelta::seconds(30);
 
-/// Retries a store call with backoff until it succeeds; evaluates to `None`
-/// once shutdown fires while it fails. (A macro: async closures borrowing
-/// their environment make the worker future not `Send`.)
-macro_rules! retry {
-    ($stats:expr, $shutdown:expr, $what:literal, $call:expr) => {{
-        let mut delay = Duration::from_millis(100);
-        loop {
-            let r: Result<_, StoreError> = $call;
-            match r {
-                Ok(v) => break Some(v),
-                Err(e) => {
-                    $stats.retries.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("vitalwatch_db_retries_total", "role" => "rules").increment(1);
-                    tracing::warn!(message = $what, error = %e);
-                    if $shutdown.is_cancelled() {
-                        break None;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
-            }
-        }
-    }};
+/// Store calls and alert publication: from 100 ms, doubling, at most 10 s apart.
+const RETRY_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
+
+/// Retries a store call with backoff until it succeeds; `None` once shutdown
+/// fires while it fails.
+async fn store_retrying<T, Fut>(
+    stats: &RulesStats,
+    shutdown: &CancellationToken,
+    what: &'static str,
+    call: impl FnMut() -> Fut,
+) -> Option<T>
+where
+    Fut: std::future::Future<Output = Result<T, StoreError>>,
+{
+    let on_retry = |e: &StoreError, _| {
+        stats.retries.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_db_retries_total", "role" => "rules").increment(1);
+        tracing::warn!(message = what, error = %e);
+    };
+    retry(&RETRY_BACKOFF, Some(shutdown), AlwaysTransient, on_retry, call).await.ok()
 }
+
 /// Patients of a new assignment loaded per batch (see the module docs), so
 /// that consumption goes on while a large assignment is loaded.
 const EAGER_LOADS_PER_BATCH: usize = 200;
@@ -648,13 +647,11 @@ impl Worker<'_> {
                 continue;
             };
             let ids: Vec<PatientId> = chunk.iter().map(|(p, _)| p.clone()).collect();
-            let store = self.store.clone();
-            let Some(inputs) = retry!(
-                self.stats,
-                self.shutdown,
-                "Loading rule state failed; retrying.",
-                store.rule_state_inputs(&ids, since).await
-            ) else {
+            let (store, ids) = (&self.store, &ids);
+            let load = move || async move { store.rule_state_inputs(ids, since).await };
+            let Some(inputs) =
+                store_retrying(&self.stats, &self.shutdown, "Loading rule state failed; retrying.", load).await
+            else {
                 return false;
             };
             for ((patient, now), input) in chunk.into_iter().zip(inputs) {
@@ -827,42 +824,37 @@ impl Worker<'_> {
     /// Publishes and awaits delivery of every event. False only when shutting
     /// down with the bus unavailable.
     async fn publish(&self, producer: &dyn Producer, events: &[AlertEvent]) -> bool {
-        let mut delay = Duration::from_millis(100);
-        loop {
-            match publish_once(producer, &self.cfg.alerts_topic, events).await {
-                Ok(()) => {
-                    self.stats.events_published.fetch_add(events.len() as u64, Ordering::Relaxed);
-                    for e in events {
-                        metrics::counter!(
-                            "vitalwatch_rules_alert_events_total",
-                            "kind" => e.kind().as_str_name(),
-                            "severity" => e.severity().as_str_name(),
-                            "rule_kind" => e.rule_kind.clone()
-                        )
-                        .increment(1);
-                        // No patient data: ids of the episode, the event and the reading's trace.
-                        tracing::info!(
-                            message = "Alert event published.",
-                            trace_id = %e.trace_id,
-                            episode_id = %e.episode_id,
-                            event_id = %e.event_id,
-                            rule_id = %e.rule_id,
-                            kind = e.kind().as_str_name(),
-                            severity = e.severity().as_str_name()
-                        );
-                    }
-                    return true;
+        let topic = self.cfg.alerts_topic.as_str();
+        let on_retry = |e: &vitalwatch_platform::bus::BusError, _| {
+            self.stats.retries.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(message = "Publishing alert events failed; retrying.", error = %e);
+        };
+        let send = move || publish_once(producer, topic, events);
+        match retry(&RETRY_BACKOFF, Some(&self.shutdown), AlwaysTransient, on_retry, send).await {
+            Ok(()) => {
+                self.stats.events_published.fetch_add(events.len() as u64, Ordering::Relaxed);
+                for e in events {
+                    metrics::counter!(
+                        "vitalwatch_rules_alert_events_total",
+                        "kind" => e.kind().as_str_name(),
+                        "severity" => e.severity().as_str_name(),
+                        "rule_kind" => e.rule_kind.clone()
+                    )
+                    .increment(1);
+                    // No patient data: ids of the episode, the event and the reading's trace.
+                    tracing::info!(
+                        message = "Alert event published.",
+                        trace_id = %e.trace_id,
+                        episode_id = %e.episode_id,
+                        event_id = %e.event_id,
+                        rule_id = %e.rule_id,
+                        kind = e.kind().as_str_name(),
+                        severity = e.severity().as_str_name()
+                    );
                 }
-                Err(e) => {
-                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(message = "Publishing alert events failed; retrying.", error = %e);
-                    if self.shutdown.is_cancelled() {
-                        return false;
-                    }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+                true
             }
+            Err(_) => false,
         }
     }
 
@@ -905,12 +897,14 @@ impl Worker<'_> {
     /// [`Store::record_alert_events`], retried until it succeeds or the data
     /// is refused for good (`Some(Err)`); `None` when shutting down.
     async fn record_retrying(&self, events: &[AlertEvent]) -> Option<Result<u64, StoreError>> {
-        retry!(self.stats, self.shutdown, "Storing alert events failed; retrying.", {
-            match self.store.record_alert_events(events).await {
+        let store = &self.store;
+        let record = move || async move {
+            match store.record_alert_events(events).await {
                 Err(e @ StoreError::Rejected(_)) => Ok(Err(e)),
                 other => other.map(Ok),
             }
-        })
+        };
+        store_retrying(&self.stats, &self.shutdown, "Storing alert events failed; retrying.", record).await
     }
 }
 

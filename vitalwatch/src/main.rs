@@ -9,6 +9,9 @@
 //! - `patient`, `device`: the registry; `rules-config`: patients' rules;
 //! - `alerting`: the alerting role; `physician`, `care-team`, `alert`: care teams and episodes;
 //! - `api`: the admin API; `api-token`: its bearer tokens.
+//!
+//! `run` and `simulate` (with the embedded broker, the simulator and its SMTP
+//! sink) are the `dev` feature, on by default; the production image leaves it out.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -16,7 +19,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+#[cfg(feature = "dev")]
 mod embedded_broker;
+#[cfg(feature = "dev")]
 mod sim;
 
 /// mimalloc instead of the system allocator: glibc's malloc and free were 13 %
@@ -39,7 +44,12 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Every role in one process on embedded defaults: embedded MQTT broker, in-process bus, SQLite.
+    #[cfg(feature = "dev")]
     Run(commands::run::RunArgs),
+    /// Not in this build (no `dev` feature): explains so.
+    #[cfg(not(feature = "dev"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Run(DevOnly),
     /// The ingest role: MQTT -> validate and normalize -> Kafka.
     Ingest,
     /// The persist role: Kafka -> TimescaleDB/PostgreSQL.
@@ -52,7 +62,12 @@ enum Command {
     /// Apply database migrations (safe to run twice and from several pods at once).
     Migrate(commands::registry::StoreArgs),
     /// Load generator: simulated patients publish readings to a broker; reports throughput and latency.
+    #[cfg(feature = "dev")]
     Simulate(sim::load::SimulateArgs),
+    /// Not in this build (no `dev` feature): explains so.
+    #[cfg(not(feature = "dev"))]
+    #[command(hide = true, disable_help_flag = true)]
+    Simulate(DevOnly),
     /// Manage patients.
     #[command(subcommand)]
     Patient(commands::registry::PatientCommand),
@@ -79,6 +94,24 @@ enum Command {
     ApiToken(commands::admin::ApiTokenCommand),
 }
 
+/// The arguments of a development-only subcommand in a build without the `dev` feature.
+#[cfg(not(feature = "dev"))]
+#[derive(Debug, clap::Args)]
+struct DevOnly {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+/// The error of `run` and `simulate` in a build without the `dev` feature.
+#[cfg(not(feature = "dev"))]
+fn dev_only(command: &str) -> anyhow::Result<()> {
+    anyhow::bail!(
+        "`vitalwatch {command}` is a development tool (embedded MQTT broker, simulator) that this build \
+         leaves out (production image: no `dev` feature). Use the roles (ingest, persist, rules, alerting, \
+         api) against a broker, Kafka and PostgreSQL, or a build with the default features (`cargo run -- {command}`)."
+    )
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
@@ -91,13 +124,19 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async move {
         let config = cli.config.as_deref();
         match cli.command {
+            #[cfg(feature = "dev")]
             Command::Run(args) => commands::run::run(config, args).await,
+            #[cfg(not(feature = "dev"))]
+            Command::Run(_) => dev_only("run"),
             Command::Ingest => commands::roles::ingest(config).await,
             Command::Persist => commands::roles::persist(config).await,
             Command::Rules => commands::roles::rules(config).await,
             Command::RulesConfig(c) => commands::rules::rules_config(config, c).await,
             Command::Migrate(args) => commands::registry::migrate(config, args).await,
+            #[cfg(feature = "dev")]
             Command::Simulate(args) => sim::load::run(args).await,
+            #[cfg(not(feature = "dev"))]
+            Command::Simulate(_) => dev_only("simulate"),
             Command::Patient(c) => commands::registry::patient(config, c).await,
             Command::Device(c) => commands::registry::device(config, c).await,
             Command::Config(args) => commands::registry::show_config(config, args),

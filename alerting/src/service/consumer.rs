@@ -14,6 +14,7 @@ use std::time::Duration;
 use prost::Message as _;
 use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
+use vitalwatch_platform::retry::{Backoff, Class, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::proto::AlertEvent;
 
@@ -80,45 +81,44 @@ async fn handle_message(
             return give_up(m, DeadReason::Undecodable, &e.to_string(), dead_letters, shutdown).await;
         }
     };
-    let mut delay = Duration::from_millis(100);
-    loop {
-        match handle_event(a, event.clone()).await {
-            Ok(_) => {
-                metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "applied").increment(1);
-                // No patient data: the episode, the event and the reading's trace.
-                tracing::info!(
-                    message = "Alert event applied.",
-                    trace_id = %event.trace_id,
-                    episode_id = %event.episode_id,
-                    event_id = %event.event_id
-                );
-                return true;
-            }
-            Err(EventError::Store(e)) if e.is_transient() || matches!(e, StoreError::Permanent(_)) => {
-                // Never drop an alert because the database is away: retry
-                // (the consumer lag shows the stall).
-                tracing::warn!(message = "Alert event not stored yet; retrying.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
-                if shutdown.is_cancelled() {
-                    return false;
-                }
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => {}
-                    _ = shutdown.cancelled() => return false,
-                }
-                delay = (delay * 2).min(Duration::from_secs(10));
-            }
-            Err(e) => {
-                metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "rejected").increment(1);
-                let reason = match &e {
-                    EventError::Store(StoreError::Rejected(_)) => DeadReason::PermanentStoreError,
-                    EventError::Decode(_) => DeadReason::Undecodable,
-                    _ => DeadReason::InvalidRecord,
-                };
-                return give_up(m, reason, &e.to_string(), dead_letters, shutdown).await;
-            }
+    // Never drop an alert because the database is away: retry (the consumer
+    // lag shows the stall); what is wrong with the event itself is permanent.
+    let classify = |e: &EventError| match e {
+        EventError::Store(e) if e.is_transient() || matches!(e, StoreError::Permanent(_)) => Class::Transient,
+        _ => Class::Permanent,
+    };
+    let on_retry = |e: &EventError, _| {
+        tracing::warn!(message = "Alert event not stored yet; retrying.", topic = %m.topic, partition = m.partition, offset = m.offset, error = %e);
+    };
+    let event_ref = &event;
+    let apply = move || handle_event(a, event_ref.clone());
+    match retry(&STORE_BACKOFF, Some(shutdown), classify, on_retry, apply).await {
+        Ok(_) => {
+            metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "applied").increment(1);
+            // No patient data: the episode, the event and the reading's trace.
+            tracing::info!(
+                message = "Alert event applied.",
+                trace_id = %event.trace_id,
+                episode_id = %event.episode_id,
+                event_id = %event.event_id
+            );
+            true
         }
+        Err(RetryError::Permanent(e)) => {
+            metrics::counter!("vitalwatch_alerting_events_total", "outcome" => "rejected").increment(1);
+            let reason = match &e {
+                EventError::Store(StoreError::Rejected(_)) => DeadReason::PermanentStoreError,
+                EventError::Decode(_) => DeadReason::Undecodable,
+                _ => DeadReason::InvalidRecord,
+            };
+            give_up(m, reason, &e.to_string(), dead_letters, shutdown).await
+        }
+        Err(_) => false,
     }
 }
+
+/// Applying an event while the database fails: from 100 ms, doubling, at most 10 s apart.
+const STORE_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Applies one episode's events in order; false if shutdown interrupted.
 async fn apply_in_order(

@@ -211,20 +211,12 @@ pub async fn run_serving(
         .await
         .with_context(|| format!("binding alerting.http_addr {}", settings.http_addr))?;
     tracing::info!(message = "Alerting starting.", http_addr = %settings.http_addr, worker = %alerting.config.worker_id);
-    // A local token stops the background tasks when the consumer fails,
+    // A child token stops the background tasks when the consumer fails,
     // without cancelling the caller's token.
-    let local = CancellationToken::new();
-    let forward = {
-        let (outer, local) = (shutdown.clone(), local.clone());
-        tokio::spawn(async move {
-            outer.cancelled().await;
-            local.cancel();
-        })
-    };
+    let local = shutdown.child_token();
     let tasks = alerting.spawn_background_with(Some(listener), limits, &local);
     let result = consumer::run_with_dead_letters(&alerting, consumer, dead_letters.as_ref(), &local).await;
     local.cancel();
-    forward.abort();
     for t in tasks {
         let _ = t.await;
     }

@@ -13,7 +13,11 @@ use prost::Message as _;
 use vitalwatch_schemas::proto;
 
 use super::{BusError, Message, Producer};
+use crate::retry::{Backoff, Class, RetryError, retry};
 use crate::shutdown::CancellationToken;
+
+/// Sending a dead letter: from 100 ms, doubling, at most 10 s apart.
+const SEND_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(10));
 
 /// Why a consumer role gave up on a record: the `reason` of the dead letter
 /// and the metric label. Never rename one: tools switch on them.
@@ -114,29 +118,31 @@ impl DeadLetters {
     ) -> Result<(), BusError> {
         let mut letter = self.letter(m, reason, detail);
         let key = m.key.clone().unwrap_or_default();
-        let mut delay = Duration::from_millis(100);
         loop {
-            let sent = match self.producer.send(&self.topic, &key, letter.encode_to_vec()).await {
-                Ok(delivery) => delivery.await,
-                Err(e) => Err(e),
+            let payload = letter.encode_to_vec();
+            // Too large with the envelope: a permanent refusal while it still carries the payload.
+            let strippable = !letter.raw_payload.is_empty();
+            let classify = move |e: &BusError| match e {
+                BusError::Permanent(_) if strippable => Class::Permanent,
+                _ => Class::Transient,
             };
-            match sent {
+            let on_retry = |e: &BusError, _| {
+                tracing::warn!(message = "Dead letter not delivered; retrying.", role = self.role, error = %e);
+            };
+            let (producer, topic, key) = (&self.producer, self.topic.as_str(), key.as_slice());
+            let send = || {
+                let payload = payload.clone();
+                async move { producer.send(topic, key, payload).await?.await }
+            };
+            match retry(&SEND_BACKOFF, Some(shutdown), classify, on_retry, send).await {
                 Ok(()) => break,
-                Err(BusError::Permanent(e)) if !letter.raw_payload.is_empty() => {
-                    // Too large with the envelope: keep the position, drop the payload
-                    // (it stays readable at its offset until retention).
+                Err(RetryError::Permanent(BusError::Permanent(e))) => {
+                    // Keep the position, drop the payload (it stays readable at its offset until retention).
                     tracing::warn!(message = "Dead letter refused; sending it without the payload.", error = %e);
                     letter.raw_payload.clear();
                     letter.message = format!("payload omitted ({e}); {}", letter.message);
                 }
-                Err(e) => {
-                    tracing::warn!(message = "Dead letter not delivered; retrying.", role = self.role, error = %e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = shutdown.cancelled() => return Err(BusError::Closed),
-                    }
-                    delay = (delay * 2).min(Duration::from_secs(10));
-                }
+                Err(_) => return Err(BusError::Closed),
             }
         }
         metrics::counter!("vitalwatch_dead_letters_total", "role" => self.role, "reason" => reason.as_str())

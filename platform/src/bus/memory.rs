@@ -59,6 +59,17 @@ impl MemoryBus {
         map.get(topic).map(|l| l.entries.iter().cloned().collect()).unwrap_or_default()
     }
 
+    /// True when every consumer group has committed everything appended to
+    /// the topics it reads (topics nobody consumes, such as dead letters in
+    /// embedded mode, do not count): what was produced has been taken.
+    pub fn caught_up(&self) -> bool {
+        let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().all(|log| {
+            let end = log.base + log.entries.len() as i64;
+            log.groups.values().all(|&committed| committed >= end)
+        })
+    }
+
     /// Total number of messages ever appended to `topic`.
     pub fn end_offset(&self, topic: &str) -> i64 {
         let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());

@@ -154,9 +154,8 @@ pub async fn next_batch(
             Ok(b) => return Some(b),
             Err(e) => {
                 tracing::warn!(message = "Bus receive failed; retrying.", error = %e);
-                tokio::select! {
-                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
-                    _ = shutdown.cancelled() => return None,
+                if !crate::retry::sleep_until_cancelled(Duration::from_millis(500), Some(shutdown)).await {
+                    return None;
                 }
             }
         }

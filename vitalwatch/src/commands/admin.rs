@@ -38,9 +38,13 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?);
-    vitalwatch_admin::http::serve(Arc::new(service), &s.api.limits(), listener, shutdown)
-        .await
-        .context("serving the admin API")?;
+    let limits = s.api.limits();
+    super::roles::supervise(&s, &shutdown, "admin API", |token| async move {
+        vitalwatch_admin::http::serve(Arc::new(service), &limits, listener, token)
+            .await
+            .context("serving the admin API")
+    })
+    .await?;
     tracing::info!(message = "Admin API stopped.");
     Ok(())
 }

@@ -37,8 +37,12 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer = bus.watched_consumer(&s, &s.alerting.group, &[s.bus.alerts_topic.as_str()], &progress)?;
     let dead_letters = bus.dead_letters(&s, "alerting")?;
     tracing::info!(message = "Alerting starting.", group = %s.alerting.group);
-    let limits = s.api.ack_limits();
-    vitalwatch_alerting::run_serving(&s.alerting, &limits, consumer.as_mut(), store, Some(dead_letters), shutdown).await
+    let (limits, settings) = (s.api.ack_limits(), s.alerting.clone());
+    super::roles::supervise(&s, &shutdown, "alerting", |token| async move {
+        let consumer = consumer.as_mut();
+        vitalwatch_alerting::run_serving(&settings, &limits, consumer, store, Some(dead_letters), token).await
+    })
+    .await
 }
 
 /// `vitalwatch physician ...`

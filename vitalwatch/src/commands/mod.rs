@@ -5,5 +5,6 @@ pub mod alerting;
 pub mod registry;
 pub mod roles;
 pub mod rules;
+#[cfg(feature = "dev")]
 pub mod run;
 pub mod wiring;

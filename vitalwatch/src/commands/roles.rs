@@ -8,10 +8,30 @@ use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry};
 use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{BusKind, Profile, Settings};
+use vitalwatch_platform::shutdown::CancellationToken;
+use vitalwatch_platform::tasks::TaskSet;
 use vitalwatch_platform::{shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
 use super::wiring::{Bus, Checks};
+
+/// Runs a role's main loop in a [`TaskSet`]: it stops on SIGTERM/SIGINT, and
+/// a loop still draining after `ops.drain_deadline_secs` is reported (error
+/// log, non-zero exit) instead of being cut silently.
+pub(crate) async fn supervise<F>(
+    s: &Settings,
+    shutdown: &CancellationToken,
+    name: &'static str,
+    role: impl FnOnce(CancellationToken) -> F,
+) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<()>> + Send + 'static,
+{
+    let mut tasks = TaskSet::new(shutdown.clone(), s.ops.drain_deadline());
+    let token = tasks.token(0);
+    tasks.spawn(0, name, role(token));
+    Ok(tasks.run().await?)
+}
 
 fn service_settings(config: Option<&Path>) -> anyhow::Result<Settings> {
     let s = Settings::load(Profile::Service, config)?;
@@ -32,7 +52,14 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let bus = Bus::open(&s).await?;
     let registry = SharedRegistry::load(store, &shutdown).await?;
     tracing::info!(message = "Ingest starting.", client_id = %s.mqtt.client_id, share_group = %s.mqtt.share_group);
-    worker::run(&s, bus.outputs(&s)?, registry, stats, shutdown).await
+    let (outputs, settings) = (bus.outputs(&s)?, s.clone());
+    supervise(
+        &s,
+        &shutdown,
+        "ingest",
+        |token| async move { worker::run(&settings, outputs, registry, stats, token).await },
+    )
+    .await
 }
 
 /// `vitalwatch persist`.
@@ -46,8 +73,11 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let mut consumer = bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress)?;
     let dead_letters = bus.dead_letters(&s, "persist")?;
     tracing::info!(message = "Persist starting.", group = %s.persist.group);
-    let stats = Arc::new(PersistStats::default());
-    persist::run(consumer.as_mut(), store, &s.persist, stats, dead_letters, shutdown).await
+    let (stats, settings) = (Arc::new(PersistStats::default()), s.persist.clone());
+    supervise(&s, &shutdown, "persist", |token| async move {
+        persist::run(consumer.as_mut(), store, &settings, stats, dead_letters, token).await
+    })
+    .await
 }
 
 /// The rules worker's configuration from the settings: the engine's
@@ -107,10 +137,13 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
     let dead_letters = bus.dead_letters(&s, "rules")?;
     tracing::info!(message = "Rules starting.", group = %s.rules.group);
     let stats = Arc::new(RulesStats::default());
-    let result =
-        rules_worker::run(consumer.as_mut(), producer.clone(), store, &cfg, stats, dead_letters, shutdown).await;
-    let _ = producer.flush(std::time::Duration::from_secs(10)).await;
-    result
+    supervise(&s, &shutdown, "rules", |token| async move {
+        let result =
+            rules_worker::run(consumer.as_mut(), producer.clone(), store, &cfg, stats, dead_letters, token).await;
+        let _ = producer.flush(std::time::Duration::from_secs(10)).await;
+        result
+    })
+    .await
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
 use vitalwatch_platform::bus::watch::Progress;
 use vitalwatch_platform::config::{Profile, Settings};
+use vitalwatch_platform::tasks::TaskSet;
 use vitalwatch_platform::{private_fs, shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
@@ -60,6 +61,11 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
             .with_context(|| format!("preparing {}", s.alerting.file_dir.display()))?;
     }
     let shutdown = shutdown::on_signals();
+    // Stage 0 (the producers: simulator, ingest) stops first; stage 1 (the
+    // consumers and the API) once stage 0 has finished and the in-process bus
+    // is drained; the first failure stops everything (see `TaskSet`).
+    let mut tasks = TaskSet::new(shutdown.clone(), s.ops.drain_deadline());
+    let (producers, consumers) = (tasks.token(0), tasks.token(1));
 
     if s.mqtt.url.starts_with("embedded://") {
         let (host, port) = broker_address(&s.mqtt.url)?;
@@ -86,22 +92,23 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         .consumer(&s, progress[0].clone())
         .consumer(&s, progress[1].clone())
         .consumer(&s, progress[2].clone())
-        .serve(&s, &shutdown)
+        .serve(&s, &consumers)
         .await?;
 
     let mut consumer =
         bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress[0])?;
     let persist_stats = Arc::new(PersistStats::default());
-    let persist_task = {
+    {
         let (store, settings, stats, dead, shutdown) = (
             store.clone(),
             s.persist.clone(),
             persist_stats.clone(),
             bus.dead_letters(&s, "persist")?,
-            shutdown.clone(),
+            consumers.clone(),
         );
-        tokio::spawn(async move { persist::run(consumer.as_mut(), store, &settings, stats, dead, shutdown).await })
-    };
+        let persist = async move { persist::run(consumer.as_mut(), store, &settings, stats, dead, shutdown).await };
+        tasks.spawn(1, "persist", persist);
+    }
 
     // The acknowledgment server: like the broker, move off a taken default port.
     if s.alerting.http_addr == "127.0.0.1:8080" && std::net::TcpListener::bind("127.0.0.1:8080").is_err() {
@@ -118,15 +125,15 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let alert_store = vitalwatch_alerting::store::open_with(s.database.url.expose(), s.database.timeouts())
         .await
         .context("opening the alerting store")?;
-    let alerting_task = {
+    {
         let (settings, limits, dead, shutdown) =
-            (s.alerting.clone(), s.api.ack_limits(), bus.dead_letters(&s, "alerting")?, shutdown.clone());
-        tokio::spawn(async move {
+            (s.alerting.clone(), s.api.ack_limits(), bus.dead_letters(&s, "alerting")?, consumers.clone());
+        tasks.spawn(1, "alerting", async move {
             let consumer = alert_consumer.as_mut();
             let (store, dead) = (alert_store, Some(dead));
             vitalwatch_alerting::run_serving(&settings, &limits, consumer, store, dead, shutdown).await
-        })
-    };
+        });
+    }
 
     // The admin API on the same database: like the ack server, move off a taken default port.
     if s.api.listen == "127.0.0.1:8090" && std::net::TcpListener::bind("127.0.0.1:8090").is_err() {
@@ -144,51 +151,62 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let api_listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     s.api.listen = api_listener.local_addr()?.to_string();
-    let api_task = {
-        let (admin, limits, shutdown) = (admin.clone(), s.api.limits(), shutdown.clone());
-        tokio::spawn(async move { vitalwatch_admin::http::serve(admin, &limits, api_listener, shutdown).await })
-    };
+    {
+        let (admin, limits, shutdown) = (admin.clone(), s.api.limits(), consumers.clone());
+        tasks.spawn(1, "admin API", async move {
+            vitalwatch_admin::http::serve(admin, &limits, api_listener, shutdown).await.context("admin API")
+        });
+    }
 
     let rules_topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
     let mut rules_consumer = bus.watched_consumer(&s, &s.rules.group, &rules_topics, &progress[1])?;
     let rules_stats = Arc::new(RulesStats::default());
-    let rules_task = {
+    {
         let (store, producer, cfg, stats, dead, shutdown) = (
             store.clone(),
             bus.urgent_producer(&s)?,
             super::roles::rules_config(&s)?,
             rules_stats.clone(),
             bus.dead_letters(&s, "rules")?,
-            shutdown.clone(),
+            consumers.clone(),
         );
-        tokio::spawn(async move {
+        tasks.spawn(1, "rules", async move {
             rules_worker::run(rules_consumer.as_mut(), producer, store, &cfg, stats, dead, shutdown).await
-        })
-    };
+        });
+    }
 
     if let Some(n) = args.simulate {
         sim::trickle::register(store.as_ref(), s.database.url.expose(), n).await?;
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
-    let ingest_task = {
-        let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), shutdown.clone());
-        tokio::spawn(async move { worker::run(&s2, outputs, registry, stats, shutdown).await })
-    };
+    {
+        let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), producers.clone());
+        tasks.spawn(0, "ingest", async move { worker::run(&s2, outputs, registry, stats, shutdown).await });
+    }
 
-    let sim_task = args.simulate.map(|n| {
-        let (mqtt, shutdown) = (s.mqtt.clone(), shutdown.clone());
+    if let Some(n) = args.simulate {
+        let (mqtt, shutdown) = (s.mqtt.clone(), producers.clone());
         let interval = Duration::from_secs_f64(args.simulate_interval.max(0.05));
-        tokio::spawn(async move { sim::trickle::run(&mqtt, n, interval, shutdown).await })
-    });
+        tasks.spawn(0, "simulator", async move { sim::trickle::run(&mqtt, n, interval, shutdown).await });
+    }
+    // Let persist, rules and alerting take what ingest produced last before they stop.
+    if let Bus::Memory(memory) = &bus {
+        let memory = memory.clone();
+        tasks.before_stage(1, async move {
+            while !memory.caught_up() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
 
     banner(&s, args.simulate, ops_addr, token_file.as_deref());
-    let reporter = {
-        let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), shutdown.clone());
-        tokio::spawn(async move {
+    {
+        let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), consumers.clone());
+        tasks.spawn(1, "progress reporter", async move {
             loop {
                 tokio::select! {
                     _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-                    _ = shutdown.cancelled() => return,
+                    _ = shutdown.cancelled() => return Ok(()),
                 }
                 tracing::info!(
                     message = "Progress.",
@@ -199,21 +217,11 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
                     alert_events = r.events_published.load(Ordering::Relaxed)
                 );
             }
-        })
-    };
-
-    shutdown.cancelled().await;
-    if let Some(t) = sim_task {
-        let _ = t.await;
+        });
     }
-    ingest_task.await.context("ingest task")??;
-    // Let persist take what ingest produced last, then stop it.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    persist_task.await.context("persist task")??;
-    rules_task.await.context("rules task")??;
-    alerting_task.await.context("alerting task")??;
-    api_task.await.context("admin API task")?.context("admin API")?;
-    reporter.abort();
+
+    // Until SIGTERM/SIGINT or the first role that fails; then the drain, bounded by `ops.drain_deadline_secs`.
+    tasks.run().await?;
     tracing::info!(message = "Stopped cleanly.", stored = persist_stats.inserted.load(Ordering::Relaxed));
     Ok(())
 }

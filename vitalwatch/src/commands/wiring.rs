@@ -1,6 +1,7 @@
 //! Builds the backends a role needs from the settings.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use vitalwatch_ingest::worker::Outputs;
@@ -8,9 +9,10 @@ use vitalwatch_platform::bus::dead_letter::DeadLetters;
 use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProbe, KafkaProducer, ensure_topics};
 use vitalwatch_platform::bus::memory::MemoryBus;
 use vitalwatch_platform::bus::watch::{Progress, Watched};
-use vitalwatch_platform::bus::{Consumer, Producer};
+use vitalwatch_platform::bus::{BusError, Consumer, Producer};
 use vitalwatch_platform::config::{BusKind, Settings};
 use vitalwatch_platform::ops::{self, Readiness};
+use vitalwatch_platform::retry::{AlwaysTransient, Backoff, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::Store;
 
@@ -41,18 +43,16 @@ impl Bus {
                     s.bus.device_status_topic.as_str(),
                     s.bus.alerts_topic.as_str(),
                 ];
-                let mut delay = std::time::Duration::from_millis(250);
-                for attempt in 1..=8 {
-                    match ensure_topics(&s.bus, &topics).await {
-                        Ok(()) => break,
-                        Err(e) if attempt < 8 => {
-                            tracing::warn!(message = "Kafka topics not ready; retrying.", error = %e);
-                            tokio::time::sleep(delay).await;
-                            delay *= 2;
-                        }
-                        Err(e) => return Err(e).context("creating the Kafka topics"),
-                    }
-                }
+                // 8 attempts, from 250 ms doubling (about 30 s in all): the cluster may be starting.
+                let backoff =
+                    Backoff::exponential(Duration::from_millis(250), Duration::from_secs(16)).with_max_attempts(8);
+                let on_retry =
+                    |e: &BusError, _| tracing::warn!(message = "Kafka topics not ready; retrying.", error = %e);
+                let (bus, topics) = (&s.bus, &topics[..]);
+                retry(&backoff, None, AlwaysTransient, on_retry, move || ensure_topics(bus, topics))
+                    .await
+                    .map_err(RetryError::into_inner)
+                    .context("creating the Kafka topics")?;
                 Ok(Bus::Kafka)
             }
         }
