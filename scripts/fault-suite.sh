@@ -33,4 +33,4 @@ export VW_TEST_VITALWATCH_BIN="${VW_TEST_VITALWATCH_BIN:-$CARGO_TARGET_DIR/relea
 mkdir -p /tmp/vitalwatch-faults
 export VW_FAULT_REPORT="${VW_FAULT_REPORT:-/tmp/vitalwatch-faults/report-$MODE-$(date +%Y%m%d-%H%M%S).md}"
 echo "fault suite ($MODE); table in $VW_FAULT_REPORT" >&2
-cargo test -p vitalwatch --test fault_suite -- --include-ignored --exact "$TEST" --nocapture
+cargo test -p vitalwatch --test integration -- --include-ignored --exact "fault_suite::$TEST" --nocapture

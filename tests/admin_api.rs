@@ -3,7 +3,7 @@
 //! 401/403/404, rows changed, alert acknowledge/snooze/close, audit trail with
 //! the actor, OpenAPI), and the router in-process on a SQLite file.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

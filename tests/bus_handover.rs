@@ -13,7 +13,7 @@
 //! receives, key placement, concurrent producers, asynchronous commits and
 //! fetches answered as soon as records arrive.
 
-mod common;
+use crate::common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;

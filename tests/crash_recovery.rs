@@ -1,8 +1,8 @@
 //! SIGKILL `ingest` and `persist` mid-stream and restart them: nothing lost,
 //! nothing stored twice.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::collections::{BTreeSet, HashSet};
 use std::time::Duration;

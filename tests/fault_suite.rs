@@ -9,8 +9,7 @@
 //! environment (`VW_FAULTS=pg-stop,poison`, `VW_FAULT_SECS`, ...: see
 //! `faults::Profile::from_env`).
 
-mod common;
-mod faults;
+use crate::faults;
 
 use faults::{Profile, run_suite};
 

@@ -6,12 +6,10 @@
 //! A second patient, not acknowledged, is the control: its episode does
 //! escalate to the deputy after the (one-minute) policy delay.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{TimeDelta, Utc};
@@ -21,66 +19,16 @@ use rumqttc::{AsyncClient, MqttOptions, QoS};
 use vitalwatch_alerting::store::{self as astore, OutboxStatus};
 use vitalwatch_alerting::{AckVia, EpisodeId, PhysicianId};
 
-/// aiosmtpd writing each message to DIR/<n>.eml and its recipients to DIR/<n>.rcpt.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    dir: PathBuf,
-}
-
-impl SmtpSink {
-    fn start(dir: &Path) -> Option<SmtpSink> {
-        let ok = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !required(ok, "python3 -m aiosmtpd is not installed; run `bash scripts/services.sh`") {
-            return None;
-        }
-        let port = free_port();
-        let sink_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/tests");
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{port}"), "-c", "smtp_sink.Sink"])
-            .arg(dir)
-            .env("PYTHONPATH", sink_dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn aiosmtpd");
-        let until = Instant::now() + Duration::from_secs(15);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "aiosmtpd did not listen on {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(SmtpSink { child, port, dir: dir.to_path_buf() })
-    }
-
-    /// (recipients, parsed mail) of every message received so far.
-    fn messages(&self) -> Vec<Mail> {
-        let mut out = Vec::new();
-        for n in 0.. {
-            let Ok(raw) = std::fs::read(self.dir.join(format!("{n}.eml"))) else { break };
-            let rcpt = std::fs::read_to_string(self.dir.join(format!("{n}.rcpt"))).unwrap_or_default();
-            out.push(Mail::parse(&raw, rcpt.lines().map(str::to_owned).collect()));
-        }
-        out
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[derive(Debug, Clone)]
 struct Mail {
     rcpt: Vec<String>,
     subject: String,
     text: String,
+}
+
+/// Every message the SMTP server received, parsed.
+fn mails(sink: &SmtpSink) -> Vec<Mail> {
+    sink.messages().into_iter().map(|(raw, rcpt)| Mail::parse(&raw, rcpt)).collect()
 }
 
 impl Mail {
@@ -194,7 +142,7 @@ async fn deteriorating_patient_emails_the_physician_and_the_ack_stops_escalation
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let Some(sink) = SmtpSink::start(&tmp.path().join("mail")) else { return };
+    let Some(sink) = SmtpSink::try_start(&tmp.path().join("mail")) else { return };
     let run = unique("fullpipe");
     let db = fresh_database(&pg_url(), &run).await;
     let http_port = free_port();
@@ -300,11 +248,11 @@ async fn deteriorating_patient_emails_the_physician_and_the_ack_stops_escalation
     // The responsible physician's emails, one per patient.
     let about = |m: &Mail, patient: &str| m.subject.contains(&format!("patient {patient}"));
     let got = wait_until(Duration::from_secs(120), || async {
-        let m = sink.messages();
+        let m = mails(&sink);
         ["pt-ack", "pt-esc"].iter().all(|p| m.iter().any(|x| x.to(RESPONSIBLE) && about(x, p)))
     })
     .await;
-    let msgs = sink.messages();
+    let msgs = mails(&sink);
     assert!(got, "no email for both patients: {msgs:#?}");
     let first_page_at = Instant::now();
     let email = msgs.iter().find(|m| m.to(RESPONSIBLE) && about(m, "pt-ack")).unwrap();
@@ -325,15 +273,15 @@ async fn deteriorating_patient_emails_the_physician_and_the_ack_stops_escalation
 
     // The control escalates to the deputy after the one-minute delay...
     let escalated = wait_until(Duration::from_secs(150), || async {
-        sink.messages().iter().any(|m| m.to(DEPUTY) && about(m, "pt-esc"))
+        mails(&sink).iter().any(|m| m.to(DEPUTY) && about(m, "pt-esc"))
     })
     .await;
-    assert!(escalated, "the unacknowledged episode escalates to the deputy: {:#?}", sink.messages());
+    assert!(escalated, "the unacknowledged episode escalates to the deputy: {:#?}", mails(&sink));
     // ...the acknowledged one does not (give the scheduler a few more polls).
     while first_page_at.elapsed() < Duration::from_secs(75) {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let all = sink.messages();
+    let all = mails(&sink);
     assert!(
         !all.iter().any(|m| m.to(DEPUTY) && about(m, "pt-ack")),
         "deputy paged for the acknowledged episode: {all:#?}"

@@ -5,7 +5,7 @@
 //! - a device that floods is rate limited (`rate_limited` dead letters), while
 //!   another device publishing normally has every reading produced.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -5,8 +5,8 @@
 //! asserts the exact rows, the exact observations on Kafka, each dead letter
 //! with its reason, and the rejection replies to the senders.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;

@@ -4,8 +4,8 @@
 //! carry the reading's trace id to the alert it caused, and no patient
 //! identifier reaches the logs or the metrics.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -12,8 +12,8 @@
 //!   database write hangs on a lock) makes `/readyz` fail and shows in
 //!   `vitalwatch_consumer_stalled_seconds`.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::time::Duration;
 

@@ -10,7 +10,7 @@
 //!   cannot file readings for its previous patient once the move is recorded,
 //!   except through an audited backfill grant.
 
-mod common;
+use crate::common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -2,8 +2,8 @@
 //! `ingest`, `persist` and `rules` (subprocesses) to alert events on Kafka and
 //! episodes in PostgreSQL; then a SIGKILL of the rules worker mid-stream.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::Arc;

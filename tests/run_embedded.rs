@@ -1,8 +1,8 @@
 //! `vitalwatch run` as a subprocess on a random port, fed by an ordinary MQTT
 //! client: the readings land in its SQLite store, and SIGTERM stops it cleanly.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::time::Duration;
 

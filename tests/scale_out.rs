@@ -9,8 +9,8 @@
 //! StatefulSet pod would be: Mosquitto keeps routing a shared subscription's
 //! share to a member's offline persistent session until it comes back.
 
-mod common;
-mod payloads;
+use crate::common;
+use crate::payloads;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

@@ -3,16 +3,11 @@
 //! refused and leave the database unchanged. One module per way in; the README's security table
 //! lists each attack and its result.
 //!
-//! Run alone: `cargo nextest run -p vitalwatch --test security`.
+//! Run alone: `cargo nextest run -p vitalwatch --test integration security::`.
 
-#[path = "security/admin.rs"]
 mod admin;
-mod common;
-#[path = "security/mqtt.rs"]
+use crate::common;
 mod mqtt;
-#[path = "security/secrets.rs"]
 mod secrets;
-#[path = "security/sms.rs"]
 mod sms;
-#[path = "security/transport.rs"]
 mod transport;

@@ -7,7 +7,7 @@
 //! connection served at a time, so the test uses its connections one after
 //! the other.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Utc};
 use common::*;

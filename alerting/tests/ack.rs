@@ -1,6 +1,6 @@
 //! Signed acknowledgment tokens, SMS codes and reply parsing.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

@@ -1,7 +1,7 @@
 //! Delivery against real services: aiosmtpd for SMTP, a real HTTP server
 //! speaking Twilio's Messages API and a JSON webhook, and the file transports.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration as StdDuration;

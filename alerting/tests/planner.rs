@@ -1,7 +1,7 @@
 //! The escalation planner driven by an explicit clock: timing, acks,
 //! resolution, quiet hours across DST, caps and digests, snooze, idempotency.
 
-mod common;
+use crate::common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;

@@ -1,6 +1,6 @@
 //! Rendering: SMS length and content, chart PNG, HTML escaping, digests.
 
-mod common;
+use crate::common;
 
 use chrono::Duration;
 use common::*;

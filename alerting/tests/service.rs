@@ -5,7 +5,7 @@
 //! Under CI=true a missing service FAILS the test; elsewhere it is skipped
 //! with a notice.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -682,7 +682,7 @@ async fn dispatcher_killed_mid_send_does_not_page_twice() {
     consumer::handle_event(&h.alerting, high_event("evt-1", "ep-kill")).await.unwrap();
 
     let mut child = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_dispatcher", "--ignored", "--nocapture"])
+        .args(["--exact", "service::child_dispatcher", "--ignored", "--nocapture"])
         .env("VW_CHILD_DB", &db)
         .env("VW_CHILD_SMTP_PORT", smtp.port.to_string())
         .stdout(std::process::Stdio::null())

@@ -1,6 +1,6 @@
 //! Care-team validation and serde.
 
-mod common;
+use crate::common;
 
 use common::*;
 use vitalwatch_alerting::*;

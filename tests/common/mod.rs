@@ -1,194 +1,23 @@
 //! Shared helpers for the integration tests: real services only.
 //!
-//! A service that is not reachable makes a test FAIL under `CI=true` and skip
-//! (with a notice) elsewhere. Service addresses come from the environment
-//! (`VW_TEST_PG`, `VW_TEST_KAFKA`, `VW_TEST_TIMESCALE`), from the file written
-//! by `scripts/services.sh`, or from the defaults below.
+//! The service helpers (addresses, `required`, fresh databases, a private
+//! PostgreSQL, Mosquitto, SMTP, an HTTP stub) are the workspace's
+//! `vitalwatch-testkit`; this module adds what is about the `vitalwatch`
+//! binary: spawning roles, their environment, their ops endpoints.
 #![allow(dead_code)]
 
 pub mod episodes;
 pub mod http;
-pub mod private_pg;
 
-use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream, ToSocketAddrs};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// True when running under CI.
-pub fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
+pub use vitalwatch_testkit::*;
 
-fn services_env() -> HashMap<String, String> {
-    let cache = std::env::var("VW_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/vitalwatch")
-    });
-    let state = std::env::var("VW_STATE").map(PathBuf::from).unwrap_or_else(|_| cache.join("state"));
-    let mut m = HashMap::new();
-    if let Ok(text) = std::fs::read_to_string(state.join("services.env")) {
-        for line in text.lines() {
-            let line = line.trim().trim_start_matches("export ");
-            if let Some((k, v)) = line.split_once('=') {
-                m.insert(k.trim().to_owned(), v.trim().trim_matches('"').trim_matches('\'').to_owned());
-            }
-        }
-    }
-    m
-}
-
-/// The value of a service variable: environment, then services.env, then `default`.
-pub fn service_var(var: &str, default: &str) -> String {
-    std::env::var(var).ok().or_else(|| services_env().remove(var)).unwrap_or_else(|| default.to_owned())
-}
-
-fn host_port(addr: &str) -> String {
-    let a = addr.split("://").last().unwrap_or(addr);
-    let a = a.rsplit('@').next().unwrap_or(a);
-    a.split('/').next().unwrap_or(a).to_owned()
-}
-
-/// Checks that `addr` accepts TCP connections. Panics under CI if not;
-/// returns false (skip) elsewhere.
-pub fn require(name: &str, addr: &str) -> bool {
-    let hp = host_port(addr);
-    let ok = hp
-        .to_socket_addrs()
-        .ok()
-        .and_then(|mut it| it.next())
-        .is_some_and(|sa| TcpStream::connect_timeout(&sa, Duration::from_secs(2)).is_ok());
-    if ok {
-        return true;
-    }
-    required(false, &format!("{name} is not reachable at {hp}; start the services with `bash scripts/services.sh`"))
-}
-
-/// A prerequisite of a test: `ok` passes through. When it is missing, panics
-/// under CI (a missing service never makes a CI test pass) and elsewhere
-/// prints a notice and returns false (skip).
-pub fn required(ok: bool, msg: &str) -> bool {
-    if !ok {
-        assert!(!in_ci(), "CI requires {msg}");
-        eprintln!("SKIPPED (not in CI): {msg}");
-    }
-    ok
-}
-
-/// Checks that a program is installed. Panics under CI if not.
-pub fn require_program(name: &str) -> bool {
-    let ok = Command::new("sh").arg("-c").arg(format!("command -v {name}")).output().is_ok_and(|o| o.status.success());
-    required(ok, &format!("{name} is not installed; run `bash scripts/services.sh`"))
-}
-
-/// PostgreSQL server URL (maintenance database).
-pub fn pg_url() -> String {
-    service_var("VW_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres")
-}
-
-/// Kafka bootstrap address.
-pub fn kafka() -> String {
-    service_var("VW_TEST_KAFKA", "127.0.0.1:9092")
-}
-
-/// TimescaleDB (pglite) URL.
-pub fn timescale_url() -> String {
-    service_var("VW_TEST_TIMESCALE", "postgres://postgres:x@127.0.0.1:55432/postgres")
-}
-
-/// A unique name for this test run.
-pub fn unique(prefix: &str) -> String {
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    format!("{prefix}_{}_{}", std::process::id(), n % 1_000_000_000)
-}
-
-/// A free TCP port on 127.0.0.1.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
-}
-
-/// Creates a fresh database on the PostgreSQL server and returns its URL.
-pub async fn fresh_database(server_url: &str, name: &str) -> String {
-    let (client, conn) =
-        tokio_postgres::connect(server_url, tokio_postgres::NoTls).await.expect("connect to PostgreSQL");
-    tokio::spawn(conn);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-    // Marks it for scripts/test.sh, which drops the previous runs' databases.
-    client
-        .batch_execute(&format!("COMMENT ON DATABASE {name} IS 'vitalwatch test database'"))
-        .await
-        .expect("comment on test database");
-    let base = server_url.rsplit_once('/').map(|(b, _)| b).unwrap_or(server_url);
-    format!("{base}/{name}")
-}
-
-/// Waits until `f` returns true or `timeout` passes.
-pub async fn wait_until<F, Fut>(timeout: Duration, mut f: F) -> bool
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let until = Instant::now() + timeout;
-    while Instant::now() < until {
-        if f().await {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    false
-}
-
-/// A private Mosquitto broker with the project's zero-loss settings, on a free port.
-pub struct Mosquitto {
-    child: Child,
-    /// `mqtt://127.0.0.1:PORT`
-    pub url: String,
-    /// Port.
-    pub port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Mosquitto {
-    /// Starts one; `None` (skip) if mosquitto is missing outside CI.
-    pub fn start() -> Option<Mosquitto> {
-        if !require_program("mosquitto") {
-            return None;
-        }
-        let dir = tempfile::tempdir().expect("tempdir");
-        let port = free_port();
-        let conf = dir.path().join("mosquitto.conf");
-        // Same queue settings as deploy/mosquitto: never drop QoS 1 messages for a slow subscriber.
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\n\
-                 max_queued_messages 0\nmax_queued_bytes 0\nmax_inflight_messages 1000\n\
-                 set_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n",
-                dir.path().display()
-            ),
-        )
-        .expect("write mosquitto.conf");
-        let child = Command::new("mosquitto")
-            .arg("-c")
-            .arg(&conf)
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn mosquitto");
-        let until = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < until, "mosquitto did not start on port {port}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Some(Mosquitto { child, url: format!("mqtt://127.0.0.1:{port}"), port, _dir: dir })
-    }
-}
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// A private PostgreSQL cluster (re-exported from the testkit under its old path).
+pub mod private_pg {
+    pub use vitalwatch_testkit::PrivatePostgres;
 }
 
 /// The vitalwatch binary built for these tests, or `VW_TEST_VITALWATCH_BIN`

@@ -331,7 +331,7 @@ pub async fn run(p: &Profile, fault: Fault) -> Option<Outcome> {
         kv("VITALWATCH_ALERTING__ACK_SECRET", "0123456789abcdef0123456789abcdef-fault-suite".into()),
         kv("VITALWATCH_ALERTING__TRANSPORT", "smtp".into()),
         kv("VITALWATCH_ALERTING__SMTP__HOST", "127.0.0.1".into()),
-        kv("VITALWATCH_ALERTING__SMTP__PORT", smtp.port.to_string()),
+        kv("VITALWATCH_ALERTING__SMTP__PORT", smtp.port().to_string()),
         kv("VITALWATCH_ALERTING__SMTP__SECURITY", "none".into()),
         kv("VITALWATCH_ALERTING__SMTP__TIMEOUT_SECS", "5".into()),
         kv("VITALWATCH_ALERTING__SMS__PROVIDER", "webhook".into()),

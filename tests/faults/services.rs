@@ -215,84 +215,46 @@ pub struct Mail {
     pub rcpt: Vec<String>,
 }
 
-/// aiosmtpd (`alerting/tests/smtp_sink.py`: each message to a file), on a
-/// fixed port; can be stopped for a while and started again (each run of the
-/// server writes to its own folder).
-pub struct Smtp {
-    child: Option<Child>,
-    /// Port.
-    pub port: u16,
-    dir: PathBuf,
-    runs: usize,
-}
+/// The SMTP server of the fault suite: the testkit's aiosmtpd on a free
+/// port, which can be stopped for a while and started again.
+pub struct Smtp(vitalwatch_testkit::SmtpSink);
 
 impl Smtp {
     /// Starts one writing under `dir`; `None` (skip) if aiosmtpd is missing outside CI.
     pub fn start(dir: &Path) -> Option<Smtp> {
-        let ok = Command::new("python3")
-            .args(["-c", "import aiosmtpd"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !required(ok, "python3 -m aiosmtpd (run `bash scripts/services.sh`)") {
-            return None;
-        }
-        let mut s = Smtp { child: None, port: free_port(), dir: dir.to_path_buf(), runs: 0 };
-        s.up();
-        Some(s)
+        vitalwatch_testkit::SmtpSink::try_start(dir).map(Smtp)
+    }
+
+    /// Its port.
+    pub fn port(&self) -> u16 {
+        self.0.port
     }
 
     /// Starts the server (after [`down`](Self::down)).
     pub fn up(&mut self) {
-        let handler_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../alerting/tests");
-        let out = self.dir.join(format!("mail-{}", self.runs));
-        self.runs += 1;
-        let child = Command::new("python3")
-            .args(["-m", "aiosmtpd", "-n", "-l", &format!("127.0.0.1:{}", self.port), "-c", "smtp_sink.Sink"])
-            .arg(out)
-            .env("PYTHONPATH", handler_dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn aiosmtpd");
-        self.child = Some(child);
-        wait_port("aiosmtpd", self.port, Duration::from_secs(30));
+        self.0.up();
     }
 
     /// Stops the server: connections are refused until [`up`](Self::up).
     pub fn down(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.0.down();
     }
 
     /// Every message received so far.
     pub fn messages(&self) -> Vec<Mail> {
-        let mut out = Vec::new();
-        for run in 0..self.runs {
-            let dir = self.dir.join(format!("mail-{run}"));
-            for n in 0.. {
-                let Ok(raw) = std::fs::read(dir.join(format!("{n}.eml"))) else { break };
-                let rcpt = std::fs::read_to_string(dir.join(format!("{n}.rcpt"))).unwrap_or_default();
+        self.0
+            .messages()
+            .into_iter()
+            .map(|(raw, rcpt)| {
                 let message_id = mailparse::parse_headers(&raw)
                     .ok()
                     .and_then(|(h, _)| {
                         h.iter().find(|h| h.get_key().eq_ignore_ascii_case("Message-ID")).map(|h| h.get_value())
                     })
                     .unwrap_or_default();
-                out.push(Mail { message_id, rcpt: rcpt.lines().map(str::to_owned).collect() });
-            }
-        }
-        out
-    }
-}
-
-impl Drop for Smtp {
-    fn drop(&mut self) {
-        self.down();
+                Mail { message_id, rcpt }
+            })
+            .collect()
     }
 }
 

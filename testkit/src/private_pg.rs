@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::{free_port, required, service_var};
+use crate::env::{free_port, required, service_var};
 
 /// Sends `sig` to `pid` (a process of this private cluster).
 fn signal(pid: u32, sig: i32) {
