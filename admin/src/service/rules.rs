@@ -3,7 +3,7 @@
 //! patients' rules: thresholds are a clinical decision.
 
 use serde_json::json;
-use vitalwatch_rules::PatientRules;
+use vitalwatch_rules_core::PatientRules;
 
 use super::{AdminService, patient_id, unknown_patient};
 use crate::actor::Actor;

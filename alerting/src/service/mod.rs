@@ -27,10 +27,11 @@ pub mod consumer;
 pub mod dispatcher;
 pub mod http;
 pub mod scheduler;
-pub mod twilio_signature;
 pub mod wiring;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
+/// Twilio's request signature (moved to the pure core; re-exported at its old path).
+pub use vitalwatch_alerting_core::twilio_signature;
 
 /// Timing and identity of one replica.
 #[derive(Debug, Clone)]

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use vitalwatch_rules::{AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules, Program};
+use vitalwatch_rules_core::{AlertEvent, Engine, EngineSettings, ObservationOutcome, PatientRules, Program};
 use vitalwatch_schemas::proto::AlertEventKind;
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 

@@ -4,7 +4,7 @@
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use proptest::prelude::*;
-use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program, Spo2Scale};
+use vitalwatch_rules_core::{Engine, EngineSettings, PatientRules, Program, Spo2Scale};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 #[derive(Debug, Clone)]
@@ -79,7 +79,7 @@ fn at(secs: i64) -> DateTime<Utc> {
     base().checked_add_signed(Duration::seconds(secs)).unwrap_or(base())
 }
 
-fn run(ops: &[Op]) -> Vec<vitalwatch_rules::AlertEvent> {
+fn run(ops: &[Op]) -> Vec<vitalwatch_rules_core::AlertEvent> {
     let mut engine = Engine::new(EngineSettings::default()).expect("settings");
     let mut out = Vec::new();
     let mut now = base();

@@ -4,7 +4,7 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use vitalwatch_alerting::*;
+use vitalwatch_alerting_core::*;
 use vitalwatch_schemas::proto::AlertEventKind;
 
 fn notification() -> Notification {

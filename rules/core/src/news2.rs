@@ -184,7 +184,7 @@ pub fn band(total: u8, any_single_3: bool) -> News2Band {
 /// Computes NEWS2. Unmeasured or non-finite parameters score 0.
 ///
 /// ```
-/// use vitalwatch_rules::news2::{news2_score, News2Band, News2Inputs};
+/// use vitalwatch_rules_core::news2::{news2_score, News2Band, News2Inputs};
 /// let n = news2_score(&News2Inputs { spo2: Some(91.0), pulse: Some(95.0), ..Default::default() });
 /// assert_eq!((n.total, n.any_single_3, n.band), (4, true, News2Band::LowMedium));
 /// ```

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{DateTime, Duration, Utc};
 use common::*;
-use vitalwatch_alerting::*;
+use vitalwatch_alerting_core::*;
 use vitalwatch_schemas::proto::AlertEventKind;
 
 struct World {

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use vitalwatch_rules::{
+use vitalwatch_rules_core::{
     Comparison, Level, ObservationOutcome, PatientRules, Persistence, Program, RejectReason, Severity, Spo2Scale,
     ThresholdCheck, ThresholdRule,
 };
@@ -12,7 +12,7 @@ use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
 
 const P: &str = "p-001";
 
-fn sev(e: &vitalwatch_rules::AlertEvent) -> PSeverity {
+fn sev(e: &vitalwatch_rules_core::AlertEvent) -> PSeverity {
     PSeverity::try_from(e.severity).expect("known severity")
 }
 

@@ -1,11 +1,11 @@
 //! NEWS2 scoring against every band boundary of RCP chart 1 (clinical.md §3.1)
 //! and the aggregate bands of chart 2 (§3.2).
 
-use vitalwatch_rules::news2::{
+use vitalwatch_rules_core::news2::{
     band, score_consciousness, score_oxygen, score_pulse, score_respiratory_rate, score_spo2, score_systolic,
     score_temperature,
 };
-use vitalwatch_rules::{Consciousness, News2Band, News2Inputs, Spo2Scale, news2_score};
+use vitalwatch_rules_core::{Consciousness, News2Band, News2Inputs, Spo2Scale, news2_score};
 
 #[test]
 fn respiratory_rate_boundaries() {

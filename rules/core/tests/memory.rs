@@ -3,7 +3,7 @@
 //! rate twice a day, glucose four times a day), built through the engine.
 
 use chrono::{Duration, TimeZone, Utc};
-use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program};
+use vitalwatch_rules_core::{Engine, EngineSettings, PatientRules, Program};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 const PATIENTS: usize = 100_000;

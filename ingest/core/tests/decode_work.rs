@@ -13,10 +13,10 @@ use std::cell::Cell;
 
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use prost::Message as _;
-use vitalwatch_ingest::decode::decode;
-use vitalwatch_ingest::normalize::Limits;
-use vitalwatch_ingest::pipeline::process;
-use vitalwatch_ingest::topic::Format;
+use vitalwatch_ingest_core::decode::decode;
+use vitalwatch_ingest_core::normalize::Limits;
+use vitalwatch_ingest_core::pipeline::process;
+use vitalwatch_ingest_core::topic::Format;
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::proto::{Reading, ReadingBatch};
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use vitalwatch_rules::{AlertEvent, EngineSettings, ObservationOutcome, Program};
+use vitalwatch_rules_core::{AlertEvent, EngineSettings, ObservationOutcome, Program};
 use vitalwatch_schemas::Code;
 use vitalwatch_schemas::proto::AlertEventKind;
 
@@ -155,7 +155,7 @@ fn replay_reproduces_historical_alerts() {
     }
     assert_eq!(opened(&s.events, "threshold.glucose.low").len(), 1, "{:#?}", s.events);
     let mut r = Sim::new();
-    let rules = vitalwatch_rules::PatientRules::for_program(Program::Diabetes);
+    let rules = vitalwatch_rules_core::PatientRules::for_program(Program::Diabetes);
     let report = r.engine.replay(&pid(P), rules, items.iter(), t0() + hours(14.5)).expect("replay");
     let a: Vec<&str> = s.events.iter().map(|e| e.event_id.as_str()).collect();
     let b: Vec<&str> = report.recent_events.iter().map(|e| e.event_id.as_str()).collect();
@@ -202,7 +202,7 @@ fn heartbeat_loss_raises_a_technical_alert_at_the_configured_time() {
 fn heartbeat_limit_is_configurable() {
     for (secs, at, expect) in [(3600, 1.0, 1), (3600, 0.99, 0), (0, 100.0, 0)] {
         let settings = EngineSettings { device_silent_after_secs: secs, ..EngineSettings::default() };
-        let mut e = vitalwatch_rules::Engine::new(settings).expect("settings");
+        let mut e = vitalwatch_rules_core::Engine::new(settings).expect("settings");
         e.on_device_status(&dev("hub-1"), &pid(P), t0());
         let mut out = Vec::new();
         e.tick(t0() + hours(at), &mut out);

@@ -3,7 +3,7 @@
 mod common;
 
 use common::*;
-use vitalwatch_alerting::*;
+use vitalwatch_alerting_core::*;
 
 #[test]
 fn contact_points_are_validated_with_clear_errors() {

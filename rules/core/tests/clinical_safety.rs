@@ -6,13 +6,13 @@
 mod common;
 
 use common::*;
-use vitalwatch_rules::{ConfigError, OxygenPlan, PatientRules, Program, Spo2Scale, Spo2Target, news2::score_spo2};
+use vitalwatch_rules_core::{ConfigError, OxygenPlan, PatientRules, Program, Spo2Scale, Spo2Target, news2::score_spo2};
 use vitalwatch_schemas::Code;
 use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
 
 const P: &str = "p-014";
 
-fn sev(e: &vitalwatch_rules::AlertEvent) -> PSeverity {
+fn sev(e: &vitalwatch_rules_core::AlertEvent) -> PSeverity {
     PSeverity::try_from(e.severity).expect("known severity")
 }
 

@@ -5,7 +5,7 @@ mod common;
 
 use chrono::{DateTime, Utc};
 use common::*;
-use vitalwatch_rules::{AlertEvent, ConfigError, Engine, EngineSettings, PatientRules, Program};
+use vitalwatch_rules_core::{AlertEvent, ConfigError, Engine, EngineSettings, PatientRules, Program};
 use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
 use vitalwatch_schemas::{Code, Observation};
 
@@ -193,7 +193,7 @@ fn checkpoint_is_compact_json_and_rejects_garbage() {
     // PatientState is serde too.
     let state = e.patient_state(&pid(P)).expect("known");
     let json = serde_json::to_string(state).expect("serialize");
-    let back: vitalwatch_rules::PatientState = serde_json::from_str(&json).expect("deserialize");
+    let back: vitalwatch_rules_core::PatientState = serde_json::from_str(&json).expect("deserialize");
     assert_eq!(back.reading_count(), state.reading_count());
 }
 
@@ -300,7 +300,7 @@ fn config_validation_and_serde() {
     assert!(e.set_patient_rules(&pid(P), r, t0()).is_err());
     // JSON round trip, and unknown fields rejected.
     let mut r = PatientRules::for_program(Program::Copd);
-    r.spo2_scale = vitalwatch_rules::Spo2Scale::Scale2;
+    r.spo2_scale = vitalwatch_rules_core::Spo2Scale::Scale2;
     r.thresholds = Program::HeartFailure.defaults().thresholds;
     let json = serde_json::to_string(&r).expect("serialize");
     assert_eq!(serde_json::from_str::<PatientRules>(&json).expect("deserialize"), r);

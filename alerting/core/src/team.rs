@@ -184,7 +184,16 @@ impl EmailAddress {
                 return Err(err("the domain is malformed"));
             }
         }
-        if lettre::Address::from_str(&s).is_err() {
+        // The checks of lettre's `Address` parser (the SMTP transport parses
+        // the address again): its local part and its domain (or IP literal).
+        let domain_ok = email_address::EmailAddress::is_valid_domain(domain)
+            || domain
+                .strip_prefix('[')
+                .and_then(|d| d.strip_suffix(']'))
+                .unwrap_or(domain)
+                .parse::<std::net::IpAddr>()
+                .is_ok();
+        if !email_address::EmailAddress::is_valid_local_part(local) || !domain_ok {
             return Err(err("not a valid mailbox address"));
         }
         Ok(Self(s))

@@ -1,14 +1,19 @@
 //! Alert and digest emails: plain text and HTML in `multipart/alternative`,
 //! inside `multipart/related` with the chart as an inline PNG (Content-ID).
 
+#[cfg(feature = "mime")]
 use std::time::SystemTime;
 
 use chrono::{DateTime, Utc};
+#[cfg(feature = "mime")]
 use lettre::Message;
+#[cfg(feature = "mime")]
 use lettre::message::header::{ContentType, HeaderName, HeaderValue};
+#[cfg(feature = "mime")]
 use lettre::message::{Attachment, MultiPart};
 
 /// The sender mailbox type of [`RenderedEmail::to_message`] (re-exported from lettre).
+#[cfg(feature = "mime")]
 pub use lettre::message::Mailbox;
 
 use super::chart::{ChartData, render_chart_png};
@@ -362,6 +367,7 @@ pub fn render_digest_email(
     }
 }
 
+#[cfg(feature = "mime")]
 impl RenderedEmail {
     /// Assembles the MIME message: `multipart/related` { `multipart/alternative`
     /// { text/plain, text/html }, image/png (inline, Content-ID) }, or just the

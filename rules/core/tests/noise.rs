@@ -9,7 +9,7 @@
 mod common;
 
 use common::*;
-use vitalwatch_rules::{AlertEvent, Program};
+use vitalwatch_rules_core::{AlertEvent, Program};
 use vitalwatch_schemas::Code;
 use vitalwatch_schemas::proto::{AlertEventKind, Severity as PSeverity};
 

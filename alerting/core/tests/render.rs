@@ -4,10 +4,10 @@ mod common;
 
 use chrono::Duration;
 use common::*;
-use vitalwatch_alerting::render::chart::{CHART_SIZE, ChartData, render_chart_png};
-use vitalwatch_alerting::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
-use vitalwatch_alerting::render::sms::{is_gsm7, render_sms};
-use vitalwatch_alerting::*;
+use vitalwatch_alerting_core::render::chart::{CHART_SIZE, ChartData, render_chart_png};
+use vitalwatch_alerting_core::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
+use vitalwatch_alerting_core::render::sms::{is_gsm7, render_sms};
+use vitalwatch_alerting_core::*;
 use vitalwatch_schemas::proto::AlertEventKind;
 
 fn setup(patient: &str, summary: &str) -> (EpisodeState, Plan, Physician) {

@@ -531,7 +531,7 @@ impl RuleSet {
 /// disabled (clinical.md §5.2).
 ///
 /// ```
-/// use vitalwatch_rules::{PatientRules, Program};
+/// use vitalwatch_rules_core::{PatientRules, Program};
 /// let json = r#"{"program":"copd","oxygen_plan":{"target":"88-92","supplemental_oxygen":true}}"#;
 /// let rules: PatientRules = serde_json::from_str(json).unwrap();
 /// assert_eq!(rules.program, Program::Copd);

@@ -18,7 +18,7 @@ use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::service::twilio_signature;
+use crate::twilio_signature;
 
 /// Header with the Unix time (seconds) of a generic webhook call.
 pub const TIMESTAMP_HEADER: &str = "x-vitalwatch-timestamp";
