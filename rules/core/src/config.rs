@@ -14,49 +14,13 @@ use std::collections::HashSet;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use vitalwatch_schemas::{Code, proto};
+use vitalwatch_schemas::Code;
 
 use crate::error::ConfigError;
 
-/// Alert severity, lowest to highest (mirrors the protobuf `Severity`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Severity {
-    /// Informational: never paged, shown in digests only.
-    Info = 1,
-    /// Low.
-    Low = 2,
-    /// Medium.
-    Medium = 3,
-    /// High.
-    High = 4,
-    /// Urgent: always delivered, even in quiet hours.
-    Critical = 5,
-}
-
-impl Severity {
-    /// The protobuf value.
-    pub fn to_proto(self) -> proto::Severity {
-        match self {
-            Severity::Info => proto::Severity::Info,
-            Severity::Low => proto::Severity::Low,
-            Severity::Medium => proto::Severity::Medium,
-            Severity::High => proto::Severity::High,
-            Severity::Critical => proto::Severity::Critical,
-        }
-    }
-
-    /// Lower-case name (`info` ... `critical`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Low => "low",
-            Severity::Medium => "medium",
-            Severity::High => "high",
-            Severity::Critical => "critical",
-        }
-    }
-}
+/// Alert severity, lowest to highest: the one domain type of vitalwatch
+/// (shared with alerting), defined in `vitalwatch-schemas`.
+pub use vitalwatch_schemas::Severity;
 
 /// A care program. Each has default rules ([`Program::defaults`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
