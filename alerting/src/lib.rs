@@ -47,6 +47,7 @@ pub use vitalwatch_alerting_core::*;
 
 pub mod notifier;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod transport;
 

@@ -20,4 +20,5 @@ pub mod membership;
 pub mod mqtt_client;
 pub mod persist;
 pub mod registry;
+pub mod settings;
 pub mod worker;

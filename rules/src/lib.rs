@@ -10,4 +10,5 @@
 
 pub use vitalwatch_rules_core::*;
 
+pub mod settings;
 pub mod worker;

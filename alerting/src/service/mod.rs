@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use vitalwatch_platform::bus::Consumer;
-use vitalwatch_platform::config::AlertingSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use crate::ack::AckSigner;
 use crate::caps::CapPolicy;
 use crate::inbound::{GlobalLimiter, GuardPolicy, InboundAuth, ReplayCache};
 use crate::notifier::Notifier;
+use crate::settings::AlertingSettings;
 use crate::store::{AlertStore, TransitionOptions};
 
 pub mod clock;

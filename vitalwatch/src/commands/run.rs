@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use clap::Args;
 use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
 use vitalwatch_platform::bus::watch::Progress;
-use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::{private_fs, shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
 
@@ -172,7 +172,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
     let ingest_task = {
         let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), shutdown.clone());
-        tokio::spawn(async move { worker::run(&s2, outputs, registry, stats, shutdown).await })
+        tokio::spawn(async move { worker::run(&s2.ingest_config(), outputs, registry, stats, shutdown).await })
     };
 
     let sim_task = args.simulate.map(|n| {

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use crate::config::Settings;
 use anyhow::Context as _;
 use vitalwatch_ingest::worker::Outputs;
 use vitalwatch_platform::bus::dead_letter::DeadLetters;
@@ -9,7 +10,7 @@ use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProbe, KafkaProducer, 
 use vitalwatch_platform::bus::memory::MemoryBus;
 use vitalwatch_platform::bus::watch::{Progress, Watched};
 use vitalwatch_platform::bus::{Consumer, Producer};
-use vitalwatch_platform::config::{BusKind, Settings};
+use vitalwatch_platform::config::BusKind;
 use vitalwatch_platform::ops::{self, Readiness};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::Store;
