@@ -8,7 +8,8 @@
 # 2. Validates the rendered manifests and the example Secret(s) offline with
 #    deploy/tools/validate_manifests.py: kubernetes-validate in strict mode against the
 #    Kubernetes $VW_K8S_VERSION schemas bundled in the package, KEDA objects against
-#    deploy/tools/schemas/, VITALWATCH_* keys against platform/src/config.rs, pod security
+#    deploy/tools/schemas/, VITALWATCH_* keys against the configuration structs (vitalwatch/src/config.rs
+#    and the sections it composes), pod security
 #    settings, autoscaling caps (details in that file).
 #    Then the negative cases of deploy/tools/testdata/ must be rejected (network policies,
 #    production transport security), each with the errors it names.
@@ -151,10 +152,18 @@ done
 
 # ---------------------------------------------------------------------------- validate
 
+# The configuration key tree: the binary composes the shared sections (platform) and the
+# section each role crate owns.
+config_rs=()
+for f in vitalwatch/src/config.rs platform/src/config.rs ingest/src/settings.rs rules/src/settings.rs \
+  rules/core/src/config.rs alerting/src/settings.rs admin/src/settings.rs; do
+  config_rs+=(--config-rs "$ROOT/$f")
+done
+
 status=0
 "$PY" "$DEPLOY/tools/validate_manifests.py" \
   --kubernetes-version "$K8S_VERSION" \
-  --config-rs "$ROOT/platform/src/config.rs" \
+  "${config_rs[@]}" \
   --keda-schema "$DEPLOY/tools/schemas/keda.sh-v1alpha1.json" \
   "${rendered[@]}" || status=1
 
@@ -164,7 +173,7 @@ for f in "$DEPLOY"/tools/testdata/*.yaml; do
   name="$(basename "$f" .yaml)"
   out="$("$PY" "$DEPLOY/tools/validate_manifests.py" \
     --kubernetes-version "$K8S_VERSION" \
-    --config-rs "$ROOT/platform/src/config.rs" \
+    "${config_rs[@]}" \
     --keda-schema "$DEPLOY/tools/schemas/keda.sh-v1alpha1.json" \
     "$name=$f" 2>&1)" && { echo "ERROR negative case $name: accepted, must be rejected"; status=1; continue; }
   missing=0

@@ -19,6 +19,7 @@ pub mod http;
 pub mod model;
 pub mod policy;
 pub mod service;
+pub mod settings;
 pub mod store;
 pub mod token;
 

@@ -18,13 +18,12 @@ use common::*;
 use prost::Message as _;
 use vitalwatch_alerting::service::twilio_signature;
 use vitalwatch_alerting::service::{Alerting, Clock, OffsetClock, consumer, dispatcher};
+use vitalwatch_alerting::settings::{AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind};
 use vitalwatch_alerting::store::{self as astore, AlertStore, OutboxStatus};
 use vitalwatch_alerting::*;
 use vitalwatch_platform::bus::Producer;
 use vitalwatch_platform::bus::memory::MemoryBus;
-use vitalwatch_platform::config::{
-    AlertTransportKind, AlertingSettings, BusSettings, SmsProviderKind, SmtpSecurityKind,
-};
+use vitalwatch_platform::config::BusSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind};

@@ -1,4 +1,4 @@
-//! Rendering of one alert email with its 14-day chart (vitalwatch-alerting):
+//! Rendering of one alert email with its 14-day chart (vitalwatch-alerting-core):
 //! text + HTML + chart PNG, assembled into the MIME message and serialized,
 //! as the SMTP transport would send it. Also the chart alone and the SMS.
 //!
@@ -8,10 +8,10 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Duration, NaiveTime, Utc};
 use criterion::{Criterion, criterion_group, criterion_main};
-use vitalwatch_alerting::render::chart::{ChartData, render_chart_png};
-use vitalwatch_alerting::render::email::{AlertEmailInput, render_alert_email};
-use vitalwatch_alerting::render::sms::render_sms;
-use vitalwatch_alerting::{
+use vitalwatch_alerting_core::render::chart::{ChartData, render_chart_png};
+use vitalwatch_alerting_core::render::email::{AlertEmailInput, render_alert_email};
+use vitalwatch_alerting_core::render::sms::render_sms;
+use vitalwatch_alerting_core::{
     AckCodeGenerator, AckSigner, CapPolicy, CareTeam, Channel, ChannelPreferences, Directory, EmailAddress,
     EpisodeState, EscalationPolicy, PhoneNumber, Physician, PhysicianId, PlanInput, QuietHours, RecentLoad, TimeZone,
     plan,
@@ -91,7 +91,8 @@ fn bench(c: &mut Criterion) {
         (0..56).map(|i| (now - Duration::hours(6 * i), 94.0 + ((i * 7) % 5) as f64 * 0.5)).collect();
     let signer = AckSigner::new(SECRET).unwrap();
     let code = AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&ep.episode_id, &martin.id, 0);
-    let from: vitalwatch_alerting::render::email::Mailbox = "vitalwatch <alerts@hospital.example>".parse().unwrap();
+    let from: vitalwatch_alerting_core::render::email::Mailbox =
+        "vitalwatch <alerts@hospital.example>".parse().unwrap();
 
     c.bench_function("alert_email_with_chart", |b| {
         b.iter(|| {

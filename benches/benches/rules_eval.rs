@@ -11,7 +11,7 @@ use std::hint::black_box;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use vitalwatch_rules::{Engine, EngineSettings, PatientRules, Program};
+use vitalwatch_rules_core::{Engine, EngineSettings, PatientRules, Program};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
 const PATIENTS: usize = 10_000;

@@ -5,7 +5,7 @@
 //! acknowledgment and to the consumer group receiving the message.
 //!
 //! ```sh
-//! cargo run --release -p vitalwatch-benches --example bus_floor -- \
+//! cargo run --release -p vitalwatch-benches --example bus_floor --features kafka -- \
 //!     127.0.0.1:19092 10000 30 4
 //! ```
 //!

@@ -9,7 +9,7 @@
 //! `... --example noise -- explain PROGRAM INDEX [stable]` prints one
 //! patient's readings and events instead (INDEX as in the test failures).
 use vitalwatch_benches::home::{self, Detection, DeterioratingStats, Deterioration, StableStats};
-use vitalwatch_rules::Program;
+use vitalwatch_rules_core::Program;
 use vitalwatch_schemas::proto::Severity;
 
 fn arg<T: std::str::FromStr>(i: usize, default: T) -> T {

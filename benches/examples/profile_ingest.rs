@@ -2,8 +2,8 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{Duration, SecondsFormat, Utc};
-use vitalwatch_ingest::normalize::Limits;
-use vitalwatch_ingest::pipeline::process;
+use vitalwatch_ingest_core::normalize::Limits;
+use vitalwatch_ingest_core::pipeline::process;
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 

@@ -14,7 +14,7 @@
 //! Adherence is perfect (U): missing-data rules are not what this measures.
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use vitalwatch_rules::{AlertEvent, ConfigError, Engine, EngineSettings, PatientRules, Program};
+use vitalwatch_rules_core::{AlertEvent, ConfigError, Engine, EngineSettings, PatientRules, Program};
 use vitalwatch_schemas::domain::InvalidId;
 use vitalwatch_schemas::proto::{AlertEventKind, Severity};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};

@@ -9,7 +9,7 @@
 //! reading meeting the clinical definition).
 
 use vitalwatch_benches::home::{self, Deterioration};
-use vitalwatch_rules::Program;
+use vitalwatch_rules_core::Program;
 use vitalwatch_schemas::proto::Severity;
 
 const PATIENTS: usize = 200;

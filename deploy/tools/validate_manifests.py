@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Offline checks of rendered vitalwatch manifests (called by deploy/validate.sh).
 
-Usage: validate_manifests.py --kubernetes-version 1.32 --config-rs platform/src/config.rs \
-           --keda-schema deploy/tools/schemas/keda.sh-v1alpha1.json LABEL=rendered.yaml ...
+Usage: validate_manifests.py --kubernetes-version 1.32 --config-rs vitalwatch/src/config.rs \
+           --config-rs platform/src/config.rs [--config-rs ...] --keda-schema deploy/tools/schemas/keda.sh-v1alpha1.json LABEL=rendered.yaml ...
 
 Every document of every file must pass:
 1. Schema: Kubernetes kinds with kubernetes-validate in strict mode (unknown fields are
@@ -11,8 +11,8 @@ Every document of every file must pass:
    schema at all is an error, not a warning (a removed or misspelled apiVersion would
    otherwise pass).
 2. Configuration keys: every VITALWATCH_* variable, in a ConfigMap or a container's env,
-   names a key that exists in platform/src/config.rs (the loader rejects unknown keys, so a
-   typo stops the role at start).
+   names a key that exists in the configuration structs (vitalwatch/src/config.rs and the
+   sections it composes; the loader rejects unknown keys, so a typo stops the role at start).
 3. Pod hygiene required by deploy/README.md: service links off (Kubernetes would inject
    VITALWATCH_<SERVICE>_SERVICE_HOST variables, unknown keys again), no service account
    token, non-root, seccomp RuntimeDefault, read-only root filesystem, no privilege
@@ -93,15 +93,42 @@ def name_of(doc: dict) -> str:
 
 
 class ConfigKeys:
-    """The key tree of platform/src/config.rs, read from its `pub struct` definitions."""
+    """The key tree of the configuration, read from the `pub struct` definitions of the
+    given sources (vitalwatch/src/config.rs composes the sections each crate owns). A
+    field marked `#[serde(flatten)]` contributes its struct's fields to its own section."""
 
     def __init__(self, source: str):
         self.structs: dict[str, dict[str, str]] = {}
-        for m in re.finditer(r"pub struct (\w+)\s*\{(.*?)\n\}", source, re.S):
-            fields = dict(re.findall(r"^\s*pub (\w+):\s*([^\n]+?),?\s*$", m.group(2), re.M))
+        flattened: dict[str, list[str]] = {}
+        for m in re.finditer(r"pub struct (\w+)(?:<[^>]*>)?\s*\{(.*?)\n\}", source, re.S):
+            fields: dict[str, str] = {}
+            flat: list[str] = []
+            pending_flatten = False
+            for line in m.group(2).split("\n"):
+                if re.match(r"^\s*#\[serde\(.*\bflatten\b.*\)\]\s*$", line):
+                    pending_flatten = True
+                    continue
+                f = re.match(r"^\s*pub (\w+):\s*([^\n]+?),?\s*$", line)
+                if f:
+                    if pending_flatten:
+                        flat.append(f.group(2).strip())
+                    else:
+                        fields[f.group(1)] = f.group(2)
+                    pending_flatten = False
             self.structs[m.group(1)] = fields
+            flattened[m.group(1)] = flat
+
+        def merge(name: str, seen: tuple[str, ...] = ()) -> dict[str, str]:
+            fields = dict(self.structs.get(name, {}))
+            for ty in flattened.get(name, []):
+                if ty not in self.structs or ty in seen:
+                    raise SystemExit(f"validate_manifests: flattened `{ty}` of `{name}` not found in the config sources")
+                fields.update(merge(ty, seen + (name,)))
+            return fields
+
+        self.structs = {name: merge(name) for name in self.structs}
         if "Settings" not in self.structs:
-            raise SystemExit("validate_manifests: no `pub struct Settings` in the config source")
+            raise SystemExit("validate_manifests: no `pub struct Settings` in the config sources")
 
     @staticmethod
     def _inner(ty: str) -> str:
@@ -497,13 +524,19 @@ def containers(spec: dict | None) -> list[dict]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--kubernetes-version", required=True)
-    ap.add_argument("--config-rs", required=True, type=Path)
+    ap.add_argument(
+        "--config-rs",
+        required=True,
+        type=Path,
+        action="append",
+        help="a Rust file with configuration structs; repeat for every file of the key tree",
+    )
     ap.add_argument("--keda-schema", required=True, type=Path)
     ap.add_argument("files", nargs="+", metavar="LABEL=FILE")
     args = ap.parse_args()
 
     version = bundled_schema_version(args.kubernetes_version)
-    checker = Checker(version, ConfigKeys(args.config_rs.read_text()), KedaValidator(args.keda_schema, version))
+    checker = Checker(version, ConfigKeys("\n".join(p.read_text() for p in args.config_rs)), KedaValidator(args.keda_schema, version))
     for item in args.files:
         label, sep, file = item.partition("=")
         if not sep:

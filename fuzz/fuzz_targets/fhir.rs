@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vitalwatch_ingest::decode::fhir;
+use vitalwatch_ingest_core::decode::fhir;
 
 fuzz_target!(|data: &[u8]| {
     vitalwatch_fuzz::fuzz_decoder("fhir", data, fhir::decode);

@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vitalwatch_ingest::decode::json;
+use vitalwatch_ingest_core::decode::json;
 
 fuzz_target!(|data: &[u8]| {
     vitalwatch_fuzz::fuzz_decoder("json", data, json::decode);

@@ -10,7 +10,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use vitalwatch_fuzz::{check_processed, limits, now, registry, timed};
-use vitalwatch_ingest::pipeline::process;
+use vitalwatch_ingest_core::pipeline::process;
 
 const FORMATS: [&str; 4] = ["json", "senml", "fhir", "proto"];
 const DEVICES: [&str; 4] = ["d1", "old", "spare", "ghost"];

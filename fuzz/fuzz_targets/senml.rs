@@ -2,7 +2,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use vitalwatch_ingest::decode::senml;
+use vitalwatch_ingest_core::decode::senml;
 
 fuzz_target!(|data: &[u8]| {
     vitalwatch_fuzz::fuzz_decoder("senml", data, senml::decode);

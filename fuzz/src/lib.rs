@@ -12,9 +12,9 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use chrono::{DateTime, Duration, Utc};
-use vitalwatch_ingest::decode::{RawBatch, RawTime};
-use vitalwatch_ingest::normalize::Limits;
-use vitalwatch_ingest::pipeline::{Processed, process, trace_id};
+use vitalwatch_ingest_core::decode::{RawBatch, RawTime};
+use vitalwatch_ingest_core::normalize::Limits;
+use vitalwatch_ingest_core::pipeline::{Processed, process, trace_id};
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::registry::{DeviceEntry, Enrolment, RegistrySnapshot};
 
@@ -206,7 +206,7 @@ pub fn check_processed(topic: &str, payload: &[u8], p: &Processed) {
     }
     for o in &p.observations {
         assert!(o.value.is_finite() && o.original_value.is_finite(), "non-finite value {o:?}");
-        assert!(vitalwatch_ingest::units::is_plausible(o.code, o.value), "implausible value kept: {o:?}");
+        assert!(vitalwatch_ingest_core::units::is_plausible(o.code, o.value), "implausible value kept: {o:?}");
         assert!(registry().patients.contains(o.patient_id.as_str()), "unknown patient {}", o.patient_id.as_str());
         assert!(o.time <= now + limits.max_future && o.time >= now - limits.max_age, "time out of window: {o:?}");
         assert_eq!(o.received_at, now);

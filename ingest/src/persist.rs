@@ -17,10 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::settings::PersistSettings;
 use prost::Message as _;
 use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
-use vitalwatch_platform::config::PersistSettings;
 use vitalwatch_platform::retry::{Backoff, Class, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{Store, StoreError};

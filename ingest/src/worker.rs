@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::settings::IngestConfig;
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
@@ -17,7 +18,6 @@ use prost::Message as _;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Delivery, Producer};
-use vitalwatch_platform::config::Settings;
 use vitalwatch_platform::retry::Backoff;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::ObservationId;
@@ -110,7 +110,7 @@ pub use crate::registry::SharedRegistry;
 /// leaves it and takes what the broker had queued for it, then ends its
 /// session, so a stopped replica strands nothing (`crate::membership`).
 pub async fn run(
-    settings: &Settings,
+    settings: &IngestConfig,
     outputs: Outputs,
     registry: SharedRegistry,
     stats: Arc<IngestStats>,
@@ -359,7 +359,7 @@ async fn poll_loop(
 /// on DISCONNECT, but a connection with clean session = 1 discards the stored
 /// session, and its own session ends with the DISCONNECT that follows. Only
 /// called once the session holds nothing that is not in Kafka.
-async fn end_session(settings: &Settings) -> anyhow::Result<()> {
+async fn end_session(settings: &IngestConfig) -> anyhow::Result<()> {
     let mut opts = crate::mqtt_client::options(&settings.mqtt, &settings.mqtt.client_id)?;
     opts.set_clean_session(true).set_keep_alive(Duration::from_secs(30));
     let (client, mut eventloop) = AsyncClient::new(opts, 10);

@@ -73,11 +73,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::settings::RulesSettings;
 use chrono::{DateTime, Utc};
 use prost::Message as _;
 use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Producer, next_batch, partition_for_key, positions};
-use vitalwatch_platform::config::RulesSettings;
 use vitalwatch_platform::retry::{AlwaysTransient, Backoff, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::{EpisodeClose, RuleStateInputs, Store, StoreError};

@@ -6,11 +6,14 @@
 //!   (`Observation`, `Rejection`), compiled from `proto/` with prost and protox;
 //! - [`domain`]: the canonical domain types (vital kinds, LOINC codes, UCUM units,
 //!   observations, provenance) and identifier validation;
+//! - [`severity`]: [`Severity`], the alert severity of the rules engine and of
+//!   alerting, with its conversions to and from the wire enum [`proto::Severity`];
 //! - [`migrations`]: the SQL migrations for PostgreSQL/TimescaleDB and SQLite.
 
 pub mod domain;
 pub mod migrations;
 pub mod registry;
+pub mod severity;
 pub mod topics;
 
 /// Protobuf messages generated from `proto/vitalwatch/v1/vitalwatch.proto`.
@@ -20,3 +23,4 @@ pub mod proto {
 }
 
 pub use domain::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource, VitalKind};
+pub use severity::Severity;

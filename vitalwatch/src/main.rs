@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod commands;
+mod config;
 #[cfg(feature = "dev")]
 mod embedded_broker;
 #[cfg(feature = "dev")]

@@ -3,7 +3,7 @@
 //! patients' rules: thresholds are a clinical decision.
 
 use serde_json::json;
-use vitalwatch_rules::PatientRules;
+use vitalwatch_rules_core::PatientRules;
 
 use vitalwatch_platform::store::registry;
 

@@ -13,13 +13,13 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use vitalwatch_platform::bus::Consumer;
-use vitalwatch_platform::config::AlertingSettings;
 use vitalwatch_platform::shutdown::CancellationToken;
 
 use crate::ack::AckSigner;
 use crate::caps::CapPolicy;
 use crate::inbound::{GlobalLimiter, GuardPolicy, InboundAuth, ReplayCache};
 use crate::notifier::Notifier;
+use crate::settings::AlertingSettings;
 use crate::store::{AlertStore, TransitionOptions};
 
 pub mod clock;
@@ -27,10 +27,11 @@ pub mod consumer;
 pub mod dispatcher;
 pub mod http;
 pub mod scheduler;
-pub mod twilio_signature;
 pub mod wiring;
 
 pub use clock::{Clock, OffsetClock, SystemClock};
+/// Twilio's request signature (moved to the pure core; re-exported at its old path).
+pub use vitalwatch_alerting_core::twilio_signature;
 
 /// Timing and identity of one replica.
 #[derive(Debug, Clone)]

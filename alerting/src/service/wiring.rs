@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use vitalwatch_platform::config::{AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind};
+use crate::settings::{AlertTransportKind, AlertingSettings, SmsProviderKind, SmtpSecurityKind};
 
 use super::InboundGuard;
 use crate::ack::{AckCodeGenerator, AckSigner};

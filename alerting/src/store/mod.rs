@@ -30,7 +30,7 @@ use crate::notification::{Notification, NotificationKey};
 use crate::severity::Severity;
 use crate::team::{CareTeam, Physician, PhysicianId};
 
-pub mod engine;
+pub use vitalwatch_alerting_core::engine;
 pub mod tables;
 
 /// The store on PostgreSQL (the one implementation, [`tables::SqlAlertStore`]).

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use clap::Subcommand;
 use vitalwatch_admin::{Actor, AdminService};
-use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::{shutdown, store, telemetry};
 
 use super::registry::StoreArgs;

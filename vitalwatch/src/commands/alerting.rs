@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use clap::Subcommand;
 use vitalwatch_admin::Actor;
@@ -12,7 +13,7 @@ use vitalwatch_admin::model::{
 use vitalwatch_alerting::EpisodeState;
 use vitalwatch_alerting::store as astore;
 use vitalwatch_platform::bus::watch::Progress;
-use vitalwatch_platform::config::{BusKind, Profile, Settings};
+use vitalwatch_platform::config::BusKind;
 use vitalwatch_platform::{shutdown, telemetry};
 
 use super::admin;

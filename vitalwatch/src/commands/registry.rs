@@ -2,12 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use vitalwatch_admin::Actor;
 use vitalwatch_admin::model::{At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
-use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::store;
 
 use super::admin;

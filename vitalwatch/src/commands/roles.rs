@@ -3,11 +3,12 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry};
 use vitalwatch_platform::bus::watch::Progress;
-use vitalwatch_platform::config::{BusKind, Profile, Settings};
+use vitalwatch_platform::config::BusKind;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::tasks::TaskSet;
 use vitalwatch_platform::{shutdown, store, telemetry};
@@ -52,12 +53,12 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let bus = Bus::open(&s).await?;
     let registry = SharedRegistry::load(store, &shutdown).await?;
     tracing::info!(message = "Ingest starting.", client_id = %s.mqtt.client_id, share_group = %s.mqtt.share_group);
-    let (outputs, settings) = (bus.outputs(&s)?, s.clone());
+    let (outputs, config) = (bus.outputs(&s)?, s.ingest_config());
     supervise(
         &s,
         &shutdown,
         "ingest",
-        |token| async move { worker::run(&settings, outputs, registry, stats, token).await },
+        |token| async move { worker::run(&config, outputs, registry, stats, token).await },
     )
     .await
 }
@@ -80,41 +81,19 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     .await
 }
 
-/// The rules worker's configuration from the settings: the engine's
-/// defaults, overridden by what `[rules]` sets.
+/// The rules worker's configuration from the settings: `[rules]` (the
+/// worker's keys and the engine's, already validated by
+/// [`Settings::validate`]) and the topics and group it works with.
 ///
 /// # Errors
 ///
-/// An unknown `rules.default_program` or out-of-range engine settings.
+/// Out-of-range engine settings (when `s` was not validated).
 pub fn rules_config(s: &Settings) -> anyhow::Result<rules_worker::WorkerConfig> {
     let r = &s.rules;
-    let mut engine = vitalwatch_rules::EngineSettings::default();
-    if let Some(v) = r.allowed_lateness_secs {
-        engine.allowed_lateness_secs = v;
-    }
-    if let Some(v) = r.max_alert_age_secs {
-        engine.max_alert_age_secs = v;
-    }
-    if let Some(v) = r.max_future_skew_secs {
-        engine.max_future_skew_secs = v;
-    }
-    if let Some(v) = r.device_silent_after_secs {
-        engine.device_silent_after_secs = v;
-    }
-    if let Some(v) = r.retention_days {
-        engine.retention_days = v;
-    }
-    if let Some(p) = &r.default_program {
-        engine.default_program = serde_json::from_value(serde_json::Value::String(p.clone())).map_err(|_| {
-            anyhow::anyhow!(
-                "rules.default_program {p:?} is not a program (general, heart_failure, hypertension, copd, diabetes)"
-            )
-        })?;
-    }
-    engine.validate().map_err(|e| anyhow::anyhow!("rules engine settings: {e}"))?;
+    r.engine.validate().map_err(|e| anyhow::anyhow!("rules engine settings: {e}"))?;
     Ok(rules_worker::WorkerConfig {
         settings: r.clone(),
-        engine,
+        engine: r.engine.clone(),
         observations_topic: s.bus.observations_topic.clone(),
         status_topic: s.bus.device_status_topic.clone(),
         alerts_topic: s.bus.alerts_topic.clone(),
@@ -147,25 +126,35 @@ pub async fn rules(config: Option<&Path>) -> anyhow::Result<()> {
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature
 mod tests {
     use super::*;
 
     #[test]
     fn engine_settings_come_from_the_rules_section() {
-        let mut s = Settings::defaults(Profile::Service);
+        let s = Settings::defaults(Profile::Service);
         let d = rules_config(&s).unwrap().engine;
         assert_eq!((d.retention_days, d.default_program), (14, vitalwatch_rules::Program::General));
-        s.rules.retention_days = Some(30);
-        s.rules.allowed_lateness_secs = Some(600);
-        s.rules.default_program = Some("heart_failure".into());
-        let e = rules_config(&s).unwrap().engine;
-        assert_eq!(e.retention_days, 30);
-        assert_eq!(e.allowed_lateness_secs, 600);
-        assert_eq!(e.default_program, vitalwatch_rules::Program::HeartFailure);
-        s.rules.default_program = Some("cardio".into());
-        assert!(rules_config(&s).unwrap_err().to_string().contains("cardio"));
-        s.rules.default_program = None;
-        s.rules.retention_days = Some(0);
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("VITALWATCH_RULES__RETENTION_DAYS", "30");
+            jail.set_env("VITALWATCH_RULES__ALLOWED_LATENESS_SECS", "600");
+            jail.set_env("VITALWATCH_RULES__DEFAULT_PROGRAM", "heart_failure");
+            let s = Settings::load(Profile::Service, None).unwrap();
+            let e = rules_config(&s).unwrap().engine;
+            assert_eq!(e.retention_days, 30);
+            assert_eq!(e.allowed_lateness_secs, 600);
+            assert_eq!(e.default_program, vitalwatch_rules::Program::HeartFailure);
+            jail.set_env("VITALWATCH_RULES__DEFAULT_PROGRAM", "cardio");
+            let err = Settings::load(Profile::Service, None).unwrap_err().to_string();
+            assert!(err.contains("cardio"), "{err}");
+            jail.set_env("VITALWATCH_RULES__DEFAULT_PROGRAM", "general");
+            jail.set_env("VITALWATCH_RULES__RETENTION_DAYS", "0");
+            let err = Settings::load(Profile::Service, None).unwrap_err().to_string();
+            assert!(err.contains("retention"), "{err}");
+            Ok(())
+        });
+        let mut s = Settings::defaults(Profile::Service);
+        s.rules.engine.retention_days = 0;
         assert!(rules_config(&s).unwrap_err().to_string().contains("retention"));
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use crate::config::{Profile, Settings};
 use anyhow::Context as _;
 use clap::Args;
 use vitalwatch_ingest::persist::{self, PersistStats};
 use vitalwatch_ingest::worker::{self, IngestStats, SharedRegistry, broker_address};
 use vitalwatch_platform::bus::watch::Progress;
-use vitalwatch_platform::config::{Profile, Settings};
 use vitalwatch_platform::tasks::TaskSet;
 use vitalwatch_platform::{private_fs, shutdown, store, telemetry};
 use vitalwatch_rules::worker::{self as rules_worker, RulesStats};
@@ -180,8 +180,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
     {
-        let (s2, outputs, stats, shutdown) = (s.clone(), bus.outputs(&s)?, ingest_stats.clone(), producers.clone());
-        tasks.spawn(0, "ingest", async move { worker::run(&s2, outputs, registry, stats, shutdown).await });
+        let (config, outputs, stats, shutdown) =
+            (s.ingest_config(), bus.outputs(&s)?, ingest_stats.clone(), producers.clone());
+        tasks.spawn(0, "ingest", async move { worker::run(&config, outputs, registry, stats, shutdown).await });
     }
 
     if let Some(n) = args.simulate {

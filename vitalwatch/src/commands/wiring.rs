@@ -3,6 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Settings;
 use anyhow::Context as _;
 use vitalwatch_ingest::worker::Outputs;
 use vitalwatch_platform::bus::dead_letter::DeadLetters;
@@ -10,7 +11,7 @@ use vitalwatch_platform::bus::kafka::{KafkaConsumer, KafkaProbe, KafkaProducer, 
 use vitalwatch_platform::bus::memory::MemoryBus;
 use vitalwatch_platform::bus::watch::{Progress, Watched};
 use vitalwatch_platform::bus::{BusError, Consumer, Producer};
-use vitalwatch_platform::config::{BusKind, Settings};
+use vitalwatch_platform::config::BusKind;
 use vitalwatch_platform::ops::{self, Readiness};
 use vitalwatch_platform::retry::{AlwaysTransient, Backoff, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;

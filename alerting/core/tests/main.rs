@@ -1,0 +1,9 @@
+//! The alerting core's tests, one test binary: pure (no service), shared
+//! fixtures in `common` (which the alerting role's tests include too).
+
+mod common;
+
+mod ack;
+mod planner;
+mod render;
+mod team;

@@ -1,0 +1,153 @@
+//! The settings of the roles of this crate: `[ingest]` ([`IngestSettings`])
+//! and `[persist]` ([`PersistSettings`]); the `vitalwatch` binary composes them
+//! with the shared sections of `vitalwatch_platform::config`.
+
+use serde::{Deserialize, Serialize};
+use vitalwatch_platform::config::{ConfigError, DatabaseSettings, MqttSettings};
+
+/// What the `ingest` role reads of the configuration ([`crate::worker::run`]).
+#[derive(Debug, Clone)]
+pub struct IngestConfig {
+    /// MQTT connection.
+    pub mqtt: MqttSettings,
+    /// Database (the registry).
+    pub database: DatabaseSettings,
+    /// The `[ingest]` section.
+    pub ingest: IngestSettings,
+}
+
+/// Ingest role settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestSettings {
+    /// Accepted clock drift into the future, seconds.
+    pub max_future_secs: i64,
+    /// Backfill window, days.
+    pub max_age_days: i64,
+    /// Largest payload, bytes.
+    pub max_payload_bytes: usize,
+    /// Most readings per message.
+    pub max_readings: usize,
+    /// Registry reload period, seconds. A message from an unknown device or
+    /// patient also asks the background refresher for a reload (coalesced, at
+    /// most one per `registry_min_refresh_ms`); the processing loop never
+    /// waits on the database.
+    pub registry_refresh_secs: u64,
+    /// Least time between two on-demand registry reloads, milliseconds.
+    pub registry_min_refresh_ms: u64,
+    /// Longest time a message from an unknown id waits for the reload it asked
+    /// for, milliseconds; then it is rejected (`unknown_device`,
+    /// `unknown_patient`, `device_not_enrolled`). Messages behind it are
+    /// produced meanwhile; only their acknowledgments wait (MQTT order).
+    pub registry_hold_ms: u64,
+    /// Most messages waiting for a registry reload at once; beyond, a message
+    /// from an unknown id is rejected without waiting.
+    pub registry_max_held: usize,
+    /// How long an id a reload confirmed unknown is rejected without asking for
+    /// another reload, seconds (the negative cache; periodic reloads still
+    /// pick up a new enrolment).
+    pub registry_negative_ttl_secs: u64,
+    /// Observation ids remembered to drop redelivered duplicates.
+    pub dedup_capacity: usize,
+    /// Per-sender rate limit: sustained messages per second per device (or
+    /// patient app); messages beyond it are rejected (`rate_limited`). 0
+    /// disables the limit.
+    pub rate_limit_per_sec: f64,
+    /// Per-sender rate limit: messages a sender may send at once.
+    pub rate_limit_burst: f64,
+    /// Most senders the rate limiter tracks at once (idle ones are dropped
+    /// first; memory stays bounded whatever the number of ids).
+    pub rate_limit_senders: usize,
+    /// On SIGTERM, leave the MQTT shared subscription, take what the broker
+    /// had queued for this replica, then end its persistent session, so a
+    /// stopped replica strands nothing and ingest can scale down. Turn it off
+    /// only where this replica can be the group's last member when it stops
+    /// (a single replica): with no member subscribed the broker drops new
+    /// messages, whereas a kept session queues them for the same client id.
+    pub leave_on_shutdown: bool,
+    /// Longest wait, seconds, for the broker to hand over what it had queued
+    /// for a leaving replica; past it the session is kept (what it holds
+    /// waits for this client id to return).
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        IngestSettings {
+            max_future_secs: 300,
+            max_age_days: 90,
+            max_payload_bytes: 256 * 1024,
+            max_readings: 1000,
+            registry_refresh_secs: 30,
+            registry_min_refresh_ms: 1_000,
+            registry_hold_ms: 2_000,
+            registry_max_held: 256,
+            registry_negative_ttl_secs: 30,
+            dedup_capacity: 1_000_000,
+            rate_limit_per_sec: 50.0,
+            rate_limit_burst: 200.0,
+            rate_limit_senders: 100_000,
+            leave_on_shutdown: true,
+            drain_timeout_secs: 20,
+        }
+    }
+}
+
+/// Persist role settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistSettings {
+    /// Kafka consumer group.
+    pub group: String,
+    /// Most observations per database transaction.
+    pub batch_size: usize,
+    /// Longest wait to fill a batch, milliseconds.
+    pub batch_wait_ms: u64,
+    /// Batches written at once, each on its own database connection (offsets
+    /// are still committed in order). 1 writes one batch at a time.
+    pub concurrent_writes: usize,
+}
+
+impl Default for PersistSettings {
+    fn default() -> Self {
+        PersistSettings {
+            group: "vitalwatch-persist".into(),
+            batch_size: 5000,
+            batch_wait_ms: 50,
+            concurrent_writes: 2,
+        }
+    }
+}
+
+impl IngestSettings {
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.rate_limit_per_sec.is_finite() && self.rate_limit_per_sec >= 0.0) {
+            return Err(ConfigError::new("ingest.rate_limit_per_sec must be a number >= 0 (0 disables the limit)"));
+        }
+        if !(self.rate_limit_burst.is_finite() && self.rate_limit_burst >= 1.0) || self.rate_limit_senders == 0 {
+            return Err(ConfigError::new(
+                "ingest.rate_limit_burst must be at least 1 and ingest.rate_limit_senders at least 1",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl PersistSettings {
+    /// Checks values that serde cannot.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.batch_size == 0 || self.concurrent_writes == 0 {
+            return Err(ConfigError::new("persist.batch_size and persist.concurrent_writes must be at least 1"));
+        }
+        Ok(())
+    }
+}
