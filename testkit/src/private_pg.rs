@@ -2,6 +2,7 @@
 //! restarted database): `initdb` into a temporary folder, started on a free
 //! port. Never stop or pause the shared cluster on 5432; use this one.
 //! Used by `tests/registry_faults.rs` and the fault suite (`tests/faults/`).
+#![allow(unsafe_code)] // libc calls / a counting allocator in test code; each block has a SAFETY note
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -4,6 +4,7 @@
 //! PostgreSQL, Mosquitto, SMTP, an HTTP stub) are the workspace's
 //! `vitalwatch-testkit`; this module adds what is about the `vitalwatch`
 //! binary: spawning roles, their environment, their ops endpoints.
+#![allow(unsafe_code)] // libc calls / a counting allocator in test code; each block has a SAFETY note
 #![allow(dead_code)]
 
 pub mod episodes;

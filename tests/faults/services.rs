@@ -4,6 +4,7 @@
 //! SMTP server (aiosmtpd) and an SMS gateway (a real HTTP server that answers
 //! 503 on demand). The shared services of `scripts/services.sh` are never
 //! touched.
+#![allow(unsafe_code)] // libc calls / a counting allocator in test code; each block has a SAFETY note
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};

@@ -6,6 +6,7 @@
 //!   folder (acknowledgment secret, alert emails and SMS, the SQLite database
 //!   and its WAL, the API token) must be unreadable by other users, even under
 //!   the usual umask 022, and a folder found too open is tightened at start.
+#![allow(unsafe_code)] // libc calls / a counting allocator in test code; each block has a SAFETY note
 
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;

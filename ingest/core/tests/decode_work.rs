@@ -7,6 +7,7 @@
 //! must stay under a fixed multiple of its own size. Quadratic copying (a base
 //! name or unit copied per record, a message id copied per observation) shows
 //! up as hundreds or thousands of times the payload size.
+#![allow(unsafe_code)] // libc calls / a counting allocator in test code; each block has a SAFETY note
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
