@@ -5,9 +5,6 @@
 //! Covers the three stores the admin layer is built on (registry and
 //! observations, alerting, admin) and the admin service's transactions.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-
 use chrono::{DateTime, Duration, Utc};
 use serde_json::json;
 use vitalwatch_admin::model::{NewPatient, PhysicianInput};
@@ -22,52 +19,15 @@ struct Database {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn in_ci() -> bool {
-    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
-}
-
-/// A variable from the environment, else from the services file `scripts/services.sh` writes.
-fn service_var(var: &str, default: &str) -> String {
-    if let Ok(v) = std::env::var(var) {
-        return v;
-    }
-    let cache = std::env::var("VW_CACHE").map(PathBuf::from).unwrap_or_else(|_| {
-        PathBuf::from(std::env::var("HOME").unwrap_or_else(|_| "/root".into())).join(".cache/vitalwatch")
-    });
-    let state = std::env::var("VW_STATE").map(PathBuf::from).unwrap_or_else(|_| cache.join("state"));
-    let vars: HashMap<String, String> = std::fs::read_to_string(state.join("services.env"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().trim_start_matches("export ").split_once('='))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().trim_matches('"').trim_matches('\'').to_owned()))
-        .collect();
-    vars.get(var).cloned().unwrap_or_else(|| default.to_owned())
-}
-
 /// A fresh PostgreSQL database (marked for `scripts/test.sh` to drop later),
-/// or `None` (SQLite only) when the server is unreachable outside CI.
+/// or `None` (SQLite only) when the server is unreachable outside CI (a
+/// failure under CI: [`vitalwatch_testkit::require`]).
 async fn postgres(case: &str) -> Option<String> {
-    let server = service_var("VW_TEST_PG", "postgres://postgres@127.0.0.1:5432/postgres");
-    let client = match tokio_postgres::connect(&server, tokio_postgres::NoTls).await {
-        Ok((client, conn)) => {
-            tokio::spawn(conn);
-            client
-        }
-        Err(e) => {
-            assert!(!in_ci(), "CI requires PostgreSQL at {server}: {e}");
-            eprintln!("SKIPPED PostgreSQL (not in CI): {e}");
-            return None;
-        }
-    };
-    let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
-    let name = format!("vw_stores_{case}_{}_{}", std::process::id(), n % 1_000_000_000);
-    client.batch_execute(&format!("CREATE DATABASE {name}")).await.expect("create test database");
-    client
-        .batch_execute(&format!("COMMENT ON DATABASE {name} IS 'vitalwatch test database'"))
-        .await
-        .expect("comment on test database");
-    let base = server.rsplit_once('/').map(|(b, _)| b).unwrap_or(&server);
-    Some(format!("{base}/{name}"))
+    let server = vitalwatch_testkit::pg_url();
+    if !vitalwatch_testkit::require("PostgreSQL", &server) {
+        return None;
+    }
+    Some(vitalwatch_testkit::fresh_database(&server, &vitalwatch_testkit::unique(&format!("vw_stores_{case}"))).await)
 }
 
 /// The databases of a case, migrated: SQLite, and PostgreSQL when available.
