@@ -53,8 +53,8 @@ impl SmtpSink {
         s
     }
 
-    /// Starts one on a free port; `None` (skip) if aiosmtpd is missing
-    /// outside CI, a failure under CI.
+    /// Starts one on a free port. aiosmtpd missing: under `CI=true` this
+    /// panics (the test fails, [`required`]); elsewhere `None` (skip).
     pub fn try_start(dir: &Path) -> Option<SmtpSink> {
         if !required(aiosmtpd_available(), "python3 -m aiosmtpd is not installed; run `bash scripts/services.sh`") {
             return None;

@@ -22,7 +22,7 @@ use vitalwatch_alerting::caps::CapPolicy;
 use vitalwatch_alerting::episode::{EpisodeId, EpisodeState};
 use vitalwatch_alerting::policy::EscalationPolicy;
 use vitalwatch_alerting::severity::{Channel, Severity};
-use vitalwatch_alerting::store::sqlite::SqliteAlertStore;
+use vitalwatch_alerting::store::tables::SqlAlertStore;
 use vitalwatch_alerting::store::{Action, AlertStore, TransitionOptions};
 use vitalwatch_alerting::team::{
     CareTeam, ChannelPreferences, EmailAddress, PhoneNumber, Physician, PhysicianId, TimeZone,
@@ -79,7 +79,7 @@ struct Embedded {
     proc: Proc,
     dir: tempfile::TempDir,
     addr: String,
-    store: SqliteAlertStore,
+    store: SqlAlertStore,
 }
 
 impl Embedded {
@@ -102,7 +102,7 @@ impl Embedded {
         let up =
             wait_until(Duration::from_secs(60), || async { crate::common::get(&addr, "/readyz").await.0 == 200 }).await;
         assert!(up, "vitalwatch run did not serve {addr}/readyz");
-        let store = SqliteAlertStore::open(&format!("{data}/vitalwatch.db")).expect("open the SQLite file of run");
+        let store = SqlAlertStore::open(&format!("{data}/vitalwatch.db")).expect("open the SQLite file of run");
         Embedded { proc, dir, addr, store }
     }
 

@@ -16,18 +16,6 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 
 pub mod tables;
 
-/// The store on PostgreSQL (the one implementation, [`tables::SqlAdminStore`]).
-pub mod postgres {
-    /// The admin store on PostgreSQL.
-    pub type PgAdminStore = super::tables::SqlAdminStore;
-}
-
-/// The store on SQLite (the one implementation, [`tables::SqlAdminStore`]).
-pub mod sqlite {
-    /// The admin store on SQLite.
-    pub type SqliteAdminStore = super::tables::SqlAdminStore;
-}
-
 /// A token to store.
 #[derive(Debug, Clone)]
 pub struct NewToken {

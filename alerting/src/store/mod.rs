@@ -33,19 +33,6 @@ use crate::team::{CareTeam, Physician, PhysicianId};
 pub use vitalwatch_alerting_core::engine;
 pub mod tables;
 
-/// The store on PostgreSQL (the one implementation, [`tables::SqlAlertStore`]).
-pub mod postgres {
-    pub use super::count_by_status;
-    /// The alert store on PostgreSQL.
-    pub type PgAlertStore = super::tables::SqlAlertStore;
-}
-
-/// The store on SQLite (the one implementation, [`tables::SqlAlertStore`]).
-pub mod sqlite {
-    /// The alert store on SQLite.
-    pub type SqliteAlertStore = super::tables::SqlAlertStore;
-}
-
 pub use engine::{Action, Applied, EngineError};
 
 /// A store failure.
