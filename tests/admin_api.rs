@@ -181,8 +181,15 @@ async fn api_subprocess_on_postgres_enforces_roles_and_audits_every_change() {
     let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(copd)).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(count(&db, "SELECT count(*) FROM patient_rules WHERE rules LIKE '%88-92%'").await, 1);
-    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(rules)).await;
+    // An optional reason is kept with the new version (issue #16); earlier versions stay.
+    let why = r#"{"program":"heart_failure","reason":"back to the heart failure defaults"}"#;
+    let r = http(a, "PUT", "/v1/patients/p-1/rules", Some(&dra), Some(why)).await;
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["version"], 3, "{}", r.body);
+    let latest = "SELECT count(*) FROM patient_rules_versions WHERE patient_id = 'p-1' AND version = 3 \
+                  AND author = 'dr-a' AND reason = 'back to the heart failure defaults'";
+    assert_eq!(count(&db, latest).await, 1);
+    assert_eq!(count(&db, "SELECT count(*) FROM patient_rules_versions WHERE patient_id = 'p-1'").await, 3);
 
     // Alerts: list (own only), snooze, acknowledge, close; others' episodes are 404.
     let list = http(a, "GET", "/v1/alerts?status=open", Some(&dra), None).await.json();

@@ -13,6 +13,7 @@ mod payloads;
 mod admin_api;
 mod bus_handover;
 mod crash_recovery;
+mod device_status;
 mod fault_suite;
 mod full_pipeline;
 mod ingest_limits;

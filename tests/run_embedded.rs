@@ -49,24 +49,36 @@ async fn run_stores_readings_from_an_ordinary_mqtt_client() {
     let manual =
         r#"{"msg_id":"app-1","readings":[{"type":"blood_pressure","unit":"mmHg","systolic":135,"diastolic":85}]}"#;
 
+    // A heartbeat: it lands in `device_status` (issue #16, through the in-process bus and persist).
+    let status = format!(r#"{{"time":"{}","battery":42.5,"rssi":-67,"firmware":"3.1.4"}}"#, t.to_rfc3339());
+
     let store = SqliteStore::open(&format!("{data}/vitalwatch.db")).unwrap();
     let patient = PatientId::new("p-demo").unwrap();
-    // Publish until both land (the first may precede ingest's subscription).
+    // Publish until all land (the first may precede ingest's subscription).
     let mut stored = Vec::new();
+    let mut statuses = Vec::new();
     for _ in 0..100 {
         client
             .publish("vitalwatch/v1/devices/scale-demo/readings/senml", QoS::AtLeastOnce, false, device_payload.clone())
             .await
             .unwrap();
         client.publish("vitalwatch/v1/patients/p-demo/manual/json", QoS::AtLeastOnce, false, manual).await.unwrap();
+        client
+            .publish("vitalwatch/v1/devices/scale-demo/status", QoS::AtLeastOnce, false, status.clone())
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         stored = store.observations(&patient, 100).await.unwrap();
+        statuses = store.device_statuses(&["scale-demo".to_owned()]).await.unwrap();
         let has_device = stored.iter().any(|o| o.source == "device");
         let has_manual = stored.iter().any(|o| o.source == "manual");
-        if has_device && has_manual {
+        if has_device && has_manual && !statuses.is_empty() {
             break;
         }
     }
+    let st = statuses.first().expect("the device status row in SQLite");
+    assert_eq!((st.battery_percent, st.signal_dbm, st.firmware.as_deref()), (Some(42.5), Some(-67.0), Some("3.1.4")));
+    assert_eq!((st.time, st.patient_id.as_deref()), (t, Some("p-demo")));
     let weight = stored.iter().find(|o| o.code == "29463-7").expect("weight row in SQLite");
     assert_eq!(weight.time, t);
     assert!((weight.value - 180.0 * 0.45359237).abs() < 1e-9);

@@ -10,14 +10,19 @@ pub enum Role {
     /// A physician: only their own patients (those whose care team has them as
     /// responsible or deputy).
     Physician(PhysicianId),
+    /// A nurse (named by their account id): sees and triages the patients of
+    /// the care teams that list them in `nurses`; may not change rules or
+    /// thresholds.
+    Nurse(String),
 }
 
 impl Role {
-    /// The stored role name (`operator` or `physician`).
+    /// The stored role name (`operator`, `physician` or `nurse`).
     pub fn name(&self) -> &'static str {
         match self {
             Role::Operator => "operator",
             Role::Physician(_) => "physician",
+            Role::Nurse(_) => "nurse",
         }
     }
 }
@@ -49,11 +54,25 @@ impl Actor {
         Actor::operator(format!("cli:{user}"))
     }
 
+    /// A nurse (named by their id).
+    pub fn nurse(id: impl Into<String>) -> Actor {
+        let id = id.into();
+        Actor { name: id.clone(), role: Role::Nurse(id) }
+    }
+
     /// The physician id, for physicians.
     pub fn physician_id(&self) -> Option<&PhysicianId> {
         match &self.role {
             Role::Physician(p) => Some(p),
-            Role::Operator => None,
+            Role::Operator | Role::Nurse(_) => None,
+        }
+    }
+
+    /// The nurse id, for nurses.
+    pub fn nurse_id(&self) -> Option<&str> {
+        match &self.role {
+            Role::Nurse(n) => Some(n),
+            Role::Operator | Role::Physician(_) => None,
         }
     }
 }

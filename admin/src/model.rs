@@ -160,6 +160,9 @@ pub struct RulesView {
     pub effective: Vec<String>,
     /// Last change (absent for a change just made).
     pub updated_at: Option<DateTime<Utc>>,
+    /// Version of these rules (`patient_rules_versions`; absent when none is recorded).
+    #[serde(default)]
+    pub version: Option<i32>,
 }
 
 /// Channels per severity (`email`, `sms`).

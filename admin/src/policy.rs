@@ -72,6 +72,12 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens => Scope::Denied,
         },
+        // Nurses read and triage their care teams' patients; thresholds are the physician's decision.
+        Role::Nurse(_) => match op {
+            ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts => Scope::OwnPatients,
+            EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
+            | ManagePhysicians | SetCareTeam | ReadAudit | ManageTokens => Scope::Denied,
+        },
     }
 }
 
@@ -120,5 +126,16 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+    }
+
+    #[test]
+    fn nurses_read_their_patients_but_never_change_rules() {
+        let nurse = Role::Nurse("nurse-a".into());
+        for op in ALL {
+            assert_ne!(scope(&nurse, op), Scope::All, "{op:?}");
+        }
+        assert_eq!(scope(&nurse, Operation::ReadRules), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::ReadPatients), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::EditRules), Scope::Denied);
     }
 }

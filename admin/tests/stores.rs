@@ -617,3 +617,321 @@ async fn conformance_admin_changes_are_audited() {
         assert_eq!(actions, ["physician.upsert", "patient.add"], "{n}: one entry per change, none for a no-op");
     }
 }
+
+// ---------------------------------------------------------------------------
+// Patient page (issue #16): device status, rules versions, overview, trend
+// series, rules preview, and who may see or change them.
+// ---------------------------------------------------------------------------
+
+mod patient_page {
+    use super::*;
+    use vitalwatch_admin::AdminError;
+    use vitalwatch_admin::service::patient_view::{SeriesRange, adherence};
+    use vitalwatch_platform::store::DeviceStatusRow;
+    use vitalwatch_rules_core::{PatientRules, Program};
+
+    fn reading(p: &str, code: Code, t: DateTime<Utc>, v: f64, device: Option<&str>) -> Observation {
+        Observation {
+            id: ObservationId::compute(p, code, t.timestamp_micros()),
+            code,
+            original_value: v,
+            original_unit: code.ucum().into(),
+            ..obs(p, t, v, device)
+        }
+    }
+
+    fn status(device: &str, t: DateTime<Utc>, battery: Option<f64>, firmware: Option<&str>) -> DeviceStatusRow {
+        DeviceStatusRow {
+            device_id: device.into(),
+            patient_id: Some("pat-v1".into()),
+            time: t,
+            received_at: t + Duration::seconds(1),
+            battery_percent: battery,
+            signal_dbm: Some(-71.5),
+            firmware: firmware.map(str::to_owned),
+        }
+    }
+
+    /// Whole seconds (PostgreSQL keeps microseconds, so do the seeds).
+    fn now_s() -> DateTime<Utc> {
+        DateTime::from_timestamp(Utc::now().timestamp(), 0).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_device_status_keeps_the_latest_per_device() {
+        for db in databases("devstatus").await {
+            let s = stores(&db).await;
+            let n = db.name;
+            let t = now_s() - Duration::hours(1);
+            let batch = [
+                status("dev-s1", t, Some(80.0), Some("1.0")),
+                status("dev-s1", t + Duration::minutes(20), None, None),
+                status("dev-s1", t + Duration::minutes(10), Some(50.0), Some("0.9")),
+                status("dev-s2", t, Some(10.0), None),
+            ];
+            assert!(s.registry.upsert_device_statuses(&batch).await.unwrap() >= 3, "{n}");
+            // Redelivered and older: no change.
+            s.registry.upsert_device_statuses(&batch[..1]).await.unwrap();
+            let rows = s.registry.device_statuses(&["dev-s1".into(), "dev-s2".into(), "dev-x".into()]).await.unwrap();
+            assert_eq!(rows.len(), 2, "{n}");
+            assert_eq!(rows[0].time, t + Duration::minutes(20), "{n}: the newest status time wins");
+            assert_eq!(rows[0].battery_percent, Some(50.0), "{n}: a status without battery keeps the stored one");
+            assert_eq!(rows[0].firmware.as_deref(), Some("0.9"), "{n}");
+            assert_eq!((rows[1].device_id.as_str(), rows[1].battery_percent), ("dev-s2", Some(10.0)), "{n}");
+            assert_eq!(rows[1].signal_dbm, Some(-71.5), "{n}");
+            assert!(s.registry.device_statuses(&[]).await.unwrap().is_empty(), "{n}");
+        }
+    }
+
+    /// A patient with a care team (dr-a responsible, nurse-n listed), an
+    /// enrolled scale with a status, weights on 11 days and two blood
+    /// pressures, and an episode.
+    async fn seed(db: &Database, svc: &AdminService, now: DateTime<Utc>) -> Vec<Observation> {
+        let s = stores(db).await;
+        let op = Actor::operator("cli:test");
+        svc.add_patient(&op, &NewPatient { id: "pat-v1".into() }).await.unwrap();
+        svc.add_patient(&op, &NewPatient { id: "pat-v2".into() }).await.unwrap();
+        s.alerting.upsert_physician(&doctor("dr-a", "+33611111111", None)).await.unwrap();
+        s.alerting.upsert_physician(&doctor("dr-b", "+33622222222", None)).await.unwrap();
+        s.alerting.upsert_physician(&doctor("dr-c", "+33633333333", None)).await.unwrap();
+        s.alerting.set_care_team(&care_team("pat-v1")).await.unwrap();
+        s.alerting
+            .set_care_team(&CareTeam { responsible: PhysicianId::new("dr-c").unwrap(), ..care_team("pat-v2") })
+            .await
+            .unwrap();
+        if db.name == "sqlite" {
+            db.exec("UPDATE alert_care_teams SET doc = json_set(doc, '$.nurses', json('[\"nurse-n\"]')) WHERE patient_id = 'pat-v1'").await;
+        } else {
+            db.exec("UPDATE alert_care_teams SET doc = jsonb_set(doc, '{nurses}', '[\"nurse-n\"]') WHERE patient_id = 'pat-v1'").await;
+        }
+        s.registry.add_device(&dev("dev-v1"), "scale").await.unwrap();
+        s.registry.enrol(&dev("dev-v1"), &pat("pat-v1"), now - Duration::days(60)).await.unwrap();
+        s.registry
+            .upsert_device_statuses(&[status("dev-v1", now - Duration::minutes(10), Some(55.0), Some("2.3"))])
+            .await
+            .unwrap();
+        let mut seeds: Vec<Observation> = (0..11)
+            .map(|k| {
+                reading(
+                    "pat-v1",
+                    Code::BodyWeight,
+                    now - Duration::days(k) - Duration::hours(1),
+                    80.0 + k as f64 / 10.0,
+                    Some("dev-v1"),
+                )
+            })
+            .collect();
+        for (days, sys, dia) in [(3, 185.0, 95.0), (2, 130.0, 85.0)] {
+            let t = now - Duration::days(days);
+            seeds.push(reading("pat-v1", Code::Systolic, t, sys, None));
+            seeds.push(reading("pat-v1", Code::Diastolic, t, dia, None));
+        }
+        s.registry.insert_observations(&seeds).await.unwrap();
+        let mut ev = alert_event("ep-v1", AlertEventKind::Opened, now - Duration::days(3), "BP 185/95");
+        ev.patient_id = "pat-v1".into();
+        s.registry.record_alert_events(&[ev]).await.unwrap();
+        seeds
+    }
+
+    fn hypertension(crisis_systolic: f64) -> PatientRules {
+        let mut r = PatientRules::for_program(Program::Hypertension);
+        let mut crisis = vitalwatch_rules_core::programs::defaults(Program::Hypertension, Default::default(), false)
+            .thresholds
+            .into_iter()
+            .find(|t| t.id == "threshold.bp.crisis")
+            .unwrap();
+        crisis.checks[0].levels[0].value = crisis_systolic;
+        r.thresholds.push(crisis);
+        r
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_patient_overview_series_and_preview() {
+        for db in databases("patientpage").await {
+            let n = db.name;
+            let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
+            let now = now_s();
+            let seeds = seed(&db, &svc, now).await;
+            let op = Actor::operator("cli:test");
+            svc.set_rules(&op, "pat-v1", &PatientRules::for_program(Program::Hypertension), Some("enrolment"))
+                .await
+                .unwrap();
+
+            let o = svc.patient_overview(&op, "pat-v1").await.expect("overview");
+            assert_eq!(o.time_zone, "Europe/Paris", "{n}: the responsible physician's zone");
+            let weight = o.last_readings.iter().find(|r| r.code == "29463-7").expect("weight");
+            assert_eq!((weight.value, weight.unit.as_str(), weight.source.as_str()), (80.0, "kg", "device"), "{n}");
+            assert_eq!((weight.time, weight.device_id.as_deref()), (now - Duration::hours(1), Some("dev-v1")), "{n}");
+            let sys = o.last_readings.iter().find(|r| r.code == "8480-6").expect("systolic");
+            assert_eq!(
+                (sys.value, sys.source.as_str(), sys.name.as_str()),
+                (130.0, "manual", "systolic blood pressure")
+            );
+            assert_eq!(o.last_readings.len(), 3, "{n}");
+            let tz = chrono_tz::Europe::Paris;
+            let buckets: Vec<i64> = seeds.iter().map(|s| s.time.timestamp().div_euclid(900)).collect();
+            assert_eq!(o.adherence, adherence(Utc::now(), tz, &buckets), "{n}");
+            assert!(o.adherence.days_with_data >= 1 && o.adherence.days_with_data <= o.adherence.days_elapsed, "{n}");
+            assert_eq!(o.devices.len(), 1, "{n}");
+            let d = &o.devices[0];
+            assert_eq!(
+                (d.device_id.as_str(), d.battery_percent, d.firmware.as_deref()),
+                ("dev-v1", Some(55.0), Some("2.3"))
+            );
+            assert_eq!(d.last_heartbeat, Some(now - Duration::minutes(10)), "{n}");
+            assert_eq!((o.rules.program.as_str(), o.rules.version), ("hypertension", Some(1)), "{n}");
+            assert_eq!(o.episodes.len(), 1, "{n}");
+            assert_eq!((o.episodes[0].episode_id.as_str(), o.episodes[0].status.as_str()), ("ep-v1", "open"), "{n}");
+
+            // Daily buckets over 30 days: one per weight day; hourly over 7 days: the 7 latest.
+            let month = svc.patient_series(&op, "pat-v1", "29463-7", SeriesRange::Month).await.unwrap();
+            assert_eq!((month.unit.as_str(), month.bucket_secs, month.lines.len()), ("kg", 86_400, 1), "{n}");
+            assert_eq!(month.lines[0].buckets.len(), 11, "{n}: {:?}", month.lines[0].buckets);
+            let last = month.lines[0].buckets.last().unwrap();
+            assert_eq!((last.n, last.mean, last.min, last.max), (1, 80.0, 80.0, 80.0), "{n}");
+            let week = svc.patient_series(&op, "pat-v1", "29463-7", SeriesRange::Week).await.unwrap();
+            assert_eq!((week.bucket_secs, week.lines[0].buckets.len()), (3600, 7), "{n}");
+            assert!(week.lines[0].buckets.iter().all(|b| b.start >= week.from && b.start <= week.to), "{n}");
+            // Blood pressure charts both codes, with the crisis thresholds of both.
+            let bp = svc.patient_series(&op, "pat-v1", "8462-4", SeriesRange::Quarter).await.unwrap();
+            let codes: Vec<&str> = bp.lines.iter().map(|l| l.code.as_str()).collect();
+            assert_eq!(codes, ["8480-6", "8462-4"], "{n}");
+            assert!(bp.lines.iter().all(|l| l.buckets.len() == 2), "{n}");
+            assert!(
+                bp.thresholds
+                    .iter()
+                    .any(|t| t.rule_id == "threshold.bp.crisis" && t.code == "8480-6" && t.value == 180.0)
+            );
+            assert!(bp.thresholds.iter().any(|t| t.code == "8462-4" && t.value == 120.0 && t.upward), "{n}");
+            assert!(matches!(
+                svc.patient_series(&op, "pat-v1", "1234-5", SeriesRange::Week).await,
+                Err(AdminError::NotFound(_))
+            ));
+
+            // Preview: a crisis trigger at 190 would not have alerted on the 185.
+            let p = svc.preview_rules(&op, "pat-v1", &hypertension(190.0)).await.expect("preview");
+            assert_eq!(p.readings, 15, "{n}");
+            assert_eq!(p.current_version, Some(1), "{n}");
+            assert!(
+                p.current.iter().any(|a| a.rule_id == "threshold.bp.crisis" && a.value == Some(185.0)),
+                "{n}: {p:?}"
+            );
+            assert_eq!(
+                p.removed.iter().map(|a| (a.rule_id.as_str(), a.value)).collect::<Vec<_>>(),
+                [("threshold.bp.crisis", Some(185.0))]
+            );
+            assert!(p.added.is_empty(), "{n}: {:?}", p.added);
+            let lower = svc.preview_rules(&op, "pat-v1", &hypertension(184.0)).await.unwrap();
+            assert!(lower.removed.is_empty() && lower.unchanged.len() == lower.current.len(), "{n}: {lower:?}");
+            match svc.preview_rules(&op, "pat-v1", &hypertension(450.0)).await {
+                Err(AdminError::Invalid(m)) => assert!(m.contains("outside the allowed range 0 to 400 mm[Hg]"), "{m}"),
+                other => panic!("{n}: an out-of-bounds threshold was not refused: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance_rules_versions_and_who_may_see_or_change_them() {
+        for db in databases("rulesversions").await {
+            let n = db.name;
+            let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
+            seed(&db, &svc, now_s()).await;
+            let op = Actor::operator("cli:test");
+            let dr_a = Actor::physician(PhysicianId::new("dr-a").unwrap());
+            assert!(svc.rules_history(&op, "pat-v1").await.unwrap().is_empty(), "{n}: nothing set yet");
+            let v1 = svc
+                .set_rules(&op, "pat-v1", &PatientRules::for_program(Program::Hypertension), Some("enrolment"))
+                .await
+                .unwrap();
+            assert_eq!(v1.version, Some(1), "{n}");
+            let v2 =
+                svc.set_rules(&dr_a, "pat-v1", &hypertension(175.0), Some("  lower crisis trigger  ")).await.unwrap();
+            assert_eq!(v2.version, Some(2), "{n}");
+            let h = svc.rules_history(&dr_a, "pat-v1").await.unwrap();
+            assert_eq!(h.iter().map(|v| v.version).collect::<Vec<_>>(), [2, 1], "{n}");
+            assert_eq!(
+                (h[0].author.as_str(), h[0].author_role.as_str(), h[0].reason.as_deref()),
+                ("dr-a", "physician", Some("lower crisis trigger"))
+            );
+            assert_eq!(
+                (h[1].author.as_str(), h[1].reason.as_deref(), h[1].program.as_deref()),
+                ("cli:test", Some("enrolment"), Some("hypertension"))
+            );
+            assert!(h[1].rules["thresholds"].as_array().is_some_and(|t| t.is_empty()), "{n}: version 1 kept as it was");
+            assert!(h[0].changed_at >= h[1].changed_at, "{n}");
+            assert_eq!(svc.rules(&op, "pat-v1").await.unwrap().version, Some(2), "{n}");
+            // Rules written around the service are kept as a version at the next change.
+            let s = stores(&db).await;
+            s.registry.set_patient_rules(&pat("pat-v1"), r#"{"program":"general"}"#).await.unwrap();
+            assert_eq!(
+                svc.set_rules(&op, "pat-v1", &PatientRules::for_program(Program::Hypertension), None)
+                    .await
+                    .unwrap()
+                    .version,
+                Some(4)
+            );
+            let h = svc.rules_history(&op, "pat-v1").await.unwrap();
+            assert_eq!(
+                (h[1].version, h[1].author.as_str(), h[1].program.as_deref()),
+                (3, "system", Some("general")),
+                "{n}"
+            );
+            assert_eq!(h[0].reason, None, "{n}");
+            let audit = s
+                .admin
+                .audit(&AuditFilter { action: Some("rules.set".into()), limit: 10, ..Default::default() })
+                .await
+                .unwrap();
+            assert_eq!(audit.len(), 3, "{n}");
+            assert_eq!(audit[0].details["version"], 4, "{n}");
+            assert!(!audit.iter().any(|a| a.details.to_string().contains("crisis")), "{n}: no reason in the audit");
+
+            // Another physician's patient: the same 404 as an unknown one.
+            let dr_c = Actor::physician(PhysicianId::new("dr-c").unwrap());
+            for result in [
+                svc.patient_overview(&dr_c, "pat-v1").await.map(drop),
+                svc.rules_history(&dr_c, "pat-v1").await.map(drop),
+                svc.patient_series(&dr_c, "pat-v1", "29463-7", SeriesRange::Week).await.map(drop),
+                svc.preview_rules(&dr_c, "pat-v1", &hypertension(175.0)).await.map(drop),
+                svc.set_rules(&dr_c, "pat-v1", &hypertension(175.0), Some("x")).await.map(drop),
+                svc.patient_overview(&dr_c, "pat-unknown").await.map(drop),
+            ] {
+                assert!(matches!(result, Err(AdminError::NotFound(_))), "{n}: {result:?}");
+            }
+            assert!(svc.patient_overview(&dr_c, "pat-v2").await.is_ok(), "{n}");
+            // A nurse of the care team reads and previews, and may not change the rules.
+            let nurse = Actor::nurse("nurse-n");
+            assert!(svc.patient_overview(&nurse, "pat-v1").await.is_ok(), "{n}");
+            assert_eq!(svc.rules_history(&nurse, "pat-v1").await.unwrap().len(), 4, "{n}");
+            assert!(svc.preview_rules(&nurse, "pat-v1", &hypertension(175.0)).await.is_ok(), "{n}");
+            let refused = svc.set_rules(&nurse, "pat-v1", &hypertension(175.0), Some("x")).await.unwrap_err();
+            assert_eq!(refused.status(), 403, "{n}: {refused}");
+            assert_eq!(svc.rules_history(&op, "pat-v1").await.unwrap().len(), 4, "{n}: nothing stored");
+            assert!(matches!(svc.patient_overview(&nurse, "pat-v2").await, Err(AdminError::NotFound(_))), "{n}");
+            // Invalid reasons.
+            let long = "x".repeat(1001);
+            for bad in [long.as_str(), "a\u{7}b"] {
+                assert!(
+                    matches!(
+                        svc.set_rules(&op, "pat-v1", &hypertension(175.0), Some(bad)).await,
+                        Err(AdminError::Invalid(_))
+                    ),
+                    "{n}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_json_api_takes_an_optional_reason_next_to_the_rules() {
+        use vitalwatch_admin::service::rules::parse_rules_change;
+        let (r, why) = parse_rules_change(json!({ "program": "copd", "reason": "new oxygen plan",
+            "oxygen_plan": { "target": "88-92", "supplemental_oxygen": true } }))
+        .unwrap();
+        assert_eq!((r.program, why.as_deref()), (Program::Copd, Some("new oxygen plan")));
+        let (_, why) = parse_rules_change(json!({ "program": "general" })).unwrap();
+        assert_eq!(why, None);
+        assert!(parse_rules_change(json!({ "program": "general", "reason": 3 })).is_err());
+        assert!(parse_rules_change(json!({ "program": "general", "why": "x" })).is_err());
+    }
+}

@@ -1,6 +1,9 @@
 //! The `persist` role: a consumer-group member that writes observations into
 //! the store in batches and commits bus offsets only after the database
 //! committed. Redelivered duplicates are absorbed by the table's unique key.
+//! It also consumes the device-status topic and keeps each device's latest
+//! status (battery, signal, firmware, last heard) in `device_status`
+//! (an upsert where the newest status time wins, so redelivery is harmless).
 //!
 //! A record that can never be written never blocks a partition: a record that
 //! does not decode, and a row the database refuses for good
@@ -23,7 +26,7 @@ use vitalwatch_platform::bus::dead_letter::{DeadLetters, DeadReason};
 use vitalwatch_platform::bus::{CommitTracker, Consumer, Message, next_batch, positions};
 use vitalwatch_platform::retry::{Backoff, Class, RetryError, retry};
 use vitalwatch_platform::shutdown::CancellationToken;
-use vitalwatch_platform::store::{Store, StoreError};
+use vitalwatch_platform::store::{DeviceStatusRow, Store, StoreError};
 use vitalwatch_schemas::{Observation, proto};
 
 /// Counters of the persist role.
@@ -41,12 +44,15 @@ pub struct PersistStats {
     pub undecodable: AtomicU64,
     /// Rows the database refused for good (dead-lettered).
     pub refused: AtomicU64,
+    /// Device statuses written (`device_status`).
+    pub statuses: AtomicU64,
     /// Database retries.
     pub db_retries: AtomicU64,
 }
 
 /// Runs until `shutdown` fires. The batches being written when it fires are
-/// finished and committed first.
+/// finished and committed first. Messages of `status_topic` are device
+/// statuses (`proto::DeviceStatus`); every other message is an observation.
 ///
 /// Up to `settings.concurrent_writes` batches are written at once (each on
 /// its own database connection), so receiving and decoding the next batch,
@@ -59,6 +65,7 @@ pub async fn run(
     consumer: &mut dyn Consumer,
     store: Arc<dyn Store>,
     settings: &PersistSettings,
+    status_topic: &str,
     stats: Arc<PersistStats>,
     dead_letters: DeadLetters,
     shutdown: CancellationToken,
@@ -86,8 +93,22 @@ pub async fn run(
         metrics::histogram!("vitalwatch_consumer_batch_size", "role" => "persist").record(batch.len() as f64);
         // The decoded rows, and the index of each one's message in the batch.
         let (mut obs, mut index) = (Vec::with_capacity(batch.len()), Vec::with_capacity(batch.len()));
+        let (mut statuses, mut status_index) = (Vec::new(), Vec::new());
         let mut undecodable = Vec::new();
         for (i, m) in batch.iter().enumerate() {
+            if m.topic == status_topic {
+                match proto::DeviceStatus::decode(m.payload.as_slice()) {
+                    Ok(st) => match DeviceStatusRow::from_proto(&st) {
+                        Ok(row) => {
+                            statuses.push(row);
+                            status_index.push(i);
+                        }
+                        Err(e) => undecodable.push((i, DeadReason::InvalidRecord, e)),
+                    },
+                    Err(e) => undecodable.push((i, DeadReason::Undecodable, e.to_string())),
+                }
+                continue;
+            }
             match proto::Observation::decode(m.payload.as_slice())
                 .map_err(|e| e.to_string())
                 .and_then(|p| Observation::from_proto(&p))
@@ -96,22 +117,30 @@ pub async fn run(
                     obs.push(o);
                     index.push(i);
                 }
-                Err(e) => {
-                    stats.undecodable.fetch_add(1, Ordering::Relaxed);
-                    metrics::counter!("vitalwatch_undecodable_total", "role" => "persist").increment(1);
-                    undecodable.push((i, e));
-                }
+                Err(e) => undecodable.push((i, DeadReason::Undecodable, e)),
             }
         }
+        stats.undecodable.fetch_add(undecodable.len() as u64, Ordering::Relaxed);
+        metrics::counter!("vitalwatch_undecodable_total", "role" => "persist").increment(undecodable.len() as u64);
         let batch_positions = positions(&batch);
         let messages = batch.len() as u64;
         let (store, stats_w, shutdown_w, dl) = (store.clone(), stats.clone(), shutdown.clone(), dead_letters.clone());
         let task = tokio::spawn(async move {
-            for (i, e) in &undecodable {
-                dl.send(&batch[*i], DeadReason::Undecodable, e, &shutdown_w).await.ok()?;
+            for (i, reason, e) in &undecodable {
+                dl.send(&batch[*i], *reason, e, &shutdown_w).await.ok()?;
             }
+            let rows = Rows::Observations(&obs);
             let (inserted, refused) =
-                write_isolating(store.as_ref(), &batch, &obs, &index, &dl, &stats_w, &shutdown_w).await?;
+                write_isolating(store.as_ref(), &batch, rows, &index, &dl, &stats_w, &shutdown_w).await?;
+            if !statuses.is_empty() {
+                let rows = Rows::Statuses(&statuses);
+                let (_, refused_statuses) =
+                    write_isolating(store.as_ref(), &batch, rows, &status_index, &dl, &stats_w, &shutdown_w).await?;
+                let written = (statuses.len() - refused_statuses) as u64;
+                stats_w.statuses.fetch_add(written, Ordering::Relaxed);
+                stats_w.refused.fetch_add(refused_statuses as u64, Ordering::Relaxed);
+                metrics::counter!("vitalwatch_persist_device_statuses_total").increment(written);
+            }
             // Counted as soon as the rows are stored (the commit follows at
             // the loop's next turn).
             let rows = (obs.len() - refused) as u64;
@@ -179,6 +208,38 @@ impl Write {
     }
 }
 
+/// Rows of one kind to write.
+#[derive(Clone, Copy)]
+enum Rows<'a> {
+    /// Observations (`insert_observations`).
+    Observations(&'a [Observation]),
+    /// Device statuses (`upsert_device_statuses`).
+    Statuses(&'a [DeviceStatusRow]),
+}
+
+impl<'a> Rows<'a> {
+    fn len(self) -> usize {
+        match self {
+            Rows::Observations(r) => r.len(),
+            Rows::Statuses(r) => r.len(),
+        }
+    }
+
+    fn part(self, range: std::ops::Range<usize>) -> Rows<'a> {
+        match self {
+            Rows::Observations(r) => Rows::Observations(&r[range]),
+            Rows::Statuses(r) => Rows::Statuses(&r[range]),
+        }
+    }
+
+    async fn write(self, store: &dyn Store) -> Result<u64, StoreError> {
+        match self {
+            Rows::Observations(r) => store.insert_observations(r).await,
+            Rows::Statuses(r) => store.upsert_device_statuses(r).await,
+        }
+    }
+}
+
 /// Writes `rows` (`index[i]`: the index of row i's message in `batch`), isolating
 /// the rows the database refuses for good: a refused batch is split in
 /// halves until each refused row is alone, and that row's message is
@@ -187,7 +248,7 @@ impl Write {
 async fn write_isolating(
     store: &dyn Store,
     batch: &[Message],
-    rows: &[Observation],
+    rows: Rows<'_>,
     index: &[usize],
     dead_letters: &DeadLetters,
     stats: &PersistStats,
@@ -201,7 +262,7 @@ async fn write_isolating(
         if range.is_empty() {
             continue;
         }
-        match insert_with_retry(store, &rows[range.clone()], stats, shutdown).await? {
+        match insert_with_retry(store, rows.part(range.clone()), stats, shutdown).await? {
             Ok(n) => inserted += n,
             Err(e) if range.len() == 1 => {
                 refused += 1;
@@ -218,12 +279,12 @@ async fn write_isolating(
     Some((inserted, refused))
 }
 
-/// Inserts `obs`, retrying every failure but a refusal of the data
+/// Writes `obs`, retrying every failure but a refusal of the data
 /// ([`StoreError::Rejected`], returned as `Some(Err)`) until it succeeds.
 /// `None` once shutdown fires while it fails.
 async fn insert_with_retry(
     store: &dyn Store,
-    obs: &[Observation],
+    obs: Rows<'_>,
     stats: &PersistStats,
     shutdown: &CancellationToken,
 ) -> Option<Result<u64, StoreError>> {
@@ -242,7 +303,7 @@ async fn insert_with_retry(
     };
     let insert = move || async move {
         let started = std::time::Instant::now();
-        let n = store.insert_observations(obs).await?;
+        let n = obs.write(store).await?;
         metrics::histogram!("vitalwatch_persist_write_seconds").record(started.elapsed().as_secs_f64());
         Ok(n)
     };
@@ -324,7 +385,7 @@ mod tests {
         let dead = DeadLetters::new(Arc::new(bus.clone()), "dead", "persist");
         let task = {
             let (store, stats, shutdown) = (store.clone(), stats.clone(), shutdown.clone());
-            tokio::spawn(async move { run(&mut consumer, store, &settings, stats, dead, shutdown).await })
+            tokio::spawn(async move { run(&mut consumer, store, &settings, "status", stats, dead, shutdown).await })
         };
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while stats.messages.load(Ordering::Relaxed) < 120 && std::time::Instant::now() < deadline {
@@ -344,5 +405,66 @@ mod tests {
         // Committed past everything: a new member of the group gets nothing.
         let mut next = bus.consumer("persist", &["obs"]);
         assert!(tokio::time::timeout(Duration::from_millis(200), next.recv()).await.is_err());
+    }
+
+    fn status(device: &str, patient: &str, second: i64, battery: Option<f64>, firmware: &str) -> Vec<u8> {
+        proto::DeviceStatus {
+            device_id: device.to_owned(),
+            patient_id: patient.to_owned(),
+            time_unix_micros: (1_780_000_000 + second) * 1_000_000,
+            received_at_unix_micros: (1_780_000_000 + second) * 1_000_000 + 500,
+            battery_percent: battery,
+            signal_dbm: Some(-70.0),
+            firmware: firmware.to_owned(),
+        }
+        .encode_to_vec()
+    }
+
+    /// Device statuses on the status topic land in `device_status`, one row
+    /// per device: the newest status time wins whatever the arrival order, a
+    /// status without battery keeps the stored one, an invalid one is
+    /// dead-lettered; observations on the other topic are stored as before.
+    #[tokio::test]
+    async fn device_statuses_keep_the_latest_per_device() {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(":memory:").unwrap());
+        store.migrate().await.unwrap();
+        let bus = MemoryBus::new(10_000);
+        let mut consumer = bus.consumer("persist", &["obs", "status"]);
+        for payload in [
+            status("dev-1", "pat-1", 10, Some(80.0), "1.0"),
+            status("dev-1", "pat-1", 30, None, ""),
+            status("dev-1", "pat-1", 20, Some(50.0), "0.9"),
+            status("dev-2", "", 5, Some(12.0), "2.1"),
+            status("bad device", "pat-1", 5, None, ""),
+        ] {
+            bus.send("status", b"k", payload).await.unwrap().await.unwrap();
+        }
+        bus.send("obs", b"k", observation("pat-1", 1, "m")).await.unwrap().await.unwrap();
+        let settings = PersistSettings { batch_size: 2, batch_wait_ms: 5, ..Default::default() };
+        let (stats, shutdown) = (Arc::new(PersistStats::default()), CancellationToken::new());
+        let dead = DeadLetters::new(Arc::new(bus.clone()), "dead", "persist");
+        let task = {
+            let (store, stats, shutdown) = (store.clone(), stats.clone(), shutdown.clone());
+            tokio::spawn(async move { run(&mut consumer, store, &settings, "status", stats, dead, shutdown).await })
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while stats.messages.load(Ordering::Relaxed) < 6 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        shutdown.cancel();
+        task.await.unwrap().unwrap();
+        assert_eq!(store.count_observations().await.unwrap(), 1);
+        let rows = store.device_statuses(&["dev-1".into(), "dev-2".into(), "dev-9".into()]).await.unwrap();
+        assert_eq!(rows.len(), 2);
+        let d1 = &rows[0];
+        assert_eq!(d1.device_id, "dev-1");
+        assert_eq!(d1.time.timestamp(), 1_780_000_030, "the newest status time wins");
+        assert_eq!(d1.battery_percent, Some(80.0), "a status without battery keeps the stored one");
+        assert_eq!((d1.firmware.as_deref(), d1.patient_id.as_deref()), (Some("1.0"), Some("pat-1")));
+        assert_eq!((rows[1].patient_id.as_deref(), rows[1].battery_percent), (None, Some(12.0)));
+        let letters = bus.snapshot("dead");
+        assert_eq!(letters.len(), 1);
+        let letter = proto::DeadLetter::decode(letters[0].1.as_slice()).unwrap();
+        assert_eq!((letter.reason.as_str(), letter.source_topic.as_str()), ("invalid_record", "status"));
     }
 }

@@ -368,6 +368,18 @@ mod tests {
         async fn alerts(&self, _: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {
             Ok(Vec::new())
         }
+        async fn upsert_device_statuses(
+            &self,
+            _: &[vitalwatch_platform::store::DeviceStatusRow],
+        ) -> Result<u64, StoreError> {
+            Ok(0)
+        }
+        async fn device_statuses(
+            &self,
+            _: &[String],
+        ) -> Result<Vec<vitalwatch_platform::store::DeviceStatusRow>, StoreError> {
+            Ok(Vec::new())
+        }
     }
 
     fn cfg() -> GateConfig {

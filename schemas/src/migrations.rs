@@ -95,6 +95,18 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0025_principal_ids.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 32,
+        name: "device_status",
+        sql: include_str!("../migrations/postgres/0032_device_status.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 33,
+        name: "rules_versions",
+        sql: include_str!("../migrations/postgres/0033_rules_versions.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -157,6 +169,18 @@ pub const SQLITE: &[Migration] = &[
         version: 25,
         name: "principal_ids",
         sql: include_str!("../migrations/sqlite/0025_principal_ids.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 32,
+        name: "device_status",
+        sql: include_str!("../migrations/sqlite/0032_device_status.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 33,
+        name: "rules_versions",
+        sql: include_str!("../migrations/sqlite/0033_rules_versions.sql"),
         timescale_only: false,
     },
 ];

@@ -10,7 +10,7 @@ use super::auth::Auth;
 use super::error::{ApiError, Body, Query};
 use crate::model::*;
 use crate::service::AdminService;
-use crate::service::rules::parse_rules;
+use crate::service::rules::parse_rules_change;
 
 type S = State<Arc<AdminService>>;
 type Res<T> = Result<Json<T>, ApiError>;
@@ -56,9 +56,10 @@ pub async fn get_rules(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Re
     Ok(Json(s.rules(&a, &id).await?))
 }
 
-/// Sets a patient's care program and thresholds (`PatientRules`; operators and the patient's physicians).
+/// Sets a patient's care program and thresholds (`PatientRules`; operators and the patient's physicians)
+/// as a new version; an optional top-level `"reason"` string says why (kept with the version).
 #[utoipa::path(put, path = "/v1/patients/{id}/rules", tag = "rules", params(("id" = String, Path, description = "patient id")),
-    request_body(content = Object, description = "PatientRules: program, thresholds, changes, cadence, news2, disabled, ..."),
+    request_body(content = Object, description = "PatientRules: program, thresholds, changes, cadence, news2, disabled, ...; optional reason"),
     responses((status = 200, body = RulesView), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
 pub async fn put_rules(
     State(s): S,
@@ -68,7 +69,8 @@ pub async fn put_rules(
 ) -> Res<RulesView> {
     // Scope first, so a physician probing someone else's patient gets 404, not a validation error.
     s.check_rules_access(&a, &id).await?;
-    Ok(Json(s.set_rules(&a, &id, &parse_rules(v)?).await?))
+    let (rules, reason) = parse_rules_change(v)?;
+    Ok(Json(s.set_rules(&a, &id, &rules, reason.as_deref()).await?))
 }
 
 /// A patient's care team.

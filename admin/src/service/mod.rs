@@ -2,7 +2,8 @@
 //! it against the [`policy`](crate::policy), applies the change through the
 //! stores and appends an admin audit entry (who, when, what; ids only).
 //!
-//! One submodule per area: [`patients`], [`devices`], [`rules`],
+//! One submodule per area: [`patients`], [`patient_view`] (the clinician's
+//! patient page: overview, trend series, rules preview), [`devices`], [`rules`],
 //! [`physicians`], [`care_teams`], [`alerts`], [`audit`], [`tokens`].
 //!
 //! The three stores share one database ([`Db`]): a change and its audit
@@ -26,6 +27,7 @@ pub mod alerts;
 pub mod audit;
 pub mod care_teams;
 pub mod devices;
+pub mod patient_view;
 pub mod patients;
 pub mod physicians;
 pub mod rules;
@@ -115,9 +117,10 @@ impl AdminService {
     pub(crate) async fn patient_scope(&self, actor: &Actor, op: Operation) -> Result<Option<Vec<String>>, AdminError> {
         match self.allow(actor, op)? {
             Scope::All => Ok(None),
-            Scope::OwnPatients | Scope::OwnEntry => match actor.physician_id() {
-                Some(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
-                None => Ok(Some(Vec::new())),
+            Scope::OwnPatients | Scope::OwnEntry => match (actor.physician_id(), actor.nurse_id()) {
+                (Some(p), _) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
+                (None, Some(n)) => Ok(Some(crate::store::patient_view::patients_of_nurse(&self.db, n).await?)),
+                (None, None) => Ok(Some(Vec::new())),
             },
             Scope::Denied => unreachable!("allow() refuses Denied"),
         }

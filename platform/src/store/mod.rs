@@ -87,6 +87,57 @@ pub struct StoredPatientRules {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The latest status of a device (`device_status`): battery, signal,
+/// firmware, when it was last heard.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DeviceStatusRow {
+    /// Device.
+    pub device_id: String,
+    /// Patient the device was enrolled to when the status was received.
+    pub patient_id: Option<String>,
+    /// Status time (the device's clock, capped at receive time).
+    pub time: DateTime<Utc>,
+    /// When the platform received it.
+    pub received_at: DateTime<Utc>,
+    /// Battery, percent.
+    pub battery_percent: Option<f64>,
+    /// Radio signal, dBm.
+    pub signal_dbm: Option<f64>,
+    /// Firmware version.
+    pub firmware: Option<String>,
+}
+
+impl DeviceStatusRow {
+    /// The row of a status event from the bus.
+    ///
+    /// # Errors
+    ///
+    /// A message naming what is wrong: an invalid device id, or a time out of range.
+    pub fn from_proto(s: &proto::DeviceStatus) -> Result<DeviceStatusRow, String> {
+        let device = DeviceId::new(s.device_id.clone()).map_err(|e| format!("device_id: {e}"))?;
+        let at =
+            |us: i64, field: &str| DateTime::from_timestamp_micros(us).ok_or_else(|| format!("{field} out of range"));
+        let received_at = at(s.received_at_unix_micros, "received_at_unix_micros")?;
+        let time = match s.time_unix_micros {
+            0 => received_at,
+            t => at(t, "time_unix_micros")?,
+        };
+        let patient_id = (!s.patient_id.is_empty())
+            .then(|| PatientId::new(s.patient_id.clone()).map(|p| p.as_str().to_owned()))
+            .transpose()
+            .map_err(|e| format!("patient_id: {e}"))?;
+        Ok(DeviceStatusRow {
+            device_id: device.as_str().to_owned(),
+            patient_id,
+            time: time.min(received_at),
+            received_at,
+            battery_percent: s.battery_percent.filter(|b| b.is_finite()).map(|b| b.clamp(0.0, 100.0)),
+            signal_dbm: s.signal_dbm.filter(|v| v.is_finite()),
+            firmware: (!s.firmware.is_empty()).then(|| s.firmware.clone()),
+        })
+    }
+}
+
 /// What the rules worker reads to rebuild one patient's state: see
 /// [`Store::rule_state_inputs`].
 #[derive(Debug, Clone, Default)]
@@ -300,6 +351,13 @@ pub trait Store: Send + Sync {
     /// Alert episodes of a patient (all patients if `None`), by opening time
     /// (tools and tests).
     async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError>;
+    /// Upserts device statuses into `device_status` (one row per device): a
+    /// status older than the stored one changes nothing; a status without
+    /// battery, signal or firmware keeps the stored values. Returns how many
+    /// rows changed. Safe to call again with the same statuses.
+    async fn upsert_device_statuses(&self, statuses: &[DeviceStatusRow]) -> Result<u64, StoreError>;
+    /// The stored statuses of these devices (unknown ones are absent), by device id.
+    async fn device_statuses(&self, devices: &[String]) -> Result<Vec<DeviceStatusRow>, StoreError>;
 }
 
 /// Connect and statement timeouts of a database client (see

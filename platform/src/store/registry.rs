@@ -14,8 +14,8 @@ use vitalwatch_schemas::{DeviceId, Observation, PatientId, migrations, proto};
 
 use super::db::{Conn, Db, Dialect, Row, Sql, Value};
 use super::{
-    DbTimeouts, EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError, StoredAlert,
-    StoredObservation, StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
+    DbTimeouts, DeviceStatusRow, EpisodeClose, MigrationReport, RowParts, RuleStateInputs, Store, StoreError,
+    StoredAlert, StoredObservation, StoredPatientRules, episode_status, event_kind_name, evidence_json, severity_name,
 };
 use crate::{args, sql};
 
@@ -189,6 +189,59 @@ pub async fn grant_backfill(
 /// The database's.
 pub async fn set_patient_rules(c: &mut Conn, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
     c.execute(&sql!("set_patient_rules"), &args![patient.as_str(), rules_json]).await.map(drop)
+}
+
+/// Upserts device statuses (see [`Store::upsert_device_statuses`]), oldest
+/// status first, one statement each (PostgreSQL refuses two rows of one key
+/// in one upsert), so the stored row is what applying them in time order gives.
+///
+/// # Errors
+///
+/// The database's.
+pub async fn upsert_device_statuses(c: &mut Conn, statuses: &[DeviceStatusRow]) -> Result<u64, StoreError> {
+    let mut rows: Vec<&DeviceStatusRow> = statuses.iter().collect();
+    rows.sort_by(|a, b| (a.time, &a.device_id).cmp(&(b.time, &b.device_id)));
+    let args = rows
+        .iter()
+        .map(|s| {
+            args![
+                s.device_id.as_str(),
+                s.patient_id.as_deref(),
+                s.time,
+                s.received_at,
+                s.battery_percent,
+                s.signal_dbm,
+                s.firmware.as_deref(),
+            ]
+            .to_vec()
+        })
+        .collect();
+    c.execute_many(&sql!("upsert_device_status"), args).await
+}
+
+fn device_status_row(r: &Row) -> Result<DeviceStatusRow, StoreError> {
+    Ok(DeviceStatusRow {
+        device_id: r.get(0)?,
+        patient_id: r.get(1)?,
+        time: r.get(2)?,
+        received_at: r.get(3)?,
+        battery_percent: r.get(4)?,
+        signal_dbm: r.get(5)?,
+        firmware: r.get(6)?,
+    })
+}
+
+/// A patient's stored rules, if any (see [`Store::patient_rules`]), on a
+/// connection: read inside the transaction that changes them.
+///
+/// # Errors
+///
+/// The database's.
+pub async fn current_patient_rules(
+    c: &mut Conn,
+    patient: &PatientId,
+) -> Result<Option<StoredPatientRules>, StoreError> {
+    c.query_opt(&sql!("patient_rules"), &args![patient.as_str()]).await?.as_ref().map(rules_row).transpose()
 }
 
 /// The current registry.
@@ -621,6 +674,21 @@ impl Store for SqlStore {
             return Ok(0);
         }
         self.db.transaction(async |c| record_alert_events(c, events).await).await
+    }
+
+    async fn upsert_device_statuses(&self, statuses: &[DeviceStatusRow]) -> Result<u64, StoreError> {
+        if statuses.is_empty() {
+            return Ok(0);
+        }
+        self.db.transaction(async |c| upsert_device_statuses(c, statuses).await).await
+    }
+
+    async fn device_statuses(&self, devices: &[String]) -> Result<Vec<DeviceStatusRow>, StoreError> {
+        if devices.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows = self.db.run(async |c| c.query(&sql!("device_statuses", split), &args![devices]).await).await?;
+        rows.iter().map(device_status_row).collect()
     }
 
     async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError> {

@@ -747,6 +747,47 @@ fn invalid(rule: &str, message: impl Into<String>) -> ConfigError {
     ConfigError::InvalidParameter { rule: rule.to_owned(), message: message.into() }
 }
 
+/// The range a threshold (trigger or clear, inclusive) on `code` must lie in,
+/// in the code's UCUM unit: the physiological plausibility limits of ingest
+/// (clinical.md §2.2, MIMIC-IV cleaning rules; glucose up to 3,000 mg/dL and
+/// weight up to 700 kg are vitalwatch's choices). A reading outside is
+/// rejected at ingest as a device or entry error, so a threshold outside
+/// could never be reached (or would always be): it is a typing error. The
+/// rules editor uses the same bounds for its inputs.
+pub fn threshold_bounds(code: Code) -> (f64, f64) {
+    match code {
+        Code::HeartRate => (0.0, 300.0),
+        Code::Systolic => (0.0, 400.0),
+        Code::Diastolic => (0.0, 300.0),
+        Code::RespiratoryRate => (0.0, 70.0),
+        Code::BodyTemperature => (10.0, 50.0),
+        Code::Spo2 => (0.0, 100.0),
+        Code::BloodGlucose => (0.0, 3000.0),
+        Code::BodyWeight => (0.0, 700.0),
+    }
+}
+
+/// Checks that a threshold check's triggers and clear value lie within
+/// [`threshold_bounds`] (run after the finiteness checks).
+fn validate_bounds(rule: &str, check: &ThresholdCheck) -> Result<(), ConfigError> {
+    let (min, max) = threshold_bounds(check.code);
+    let values = check.levels.iter().map(|l| ("trigger", l.value)).chain(std::iter::once(("clear", check.clear)));
+    for (field, value) in values {
+        if !(min..=max).contains(&value) {
+            return Err(ConfigError::ThresholdOutOfBounds {
+                rule: rule.to_owned(),
+                field,
+                code_name: check.code.display(),
+                value,
+                min,
+                max,
+                unit: check.code.ucum(),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Validates levels and clear threshold of one comparison.
 fn validate_bands(rule: &str, op: Comparison, levels: &[Level], clear: f64) -> Result<(), ConfigError> {
     if levels.is_empty() {
@@ -797,6 +838,7 @@ pub(crate) fn validate_set(set: &RuleSet, program: Program) -> Result<(), Config
         }
         for c in &r.checks {
             validate_bands(&r.id, c.op, &c.levels, c.clear)?;
+            validate_bounds(&r.id, c)?;
         }
         for (i, c) in r.checks.iter().enumerate() {
             if r.checks.iter().skip(i + 1).any(|d| d.code == c.code) {

@@ -82,6 +82,29 @@ pub enum ConfigError {
         /// The offending trigger.
         trigger: f64,
     },
+    /// A threshold (trigger or clear) lies outside the range the code's
+    /// values can take ([`crate::config::threshold_bounds`]): it could never
+    /// be reached, or would always be.
+    #[error(
+        "rule {rule:?}: the {field} {value} {unit} for {code_name} is outside the allowed range \
+         {min} to {max} {unit}"
+    )]
+    ThresholdOutOfBounds {
+        /// Rule id.
+        rule: String,
+        /// `trigger` or `clear`.
+        field: &'static str,
+        /// Display name of the code.
+        code_name: &'static str,
+        /// The value given.
+        value: f64,
+        /// Smallest allowed value.
+        min: f64,
+        /// Largest allowed value.
+        max: f64,
+        /// UCUM unit of the code.
+        unit: &'static str,
+    },
     /// Any other invalid parameter, with an explanation.
     #[error("rule {rule:?}: {message}")]
     InvalidParameter {

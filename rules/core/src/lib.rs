@@ -12,6 +12,8 @@
 //!
 //! - [`config`]: per-patient rule configuration ([`PatientRules`]) on top of
 //!   program defaults, engine settings, validation;
+//! - [`preview`]: what-if replays of stored readings under candidate rules
+//!   (the rules editor's preview);
 //! - [`programs`]: the default rules of each care program, with sources;
 //! - [`news2`]: NEWS2 scoring (RCP 2017);
 //! - `history`: compact per-patient reading history (8 bytes per reading);
@@ -61,6 +63,7 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod news2;
+pub mod preview;
 pub mod programs;
 pub mod state;
 
@@ -76,7 +79,7 @@ mod threshold;
 pub use config::{
     CadenceRule, ChangeMethod, ChangeRule, Comparison, Confirmation, Consciousness, Direction, EngineSettings, Level,
     MinHistory, News2Assumptions, News2Rule, OxygenPlan, PatientRules, Persistence, Program, RuleSet, Severity,
-    Spo2Scale, Spo2Target, ThresholdCheck, ThresholdRule,
+    Spo2Scale, Spo2Target, ThresholdCheck, ThresholdRule, threshold_bounds,
 };
 pub use engine::{Engine, ObservationOutcome, RejectReason, ReplayReport};
 pub use episodes::{EpisodeInfo, EpisodeStatus};

@@ -9,6 +9,7 @@ mod lateness;
 mod memory;
 mod news2;
 mod noise;
+mod preview;
 #[path = "proptest.rs"]
 mod properties;
 mod scenarios;

@@ -71,12 +71,14 @@ pub async fn persist(config: Option<&Path>) -> anyhow::Result<()> {
     let progress = Progress::new("persist");
     Checks::new().database(store.clone()).bus(&s)?.consumer(&s, progress.clone()).serve(&s, &shutdown).await?;
     let bus = Bus::open(&s).await?;
-    let mut consumer = bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress)?;
+    let topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
+    let mut consumer = bus.watched_consumer(&s, &s.persist.group, &topics, &progress)?;
     let dead_letters = bus.dead_letters(&s, "persist")?;
     tracing::info!(message = "Persist starting.", group = %s.persist.group);
-    let (stats, settings) = (Arc::new(PersistStats::default()), s.persist.clone());
+    let (stats, settings, status_topic) =
+        (Arc::new(PersistStats::default()), s.persist.clone(), s.bus.device_status_topic.clone());
     supervise(&s, &shutdown, "persist", |token| async move {
-        persist::run(consumer.as_mut(), store, &settings, stats, dead_letters, token).await
+        persist::run(consumer.as_mut(), store, &settings, &status_topic, stats, dead_letters, token).await
     })
     .await
 }

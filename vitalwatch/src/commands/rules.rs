@@ -35,6 +35,9 @@ pub enum RulesConfigCommand {
         /// Whether the patient is on home oxygen (true/false); see --spo2-target.
         #[arg(long, requires = "spo2_target")]
         supplemental_oxygen: Option<bool>,
+        /// Why the rules change (kept with the new version of the rules).
+        #[arg(long)]
+        reason: Option<String>,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -97,11 +100,11 @@ fn oxygen_plan(target: Option<&str>, oxygen: Option<bool>) -> Option<OxygenPlan>
 pub async fn rules_config(config: Option<&Path>, cmd: RulesConfigCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
-        RulesConfigCommand::Set { patient, program, file, spo2_target, supplemental_oxygen, store } => {
+        RulesConfigCommand::Set { patient, program, file, spo2_target, supplemental_oxygen, reason, store } => {
             let plan = oxygen_plan(spo2_target.as_deref(), supplemental_oxygen);
             let rules = build(program.as_deref(), file.as_deref(), plan)?;
             let svc = admin::service(&store, config).await?;
-            let view = match svc.set_rules(&actor, &patient, &rules).await {
+            let view = match svc.set_rules(&actor, &patient, &rules, reason.as_deref()).await {
                 Err(AdminError::NotFound(_)) => anyhow::bail!(
                     "unknown patient {patient}: register it first with `vitalwatch patient add {patient}`"
                 ),

@@ -95,18 +95,21 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         .serve(&s, &consumers)
         .await?;
 
-    let mut consumer =
-        bus.watched_consumer(&s, &s.persist.group, &[s.bus.observations_topic.as_str()], &progress[0])?;
+    let persist_topics = [s.bus.observations_topic.as_str(), s.bus.device_status_topic.as_str()];
+    let mut consumer = bus.watched_consumer(&s, &s.persist.group, &persist_topics, &progress[0])?;
     let persist_stats = Arc::new(PersistStats::default());
     {
-        let (store, settings, stats, dead, shutdown) = (
+        let (store, settings, status_topic, stats, dead, shutdown) = (
             store.clone(),
             s.persist.clone(),
+            s.bus.device_status_topic.clone(),
             persist_stats.clone(),
             bus.dead_letters(&s, "persist")?,
             consumers.clone(),
         );
-        let persist = async move { persist::run(consumer.as_mut(), store, &settings, stats, dead, shutdown).await };
+        let persist = async move {
+            persist::run(consumer.as_mut(), store, &settings, &status_topic, stats, dead, shutdown).await
+        };
         tasks.spawn(1, "persist", persist);
     }
 

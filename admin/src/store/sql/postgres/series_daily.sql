@@ -1,0 +1,2 @@
+SELECT bucket, n, mean, min, max FROM observations_daily
+WHERE patient_id = $1 AND code = $2 AND bucket >= $3 ORDER BY bucket
