@@ -699,11 +699,7 @@ mod patient_page {
             .set_care_team(&CareTeam { responsible: PhysicianId::new("dr-c").unwrap(), ..care_team("pat-v2") })
             .await
             .unwrap();
-        if db.name == "sqlite" {
-            db.exec("UPDATE alert_care_teams SET doc = json_set(doc, '$.nurses', json('[\"nurse-n\"]')) WHERE patient_id = 'pat-v1'").await;
-        } else {
-            db.exec("UPDATE alert_care_teams SET doc = jsonb_set(doc, '{nurses}', '[\"nurse-n\"]') WHERE patient_id = 'pat-v1'").await;
-        }
+        db.exec("INSERT INTO care_team_nurses (patient_id, nurse_id) VALUES ('pat-v1', 'nurse-n')").await;
         s.registry.add_device(&dev("dev-v1"), "scale").await.unwrap();
         s.registry.enrol(&dev("dev-v1"), &pat("pat-v1"), now - Duration::days(60)).await.unwrap();
         s.registry

@@ -63,16 +63,6 @@ pub struct RulesVersionRow {
 /// multiple of 15 minutes, so a bucket never straddles a local midnight.
 pub const ADHERENCE_BUCKET_SECS: i64 = 900;
 
-/// Patients whose care team lists `nurse` in `nurses`, by id.
-///
-/// # Errors
-///
-/// The database's.
-pub async fn patients_of_nurse(db: &Db, nurse: &str) -> Result<Vec<String>, StoreError> {
-    let rows = db.run(async |c| c.query(&sql!("patients_of_nurse", split), &args![nurse]).await).await?;
-    rows.iter().map(|r| r.get(0)).collect()
-}
-
 /// The newest reading of each code of `patient`, by code.
 ///
 /// # Errors
