@@ -243,6 +243,19 @@ pub struct Series {
     pub thresholds: Vec<ThresholdBand>,
 }
 
+/// The rules in force for a patient, typed (the rules editor's starting point).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RulesInForce {
+    /// The stored rules, or the default program's when none is stored.
+    pub rules: PatientRules,
+    /// Current version (`None`: no rules stored).
+    pub version: Option<i32>,
+    /// When they were set.
+    pub updated_at: Option<DateTime<Utc>>,
+    /// The patient's time zone.
+    pub time_zone: String,
+}
+
 /// What candidate rules would have raised over the patient's recent readings,
 /// against the rules in force.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -426,6 +439,27 @@ impl AdminService {
             devices,
             rules,
             episodes,
+        })
+    }
+
+    /// The rules in force for `patient` (the default program's when none is
+    /// stored), with their version ([`Operation::ReadRules`]).
+    pub async fn rules_in_force(&self, actor: &Actor, patient: &str) -> Result<RulesInForce, AdminError> {
+        self.check_patient(actor, Operation::ReadRules, patient).await?;
+        let p = patient_id(patient)?;
+        if self.admin.patient(p.as_str()).await?.is_none() {
+            return Err(unknown_patient(patient));
+        }
+        let stored = self.registry.patient_rules(&p).await?;
+        let version = match &stored {
+            Some(_) => store::rules_versions(&self.db, p.as_str()).await?.first().map(|v| v.version),
+            None => None,
+        };
+        Ok(RulesInForce {
+            rules: rules_or_default(stored.as_ref().map(|r| r.rules.as_str())),
+            version,
+            updated_at: stored.map(|r| r.updated_at),
+            time_zone: self.patient_time_zone(&p).await.name().to_owned(),
         })
     }
 
