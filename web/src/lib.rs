@@ -11,6 +11,7 @@
 //!
 //! - [`auth`]: session cookies, the [`auth::Viewer`] extractor, CSRF-checked forms;
 //! - [`pages`]: one module per area, each with its routes, templates and texts;
+//! - [`chart`]: trend charts as accessible SVG (pure);
 //! - [`i18n`], [`fmt`]: languages, dates and numbers in the viewer's locale and time zone;
 //! - [`settings`]: the `[web]` section; [`state`]: what handlers share.
 //!
@@ -26,6 +27,7 @@ use axum::response::Response;
 
 pub mod assets;
 pub mod auth;
+pub mod chart;
 pub mod fmt;
 pub mod i18n;
 pub mod pages;
