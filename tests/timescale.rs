@@ -104,6 +104,19 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
     let daily =
         simple(&url, &format!("SELECT sum(n)::text FROM observations_daily WHERE patient_id = '{patient}'")).await;
     assert_eq!(daily[0][0].as_deref(), Some("180"));
+    // The patient page's trend series reads the continuous aggregates (issue #16).
+    {
+        let store = PgStore::connect(&url, 400).await.expect("connect");
+        store.add_patient(&PatientId::new(patient.clone()).unwrap()).await.unwrap();
+        let admin = vitalwatch_admin::AdminService::open(&url, 100, 50).await.expect("admin service");
+        let op = vitalwatch_admin::Actor::operator("test:timescale");
+        let week = vitalwatch_admin::service::patient_view::SeriesRange::Week;
+        let series = admin.patient_series(&op, &patient, "8867-4", week).await.expect("series");
+        let buckets = &series.lines[0].buckets;
+        assert_eq!(buckets.iter().map(|b| b.n).collect::<Vec<_>>(), [60, 60, 60], "{buckets:?}");
+        assert!(buckets.iter().all(|b| (b.mean - 61.0).abs() < 1e-9 && b.min == 60.0 && b.max == 62.0));
+        assert_eq!(buckets[0].start, base);
+    }
 
     // Compression works on a chunk of this data.
     let compressed = simple(
