@@ -4,4 +4,5 @@
 
 mod support;
 
+mod admin_pages;
 mod auth;
