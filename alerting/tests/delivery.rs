@@ -54,6 +54,7 @@ fn notifier(email: Arc<dyn Transport>, sms: Option<Arc<dyn Transport>>, retry: R
             ack_link_ttl_hours: 72,
             id_domain: "vitalwatch.hospital.example".into(),
             retry,
+            default_language: Language::Fr,
         },
         AckSigner::new(SECRET).unwrap(),
         AckCodeGenerator::new(SECRET, 6).unwrap(),
