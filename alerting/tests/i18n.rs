@@ -111,7 +111,7 @@ async fn french_physician_gets_french_email_sms_and_ack_pages() {
         "Une nouvelle alerte demande votre attention.".to_string(),
         "Valeur : 87,5 %".to_string(),
         "Seuil franchi : 90 %".to_string(),
-        format!("Date de mesure : {local} (America/Martinique)\n"),
+        format!("Date de mesure : {local} (America/Martinique)"),
         format!("Acquitter : {}/ack?t=", s.public_base_url),
         "Ou répondez « OK ".to_string(),
         FOOTER_FR.to_string(),

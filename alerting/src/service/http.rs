@@ -216,12 +216,12 @@ pub const SMS_REPLY_FR: SmsReplyText = SmsReplyText {
     not_applied: "Aucune alerte ouverte ne correspond à cette réponse. Acquittez depuis le lien de l'e-mail ou dans l'application.",
     more_severe: "Cette alerte est devenue plus grave depuis ce message ; acquittez depuis le message le plus récent.",
     help: "Répondez \"OK <code>\" ou \"PAUSE <code> <minutes>\".",
-    acked: "Alerte acquittée. Escalade arrêtée.",
+    acked: "Alerte acquittée. Fin de l'escalade.",
     snoozed: "Alerte en pause pour {minutes} min.",
     refused: "Non appliqué : {reason}.",
     reason_resolved: "l'alerte est déjà résolue",
     reason_snooze: "la pause doit durer de 1 à 1440 minutes",
-    reason_other: "la commande n'a pas pu être appliquée",
+    reason_other: "la commande n'a pas pu s'appliquer",
 };
 
 impl SmsReplyText {
