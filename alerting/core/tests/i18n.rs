@@ -316,7 +316,8 @@ fn sms_fit_one_segment_in_both_languages() {
 /// are GSM-7 once filled.
 #[test]
 fn catalogues_agree_on_arguments() {
-    let pairs: Vec<(Vec<(&str, &str)>, Vec<(&str, &str)>)> = vec![
+    type Templates = Vec<(&'static str, &'static str)>;
+    let pairs: Vec<(Templates, Templates)> = vec![
         (EMAIL_FR.templates(), EMAIL_EN.templates()),
         (SMS_FR.templates(), SMS_EN.templates()),
         (CHART_FR.templates(), CHART_EN.templates()),
