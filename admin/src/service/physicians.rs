@@ -86,6 +86,7 @@ pub fn build_physician(id: &str, input: &PhysicianInput) -> Result<Physician, Ad
         },
         mobile,
         hourly_cap: input.hourly_cap,
+        language: None,
     };
     p.validate().map_err(AdminError::invalid)?;
     Ok(p)
