@@ -74,9 +74,11 @@ async fn browser_loads_a_page_clicks_submits_and_screenshots() {
 
 #[tokio::test]
 async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_with_a_code() {
-    let (rp, seen) =
-        spawn_html_server(vec![("/cb".to_owned(), "<!doctype html><title>Back</title><h1 id=back>Back</h1>".to_owned())])
-            .await;
+    let (rp, seen) = spawn_html_server(vec![(
+        "/cb".to_owned(),
+        "<!doctype html><title>Back</title><h1 id=back>Back</h1>".to_owned(),
+    )])
+    .await;
     let redirect = format!("{rp}/cb");
     let config = ProviderConfig {
         clients: vec![TestClient::new("vitalwatch-web", "rp-secret", &redirect)],
