@@ -4,5 +4,6 @@
 
 mod support;
 
+mod admin_pages;
 mod auth;
 mod patient;
