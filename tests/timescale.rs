@@ -106,8 +106,10 @@ async fn migrations_build_hypertable_policies_and_continuous_aggregates() {
     assert_eq!(daily[0][0].as_deref(), Some("180"));
     // The patient page's trend series reads the continuous aggregates (issue #16).
     {
+        // One connection at a time (the PGlite server serves one): the store's is closed first.
         let store = PgStore::connect(&url, 400).await.expect("connect");
         store.add_patient(&PatientId::new(patient.clone()).unwrap()).await.unwrap();
+        drop(store);
         let admin = vitalwatch_admin::AdminService::open(&url, 100, 50).await.expect("admin service");
         let op = vitalwatch_admin::Actor::operator("test:timescale");
         let week = vitalwatch_admin::service::patient_view::SeriesRange::Week;
