@@ -42,21 +42,19 @@ async fn a_heartbeat_published_over_mqtt_lands_in_device_status_and_the_newest_w
         rfc3339(t - chrono::Duration::minutes(30))
     );
     let topic = "vitalwatch/v1/devices/hub-hb/status";
-    let mut rows = Vec::new();
     // Publish until it lands (the first may precede ingest's subscription);
     // an older heartbeat arriving after it changes nothing.
     for _ in 0..150 {
         client.publish(topic, QoS::AtLeastOnce, false, newest.clone()).await.unwrap();
         client.publish(topic, QoS::AtLeastOnce, false, older.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        rows = st.device_statuses(&["hub-hb".to_owned()]).await.unwrap();
-        if !rows.is_empty() {
+        if !st.device_statuses(&["hub-hb".to_owned()]).await.unwrap().is_empty() {
             break;
         }
     }
     // Let the last older heartbeats go through too.
     tokio::time::sleep(Duration::from_secs(2)).await;
-    rows = st.device_statuses(&["hub-hb".to_owned()]).await.unwrap();
+    let rows = st.device_statuses(&["hub-hb".to_owned()]).await.unwrap();
     assert_eq!(rows.len(), 1, "no device_status row for the heartbeat");
     let r = &rows[0];
     assert_eq!(r.time, t, "the newest heartbeat wins");
