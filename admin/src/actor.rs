@@ -10,14 +10,22 @@ pub enum Role {
     /// A physician: only their own patients (those whose care team has them as
     /// responsible or deputy).
     Physician(PhysicianId),
+    /// A nurse (account id): sees and triages the patients of the care teams
+    /// that list them in `nurses`; may not edit rules or thresholds.
+    Nurse(String),
+    /// A specialist (account id): only the tele-expertise requests addressed
+    /// to them, with the evidence snapshot they carry.
+    Specialist(String),
 }
 
 impl Role {
-    /// The stored role name (`operator` or `physician`).
+    /// The stored role name (`operator`, `physician`, `nurse`, `specialist`).
     pub fn name(&self) -> &'static str {
         match self {
             Role::Operator => "operator",
             Role::Physician(_) => "physician",
+            Role::Nurse(_) => "nurse",
+            Role::Specialist(_) => "specialist",
         }
     }
 }
@@ -30,17 +38,38 @@ pub struct Actor {
     pub name: String,
     /// What the actor may do.
     pub role: Role,
+    /// Where the request came from (`web <client address>`), recorded in the
+    /// admin audit trail; `None` for the CLI and the JSON API.
+    pub origin: Option<String>,
 }
 
 impl Actor {
     /// An operator.
     pub fn operator(name: impl Into<String>) -> Actor {
-        Actor { name: name.into(), role: Role::Operator }
+        Actor { name: name.into(), role: Role::Operator, origin: None }
     }
 
     /// A physician (named by their id).
     pub fn physician(id: PhysicianId) -> Actor {
-        Actor { name: id.to_string(), role: Role::Physician(id) }
+        Actor { name: id.to_string(), role: Role::Physician(id), origin: None }
+    }
+
+    /// A nurse (named by their account id).
+    pub fn nurse(id: impl Into<String>) -> Actor {
+        let id = id.into();
+        Actor { name: id.clone(), role: Role::Nurse(id), origin: None }
+    }
+
+    /// A specialist (named by their account id).
+    pub fn specialist(id: impl Into<String>) -> Actor {
+        let id = id.into();
+        Actor { name: id.clone(), role: Role::Specialist(id), origin: None }
+    }
+
+    /// The same actor, acting from `origin` (recorded in the audit trail).
+    pub fn with_origin(mut self, origin: impl Into<String>) -> Actor {
+        self.origin = Some(origin.into());
+        self
     }
 
     /// The local operator of the command line: `cli:$USER`.
@@ -53,7 +82,7 @@ impl Actor {
     pub fn physician_id(&self) -> Option<&PhysicianId> {
         match &self.role {
             Role::Physician(p) => Some(p),
-            Role::Operator => None,
+            Role::Operator | Role::Nurse(_) | Role::Specialist(_) => None,
         }
     }
 }

@@ -44,6 +44,12 @@ pub enum Operation {
     ReadAudit,
     /// Create, list or revoke API tokens.
     ManageTokens,
+    /// Forward an episode to a specialist for advice (tele-expertise).
+    RequestExpertise,
+    /// Read and answer a tele-expertise request addressed to the actor.
+    AnswerExpertise,
+    /// Manage the web accounts.
+    ManageUsers,
 }
 
 /// What an actor may reach with an operation.
@@ -69,8 +75,23 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
                 Scope::OwnPatients
             }
             ReadPhysician => Scope::OwnEntry,
+            RequestExpertise => Scope::OwnPatients,
+            AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
-            | ManageTokens => Scope::Denied,
+            | ManageTokens | ManageUsers => Scope::Denied,
+        },
+        // Nurses triage their care teams' patients; rules and thresholds stay the physicians'.
+        Role::Nurse(_) => match op {
+            ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit | RequestExpertise => {
+                Scope::OwnPatients
+            }
+            EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
+            | ManagePhysicians | SetCareTeam | ManageTokens | AnswerExpertise | ManageUsers => Scope::Denied,
+        },
+        // Specialists see only the requests addressed to them.
+        Role::Specialist(_) => match op {
+            AnswerExpertise => Scope::OwnEntry,
+            _ => Scope::Denied,
         },
     }
 }
@@ -80,7 +101,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 15] = [
+    const ALL: [Operation; 18] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -96,6 +117,9 @@ mod tests {
         Operation::ActOnAlerts,
         Operation::ReadAudit,
         Operation::ManageTokens,
+        Operation::RequestExpertise,
+        Operation::AnswerExpertise,
+        Operation::ManageUsers,
     ];
 
     #[test]
@@ -120,5 +144,18 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+    }
+
+    #[test]
+    fn nurses_triage_but_never_edit_rules_and_specialists_only_answer() {
+        let nurse = Role::Nurse("nurse-a".into());
+        assert_eq!(scope(&nurse, Operation::ActOnAlerts), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::RequestExpertise), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::EditRules), Scope::Denied);
+        let sp = Role::Specialist("sp-a".into());
+        for op in ALL {
+            let expected = if op == Operation::AnswerExpertise { Scope::OwnEntry } else { Scope::Denied };
+            assert_eq!(scope(&sp, op), expected, "{op:?}");
+        }
     }
 }

@@ -26,10 +26,12 @@ pub mod alerts;
 pub mod audit;
 pub mod care_teams;
 pub mod devices;
+pub mod expertise;
 pub mod patients;
 pub mod physicians;
 pub mod rules;
 pub mod tokens;
+pub mod worklist;
 
 /// Default page size.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -44,6 +46,8 @@ pub struct AdminService {
     registry: Arc<dyn Store>,
     alerting: Arc<dyn AlertStore>,
     admin: Arc<dyn AdminStore>,
+    workspace: crate::store::workspace::WorkspaceStore,
+    mailer: Option<expertise::Mailer>,
     max_page: u32,
     token_ttl: chrono::TimeDelta,
 }
@@ -65,6 +69,8 @@ impl AdminService {
             registry: Arc::new(vitalwatch_platform::store::registry::SqlStore::new(db.clone(), insert_chunk)),
             alerting: Arc::new(vitalwatch_alerting::store::tables::SqlAlertStore::new(db.clone())),
             admin: Arc::new(crate::store::tables::SqlAdminStore::new(db.clone())),
+            workspace: crate::store::workspace::WorkspaceStore::new(db.clone()),
+            mailer: None,
             db,
             max_page: max_page.max(1),
             token_ttl: chrono::TimeDelta::days(i64::from(DEFAULT_TOKEN_TTL_DAYS)),
@@ -115,9 +121,10 @@ impl AdminService {
     pub(crate) async fn patient_scope(&self, actor: &Actor, op: Operation) -> Result<Option<Vec<String>>, AdminError> {
         match self.allow(actor, op)? {
             Scope::All => Ok(None),
-            Scope::OwnPatients | Scope::OwnEntry => match actor.physician_id() {
-                Some(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
-                None => Ok(Some(Vec::new())),
+            Scope::OwnPatients | Scope::OwnEntry => match &actor.role {
+                crate::actor::Role::Physician(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
+                crate::actor::Role::Nurse(n) => Ok(Some(self.workspace.patients_of_nurse(n).await?)),
+                crate::actor::Role::Operator | crate::actor::Role::Specialist(_) => Ok(Some(Vec::new())),
             },
             Scope::Denied => unreachable!("allow() refuses Denied"),
         }
@@ -142,6 +149,14 @@ impl AdminService {
         patient: Option<&str>,
         details: serde_json::Value,
     ) -> NewAuditEntry {
+        // Where the actor acted from (the web: "web <client address>").
+        let details = match (&actor.origin, details) {
+            (Some(o), serde_json::Value::Object(mut m)) => {
+                m.insert("origin".into(), serde_json::Value::String(o.clone()));
+                serde_json::Value::Object(m)
+            }
+            (_, d) => d,
+        };
         NewAuditEntry {
             at: Utc::now(),
             actor: actor.name.clone(),

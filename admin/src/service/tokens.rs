@@ -121,7 +121,7 @@ impl AdminService {
             role: actor.role.name().into(),
             physician_id: match &actor.role {
                 Role::Physician(p) => Some(p.to_string()),
-                Role::Operator => None,
+                Role::Operator | Role::Nurse(_) | Role::Specialist(_) => None,
             },
         }
     }

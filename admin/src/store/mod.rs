@@ -15,6 +15,7 @@ pub use vitalwatch_platform::store::StoreError;
 use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenView};
 
 pub mod tables;
+pub mod workspace;
 
 /// A token to store.
 #[derive(Debug, Clone)]
