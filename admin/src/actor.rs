@@ -10,16 +10,16 @@ pub enum Role {
     /// A physician: only their own patients (those whose care team has them as
     /// responsible or deputy).
     Physician(PhysicianId),
-    /// A nurse (account id): sees and triages the patients of the care teams
-    /// that list them in `nurses`; may not edit rules or thresholds.
+    /// A nurse (therapeutic support, télésurveillance référentiels): reads and
+    /// triages the patients whose care team lists them, never changes thresholds.
     Nurse(String),
-    /// A specialist (account id): only the tele-expertise requests addressed
-    /// to them, with the evidence snapshot they carry.
+    /// A specialist consulted by tele-expertise: sees only the requests
+    /// addressed to them, with the evidence snapshot they carry.
     Specialist(String),
 }
 
 impl Role {
-    /// The stored role name (`operator`, `physician`, `nurse`, `specialist`).
+    /// The stored role name (`operator`, `physician`, `nurse` or `specialist`).
     pub fn name(&self) -> &'static str {
         match self {
             Role::Operator => "operator",
@@ -38,8 +38,8 @@ pub struct Actor {
     pub name: String,
     /// What the actor may do.
     pub role: Role,
-    /// Where the request came from (`web <client address>`), recorded in the
-    /// admin audit trail; `None` for the CLI and the JSON API.
+    /// Where the request came from, for the audit trail (`web 203.0.113.7`,
+    /// `api`, `cli`); `None` when not known.
     pub origin: Option<String>,
 }
 
@@ -54,7 +54,7 @@ impl Actor {
         Actor { name: id.to_string(), role: Role::Physician(id), origin: None }
     }
 
-    /// A nurse (named by their account id).
+    /// A nurse (named by their id).
     pub fn nurse(id: impl Into<String>) -> Actor {
         let id = id.into();
         Actor { name: id.clone(), role: Role::Nurse(id), origin: None }
@@ -66,7 +66,7 @@ impl Actor {
         Actor { name: id.clone(), role: Role::Specialist(id), origin: None }
     }
 
-    /// The same actor, acting from `origin` (recorded in the audit trail).
+    /// The same actor, recorded as acting from `origin`.
     pub fn with_origin(mut self, origin: impl Into<String>) -> Actor {
         self.origin = Some(origin.into());
         self

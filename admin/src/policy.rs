@@ -44,11 +44,11 @@ pub enum Operation {
     ReadAudit,
     /// Create, list or revoke API tokens.
     ManageTokens,
-    /// Forward an episode to a specialist for advice (tele-expertise).
+    /// Forward an episode to a specialist (tele-expertise).
     RequestExpertise,
-    /// Read and answer a tele-expertise request addressed to the actor.
+    /// Read and answer the tele-expertise requests addressed to oneself.
     AnswerExpertise,
-    /// Manage the web accounts.
+    /// Create, change or disable user accounts of the web workspace.
     ManageUsers,
 }
 
@@ -74,21 +74,22 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadPatients | ReadRules | EditRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit => {
                 Scope::OwnPatients
             }
-            ReadPhysician => Scope::OwnEntry,
             RequestExpertise => Scope::OwnPatients,
-            AnswerExpertise => Scope::OwnEntry,
+            ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers => Scope::Denied,
         },
-        // Nurses triage their care teams' patients; rules and thresholds stay the physicians'.
+        // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
+        // threshold is a medical decision: EditRules is the physician's.
         Role::Nurse(_) => match op {
             ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit | RequestExpertise => {
                 Scope::OwnPatients
             }
+            AnswerExpertise => Scope::OwnEntry,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
-            | ManagePhysicians | SetCareTeam | ManageTokens | AnswerExpertise | ManageUsers => Scope::Denied,
+            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
         },
-        // Specialists see only the requests addressed to them.
+        // A specialist sees the requests addressed to them, nothing else.
         Role::Specialist(_) => match op {
             AnswerExpertise => Scope::OwnEntry,
             _ => Scope::Denied,
@@ -147,15 +148,24 @@ mod tests {
     }
 
     #[test]
-    fn nurses_triage_but_never_edit_rules_and_specialists_only_answer() {
-        let nurse = Role::Nurse("nurse-a".into());
+    fn nurses_triage_their_patients_but_never_change_thresholds() {
+        let nurse = Role::Nurse("ide-a".into());
+        for op in ALL {
+            assert_ne!(scope(&nurse, op), Scope::All, "a nurse must never get unrestricted {op:?}");
+        }
+        assert_eq!(scope(&nurse, Operation::EditRules), Scope::Denied);
+        assert_eq!(scope(&nurse, Operation::ReadRules), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::RequestExpertise), Scope::OwnPatients);
-        assert_eq!(scope(&nurse, Operation::EditRules), Scope::Denied);
-        let sp = Role::Specialist("sp-a".into());
+        assert_eq!(scope(&nurse, Operation::ManageUsers), Scope::Denied);
+    }
+
+    #[test]
+    fn specialists_only_answer_what_is_addressed_to_them() {
+        let sp = Role::Specialist("nephro-1".into());
         for op in ALL {
-            let expected = if op == Operation::AnswerExpertise { Scope::OwnEntry } else { Scope::Denied };
-            assert_eq!(scope(&sp, op), expected, "{op:?}");
+            let want = if op == Operation::AnswerExpertise { Scope::OwnEntry } else { Scope::Denied };
+            assert_eq!(scope(&sp, op), want, "{op:?}");
         }
     }
 }

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, Utc};
+use vitalwatch_admin::account::NewAccount;
 use vitalwatch_admin::model::{AlertAction, AuditQuery, SnoozeInput};
 use vitalwatch_admin::service::expertise::{Answerer, ExpertiseTarget, ForwardInput, Mailer};
 use vitalwatch_admin::service::worklist::{WorklistQuery, WorklistRow};
@@ -63,19 +64,8 @@ impl Database {
 
     /// Lists `nurse` in the care team of `patient`.
     async fn add_nurse(&self, patient: &str, nurse: &str) {
-        if self.name == "sqlite" {
-            self.exec(&format!(
-                "UPDATE alert_care_teams SET doc = json_set(doc, '$.nurses', json('[\"{nurse}\"]')) \
-                 WHERE patient_id = '{patient}'"
-            ))
+        self.exec(&format!("INSERT INTO care_team_nurses (patient_id, nurse_id) VALUES ('{patient}', '{nurse}')"))
             .await;
-        } else {
-            self.exec(&format!(
-                "UPDATE alert_care_teams SET doc = jsonb_set(doc, '{{nurses}}', '[\"{nurse}\"]') \
-                 WHERE patient_id = '{patient}'"
-            ))
-            .await;
-        }
     }
 }
 
@@ -450,8 +440,25 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
         open(&w, event("ep-x1", "pat-1", ProtoSeverity::High, t0, 86.0)).await;
         let a = dr("dr-a").with_origin("web 192.0.2.7");
         let sp = Actor::specialist("sp-pneumo");
+        let ops = Actor::operator("ops");
+        for (id, role) in [("sp-pneumo", "specialist"), ("nurse-x", "nurse")] {
+            let new = NewAccount {
+                id: id.into(),
+                display_name: format!("{id} name"),
+                email: Some(format!("{id}@clinic.example")),
+                role: role.into(),
+                password: Some("a long enough password 1".into()),
+                ..Default::default()
+            };
+            w.svc.create_account(&ops, &new).await.unwrap();
+        }
+        for not_an_expert in ["nurse-x", "nobody"] {
+            let input = ForwardInput { to: ExpertiseTarget::Specialist(not_an_expert.into()), question: "?".into() };
+            let r = w.svc.forward(&a, "ep-x1", &input).await;
+            assert!(matches!(r, Err(AdminError::Invalid(_))), "{n}: {not_an_expert}: {r:?}");
+        }
 
-        // To a specialist account: their inbox, the snapshot, one answer.
+        // To a specialist account: told by email, their inbox, the snapshot, one answer.
         let input = ForwardInput {
             to: ExpertiseTarget::Specialist("sp-pneumo".into()),
             question: "SpO2 drop: oxygen therapy?".into(),
@@ -459,7 +466,13 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
         assert!(matches!(w.svc.forward(&dr("dr-c"), "ep-x1", &input).await, Err(AdminError::NotFound(_))), "{n}");
         assert!(matches!(w.svc.forward(&sp, "ep-x1", &input).await, Err(AdminError::Forbidden(_))), "{n}");
         let f = w.svc.forward(&a, "ep-x1", &input).await.unwrap();
-        assert!(!f.link_emailed, "{n}: no email for an account");
+        assert!(!f.link_emailed && f.specialist_notified, "{n}: no link for an account, a notice");
+        sent += 1;
+        let mails = sink.wait_for(sent);
+        let (raw, rcpt) = mails.last().expect("the specialist's notice");
+        assert_eq!(rcpt, &["sp-pneumo@clinic.example".to_owned()], "{n}");
+        assert!(email_text(raw).contains(&format!("http://127.0.0.1:8080/expertise/{}", f.id)), "{n}");
+        assert!(!email_text(raw).contains("oxygen"), "{n}: no question in the email");
         let rows = w.svc.worklist(&a, &WorklistQuery::default()).await.unwrap().items;
         assert!(rows[0].expertise_open, "{n}: the worklist shows the open request");
         let inbox = w.svc.expertise_inbox(&sp).await.unwrap();
@@ -500,7 +513,7 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
             question: "Heart failure decompensation?".into(),
         };
         let f = w.svc.forward(&a, "ep-x1", &input).await.unwrap();
-        assert!(f.link_emailed, "{n}");
+        assert!(f.link_emailed && !f.specialist_notified, "{n}");
         sent += 1;
         let mails = sink.wait_for(sent);
         let (raw, rcpt) = mails.last().expect("the link email");

@@ -96,6 +96,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 30,
+        name: "accounts",
+        sql: include_str!("../migrations/postgres/0030_accounts.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 31,
         name: "worklist",
         sql: include_str!("../migrations/postgres/0031_worklist.sql"),
@@ -163,6 +169,12 @@ pub const SQLITE: &[Migration] = &[
         version: 25,
         name: "principal_ids",
         sql: include_str!("../migrations/sqlite/0025_principal_ids.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 30,
+        name: "accounts",
+        sql: include_str!("../migrations/sqlite/0030_accounts.sql"),
         timescale_only: false,
     },
     Migration {

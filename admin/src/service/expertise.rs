@@ -30,6 +30,7 @@ use vitalwatch_alerting::{EmailAddress, Physician};
 
 use super::AdminService;
 use super::worklist::MAX_NOTE_CHARS;
+use crate::account::AccountRole;
 use crate::actor::{Actor, Role};
 use crate::error::AdminError;
 use crate::policy::Operation;
@@ -70,6 +71,8 @@ pub struct Forwarded {
     /// For an email address: whether the link was emailed (false: the
     /// request is stored but the email failed; forward again for a new link).
     pub link_emailed: bool,
+    /// For an account with an email address: whether it was told of the request.
+    pub specialist_notified: bool,
 }
 
 /// The result of an answer.
@@ -196,13 +199,12 @@ impl AdminService {
     pub async fn forward(&self, actor: &Actor, episode: &str, input: &ForwardInput) -> Result<Forwarded, AdminError> {
         let patient = self.episode_patient(actor, Operation::RequestExpertise, episode).await?;
         let question = text(&input.question, "question")?;
+        let mut expert_email = None;
         let (to_account, to_email) = match &input.to {
             ExpertiseTarget::Specialist(id) => {
-                let id = id.trim();
-                if id.is_empty() || id.len() > 128 || id.chars().any(char::is_control) {
-                    return Err(AdminError::Invalid("invalid specialist account id".into()));
-                }
-                (Some(id.to_owned()), None)
+                let (account, email) = self.expert_account(id.trim()).await?;
+                expert_email = email;
+                (Some(account), None)
             }
             ExpertiseTarget::Email(a) => {
                 let a = EmailAddress::new(a.trim()).map_err(AdminError::invalid)?;
@@ -263,7 +265,34 @@ impl AdminService {
                 .send(format!("expertise-{id}-link"), to, "Demande de télé-expertise / Tele-expertise request", body)
                 .await;
         }
-        Ok(Forwarded { id, link_emailed })
+        let mut specialist_notified = false;
+        if let (Some(m), Some(to)) = (&self.mailer, &expert_email) {
+            let url = format!("{}/expertise/{id}", m.public_url);
+            let body = format!(
+                "Bonjour,\n\nUn confrère ({by}) vous demande un avis de télé-expertise (demande n° {id}) :\n{url}\n\n\
+                 ---\n\nHello,\n\nA colleague ({by}) asks for your tele-expertise advice (request #{id}):\n{url}\n",
+                by = actor.name
+            );
+            let subject = "Demande de télé-expertise / Tele-expertise request";
+            specialist_notified = m.send(format!("expertise-{id}-request"), to, subject, body).await;
+        }
+        Ok(Forwarded { id, link_emailed, specialist_notified })
+    }
+
+    /// The account a request to `id` is addressed to: a specialist account
+    /// (its id), or a physician account (its directory id, which the
+    /// physician acts under). Anything else is refused.
+    /// Returns it with the account's email address.
+    async fn expert_account(&self, id: &str) -> Result<(String, Option<String>), AdminError> {
+        let not_expert = || AdminError::Invalid(format!("{id} is not a specialist or physician account"));
+        let row = self.db.run(async |c| crate::store::accounts::by_id(c, id).await).await?.ok_or_else(not_expert)?;
+        let a = row.account;
+        match (a.role, a.disabled) {
+            (_, true) => Err(not_expert()),
+            (AccountRole::Specialist, false) => Ok((a.id, a.email)),
+            (AccountRole::Physician, false) => Ok((a.physician_id.ok_or_else(not_expert)?, a.email)),
+            _ => Err(not_expert()),
+        }
     }
 
     /// The evidence snapshot of an episode: the episode, its evidence and the

@@ -22,6 +22,7 @@ use crate::error::AdminError;
 use crate::policy::{Operation, Scope, scope};
 use crate::store::{AdminStore, NewAuditEntry};
 
+pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod care_teams;
@@ -123,8 +124,8 @@ impl AdminService {
             Scope::All => Ok(None),
             Scope::OwnPatients | Scope::OwnEntry => match &actor.role {
                 crate::actor::Role::Physician(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
-                crate::actor::Role::Nurse(n) => Ok(Some(self.workspace.patients_of_nurse(n).await?)),
-                crate::actor::Role::Operator | crate::actor::Role::Specialist(_) => Ok(Some(Vec::new())),
+                crate::actor::Role::Nurse(n) => Ok(Some(self.nurse_patients(n).await?)),
+                _ => Ok(Some(Vec::new())),
             },
             Scope::Denied => unreachable!("allow() refuses Denied"),
         }
@@ -147,16 +148,12 @@ impl AdminService {
         action: &str,
         target: (&str, &str),
         patient: Option<&str>,
-        details: serde_json::Value,
+        mut details: serde_json::Value,
     ) -> NewAuditEntry {
-        // Where the actor acted from (the web: "web <client address>").
-        let details = match (&actor.origin, details) {
-            (Some(o), serde_json::Value::Object(mut m)) => {
-                m.insert("origin".into(), serde_json::Value::String(o.clone()));
-                serde_json::Value::Object(m)
-            }
-            (_, d) => d,
-        };
+        // Where the change came from (web + client address, api, cli): the audit's "from where".
+        if let (Some(origin), Some(map)) = (&actor.origin, details.as_object_mut()) {
+            map.insert("origin".into(), serde_json::Value::String(origin.clone()));
+        }
         NewAuditEntry {
             at: Utc::now(),
             actor: actor.name.clone(),

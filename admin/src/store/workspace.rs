@@ -383,16 +383,6 @@ impl WorkspaceStore {
             .collect()
     }
 
-    /// Patients whose care team lists `nurse` in `nurses`.
-    ///
-    /// # Errors
-    ///
-    /// The database's.
-    pub async fn patients_of_nurse(&self, nurse: &str) -> Result<Vec<String>, StoreError> {
-        let rows = self.db.run(async |c| c.query(&sql!("patients_of_nurse", split), &args![nurse]).await).await?;
-        rows.iter().map(|r| r.get(0)).collect()
-    }
-
     /// The notes of an episode, oldest first.
     ///
     /// # Errors
