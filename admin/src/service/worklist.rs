@@ -235,8 +235,17 @@ fn parse_cursor(c: &str) -> Result<(i64, DateTime<Utc>, String), AdminError> {
     Ok((rank, t, id.to_owned()))
 }
 
-/// The triggering reading of `code` in the evidence: the latest one.
+/// The triggering reading of `code` in the evidence: the latest one (or the
+/// evidence's own `value` and `unit`, when it has no readings).
 fn current_value(evidence: &serde_json::Value, code: &str) -> Option<(ValueAt, String)> {
+    readings_value(evidence, code).or_else(|| {
+        let v = evidence.get("value")?.as_f64().filter(|v| v.is_finite())?;
+        let unit = evidence.get("unit").and_then(|u| u.as_str()).unwrap_or_default().to_owned();
+        Some((ValueAt { value: v, at: None }, unit))
+    })
+}
+
+fn readings_value(evidence: &serde_json::Value, code: &str) -> Option<(ValueAt, String)> {
     evidence
         .get("readings")?
         .as_array()?
@@ -331,16 +340,17 @@ fn row(r: WorklistRecord, pages: Vec<PageInfo>, now: DateTime<Utc>) -> WorklistR
     }
 }
 
-fn page_info(p: &PageRecord) -> Option<PageInfo> {
-    let n: Notification = serde_json::from_str(&p.notification).ok()?;
-    Some(PageInfo {
-        recipient: n.recipient.to_string(),
-        channel: n.channel.as_str().into(),
-        step: n.step.to_string(),
+fn page_info(p: &PageRecord) -> PageInfo {
+    // The step from the notification; a row written by another tool may lack it.
+    let step = serde_json::from_str::<Notification>(&p.notification).map(|n| n.step.to_string()).unwrap_or_default();
+    PageInfo {
+        recipient: p.recipient.clone(),
+        channel: p.channel.clone(),
+        step,
         status: p.status.clone(),
         queued_at: p.created_at,
         sent_at: p.sent_at,
-    })
+    }
 }
 
 /// A note's text: trimmed, 1 to [`MAX_NOTE_CHARS`] characters (`allow_empty` for closes).
@@ -385,9 +395,8 @@ impl AdminService {
         let ids: Vec<String> = records.iter().map(|r| r.episode_id.clone()).collect();
         let mut pages: HashMap<String, Vec<PageInfo>> = HashMap::new();
         for p in self.workspace.pages(&ids).await? {
-            if let Some(info) = page_info(&p) {
-                pages.entry(p.episode_id).or_default().push(info);
-            }
+            let info = page_info(&p);
+            pages.entry(p.episode_id).or_default().push(info);
         }
         let items = records
             .into_iter()
@@ -467,7 +476,7 @@ impl AdminService {
             expertise_open: expertise.iter().any(|x| x.answered_at.is_none()),
         };
         let evidence = record.evidence.clone();
-        let mut row = row(record, pages.iter().filter_map(page_info).collect(), Utc::now());
+        let mut row = row(record, pages.iter().map(page_info).collect(), Utc::now());
         if let Some(next) = &mut row.next_step {
             next.at = self.workspace.next_wakeup(episode).await?;
         }
@@ -572,6 +581,8 @@ mod tests {
         let (v, unit) = current_value(&ev, "59408-5").unwrap();
         assert_eq!((v.value, unit.as_str()), (86.0, "%"));
         assert!(current_value(&json!({}), "59408-5").is_none());
+        let (v, unit) = current_value(&json!({ "value": 182, "unit": "mm[Hg]" }), "8480-6").unwrap();
+        assert_eq!((v.value, unit.as_str()), (182.0, "mm[Hg]"));
     }
 
     #[test]

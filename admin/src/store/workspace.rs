@@ -84,6 +84,10 @@ pub struct PageRecord {
     pub created_at: DateTime<Utc>,
     /// Sent at.
     pub sent_at: Option<DateTime<Utc>>,
+    /// Recipient (physician id).
+    pub recipient: String,
+    /// `email` or `sms`.
+    pub channel: String,
 }
 
 /// An episode note or close outcome to store.
@@ -378,6 +382,8 @@ impl WorkspaceStore {
                     status: r.get(2)?,
                     created_at: r.get(3)?,
                     sent_at: r.get(4)?,
+                    recipient: r.get(5)?,
+                    channel: r.get(6)?,
                 })
             })
             .collect()

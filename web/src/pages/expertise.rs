@@ -45,6 +45,7 @@ pub(crate) struct ExpertiseText {
     pub opened: &'static str,
     pub evidence: &'static str,
     pub threshold: &'static str,
+    pub current: &'static str,
     pub readings: &'static str,
     pub time: &'static str,
     pub value: &'static str,
@@ -77,6 +78,7 @@ const FR: ExpertiseText = ExpertiseText {
     opened: "Ouverte",
     evidence: "Éléments",
     threshold: "Seuil",
+    current: "Valeur déclenchante",
     readings: "Mesures autour de l'épisode",
     time: "Heure",
     value: "Valeur",
@@ -109,6 +111,7 @@ const EN: ExpertiseText = ExpertiseText {
     opened: "Opened",
     evidence: "Evidence",
     threshold: "Threshold",
+    current: "Triggering value",
     readings: "Readings around the episode",
     time: "Time",
     value: "Value",
@@ -160,6 +163,7 @@ pub(crate) struct RequestView {
     pub code: String,
     pub opened: String,
     pub threshold: Option<String>,
+    pub current: Option<String>,
     pub readings: Vec<(String, String)>,
     pub answer: Option<String>,
     pub answered: Option<String>,
@@ -194,6 +198,23 @@ fn request_view(l: Lang, tz: chrono_tz::Tz, x: &ExpertiseView) -> RequestView {
         code: s(&ep["code"]),
         opened: time(&ep["opened_at"]),
         threshold: snap["evidence"]["threshold"].as_f64().map(num),
+        current: snap["evidence"]["readings"]
+            .as_array()
+            .and_then(|r| {
+                r.iter()
+                    .filter(|p| p["code"] == ep["code"])
+                    .max_by_key(|p| p["time_unix_micros"].as_i64())
+                    .and_then(|p| p["value"].as_f64())
+            })
+            .or_else(|| snap["evidence"]["value"].as_f64())
+            .map(|v| {
+                let unit = snap["evidence"]["readings"][0]["unit"].as_str().or(snap["evidence"]["unit"].as_str());
+                let n = fmt::number(l, v, if v.fract() == 0.0 { 0 } else { 1 });
+                match unit {
+                    Some(u) if !u.is_empty() => format!("{n} {u}"),
+                    _ => n,
+                }
+            }),
         readings: snap["readings"]
             .as_array()
             .map(|r| {
@@ -304,10 +325,9 @@ fn link_page(status: StatusCode, l: Lang, r: Option<RequestView>, message: Optio
         message,
         action: format!("/expertise/link/{}", urlencode(token)),
     };
-    // The token is in the URL: never sent on as a referrer.
-    let mut res = render_status(status, t);
-    res.headers_mut().insert(header::REFERRER_POLICY, axum::http::HeaderValue::from_static("no-referrer"));
-    res
+    // The token is in the URL: the site's `Referrer-Policy: same-origin` keeps it
+    // from being sent to any other site.
+    render_status(status, t)
 }
 
 fn link_error(l: Lang, e: &AdminError, token: &str) -> Response {
