@@ -131,6 +131,21 @@ impl Mailer {
         Ok(Mailer { transport, from, public_url })
     }
 
+    /// The mailer of a deployment: alerting's email transport (SMTP, or `.eml`
+    /// files in `alerting.file_dir` with the file transport) and sender
+    /// (`alerting.smtp.from`); links point to the workspace's `public_url`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError::Invalid`] for invalid alerting settings, sender or URL.
+    pub fn from_alerting(
+        settings: &vitalwatch_alerting::settings::AlertingSettings,
+        public_url: &str,
+    ) -> Result<Mailer, AdminError> {
+        let (email, _) = vitalwatch_alerting::service::wiring::transports(settings).map_err(AdminError::invalid)?;
+        Mailer::new(email, &settings.smtp.from, public_url)
+    }
+
     async fn send(&self, key: String, to: &str, subject: &str, body: String) -> bool {
         let Ok(address) = EmailAddress::new(to) else { return false };
         let Ok(to_box) = to.parse::<Mailbox>() else { return false };
@@ -469,5 +484,30 @@ impl AdminService {
             tracing::warn!(message = "Expertise notification not recorded.", error = %e);
         }
         sent
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// With alerting's file transport (embedded mode), the workspace's emails are
+    /// `.eml` files in `alerting.file_dir`.
+    #[tokio::test]
+    async fn the_deployment_mailer_uses_alerting_s_transport_and_sender() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = vitalwatch_alerting::settings::AlertingSettings::default();
+        s.transport = vitalwatch_alerting::settings::AlertTransportKind::File;
+        s.file_dir = dir.path().to_path_buf();
+        s.smtp.from = "VitalWatch <noreply@vw.example>".into();
+        let m = Mailer::from_alerting(&s, "https://vw.example/").unwrap();
+        assert_eq!(m.public_url, "https://vw.example");
+        assert!(m.send("expertise-1-answer".into(), "dr-a@hospital.example", "Sujet", "Corps".into()).await);
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().filter_map(Result::ok).collect();
+        assert_eq!(files.len(), 1);
+        let raw = std::fs::read_to_string(files[0].path()).unwrap();
+        assert!(raw.contains("To: dr-a@hospital.example") && raw.contains("noreply@vw.example"), "{raw}");
+        assert!(!m.send("k".into(), "not an address", "s", "b".into()).await, "an invalid address is not sent");
+        assert!(Mailer::from_alerting(&s, "ftp://x").is_err());
     }
 }
