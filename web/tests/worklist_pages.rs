@@ -314,6 +314,10 @@ async fn episode_actions_land_in_the_store_and_the_audit_trail_with_their_origin
             page.contains("Adressé aux urgences") && page.contains("SAMU appelé.") && page.contains("Épisode clos.")
         );
         assert!(!page.contains("/episodes/ep-crit/ack"), "{e:?}");
+        // The timeline in words: opened, paged, acknowledged.
+        assert!(page.contains("Épisode ouvert : Critique"), "{e:?}");
+        assert!(page.contains("Alerte planifiée : dr-a"), "{e:?}");
+        assert!(page.contains("Pris en compte : dr-a · application · Critique"), "{e:?}");
         // Someone else's episode: the actions are 404s too.
         assert_eq!(a.post("/episodes/ep-other/ack", &[]).await.status, 404, "{e:?}");
     }

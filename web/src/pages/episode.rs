@@ -79,6 +79,24 @@ pub(crate) struct EpisodeText {
     pub open: &'static str,
     pub resolved: &'static str,
     pub closed: &'static str,
+    pub ev_opened: &'static str,
+    pub ev_raised: &'static str,
+    pub ev_resolved: &'static str,
+    pub ev_ignored: &'static str,
+    pub ev_acknowledged: &'static str,
+    pub ev_snoozed: &'static str,
+    pub ev_snooze_broken: &'static str,
+    pub ev_planned: &'static str,
+    pub ev_held: &'static str,
+    pub ev_digested: &'static str,
+    pub ev_unreachable: &'static str,
+    pub ev_attempt: &'static str,
+    pub ev_fallback: &'static str,
+    pub ev_digest: &'static str,
+    pub ev_failed: &'static str,
+    pub via_link: &'static str,
+    pub via_sms: &'static str,
+    pub via_web: &'static str,
 }
 
 const FR: EpisodeText = EpisodeText {
@@ -145,6 +163,24 @@ const FR: EpisodeText = EpisodeText {
     open: "ouvert",
     resolved: "résolu",
     closed: "clos",
+    ev_opened: "Épisode ouvert",
+    ev_raised: "Gravité relevée",
+    ev_resolved: "Épisode résolu",
+    ev_ignored: "Événement ignoré",
+    ev_acknowledged: "Pris en compte",
+    ev_snoozed: "Mis en sourdine",
+    ev_snooze_broken: "Sourdine levée (gravité relevée)",
+    ev_planned: "Alerte planifiée",
+    ev_held: "Alerte retenue",
+    ev_digested: "Regroupée dans le résumé",
+    ev_unreachable: "Destinataire injoignable",
+    ev_attempt: "Tentative d'envoi",
+    ev_fallback: "Repli sur l'autre canal",
+    ev_digest: "Résumé",
+    ev_failed: "Échec d'envoi",
+    via_link: "lien",
+    via_sms: "réponse SMS",
+    via_web: "application",
 };
 
 const EN: EpisodeText = EpisodeText {
@@ -211,6 +247,24 @@ const EN: EpisodeText = EpisodeText {
     open: "open",
     resolved: "resolved",
     closed: "closed",
+    ev_opened: "Episode opened",
+    ev_raised: "Severity raised",
+    ev_resolved: "Episode resolved",
+    ev_ignored: "Event ignored",
+    ev_acknowledged: "Acknowledged",
+    ev_snoozed: "Snoozed",
+    ev_snooze_broken: "Snooze broken (severity rose)",
+    ev_planned: "Page planned",
+    ev_held: "Page held",
+    ev_digested: "Folded into the digest",
+    ev_unreachable: "Recipient unreachable",
+    ev_attempt: "Delivery attempt",
+    ev_fallback: "Fallback to the other channel",
+    ev_digest: "Digest",
+    ev_failed: "Delivery failed",
+    via_link: "link",
+    via_sms: "SMS reply",
+    via_web: "web app",
 };
 
 pub(crate) fn text(l: Lang) -> &'static EpisodeText {
@@ -295,6 +349,64 @@ fn num(l: Lang, v: f64, unit: &str) -> String {
     if unit.is_empty() { n } else { format!("{n} {unit}") }
 }
 
+/// How an acknowledgment arrived, in words.
+fn via_label(t: &EpisodeText, via: &str) -> String {
+    match via {
+        "link" => t.via_link.to_owned(),
+        "sms_reply" => t.via_sms.to_owned(),
+        "web_app" => t.via_web.to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+/// One timeline entry in words: what happened, and to whom / by whom.
+fn timeline_text(v: &Viewer, entry_type: &str, r: &serde_json::Value) -> String {
+    let (t, w) = (text(v.lang), wl::text(v.lang));
+    let s = |k: &str| r[k].as_str().unwrap_or_default().to_owned();
+    let sev = |k: &str| severity_label(w, r[k].as_str().unwrap_or_default());
+    let step = || {
+        serde_json::from_value::<vitalwatch_alerting::Step>(r["step"].clone())
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+    };
+    let join = |label: &str, parts: &[String]| {
+        let parts: Vec<&str> = parts.iter().map(String::as_str).filter(|p| !p.is_empty()).collect();
+        if parts.is_empty() { label.to_owned() } else { format!("{label} : {}", parts.join(" · ")) }
+    };
+    match entry_type {
+        "episode_opened" => join(t.ev_opened, &[sev("severity").to_owned()]),
+        "severity_raised" => format!("{} : {} → {}", t.ev_raised, sev("from"), sev("to")),
+        "episode_resolved" => t.ev_resolved.to_owned(),
+        "event_ignored" => t.ev_ignored.to_owned(),
+        "acknowledged" => join(t.ev_acknowledged, &[s("by"), via_label(t, &s("via")), sev("severity").to_owned()]),
+        "snoozed" => {
+            let until = r["until"]
+                .as_str()
+                .and_then(|u| chrono::DateTime::parse_from_rfc3339(u).ok())
+                .map(|u| fmt::datetime(v.lang, v.tz, u.with_timezone(&chrono::Utc)))
+                .unwrap_or_default();
+            join(t.ev_snoozed, &[s("by"), until])
+        }
+        "snooze_broken" => t.ev_snooze_broken.to_owned(),
+        "notification_planned" => join(t.ev_planned, &[s("recipient"), s("channel"), step()]),
+        "notification_held" => join(t.ev_held, &[s("recipient"), s("reason")]),
+        "notification_digested" => join(t.ev_digested, &[s("recipient")]),
+        "recipient_unreachable" => join(t.ev_unreachable, &[s("recipient"), step()]),
+        "delivery_attempt" => join(
+            t.ev_attempt,
+            &[s("channel"), r["attempt"].as_u64().map(|a| format!("#{a}")).unwrap_or_default(), {
+                r["outcome"]["status"].as_str().unwrap_or_default().to_owned()
+            }],
+        ),
+        "fallback_scheduled" | "fallback_while_retrying" => {
+            join(t.ev_fallback, &[format!("{} → {}", s("from"), s("to"))])
+        }
+        "digest_formed" | "digest_delivered" => join(t.ev_digest, &[s("recipient")]),
+        "delivery_failed" => t.ev_failed.to_owned(),
+        other => other.replace('_', " "),
+    }
+}
+
 fn view(v: &Viewer, e: EpisodeView, done: &str) -> EpisodeTemplate {
     let (l, tz, t, w) = (v.lang, v.tz, text(v.lang), wl::text(v.lang));
     let row = wl::row_view(v, &e.row);
@@ -354,7 +466,7 @@ fn view(v: &Viewer, e: EpisodeView, done: &str) -> EpisodeTemplate {
             .iter()
             .map(|k| Line {
                 at: fmt::datetime(l, tz, k.at),
-                what: format!("{} · {} · {}", k.by, severity_label(w, &k.severity), k.via),
+                what: format!("{} · {} · {}", k.by, severity_label(w, &k.severity), via_label(t, &k.via)),
             })
             .collect(),
         snooze: e
@@ -365,7 +477,10 @@ fn view(v: &Viewer, e: EpisodeView, done: &str) -> EpisodeTemplate {
         timeline: e
             .timeline
             .iter()
-            .map(|x| Line { at: fmt::datetime(l, tz, x.at), what: x.entry_type.replace('_', " ") })
+            .map(|x| Line {
+                at: fmt::datetime(l, tz, x.at),
+                what: timeline_text(v, &x.entry_type, x.record.get("entry").unwrap_or(&x.record)),
+            })
             .collect(),
         notes: e
             .notes
