@@ -14,6 +14,9 @@
 #   VW_TEST_TIMESCALE  PGlite + TimescaleDB behind pglite-socket, 127.0.0.1:55432 (ONE client at a time)
 #   VW_TIMESCALE_SERVER  node script to spawn a private fresh TimescaleDB: node "$VW_TIMESCALE_SERVER" --port 0
 #   VW_TANSU_BIN       the tansu binary (e.g. `tansu topic create NAME --partitions 4 --broker tcp://...`)
+#   VW_CHROMIUM, VW_CHROMEDRIVER  Debian's chromium and chromedriver (browser tests start their own)
+#   VW_OIDC_PROVIDER   node script of a local OpenID provider (oidc-provider), started per test:
+#                      node "$VW_OIDC_PROVIDER" --config FILE  (VW_OIDC_NODE_MODULES: its node_modules)
 # SMTP: no shared server. Tests start their own `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`
 # (this script only makes sure `import aiosmtpd` works).
 #
@@ -321,12 +324,42 @@ ensure_tls_tools() {
   command -v pkg-config >/dev/null && pkg-config --exists openssl 2>/dev/null || apt_install libssl-dev pkg-config
 }
 
+# ------------------------------------------------------------------------------------ browser
+# Debian's Chromium and ChromeDriver for the web workspace's browser tests (testkit::Browser starts
+# chromedriver on a free port and a headless Chromium per test; nothing runs here).
+ensure_chromium() {
+  apt_install chromium chromium-driver
+  [[ -x /usr/bin/chromium && -x /usr/bin/chromedriver ]] || die "chromium/chromedriver missing after install"
+}
+
+# ------------------------------------------------------------------------------------ OpenID provider
+# panva's oidc-provider (testkit/oidc/package.json + package-lock.json) installed with `npm ci` into
+# $VW_CACHE/oidc-<hash of the two files>/, with provider.mjs next to its node_modules. Tests start
+# their own instance (testkit::OidcProvider, `node provider.mjs --config FILE`); nothing runs here.
+OIDC_SRC="$REPO/testkit/oidc"
+OIDC_DIR="$VW_CACHE/oidc-$(cat "$OIDC_SRC/package.json" "$OIDC_SRC/package-lock.json" | sha256sum | cut -c1-12)"
+ensure_oidc_provider() {
+  command -v node >/dev/null && command -v npm >/dev/null || apt_install nodejs npm
+  if [[ ! -f "$OIDC_DIR/.installed" ]]; then
+    log "npm ci in $OIDC_DIR (oidc-provider; log: $LOGS/oidc-npm.log)"
+    rm -rf "$OIDC_DIR" && mkdir -p "$OIDC_DIR"
+    cp "$OIDC_SRC/package.json" "$OIDC_SRC/package-lock.json" "$OIDC_DIR/"
+    (cd "$OIDC_DIR" && npm ci --no-audit --no-fund --loglevel=error </dev/null >"$LOGS/oidc-npm.log" 2>&1) \
+      || { tail -n 20 "$LOGS/oidc-npm.log" >&2; die "npm ci for the OpenID provider failed"; }
+    touch "$OIDC_DIR/.installed"
+  fi
+  # provider.mjs must sit next to node_modules (ESM resolves packages from the file's location).
+  cmp -s "$OIDC_SRC/provider.mjs" "$OIDC_DIR/provider.mjs" || cp "$OIDC_SRC/provider.mjs" "$OIDC_DIR/provider.mjs"
+}
+
 # ------------------------------------------------------------------------------------ main
 ensure_tls_tools
 ensure_postgres
 ensure_mosquitto
 ensure_timescale
 ensure_aiosmtpd
+ensure_chromium
+ensure_oidc_provider
 ensure_tansu # last: on a fresh machine this may build for ~9 minutes
 
 ENV_FILE="$VW_STATE/services.env"
@@ -340,6 +373,10 @@ ENV_FILE="$VW_STATE/services.env"
   echo "VW_TEST_TIMESCALE=$TS_URL"
   echo "VW_TIMESCALE_SERVER=$TS_DIR/server.mjs"
   echo "VW_TANSU_BIN=$TANSU_BIN"
+  echo "VW_CHROMIUM=/usr/bin/chromium"
+  echo "VW_CHROMEDRIVER=/usr/bin/chromedriver"
+  echo "VW_OIDC_PROVIDER=$OIDC_DIR/provider.mjs"
+  echo "VW_OIDC_NODE_MODULES=$OIDC_DIR/node_modules"
 } >"$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 sed 's/^/export /' "$ENV_FILE"

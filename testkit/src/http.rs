@@ -11,6 +11,8 @@ pub struct Recorded {
     pub method: String,
     /// Path, without the query.
     pub path: String,
+    /// The query string (after `?`), empty if none.
+    pub query: String,
     /// Headers as sent (names lower-case).
     pub headers: Vec<(String, String)>,
     /// Body.
@@ -25,6 +27,11 @@ impl Recorded {
         self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
+    /// The query string as decoded pairs.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.query.as_bytes()).into_owned().collect()
+    }
+
     /// The body as `application/x-www-form-urlencoded` pairs.
     pub fn form(&self) -> Vec<(String, String)> {
         form_urlencoded::parse(&self.body).into_owned().collect()
@@ -35,6 +42,33 @@ impl Recorded {
 /// order (the last one repeats), recording every request. Returns its base URL
 /// (`http://127.0.0.1:PORT`) and the requests seen.
 pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex<Vec<Recorded>>>) {
+    let script = Arc::new(script);
+    serve(move |n, _path| {
+        let (status, body) = script.get(n).or(script.last()).cloned().unwrap_or((500, String::new()));
+        (status, "application/json", body)
+    })
+    .await
+}
+
+/// Starts a real HTTP/1.1 server on a free port serving HTML pages for a browser: `pages` maps a
+/// path (without query) to a document; any other path answers 404 with a small page. Every request
+/// is recorded (with its query: an OAuth redirect's `code` and `state`). Returns its base URL
+/// (`http://127.0.0.1:PORT`) and the requests seen.
+pub async fn spawn_html_server(pages: Vec<(String, String)>) -> (String, Arc<Mutex<Vec<Recorded>>>) {
+    let pages = Arc::new(pages);
+    serve(move |_n, path| match pages.iter().find(|(p, _)| p == path) {
+        Some((_, html)) => (200, "text/html; charset=utf-8", html.clone()),
+        None => (404, "text/html; charset=utf-8", "<!doctype html><title>Not found</title><h1>Not found</h1>".to_owned()),
+    })
+    .await
+}
+
+/// The server behind [`spawn_http_server`] and [`spawn_html_server`]: `answer(n, path)` gives the
+/// n-th request's (status, content type, body).
+async fn serve<F>(answer: F) -> (String, Arc<Mutex<Vec<Recorded>>>)
+where
+    F: Fn(usize, &str) -> (u16, &'static str, String) + Send + Sync + 'static,
+{
     use http_body_util::{BodyExt, Full};
     use hyper::body::Bytes;
     use hyper::server::conn::http1;
@@ -44,7 +78,7 @@ pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let log: Arc<Mutex<Vec<Recorded>>> = Arc::new(Mutex::new(Vec::new()));
-    let script = Arc::new(script);
+    let answer = Arc::new(answer);
     let log2 = log.clone();
     tokio::spawn(async move {
         loop {
@@ -52,14 +86,15 @@ pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex
                 return;
             };
             let log = log2.clone();
-            let script = script.clone();
+            let answer = answer.clone();
             tokio::spawn(async move {
                 let svc = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let log = log.clone();
-                    let script = script.clone();
+                    let answer = answer.clone();
                     async move {
                         let method = req.method().to_string();
                         let path = req.uri().path().to_string();
+                        let query = req.uri().query().unwrap_or("").to_string();
                         let headers = req
                             .headers()
                             .iter()
@@ -68,13 +103,13 @@ pub async fn spawn_http_server(script: Vec<(u16, String)>) -> (String, Arc<Mutex
                         let body = req.into_body().collect().await.map(|c| c.to_bytes().to_vec()).unwrap_or_default();
                         let n = {
                             let mut l = log.lock().unwrap();
-                            l.push(Recorded { method, path, headers, body, at: Instant::now() });
+                            l.push(Recorded { method, path: path.clone(), query, headers, body, at: Instant::now() });
                             l.len() - 1
                         };
-                        let (status, body) = script.get(n).or(script.last()).cloned().unwrap_or((500, String::new()));
+                        let (status, content_type, body) = answer(n, &path);
                         let resp = hyper::Response::builder()
                             .status(status)
-                            .header("content-type", "application/json")
+                            .header("content-type", content_type)
                             .body(Full::new(Bytes::from(body)))
                             .unwrap();
                         Ok::<_, std::convert::Infallible>(resp)

@@ -1,0 +1,164 @@
+//! The headless browser loads a page from a real HTTP server and clicks, and goes through a real
+//! OpenID provider's authorization endpoint (code flow, PKCE S256) to a redirect URI.
+
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::Digest;
+use vitalwatch_testkit::{
+    Browser, DESKTOP, OidcProvider, PHONE, ProviderConfig, TestClient, TestUser, spawn_html_server,
+};
+
+const PAGE: &str = r#"<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Smoke page</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<script src="/app.js" defer></script></head>
+<body><h1>Smoke</h1>
+<p id="out">not clicked</p>
+<button id="go" type="button">Go</button>
+<form action="/submitted" method="get"><label for="q">Query</label>
+<input id="q" name="q"><button id="send" type="submit">Send</button></form>
+</body></html>"#;
+
+const SCRIPT: &str = r#"document.getElementById('go').addEventListener('click', () => {
+  document.getElementById('out').textContent = 'clicked at ' + window.innerWidth + 'px';
+});"#;
+
+/// PNG width and height from its IHDR chunk.
+fn png_size(png: &[u8]) -> (u32, u32) {
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    let h = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+    (w, h)
+}
+
+#[tokio::test]
+async fn browser_loads_a_page_clicks_submits_and_screenshots() {
+    let Some(browser) = Browser::start().await else { return };
+    let (base, seen) = spawn_html_server(vec![
+        ("/".to_owned(), PAGE.to_owned()),
+        ("/app.js".to_owned(), SCRIPT.to_owned()),
+        ("/submitted".to_owned(), "<!doctype html><title>Done</title><h1 id=done>Done</h1>".to_owned()),
+    ])
+    .await;
+
+    browser.goto(&format!("{base}/")).await.unwrap();
+    assert_eq!(browser.title().await.unwrap(), "Smoke page");
+    assert_eq!(browser.text("#out").await.unwrap(), "not clicked");
+    browser.click("#go").await.unwrap();
+    assert_eq!(browser.text("#out").await.unwrap(), "clicked at 1280px");
+
+    // Screenshots at the two sizes the workspace is checked at: the PNG is the viewport.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, (w, h)) in [("desktop", DESKTOP), ("phone", PHONE)] {
+        let path = dir.path().join(format!("{name}.png"));
+        browser.screenshot(&path, w, h).await.unwrap();
+        assert_eq!(png_size(&std::fs::read(&path).unwrap()), (w, h), "{name} screenshot size");
+        assert!(!browser.scrolls_horizontally().await.unwrap(), "{name}: the page scrolls sideways");
+    }
+    browser.click("#go").await.unwrap();
+    assert_eq!(browser.text("#out").await.unwrap(), "clicked at 390px");
+
+    // A form submitted by the browser reaches the server with what was typed.
+    browser.fill("#q", "héllo wörld").await.unwrap();
+    browser.click("#send").await.unwrap();
+    browser.wait_for("#done").await.unwrap();
+    assert!(browser.current_url().await.unwrap().starts_with(&format!("{base}/submitted?")));
+    let requests = seen.lock().unwrap().clone();
+    let submitted = requests.iter().find(|r| r.path == "/submitted").expect("the form reached the server");
+    assert_eq!(submitted.query_pairs(), vec![("q".to_owned(), "héllo wörld".to_owned())]);
+    assert!(requests.iter().any(|r| r.path == "/app.js"), "the page's script was fetched");
+    browser.close().await;
+}
+
+#[tokio::test]
+async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_with_a_code() {
+    let (rp, seen) =
+        spawn_html_server(vec![("/cb".to_owned(), "<!doctype html><title>Back</title><h1 id=back>Back</h1>".to_owned())])
+            .await;
+    let redirect = format!("{rp}/cb");
+    let config = ProviderConfig {
+        clients: vec![TestClient::new("vitalwatch-web", "rp-secret", &redirect)],
+        users: vec![
+            TestUser::new("dr-martin", "correct horse")
+                .claim("email", "martin@example.org")
+                .claim("name", "Dr Martin")
+                .claim("groups", vec!["physicians"]),
+        ],
+        ..ProviderConfig::default()
+    };
+    let Some(provider) = OidcProvider::start(&config) else { return };
+    let Some(browser) = Browser::start().await else { return };
+
+    let verifier = "smoke-test-code-verifier-0123456789-abcdefghijklmnop";
+    let challenge = URL_SAFE_NO_PAD.encode(sha2::Sha256::digest(verifier.as_bytes()));
+    let auth = format!(
+        "{}/auth?response_type=code&client_id=vitalwatch-web&redirect_uri={}&scope=openid%20email%20profile%20groups\
+         &state=st-123&nonce=n-456&code_challenge={challenge}&code_challenge_method=S256",
+        provider.issuer,
+        form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>(),
+    );
+    browser.goto(&auth).await.unwrap();
+
+    // A wrong password is refused on the provider's page.
+    browser.fill("#username", "dr-martin").await.unwrap();
+    browser.fill("#password", "wrong").await.unwrap();
+    browser.click("#login").await.unwrap();
+    assert_eq!(browser.text("#error").await.unwrap(), "Invalid username or password.");
+    assert!(seen.lock().unwrap().is_empty(), "no redirect after a wrong password");
+
+    browser.fill("#username", "martin@example.org").await.unwrap();
+    browser.fill("#password", "correct horse").await.unwrap();
+    browser.click("#login").await.unwrap();
+    let landed = browser.wait_for_url(&redirect).await.unwrap();
+    browser.wait_for("#back").await.unwrap();
+
+    // The browser may also ask the redirect target for /favicon.ico: only the callback counts.
+    let requests: Vec<_> = seen.lock().unwrap().iter().filter(|r| r.path != "/favicon.ico").cloned().collect();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let q = requests[0].query_pairs();
+    let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let code = get("code").expect("a code on the redirect");
+    assert!(code.len() >= 20, "{code}");
+    assert_eq!(get("state").as_deref(), Some("st-123"));
+    assert_eq!(get("iss").as_deref(), Some(provider.issuer.as_str()));
+    assert!(landed.contains(&code));
+
+    // The code is real: the token endpoint exchanges it once, with the verifier, for an ID token.
+    let body = format!(
+        "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}",
+        form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
+    );
+    let basic = base64::engine::general_purpose::STANDARD.encode("vitalwatch-web:rp-secret");
+    let answer = post(provider.port, "/token", &basic, &body).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{}", provider.log());
+    let json: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
+    let id_token = json["id_token"].as_str().expect("an id_token");
+    let payload = id_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    assert_eq!(claims["sub"], "dr-martin");
+    assert_eq!(claims["nonce"], "n-456");
+    assert_eq!(claims["aud"], "vitalwatch-web");
+    assert_eq!(claims["email"], "martin@example.org");
+    assert_eq!(claims["groups"], serde_json::json!(["physicians"]));
+    // A second exchange of the same code is refused.
+    let again = post(provider.port, "/token", &basic, &body).await;
+    assert!(again.starts_with("HTTP/1.1 400"), "{again}");
+    browser.close().await;
+}
+
+/// A form POST with HTTP Basic authentication over a plain socket: the raw response.
+async fn post(port: u16, path: &str, basic: &str, body: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
+    String::from_utf8_lossy(&out).into_owned()
+}
