@@ -6,4 +6,5 @@ mod support;
 
 mod admin_pages;
 mod auth;
+mod worklist_browser;
 mod worklist_pages;

@@ -23,11 +23,11 @@ use vitalwatch_web::{WebSettings, WebState};
 use crate::support::{Client, Engine, ops};
 
 /// The workspace on one engine, its service (with a mailer when an SMTP port is given).
-struct Site {
-    addr: String,
+pub(crate) struct Site {
+    pub(crate) addr: String,
     url: String,
     engine: Engine,
-    admin: Arc<AdminService>,
+    pub(crate) admin: Arc<AdminService>,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
 }
@@ -39,7 +39,7 @@ impl Drop for Site {
 }
 
 impl Site {
-    async fn start(engine: Engine, smtp_port: Option<u16>) -> Option<Site> {
+    pub(crate) async fn start(engine: Engine, smtp_port: Option<u16>) -> Option<Site> {
         let dir = tempfile::tempdir().unwrap();
         let url = match engine {
             Engine::Sqlite => format!("sqlite://{}/vw.db", dir.path().display()),
