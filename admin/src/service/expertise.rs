@@ -496,9 +496,11 @@ mod tests {
     #[tokio::test]
     async fn the_deployment_mailer_uses_alerting_s_transport_and_sender() {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = vitalwatch_alerting::settings::AlertingSettings::default();
-        s.transport = vitalwatch_alerting::settings::AlertTransportKind::File;
-        s.file_dir = dir.path().to_path_buf();
+        let mut s = vitalwatch_alerting::settings::AlertingSettings {
+            transport: vitalwatch_alerting::settings::AlertTransportKind::File,
+            file_dir: dir.path().to_path_buf(),
+            ..Default::default()
+        };
         s.smtp.from = "VitalWatch <noreply@vw.example>".into();
         let m = Mailer::from_alerting(&s, "https://vw.example/").unwrap();
         assert_eq!(m.public_url, "https://vw.example");
