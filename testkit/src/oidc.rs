@@ -132,7 +132,9 @@ pub fn provider_script() -> Option<PathBuf> {
         .flatten()
         .map(|e| e.path())
         .filter(|d| d.file_name().is_some_and(|n| n.to_string_lossy().starts_with("oidc-")))
-        .filter(|d| d.join(".installed").is_file() && std::fs::read(d.join("package-lock.json")).ok().as_ref() == Some(&lock))
+        .filter(|d| {
+            d.join(".installed").is_file() && std::fs::read(d.join("package-lock.json")).ok().as_ref() == Some(&lock)
+        })
         .map(|d| d.join("provider.mjs"))
         .find(|p| installed(p))
 }
@@ -146,8 +148,10 @@ impl OidcProvider {
             return None;
         }
         let script = provider_script();
-        if !required(script.is_some(), "the OpenID provider (oidc-provider) is not installed; run `bash scripts/services.sh`")
-        {
+        if !required(
+            script.is_some(),
+            "the OpenID provider (oidc-provider) is not installed; run `bash scripts/services.sh`",
+        ) {
             return None;
         }
         let script = script.unwrap_or_default();
