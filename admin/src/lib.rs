@@ -11,8 +11,11 @@
 //!   plus the paged, scoped queries the API lists need;
 //! - [`http`]: the axum router, bearer authentication and the OpenAPI document;
 //! - [`model`]: the request and response bodies (JSON, OpenAPI schemas);
-//! - [`token`]: generation and hashing of bearer tokens.
+//! - [`token`]: generation and hashing of bearer tokens;
+//! - [`account`]: user accounts of the web workspace (roles, Argon2id passwords);
+//!   sessions and sign-in are in [`service::accounts`].
 
+pub mod account;
 pub mod actor;
 pub mod error;
 pub mod http;

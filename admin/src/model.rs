@@ -225,6 +225,10 @@ pub struct CareTeamInput {
     /// Escalation policy (default policy when absent).
     #[schema(value_type = Option<Object>)]
     pub policy: Option<serde_json::Value>,
+    /// Nurse accounts of the team (they read and triage the patient; never
+    /// paged by the escalation, never change thresholds). Absent: unchanged.
+    #[serde(default)]
+    pub nurses: Option<Vec<String>>,
 }
 
 /// Filters of the alert list.

@@ -44,6 +44,12 @@ pub enum Operation {
     ReadAudit,
     /// Create, list or revoke API tokens.
     ManageTokens,
+    /// Forward an episode to a specialist (tele-expertise).
+    RequestExpertise,
+    /// Read and answer the tele-expertise requests addressed to oneself.
+    AnswerExpertise,
+    /// Create, change or disable user accounts of the web workspace.
+    ManageUsers,
 }
 
 /// What an actor may reach with an operation.
@@ -68,9 +74,25 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadPatients | ReadRules | EditRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit => {
                 Scope::OwnPatients
             }
-            ReadPhysician => Scope::OwnEntry,
+            RequestExpertise => Scope::OwnPatients,
+            ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
-            | ManageTokens => Scope::Denied,
+            | ManageTokens | ManageUsers => Scope::Denied,
+        },
+        // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
+        // threshold is a medical decision: EditRules is the physician's.
+        Role::Nurse(_) => match op {
+            ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit | RequestExpertise => {
+                Scope::OwnPatients
+            }
+            AnswerExpertise => Scope::OwnEntry,
+            EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
+            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
+        },
+        // A specialist sees the requests addressed to them, nothing else.
+        Role::Specialist(_) => match op {
+            AnswerExpertise => Scope::OwnEntry,
+            _ => Scope::Denied,
         },
     }
 }
@@ -80,7 +102,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 15] = [
+    const ALL: [Operation; 18] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -96,6 +118,9 @@ mod tests {
         Operation::ActOnAlerts,
         Operation::ReadAudit,
         Operation::ManageTokens,
+        Operation::RequestExpertise,
+        Operation::AnswerExpertise,
+        Operation::ManageUsers,
     ];
 
     #[test]
@@ -120,5 +145,27 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+    }
+
+    #[test]
+    fn nurses_triage_their_patients_but_never_change_thresholds() {
+        let nurse = Role::Nurse("ide-a".into());
+        for op in ALL {
+            assert_ne!(scope(&nurse, op), Scope::All, "a nurse must never get unrestricted {op:?}");
+        }
+        assert_eq!(scope(&nurse, Operation::EditRules), Scope::Denied);
+        assert_eq!(scope(&nurse, Operation::ReadRules), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::ActOnAlerts), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::RequestExpertise), Scope::OwnPatients);
+        assert_eq!(scope(&nurse, Operation::ManageUsers), Scope::Denied);
+    }
+
+    #[test]
+    fn specialists_only_answer_what_is_addressed_to_them() {
+        let sp = Role::Specialist("nephro-1".into());
+        for op in ALL {
+            let want = if op == Operation::AnswerExpertise { Scope::OwnEntry } else { Scope::Denied };
+            assert_eq!(scope(&sp, op), want, "{op:?}");
+        }
     }
 }

@@ -108,7 +108,7 @@ pub async fn serve(
         };
         let stream = tokio::select! {
             r = listener.accept() => match r {
-                Ok((stream, _)) => stream,
+                Ok((stream, peer)) => (stream, peer),
                 Err(e) => {
                     // Out of file descriptors and the like: back off, keep serving.
                     tracing::warn!(message = "Accepting a connection failed.", error = %e);
@@ -118,7 +118,17 @@ pub async fn serve(
             },
             () = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let (stream, peer) = stream;
+        // The client address, for handlers that record where a request came from
+        // (`axum::extract::ConnectInfo<SocketAddr>`; the web workspace's audit "from where").
+        let router = router.clone();
+        let service = TowerToHyperService::new(tower::util::MapRequest::new(
+            router,
+            move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let (open, stop) = (open_rx.clone(), shutdown.clone());
         tokio::spawn(async move {
             let _permit = permit;

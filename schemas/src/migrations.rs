@@ -95,6 +95,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0025_principal_ids.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 30,
+        name: "accounts",
+        sql: include_str!("../migrations/postgres/0030_accounts.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -157,6 +163,12 @@ pub const SQLITE: &[Migration] = &[
         version: 25,
         name: "principal_ids",
         sql: include_str!("../migrations/sqlite/0025_principal_ids.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 30,
+        name: "accounts",
+        sql: include_str!("../migrations/sqlite/0030_accounts.sql"),
         timescale_only: false,
     },
 ];

@@ -15,10 +15,12 @@
 //! - [`http`]: a real HTTP/1.1 server answering a script and recording every
 //!   request ([`spawn_http_server`]), standing in for an SMS gateway or a webhook;
 //! - [`wait`]: polling with a deadline ([`wait_until`]);
+//! - [`client`]: a raw HTTP/1.1 client (any method, header or body);
 //! - [`browser`]: a headless Chromium over WebDriver ([`Browser`]) for the web workspace;
 //! - [`oidc`]: a private OpenID Connect provider, panva's oidc-provider ([`OidcProvider`]).
 
 pub mod browser;
+pub mod client;
 pub mod db;
 pub mod env;
 pub mod http;

@@ -19,6 +19,7 @@ use vitalwatch_platform::config::{
 use vitalwatch_platform::secret::SecretUrl;
 use vitalwatch_platform::telemetry::LogFormat;
 use vitalwatch_rules::settings::RulesSettings;
+use vitalwatch_web::WebSettings;
 
 /// Which defaults apply before the file and the environment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +56,8 @@ pub struct Settings {
     pub ops: OpsSettings,
     /// Admin API (`vitalwatch api`, and inside `run`).
     pub api: ApiSettings,
+    /// The clinician workspace, served on the API listener.
+    pub web: WebSettings,
 }
 
 impl Default for Settings {
@@ -71,6 +74,7 @@ impl Default for Settings {
             rules: RulesSettings::default(),
             ops: OpsSettings::default(),
             api: ApiSettings::default(),
+            web: WebSettings::default(),
         }
     }
 }
@@ -89,6 +93,7 @@ impl Settings {
             s.alerting.http_addr = "127.0.0.1:8080".into();
             s.ops.listen = "127.0.0.1:9464".into();
             s.api.listen = "127.0.0.1:8090".into();
+            s.web.public_url = "http://127.0.0.1:8090".into();
         }
         s
     }
@@ -122,6 +127,7 @@ impl Settings {
         self.database.validate()?;
         self.alerting.validate()?;
         self.api.validate()?;
+        self.web.validate()?;
         self.bus.validate()?;
         self.ops.validate()
     }

@@ -93,6 +93,9 @@ enum Command {
     /// Create, list or revoke admin API bearer tokens.
     #[command(subcommand)]
     ApiToken(commands::admin::ApiTokenCommand),
+    /// Create, list, disable or enable accounts of the clinician workspace.
+    #[command(subcommand)]
+    User(commands::admin::UserCommand),
 }
 
 /// The arguments of a development-only subcommand in a build without the `dev` feature.
@@ -147,6 +150,7 @@ fn main() -> ExitCode {
             Command::Alert(c) => commands::alerting::alert(config, c).await,
             Command::Api => commands::admin::role(config).await,
             Command::ApiToken(c) => commands::admin::api_token(config, c).await,
+            Command::User(c) => commands::admin::user(config, c).await,
         }
     });
     match result {

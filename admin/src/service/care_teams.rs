@@ -45,9 +45,19 @@ impl AdminService {
             deputies: input.deputies.iter().map(pid).collect::<Result<_, _>>()?,
             policy,
         };
-        let details = json!({ "responsible": input.responsible, "deputies": input.deputies });
+        if let Some(nurses) = &input.nurses {
+            self.check_nurse_accounts(nurses).await?;
+        }
+        let details = json!({ "responsible": input.responsible, "deputies": input.deputies, "nurses": input.nurses });
         let entry = self.entry(actor, "care_team.set", ("patient", patient), Some(patient), details);
-        self.audited(async |c| Ok((tables::set_care_team(c, &team).await?, Some(entry)))).await?;
+        self.audited(async |c| {
+            tables::set_care_team(c, &team).await?;
+            if let Some(nurses) = &input.nurses {
+                crate::store::accounts::set_care_team_nurses(c, patient, nurses).await?;
+            }
+            Ok(((), Some(entry)))
+        })
+        .await?;
         serde_json::to_value(team).map_err(|e| AdminError::Internal(e.to_string()))
     }
 }

@@ -22,6 +22,7 @@ use crate::error::AdminError;
 use crate::policy::{Operation, Scope, scope};
 use crate::store::{AdminStore, NewAuditEntry};
 
+pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod care_teams;
@@ -115,9 +116,10 @@ impl AdminService {
     pub(crate) async fn patient_scope(&self, actor: &Actor, op: Operation) -> Result<Option<Vec<String>>, AdminError> {
         match self.allow(actor, op)? {
             Scope::All => Ok(None),
-            Scope::OwnPatients | Scope::OwnEntry => match actor.physician_id() {
-                Some(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
-                None => Ok(Some(Vec::new())),
+            Scope::OwnPatients | Scope::OwnEntry => match &actor.role {
+                crate::actor::Role::Physician(p) => Ok(Some(self.admin.patients_of(p.as_str()).await?)),
+                crate::actor::Role::Nurse(n) => Ok(Some(self.nurse_patients(n).await?)),
+                _ => Ok(Some(Vec::new())),
             },
             Scope::Denied => unreachable!("allow() refuses Denied"),
         }
@@ -140,8 +142,12 @@ impl AdminService {
         action: &str,
         target: (&str, &str),
         patient: Option<&str>,
-        details: serde_json::Value,
+        mut details: serde_json::Value,
     ) -> NewAuditEntry {
+        // Where the change came from (web + client address, api, cli): the audit's "from where".
+        if let (Some(origin), Some(map)) = (&actor.origin, details.as_object_mut()) {
+            map.insert("origin".into(), serde_json::Value::String(origin.clone()));
+        }
         NewAuditEntry {
             at: Utc::now(),
             actor: actor.name.clone(),

@@ -106,9 +106,9 @@ impl AdminService {
             tracing::warn!(message = "Could not record the API token's last use.", token = %t.name, error = %e);
         }
         match (t.role.as_str(), t.physician_id) {
-            ("operator", _) => Ok(Actor::operator(format!("token:{}", t.name))),
+            ("operator", _) => Ok(Actor::operator(format!("token:{}", t.name)).with_origin("api")),
             ("physician", Some(p)) => {
-                Ok(Actor::physician(PhysicianId::new(p).map_err(|_| AdminError::Unauthenticated)?))
+                Ok(Actor::physician(PhysicianId::new(p).map_err(|_| AdminError::Unauthenticated)?).with_origin("api"))
             }
             _ => Err(AdminError::Unauthenticated),
         }
@@ -121,7 +121,7 @@ impl AdminService {
             role: actor.role.name().into(),
             physician_id: match &actor.role {
                 Role::Physician(p) => Some(p.to_string()),
-                Role::Operator => None,
+                Role::Operator | Role::Nurse(_) | Role::Specialist(_) => None,
             },
         }
     }

@@ -14,6 +14,7 @@ pub use vitalwatch_platform::store::StoreError;
 
 use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenView};
 
+pub mod accounts;
 pub mod tables;
 
 /// A token to store.

@@ -24,6 +24,19 @@ pub(crate) async fn service(args: &StoreArgs, config: Option<&Path>) -> anyhow::
         .with_token_ttl_days(s.api.token_ttl_days))
 }
 
+/// The HTTP application of the `api` role: the JSON admin API (`/v1`, probes,
+/// OpenAPI) and, when `web.enabled`, the clinician workspace, both with the
+/// `[api]` transport limits.
+pub(crate) fn http_app(service: Arc<AdminService>, s: &Settings) -> axum::Router {
+    let limits = s.api.limits();
+    let api = vitalwatch_admin::http::router(service.clone(), &limits);
+    if !s.web.enabled {
+        return api;
+    }
+    let web = vitalwatch_web::router(vitalwatch_web::WebState::new(service, s.web.clone()));
+    api.merge(vitalwatch_platform::http::limit(web, &limits))
+}
+
 /// `vitalwatch api`: the admin API against the configured database.
 pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let s = Settings::load(Profile::Service, config)?;
@@ -37,12 +50,11 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
         .with_token_ttl_days(s.api.token_ttl_days);
     let listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
-    tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?);
+    tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?, workspace = s.web.enabled);
     let limits = s.api.limits();
+    let app = http_app(Arc::new(service), &s);
     super::roles::supervise(&s, &shutdown, "admin API", |token| async move {
-        vitalwatch_admin::http::serve(Arc::new(service), &limits, listener, token)
-            .await
-            .context("serving the admin API")
+        vitalwatch_platform::http::serve(listener, app, &limits, token).await.context("serving the admin API")
     })
     .await?;
     tracing::info!(message = "Admin API stopped.");
@@ -122,6 +134,111 @@ pub async fn api_token(config: Option<&Path>, cmd: ApiTokenCommand) -> anyhow::R
                     state
                 );
             }
+        }
+    }
+    Ok(())
+}
+
+/// `vitalwatch user ...`
+#[derive(Debug, Subcommand)]
+pub enum UserCommand {
+    /// Create an account. The password is read from standard input (one line)
+    /// with `--password-stdin`; without it the account signs in only through
+    /// OpenID Connect (bound on first sign-in by its verified e-mail address).
+    Add {
+        /// Sign-in name (3–64 of a-z 0-9 . _ @ -).
+        id: String,
+        /// `operator`, `physician`, `nurse` or `specialist`.
+        #[arg(long)]
+        role: String,
+        /// Shown in the app.
+        #[arg(long)]
+        name: String,
+        /// E-mail address (notifications, OpenID Connect binding).
+        #[arg(long)]
+        email: Option<String>,
+        /// The physician's directory id (physician accounts).
+        #[arg(long)]
+        physician: Option<String>,
+        /// `fr` (default) or `en`.
+        #[arg(long)]
+        language: Option<String>,
+        /// IANA time zone (default Europe/Paris).
+        #[arg(long)]
+        time_zone: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// List accounts (never passwords).
+    List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Disable an account (its sessions end at once).
+    Disable {
+        /// Account id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Enable a disabled account.
+    Enable {
+        /// Account id.
+        id: String,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+}
+
+/// `vitalwatch user ...`.
+pub async fn user(config: Option<&Path>, cmd: UserCommand) -> anyhow::Result<()> {
+    let actor = Actor::cli();
+    match cmd {
+        UserCommand::Add { id, role, name, email, physician, language, time_zone, password_stdin, store } => {
+            let password = if password_stdin {
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).context("reading the password from standard input")?;
+                Some(line.trim_end_matches(['\n', '\r']).to_owned())
+            } else {
+                None
+            };
+            let new = vitalwatch_admin::account::NewAccount {
+                id,
+                display_name: name,
+                email,
+                role,
+                physician_id: physician,
+                language,
+                time_zone,
+                password,
+            };
+            let a = service(&store, config).await?.create_account(&actor, &new).await?;
+            println!("account {} created ({})", a.id, a.role.as_str());
+        }
+        UserCommand::List { store } => {
+            for a in service(&store, config).await?.list_accounts(&actor).await? {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                    a.id,
+                    a.role.as_str(),
+                    a.physician_id.as_deref().unwrap_or("-"),
+                    a.language,
+                    a.time_zone,
+                    if a.oidc_subject.is_some() { "oidc" } else { "-" },
+                    if a.disabled { "disabled" } else { "active" }
+                );
+            }
+        }
+        UserCommand::Disable { id, store } => {
+            service(&store, config).await?.set_account_disabled(&actor, &id, true).await?;
+            println!("account {id} disabled");
+        }
+        UserCommand::Enable { id, store } => {
+            service(&store, config).await?.set_account_disabled(&actor, &id, false).await?;
+            println!("account {id} enabled");
         }
     }
     Ok(())

@@ -111,6 +111,10 @@ pub enum CareTeamCommand {
         /// Deputy physician ids, in rank order (repeat the option).
         #[arg(long = "deputy")]
         deputies: Vec<String>,
+        /// Nurse account ids of the team (repeat the option; they read and triage
+        /// the patient in the workspace). Without any, the team's nurses are unchanged.
+        #[arg(long = "nurse")]
+        nurses: Vec<String>,
         /// `default` or a JSON file with an escalation policy.
         #[arg(long, default_value = "default")]
         policy: String,
@@ -240,7 +244,7 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
 pub async fn care_team(config: Option<&Path>, cmd: CareTeamCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
-        CareTeamCommand::Set { patient, responsible, deputies, policy, store } => {
+        CareTeamCommand::Set { patient, responsible, deputies, nurses, policy, store } => {
             let policy = if policy == "default" {
                 None
             } else {
@@ -248,7 +252,8 @@ pub async fn care_team(config: Option<&Path>, cmd: CareTeamCommand) -> anyhow::R
                 let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
                 Some(serde_json::from_str(&text).with_context(|| format!("parsing the policy {}", path.display()))?)
             };
-            let input = CareTeamInput { responsible, deputies, policy };
+            let nurses = (!nurses.is_empty()).then_some(nurses);
+            let input = CareTeamInput { responsible, deputies, policy, nurses };
             admin::service(&store, config).await?.set_care_team(&actor, &patient, &input).await?;
             println!("care team of {patient} saved");
         }

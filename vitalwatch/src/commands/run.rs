@@ -151,10 +151,13 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
     let api_listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     s.api.listen = api_listener.local_addr()?.to_string();
+    if s.web.public_url == vitalwatch_web::WebSettings::default().public_url {
+        s.web.public_url = format!("http://{}", s.api.listen);
+    }
     {
-        let (admin, limits, shutdown) = (admin.clone(), s.api.limits(), consumers.clone());
+        let (app, limits, shutdown) = (super::admin::http_app(admin.clone(), &s), s.api.limits(), consumers.clone());
         tasks.spawn(1, "admin API", async move {
-            vitalwatch_admin::http::serve(admin, &limits, api_listener, shutdown).await.context("admin API")
+            vitalwatch_platform::http::serve(api_listener, app, &limits, shutdown).await.context("admin API")
         });
     }
 
@@ -200,7 +203,9 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         });
     }
 
-    banner(&s, args.simulate, ops_addr, token_file.as_deref());
+    let accounts_file =
+        if s.web.enabled { bootstrap_accounts(&admin, &s.data_dir, args.simulate).await? } else { None };
+    banner(&s, args.simulate, ops_addr, token_file.as_deref(), accounts_file.as_deref());
     {
         let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), consumers.clone());
         tasks.spawn(1, "progress reporter", async move {
@@ -241,6 +246,78 @@ async fn bootstrap_token(admin: &vitalwatch_admin::AdminService, data_dir: &Path
     Ok(Some(path))
 }
 
+/// On the first run (no workspace account at all), creates the workspace's
+/// accounts with random passwords and writes them to `{data_dir}/web-accounts`
+/// (mode 0600): an operator (`admin`), one account per physician of the
+/// directory (their directory id), and with `--simulate` a demo nurse
+/// (`ide-demo`) in every simulated patient's care team and a demo specialist
+/// (`specialist-demo`). Returns the file if created.
+async fn bootstrap_accounts(
+    admin: &vitalwatch_admin::AdminService,
+    data_dir: &Path,
+    simulate: Option<usize>,
+) -> anyhow::Result<Option<PathBuf>> {
+    use vitalwatch_admin::account::NewAccount;
+    let actor = vitalwatch_admin::Actor::operator("run:bootstrap");
+    if !admin.list_accounts(&actor).await?.is_empty() {
+        return Ok(None);
+    }
+    let password = || vitalwatch_admin::token::generate()[3..23].to_owned();
+    let mut lines = String::from("# vitalwatch workspace accounts (first run); user name and password\n");
+    let mut add = async |new: NewAccount| -> anyhow::Result<()> {
+        let pw = new.password.clone().unwrap_or_default();
+        admin.create_account(&actor, &new).await.with_context(|| format!("creating account {}", new.id))?;
+        lines.push_str(&format!("{} {pw}\n", new.id));
+        Ok(())
+    };
+    add(NewAccount {
+        id: "admin".into(),
+        display_name: "Exploitation".into(),
+        role: "operator".into(),
+        password: Some(password()),
+        ..NewAccount::default()
+    })
+    .await?;
+    for p in admin.list_physicians(&actor, &Default::default()).await?.items {
+        add(NewAccount {
+            id: p.id.clone(),
+            display_name: p.entry.get("name").and_then(|n| n.as_str()).unwrap_or(&p.id).to_owned(),
+            email: p.entry.get("email").and_then(|n| n.as_str()).map(str::to_owned),
+            role: "physician".into(),
+            physician_id: Some(p.id.clone()),
+            password: Some(password()),
+            ..NewAccount::default()
+        })
+        .await?;
+    }
+    if let Some(n) = simulate {
+        add(NewAccount {
+            id: "ide-demo".into(),
+            display_name: "IDE Demo".into(),
+            role: "nurse".into(),
+            password: Some(password()),
+            ..NewAccount::default()
+        })
+        .await?;
+        add(NewAccount {
+            id: "specialist-demo".into(),
+            display_name: "Dr Spécialiste".into(),
+            email: Some("specialist.demo@example.invalid".into()),
+            role: "specialist".into(),
+            password: Some(password()),
+            ..NewAccount::default()
+        })
+        .await?;
+        for i in 0..n {
+            let patient = sim::model::SimPatient::new(sim::trickle::PREFIX, i, &sim::model::FORMATS).id;
+            admin.set_care_team_nurses(&actor, &patient, &["ide-demo".to_owned()]).await?;
+        }
+    }
+    let path = data_dir.join("web-accounts");
+    private_fs::write_file(&path, lines.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(Some(path))
+}
+
 /// The embedded broker's accounts (`mqtt.embedded_users`). When there are any, `run`'s own
 /// clients (ingest, simulator) need one too: `mqtt.username`/`mqtt.password` if both are set
 /// (added to the table), else a random internal account for this process only.
@@ -268,7 +345,13 @@ fn embedded_users(s: &mut Settings) -> embedded_broker::Users {
 /// `mqtt.username` is not set.
 const INTERNAL_USER: &str = "vitalwatch-run";
 
-fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_file: Option<&Path>) {
+fn banner(
+    s: &Settings,
+    simulate: Option<usize>,
+    ops: Option<SocketAddr>,
+    token_file: Option<&Path>,
+    accounts_file: Option<&Path>,
+) {
     let addr = s.mqtt.url.trim_start_matches("mqtt://");
     let (host, port) = addr.rsplit_once(':').unwrap_or((addr, "1883"));
     eprintln!(
@@ -277,7 +360,8 @@ fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_
          \x20 database    : {}\n\
          \x20 data folder : {}\n\
          \x20 metrics     : {}\n\
-         \x20 admin API   : http://{}/v1 (OpenAPI: /openapi.json){}\n{}\n\
+         \x20 admin API   : http://{}/v1 (OpenAPI: /openapi.json){}\n\
+         \x20 workspace   : {}{}\n{}\n\
          Try a manual entry (register the patient first: vitalwatch patient add p-demo --embedded):\n\
          \x20 mosquitto_pub -h {host} -p {port} -q 1 -t vitalwatch/v1/patients/p-demo/manual/json \\\n\
          \x20   -m '{{\"readings\":[{{\"type\":\"body_weight\",\"unit\":\"kg\",\"value\":81.4}}]}}'\n\
@@ -288,6 +372,11 @@ fn banner(s: &Settings, simulate: Option<usize>, ops: Option<SocketAddr>, token_
         s.api.listen,
         match token_file {
             Some(f) => format!("\n  API token   : operator token written to {} (mode 0600)", f.display()),
+            None => String::new(),
+        },
+        if s.web.enabled { format!("{}/", s.web.public_url.trim_end_matches('/')) } else { "off".to_owned() },
+        match accounts_file {
+            Some(f) => format!("\n  sign-in     : accounts and passwords written to {} (mode 0600)", f.display()),
             None => String::new(),
         },
         match simulate {

@@ -1,0 +1,1 @@
+UPDATE users SET disabled_at = $2 WHERE user_id = $1

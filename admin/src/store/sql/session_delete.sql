@@ -1,0 +1,1 @@
+DELETE FROM web_sessions WHERE session_hash = $1

@@ -1,0 +1,8 @@
+//! The clinician workspace's integration tests: the real router on a real
+//! socket over SQLite and PostgreSQL, driven by real HTTP requests (and, in
+//! `browser`, by a real Chromium over WebDriver).
+
+mod support;
+
+mod admin_pages;
+mod auth;
