@@ -6,3 +6,4 @@ mod support;
 
 mod admin_pages;
 mod auth;
+mod oidc;
