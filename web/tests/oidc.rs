@@ -79,6 +79,8 @@ async fn code_flow_with_pkce_signs_in_and_a_code_works_once() {
     let config = ProviderConfig {
         clients: vec![TestClient::new("vitalwatch-web", "rp-secret", &setup.callback)],
         users: vec![dr_martin()],
+        // Another site than the relying party (127.0.0.1), as in production.
+        host: Some("127.0.0.2".into()),
         ..ProviderConfig::default()
     };
     let Some(provider) = OidcProvider::start(&config) else { return };

@@ -365,13 +365,19 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// Whether a URL host is a loopback one (`localhost`, `127.0.0.0/8`, `::1`).
+fn is_loopback(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost") || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Checks that `url` is absolute `https`, or `http` on a loopback host; returns it parsed.
 fn check_url(what: &str, url: &str) -> Result<hyper::Uri, OidcError> {
     let uri: hyper::Uri = url.parse().map_err(|e| OidcError::Settings(format!("{what} {url:?} is not a URL: {e}")))?;
     let host = uri.host().unwrap_or("");
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(uri),
-        Some("http") if matches!(host, "127.0.0.1" | "localhost" | "[::1]" | "::1") => Ok(uri),
+        Some("http") if is_loopback(host) => Ok(uri),
         _ => Err(OidcError::Settings(format!("{what} {url:?} must be an https URL (http only on a loopback host)"))),
     }
 }
@@ -1000,6 +1006,10 @@ mod tests {
         check_url("issuer", "https://login.example.org").unwrap();
         check_url("issuer", "http://127.0.0.1:8080").unwrap();
         check_url("issuer", "http://localhost:8080/x").unwrap();
+        check_url("issuer", "http://127.0.0.2:8080").unwrap();
+        check_url("issuer", "http://[::1]:8080").unwrap();
+        assert!(matches!(check_url("issuer", "http://128.0.0.1"), Err(OidcError::Settings(_))));
+        assert!(matches!(check_url("issuer", "http://localhost.example.org"), Err(OidcError::Settings(_))));
         assert!(matches!(check_url("issuer", "http://login.example.org"), Err(OidcError::Settings(_))));
         assert!(matches!(check_url("issuer", "login.example.org"), Err(OidcError::Settings(_))));
         assert!(matches!(check_url("issuer", "ftp://x"), Err(OidcError::Settings(_))));
