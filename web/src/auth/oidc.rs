@@ -1055,6 +1055,18 @@ mod tests {
         assert!(!dbg.contains("verifier") && !dbg.contains("nn"), "{dbg}");
     }
 
+    /// The futures are `Send` (axum handlers need it) and the client is shareable.
+    #[allow(dead_code)]
+    fn futures_are_send(c: &OidcClient, p: &PendingLogin, s: &OidcSettings) {
+        fn send<T: Send>(_: T) {}
+        fn shared<T: Send + Sync>() {}
+        send(OidcClient::discover(s));
+        send(c.finish(p, "code", "state"));
+        send(c.exchange(p, "code"));
+        send(c.validate_id_token("t", "n"));
+        shared::<OidcClient>();
+    }
+
     #[test]
     fn constant_time_eq_is_equality() {
         assert!(constant_time_eq("abc", "abc"));
