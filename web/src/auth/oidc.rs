@@ -731,6 +731,25 @@ impl OidcClient {
     /// client authenticated as configured). The first half of [`finish`](Self::finish), which
     /// checks the state before; the ID token is not validated yet.
     pub async fn exchange(&self, pending: &PendingLogin, code: &str) -> Result<TokenSet, OidcError> {
+        let url = &self.meta.token_endpoint;
+        let req = self.token_request(pending, code)?;
+        let (status, body) = send(&self.http, url, req).await?;
+        if !status.is_success() {
+            let (error, description) = match serde_json::from_slice::<OAuthErrorBody>(&body) {
+                Ok(b) => (b.error, b.error_description),
+                Err(_) => (format!("HTTP {status}"), None),
+            };
+            return Err(OidcError::TokenEndpoint { status: status.as_u16(), error, description });
+        }
+        let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|e| OidcError::Http {
+            url: url.clone(),
+            message: format!("the token response is not JSON: {e}"),
+        })?;
+        Ok(TokenSet { id_token: tokens.id_token.ok_or(OidcError::MissingIdToken)?, access_token: tokens.access_token })
+    }
+
+    /// The token request (built before any await: the form serializer is not `Send`).
+    fn token_request(&self, pending: &PendingLogin, code: &str) -> Result<Request<Full<Bytes>>, OidcError> {
         let id = &self.settings.client_id;
         let secret = self.settings.client_secret.expose_secret();
         let mut form = form_urlencoded::Serializer::new(String::new());
@@ -753,23 +772,8 @@ impl OidcClient {
                 form.append_pair("client_id", id).append_pair("client_secret", secret);
             }
         }
-        let url = &self.meta.token_endpoint;
-        let req = req
-            .body(Full::new(Bytes::from(form.finish())))
-            .map_err(|e| OidcError::Http { url: url.clone(), message: e.to_string() })?;
-        let (status, body) = send(&self.http, url, req).await?;
-        if !status.is_success() {
-            let (error, description) = match serde_json::from_slice::<OAuthErrorBody>(&body) {
-                Ok(b) => (b.error, b.error_description),
-                Err(_) => (format!("HTTP {status}"), None),
-            };
-            return Err(OidcError::TokenEndpoint { status: status.as_u16(), error, description });
-        }
-        let tokens: TokenResponse = serde_json::from_slice(&body).map_err(|e| OidcError::Http {
-            url: url.clone(),
-            message: format!("the token response is not JSON: {e}"),
-        })?;
-        Ok(TokenSet { id_token: tokens.id_token.ok_or(OidcError::MissingIdToken)?, access_token: tokens.access_token })
+        req.body(Full::new(Bytes::from(form.finish())))
+            .map_err(|e| OidcError::Http { url: self.meta.token_endpoint.clone(), message: e.to_string() })
     }
 
     /// The userinfo endpoint's claims for an access token: a JSON object, or a signed JWT
