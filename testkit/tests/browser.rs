@@ -168,3 +168,36 @@ async fn post(host: &str, port: u16, path: &str, basic: &str, body: &str) -> Str
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
     String::from_utf8_lossy(&out).into_owned()
 }
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_dropped_browser_leaves_no_chromium_behind() {
+    let Some(browser) = Browser::start().await else { return };
+    let (base, _) = spawn_html_server(vec![("/".to_owned(), PAGE.to_owned())]).await;
+    browser.goto(&format!("{base}/")).await.unwrap();
+    let profile = browser.profile_dir().display().to_string();
+    assert!(!processes_mentioning(&profile).is_empty(), "Chromium runs with its profile under {profile}");
+    drop(browser); // no close(): a failing test unwinds like this
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&profile);
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left behind: {left:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
