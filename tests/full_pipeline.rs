@@ -161,6 +161,8 @@ async fn deteriorating_patient_emails_the_physician_and_the_ack_stops_escalation
         kv("VITALWATCH_ALERTING__SMTP__FROM", "vitalwatch <alerts@vitalwatch.test>".into()),
         kv("VITALWATCH_ALERTING__OUTBOX_POLL_MS", "100".into()),
         kv("VITALWATCH_ALERTING__SCHEDULER_POLL_MS", "500".into()),
+        // The assertions below read the English email (the default is French).
+        kv("VITALWATCH_ALERTING__DEFAULT_LANGUAGE", "en".into()),
     ]);
 
     // Registry, care program, physicians and care team, all through the CLI.

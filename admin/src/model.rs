@@ -188,6 +188,9 @@ pub struct PhysicianInput {
     pub mobile: Option<String>,
     /// IANA time zone (default Europe/Paris).
     pub time_zone: Option<String>,
+    /// Language of their notifications: `fr` or `en` (default: `alerting.default_language`).
+    #[serde(default)]
+    pub language: Option<String>,
     /// Quiet hours, local time, e.g. `22:00-07:00`.
     pub quiet_hours: Option<String>,
     /// Lowest severity delivered during quiet hours: `high` (default: HIGH

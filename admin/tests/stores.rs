@@ -338,6 +338,7 @@ fn doctor(id: &str, mobile: &str, cap: Option<u32>) -> Physician {
         quiet_hours: None,
         channels: ChannelPreferences::default(),
         hourly_cap: cap,
+        language: None,
     }
 }
 

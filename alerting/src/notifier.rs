@@ -13,6 +13,7 @@ use crate::ack::{AckCode, AckCodeGenerator, AckSigner};
 use crate::audit::{AttemptOutcome, AuditEntry, AuditRecord};
 use crate::caps::{DigestEntry, DigestItemStatus, DigestLine};
 use crate::episode::EpisodeState;
+use crate::i18n::Language;
 use crate::notification::Notification;
 use crate::render::RenderError;
 use crate::render::email::{AlertEmailInput, render_alert_email, render_digest_email};
@@ -51,6 +52,10 @@ pub struct NotifierConfig {
     /// Retry timing.
     #[serde(default)]
     pub retry: RetryPolicy,
+    /// Language of recipients whose directory entry names none
+    /// (`alerting.default_language`).
+    #[serde(default)]
+    pub default_language: Language,
 }
 
 fn default_ttl() -> u32 {
@@ -141,6 +146,16 @@ impl Notifier {
         &self.config.retry
     }
 
+    /// The deployment's language: recipients without one of their own get it.
+    pub fn default_language(&self) -> Language {
+        self.config.default_language
+    }
+
+    /// The language `recipient` reads: their own, else the deployment's.
+    pub fn language_of(&self, recipient: &Physician) -> Language {
+        recipient.language_or(self.config.default_language)
+    }
+
     /// Renders a notification for its channel, with a signed acknowledgment
     /// link (emails) and the acknowledgment code.
     pub fn compose(
@@ -164,6 +179,7 @@ impl Notifier {
                     notification: n,
                     episode: ctx.episode,
                     recipient: ctx.recipient,
+                    language: self.language_of(ctx.recipient),
                     ack_link: link.as_deref(),
                     ack_code: ctx.recipient.mobile.is_some().then_some(&code),
                     history: ctx.history,
@@ -175,7 +191,8 @@ impl Notifier {
             Channel::Sms => {
                 let to =
                     ctx.recipient.mobile.clone().ok_or(RenderError::Recipient("the physician has no mobile number"))?;
-                let body = render_sms(n, ctx.episode, ctx.recipient, Some(&code), now)?;
+                let body =
+                    render_sms(n, ctx.episode, ctx.recipient, self.language_of(ctx.recipient), Some(&code), now)?;
                 Ok(Outbound::Sms(SmsOut { key: n.key.to_string(), to, body }))
             }
         }
@@ -215,7 +232,8 @@ impl Notifier {
                 DigestLine { entry, status, ack_link }
             })
             .collect();
-        let rendered = render_digest_email(recipient, &lines, n.key.as_str(), &self.config.id_domain);
+        let rendered =
+            render_digest_email(recipient, self.language_of(recipient), &lines, n.key.as_str(), &self.config.id_domain);
         let message = rendered.to_message(&self.from, recipient, now)?;
         Ok(Outbound::Email(EmailOut { key: n.key.to_string(), to: recipient.email.clone(), message }))
     }

@@ -7,6 +7,8 @@ use serde::{Deserialize, Serialize};
 use vitalwatch_platform::config::{ConfigError, redact_url};
 use vitalwatch_platform::secret::Secret;
 
+use crate::i18n::Language;
+
 /// How alert emails (and, with `file`, SMS) leave the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -242,6 +244,11 @@ pub struct AlertingSettings {
     /// sent on the recipient's other channel (email <-> SMS) while the first
     /// one keeps being retried.
     pub retry_fallback_after_secs: u64,
+    /// Language of emails, SMS and acknowledgment pages for physicians whose
+    /// directory entry names none (`"fr"` or `"en"`; default `"fr"`, a French
+    /// deployment). Also the language of the SMS answers that must not tell
+    /// whether the sender is a physician (unknown number, wrong code, lockout, help).
+    pub default_language: Language,
 }
 
 impl Default for AlertingSettings {
@@ -265,6 +272,7 @@ impl Default for AlertingSettings {
             retry_max_delay_ms: 300_000,
             retry_horizon_secs: 86_400,
             retry_fallback_after_secs: 60,
+            default_language: Language::Fr,
         }
     }
 }

@@ -54,6 +54,7 @@ fn notifier(email: Arc<dyn Transport>, sms: Option<Arc<dyn Transport>>, retry: R
             ack_link_ttl_hours: 72,
             id_domain: "vitalwatch.hospital.example".into(),
             retry,
+            default_language: Language::Fr,
         },
         AckSigner::new(SECRET).unwrap(),
         AckCodeGenerator::new(SECRET, 6).unwrap(),
@@ -139,11 +140,14 @@ async fn a_real_smtp_server_receives_the_alert_email() {
         "Baseline: 95 %",
         "(Europe/Paris)",
         "15 (SAMU)",
-        "n'est pas un service d'urgence",
+        "not an emergency service",
         "Dear Dr dr-martin",
     ] {
         assert!(text.contains(needle), "text part lacks {needle:?}:\n{text}");
     }
+    // Issue #16: an English reader's email is wholly English (no French footer any more).
+    assert!(!text.contains("n'est pas un service d'urgence"), "{text}");
+    assert!(html.contains("<html lang=\"en\">"), "{html}");
     let local = f.ep.details.reading_time.with_timezone(&chrono_tz::Europe::Paris).format("%H:%M").to_string();
     assert!(text.contains(&local), "reading time shown in the physician's zone");
     // The ack link is signed and verifies; the SMS code is offered too.

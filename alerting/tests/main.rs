@@ -7,4 +7,5 @@
 mod common;
 
 mod delivery;
+mod i18n;
 mod service;

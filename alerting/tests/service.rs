@@ -38,7 +38,7 @@ fn pg_admin_url() -> String {
 }
 
 /// A fresh, migrated database on the PostgreSQL server, or None (skip).
-async fn fresh_db() -> Option<String> {
+pub(crate) async fn fresh_db() -> Option<String> {
     let admin = pg_admin_url();
     let conn = tokio_postgres::connect(&admin, tokio_postgres::NoTls).await;
     if !require("PostgreSQL", conn.is_ok(), &format!("cannot connect to {admin}")) {
@@ -64,7 +64,7 @@ async fn fresh_db() -> Option<String> {
     Some(url)
 }
 
-fn smtp_available() -> bool {
+pub(crate) fn smtp_available() -> bool {
     require("aiosmtpd", aiosmtpd_available(), "pip install aiosmtpd (or apt-get install python3-aiosmtpd)")
 }
 
@@ -76,12 +76,12 @@ fn kafka_available() -> bool {
 
 // ---------------------------------------------------------------- fixtures
 
-const MARTIN_MOBILE: &str = "+33611111111";
+pub(crate) const MARTIN_MOBILE: &str = "+33611111111";
 const CHEN_MOBILE: &str = "+33622222222";
 
 /// A physician; with a mobile, HIGH and CRITICAL go by email and SMS,
 /// otherwise everything goes by email.
-fn doctor(id: &str, mobile: Option<&str>) -> Physician {
+pub(crate) fn doctor(id: &str, mobile: Option<&str>) -> Physician {
     let mut p = physician(id, None);
     p.mobile = mobile.map(|m| PhoneNumber::new(m).unwrap());
     if mobile.is_none() {
@@ -95,7 +95,7 @@ fn doctor(id: &str, mobile: Option<&str>) -> Physician {
     p
 }
 
-async fn setup_team(store: &dyn AlertStore, with_mobiles: bool) {
+pub(crate) async fn setup_team(store: &dyn AlertStore, with_mobiles: bool) {
     store.upsert_physician(&doctor("dr-martin", with_mobiles.then_some(MARTIN_MOBILE))).await.unwrap();
     store.upsert_physician(&doctor("dr-chen", with_mobiles.then_some(CHEN_MOBILE))).await.unwrap();
     store
@@ -110,13 +110,13 @@ async fn setup_team(store: &dyn AlertStore, with_mobiles: bool) {
 }
 
 /// A HIGH "opened" event of episode `episode`.
-fn high_event(event_id: &str, episode: &str) -> AlertEvent {
+pub(crate) fn high_event(event_id: &str, episode: &str) -> AlertEvent {
     let mut e = event(event_id, AlertEventKind::Opened, Severity::High, Utc::now());
     e.episode_id = episode.to_string();
     e
 }
 
-fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> AlertingSettings {
+pub(crate) fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> AlertingSettings {
     let mut s = AlertingSettings {
         ack_secret: Some(String::from_utf8(SECRET.to_vec()).unwrap().into()),
         transport: AlertTransportKind::Smtp,
@@ -146,12 +146,12 @@ fn settings(smtp_port: u16, http_port: u16, twilio_base: Option<&str>) -> Alerti
 }
 
 /// The role on a database, with a clock the test can advance.
-struct Harness {
-    alerting: Arc<Alerting>,
-    clock: Arc<OffsetClock>,
-    store: Arc<dyn AlertStore>,
+pub(crate) struct Harness {
+    pub(crate) alerting: Arc<Alerting>,
+    pub(crate) clock: Arc<OffsetClock>,
+    pub(crate) store: Arc<dyn AlertStore>,
     bus: MemoryBus,
-    base_url: String,
+    pub(crate) base_url: String,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
@@ -159,7 +159,7 @@ struct Harness {
 impl Harness {
     /// Builds the role; with `start`, runs the consumer (memory bus),
     /// dispatcher, scheduler and HTTP server.
-    async fn new(db: &str, s: &AlertingSettings, start: bool) -> Harness {
+    pub(crate) async fn new(db: &str, s: &AlertingSettings, start: bool) -> Harness {
         let store = astore::open(db).await.unwrap();
         let clock = Arc::new(OffsetClock::new());
         let alerting = Arc::new(Alerting::from_settings(s, store.clone(), clock.clone()).unwrap());
@@ -178,11 +178,11 @@ impl Harness {
         Harness { alerting, clock, store, bus, base_url: s.public_base_url.clone(), shutdown, tasks }
     }
 
-    async fn publish(&self, e: &AlertEvent) {
+    pub(crate) async fn publish(&self, e: &AlertEvent) {
         self.bus.send(TOPIC, e.patient_id.as_bytes(), e.encode_to_vec()).await.unwrap().await.unwrap();
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         for t in self.tasks {
             let _ = t.await;
@@ -190,12 +190,12 @@ impl Harness {
     }
 }
 
-fn ep(s: &str) -> EpisodeId {
+pub(crate) fn ep(s: &str) -> EpisodeId {
     EpisodeId::new(s).unwrap()
 }
 
 /// Waits until `f` holds (up to `secs`).
-async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
+pub(crate) async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
     let deadline = Instant::now() + StdDuration::from_secs(secs);
     loop {
         if f().await {
@@ -208,7 +208,7 @@ async fn eventually<F: AsyncFnMut() -> bool>(secs: u64, mut f: F) -> bool {
     }
 }
 
-fn text_of(raw: &[u8]) -> (String, String, String) {
+pub(crate) fn text_of(raw: &[u8]) -> (String, String, String) {
     let parsed = mailparse::parse_mail(raw).unwrap();
     let header = |n: &str| {
         parsed.headers.iter().find(|h| h.get_key().eq_ignore_ascii_case(n)).map(|h| h.get_value()).unwrap_or_default()
@@ -230,7 +230,7 @@ fn ack_link(text: &str) -> String {
     text[start..].split_whitespace().next().unwrap().to_string()
 }
 
-async fn post_form(url: &str, pairs: &[(&str, &str)], headers: &[(&str, String)]) -> (u16, String) {
+pub(crate) async fn post_form(url: &str, pairs: &[(&str, &str)], headers: &[(&str, String)]) -> (u16, String) {
     use http_body_util::{BodyExt, Full};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -246,7 +246,7 @@ async fn post_form(url: &str, pairs: &[(&str, &str)], headers: &[(&str, String)]
     (status, String::from_utf8_lossy(&text).into_owned())
 }
 
-async fn get(url: &str) -> (u16, String) {
+pub(crate) async fn get(url: &str) -> (u16, String) {
     use http_body_util::{BodyExt, Empty};
     use hyper_util::client::legacy::Client;
     use hyper_util::rt::TokioExecutor;
@@ -257,7 +257,7 @@ async fn get(url: &str) -> (u16, String) {
     (status, String::from_utf8_lossy(&text).into_owned())
 }
 
-fn token_of(link: &str) -> String {
+pub(crate) fn token_of(link: &str) -> String {
     let q = link.split_once('?').unwrap().1;
     form_urlencoded::parse(q.as_bytes()).find(|(k, _)| k == "t").unwrap().1.into_owned()
 }

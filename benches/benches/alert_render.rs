@@ -13,8 +13,8 @@ use vitalwatch_alerting_core::render::email::{AlertEmailInput, render_alert_emai
 use vitalwatch_alerting_core::render::sms::render_sms;
 use vitalwatch_alerting_core::{
     AckCodeGenerator, AckSigner, CapPolicy, CareTeam, Channel, ChannelPreferences, Directory, EmailAddress,
-    EpisodeState, EscalationPolicy, PhoneNumber, Physician, PhysicianId, PlanInput, QuietHours, RecentLoad, TimeZone,
-    plan,
+    EpisodeState, EscalationPolicy, Language, PhoneNumber, Physician, PhysicianId, PlanInput, QuietHours, RecentLoad,
+    TimeZone, plan,
 };
 use vitalwatch_schemas::PatientId;
 use vitalwatch_schemas::proto::{AlertEvent, AlertEventKind, EvidenceReading, Severity};
@@ -34,6 +34,7 @@ fn physician(id: &str) -> Physician {
         )),
         channels: ChannelPreferences::default(),
         hourly_cap: None,
+        language: None,
     }
 }
 
@@ -102,6 +103,7 @@ fn bench(c: &mut Criterion) {
                 notification: &email,
                 episode: &ep,
                 recipient: &martin,
+                language: Language::Fr,
                 ack_link: Some(&link),
                 ack_code: Some(&code),
                 history: &history,
@@ -124,9 +126,11 @@ fn bench(c: &mut Criterion) {
         days: 14,
     };
     c.bench_function("chart_png_only", |b| {
-        b.iter(|| black_box(render_chart_png(&chart, martin.time_zone.tz()).unwrap()))
+        b.iter(|| black_box(render_chart_png(&chart, martin.time_zone.tz(), Language::Fr).unwrap()))
     });
-    c.bench_function("sms_body", |b| b.iter(|| black_box(render_sms(&sms, &ep, &martin, Some(&code), now).unwrap())));
+    c.bench_function("sms_body", |b| {
+        b.iter(|| black_box(render_sms(&sms, &ep, &martin, Language::Fr, Some(&code), now).unwrap()))
+    });
 }
 
 criterion_group!(benches, bench);

@@ -58,7 +58,9 @@ pub async fn spawn_html_server(pages: Vec<(String, String)>) -> (String, Arc<Mut
     let pages = Arc::new(pages);
     serve(move |_n, path| match pages.iter().find(|(p, _)| p == path) {
         Some((_, html)) => (200, "text/html; charset=utf-8", html.clone()),
-        None => (404, "text/html; charset=utf-8", "<!doctype html><title>Not found</title><h1>Not found</h1>".to_owned()),
+        None => {
+            (404, "text/html; charset=utf-8", "<!doctype html><title>Not found</title><h1>Not found</h1>".to_owned())
+        }
     })
     .await
 }

@@ -223,6 +223,7 @@ async fn register_care_teams(db: &str, prefix: &str, patients: usize) {
                 critical: both,
             },
             hourly_cap: None,
+            language: None,
         })
         .await
         .expect("physician");

@@ -136,6 +136,8 @@ impl Embedded {
                 critical: vec![Channel::Email, Channel::Sms],
             },
             hourly_cap: None,
+            // The replies asserted below are the English ones.
+            language: Some(vitalwatch_alerting::Language::En),
         };
         self.store.upsert_physician(&physician).await.unwrap();
         let deputy = Physician {

@@ -4,56 +4,10 @@
 //! does not compile. Texts shared by every page (navigation, buttons, errors)
 //! are here ([`Common`]).
 
-use serde::{Deserialize, Serialize};
-
-/// A supported language.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Lang {
-    /// French.
-    #[default]
-    Fr,
-    /// English.
-    En,
-}
-
-impl Lang {
-    /// The BCP 47 code (`fr`, `en`), for `<html lang>` and storage.
-    pub fn code(self) -> &'static str {
-        match self {
-            Lang::Fr => "fr",
-            Lang::En => "en",
-        }
-    }
-
-    /// Parses a stored code; `None` for anything else.
-    pub fn parse(s: &str) -> Option<Lang> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "fr" => Some(Lang::Fr),
-            "en" => Some(Lang::En),
-            _ => None,
-        }
-    }
-
-    /// The first supported language of an `Accept-Language` header, by
-    /// quality; `None` if none is supported.
-    pub fn from_accept_language(header: &str) -> Option<Lang> {
-        let mut best: Option<(f32, Lang)> = None;
-        for part in header.split(',') {
-            let mut it = part.split(';');
-            let tag = it.next().unwrap_or("").trim();
-            let q = it.find_map(|p| p.trim().strip_prefix("q=").and_then(|q| q.parse::<f32>().ok())).unwrap_or(1.0);
-            let primary = tag.split('-').next().unwrap_or("");
-            if let Some(l) = Lang::parse(primary)
-                && q > 0.0
-                && best.is_none_or(|(bq, _)| q > bq)
-            {
-                best = Some((q, l));
-            }
-        }
-        best.map(|(_, l)| l)
-    }
-}
+/// A supported language: French (default) or English. The same type as the
+/// notifications' (`vitalwatch_alerting::Language`), so an account's language
+/// and its e-mails agree; `Lang::parse` and `Lang::from_accept_language` are there.
+pub use vitalwatch_alerting::Language as Lang;
 
 /// Texts shared by every page.
 #[derive(Debug)]
@@ -203,19 +157,5 @@ impl Common {
             "nurse" => self.role_nurse,
             _ => self.role_specialist,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn accept_language_picks_the_best_supported() {
-        assert_eq!(Lang::from_accept_language("fr-FR,fr;q=0.9,en;q=0.8"), Some(Lang::Fr));
-        assert_eq!(Lang::from_accept_language("de-DE,en-GB;q=0.7,fr;q=0.3"), Some(Lang::En));
-        assert_eq!(Lang::from_accept_language("de,es"), None);
-        assert_eq!(Lang::from_accept_language("en;q=0,fr;q=0.1"), Some(Lang::Fr));
-        assert_eq!(Lang::default(), Lang::Fr);
     }
 }

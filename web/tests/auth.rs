@@ -148,3 +148,22 @@ async fn idle_sessions_end_and_pages_carry_the_security_headers() {
         assert_eq!(r.header("location"), Some("/"), "{e:?}");
     }
 }
+
+#[tokio::test]
+async fn a_physicians_language_follows_them_into_their_notifications() {
+    for app in engines().await {
+        let e = app.engine;
+        app.physician("dr-l").await; // directory language: en (support::App::physician)
+        let pw = app.account("dr-l", "physician", Some("dr-l"), "en").await;
+        let mut c = app.sign_in("dr-l", &pw).await;
+        let r = c.post("/account/prefs", &[("language", "fr"), ("time_zone", "America/Martinique")]).await;
+        assert_eq!(r.status, 303, "{e:?}: {}", r.body);
+        let entry = app.admin.physician(&crate::support::ops(), "dr-l").await.unwrap().entry;
+        assert_eq!(entry.get("language").and_then(|l| l.as_str()), Some("fr"), "{e:?}: {entry}");
+        assert_eq!(
+            entry.get("time_zone").and_then(|l| l.as_str()),
+            Some("Europe/Paris"),
+            "{e:?}: quiet hours unchanged"
+        );
+    }
+}

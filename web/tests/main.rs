@@ -6,5 +6,6 @@ mod support;
 
 mod admin_pages;
 mod auth;
+mod oidc;
 mod worklist_browser;
 mod worklist_pages;

@@ -208,8 +208,27 @@ impl AdminService {
         }
         validate_language(language)?;
         validate_time_zone(time_zone)?;
-        self.db.run(async |c| store::set_prefs(c, &account.id, language, time_zone).await).await?;
-        Ok(())
+        // A physician's notifications follow their account's language: the
+        // directory entry changes with it, in the same transaction.
+        let mut directory = match (account.role, &account.physician_id) {
+            (AccountRole::Physician, Some(p)) => {
+                let id = vitalwatch_alerting::PhysicianId::new(p.clone()).map_err(AdminError::invalid)?;
+                self.alerting.physician(&id).await?
+            }
+            _ => None,
+        };
+        if let Some(d) = directory.as_mut() {
+            d.language = Some(vitalwatch_alerting::Language::parse(language).map_err(AdminError::invalid)?);
+        }
+        self.db
+            .transaction(async |c| {
+                store::set_prefs(c, &account.id, language, time_zone).await?;
+                if let Some(d) = &directory {
+                    vitalwatch_alerting::store::tables::upsert_physician(c, d).await?;
+                }
+                Ok::<_, AdminError>(())
+            })
+            .await
     }
 
     fn is_own_account(&self, actor: &Actor, account: &Account) -> bool {

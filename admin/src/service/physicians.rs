@@ -86,6 +86,12 @@ pub fn build_physician(id: &str, input: &PhysicianInput) -> Result<Physician, Ad
         },
         mobile,
         hourly_cap: input.hourly_cap,
+        language: input
+            .language
+            .as_deref()
+            .map(vitalwatch_alerting::Language::parse)
+            .transpose()
+            .map_err(AdminError::invalid)?,
     };
     p.validate().map_err(AdminError::invalid)?;
     Ok(p)

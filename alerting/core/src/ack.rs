@@ -49,7 +49,9 @@ pub enum AckError {
     #[error("no free acknowledgment code for this physician after {0} candidates")]
     CodesExhausted(u32),
     /// The SMS reply is not a command.
-    #[error("unrecognized SMS reply: expected \"ACK <code>\" or \"SNOOZE <code> <minutes>\"")]
+    #[error(
+        "unrecognized SMS reply: expected \"ACK <code>\" or \"SNOOZE <code> <minutes>\" (French: \"OK <code>\" or \"PAUSE <code> <minutes>\")"
+    )]
     UnrecognizedReply,
 }
 
@@ -129,6 +131,19 @@ impl AckSigner {
 
     /// Verifies signature and expiry (in constant time for the signature).
     pub fn verify(&self, token: &str, now: DateTime<Utc>) -> Result<AckClaims, AckError> {
+        let claims = self.verify_signature(token)?;
+        if now.timestamp() >= claims.expires_at {
+            let at = DateTime::from_timestamp(claims.expires_at, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
+            return Err(AckError::Expired(at));
+        }
+        Ok(claims)
+    }
+
+    /// The claims of a token whose signature is valid, expired or not: who
+    /// the link was issued to, so that even the "link expired" page speaks
+    /// the physician's language. Never acknowledge with these claims: use
+    /// [`AckSigner::verify`].
+    pub fn verify_signature(&self, token: &str) -> Result<AckClaims, AckError> {
         if token.len() > MAX_TOKEN_LEN {
             return Err(AckError::Malformed("too long"));
         }
@@ -149,10 +164,6 @@ impl AckSigner {
             B64.decode(&body[TOKEN_PREFIX.len()..]).map_err(|_| AckError::Malformed("payload is not base64url"))?;
         let claims: AckClaims =
             serde_json::from_slice(&payload).map_err(|_| AckError::Malformed("payload is not valid claims"))?;
-        if now.timestamp() >= claims.expires_at {
-            let at = DateTime::from_timestamp(claims.expires_at, 0).unwrap_or(DateTime::<Utc>::MIN_UTC);
-            return Err(AckError::Expired(at));
-        }
         Ok(claims)
     }
 
@@ -267,8 +278,15 @@ pub enum SmsCommand {
     },
 }
 
+/// Words that acknowledge: English `ACK`, French `OK` and `ACQ` (acquitter).
+pub const ACK_WORDS: [&str; 3] = ["ACK", "ACQ", "OK"];
+/// Words that snooze: English `SNOOZE`, French `PAUSE`, `REPORTER` and `REPORT`.
+pub const SNOOZE_WORDS: [&str; 4] = ["SNOOZE", "PAUSE", "REPORTER", "REPORT"];
+
 /// Parses an SMS reply: `ACK 4821`, `ack 4821`, `Ack: 4821`, `ACK4821`,
-/// `SNOOZE 4821 30`. Case and surrounding punctuation are ignored. Who sent
+/// `SNOOZE 4821 30`, and the French words: `OK 4821`, `ACQ 4821`,
+/// `PAUSE 4821 30`, `REPORT 4821 30`, `REPORTER 4821 30` (see [`ACK_WORDS`],
+/// [`SNOOZE_WORDS`]). Case and surrounding punctuation are ignored. Who sent
 /// it must be checked by the caller (the sender number must be the
 /// physician's registered mobile).
 pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
@@ -276,9 +294,11 @@ pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
         body.trim().chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { ' ' }).collect();
     let mut words = cleaned.split_whitespace();
     let first = words.next().ok_or(AckError::UnrecognizedReply)?;
-    let (verb, glued) = ["ACK", "SNOOZE"]
+    let (is_ack, glued) = ACK_WORDS
         .iter()
-        .find_map(|v| first.strip_prefix(v).map(|rest| (*v, rest)))
+        .map(|v| (true, v))
+        .chain(SNOOZE_WORDS.iter().map(|v| (false, v)))
+        .find_map(|(is_ack, v)| first.strip_prefix(v).map(|rest| (is_ack, rest)))
         .ok_or(AckError::UnrecognizedReply)?;
     let code = if glued.is_empty() { words.next().ok_or(AckError::UnrecognizedReply)? } else { glued };
     // Lenient on length (a shorter code simply matches nothing and counts as a failure).
@@ -286,15 +306,14 @@ pub fn parse_sms_reply(body: &str) -> Result<SmsCommand, AckError> {
         return Err(AckError::UnrecognizedReply);
     }
     let code = AckCode(code.to_string());
-    let cmd = match verb {
-        "ACK" => SmsCommand::Ack { code },
-        _ => {
-            let minutes: u32 = words.next().and_then(|m| m.parse().ok()).ok_or(AckError::UnrecognizedReply)?;
-            if !(1..=1440).contains(&minutes) {
-                return Err(AckError::UnrecognizedReply);
-            }
-            SmsCommand::Snooze { code, minutes }
+    let cmd = if is_ack {
+        SmsCommand::Ack { code }
+    } else {
+        let minutes: u32 = words.next().and_then(|m| m.parse().ok()).ok_or(AckError::UnrecognizedReply)?;
+        if !(1..=1440).contains(&minutes) {
+            return Err(AckError::UnrecognizedReply);
         }
+        SmsCommand::Snooze { code, minutes }
     };
     if words.next().is_some() {
         return Err(AckError::UnrecognizedReply);

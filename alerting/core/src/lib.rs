@@ -20,6 +20,7 @@
 //! - [`notification`]: notifications and their idempotency keys;
 //! - [`ack`]: signed link tokens, SMS acknowledgment codes, reply parsing;
 //! - [`inbound`], [`twilio_signature`]: authentication and limits of inbound SMS replies;
+//! - [`i18n`]: languages (French, English), number and date formats of messages;
 //! - [`render`]: email (text, HTML, chart) and SMS rendering (feature `mime`:
 //!   the MIME assembly of an email with lettre's message builder);
 //! - [`retry`]: backoff with jitter;
@@ -31,6 +32,7 @@ pub mod audit;
 pub mod caps;
 pub mod engine;
 pub mod episode;
+pub mod i18n;
 pub mod inbound;
 pub mod notification;
 pub mod planner;
@@ -49,6 +51,7 @@ pub use caps::{
     digest_notification,
 };
 pub use episode::{AckVia, Acknowledgment, AlertDetails, EpisodeError, EpisodeId, EpisodeState, Issued, Snooze};
+pub use i18n::{Language, UnknownLanguage};
 pub use notification::{Notification, NotificationKey, Route, Step};
 pub use planner::{Plan, PlanInput, plan};
 pub use policy::{EscalationPolicy, EscalationStep, Ladder, PolicyError, Target};

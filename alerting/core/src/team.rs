@@ -14,6 +14,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 use vitalwatch_schemas::PatientId;
 
+use crate::i18n::Language;
 use crate::policy::{EscalationPolicy, PolicyError};
 use crate::quiet_hours::QuietHours;
 use crate::severity::{Channel, Severity};
@@ -385,6 +386,11 @@ pub struct Physician {
     /// alerts are folded into a digest (`None`: no cap).
     #[serde(default)]
     pub hourly_cap: Option<u32>,
+    /// The language of this physician's emails, SMS and acknowledgment pages
+    /// (`"fr"` or `"en"`; any other value is refused when the document is
+    /// read). `None`: the deployment's `alerting.default_language`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub language: Option<Language>,
 }
 
 impl Physician {
@@ -406,6 +412,12 @@ impl Physician {
             return Err(TeamError::ZeroCap(self.id.to_string()));
         }
         Ok(())
+    }
+
+    /// The language of this physician's messages: their own, else `default`
+    /// (the deployment's `alerting.default_language`).
+    pub fn language_or(&self, default: Language) -> Language {
+        self.language.unwrap_or(default)
     }
 
     /// Whether this physician can be reached on `channel`.

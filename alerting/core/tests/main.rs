@@ -4,6 +4,7 @@
 mod common;
 
 mod ack;
+mod i18n;
 mod planner;
 mod render;
 mod team;

@@ -30,7 +30,7 @@ fn sms_fits_one_gsm7_segment() {
         AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&EpisodeId::new("ep-1").unwrap(), &pid("dr-martin"), 0);
     let (ep, p, martin) = setup("pt-0042", "s");
     let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
-    let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
+    let body = render_sms(n, &ep, &martin, Language::En, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert_eq!(
         body,
         format!(
@@ -41,14 +41,14 @@ fn sms_fits_one_gsm7_segment() {
     let long = "p".repeat(64);
     let (ep, p, martin) = setup(&long, "s");
     let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
-    let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
+    let body = render_sms(n, &ep, &martin, Language::En, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert!(body.chars().count() <= 160, "{body}");
     assert!(body.contains(&long) && body.contains(&format!("ACK {code}")));
     assert!(body.chars().all(is_gsm7));
     // The all-clear needs no code.
     let mut resolved = n.clone();
     resolved.step = Step::Resolved;
-    let body = render_sms(&resolved, &ep, &martin, None, t("2026-07-14T08:30:00Z")).unwrap();
+    let body = render_sms(&resolved, &ep, &martin, Language::En, None, t("2026-07-14T08:30:00Z")).unwrap();
     assert!(body.contains("RESOLVED") && !body.contains("ACK"));
 }
 
@@ -68,13 +68,13 @@ fn chart_is_a_png_even_with_bad_data() {
         end,
         days: 14,
     };
-    let png = render_chart_png(&data, chrono_tz::Europe::Paris).unwrap();
+    let png = render_chart_png(&data, chrono_tz::Europe::Paris, Language::En).unwrap();
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let w = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
     let h = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
     assert_eq!((w, h), CHART_SIZE);
     let empty = ChartData { points: vec![], threshold: None, baseline: None, highlight: None, ..data };
-    assert_eq!(&render_chart_png(&empty, chrono_tz::UTC).unwrap()[..4], b"\x89PNG");
+    assert_eq!(&render_chart_png(&empty, chrono_tz::UTC, Language::Fr).unwrap()[..4], b"\x89PNG");
 }
 
 #[test]
@@ -86,6 +86,7 @@ fn email_escapes_html_and_labels_delayed_readings() {
         notification: n,
         episode: &ep,
         recipient: &martin,
+        language: Language::En,
         ack_link: Some("https://vw.example/ack?t=a&b"),
         ack_code: None,
         history: &[],
@@ -125,7 +126,7 @@ fn email_escapes_html_and_labels_delayed_readings() {
     acked.status = DigestItemStatus::Acknowledged { by: martin.id.clone(), at: ep.opened_at };
     acked.ack_link = None;
     lines.push(acked);
-    let d = render_digest_email(&martin, &lines, "digest:dr-martin:20260714T0800", "vw.example");
+    let d = render_digest_email(&martin, Language::En, &lines, "digest:dr-martin:20260714T0800", "vw.example");
     assert!(d.text.contains("LOW - patient pt-0042 - SpO2 87 %"));
     assert!(d.subject.contains("2 alert(s), 1 open"), "{}", d.subject);
     assert_eq!(d.text.matches("Acknowledge: https://vw.example/ack?t=d1").count(), 1, "{}", d.text);
@@ -179,6 +180,7 @@ fn email_of(ep: &EpisodeState, p: &Plan, martin: &Physician) -> render::email::R
         notification: n,
         episode: ep,
         recipient: martin,
+        language: Language::En,
         ack_link: Some("https://vw.example/ack?t=a"),
         ack_code: None,
         history: &[],
@@ -229,7 +231,7 @@ fn historical_sms_says_so_and_fits_one_segment() {
         AckCodeGenerator::new(SECRET, 6).unwrap().candidate(&EpisodeId::new("ep-1").unwrap(), &pid("dr-martin"), 0);
     let (ep, p, martin) = setup_event(historical_glucose("pt-0042"));
     let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
-    let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
+    let body = render_sms(n, &ep, &martin, Language::En, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert_eq!(
         body,
         format!(
@@ -241,7 +243,7 @@ fn historical_sms_says_so_and_fits_one_segment() {
     let long = "p".repeat(64);
     let (ep, p, martin) = setup_event(historical_glucose(&long));
     let n = p.notifications.iter().find(|n| n.channel == Channel::Sms).unwrap();
-    let body = render_sms(n, &ep, &martin, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
+    let body = render_sms(n, &ep, &martin, Language::En, Some(&code), t("2026-07-14T08:30:00Z")).unwrap();
     assert!(body.chars().count() <= 160, "{body}");
     assert!(body.contains("HISTORICAL") && body.contains(&long) && body.contains(&format!("ACK {code}")), "{body}");
 }

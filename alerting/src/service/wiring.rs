@@ -173,6 +173,7 @@ pub fn notifier(s: &AlertingSettings, secret: &[u8]) -> Result<(AckSigner, AckCo
         ack_link_ttl_hours: s.ack_link_ttl_hours.max(1),
         id_domain: id_domain(&s.smtp.from)?,
         retry: retry_policy(s),
+        default_language: s.default_language,
     };
     let notifier = Notifier::new(config, signer.clone(), codes.clone(), email, sms).map_err(invalid)?;
     Ok((signer, codes, notifier))

@@ -206,6 +206,8 @@ pub trait AlertStore: Send + Sync {
     async fn upsert_physician(&self, physician: &Physician) -> Result<(), StoreError>;
     /// All physicians, by id.
     async fn physicians(&self) -> Result<Vec<Physician>, StoreError>;
+    /// One physician by id.
+    async fn physician(&self, id: &PhysicianId) -> Result<Option<Physician>, StoreError>;
     /// The physician whose mobile number is `mobile` (E.164).
     async fn physician_by_mobile(&self, mobile: &str) -> Result<Option<Physician>, StoreError>;
     /// Creates or replaces a patient's care team (validated against the directory).

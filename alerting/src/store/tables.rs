@@ -359,6 +359,11 @@ impl AlertStore for SqlAlertStore {
         self.db.run(async |c| physicians(c).await).await
     }
 
+    async fn physician(&self, id: &PhysicianId) -> Result<Option<Physician>, StoreError> {
+        let row = self.db.run(async |c| c.query_opt(&sql!("physician"), &args![id.as_str()]).await).await?;
+        row.map(|r| doc(&r, 0, "physician")).transpose()
+    }
+
     async fn physician_by_mobile(&self, mobile: &str) -> Result<Option<Physician>, StoreError> {
         let row = self.db.run(async |c| c.query_opt(&sql!("physician_by_mobile"), &args![mobile]).await).await?;
         row.map(|r| doc(&r, 0, "physician")).transpose()

@@ -66,6 +66,9 @@ pub enum PhysicianCommand {
         /// IANA time zone.
         #[arg(long, default_value = "Europe/Paris")]
         time_zone: String,
+        /// Language of their notifications: fr or en (default: alerting.default_language).
+        #[arg(long)]
+        language: Option<String>,
         /// Quiet hours in local time, e.g. 22:00-07:00 (HIGH and CRITICAL go through by default).
         #[arg(long)]
         quiet_hours: Option<String>,
@@ -186,6 +189,7 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
             email,
             mobile,
             time_zone,
+            language,
             quiet_hours,
             quiet_hours_bypass,
             low,
@@ -201,6 +205,7 @@ pub async fn physician(config: Option<&Path>, cmd: PhysicianCommand) -> anyhow::
                 email,
                 mobile,
                 time_zone: Some(time_zone),
+                language,
                 quiet_hours,
                 quiet_hours_bypass,
                 channels: ChannelsInput {

@@ -511,6 +511,7 @@ async fn register_care_teams(url: &str, prefix: &str, n: usize, formats: &[&'sta
             critical: vec![Channel::Email],
         },
         hourly_cap: None,
+        language: None,
     };
     store.upsert_physician(&physician).await?;
     eprintln!("registering {n} care teams ...");

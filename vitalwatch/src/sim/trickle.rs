@@ -39,6 +39,7 @@ pub async fn register(store: &dyn Store, alert_store_url: &str, n: usize) -> any
             critical: both,
         },
         hourly_cap: None,
+        language: None,
     };
     alerts.upsert_physician(&doctor).await?;
     let deputy = Physician {

@@ -107,7 +107,7 @@ impl FromRequestParts<AppState> for Viewer {
         };
         parts.extensions.insert(SessionCsrf(session.csrf.clone()));
         Ok(Viewer {
-            lang: Lang::parse(&session.account.language).unwrap_or(state.settings.default_language),
+            lang: Lang::parse(&session.account.language).ok().unwrap_or(state.settings.default_language),
             tz: tz_or(&session.account.time_zone, state.settings.default_tz()),
             actor,
             csrf: session.csrf,

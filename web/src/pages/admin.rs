@@ -327,6 +327,8 @@ struct PhysicianForm {
     #[serde(default)]
     mobile: String,
     time_zone: String,
+    #[serde(default)]
+    language: String,
 }
 
 async fn save_physician(State(s): State<AppState>, v: Viewer, CsrfForm(f): CsrfForm<PhysicianForm>) -> Response {
@@ -335,6 +337,7 @@ async fn save_physician(State(s): State<AppState>, v: Viewer, CsrfForm(f): CsrfF
         email: f.email.trim().to_owned(),
         mobile: opt(&f.mobile),
         time_zone: opt(&f.time_zone),
+        language: opt(&f.language),
         quiet_hours: None,
         quiet_hours_bypass: None,
         channels: ChannelsInput::default(),

@@ -102,7 +102,7 @@ struct LoginQuery {
 /// The language of a page before sign-in.
 pub fn request_lang(state: &AppState, asked: Option<&str>, headers: &HeaderMap) -> Lang {
     asked
-        .and_then(Lang::parse)
+        .and_then(|l| Lang::parse(l).ok())
         .or_else(|| {
             headers.get(header::ACCEPT_LANGUAGE).and_then(|v| v.to_str().ok()).and_then(Lang::from_accept_language)
         })

@@ -92,6 +92,7 @@ impl App {
             email: format!("{id}@example.invalid"),
             mobile: None,
             time_zone: Some("Europe/Paris".into()),
+            language: Some("en".into()),
             quiet_hours: None,
             quiet_hours_bypass: None,
             channels: ChannelsInput::default(),

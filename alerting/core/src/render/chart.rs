@@ -8,7 +8,64 @@ use chrono_tz::Tz;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use super::{RenderError, display_unit};
+use super::{RenderError, display_unit, value_in};
+use crate::i18n::{Language, fill};
+
+/// The texts of the chart, one constant per language ([`CHART_FR`], [`CHART_EN`]).
+#[derive(Debug)]
+pub struct ChartText {
+    /// Caption: `{title}`, `{unit}`, `{days}`.
+    pub caption: &'static str,
+    /// Legend of the threshold line, `{value}`.
+    pub threshold: &'static str,
+    /// Legend of the baseline, `{value}`.
+    pub baseline: &'static str,
+    /// Shown on an empty chart.
+    pub no_readings: &'static str,
+}
+
+/// The English chart texts.
+pub const CHART_EN: ChartText = ChartText {
+    caption: "{title} ({unit}), last {days} days",
+    threshold: "threshold {value}",
+    baseline: "baseline {value}",
+    no_readings: "no readings in this period",
+};
+
+/// The French chart texts.
+pub const CHART_FR: ChartText = ChartText {
+    caption: "{title} ({unit}), {days} derniers jours",
+    threshold: "seuil {value}",
+    baseline: "référence {value}",
+    no_readings: "aucune mesure sur la période",
+};
+
+impl ChartText {
+    /// The texts of `lang`.
+    pub fn of(lang: Language) -> &'static ChartText {
+        match lang {
+            Language::Fr => &CHART_FR,
+            Language::En => &CHART_EN,
+        }
+    }
+
+    /// Every template by name (exhaustive: a new field must be listed).
+    pub fn templates(&self) -> Vec<(&'static str, &'static str)> {
+        let ChartText { caption, threshold, baseline, no_readings } = self;
+        vec![("caption", caption), ("threshold", threshold), ("baseline", baseline), ("no_readings", no_readings)]
+            .into_iter()
+            .map(|(k, v)| (k, *v))
+            .collect()
+    }
+
+    /// The caption of `data`.
+    pub fn caption_of(&self, data: &ChartData) -> String {
+        fill(
+            self.caption,
+            &[("title", &data.title), ("unit", display_unit(&data.unit)), ("days", &data.days.to_string())],
+        )
+    }
+}
 
 /// DejaVu Sans (Bitstream Vera license, see `assets/DejaVuSans-LICENSE.txt`).
 static FONT_BYTES: &[u8] = include_bytes!("../../assets/DejaVuSans.ttf");
@@ -44,12 +101,13 @@ pub struct ChartData {
 /// Pixel size of the chart.
 pub const CHART_SIZE: (u32, u32) = (640, 280);
 
-/// Renders the chart as a PNG, with day labels in `tz`.
-pub fn render_chart_png(data: &ChartData, tz: Tz) -> Result<Vec<u8>, RenderError> {
+/// Renders the chart as a PNG, with day labels in `tz` and texts and numbers
+/// in `lang` (the title in `data` is already in `lang`).
+pub fn render_chart_png(data: &ChartData, tz: Tz, lang: Language) -> Result<Vec<u8>, RenderError> {
     ensure_font()?;
     let (w, h) = CHART_SIZE;
     let mut rgb = vec![255u8; (w * h * 3) as usize];
-    draw(data, tz, &mut rgb).map_err(|e| RenderError::Chart(e.to_string()))?;
+    draw(data, tz, lang, &mut rgb).map_err(|e| RenderError::Chart(e.to_string()))?;
     encode_png(&rgb, w, h)
 }
 
@@ -67,7 +125,8 @@ fn encode_png(rgb: &[u8], w: u32, h: u32) -> Result<Vec<u8>, RenderError> {
 
 type DrawResult = Result<(), Box<dyn std::error::Error>>;
 
-fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
+fn draw(data: &ChartData, tz: Tz, lang: Language, buf: &mut [u8]) -> DrawResult {
+    let tx = ChartText::of(lang);
     let days = f64::from(data.days.clamp(1, 90));
     let start = data.end - Duration::days(i64::from(data.days.clamp(1, 90)));
     // x = days before `end` (negative), so no datetime feature is needed.
@@ -94,8 +153,7 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
 
     let root = BitMapBackend::with_buffer(buf, CHART_SIZE).into_drawing_area();
     root.fill(&WHITE)?;
-    let unit = display_unit(&data.unit).to_string();
-    let caption = format!("{} ({unit}), last {} days", data.title, data.days);
+    let caption = tx.caption_of(data);
     let mut chart = ChartBuilder::on(&root)
         .caption(caption, (FONT, 16).into_font())
         .margin(10)
@@ -113,7 +171,7 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
         .x_labels(8)
         .y_labels(6)
         .x_label_formatter(&label_day)
-        .y_label_formatter(&|y| super::format_value(*y))
+        .y_label_formatter(&|y| value_in(lang, *y))
         .label_style((FONT, 11).into_font())
         .light_line_style(RGBColor(235, 235, 235))
         .draw()?;
@@ -122,14 +180,14 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
         let red = RGBColor(200, 30, 30);
         chart
             .draw_series(DashedLineSeries::new(vec![(-days, t), (0.0, t)], 8, 5, red.stroke_width(2)))?
-            .label(format!("threshold {}", super::format_value(t)))
+            .label(fill(tx.threshold, &[("value", &value_in(lang, t))]))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], red.stroke_width(2)));
     }
     if let Some(b) = data.baseline.filter(|v| v.is_finite()) {
         let grey = RGBColor(120, 120, 120);
         chart
             .draw_series(LineSeries::new(vec![(-days, b), (0.0, b)], grey.stroke_width(1)))?
-            .label(format!("baseline {}", super::format_value(b)))
+            .label(fill(tx.baseline, &[("value", &value_in(lang, b))]))
             .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], grey));
     }
     let blue = RGBColor(30, 90, 180);
@@ -141,7 +199,7 @@ fn draw(data: &ChartData, tz: Tz, buf: &mut [u8]) -> DrawResult {
     }
     if pts.is_empty() {
         root.draw(&Text::new(
-            "no readings in this period",
+            tx.no_readings,
             ((CHART_SIZE.0 / 2 - 90) as i32, (CHART_SIZE.1 / 2) as i32),
             (FONT, 14).into_font(),
         ))?;

@@ -8,6 +8,8 @@ pub mod sms;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 
+use crate::i18n::{self, Language};
+
 /// Error while rendering a message.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RenderError {
@@ -50,6 +52,17 @@ pub fn format_local_time(t: DateTime<Utc>, tz: Tz) -> String {
     t.with_timezone(&tz).format("%a %d %b %Y %H:%M %Z").to_string()
 }
 
+/// A value with at most one decimal in the language's notation (`37,5` / `37.5`).
+pub fn value_in(lang: Language, v: f64) -> String {
+    i18n::number(lang, v, 1)
+}
+
+/// A value and its unit in the language's notation: `37,5 °C` / `37.5 °C`.
+pub fn quantity_in(lang: Language, v: f64, ucum: &str) -> String {
+    let unit = display_unit(ucum);
+    if unit.is_empty() { value_in(lang, v) } else { format!("{} {unit}", value_in(lang, v)) }
+}
+
 /// Escapes text for HTML element content and attribute values.
 pub fn escape_html(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 8);
@@ -66,7 +79,15 @@ pub fn escape_html(s: &str) -> String {
     out
 }
 
-/// The "not an emergency service" notice, English then French.
+/// The "not an emergency service" notice in `lang`.
+pub fn footer(lang: Language) -> &'static str {
+    match lang {
+        Language::Fr => FOOTER_FR,
+        Language::En => FOOTER_EN,
+    }
+}
+
+/// The "not an emergency service" notice in English.
 pub const FOOTER_EN: &str = "vitalwatch is a remote monitoring service, not an emergency service: alerts can be delayed or missed. In an emergency, call 15 (SAMU) or 112.";
 /// The French footer line.
 pub const FOOTER_FR: &str = "vitalwatch n'est pas un service d'urgence : les alertes peuvent être retardées ou perdues. En cas d'urgence, appelez le 15 (SAMU) ou le 112.";

@@ -29,6 +29,8 @@ pub fn physician(id: &str, quiet: Option<(u32, u32)>) -> Physician {
         }),
         channels: ChannelPreferences::default(),
         hourly_cap: None,
+        // The existing tests read English; the French ones set `Language::Fr`.
+        language: Some(Language::En),
     }
 }
 
