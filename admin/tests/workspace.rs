@@ -88,6 +88,7 @@ fn doctor(id: &str) -> Physician {
         quiet_hours: None,
         channels: ChannelPreferences::default(),
         hourly_cap: None,
+        language: None,
     }
 }
 

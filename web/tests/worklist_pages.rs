@@ -93,6 +93,7 @@ impl Site {
                 email: format!("{d}@hospital.example"),
                 mobile: None,
                 time_zone: Some("Europe/Paris".into()),
+                language: Some("fr".into()),
                 quiet_hours: None,
                 quiet_hours_bypass: None,
                 channels: ChannelsInput::default(),
