@@ -374,7 +374,10 @@ async fn forwarding_to_a_specialist_and_answering_through_the_single_use_link_no
         let mails = sink.wait_for(sent);
         let (raw, rcpt) = mails.last().unwrap();
         assert_eq!(rcpt, &["dr-a@hospital.example".to_owned()], "{e:?}");
-        assert!(email_text(raw).contains(&format!("http://{}/episodes/ep-high", site.addr)), "{e:?}");
+        let body = email_text(raw);
+        assert!(body.contains(&format!("http://{}/episodes/ep-high", site.addr)), "{e:?}");
+        assert!(body.contains("Bonjour Dr dr-a") && !body.contains("Hello"), "{e:?}: in the physician's language");
+        assert!(!body.contains("furos"), "{e:?}: no advice in the email");
         assert_eq!(sp.get("/episodes/ep-high").await.status, 403, "{e:?}: a specialist sees the request only");
         let page = a.get("/episodes/ep-high").await.body;
         assert!(page.contains("Augmenter le furosémide."), "{e:?}: the advice on the episode page");

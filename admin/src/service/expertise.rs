@@ -26,7 +26,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use utoipa::ToSchema;
 use vitalwatch_alerting::transport::{EmailOut, Outbound, Transport};
-use vitalwatch_alerting::{EmailAddress, Physician};
+use vitalwatch_alerting::{EmailAddress, Language, Physician};
 
 use super::AdminService;
 use super::worklist::MAX_NOTE_CHARS;
@@ -465,21 +465,22 @@ impl AdminService {
         };
         let Some(p) = physician else { return false };
         let url = format!("{}/episodes/{}", m.public_url, x.episode_id);
-        let body = format!(
+        let (name, id) = (&p.name, x.id);
+        let fr = format!(
             "Bonjour {name},\n\nLa demande de télé-expertise n° {id} a reçu une réponse. L'avis est joint à \
-             l'épisode :\n{url}\n\n---\n\nHello {name},\n\nTele-expertise request #{id} has been answered. The advice \
-             is attached to the episode:\n{url}\n",
-            name = p.name,
-            id = x.id
+             l'épisode :\n{url}\n"
         );
-        let sent = m
-            .send(
-                format!("expertise-{}-answer", x.id),
-                p.email.as_str(),
-                "Avis de télé-expertise reçu / Tele-expertise advice received",
-                body,
-            )
-            .await;
+        let en = format!(
+            "Hello {name},\n\nTele-expertise request #{id} has been answered. The advice is attached to the \
+             episode:\n{url}\n"
+        );
+        // In the physician's language when the directory says it, else in both.
+        let (subject, body) = match p.language {
+            Some(Language::Fr) => ("Avis de télé-expertise reçu", fr),
+            Some(Language::En) => ("Tele-expertise advice received", en),
+            None => ("Avis de télé-expertise reçu / Tele-expertise advice received", format!("{fr}\n---\n\n{en}")),
+        };
+        let sent = m.send(format!("expertise-{}-answer", x.id), p.email.as_str(), subject, body).await;
         if sent && let Err(e) = self.workspace.mark_notified(x.id, Utc::now()).await {
             tracing::warn!(message = "Expertise notification not recorded.", error = %e);
         }
