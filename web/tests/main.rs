@@ -7,3 +7,4 @@ mod support;
 mod admin_pages;
 mod auth;
 mod oidc;
+mod oidc_sign_in;
