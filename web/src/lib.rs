@@ -40,6 +40,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::home::routes())
         .merge(pages::login::routes())
+        .merge(pages::oidc_login::routes())
         .merge(pages::account::routes())
         .merge(pages::worklist::routes())
         .merge(pages::episode::routes())

@@ -7,5 +7,6 @@ mod support;
 mod admin_pages;
 mod auth;
 mod oidc;
+mod oidc_sign_in;
 mod worklist_browser;
 mod worklist_pages;
