@@ -569,11 +569,12 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
 }
 
 /// The worklist of a physician with 5,000 patients (10,000 open episodes,
-/// 5,000 resolved ones, 300,000 readings, pages and acknowledgments): a page
-/// is computed in well under 200 ms at the service (best of 5 runs, first
-/// page and a filtered one), on both engines.
+/// 5,000 resolved ones, 300,000 readings, pages and acknowledgments): the
+/// first page and the filtered ones hold the right rows, on both engines.
+/// How fast they are is measured by the benchmark (`web/benches/pages.rs`),
+/// not here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worklist_page_of_a_5000_patient_care_team_is_fast() {
+async fn a_worklist_page_of_a_5000_patient_care_team_holds_the_right_rows() {
     for db in databases("worklist_perf").await {
         let n = db.name;
         let w = world(&db).await;
@@ -644,17 +645,11 @@ async fn a_worklist_page_of_a_5000_patient_care_team_is_fast() {
             ("snoozed", WorklistQuery { snoozed: Some(true), ..Default::default() }),
         ];
         for (what, q) in queries {
-            let mut times = Vec::new();
-            let mut page = None;
-            for _ in 0..5 {
-                let start = std::time::Instant::now();
-                page = Some(w.svc.worklist(&a, &q).await.unwrap());
-                times.push(start.elapsed());
+            let page = w.svc.worklist(&a, &q).await.unwrap();
+            assert!(!page.items.is_empty() || what == "snoozed", "{n}: {what}");
+            if what == "acknowledged, high" {
+                assert!(page.items.iter().all(|r| r.severity == "high" && r.acknowledged), "{n}: {what}");
             }
-            let page = page.unwrap();
-            let best = times.iter().min().copied().unwrap();
-            eprintln!("{n}: worklist {what}: {} rows, best {best:?}, all {times:?}", page.items.len());
-            assert!(best < std::time::Duration::from_millis(200), "{n}: {what} took {best:?}");
             if what == "first page" {
                 assert_eq!(page.items.len(), 50, "{n}");
                 assert!(page.items.iter().all(|r| r.severity == "critical"), "{n}");
