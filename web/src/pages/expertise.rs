@@ -325,9 +325,10 @@ fn link_page(status: StatusCode, l: Lang, r: Option<RequestView>, message: Optio
         message,
         action: format!("/expertise/link/{}", urlencode(token)),
     };
-    // The token is in the URL: the site's `Referrer-Policy: same-origin` keeps it
-    // from being sent to any other site.
-    render_status(status, t)
+    // The token is in the URL: no referrer at all leaves this page, not even to us.
+    let mut r = render_status(status, t);
+    r.headers_mut().insert(axum::http::header::REFERRER_POLICY, axum::http::HeaderValue::from_static("no-referrer"));
+    r
 }
 
 fn link_error(l: Lang, e: &AdminError, token: &str) -> Response {
