@@ -302,6 +302,13 @@ pub struct AlertDetail {
 pub struct AlertAction {
     /// Physician acting. Physicians: themselves (default). Operators: required.
     pub by: Option<String>,
+    /// Close only: the outcome (`patient_called`, `treatment_adjusted`,
+    /// `consultation_scheduled`, `sent_to_emergency`, `no_action_needed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    /// Close only: a free-text note (needs an outcome), stored with the outcome.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
 }
 
 /// Snooze an episode.

@@ -102,6 +102,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 31,
+        name: "worklist",
+        sql: include_str!("../migrations/postgres/0031_worklist.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 32,
         name: "device_status",
         sql: include_str!("../migrations/postgres/0032_device_status.sql"),
@@ -181,6 +187,12 @@ pub const SQLITE: &[Migration] = &[
         version: 30,
         name: "accounts",
         sql: include_str!("../migrations/sqlite/0030_accounts.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 31,
+        name: "worklist",
+        sql: include_str!("../migrations/sqlite/0031_worklist.sql"),
         timescale_only: false,
     },
     Migration {

@@ -146,6 +146,11 @@ impl Browser {
         Some(browser)
     }
 
+    /// This browser's temporary folder (Chromium's `--user-data-dir` is under it; removed on drop).
+    pub fn profile_dir(&self) -> &Path {
+        self.profile.path()
+    }
+
     /// The WebDriver client, for what the helpers below do not cover.
     pub fn client(&self) -> &Client {
         self.client.as_ref().expect("browser session is open")

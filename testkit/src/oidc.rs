@@ -90,6 +90,11 @@ pub struct ProviderConfig {
     pub clients: Vec<TestClient>,
     /// End-users.
     pub users: Vec<TestUser>,
+    /// Loopback address to listen on (default `127.0.0.1`). Another one (`127.0.0.2`) makes the
+    /// provider another *site* than a relying party on `127.0.0.1`, as in production: its
+    /// redirect back is then a cross-site navigation (`SameSite=Strict` cookies are not sent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host: Option<String>,
     /// A user's `sub`: the login prompt is answered with that account, no form.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auto_login: Option<String>,
@@ -108,8 +113,10 @@ pub struct ProviderConfig {
 /// A running private OpenID provider; killed on drop.
 pub struct OidcProvider {
     child: Child,
-    /// Issuer URL (`http://127.0.0.1:PORT`), also the base of `/.well-known/openid-configuration`.
+    /// Issuer URL (`http://<host>:PORT`), also the base of `/.well-known/openid-configuration`.
     pub issuer: String,
+    /// Its address.
+    pub host: String,
     /// Its port.
     pub port: u16,
     dir: tempfile::TempDir,
@@ -158,7 +165,8 @@ impl OidcProvider {
         let dir = tempfile::tempdir().expect("tempdir");
         let conf = dir.path().join("provider.json");
         let mut json = serde_json::to_value(config).expect("provider config to JSON");
-        json["host"] = "127.0.0.1".into();
+        let host = config.host.clone().unwrap_or_else(|| "127.0.0.1".to_owned());
+        json["host"] = host.as_str().into();
         json["port"] = 0.into();
         std::fs::write(&conf, serde_json::to_vec_pretty(&json).expect("JSON")).expect("write provider.json");
         let log = std::fs::File::create(dir.path().join("provider.log")).expect("create provider.log");
@@ -194,7 +202,7 @@ impl OidcProvider {
             panic!("the OpenID provider failed to start ({:?}): {}", line.trim(), read_log(&log_path));
         };
         let port = issuer.rsplit(':').next().and_then(|p| p.trim_end_matches('/').parse().ok()).unwrap_or(0);
-        let provider = OidcProvider { child, issuer, port, dir, _stdout: stdout };
+        let provider = OidcProvider { child, issuer, host, port, dir, _stdout: stdout };
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             match provider.get("/.well-known/openid-configuration") {
@@ -222,9 +230,9 @@ impl OidcProvider {
 
     /// A plain HTTP/1.0 GET of `path` on the provider: (status, body).
     pub fn get(&self, path: &str) -> std::io::Result<(u16, String)> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port))?;
+        let mut s = TcpStream::connect((self.host.as_str(), self.port))?;
         s.set_read_timeout(Some(Duration::from_secs(5)))?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{}\r\nAccept: application/json\r\n\r\n", self.port)?;
+        write!(s, "GET {path} HTTP/1.0\r\nHost: {}:{}\r\nAccept: application/json\r\n\r\n", self.host, self.port)?;
         let mut raw = String::new();
         s.read_to_string(&mut raw)?;
         let status = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);

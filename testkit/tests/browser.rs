@@ -88,9 +88,12 @@ async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_wit
                 .claim("name", "Dr Martin")
                 .claim("groups", vec!["physicians"]),
         ],
+        // Another site than the callback's 127.0.0.1, as a real provider is.
+        host: Some("127.0.0.2".into()),
         ..ProviderConfig::default()
     };
     let Some(provider) = OidcProvider::start(&config) else { return };
+    assert!(provider.issuer.starts_with("http://127.0.0.2:"), "{}", provider.issuer);
     let Some(browser) = Browser::start().await else { return };
 
     let verifier = "smoke-test-code-verifier-0123456789-abcdefghijklmnop";
@@ -116,9 +119,10 @@ async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_wit
     let landed = browser.wait_for_url(&redirect).await.unwrap();
     browser.wait_for("#back").await.unwrap();
 
-    // The browser may also ask the redirect target for /favicon.ico: only the callback counts.
-    let requests: Vec<_> = seen.lock().unwrap().iter().filter(|r| r.path != "/favicon.ico").cloned().collect();
+    // (Chromium also asks the callback's host for /favicon.ico.)
+    let requests: Vec<_> = seen.lock().unwrap().iter().filter(|r| r.path == "/cb").cloned().collect();
     assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0].header("sec-fetch-site"), Some("cross-site"), "the redirect back crosses sites");
     let q = requests[0].query_pairs();
     let get = |k: &str| q.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
     let code = get("code").expect("a code on the redirect");
@@ -133,7 +137,7 @@ async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_wit
         form_urlencoded::byte_serialize(redirect.as_bytes()).collect::<String>()
     );
     let basic = base64::engine::general_purpose::STANDARD.encode("vitalwatch-web:rp-secret");
-    let answer = post(provider.port, "/token", &basic, &body).await;
+    let answer = post(&provider.host, provider.port, "/token", &basic, &body).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}\n{}", provider.log());
     let json: serde_json::Value = serde_json::from_str(answer.split_once("\r\n\r\n").unwrap().1).unwrap();
     let id_token = json["id_token"].as_str().expect("an id_token");
@@ -145,17 +149,17 @@ async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_wit
     assert_eq!(claims["email"], "martin@example.org");
     assert_eq!(claims["groups"], serde_json::json!(["physicians"]));
     // A second exchange of the same code is refused.
-    let again = post(provider.port, "/token", &basic, &body).await;
+    let again = post(&provider.host, provider.port, "/token", &basic, &body).await;
     assert!(again.starts_with("HTTP/1.1 400"), "{again}");
     browser.close().await;
 }
 
 /// A form POST with HTTP Basic authentication over a plain socket: the raw response.
-async fn post(port: u16, path: &str, basic: &str, body: &str) -> String {
+async fn post(host: &str, port: u16, path: &str, basic: &str, body: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let mut s = tokio::net::TcpStream::connect((host, port)).await.unwrap();
     let req = format!(
-        "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\
+        "POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {basic}\r\nConnection: close\r\n\
          Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
@@ -163,4 +167,37 @@ async fn post(port: u16, path: &str, basic: &str, body: &str) -> String {
     let mut out = Vec::new();
     tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await.unwrap().unwrap();
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        if let Ok(cmd) = std::fs::read(entry.path().join("cmdline")) {
+            let cmd = String::from_utf8_lossy(&cmd).replace('\0', " ");
+            if cmd.contains(needle) {
+                found.push(format!("{}: {cmd}", entry.file_name().to_string_lossy()));
+            }
+        }
+    }
+    found
+}
+
+#[tokio::test]
+async fn a_dropped_browser_leaves_no_chromium_behind() {
+    let Some(browser) = Browser::start().await else { return };
+    let (base, _) = spawn_html_server(vec![("/".to_owned(), PAGE.to_owned())]).await;
+    browser.goto(&format!("{base}/")).await.unwrap();
+    let profile = browser.profile_dir().display().to_string();
+    assert!(!processes_mentioning(&profile).is_empty(), "Chromium runs with its profile under {profile}");
+    drop(browser); // no close(): a failing test unwinds like this
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let left = processes_mentioning(&profile);
+        if left.is_empty() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "left behind: {left:#?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -42,6 +42,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .merge(pages::home::routes())
         .merge(pages::login::routes())
+        .merge(pages::oidc_login::routes())
         .merge(pages::account::routes())
         .merge(pages::worklist::routes())
         .merge(pages::episode::routes())
@@ -67,7 +68,10 @@ async fn security_headers(req: Request, next: Next) -> Response {
     h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
     h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    // A page may ask for less (the single-use link page: `no-referrer`).
+    if !h.contains_key(header::REFERRER_POLICY) {
+        h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    }
     if !h.contains_key(header::CACHE_CONTROL) {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }

@@ -32,6 +32,11 @@ pub struct WebSettings {
     /// Take the client address from the first `X-Forwarded-For` entry (only
     /// behind a reverse proxy that sets it) for the audit trail.
     pub trust_forwarded_for: bool,
+    /// Sign-in through an OpenID Connect provider (`[web.oidc]`; e.g. Pro Santé
+    /// Connect or the hospital's directory). Absent: local accounts only. Not
+    /// printed by `vitalwatch config` (it holds the client secret).
+    #[serde(skip_serializing)]
+    pub oidc: Option<crate::auth::oidc::OidcSettings>,
 }
 
 impl Default for WebSettings {
@@ -45,6 +50,7 @@ impl Default for WebSettings {
             default_time_zone: "Europe/Paris".into(),
             local_accounts: true,
             trust_forwarded_for: false,
+            oidc: None,
         }
     }
 }
@@ -61,6 +67,9 @@ impl WebSettings {
         }
         if self.session_idle_minutes == 0 || self.session_max_hours == 0 {
             return Err(ConfigError::new("web.session_idle_minutes and web.session_max_hours must be at least 1"));
+        }
+        if !self.local_accounts && self.oidc.is_none() {
+            return Err(ConfigError::new("web.local_accounts = false needs [web.oidc]: nobody could sign in"));
         }
         if self.default_time_zone.parse::<chrono_tz::Tz>().is_err() {
             return Err(ConfigError::new("web.default_time_zone must be an IANA time zone, e.g. Europe/Paris"));

@@ -6,4 +6,8 @@ mod support;
 
 mod admin_pages;
 mod auth;
+mod oidc;
+mod oidc_sign_in;
 mod patient;
+mod worklist_browser;
+mod worklist_pages;

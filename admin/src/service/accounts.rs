@@ -25,6 +25,8 @@ use crate::token;
 pub const MAX_FAILED_LOGINS: u32 = 5;
 /// How long a locked account stays locked.
 pub const LOCKOUT: TimeDelta = TimeDelta::minutes(15);
+/// How long an OpenID Connect sign-in may take, from start to callback.
+pub const OIDC_LOGIN_MAX_AGE: TimeDelta = TimeDelta::minutes(10);
 /// A session's activity is written at most this often (not on every request).
 const TOUCH_PRECISION: TimeDelta = TimeDelta::seconds(30);
 
@@ -378,6 +380,47 @@ impl AdminService {
     /// Deletes ended and idle sessions; returns how many.
     pub async fn purge_sessions(&self, policy: SessionPolicy, now: DateTime<Utc>) -> Result<u64, AdminError> {
         Ok(self.db.run(async |c| store::purge_sessions(c, now, now - policy.idle).await).await?)
+    }
+
+    /// Records an OpenID Connect sign-in in progress: `state` and `binding`
+    /// (the browser cookie) are stored as SHA-256 hashes, `pending` (the
+    /// relying party's state, nonce and PKCE verifier) as given. Sign-ins older
+    /// than 10 minutes are purged on the way.
+    pub async fn begin_oidc_login(
+        &self,
+        state: &str,
+        binding: &str,
+        pending: &str,
+        next: &str,
+    ) -> Result<(), AdminError> {
+        let now = Utc::now();
+        let row = store::OidcLoginRow {
+            binding_hash: token::hash(binding),
+            pending: pending.to_owned(),
+            next: next.to_owned(),
+            created_at: now,
+        };
+        let state_hash = token::hash(state);
+        self.db
+            .run(async |c| {
+                store::purge_oidc_logins(c, now - OIDC_LOGIN_MAX_AGE).await?;
+                store::insert_oidc_login(c, &state_hash, &row).await
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Takes the sign-in begun with `state` by the browser holding `binding`:
+    /// `(pending, next)`, once. `None` when unknown, already used, older than
+    /// 10 minutes, or begun by another browser.
+    pub async fn take_oidc_login(&self, state: &str, binding: &str) -> Result<Option<(String, String)>, AdminError> {
+        let state_hash = token::hash(state);
+        let row = self.db.run(async |c| store::take_oidc_login(c, &state_hash).await).await?;
+        Ok(row.and_then(|r| {
+            let fresh = Utc::now() - r.created_at < OIDC_LOGIN_MAX_AGE;
+            let same_browser = crate::token::hash(binding) == r.binding_hash;
+            (fresh && same_browser).then_some((r.pending, r.next))
+        }))
     }
 
     /// The nurses of a patient's care team.

@@ -17,8 +17,10 @@ use crate::actor::Actor;
 use crate::error::AdminError;
 use crate::model::{AlertAction, AlertActionResult, AlertDetail, AlertPage, AlertQuery, SnoozeInput};
 use crate::policy::Operation;
+use crate::service::worklist::{OUTCOMES, note_text};
 use crate::store::AlertFilter;
 use crate::store::tables as store_tables;
+use crate::store::workspace::{NewNote, insert_note};
 
 fn episode_id(id: &str) -> Result<EpisodeId, AdminError> {
     EpisodeId::new(id.to_owned()).map_err(AdminError::invalid)
@@ -70,7 +72,12 @@ impl AdminService {
     }
 
     /// The patient of an episode, checked against the actor's scope (404 otherwise).
-    async fn episode_patient(&self, actor: &Actor, op: Operation, episode: &str) -> Result<String, AdminError> {
+    pub(crate) async fn episode_patient(
+        &self,
+        actor: &Actor,
+        op: Operation,
+        episode: &str,
+    ) -> Result<String, AdminError> {
         self.allow(actor, op)?;
         let patient = self.admin.episode_patient(episode).await?.ok_or_else(|| unknown_episode(episode))?;
         self.check_patient(actor, op, &patient).await.map_err(|_| unknown_episode(episode))?;
@@ -97,6 +104,13 @@ impl AdminService {
 
     /// Who acts: a physician acts in their own name; an operator names the physician.
     fn acting_physician(actor: &Actor, by: Option<&str>) -> Result<PhysicianId, AdminError> {
+        // A nurse acknowledges and snoozes in their own name (their account id).
+        if let crate::actor::Role::Nurse(me) = &actor.role {
+            return match by {
+                Some(b) if b != me => Err(AdminError::Forbidden("nurses act in their own name only".into())),
+                _ => PhysicianId::new(me.clone()).map_err(AdminError::invalid),
+            };
+        }
         match (actor.physician_id(), by) {
             (Some(me), None) => Ok(me.clone()),
             (Some(me), Some(b)) if b == me.as_str() => Ok(me.clone()),
@@ -163,10 +177,17 @@ impl AdminService {
     ) -> Result<AlertActionResult, AdminError> {
         let patient = self.episode_patient(actor, Operation::ActOnAlerts, episode).await?;
         let by = Self::acting_physician(actor, input.by.as_deref())?;
+        let outcome = match input.outcome.as_deref() {
+            Some(o) if OUTCOMES.contains(&o) => Some(o),
+            Some(_) => return Err(AdminError::Invalid(format!("outcome must be one of {}", OUTCOMES.join(", ")))),
+            None => None,
+        };
+        let note = input.note.as_deref().map(|n| note_text(n, true)).transpose()?;
+        if outcome.is_none() && note.as_deref().is_some_and(|n| !n.is_empty()) {
+            return Err(AdminError::Invalid("a close note needs an outcome".into()));
+        }
         let id = episode_id(episode)?;
         let state = self.alerting.episode(&id).await?;
-        let entry =
-            self.entry(actor, "alert.close", ("episode", episode), Some(&patient), json!({ "by": by.as_str() }));
         self.audited(async |c| {
             let mut changed = false;
             if let Some(state) = state
@@ -181,7 +202,23 @@ impl AdminService {
             if !changed {
                 return Err(AdminError::Conflict(format!("episode {episode} is not open")));
             }
-            Ok(((), Some(entry)))
+            let mut details = json!({ "by": by.as_str() });
+            if let Some(outcome) = outcome {
+                let at = Utc::now();
+                let n = NewNote {
+                    episode_id: episode,
+                    patient_id: &patient,
+                    kind: "close",
+                    outcome: Some(outcome),
+                    body: note.as_deref().unwrap_or_default(),
+                    author: &actor.name,
+                    author_role: actor.role.name(),
+                    at,
+                };
+                let note_id = insert_note(c, &n).await?;
+                details = json!({ "by": by.as_str(), "outcome": outcome, "note_id": note_id });
+            }
+            Ok(((), Some(self.entry(actor, "alert.close", ("episode", episode), Some(&patient), details))))
         })
         .await?;
         Ok(AlertActionResult { episode_id: episode.into(), outcome: "closed".into(), until: None })

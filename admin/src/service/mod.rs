@@ -28,11 +28,13 @@ pub mod alerts;
 pub mod audit;
 pub mod care_teams;
 pub mod devices;
+pub mod expertise;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;
 pub mod rules;
 pub mod tokens;
+pub mod worklist;
 
 /// Default page size.
 pub const DEFAULT_PAGE: u32 = 50;
@@ -47,6 +49,8 @@ pub struct AdminService {
     registry: Arc<dyn Store>,
     alerting: Arc<dyn AlertStore>,
     admin: Arc<dyn AdminStore>,
+    workspace: crate::store::workspace::WorkspaceStore,
+    mailer: Option<expertise::Mailer>,
     max_page: u32,
     token_ttl: chrono::TimeDelta,
 }
@@ -68,6 +72,8 @@ impl AdminService {
             registry: Arc::new(vitalwatch_platform::store::registry::SqlStore::new(db.clone(), insert_chunk)),
             alerting: Arc::new(vitalwatch_alerting::store::tables::SqlAlertStore::new(db.clone())),
             admin: Arc::new(crate::store::tables::SqlAdminStore::new(db.clone())),
+            workspace: crate::store::workspace::WorkspaceStore::new(db.clone()),
+            mailer: None,
             db,
             max_page: max_page.max(1),
             token_ttl: chrono::TimeDelta::days(i64::from(DEFAULT_TOKEN_TTL_DAYS)),

@@ -195,3 +195,37 @@ pub async fn set_care_team_nurses(c: &mut Conn, patient: &str, nurses: &[String]
     }
     Ok(())
 }
+
+/// An OpenID Connect sign-in in progress.
+#[derive(Debug, Clone)]
+pub struct OidcLoginRow {
+    /// SHA-256 of the browser-binding cookie.
+    pub binding_hash: String,
+    /// The relying party's pending state (JSON; secret).
+    pub pending: String,
+    /// Where to go after sign-in.
+    pub next: String,
+    /// When it began.
+    pub created_at: DateTime<Utc>,
+}
+
+/// Stores a sign-in in progress.
+pub async fn insert_oidc_login(c: &mut Conn, state_hash: &str, row: &OidcLoginRow) -> Result<(), StoreError> {
+    c.execute(
+        &sql!("oidc_login_insert"),
+        &args![state_hash, &row.binding_hash, &row.pending, &row.next, row.created_at],
+    )
+    .await
+    .map(drop)
+}
+
+/// Takes (reads and deletes) a sign-in in progress: each can be finished once.
+pub async fn take_oidc_login(c: &mut Conn, state_hash: &str) -> Result<Option<OidcLoginRow>, StoreError> {
+    let Some(r) = c.query_opt(&sql!("oidc_login_take"), &args![state_hash]).await? else { return Ok(None) };
+    Ok(Some(OidcLoginRow { binding_hash: r.get(0)?, pending: r.get(1)?, next: r.get(2)?, created_at: r.get(3)? }))
+}
+
+/// Removes sign-ins begun before `before`.
+pub async fn purge_oidc_logins(c: &mut Conn, before: DateTime<Utc>) -> Result<u64, StoreError> {
+    c.execute(&sql!("oidc_login_purge"), &args![before]).await
+}

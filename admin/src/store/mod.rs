@@ -17,6 +17,7 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 pub mod accounts;
 pub mod patient_view;
 pub mod tables;
+pub mod workspace;
 
 /// A token to store.
 #[derive(Debug, Clone)]

@@ -39,3 +39,15 @@ CREATE TABLE IF NOT EXISTS care_team_nurses (
     PRIMARY KEY (patient_id, nurse_id)
 );
 CREATE INDEX IF NOT EXISTS care_team_nurses_nurse ON care_team_nurses (nurse_id);
+
+-- OpenID Connect sign-ins in progress (state, nonce, PKCE verifier), keyed by the
+-- SHA-256 of their state and bound to the browser that began them (the SHA-256 of
+-- a random cookie): any replica can finish a sign-in another began. Deleted when
+-- used; older than 10 minutes they are refused and purged.
+CREATE TABLE IF NOT EXISTS web_oidc_logins (
+    state_hash     text PRIMARY KEY,
+    binding_hash   text NOT NULL,
+    pending        text NOT NULL,
+    next           text NOT NULL,
+    created_at     timestamptz NOT NULL
+);

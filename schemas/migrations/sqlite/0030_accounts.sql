@@ -37,3 +37,15 @@ CREATE TABLE IF NOT EXISTS care_team_nurses (
     PRIMARY KEY (patient_id, nurse_id)
 );
 CREATE INDEX IF NOT EXISTS care_team_nurses_nurse ON care_team_nurses (nurse_id);
+
+-- OpenID Connect sign-ins in progress (state, nonce, PKCE verifier), keyed by the
+-- SHA-256 of their state and bound to the browser that began them (the SHA-256 of
+-- a random cookie): any replica can finish a sign-in another began. Deleted when
+-- used; older than 10 minutes they are refused and purged.
+CREATE TABLE IF NOT EXISTS web_oidc_logins (
+    state_hash     TEXT PRIMARY KEY,
+    binding_hash   TEXT NOT NULL,
+    pending        TEXT NOT NULL,
+    next           TEXT NOT NULL,
+    created_at     INTEGER NOT NULL
+);

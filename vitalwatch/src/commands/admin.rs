@@ -44,10 +44,13 @@ pub async fn role(config: Option<&Path>) -> anyhow::Result<()> {
     let shutdown = shutdown::on_signals();
     let st = store::open_settings(&s.database).await.context("opening the database")?;
     super::wiring::Checks::new().database(st).serve(&s, &shutdown).await?;
+    let mailer = vitalwatch_admin::service::expertise::Mailer::from_alerting(&s.alerting, &s.web.public_url)
+        .context("the tele-expertise e-mails (alerting.smtp)")?;
     let service = AdminService::open_settings(&s.database, s.api.max_page_size)
         .await
         .context("opening the database")?
-        .with_token_ttl_days(s.api.token_ttl_days);
+        .with_token_ttl_days(s.api.token_ttl_days)
+        .with_mailer(mailer);
     let listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     tracing::info!(message = "Admin API listening.", addr = %listener.local_addr()?, workspace = s.web.enabled);

@@ -275,7 +275,7 @@ pub async fn alert(config: Option<&Path>, cmd: AlertCommand) -> anyhow::Result<(
     let actor = Actor::cli();
     match cmd {
         AlertCommand::Ack { episode, by, store } => {
-            let input = AlertAction { by: Some(by) };
+            let input = AlertAction { by: Some(by), ..Default::default() };
             admin::service(&store, config).await?.ack_alert(&actor, &episode, &input).await?;
             println!("episode {episode} acknowledged");
         }
@@ -285,7 +285,7 @@ pub async fn alert(config: Option<&Path>, cmd: AlertCommand) -> anyhow::Result<(
             println!("episode {episode} snoozed until {}", r.until.map(|t| t.to_string()).unwrap_or_default());
         }
         AlertCommand::Close { episode, by, store } => {
-            let input = AlertAction { by: Some(by) };
+            let input = AlertAction { by: Some(by), ..Default::default() };
             admin::service(&store, config).await?.close_alert(&actor, &episode, &input).await?;
             println!("episode {episode} closed");
         }

@@ -144,19 +144,23 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         tracing::warn!(message = "Port 8090 taken; the admin API uses another port.", port = free.port());
         s.api.listen = free.to_string();
     }
+    if s.web.public_url == vitalwatch_web::WebSettings::default().public_url {
+        s.web.public_url = format!("http://{}", s.api.listen);
+    }
+    // Tele-expertise e-mails go out like the alerts (`alerting.file_dir` in embedded mode).
+    let mailer = vitalwatch_admin::service::expertise::Mailer::from_alerting(&s.alerting, &s.web.public_url)
+        .context("the tele-expertise e-mails")?;
     let admin = Arc::new(
         vitalwatch_admin::AdminService::open_settings(&s.database, s.api.max_page_size)
             .await
             .context("opening the admin store")?
-            .with_token_ttl_days(s.api.token_ttl_days),
+            .with_token_ttl_days(s.api.token_ttl_days)
+            .with_mailer(mailer),
     );
     let token_file = bootstrap_token(&admin, &s.data_dir).await?;
     let api_listener =
         tokio::net::TcpListener::bind(&s.api.listen).await.with_context(|| format!("listening on {}", s.api.listen))?;
     s.api.listen = api_listener.local_addr()?.to_string();
-    if s.web.public_url == vitalwatch_web::WebSettings::default().public_url {
-        s.web.public_url = format!("http://{}", s.api.listen);
-    }
     {
         let (app, limits, shutdown) = (super::admin::http_app(admin.clone(), &s), s.api.limits(), consumers.clone());
         tasks.spawn(1, "admin API", async move {

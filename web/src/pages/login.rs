@@ -34,6 +34,10 @@ pub struct LoginText {
     expired: &'static str,
     signed_out: &'static str,
     unavailable: &'static str,
+    oidc_failed: &'static str,
+    oidc_refused: &'static str,
+    oidc_unavailable: &'static str,
+    oidc_no_account: &'static str,
 }
 
 const FR: LoginText = LoginText {
@@ -47,6 +51,10 @@ const FR: LoginText = LoginText {
     expired: "Le formulaire a expiré ; recommencez.",
     signed_out: "Vous êtes déconnecté·e.",
     unavailable: "Service momentanément indisponible ; réessayez dans un instant.",
+    oidc_failed: "La connexion par le fournisseur d'identité a échoué ; recommencez.",
+    oidc_refused: "Connexion annulée auprès du fournisseur d'identité.",
+    oidc_unavailable: "Le fournisseur d'identité ne répond pas ; réessayez plus tard ou utilisez un compte local.",
+    oidc_no_account: "Cette identité n'est liée à aucun compte vitalwatch ; demandez à l'exploitation de vous en créer un.",
 };
 
 const EN: LoginText = LoginText {
@@ -60,6 +68,10 @@ const EN: LoginText = LoginText {
     expired: "The form has expired; please try again.",
     signed_out: "You are signed out.",
     unavailable: "Service unavailable for a moment; try again shortly.",
+    oidc_failed: "Sign-in through the identity provider failed; please try again.",
+    oidc_refused: "Sign-in cancelled at the identity provider.",
+    oidc_unavailable: "The identity provider does not answer; try later or use a local account.",
+    oidc_no_account: "This identity is not linked to a vitalwatch account; ask operations to create one.",
 };
 
 fn text(l: Lang) -> &'static LoginText {
@@ -97,6 +109,8 @@ struct LoginQuery {
     lang: Option<String>,
     #[serde(default)]
     signed_out: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
 }
 
 /// The language of a page before sign-in.
@@ -159,8 +173,15 @@ async fn form(State(state): State<AppState>, Query(q): Query<LoginQuery>, header
     let lang = request_lang(&state, q.lang.as_deref(), &headers);
     let t = text(lang);
     let notice = if q.signed_out.is_some() { t.signed_out } else { "" };
+    let error = match q.error.as_deref() {
+        Some("oidc_refused") => t.oidc_refused,
+        Some("oidc_unavailable") => t.oidc_unavailable,
+        Some("oidc_no_account") => t.oidc_no_account,
+        Some(_) => t.oidc_failed,
+        None => "",
+    };
     let next = q.next.as_deref().unwrap_or("/");
-    page(&state, FormState { lang, next, username: "", error: "", notice }, StatusCode::OK)
+    page(&state, FormState { lang, next, username: "", error, notice }, StatusCode::OK)
 }
 
 #[derive(Debug, Deserialize)]

@@ -56,7 +56,18 @@ impl App {
     }
 
     /// Starts the workspace with `settings`.
-    pub async fn start_with(engine: Engine, mut settings: WebSettings) -> Option<App> {
+    pub async fn start_with(engine: Engine, settings: WebSettings) -> Option<App> {
+        Self::start_configured(engine, move |_| Some((settings, ()))).await.map(|(app, ())| app)
+    }
+
+    /// Starts the workspace with the settings `configure` makes once the
+    /// listening address (`host:port`) is known (e.g. an OpenID provider whose
+    /// client redirects back to it); `configure` may also return what it
+    /// started (kept alive by the caller).
+    pub async fn start_configured<T>(
+        engine: Engine,
+        configure: impl FnOnce(&str) -> Option<(WebSettings, T)>,
+    ) -> Option<(App, T)> {
         let dir = tempfile::tempdir().unwrap();
         let url = match engine {
             Engine::Sqlite => format!("sqlite://{}/vw.db", dir.path().display()),
@@ -74,6 +85,7 @@ impl App {
         let admin = Arc::new(AdminService::open(&url, 100, 500).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let (mut settings, extra) = configure(&addr)?;
         settings.public_url = format!("http://{addr}");
         let limits = vitalwatch_platform::http::HttpLimits::default();
         let api = vitalwatch_admin::http::router(admin.clone(), &limits);
@@ -82,7 +94,7 @@ impl App {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         tokio::spawn(async move { vitalwatch_platform::http::serve(listener, app, &limits, stop).await });
-        Some(App { addr, admin, url, engine, shutdown, _dir: dir })
+        Some((App { addr, admin, url, engine, shutdown, _dir: dir }, extra))
     }
 
     /// Adds a physician to the directory (language `en` unless given).

@@ -1,0 +1,1 @@
+UPDATE expertise_requests SET notified_at = $2 WHERE id = $1

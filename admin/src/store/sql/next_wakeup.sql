@@ -1,0 +1,1 @@
+SELECT next_wakeup FROM alert_episodes WHERE episode_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM web_oidc_logins WHERE created_at < $1
