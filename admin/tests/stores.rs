@@ -671,16 +671,24 @@ mod patient_page {
                 status("dev-s2", t, Some(10.0), None),
             ];
             assert!(s.registry.upsert_device_statuses(&batch).await.unwrap() >= 3, "{n}");
-            // Redelivered and older: no change.
+            // Redelivered and older: no change; whatever the order, the same row.
             s.registry.upsert_device_statuses(&batch[..1]).await.unwrap();
+            // The same statuses newest first, one call each (another device): the same row.
+            for st in batch[..3].iter().rev() {
+                let st = DeviceStatusRow { device_id: "dev-s3".into(), ..st.clone() };
+                s.registry.upsert_device_statuses(&[st]).await.unwrap();
+            }
             let rows = s.registry.device_statuses(&["dev-s1".into(), "dev-s2".into(), "dev-x".into()]).await.unwrap();
             assert_eq!(rows.len(), 2, "{n}");
             assert_eq!(rows[0].time, t + Duration::minutes(20), "{n}: the newest status time wins");
-            assert_eq!(rows[0].battery_percent, Some(50.0), "{n}: a status without battery keeps the stored one");
+            assert_eq!(rows[0].battery_percent, Some(50.0), "{n}: the newest status that carried a battery");
             assert_eq!(rows[0].firmware.as_deref(), Some("0.9"), "{n}");
             assert_eq!((rows[1].device_id.as_str(), rows[1].battery_percent), ("dev-s2", Some(10.0)), "{n}");
             assert_eq!(rows[1].signal_dbm, Some(-71.5), "{n}");
             assert!(s.registry.device_statuses(&[]).await.unwrap().is_empty(), "{n}");
+            let r3 = s.registry.device_statuses(&["dev-s3".into()]).await.unwrap();
+            let key = |r: &DeviceStatusRow| (r.time, r.battery_percent, r.firmware.clone(), r.signal_dbm);
+            assert_eq!(key(&r3[0]), key(&rows[0]), "{n}: the order statuses arrive in does not matter");
         }
     }
 

@@ -351,10 +351,11 @@ pub trait Store: Send + Sync {
     /// Alert episodes of a patient (all patients if `None`), by opening time
     /// (tools and tests).
     async fn alerts(&self, patient: Option<&PatientId>) -> Result<Vec<StoredAlert>, StoreError>;
-    /// Upserts device statuses into `device_status` (one row per device): a
-    /// status older than the stored one changes nothing; a status without
-    /// battery, signal or firmware keeps the stored values. Returns how many
-    /// rows changed. Safe to call again with the same statuses.
+    /// Upserts device statuses into `device_status` (one row per device): the
+    /// row's time is the newest status's; battery, signal and firmware are each
+    /// the newest status's that carried one, whatever the order statuses
+    /// arrive in (concurrent batches, redelivery). Returns how many statements
+    /// applied. Safe to call again with the same statuses.
     async fn upsert_device_statuses(&self, statuses: &[DeviceStatusRow]) -> Result<u64, StoreError>;
     /// The stored statuses of these devices (unknown ones are absent), by device id.
     async fn device_statuses(&self, devices: &[String]) -> Result<Vec<DeviceStatusRow>, StoreError>;

@@ -191,9 +191,9 @@ pub async fn set_patient_rules(c: &mut Conn, patient: &PatientId, rules_json: &s
     c.execute(&sql!("set_patient_rules"), &args![patient.as_str(), rules_json]).await.map(drop)
 }
 
-/// Upserts device statuses (see [`Store::upsert_device_statuses`]), oldest
-/// status first, one statement each (PostgreSQL refuses two rows of one key
-/// in one upsert), so the stored row is what applying them in time order gives.
+/// Upserts device statuses (see [`Store::upsert_device_statuses`]), one
+/// statement each (PostgreSQL refuses two rows of one key in one upsert),
+/// oldest first. The result does not depend on the order: see the SQL.
 ///
 /// # Errors
 ///
@@ -204,14 +204,18 @@ pub async fn upsert_device_statuses(c: &mut Conn, statuses: &[DeviceStatusRow]) 
     let args = rows
         .iter()
         .map(|s| {
+            let at = |present: bool| present.then_some(s.time);
             args![
                 s.device_id.as_str(),
                 s.patient_id.as_deref(),
                 s.time,
                 s.received_at,
                 s.battery_percent,
+                at(s.battery_percent.is_some()),
                 s.signal_dbm,
+                at(s.signal_dbm.is_some()),
                 s.firmware.as_deref(),
+                at(s.firmware.is_some()),
             ]
             .to_vec()
         })
