@@ -6,6 +6,7 @@ mod support;
 
 mod admin_pages;
 mod auth;
+mod journey;
 mod oidc;
 mod oidc_sign_in;
 mod patient;

@@ -20,7 +20,7 @@ async fn engines() -> Vec<App> {
     apps
 }
 
-fn reading(p: &str, code: Code, t: DateTime<Utc>, v: f64, device: Option<&str>) -> Observation {
+pub(crate) fn reading(p: &str, code: Code, t: DateTime<Utc>, v: f64, device: Option<&str>) -> Observation {
     Observation {
         id: ObservationId::compute(p, code, t.timestamp_micros()),
         patient_id: PatientId::new(p).unwrap(),

@@ -25,7 +25,7 @@ use crate::support::{Client, Engine, ops};
 /// The workspace on one engine, its service (with a mailer when an SMTP port is given).
 pub(crate) struct Site {
     pub(crate) addr: String,
-    url: String,
+    pub(crate) url: String,
     engine: Engine,
     pub(crate) admin: Arc<AdminService>,
     shutdown: CancellationToken,

@@ -116,7 +116,10 @@ impl App {
     /// Registers a patient in the care of `responsible` (who must exist).
     pub async fn patient(&self, id: &str, responsible: &str) {
         self.admin.add_patient(&ops(), &vitalwatch_admin::model::NewPatient { id: id.into() }).await.unwrap();
-        let team = CareTeamInput { responsible: responsible.into(), deputies: vec![], policy: None, nurses: None };
+        // The default escalation policy pages a deputy: every team gets one.
+        self.physician("dr-backup").await;
+        let deputies = vec!["dr-backup".to_owned()];
+        let team = CareTeamInput { responsible: responsible.into(), deputies, policy: None, nurses: None };
         self.admin.set_care_team(&ops(), id, &team).await.unwrap();
     }
 
