@@ -5,81 +5,37 @@
 //! account and to an email address, the answer through the single-use link,
 //! and the responsible physician emailed (a real SMTP server).
 
-use std::sync::Arc;
-
 use chrono::{DateTime, Duration, Utc};
+use vitalwatch_admin::Actor;
 use vitalwatch_admin::account::NewAccount;
 use vitalwatch_admin::model::{AuditQuery, CareTeamInput, ChannelsInput, PhysicianInput};
-use vitalwatch_admin::service::expertise::Mailer;
 use vitalwatch_admin::service::worklist::WorklistQuery;
-use vitalwatch_admin::{Actor, AdminService};
 use vitalwatch_alerting::store::{Action, TransitionOptions};
-use vitalwatch_alerting::transport::smtp::{SmtpConfig, SmtpSecurity, SmtpTransport};
 use vitalwatch_alerting::{EpisodeId, PhysicianId};
-use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity};
-use vitalwatch_web::{WebSettings, WebState};
 
-use crate::support::{Client, Engine, ops};
+use crate::support::{App, Client, Engine, ops};
 
-/// The workspace on one engine, its service (with a mailer when an SMTP port is given).
+/// The workspace on one engine (with a mailer when an SMTP port is given),
+/// seeded with three physicians, a nurse, a specialist and five open episodes.
 pub(crate) struct Site {
-    pub(crate) addr: String,
-    pub(crate) url: String,
-    engine: Engine,
-    pub(crate) admin: Arc<AdminService>,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
+    app: App,
 }
 
-impl Drop for Site {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
+impl std::ops::Deref for Site {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.app
     }
 }
 
 impl Site {
     pub(crate) async fn start(engine: Engine, smtp_port: Option<u16>) -> Option<Site> {
-        let dir = tempfile::tempdir().unwrap();
-        let url = match engine {
-            Engine::Sqlite => format!("sqlite://{}/vw.db", dir.path().display()),
-            Engine::Postgres => {
-                let pg = vitalwatch_testkit::pg_url();
-                let host = pg.split('@').nth(1).and_then(|h| h.split('/').next()).unwrap_or("127.0.0.1:5432");
-                if !vitalwatch_testkit::require("PostgreSQL", host) {
-                    return None;
-                }
-                vitalwatch_testkit::fresh_database(&pg, &vitalwatch_testkit::unique("web_wl")).await
-            }
+        let app = match smtp_port {
+            Some(port) => App::start_mailing(engine, port).await?,
+            None => App::start(engine).await?,
         };
-        vitalwatch_platform::store::open(&url, 100).await.unwrap().migrate().await.unwrap();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap().to_string();
-        let mut admin = AdminService::open(&url, 100, 500).await.unwrap();
-        if let Some(port) = smtp_port {
-            let smtp = SmtpConfig {
-                host: "127.0.0.1".into(),
-                port,
-                security: SmtpSecurity::None,
-                username: None,
-                password: None,
-                hello_name: "vitalwatch.test".into(),
-                timeout_secs: 10,
-            };
-            let transport = Arc::new(SmtpTransport::new(&smtp).unwrap());
-            admin = admin.with_mailer(
-                Mailer::new(transport, "VitalWatch <noreply@vw.example>", &format!("http://{addr}")).unwrap(),
-            );
-        }
-        let admin = Arc::new(admin);
-        let settings = WebSettings { public_url: format!("http://{addr}"), ..WebSettings::default() };
-        let limits = vitalwatch_platform::http::HttpLimits::default();
-        let app = vitalwatch_admin::http::router(admin.clone(), &limits)
-            .merge(vitalwatch_web::router(WebState::new(admin.clone(), settings)));
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        tokio::spawn(async move { vitalwatch_platform::http::serve(listener, app, &limits, stop).await });
-        let site = Site { addr, url, engine, admin, shutdown, _dir: dir };
+        let site = Site { app };
         site.seed().await;
         Some(site)
     }

@@ -68,6 +68,21 @@ impl App {
         engine: Engine,
         configure: impl FnOnce(&str) -> Option<(WebSettings, T)>,
     ) -> Option<(App, T)> {
+        Self::start_full(engine, configure, None).await
+    }
+
+    /// Starts the workspace whose tele-expertise e-mails go to the SMTP server on
+    /// `127.0.0.1:smtp_port` (a real one: `vitalwatch_testkit::SmtpSink`).
+    pub async fn start_mailing(engine: Engine, smtp_port: u16) -> Option<App> {
+        let settings = WebSettings::default();
+        Self::start_full(engine, move |_| Some((settings, ())), Some(smtp_port)).await.map(|(app, ())| app)
+    }
+
+    async fn start_full<T>(
+        engine: Engine,
+        configure: impl FnOnce(&str) -> Option<(WebSettings, T)>,
+        smtp_port: Option<u16>,
+    ) -> Option<(App, T)> {
         let dir = tempfile::tempdir().unwrap();
         let url = match engine {
             Engine::Sqlite => format!("sqlite://{}/vw.db", dir.path().display()),
@@ -82,9 +97,26 @@ impl App {
         };
         let store = vitalwatch_platform::store::open(&url, 100).await.unwrap();
         store.migrate().await.unwrap();
-        let admin = Arc::new(AdminService::open(&url, 100, 500).await.unwrap());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap().to_string();
+        let mut admin = AdminService::open(&url, 100, 500).await.unwrap();
+        if let Some(port) = smtp_port {
+            use vitalwatch_alerting::transport::smtp::{SmtpConfig, SmtpSecurity, SmtpTransport};
+            let smtp = SmtpConfig {
+                host: "127.0.0.1".into(),
+                port,
+                security: SmtpSecurity::None,
+                username: None,
+                password: None,
+                hello_name: "vitalwatch.test".into(),
+                timeout_secs: 10,
+            };
+            let transport = Arc::new(SmtpTransport::new(&smtp).unwrap());
+            let from = "VitalWatch <noreply@vw.example>";
+            let mailer = vitalwatch_admin::service::expertise::Mailer::new(transport, from, &format!("http://{addr}"));
+            admin = admin.with_mailer(mailer.unwrap());
+        }
+        let admin = Arc::new(admin);
         let (mut settings, extra) = configure(&addr)?;
         settings.public_url = format!("http://{addr}");
         let limits = vitalwatch_platform::http::HttpLimits::default();
