@@ -113,6 +113,8 @@ async fn a_physician_triages_reads_the_chart_asks_a_specialist_and_closes_the_ep
     specialist.click("main a[href^=\"/expertise/\"]").await.unwrap();
     specialist.wait_for("#advice").await.unwrap();
     assert!(specialist.source().await.unwrap().contains("Faut-il avancer la consultation ?"));
+    let chart = specialist.find("#expertise-chart svg").await.expect("the evidence chart").html(false).await.unwrap();
+    assert!(chart.contains('%'), "the specialist sees the readings' chart with its unit");
     specialist.fill("#advice", "Oui, sous 48 h ; contrôler la SpO2 au repos.").await.unwrap();
     specialist.click("form button[type=submit]:not(.link)").await.unwrap();
     let answered = vitalwatch_testkit::wait_until(std::time::Duration::from_secs(20), || async {
@@ -163,6 +165,11 @@ async fn a_physician_triages_reads_the_chart_asks_a_specialist_and_closes_the_ep
     assert_eq!(close.details.get("origin").and_then(|o| o.as_str()), Some("web 127.0.0.1"));
     let notes = site.admin.episode_notes(&Actor::operator("t"), "ep-high").await.unwrap();
     assert!(notes.iter().any(|n| n.body == "Patiente rappelée, consultation avancée."), "{notes:?}");
+    // The patient page lists the close, its outcome in words and its note.
+    browser.goto(&format!("{base}/patients/pat-2")).await.unwrap();
+    let notes = browser.text("#patient-notes").await.unwrap();
+    assert!(notes.contains("Patiente rappelée, consultation avancée."), "{notes}");
+    assert!(!notes.contains("consultation_scheduled"), "the outcome is in words: {notes}");
 
     // Another physician's patient and episode: not found, whatever the URL.
     for path in ["/patients/pat-3", "/episodes/ep-other", "/patients/pat-3/rules", "/patients/pat-3/chart/59408-5.svg"]

@@ -168,6 +168,60 @@ pub(crate) struct RequestView {
     pub answer: Option<String>,
     pub answered: Option<String>,
     pub expires: Option<String>,
+    /// The readings of the snapshot drawn as a chart (an inline SVG), with the threshold.
+    pub chart: Option<String>,
+}
+
+/// The snapshot's readings as a trend chart: each reading a point, the
+/// episode's threshold as a band, the time axis in `tz`. `None` without readings.
+fn snapshot_chart(l: Lang, tz: chrono_tz::Tz, snap: &serde_json::Value) -> Option<String> {
+    use vitalwatch_admin::service::patient_view::{Series, SeriesBucket, SeriesLine, SeriesRange, ThresholdBand};
+    let at = |v: &serde_json::Value| {
+        v.as_str().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()).map(|t| t.with_timezone(&chrono::Utc))
+    };
+    let ep = &snap["episode"];
+    let code = ep["code"].as_str()?.to_owned();
+    let buckets: Vec<SeriesBucket> = snap["readings"]
+        .as_array()?
+        .iter()
+        .filter_map(|p| {
+            let v = p["value"].as_f64()?;
+            Some(SeriesBucket { start: at(&p["time"])?, n: 1, mean: v, min: v, max: v })
+        })
+        .collect();
+    if buckets.is_empty() {
+        return None;
+    }
+    let thresholds = snap["evidence"]["threshold"]
+        .as_f64()
+        .map(|value| {
+            // A low reading under a low threshold, or a high one above a high threshold.
+            let upward = buckets.last().is_some_and(|b| b.mean >= value);
+            ThresholdBand {
+                code: code.clone(),
+                rule_id: ep["rule_id"].as_str().unwrap_or_default().to_owned(),
+                op: if upward { ">=".into() } else { "<=".into() },
+                upward,
+                severity: ep["severity"].as_str().unwrap_or("high").to_owned(),
+                value,
+                clear: value,
+            }
+        })
+        .into_iter()
+        .collect();
+    let series = Series {
+        patient_id: ep["patient_id"].as_str().unwrap_or_default().to_owned(),
+        code: code.clone(),
+        unit: snap["unit"].as_str().unwrap_or_default().to_owned(),
+        range: SeriesRange::Week,
+        bucket_secs: 3600,
+        from: at(&snap["from"]).unwrap_or(buckets[0].start),
+        to: at(&snap["to"]).unwrap_or(buckets[buckets.len() - 1].start),
+        time_zone: tz.name().to_owned(),
+        lines: vec![SeriesLine { code: code.clone(), name: code, buckets }],
+        thresholds,
+    };
+    Some(crate::chart::svg(&series, tz, l, "expertise"))
 }
 
 fn request_view(l: Lang, tz: chrono_tz::Tz, x: &ExpertiseView) -> RequestView {
@@ -226,6 +280,7 @@ fn request_view(l: Lang, tz: chrono_tz::Tz, x: &ExpertiseView) -> RequestView {
             .answered_at
             .map(|at| format!("{} · {}", x.answered_by.clone().unwrap_or_default(), fmt::datetime(l, tz, at))),
         expires: x.link_expires_at.map(|e| fmt::datetime(l, tz, e)),
+        chart: snapshot_chart(l, tz, &snap),
     }
 }
 

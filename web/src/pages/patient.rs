@@ -56,6 +56,8 @@ pub struct PatientText {
     never: &'static str,
     episodes: &'static str,
     no_episodes: &'static str,
+    notes: &'static str,
+    no_notes: &'static str,
     opened: &'static str,
     severity: &'static str,
     rule: &'static str,
@@ -100,6 +102,8 @@ const FR: PatientText = PatientText {
     never: "jamais",
     episodes: "Épisodes d'alerte",
     no_episodes: "Aucun épisode.",
+    notes: "Notes et clôtures",
+    no_notes: "Aucune note.",
     opened: "Ouvert le",
     severity: "Gravité",
     rule: "Règle",
@@ -150,6 +154,8 @@ const EN: PatientText = PatientText {
     never: "never",
     episodes: "Alert episodes",
     no_episodes: "No episode.",
+    notes: "Notes and closes",
+    no_notes: "No note.",
     opened: "Opened",
     severity: "Severity",
     rule: "Rule",
@@ -265,7 +271,18 @@ struct PatientPage {
     charts: Vec<ChartView>,
     devices: Vec<DeviceRow>,
     episodes: Vec<EpisodeRow>,
+    notes: Vec<NoteRow>,
     history: Vec<VersionRow>,
+}
+
+/// A note of one of the patient's episodes (or a close with its outcome).
+#[derive(Debug)]
+struct NoteRow {
+    episode_id: String,
+    at: String,
+    author: String,
+    outcome: String,
+    body: String,
 }
 
 /// The routes of this module.
@@ -398,8 +415,27 @@ async fn page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>, Quer
         .into_iter()
         .map(|r| RangeLink { value: r.as_str(), label: range_label(l, r), current: r == range })
         .collect();
+    // The care team's notes on this patient's episodes, newest first (the last 20).
+    let notes = match s.admin.patient_notes(&v.actor, &o.patient.id, None, Some(20)).await {
+        Ok(p) => p
+            .items
+            .into_iter()
+            .map(|n| NoteRow {
+                at: fmt::datetime(l, v.tz, n.at),
+                author: n.author,
+                outcome: n
+                    .outcome
+                    .map(|o| super::episode::outcome_label(super::episode::text(l), &o))
+                    .unwrap_or_default(),
+                body: n.body,
+                episode_id: n.episode_id,
+            })
+            .collect(),
+        Err(e) => return admin_error(&v, e),
+    };
     render(PatientPage {
         ctx: PageCtx::new(&v, Nav::Patients),
+        notes,
         t,
         program: program_name(l, &o.rules.program),
         version: o.rules.version.map_or_else(|| t.default_rules.to_owned(), |n| n.to_string()),
