@@ -450,9 +450,9 @@ impl AdminService {
 
     /// Fails unless every id is a nurse account.
     pub(crate) async fn check_nurse_accounts(&self, nurses: &[String]) -> Result<(), AdminError> {
-        let accounts = self.db.run(async |c| store::list(c).await).await?;
         for n in nurses {
-            if !accounts.iter().any(|a| a.account.id == *n && a.account.role == AccountRole::Nurse) {
+            let row = self.db.run(async |c| store::by_id(c, n).await).await?;
+            if row.is_none_or(|r| r.account.role != AccountRole::Nurse) {
                 return Err(AdminError::Invalid(format!("{n} is not a nurse account")));
             }
         }

@@ -71,15 +71,7 @@ pub fn safe_next(next: &str) -> bool {
 fn to_login(parts: &Parts) -> Response {
     let path = parts.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let next = if safe_next(path) { path } else { "/" };
-    let mut enc = String::new();
-    for b in next.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~/".contains(&b) {
-            enc.push(b as char);
-        } else {
-            enc.push_str(&format!("%{b:02X}"));
-        }
-    }
-    Redirect::to(&format!("/login?next={enc}")).into_response()
+    Redirect::to(&format!("/login?next={}", crate::pages::login::encode(next))).into_response()
 }
 
 impl FromRequestParts<AppState> for Viewer {
