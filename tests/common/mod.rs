@@ -52,6 +52,24 @@ impl Proc {
         Proc { child, name: name.to_owned() }
     }
 
+    /// Waits until `GET http://{addr}{path}` answers 200, for at most `timeout`. Panics at once,
+    /// with the exit status, if the process ends first (a role that failed to start), and
+    /// otherwise when `timeout` passes (a loaded machine: generous timeouts, they cost nothing
+    /// when the process comes up quickly).
+    pub async fn wait_serving(&mut self, addr: &str, path: &str, timeout: Duration) {
+        let until = Instant::now() + timeout;
+        loop {
+            if get(addr, path).await.0 == 200 {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("vitalwatch {} exited ({status}) before serving {addr}{path}", self.name);
+            }
+            assert!(Instant::now() < until, "vitalwatch {} did not serve {addr}{path} within {timeout:?}", self.name);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     /// Sends SIGKILL and reaps.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();

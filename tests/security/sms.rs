@@ -98,10 +98,10 @@ impl Embedded {
             ("VITALWATCH_OPS__LISTEN".into(), "127.0.0.1:0".into()),
         ];
         vars.extend(env.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        let proc = Proc::spawn("run", &["run", "--data-dir", &data, "--mqtt-listen", &mqtt], &vars);
-        let up =
-            wait_until(Duration::from_secs(60), || async { crate::common::get(&addr, "/readyz").await.0 == 200 }).await;
-        assert!(up, "vitalwatch run did not serve {addr}/readyz");
+        let mut proc = Proc::spawn("run", &["run", "--data-dir", &data, "--mqtt-listen", &mqtt], &vars);
+        // `run` migrates a fresh SQLite file and creates the first accounts (Argon2id) before it
+        // serves: seconds alone, much longer beside a full parallel test run on two cores.
+        proc.wait_serving(&addr, "/readyz", Duration::from_secs(180)).await;
         let store = SqlAlertStore::open(&format!("{data}/vitalwatch.db")).expect("open the SQLite file of run");
         Embedded { proc, dir, addr, store }
     }
