@@ -28,8 +28,10 @@ fn weight(p: &str, t: DateTime<Utc>) -> Observation {
 }
 
 async fn export_and_read_the_log(url: &str, args: &[&str], env: &[(String, String)]) {
-    let with = |a: &[&str]| a.iter().chain(args).copied().collect::<Vec<&str>>();
-    run_cli(&with(&["patient", "add", "p-exp"]), env);
+    // The store arguments (`--embedded --data-dir D`) go after the command's own.
+    let full = |cmd: &[&str]| -> Vec<String> { cmd.iter().chain(args).map(|s| (*s).to_owned()).collect() };
+    let run = |cmd: &[&str]| run_cli(&full(cmd).iter().map(String::as_str).collect::<Vec<_>>(), env);
+    run(&["patient", "add", "p-exp"]);
     let st = vitalwatch_platform::store::open(url, 100).await.unwrap();
     st.migrate().await.unwrap();
     let t = DateTime::from_timestamp(1_767_225_600, 0).unwrap();
@@ -37,25 +39,28 @@ async fn export_and_read_the_log(url: &str, args: &[&str], env: &[(String, Strin
     let dir = tempfile::tempdir().unwrap();
     let csv = dir.path().join("p-exp.csv");
     let json = dir.path().join("p-exp.json");
-    run_cli(&with(&["patient", "export", "p-exp", "--format", "csv", "--out", &path_str(&csv)]), env);
-    run_cli(&with(&["patient", "export", "p-exp", "--format", "fhir", "--out", &path_str(&json)]), env);
+    let (csv_path, json_path) = (path_str(&csv), path_str(&json));
+    run(&["patient", "export", "p-exp", "--format", "csv", "--out", &csv_path]);
+    run(&["patient", "export", "p-exp", "--format", "fhir", "--out", &json_path]);
     let csv = std::fs::read_to_string(&csv).expect("the CSV file");
     let rows: Vec<&str> = csv.lines().collect();
     assert_eq!(rows.len(), 2, "{csv}");
-    assert!(rows[1].starts_with("observation,") && rows[1].contains(",p-exp,2026-01-01T00:00:00Z,29463-7,80.5,kg,manual,"));
+    assert!(
+        rows[1].starts_with("observation,") && rows[1].contains(",p-exp,2026-01-01T00:00:00Z,29463-7,80.5,kg,manual,")
+    );
     let bundle: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).expect("the JSON file")).unwrap();
     assert_eq!(bundle["resourceType"], "Bundle");
     assert_eq!(bundle["type"], "collection");
     let kinds: Vec<&str> =
         bundle["entry"].as_array().unwrap().iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["Patient", "Observation"]);
-    let log = run_cli(&with(&["patient", "access-log", "p-exp"]), env);
+    let log = run(&["patient", "access-log", "p-exp"]);
     let cli: Vec<&str> = log.lines().filter(|l| l.contains("\toperator\tcli\t")).collect();
     assert_eq!(cli.len(), 2, "{log}");
     assert!(cli[0].ends_with("export format=fhir") && cli[1].ends_with("export format=csv"), "{log}");
     // An unknown patient: a clear failure, no file.
     let out = std::process::Command::new(bin())
-        .args(with(&["patient", "export", "nobody", "--out", &path_str(&dir.path().join("x"))]))
+        .args(full(&["patient", "export", "nobody", "--out", &path_str(&dir.path().join("x"))]))
         .envs(env.iter().map(|(k, v)| (k, v)))
         .output()
         .unwrap();

@@ -19,7 +19,6 @@ use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use vitalwatch_admin::model::{CareTeamInput, Enrol, NewDevice, NewPatient, PhysicianInput};
 use vitalwatch_admin::{Actor, AdminService};
-use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity as ProtoSeverity};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 use vitalwatch_testkit::client::{Resp, request};
@@ -104,7 +103,7 @@ impl Api {
     }
 
     async fn get(&self, path: &str, token: Option<&str>) -> Resp {
-        let mut headers = vec![("Host", self.addr.clone())];
+        let mut headers = Vec::new();
         if let Some(t) = token {
             headers.push(("Authorization", format!("Bearer {t}")));
         }
@@ -326,7 +325,10 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
             let r = api.get(path, Some(dra)).await;
             assert_eq!(r.status, 404, "{n}: {path}: {}", r.body);
             let oo = r.json();
-            assert_eq!((oo["resourceType"].as_str(), oo["issue"][0]["code"].as_str()), (Some("OperationOutcome"), Some("not-found")));
+            assert_eq!(
+                (oo["resourceType"].as_str(), oo["issue"][0]["code"].as_str()),
+                (Some("OperationOutcome"), Some("not-found"))
+            );
         }
         assert_eq!(api.get("/fhir/r4/Device/cuff-1", Some(drb)).await.status, 404, "{n}: dr-b's device view");
         assert_eq!(api.get("/fhir/r4/DetectedIssue/ep-1", Some(drb)).await.status, 404, "{n}");
@@ -360,8 +362,11 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         let panels = bundle_resources(&api.fhir("/fhir/r4/Observation?patient=p-a&code=85354-9", dra).await);
         assert_eq!(panels.len(), 5, "{n}");
         let bp = &panels[0];
-        assert_eq!(bp["code"]["coding"][0], json!({"system": "http://loinc.org", "code": "85354-9",
-            "display": "Blood pressure panel with all children optional"}));
+        assert_eq!(
+            bp["code"]["coding"][0],
+            json!({"system": "http://loinc.org", "code": "85354-9",
+            "display": "Blood pressure panel with all children optional"})
+        );
         let comp: Vec<(&str, f64, &str, &str)> = bp["component"]
             .as_array()
             .unwrap()
@@ -377,7 +382,10 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
             .collect();
         assert_eq!(
             comp,
-            [("8480-6", 120.0, "mm[Hg]", "http://unitsofmeasure.org"), ("8462-4", 80.0, "mm[Hg]", "http://unitsofmeasure.org")],
+            [
+                ("8480-6", 120.0, "mm[Hg]", "http://unitsofmeasure.org"),
+                ("8462-4", 80.0, "mm[Hg]", "http://unitsofmeasure.org")
+            ],
             "{n}"
         );
         assert_eq!(bp["device"]["reference"], "Device/cuff-1");
@@ -388,11 +396,15 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         let r = api.get(&format!("/fhir/r4/Observation/{}", bp["id"].as_str().unwrap()), Some(drb)).await;
         assert_eq!(r.status, 404, "{n}: dr-b reads dr-a's observation");
         // The manual weight: performer = the patient, app time, original unit kept.
-        let w = bundle_resources(&api.fhir("/fhir/r4/Observation?patient=p-a&code=http://loinc.org|29463-7", dra).await);
+        let w =
+            bundle_resources(&api.fhir("/fhir/r4/Observation?patient=p-a&code=http://loinc.org%7C29463-7", dra).await);
         assert_eq!(w.len(), 1, "{n}");
         assert_eq!(w[0]["performer"][0]["reference"], "Patient/p-a");
         assert!(w[0].get("device").is_none());
-        assert_eq!(w[0]["valueQuantity"], json!({"value": 81.74, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"}));
+        assert_eq!(
+            w[0]["valueQuantity"],
+            json!({"value": 81.74, "unit": "kg", "system": "http://unitsofmeasure.org", "code": "kg"})
+        );
         let ext: Vec<&Value> = w[0]["extension"].as_array().unwrap().iter().collect();
         assert_eq!(ext[0]["valueCode"], "app");
         assert_eq!(ext[1]["valueQuantity"], json!({"value": 180.2, "unit": "[lb_av]"}));
@@ -406,7 +418,10 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
 
         // Devices and the episode as a DetectedIssue with its evidence.
         let dev = api.fhir("/fhir/r4/Device/cuff-1", dra).await;
-        assert_eq!((dev["patient"]["reference"].as_str(), dev["status"].as_str()), (Some("Patient/p-a"), Some("active")));
+        assert_eq!(
+            (dev["patient"]["reference"].as_str(), dev["status"].as_str()),
+            (Some("Patient/p-a"), Some("active"))
+        );
         assert_eq!(bundle_resources(&api.fhir("/fhir/r4/Device?patient=p-a", dra).await).len(), 1, "{n}");
         let issues = bundle_resources(&api.fhir("/fhir/r4/DetectedIssue?patient=p-a", dra).await);
         assert_eq!(issues.len(), 1, "{n}");
@@ -423,8 +438,9 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         // $everything.
         let every = api.fhir("/fhir/r4/Patient/p-a/$everything", dra).await;
         let all = bundle_resources(&every);
-        let want: BTreeMap<String, usize> =
-            [("DetectedIssue", 1), ("Device", 1), ("Observation", 27), ("Patient", 1)].map(|(k, v)| (k.to_owned(), v)).into();
+        let want: BTreeMap<String, usize> = [("DetectedIssue", 1), ("Device", 1), ("Observation", 27), ("Patient", 1)]
+            .map(|(k, v)| (k.to_owned(), v))
+            .into();
         assert_eq!(kinds(&all), want, "{n}");
         let everything_ids: HashSet<&str> =
             all.iter().filter(|r| r["resourceType"] == "Observation").map(|o| o["id"].as_str().unwrap()).collect();
@@ -436,7 +452,11 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert!(csv.header("content-type").unwrap().starts_with("text/csv"));
         let lines: Vec<&str> = csv.body.lines().collect();
         assert!(lines[0].starts_with("record,id,patient_id,time,code,value,unit,source,device_id,time_source"));
-        assert_eq!(lines.iter().filter(|l| l.starts_with("observation,")).count(), 32, "{n}: one row per stored component");
+        assert_eq!(
+            lines.iter().filter(|l| l.starts_with("observation,")).count(),
+            32,
+            "{n}: one row per stored component"
+        );
         assert_eq!(lines.iter().filter(|l| l.starts_with("episode,ep-1,p-a,")).count(), 1, "{n}");
         assert!(lines.iter().any(|l| l.contains(",29463-7,81.74,kg,manual,,app,") && l.contains(",180.2,[lb_av],")));
         let fx = api.get("/v1/patients/p-a/export?format=fhir", Some(dra)).await;
@@ -473,7 +493,9 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert_eq!(log.status, 200, "{n}: {}", log.body);
         let items = log.json()["items"].as_array().unwrap().clone();
         let has = |actor: &str, iface: &str, what: &str| {
-            items.iter().any(|e| e["actor"] == actor && e["interface"] == iface && e["what"] == what && e["patient_id"] == "p-a")
+            items.iter().any(|e| {
+                e["actor"] == actor && e["interface"] == iface && e["what"] == what && e["patient_id"] == "p-a"
+            })
         };
         assert!(has("dr-a", "fhir", "GET Observation"), "{n}");
         assert!(has("dr-a", "fhir", "GET Patient/{id}/$everything"), "{n}");
@@ -513,7 +535,10 @@ async fn fhir_round_trip_through_the_ingest_decoder() {
         api.svc.add_patient(&op, &NewPatient { id: "p-r".into() }).await.unwrap();
         api.svc.add_device(&op, &NewDevice { id: "cuff-r".into(), kind: "bp_cuff".into() }).await.unwrap();
         let now = at(Utc::now().timestamp());
-        api.svc.enrol_device(&op, "cuff-r", &Enrol { patient: "p-r".into(), from: Some(now - Duration::days(2)) }).await.unwrap();
+        api.svc
+            .enrol_device(&op, "cuff-r", &Enrol { patient: "p-r".into(), from: Some(now - Duration::days(2)) })
+            .await
+            .unwrap();
         let (ops, _) = api.svc.create_token(&Actor::cli(), "ops", "operator", None, None).await.unwrap();
         let st = vitalwatch_platform::store::open(&db.url, 100).await.unwrap();
         let t1 = now - Duration::hours(3);

@@ -238,6 +238,9 @@ async fn search_issues(
 async fn unknown_route() -> FhirError {
     FhirError {
         status: StatusCode::NOT_FOUND,
-        outcome: map::operation_outcome("not-supported", "this FHIR interaction is not supported; see /fhir/r4/metadata"),
+        outcome: map::operation_outcome(
+            "not-supported",
+            "this FHIR interaction is not supported; see /fhir/r4/metadata",
+        ),
     }
 }

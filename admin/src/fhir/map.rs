@@ -498,8 +498,11 @@ mod tests {
 
     #[test]
     fn systolic_and_diastolic_at_the_same_time_become_one_panel() {
-        let rows =
-            [row("8462-4", 100, 80.0, Some("cuff")), row("8480-6", 100, 130.0, Some("cuff")), row("8867-4", 100, 70.0, None)];
+        let rows = [
+            row("8462-4", 100, 80.0, Some("cuff")),
+            row("8480-6", 100, 130.0, Some("cuff")),
+            row("8867-4", 100, 70.0, None),
+        ];
         let groups = group_rows(&rows);
         assert_eq!(groups.len(), 2);
         let bp = observation(&groups[0]);

@@ -100,11 +100,8 @@ fn interval(v: &str) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
 /// to the bounds.
 fn date(v: &str, since: &mut Option<DateTime<Utc>>, until: &mut Option<DateTime<Utc>>) -> Result<(), String> {
     let bad = || format!("date {v:?}: expected [ge|gt|le|lt|eq]YYYY-MM-DD or an RFC 3339 dateTime");
-    let (prefix, value) = if v.len() > 2 && v.as_bytes()[..2].iter().all(u8::is_ascii_lowercase) {
-        v.split_at(2)
-    } else {
-        ("eq", v)
-    };
+    let (prefix, value) =
+        if v.len() > 2 && v.as_bytes()[..2].iter().all(u8::is_ascii_lowercase) { v.split_at(2) } else { ("eq", v) };
     let (start, end) = interval(value).ok_or_else(bad)?;
     let lower = |b: DateTime<Utc>, since: &mut Option<DateTime<Utc>>| *since = Some(since.map_or(b, |s| s.max(b)));
     let upper = |b: DateTime<Utc>, until: &mut Option<DateTime<Utc>>| *until = Some(until.map_or(b, |u| u.min(b)));
@@ -146,8 +143,8 @@ pub fn observation_search(pairs: &[(String, String)], max: u32) -> Result<ObsSea
                         Some(_) => return Err(format!("code {c:?}: only LOINC codes (http://loinc.org) are stored")),
                         None => c,
                     };
-                    let stored = stored_codes(code)
-                        .ok_or_else(|| format!("code {code:?} is not a code vitalwatch stores"))?;
+                    let stored =
+                        stored_codes(code).ok_or_else(|| format!("code {code:?} is not a code vitalwatch stores"))?;
                     let fhir = if code == BP_PANEL { BP_PANEL.to_owned() } else { stored[0].to_owned() };
                     s.codes.push(fhir);
                     s.stored.extend(stored.into_iter().map(str::to_owned));

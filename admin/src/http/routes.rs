@@ -305,7 +305,13 @@ pub async fn export_patient(
         ExportFormat::Csv => "csv",
     };
     let disposition = format!("attachment; filename=\"patient-{id}.{ext}\"");
-    Ok(([(axum::http::header::CONTENT_TYPE, content_type.to_owned()), (axum::http::header::CONTENT_DISPOSITION, disposition)], body)
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
         .into_response())
 }
 

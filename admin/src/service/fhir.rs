@@ -78,7 +78,7 @@ impl AdminService {
     pub async fn fhir_patients(&self, actor: &Actor, s: &SimpleSearch) -> Result<FhirPage<String>, AdminError> {
         let scope = self.patient_scope(actor, Operation::ReadPatients).await?;
         let count = s.count.unwrap_or(crate::fhir::search::DEFAULT_COUNT).min(self.max_page);
-        let (resources, next) = if let Some(id) = &s.patient {
+        let (resources, next): (Vec<Value>, Option<String>) = if let Some(id) = &s.patient {
             let visible = scope.as_ref().is_none_or(|mine| mine.contains(id));
             let found = if visible { self.admin.patient(id).await? } else { None };
             (found.into_iter().map(|p| map::patient(&PatientRow { id: p.id, status: p.status })).collect(), None)
@@ -215,7 +215,8 @@ impl AdminService {
         let a = d.alert.ok_or_else(|| unknown("DetectedIssue", episode))?;
         let state = d.alerting.unwrap_or(Value::Null);
         let acks: Vec<&Value> = state.get("acks").and_then(Value::as_array).into_iter().flatten().collect();
-        let acknowledged = acks.iter().any(|k| k.get("severity").is_some() && k.get("severity") == state.get("severity"));
+        let acknowledged =
+            acks.iter().any(|k| k.get("severity").is_some() && k.get("severity") == state.get("severity"));
         let row = EpisodeRow {
             id: a.episode_id,
             patient_id: a.patient_id,
@@ -258,7 +259,8 @@ impl AdminService {
         if let Some(p) = patient {
             self.visible_patient(actor, Operation::ReadAlerts, p).await?;
         }
-        let q = AlertQuery { patient: patient.map(str::to_owned), after: cursor, limit: Some(count), ..Default::default() };
+        let q =
+            AlertQuery { patient: patient.map(str::to_owned), after: cursor, limit: Some(count), ..Default::default() };
         let page = self.list_alerts(actor, &q).await?;
         let mut out = Vec::with_capacity(page.items.len());
         for a in &page.items {

@@ -7,8 +7,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use vitalwatch_admin::Actor;
-use vitalwatch_admin::model::{AccessInterface, At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
 use vitalwatch_admin::model::ExportFormat;
+use vitalwatch_admin::model::{AccessInterface, At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
 use vitalwatch_platform::store;
 
 use super::admin;
