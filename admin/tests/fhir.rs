@@ -181,14 +181,14 @@ struct Seed {
 async fn seed(api: &Api, db: &Database) -> Seed {
     let svc = &api.svc;
     let op = Actor::operator("cli:test");
-    for (id, name) in [("dr-a", "Dr A"), ("dr-b", "Dr B")] {
+    for (id, name) in [("dr-a", "Dr A"), ("dr-b", "Dr B"), ("dr-c", "Dr C")] {
         let input: PhysicianInput =
             serde_json::from_value(json!({ "name": name, "email": format!("{id}@hospital.example") })).unwrap();
         svc.upsert_physician(&op, id, &input).await.unwrap();
     }
     for (p, dr) in [("p-a", "dr-a"), ("p-b", "dr-b")] {
         svc.add_patient(&op, &NewPatient { id: p.into() }).await.unwrap();
-        let team = CareTeamInput { responsible: dr.into(), deputies: vec![], policy: None, nurses: None };
+        let team = CareTeamInput { responsible: dr.into(), deputies: vec!["dr-c".into()], policy: None, nurses: None };
         svc.set_care_team(&op, p, &team).await.unwrap();
     }
     svc.add_device(&op, &NewDevice { id: "cuff-1".into(), kind: "bp_cuff".into() }).await.unwrap();
