@@ -17,6 +17,7 @@
 #   VW_CHROMIUM, VW_CHROMEDRIVER  Debian's chromium and chromedriver (browser tests start their own)
 #   VW_OIDC_PROVIDER   node script of a local OpenID provider (oidc-provider), started per test:
 #                      node "$VW_OIDC_PROVIDER" --config FILE  (VW_OIDC_NODE_MODULES: its node_modules)
+#   VW_FHIR_PYTHON     python3 of a venv with PyPI fhir.resources 6.1.0 (FHIR R4 models), the validator
 # SMTP: no shared server. Tests start their own `python3 -m aiosmtpd -n -l 127.0.0.1:PORT`
 # (this script only makes sure `import aiosmtpd` works).
 #
@@ -316,6 +317,21 @@ ensure_aiosmtpd() {
   python3 -c 'import aiosmtpd' 2>/dev/null || die "python3 cannot import aiosmtpd after installing it"
 }
 
+# ------------------------------------------------------------------------------------ FHIR validator
+# The independent FHIR R4 validator of the FHIR API tests: PyPI fhir.resources 6.1.0, the last
+# release whose models are R4 (4.0.1; 6.2+ are R4B, 7.x R5), with pydantic v1, in a private venv
+# so the machine's pydantic v2 stays untouched.
+FHIR_VENV="$VW_CACHE/fhir-venv"
+fhir_ok() { "$FHIR_VENV/bin/python" -c 'import fhir.resources as f; assert f.__fhir_version__ == "4.0.1"' 2>/dev/null; }
+ensure_fhir_validator() {
+  fhir_ok && return 0
+  log "installing the FHIR R4 validator (PyPI fhir.resources 6.1.0) in $FHIR_VENV"
+  python3 -m venv "$FHIR_VENV" >&2 || { apt_install python3-venv && python3 -m venv "$FHIR_VENV" >&2; }
+  "$FHIR_VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+    'fhir.resources==6.1.0' 'pydantic[email]>=1.10,<2' >&2
+  fhir_ok || die "the FHIR R4 validator (fhir.resources 6.1.0) does not import after installing it"
+}
+
 # ------------------------------------------------------------------------------------ TLS tools
 # The test build links librdkafka against the system OpenSSL (cargo feature kafka-tls:
 # libssl-dev, pkg-config); the transport security tests make certificates with `openssl`.
@@ -358,6 +374,7 @@ ensure_postgres
 ensure_mosquitto
 ensure_timescale
 ensure_aiosmtpd
+ensure_fhir_validator
 ensure_chromium
 ensure_oidc_provider
 ensure_tansu # last: on a fresh machine this may build for ~9 minutes
@@ -377,6 +394,7 @@ ENV_FILE="$VW_STATE/services.env"
   echo "VW_CHROMEDRIVER=/usr/bin/chromedriver"
   echo "VW_OIDC_PROVIDER=$OIDC_DIR/provider.mjs"
   echo "VW_OIDC_NODE_MODULES=$OIDC_DIR/node_modules"
+  echo "VW_FHIR_PYTHON=$FHIR_VENV/bin/python"
 } >"$ENV_FILE.tmp"
 mv "$ENV_FILE.tmp" "$ENV_FILE"
 sed 's/^/export /' "$ENV_FILE"

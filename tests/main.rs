@@ -19,6 +19,7 @@ mod full_pipeline;
 mod ingest_limits;
 mod ingest_pipeline;
 mod observability;
+mod patient_export;
 mod poison_records;
 mod registry_faults;
 mod rules_pipeline;

@@ -13,11 +13,14 @@
 //! - [`model`]: the request and response bodies (JSON, OpenAPI schemas);
 //! - [`token`]: generation and hashing of bearer tokens;
 //! - [`account`]: user accounts of the web workspace (roles, Argon2id passwords);
-//!   sessions and sign-in are in [`service::accounts`].
+//!   sessions and sign-in are in [`service::accounts`];
+//! - [`fhir`]: the FHIR R4 read API (`/fhir/r4`), the patient export and the
+//!   read-access log's store.
 
 pub mod account;
 pub mod actor;
 pub mod error;
+pub mod fhir;
 pub mod http;
 pub mod model;
 pub mod policy;

@@ -476,3 +476,76 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_id: Option<String>,
 }
+
+/// Through which interface a patient's data was read (read-access log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum AccessInterface {
+    /// The JSON admin API (`/v1`).
+    Api,
+    /// The FHIR R4 API (`/fhir/r4`).
+    Fhir,
+    /// The clinician web workspace (`/app`).
+    Web,
+    /// The command line.
+    Cli,
+}
+
+impl AccessInterface {
+    /// The stored name (`api`, `fhir`, `web`, `cli`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccessInterface::Api => "api",
+            AccessInterface::Fhir => "fhir",
+            AccessInterface::Web => "web",
+            AccessInterface::Cli => "cli",
+        }
+    }
+}
+
+/// One read of a patient's data: who, when, through which interface, what.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct AccessLogEntry {
+    /// Entry id (increasing).
+    pub id: i64,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: the actor's name (token name, physician id, account, `cli:user`).
+    pub actor: String,
+    /// The actor's role.
+    pub actor_role: String,
+    /// The patient whose data was read.
+    pub patient_id: String,
+    /// `api`, `fhir`, `web` or `cli`.
+    pub interface: String,
+    /// What was read (route or command; never values).
+    pub what: String,
+}
+
+/// One page of a patient's read-access log, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct AccessLogPage {
+    /// Entries.
+    pub items: Vec<AccessLogEntry>,
+    /// Cursor of the next page (pass as `after`), if any.
+    pub next: Option<String>,
+}
+
+/// The format of a patient export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExportFormat {
+    /// The FHIR `Patient/$everything` Bundle (JSON).
+    Fhir,
+    /// One CSV of every stored observation (with provenance) and every episode.
+    Csv,
+}
+
+/// Query of `GET /v1/patients/{id}/export`.
+#[derive(Debug, Clone, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ExportQuery {
+    /// `fhir` or `csv`.
+    pub format: ExportFormat,
+}

@@ -50,6 +50,10 @@ pub enum Operation {
     AnswerExpertise,
     /// Create, change or disable user accounts of the web workspace.
     ManageUsers,
+    /// Read the read-access log of a patient (who read the patient's data).
+    ReadAccessLog,
+    /// Export all data about a patient (GDPR right of access: FHIR Bundle, CSV).
+    ExportPatientData,
 }
 
 /// What an actor may reach with an operation.
@@ -75,6 +79,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
                 Scope::OwnPatients
             }
             RequestExpertise => Scope::OwnPatients,
+            ReadAccessLog | ExportPatientData => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers => Scope::Denied,
@@ -86,6 +91,9 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
                 Scope::OwnPatients
             }
             AnswerExpertise => Scope::OwnEntry,
+            // Exporting a whole record and reading who accessed it are the
+            // physician's (or the operators') acts, not the triage role's.
+            ReadAccessLog | ExportPatientData => Scope::Denied,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
             | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
         },
@@ -102,7 +110,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 18] = [
+    const ALL: [Operation; 20] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -121,6 +129,8 @@ mod tests {
         Operation::RequestExpertise,
         Operation::AnswerExpertise,
         Operation::ManageUsers,
+        Operation::ReadAccessLog,
+        Operation::ExportPatientData,
     ];
 
     #[test]
@@ -145,6 +155,8 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+        assert_eq!(scope(&dr, Operation::ReadAccessLog), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::ExportPatientData), Scope::OwnPatients);
     }
 
     #[test]

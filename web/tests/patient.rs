@@ -92,6 +92,13 @@ async fn the_patient_page_shows_last_readings_adherence_devices_and_charts_with_
 
         let r = c.get("/patients/pat-w1").await;
         assert_eq!(r.status, 200, "{e:?}: {}", r.body);
+        // The read-access log has the page read, through the web interface.
+        let log = app.admin.access_log(&ops(), "pat-w1", &Default::default()).await.unwrap();
+        assert!(
+            log.items.iter().any(|a| a.actor == "dr-a" && a.interface == "web" && a.what == "GET /app/patients/{id}"),
+            "{e:?}: {:?}",
+            log.items
+        );
         let b = &r.body;
         assert!(b.contains("Dernières mesures") && b.contains("81,4 kg"), "{e:?}: the latest weight, French decimals");
         assert!(b.contains("185 mmHg") && b.contains("95 mmHg"), "{e:?}: the blood pressure components");

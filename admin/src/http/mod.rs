@@ -55,12 +55,15 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/alerts/{id}/close", post(close_alert))
         .route("/audit", get(list_audit))
         .route("/audit/episodes", get(list_episode_audit))
-        .route("/tokens", get(list_tokens));
+        .route("/tokens", get(list_tokens))
+        .route("/patients/{id}/export", get(export_patient))
+        .route("/patients/{id}/access-log", get(get_access_log));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/openapi.json", get(openapi_json))
         .nest("/v1", v1)
+        .nest("/fhir/r4", crate::fhir::http::router())
         .fallback(not_found)
         .with_state(service);
     vitalwatch_platform::http::limit(app, limits).layer(middleware::from_fn(log_request))

@@ -46,14 +46,18 @@ pub async fn add_patient(
 #[utoipa::path(get, path = "/v1/patients/{id}", tag = "patients", params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = PatientDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_patient(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Res<PatientDetail> {
-    Ok(Json(s.patient(&a, &id).await?))
+    let p = s.patient(&a, &id).await?;
+    s.log_access(&a, &id, AccessInterface::Api, "GET /v1/patients/{id}").await?;
+    Ok(Json(p))
 }
 
 /// A patient's care program and thresholds.
 #[utoipa::path(get, path = "/v1/patients/{id}/rules", tag = "rules", params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = RulesView), (status = 404, body = ErrorBody)))]
 pub async fn get_rules(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Res<RulesView> {
-    Ok(Json(s.rules(&a, &id).await?))
+    let r = s.rules(&a, &id).await?;
+    s.log_access(&a, &id, AccessInterface::Api, "GET /v1/patients/{id}/rules").await?;
+    Ok(Json(r))
 }
 
 /// Sets a patient's care program and thresholds (`PatientRules`; operators and the patient's physicians)
@@ -77,7 +81,9 @@ pub async fn put_rules(
 #[utoipa::path(get, path = "/v1/patients/{id}/care-team", tag = "care teams", params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
 pub async fn get_care_team(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Res<serde_json::Value> {
-    Ok(Json(s.care_team(&a, &id).await?))
+    let t = s.care_team(&a, &id).await?;
+    s.log_access(&a, &id, AccessInterface::Api, "GET /v1/patients/{id}/care-team").await?;
+    Ok(Json(t))
 }
 
 /// Sets a patient's care team (operators).
@@ -205,7 +211,11 @@ pub async fn list_alerts(State(s): S, Auth(a): Auth, Query(q): Query<AlertQuery>
 #[utoipa::path(get, path = "/v1/alerts/{id}", tag = "alerts", params(("id" = String, Path, description = "episode id")),
     responses((status = 200, body = AlertDetail), (status = 404, body = ErrorBody)))]
 pub async fn get_alert(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Res<AlertDetail> {
-    Ok(Json(s.alert(&a, &id).await?))
+    let d = s.alert(&a, &id).await?;
+    if let Some(p) = d.alert.as_ref().map(|v| v.patient_id.clone()) {
+        s.log_access(&a, &p, AccessInterface::Api, "GET /v1/alerts/{id}").await?;
+    }
+    Ok(Json(d))
 }
 
 /// Acknowledges an episode (stops escalation at its severity).
@@ -270,4 +280,51 @@ pub async fn list_episode_audit(
     responses((status = 200, body = TokenList), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn list_tokens(State(s): S, Auth(a): Auth) -> Res<TokenList> {
     Ok(Json(TokenList { items: s.list_tokens(&a).await? }))
+}
+
+/// Exports all data about a patient (GDPR right of access): `format=fhir`
+/// (the `Patient/$everything` Bundle, type collection) or `format=csv` (every
+/// stored observation with its provenance, and every episode). Logged in the
+/// read-access log.
+#[utoipa::path(get, path = "/v1/patients/{id}/export", tag = "patients",
+    params(("id" = String, Path, description = "patient id"), ExportQuery),
+    responses((status = 200, description = "application/fhir+json Bundle or text/csv"),
+        (status = 403, body = ErrorBody), (status = 404, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn export_patient(
+    State(s): S,
+    Auth(a): Auth,
+    Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<ExportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse as _;
+    let base = crate::fhir::http::base_url(&headers);
+    let (content_type, body) = s.export_patient(&a, &id, q.format, AccessInterface::Api, &base).await?;
+    let ext = match q.format {
+        ExportFormat::Fhir => "json",
+        ExportFormat::Csv => "csv",
+    };
+    let disposition = format!("attachment; filename=\"patient-{id}.{ext}\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, content_type.to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Who read a patient's data, when and through which interface (operators;
+/// physicians: their own patients), newest first.
+#[utoipa::path(get, path = "/v1/patients/{id}/access-log", tag = "patients",
+    params(("id" = String, Path, description = "patient id"), PageQuery),
+    responses((status = 200, body = AccessLogPage), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn get_access_log(
+    State(s): S,
+    Auth(a): Auth,
+    Path(id): Path<String>,
+    Query(q): Query<PageQuery>,
+) -> Res<AccessLogPage> {
+    Ok(Json(s.access_log(&a, &id, &q).await?))
 }

@@ -23,12 +23,14 @@ use crate::error::AdminError;
 use crate::policy::{Operation, Scope, scope};
 use crate::store::{AdminStore, NewAuditEntry};
 
+pub mod access_log;
 pub mod accounts;
 pub mod alerts;
 pub mod audit;
 pub mod care_teams;
 pub mod devices;
 pub mod expertise;
+pub mod fhir;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;
@@ -105,6 +107,11 @@ impl AdminService {
     /// Checks the database (readiness).
     pub async fn ping(&self) -> Result<(), AdminError> {
         Ok(self.admin.ping().await?)
+    }
+
+    /// The largest page size (`api.max_page_size`).
+    pub fn max_page_size(&self) -> u32 {
+        self.max_page
     }
 
     /// The page size for a requested `limit`.

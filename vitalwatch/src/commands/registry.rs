@@ -7,7 +7,8 @@ use anyhow::Context as _;
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
 use vitalwatch_admin::Actor;
-use vitalwatch_admin::model::{At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
+use vitalwatch_admin::model::ExportFormat;
+use vitalwatch_admin::model::{AccessInterface, At, Backfill, Enrol, NewDevice, NewPatient, PageQuery};
 use vitalwatch_platform::store;
 
 use super::admin;
@@ -51,6 +52,28 @@ pub enum PatientCommand {
     },
     /// List active patients.
     List {
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Export all data about a patient (GDPR right of access): the FHIR
+    /// `Patient/$everything` Bundle or one CSV of observations and episodes.
+    /// Recorded in the read-access log (interface `cli`).
+    Export {
+        /// Patient id.
+        id: String,
+        /// `fhir` (JSON Bundle) or `csv`.
+        #[arg(long, default_value = "fhir", value_parser = ["fhir", "csv"])]
+        format: String,
+        /// Write to this file instead of standard output.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        store: StoreArgs,
+    },
+    /// Who read a patient's data, when, through which interface (newest first).
+    AccessLog {
+        /// Patient id.
+        id: String,
         #[command(flatten)]
         store: StoreArgs,
     },
@@ -172,6 +195,34 @@ pub async fn patient(config: Option<&Path>, cmd: PatientCommand) -> anyhow::Resu
                 let page = svc.list_patients(&actor, &q).await?;
                 for p in page.items.iter().filter(|p| p.status == "active") {
                     println!("{}", p.id);
+                }
+                match page.next {
+                    Some(n) => q.after = Some(n),
+                    None => break,
+                }
+            }
+        }
+        PatientCommand::Export { id, format, out, store } => {
+            let settings = store.settings(config)?;
+            let svc = admin::service(&store, config).await?;
+            let format = if format == "csv" { ExportFormat::Csv } else { ExportFormat::Fhir };
+            let base = format!("{}/fhir/r4", settings.web.public_url.trim_end_matches('/'));
+            let (_, body) = svc.export_patient(&actor, &id, format, AccessInterface::Cli, &base).await?;
+            match out {
+                Some(path) => {
+                    std::fs::write(&path, body.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+                    eprintln!("{id}: exported to {}", path.display());
+                }
+                None => print!("{body}"),
+            }
+        }
+        PatientCommand::AccessLog { id, store } => {
+            let svc = admin::service(&store, config).await?;
+            let mut q = PageQuery { after: None, limit: Some(u32::MAX) };
+            loop {
+                let page = svc.access_log(&actor, &id, &q).await?;
+                for e in &page.items {
+                    println!("{}\t{}\t{}\t{}\t{}", e.at.to_rfc3339(), e.actor, e.actor_role, e.interface, e.what);
                 }
                 match page.next {
                     Some(n) => q.after = Some(n),

@@ -337,6 +337,11 @@ async fn page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>, Quer
         Ok(h) => h,
         Err(e) => return admin_error(&v, e),
     };
+    // Read-access log: a page whose access cannot be recorded is not shown (503).
+    let web = vitalwatch_admin::model::AccessInterface::Web;
+    if let Err(e) = s.admin.log_access(&v.actor, &o.patient.id, web, "GET /app/patients/{id}").await {
+        return admin_error(&v, e);
+    }
     let (l, t, common) = (v.lang, text(v.lang), crate::i18n::common(v.lang));
     let tz = zone(&o.time_zone, v.tz);
     let range = range_of(&q);
