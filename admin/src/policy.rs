@@ -50,6 +50,9 @@ pub enum Operation {
     AnswerExpertise,
     /// Create, change or disable user accounts of the web workspace.
     ManageUsers,
+    /// Create, list or revoke the credentials of the HTTP ingestion endpoint
+    /// (operators only: they open a way for readings into the platform).
+    ManageIngestClients,
 }
 
 /// What an actor may reach with an operation.
@@ -77,7 +80,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             RequestExpertise => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
-            | ManageTokens | ManageUsers => Scope::Denied,
+            | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
         },
         // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
         // threshold is a medical decision: EditRules is the physician's.
@@ -87,7 +90,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             }
             AnswerExpertise => Scope::OwnEntry,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
-            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
+            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
         },
         // A specialist sees the requests addressed to them, nothing else.
         Role::Specialist(_) => match op {
@@ -102,7 +105,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 18] = [
+    const ALL: [Operation; 19] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -121,6 +124,7 @@ mod tests {
         Operation::RequestExpertise,
         Operation::AnswerExpertise,
         Operation::ManageUsers,
+        Operation::ManageIngestClients,
     ];
 
     #[test]
@@ -138,7 +142,7 @@ mod tests {
             assert_ne!(s, Scope::All, "a physician must never get unrestricted {op:?}");
         }
         for op in
-            [Operation::ManageDevices, Operation::ManageTokens, Operation::ManagePhysicians, Operation::SetCareTeam]
+            [Operation::ManageDevices, Operation::ManageTokens, Operation::ManagePhysicians, Operation::SetCareTeam, Operation::ManageIngestClients]
         {
             assert_eq!(scope(&dr, op), Scope::Denied, "{op:?}");
         }

@@ -28,6 +28,7 @@ use crate::service::AdminService;
 
 pub mod auth;
 pub mod error;
+pub mod ingest_routes;
 pub mod openapi;
 pub mod routes;
 
@@ -55,7 +56,9 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/alerts/{id}/close", post(close_alert))
         .route("/audit", get(list_audit))
         .route("/audit/episodes", get(list_episode_audit))
-        .route("/tokens", get(list_tokens));
+        .route("/tokens", get(list_tokens))
+        .route("/ingest-clients", get(ingest_routes::list_ingest_clients).post(ingest_routes::create_ingest_client))
+        .route("/ingest-clients/{name}/revoke", post(ingest_routes::revoke_ingest_client));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

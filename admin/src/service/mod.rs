@@ -29,6 +29,7 @@ pub mod audit;
 pub mod care_teams;
 pub mod devices;
 pub mod expertise;
+pub mod ingest_clients;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;
