@@ -227,7 +227,10 @@ async fn http_posts_share_the_mqtt_path_validation_dead_letters_and_idempotency(
     client.subscribe("vitalwatch/v1/devices/dev-0/rejected", QoS::AtLeastOnce).await.unwrap();
     let mut mqtt_reply = None;
     for _ in 0..30 {
-        client.publish("vitalwatch/v1/devices/dev-0/readings/json", QoS::AtLeastOnce, false, bad.clone()).await.unwrap();
+        client
+            .publish("vitalwatch/v1/devices/dev-0/readings/json", QoS::AtLeastOnce, false, bad.clone())
+            .await
+            .unwrap();
         if let Ok(Some(v)) = tokio::time::timeout(Duration::from_secs(2), replies.recv()).await {
             mqtt_reply = Some(v);
             break;
@@ -241,7 +244,10 @@ async fn http_posts_share_the_mqtt_path_validation_dead_letters_and_idempotency(
     let of_bad: Vec<_> = dl.iter().filter(|(_, r)| r.raw_payload == bad.as_bytes()).collect();
     assert!(of_bad.len() >= 2, "a dead letter from each transport: {}", of_bad.len());
     for (key, r) in &of_bad {
-        assert_eq!((key.as_slice(), r.topic.as_str(), r.reason.as_str()), (topic.as_bytes(), topic, "value_out_of_range"));
+        assert_eq!(
+            (key.as_slice(), r.topic.as_str(), r.reason.as_str()),
+            (topic.as_bytes(), topic, "value_out_of_range")
+        );
     }
     assert!(dl.iter().any(|(_, r)| r.reason == "missing_time"));
     assert!(dl.iter().any(|(_, r)| r.reason == "unsupported_format"));

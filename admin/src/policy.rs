@@ -141,9 +141,13 @@ mod tests {
             let s = scope(&dr, op);
             assert_ne!(s, Scope::All, "a physician must never get unrestricted {op:?}");
         }
-        for op in
-            [Operation::ManageDevices, Operation::ManageTokens, Operation::ManagePhysicians, Operation::SetCareTeam, Operation::ManageIngestClients]
-        {
+        for op in [
+            Operation::ManageDevices,
+            Operation::ManageTokens,
+            Operation::ManagePhysicians,
+            Operation::SetCareTeam,
+            Operation::ManageIngestClients,
+        ] {
             assert_eq!(scope(&dr, op), Scope::Denied, "{op:?}");
         }
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);

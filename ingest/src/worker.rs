@@ -25,9 +25,9 @@ use crate::membership::Membership;
 use crate::normalize::Limits;
 use crate::pipeline::Processed;
 use crate::ratelimit::{RateLimit, RateLimiter};
-use crate::step::Core;
 use crate::registry::{Gate, GateConfig, RefreshConfig, Verdict};
 use crate::reject::Reason;
+use crate::step::Core;
 
 /// Reconnecting to the MQTT broker: from 100 ms, doubling, at most 5 s apart.
 const RECONNECT_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));

@@ -47,7 +47,11 @@ pub async fn create_ingest_client(
 #[utoipa::path(post, path = "/v1/ingest-clients/{name}/revoke", tag = "ingest",
     params(("name" = String, Path, description = "credential name")),
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
-pub async fn revoke_ingest_client(State(s): S, Auth(a): Auth, Path(name): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke_ingest_client(
+    State(s): S,
+    Auth(a): Auth,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
     s.revoke_ingest_client(&a, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -97,7 +97,8 @@ impl Credentials {
     pub fn from_rows(rows: impl IntoIterator<Item = ClientRow>) -> Self {
         let mut by_hash: HashMap<String, Credential> = HashMap::new();
         for (name, kind, hash, grant, target) in rows {
-            let c = by_hash.entry(hash).or_insert_with(|| Credential { name, app: kind == "app", ..Default::default() });
+            let c =
+                by_hash.entry(hash).or_insert_with(|| Credential { name, app: kind == "app", ..Default::default() });
             match (grant.as_deref(), target) {
                 (Some("device"), Some(t)) => {
                     c.devices.insert(t);

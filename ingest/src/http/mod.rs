@@ -37,8 +37,8 @@ use vitalwatch_platform::http::HttpLimits;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_platform::store::db::Db;
 
-use crate::reject::Reason;
 use crate::registry::Verdict;
+use crate::reject::Reason;
 use crate::settings::IngestConfig;
 use crate::step::Core;
 use credentials::{CredentialCache, Target};

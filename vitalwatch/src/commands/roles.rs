@@ -56,12 +56,9 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let (outputs, config) = (bus.outputs(&s)?, s.ingest_config());
     // The HTTP ingestion endpoint, when `ingest.http_listen` is set (docs/http-ingest.md).
     let http = vitalwatch_ingest::http::Server::bind(&config).await?;
-    supervise(
-        &s,
-        &shutdown,
-        "ingest",
-        |token| async move { worker::run(&config, outputs, registry, stats, http, token).await },
-    )
+    supervise(&s, &shutdown, "ingest", |token| async move {
+        worker::run(&config, outputs, registry, stats, http, token).await
+    })
     .await
 }
 

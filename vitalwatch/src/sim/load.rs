@@ -108,7 +108,12 @@ pub struct SimulateArgs {
 }
 
 /// Creates an app credential for the run's devices and patients (`--transport http`).
-async fn create_credential(url: &str, prefix: &str, patients: usize, formats: &[&'static str]) -> anyhow::Result<String> {
+async fn create_credential(
+    url: &str,
+    prefix: &str,
+    patients: usize,
+    formats: &[&'static str],
+) -> anyhow::Result<String> {
     use vitalwatch_admin::service::ingest_clients::NewIngestClientRequest;
     let db = vitalwatch_platform::store::db::Db::open(url, vitalwatch_platform::store::DbTimeouts::default(), 1)
         .await
