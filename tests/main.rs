@@ -16,6 +16,7 @@ mod crash_recovery;
 mod device_status;
 mod fault_suite;
 mod full_pipeline;
+mod http_ingest;
 mod ingest_limits;
 mod ingest_pipeline;
 mod observability;

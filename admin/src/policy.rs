@@ -54,6 +54,9 @@ pub enum Operation {
     ReadAccessLog,
     /// Export all data about a patient (GDPR right of access: FHIR Bundle, CSV).
     ExportPatientData,
+    /// Create, list or revoke the credentials of the HTTP ingestion endpoint
+    /// (operators only: they open a way for readings into the platform).
+    ManageIngestClients,
 }
 
 /// What an actor may reach with an operation.
@@ -82,7 +85,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadAccessLog | ExportPatientData => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
-            | ManageTokens | ManageUsers => Scope::Denied,
+            | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
         },
         // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
         // threshold is a medical decision: EditRules is the physician's.
@@ -95,7 +98,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             // physician's (or the operators') acts, not the triage role's.
             ReadAccessLog | ExportPatientData => Scope::Denied,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
-            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
+            | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
         },
         // A specialist sees the requests addressed to them, nothing else.
         Role::Specialist(_) => match op {
@@ -110,7 +113,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 20] = [
+    const ALL: [Operation; 21] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -131,6 +134,7 @@ mod tests {
         Operation::ManageUsers,
         Operation::ReadAccessLog,
         Operation::ExportPatientData,
+        Operation::ManageIngestClients,
     ];
 
     #[test]
@@ -147,9 +151,13 @@ mod tests {
             let s = scope(&dr, op);
             assert_ne!(s, Scope::All, "a physician must never get unrestricted {op:?}");
         }
-        for op in
-            [Operation::ManageDevices, Operation::ManageTokens, Operation::ManagePhysicians, Operation::SetCareTeam]
-        {
+        for op in [
+            Operation::ManageDevices,
+            Operation::ManageTokens,
+            Operation::ManagePhysicians,
+            Operation::SetCareTeam,
+            Operation::ManageIngestClients,
+        ] {
             assert_eq!(scope(&dr, op), Scope::Denied, "{op:?}");
         }
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);

@@ -940,3 +940,71 @@ mod patient_page {
         assert!(parse_rules_change(json!({ "program": "general", "why": "x" })).is_err());
     }
 }
+
+// ---------------------------------------------------------------------------
+// Credentials of the HTTP ingestion endpoint (docs/http-ingest.md).
+// ---------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_ingest_clients_are_hashed_granted_audited_and_operator_only() {
+    use vitalwatch_admin::AdminError;
+    use vitalwatch_admin::service::ingest_clients::NewIngestClientRequest;
+    for db in databases("ingest_clients").await {
+        let n = db.name;
+        let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
+        let op = Actor::operator("cli:test");
+        let req = |name: &str, app: bool, devices: &[&str], patients: &[&str]| NewIngestClientRequest {
+            name: name.into(),
+            app,
+            devices: devices.iter().map(|s| s.to_string()).collect(),
+            patients: patients.iter().map(|s| s.to_string()).collect(),
+        };
+        let dev = svc.create_ingest_client(&op, &req("cuff-1", false, &["cuff-1"], &[])).await.unwrap();
+        assert!(dev.secret.starts_with("vwi_") && dev.secret.len() == 68, "{n}");
+        assert_eq!((dev.client.kind.as_str(), dev.client.devices.as_slice()), ("device", &["cuff-1".to_owned()][..]));
+        let app = svc.create_ingest_client(&op, &req("app", true, &["s-2", "s-1", "s-1"], &["p-1"])).await.unwrap();
+        assert_eq!(app.client.devices, ["s-1", "s-2"], "{n}: sorted, once each");
+        assert_ne!(app.secret, dev.secret);
+        // Refused: a second active name, a device credential with two devices or a patient,
+        // an app without grants, a bad id; a physician may not manage them.
+        for bad in [
+            req("cuff-1", false, &["cuff-9"], &[]),
+            req("two", false, &["a", "b"], &[]),
+            req("dp", false, &["a"], &["p"]),
+            req("none", true, &[], &[]),
+            req("bad id", false, &["a"], &[]),
+            req("badgrant", true, &["a/b"], &[]),
+        ] {
+            let e = svc.create_ingest_client(&op, &bad).await.unwrap_err();
+            assert!(matches!(e, AdminError::Invalid(_)), "{n}: {} -> {e:?}", bad.name);
+        }
+        let dr = Actor::physician(vitalwatch_alerting::PhysicianId::new("dr-x").unwrap());
+        assert!(matches!(svc.list_ingest_clients(&dr).await, Err(AdminError::Forbidden(_))), "{n}");
+        // The database holds the hash only.
+        let listed = svc.list_ingest_clients(&op).await.unwrap();
+        assert_eq!(listed.iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["app", "cuff-1"], "{n}");
+        assert_eq!(listed[0].patients, ["p-1"]);
+        let dump = serde_json::to_string(&listed).unwrap();
+        assert!(!dump.contains(&dev.secret) && !dump.contains(&app.secret));
+        // Revoke: once; the name can then be reused.
+        svc.revoke_ingest_client(&op, "cuff-1").await.unwrap();
+        assert!(matches!(svc.revoke_ingest_client(&op, "cuff-1").await, Err(AdminError::NotFound(_))), "{n}");
+        svc.create_ingest_client(&op, &req("cuff-1", false, &["cuff-1"], &[])).await.unwrap();
+        let listed = svc.list_ingest_clients(&op).await.unwrap();
+        let cuffs: Vec<_> = listed.iter().filter(|c| c.name == "cuff-1").map(|c| c.revoked_at.is_some()).collect();
+        assert_eq!(cuffs, [true, false], "{n}");
+        let admin = vitalwatch_admin::store::open(&db.url).await.unwrap();
+        let actions: Vec<String> = admin
+            .audit(&AuditFilter { limit: 10, ..Default::default() })
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.action)
+            .collect();
+        assert_eq!(
+            actions,
+            ["ingest_client.create", "ingest_client.revoke", "ingest_client.create", "ingest_client.create"],
+            "{n}"
+        );
+    }
+}

@@ -69,6 +69,7 @@ INGRESS_SOURCES = {
     OPS_PORT: {"monitoring"},  # /metrics, /healthz, /readyz
     8080: {"ingress-nginx"},  # alerting: /ack, /sms/inbound
     8090: {"ingress-nginx"},  # admin API
+    8081: {"ingress-nginx"},  # ingest: HTTP ingestion (docs/http-ingest.md)
 }
 PUBLIC_PORTS = {8883}  # the MQTT broker's TLS listener for devices (deploy/mosquitto/)
 DATABASE_PORTS = {5432}

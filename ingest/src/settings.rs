@@ -69,6 +69,26 @@ pub struct IngestSettings {
     /// for a leaving replica; past it the session is kept (what it holds
     /// waits for this client id to return).
     pub drain_timeout_secs: u64,
+    /// Address of the HTTP ingestion endpoint (`POST /ingest/v1/...`,
+    /// docs/http-ingest.md), e.g. `0.0.0.0:8443` behind the TLS-terminating
+    /// ingress; unset (the default) turns it off. `vitalwatch run` turns it
+    /// on, on a free local port.
+    pub http_listen: Option<String>,
+    /// HTTP ingestion: open connections at most (further clients wait in the
+    /// listen backlog).
+    pub http_max_connections: usize,
+    /// HTTP ingestion: a request (body included, registry hold and bus
+    /// acknowledgment too) must be answered within this time, else 408.
+    pub http_request_timeout_secs: u64,
+    /// HTTP ingestion: longest wait for the bus to acknowledge a request's
+    /// records, milliseconds; past it the answer is 503 with `Retry-After`
+    /// (the client sends again; idempotency absorbs what did reach the bus).
+    pub http_bus_timeout_ms: u64,
+    /// HTTP ingestion: credentials are reloaded from the database this often,
+    /// seconds (a revocation takes effect within this period; an unknown
+    /// credential also asks for a reload, at most one per
+    /// `registry_min_refresh_ms`).
+    pub http_credentials_refresh_secs: u64,
 }
 
 impl Default for IngestSettings {
@@ -89,6 +109,11 @@ impl Default for IngestSettings {
             rate_limit_senders: 100_000,
             leave_on_shutdown: true,
             drain_timeout_secs: 20,
+            http_listen: None,
+            http_max_connections: 1024,
+            http_request_timeout_secs: 30,
+            http_bus_timeout_ms: 10_000,
+            http_credentials_refresh_secs: 30,
         }
     }
 }
@@ -132,6 +157,11 @@ impl IngestSettings {
         if !(self.rate_limit_burst.is_finite() && self.rate_limit_burst >= 1.0) || self.rate_limit_senders == 0 {
             return Err(ConfigError::new(
                 "ingest.rate_limit_burst must be at least 1 and ingest.rate_limit_senders at least 1",
+            ));
+        }
+        if self.http_max_connections == 0 || self.http_request_timeout_secs == 0 || self.http_bus_timeout_ms == 0 {
+            return Err(ConfigError::new(
+                "ingest.http_max_connections, ingest.http_request_timeout_secs and ingest.http_bus_timeout_ms must be at least 1",
             ));
         }
         Ok(())

@@ -5,31 +5,29 @@
 //! what was not acknowledged. In-flight work is bounded (`max_in_flight`):
 //! when the bus is slow, ingest stops reading and the broker queues.
 
-use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::settings::IngestConfig;
 use chrono::Utc;
 use futures::StreamExt;
 use futures::stream::FuturesOrdered;
-use prost::Message as _;
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
-use vitalwatch_platform::bus::{BusError, Delivery, Producer};
+use vitalwatch_platform::bus::{BusError, Producer};
 use vitalwatch_platform::retry::Backoff;
 use vitalwatch_platform::shutdown::CancellationToken;
 use vitalwatch_schemas::ObservationId;
 
 use crate::acks::{AckQueue, Push};
-use crate::dedup::Dedup;
 use crate::membership::Membership;
 use crate::normalize::Limits;
-use crate::pipeline::{Processed, dead_letter, process, rate_limited};
-use crate::ratelimit::{RateLimit, RateLimiter, sender_key};
+use crate::pipeline::Processed;
+use crate::ratelimit::{RateLimit, RateLimiter};
 use crate::registry::{Gate, GateConfig, RefreshConfig, Verdict};
 use crate::reject::Reason;
+use crate::step::Core;
 
 /// Reconnecting to the MQTT broker: from 100 ms, doubling, at most 5 s apart.
 const RECONNECT_BACKOFF: Backoff = Backoff::exponential(Duration::from_millis(100), Duration::from_secs(5));
@@ -63,7 +61,7 @@ impl IngestStats {
         self.rejections.iter().map(|c| c.load(Ordering::Relaxed)).sum()
     }
 
-    fn count_rejection(&self, r: Reason) {
+    pub(crate) fn count_rejection(&self, r: Reason) {
         if let Some(i) = Reason::ALL.iter().position(|x| *x == r) {
             self.rejections[i].fetch_add(1, Ordering::Relaxed);
         }
@@ -114,6 +112,7 @@ pub async fn run(
     outputs: Outputs,
     registry: SharedRegistry,
     stats: Arc<IngestStats>,
+    http: Option<crate::http::Server>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
     let mut opts = crate::mqtt_client::options(&settings.mqtt, &settings.mqtt.client_id)?;
@@ -211,21 +210,40 @@ pub async fn run(
         burst: settings.ingest.rate_limit_burst,
         max_senders: settings.ingest.rate_limit_senders,
     });
-    let mut processor = Processor {
-        limiter,
-        client: client.clone(),
+    let core = Arc::new(Core::new(
         outputs,
-        registry,
-        gate,
-        held: Vec::new(),
+        stats.clone(),
         limits,
-        dedup: Dedup::new(settings.ingest.dedup_capacity),
-        inflight: HashSet::new(),
-        acks,
-        stats: stats.clone(),
-        cap,
+        registry.clone(),
+        limiter,
+        gate,
+        settings.ingest.dedup_capacity,
+    ));
+    // The HTTP endpoint, when configured, shares the core (same limits, dedup, gate).
+    let http_stop = CancellationToken::new();
+    let http_task = http.map(|server| {
+        let (core, stop) = (core.clone(), http_stop.clone());
+        tokio::spawn(async move { server.run(core, stop).await })
+    });
+    let stop_http = {
+        let (shutdown, http_stop) = (shutdown.clone(), http_stop.clone());
+        tokio::spawn(async move {
+            shutdown.cancelled().await;
+            http_stop.cancel();
+        })
     };
+    let mut processor = Processor { client: client.clone(), core, registry, held: Vec::new(), acks, cap };
     processor.run(rx, intake_ends).await;
+    // Requests in progress finish (their records reach the bus) before the bus closes.
+    http_stop.cancel();
+    if let Some(task) = http_task {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(message = "HTTP ingestion endpoint failed.", error = %e),
+            Err(e) => tracing::error!(message = "HTTP ingestion endpoint task failed.", error = %e),
+        }
+    }
+    stop_http.abort();
     reloader.abort();
     leaver.abort();
 
@@ -406,23 +424,15 @@ async fn write_acks(eventloop: &mut EventLoop, acks: &AckQueue, buf: &mut Vec<u1
 }
 
 struct Processor {
-    /// Per-sender token buckets.
-    limiter: RateLimiter,
     client: AsyncClient,
-    outputs: Outputs,
+    /// Rate limits, pipeline, registry gate, dedup and output, shared with
+    /// the HTTP endpoint ([`crate::step`]).
+    core: Arc<Core>,
     registry: SharedRegistry,
-    /// Decides what waits for a registry reload (see `crate::registry`).
-    gate: Gate,
     /// Messages waiting for a reload, in arrival order.
     held: Vec<Held>,
-    limits: Limits,
-    dedup: Dedup,
-    /// Ids produced but not yet acknowledged by the bus: a duplicate arriving
-    /// meanwhile is not produced again (the original retries until delivered).
-    inflight: HashSet<u128>,
     /// Acknowledgments for the connection loop to write in batches.
     acks: Arc<AckQueue>,
-    stats: Arc<IngestStats>,
     cap: usize,
 }
 
@@ -449,7 +459,7 @@ impl Processor {
         let mut draining = false;
         let mut attempts = self.registry.attempts();
         loop {
-            let hold_until = self.held.first().map(|h| h.arrived + self.gate.hold());
+            let hold_until = self.held.first().map(|h| h.arrived + self.core.hold());
             tokio::select! {
                 biased;
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
@@ -461,7 +471,7 @@ impl Processor {
                 }
                 _ = tokio::time::sleep_until(hold_until.unwrap_or_else(tokio::time::Instant::now)), if hold_until.is_some() => {
                     let now = tokio::time::Instant::now();
-                    let hold = self.gate.hold();
+                    let hold = self.core.hold();
                     self.release_held(|h| h.arrived + hold <= now, false).await;
                 }
                 _ = shutdown.cancelled(), if !draining => {
@@ -494,17 +504,14 @@ impl Processor {
     async fn start(&mut self, publish: Publish, received_at: chrono::DateTime<Utc>, retry: bool) -> Pending {
         // A sender over its rate limit: answered and dead-lettered, not decoded.
         // (Retries of a message already let through are not counted again.)
-        if !retry && sender_key(&publish.topic).is_some_and(|k| !self.limiter.allow(&k, Instant::now())) {
-            let processed = rate_limited(&publish.topic, &publish.payload);
-            return self.dispatch(publish, received_at, &processed, retry).await;
-        }
+        // (A rate-limited message never depends on the registry.)
         let arrived = tokio::time::Instant::now();
-        let processed = process(&publish.topic, &publish.payload, received_at, &self.limits, &self.registry.get());
+        let processed = self.core.admit(&publish.topic, &publish.payload, received_at, !retry);
         // Never waits on the database: a message that a fresher registry
         // could change is either final now or held in its slot.
         if !retry
             && processed.depends_on_registry()
-            && self.gate.on_miss(&publish.topic, arrived, self.held.len()) == Verdict::Hold
+            && self.core.on_miss(&publish.topic, arrived, self.held.len()) == Verdict::Hold
         {
             let (reply, answer) = tokio::sync::oneshot::channel::<Pending>();
             self.held.push(Held { publish: publish.clone(), received_at, arrived, reply });
@@ -527,11 +534,10 @@ impl Processor {
         let (go, keep): (Vec<Held>, Vec<Held>) = std::mem::take(&mut self.held).into_iter().partition(|h| pick(h));
         self.held = keep;
         metrics::gauge!("vitalwatch_ingest_registry_held").set(self.held.len() as f64);
-        let registry = self.registry.get();
         for h in go {
-            let processed = process(&h.publish.topic, &h.publish.payload, h.received_at, &self.limits, &registry);
+            let processed = self.core.reprocess(&h.publish.topic, &h.publish.payload, h.received_at);
             if processed.depends_on_registry() {
-                self.gate.confirm_miss(&h.publish.topic, confirmed);
+                self.core.confirm_miss(&h.publish.topic, confirmed);
             }
             let fut = self.dispatch(h.publish, h.received_at, &processed, false).await;
             let _ = h.reply.send(fut);
@@ -547,59 +553,8 @@ impl Processor {
         processed: &Processed,
         retry: bool,
     ) -> Pending {
-        let topic = publish.topic.clone();
-        let (deliveries, ids) = self.produce(&topic, &publish.payload, received_at, processed, retry).await;
-        Box::pin(async move {
-            let mut result = Ok(ids);
-            for d in deliveries {
-                match d {
-                    Ok(fut) => {
-                        if let Err(e) = fut.await {
-                            result = Err(e);
-                        }
-                    }
-                    Err(e) => result = Err(e),
-                }
-            }
-            (publish, received_at, result)
-        })
-    }
-
-    async fn produce(
-        &mut self,
-        topic: &str,
-        payload: &[u8],
-        received_at: chrono::DateTime<Utc>,
-        p: &Processed,
-        retry: bool,
-    ) -> (Vec<Result<Delivery, BusError>>, Vec<ObservationId>) {
-        let out = &self.outputs;
-        let mut deliveries = Vec::with_capacity(p.observations.len() + p.rejections.len() + 1);
-        let mut ids = Vec::with_capacity(p.observations.len());
-        for o in &p.observations {
-            if !retry && (self.dedup.contains(o.id) || self.inflight.contains(&o.id.0)) {
-                self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("vitalwatch_ingest_duplicates_total").increment(1);
-                continue;
-            }
-            self.inflight.insert(o.id.0);
-            ids.push(o.id);
-            let bytes = o.to_proto().encode_to_vec();
-            deliveries.push(out.producer.send(&out.observations_topic, o.patient_id.as_str().as_bytes(), bytes).await);
-        }
-        for r in &p.rejections {
-            self.stats.count_rejection(r.reason);
-        }
-        // One dead letter per message, with every reason and one copy of the payload.
-        if let Some(dl) = dead_letter(topic, payload, received_at, p) {
-            metrics::counter!("vitalwatch_ingest_dead_letters_total").increment(1);
-            deliveries.push(out.producer.send(&out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await);
-        }
-        if let Some(s) = &p.status {
-            let key = if s.patient_id.is_empty() { s.device_id.clone() } else { s.patient_id.clone() };
-            deliveries.push(out.producer.send(&out.status_topic, key.as_bytes(), s.encode_to_vec()).await);
-        }
-        if let (Some(reply_topic), Some(body)) = (&p.reply_topic, p.reply_json()) {
+        let emitted = self.core.emit(&publish.topic, &publish.payload, received_at, processed, retry).await;
+        if let (Some(reply_topic), Some(body)) = (&processed.reply_topic, processed.reply_json()) {
             // Best effort: the dead letter is the record; the reply is a courtesy to the app.
             // Never wait on the client's request queue (see `run`).
             if let Err(e) = self.client.try_publish(reply_topic.clone(), QoS::AtLeastOnce, false, body) {
@@ -609,18 +564,10 @@ impl Processor {
         if !retry {
             metrics::gauge!("vitalwatch_ingest_in_flight").increment(1.0);
         }
-        if !p.observations.is_empty() {
-            tracing::debug!(message = "Message accepted.", trace_id = %p.trace_id, observations = p.observations.len());
-        }
-        if !p.rejections.is_empty() {
-            tracing::debug!(
-                message = "Message rejected.",
-                trace_id = %p.trace_id,
-                reason = p.rejections[0].reason.as_str(),
-                rejections = p.rejections.len()
-            );
-        }
-        (deliveries, ids)
+        Box::pin(async move {
+            let (ids, result) = emitted.delivered().await;
+            (publish, received_at, result.map(|()| ids))
+        })
     }
 
     async fn complete(
@@ -634,7 +581,7 @@ impl Processor {
         // Retry in place until the bus takes it: ordering and nothing lost
         // (not even on shutdown: no token).
         while let Err(e) = &result {
-            self.stats.bus_retries.fetch_add(1, Ordering::Relaxed);
+            self.core.stats.bus_retries.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("vitalwatch_bus_retries_total", "role" => "ingest").increment(1);
             tracing::warn!(message = "Bus did not acknowledge; retrying the message.", error = %e);
             delays.wait(None).await;
@@ -642,13 +589,7 @@ impl Processor {
             result = fut.await.2;
         }
         if let Ok(ids) = result {
-            let n = ids.len() as u64;
-            for id in ids {
-                self.inflight.remove(&id.0);
-                self.dedup.insert(id);
-            }
-            self.stats.observations.fetch_add(n, Ordering::Relaxed);
-            metrics::counter!("vitalwatch_ingest_observations_total").increment(n);
+            self.core.delivered(ids);
         }
         self.acknowledge(&publish);
     }
@@ -674,7 +615,7 @@ impl Processor {
             },
         };
         if queued {
-            self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            self.core.stats.acked.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("vitalwatch_ingest_acked_total").increment(1);
         }
         metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);

@@ -120,6 +120,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 35,
+        name: "ingest_clients",
+        sql: include_str!("../migrations/postgres/0035_ingest_clients.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 36,
         name: "access_log",
         sql: include_str!("../migrations/postgres/0036_access_log.sql"),
@@ -211,6 +217,12 @@ pub const SQLITE: &[Migration] = &[
         version: 33,
         name: "rules_versions",
         sql: include_str!("../migrations/sqlite/0033_rules_versions.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 35,
+        name: "ingest_clients",
+        sql: include_str!("../migrations/sqlite/0035_ingest_clients.sql"),
         timescale_only: false,
     },
     Migration {

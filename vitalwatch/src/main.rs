@@ -96,6 +96,9 @@ enum Command {
     /// Create, list, disable or enable accounts of the clinician workspace.
     #[command(subcommand)]
     User(commands::admin::UserCommand),
+    /// Create, list or revoke the credentials of the HTTP ingestion endpoint (per device or per app).
+    #[command(subcommand)]
+    IngestClient(commands::ingest_client::IngestClientCommand),
 }
 
 /// The arguments of a development-only subcommand in a build without the `dev` feature.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
             Command::Api => commands::admin::role(config).await,
             Command::ApiToken(c) => commands::admin::api_token(config, c).await,
             Command::User(c) => commands::admin::user(config, c).await,
+            Command::IngestClient(c) => commands::ingest_client::ingest_client(config, c).await,
         }
     });
     match result {

@@ -28,6 +28,7 @@ use crate::service::AdminService;
 
 pub mod auth;
 pub mod error;
+pub mod ingest_routes;
 pub mod openapi;
 pub mod routes;
 
@@ -57,7 +58,9 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/audit/episodes", get(list_episode_audit))
         .route("/tokens", get(list_tokens))
         .route("/patients/{id}/export", get(export_patient))
-        .route("/patients/{id}/access-log", get(get_access_log));
+        .route("/patients/{id}/access-log", get(get_access_log))
+        .route("/ingest-clients", get(ingest_routes::list_ingest_clients).post(ingest_routes::create_ingest_client))
+        .route("/ingest-clients/{name}/revoke", post(ingest_routes::revoke_ingest_client));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -31,6 +31,7 @@ pub mod care_teams;
 pub mod devices;
 pub mod expertise;
 pub mod fhir;
+pub mod ingest_clients;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;

@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alerting;
+pub mod ingest_client;
 pub mod registry;
 pub mod roles;
 pub mod rules;

@@ -54,12 +54,11 @@ pub async fn ingest(config: Option<&Path>) -> anyhow::Result<()> {
     let registry = SharedRegistry::load(store, &shutdown).await?;
     tracing::info!(message = "Ingest starting.", client_id = %s.mqtt.client_id, share_group = %s.mqtt.share_group);
     let (outputs, config) = (bus.outputs(&s)?, s.ingest_config());
-    supervise(
-        &s,
-        &shutdown,
-        "ingest",
-        |token| async move { worker::run(&config, outputs, registry, stats, token).await },
-    )
+    // The HTTP ingestion endpoint, when `ingest.http_listen` is set (docs/http-ingest.md).
+    let http = vitalwatch_ingest::http::Server::bind(&config).await?;
+    supervise(&s, &shutdown, "ingest", |token| async move {
+        worker::run(&config, outputs, registry, stats, http, token).await
+    })
     .await
 }
 

@@ -189,10 +189,19 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
         sim::trickle::register(store.as_ref(), s.database.url.expose(), n).await?;
     }
     let registry = SharedRegistry::load(store.clone(), &shutdown).await?;
+    // The HTTP ingestion endpoint: on by default, on a free local port.
+    if s.ingest.http_listen.is_none() {
+        s.ingest.http_listen = Some("127.0.0.1:0".into());
+    }
+    let http = vitalwatch_ingest::http::Server::bind(&s.ingest_config()).await?;
+    let http_addr = match &http {
+        Some(server) => Some(server.local_addr()?),
+        None => None,
+    };
     {
         let (config, outputs, stats, shutdown) =
             (s.ingest_config(), bus.outputs(&s)?, ingest_stats.clone(), producers.clone());
-        tasks.spawn(0, "ingest", async move { worker::run(&config, outputs, registry, stats, shutdown).await });
+        tasks.spawn(0, "ingest", async move { worker::run(&config, outputs, registry, stats, http, shutdown).await });
     }
 
     if let Some(n) = args.simulate {
@@ -212,7 +221,7 @@ pub async fn run(config: Option<&Path>, args: RunArgs) -> anyhow::Result<()> {
 
     let accounts_file =
         if s.web.enabled { bootstrap_accounts(&admin, &s.data_dir, args.simulate).await? } else { None };
-    banner(&s, args.simulate, ops_addr, token_file.as_deref(), accounts_file.as_deref());
+    banner(&s, args.simulate, ops_addr, http_addr, token_file.as_deref(), accounts_file.as_deref());
     {
         let (i, p, r, shutdown) = (ingest_stats.clone(), persist_stats.clone(), rules_stats.clone(), consumers.clone());
         tasks.spawn(1, "progress reporter", async move {
@@ -356,6 +365,7 @@ fn banner(
     s: &Settings,
     simulate: Option<usize>,
     ops: Option<SocketAddr>,
+    http_ingest: Option<SocketAddr>,
     token_file: Option<&Path>,
     accounts_file: Option<&Path>,
 ) {
@@ -364,6 +374,7 @@ fn banner(
     eprintln!(
         "\nvitalwatch is running (embedded mode)\n\
          \x20 MQTT broker : {addr}\n\
+         \x20 HTTP ingest : {}\n\
          \x20 database    : {}\n\
          \x20 data folder : {}\n\
          \x20 metrics     : {}\n\
@@ -373,6 +384,7 @@ fn banner(
          \x20 mosquitto_pub -h {host} -p {port} -q 1 -t vitalwatch/v1/patients/p-demo/manual/json \\\n\
          \x20   -m '{{\"readings\":[{{\"type\":\"body_weight\",\"unit\":\"kg\",\"value\":81.4}}]}}'\n\
          Stop with Ctrl-C (nothing is lost).\n",
+        http_ingest.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/ingest/v1 (docs/http-ingest.md)")),
         s.database.url,
         s.data_dir.display(),
         ops.map_or_else(|| "off".to_owned(), |a| format!("http://{a}/metrics")),

@@ -90,6 +90,46 @@ pub struct SimulateArgs {
     /// reading. Flushed every 100 ms.
     #[arg(long)]
     pub record: Option<std::path::PathBuf>,
+    /// How readings are sent: `mqtt` (QoS 1 publishes to --broker) or `http`
+    /// (POSTs to the ingest role's HTTP endpoint at --http, one keep-alive
+    /// connection per --connections, one request at a time each; the topic
+    /// becomes the path, docs/http-ingest.md).
+    #[arg(long, default_value = "mqtt", value_parser = ["mqtt", "http"])]
+    pub transport: String,
+    /// The HTTP ingestion endpoint, host:port (with --transport http).
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub http: String,
+    /// The bearer credential to post with (with --transport http). Default:
+    /// with --database, an app credential granted this run's devices and
+    /// patients is created first (`ingest.http_credentials_refresh_secs`
+    /// apply: the ingest role looks it up on first use).
+    #[arg(long, env = "VW_INGEST_CREDENTIAL", hide_env_values = true)]
+    pub http_credential: Option<String>,
+}
+
+/// Creates an app credential for the run's devices and patients (`--transport http`).
+async fn create_credential(
+    url: &str,
+    prefix: &str,
+    patients: usize,
+    formats: &[&'static str],
+) -> anyhow::Result<String> {
+    use vitalwatch_admin::service::ingest_clients::NewIngestClientRequest;
+    let db = vitalwatch_platform::store::db::Db::open(url, vitalwatch_platform::store::DbTimeouts::default(), 1)
+        .await
+        .context("opening the database")?;
+    let admin = vitalwatch_admin::AdminService::new(db, 1000, 100);
+    let (mut devices, mut manual) = (Vec::new(), Vec::new());
+    for i in 0..patients {
+        let p = SimPatient::new(prefix, i, formats);
+        if p.manual {
+            manual.push(p.id.clone());
+        }
+        devices.extend(p.devices().map(|(d, _)| d));
+    }
+    let req = NewIngestClientRequest { name: format!("{prefix}-app"), app: true, devices, patients: manual };
+    let created = admin.create_ingest_client(&vitalwatch_admin::Actor::cli(), &req).await?;
+    Ok(created.secret)
 }
 
 /// The step at which the `k`-th patient of a connection starts its trend:
@@ -239,6 +279,13 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { watch_kafka(&brokers, &topic, &prefix, h, seen, done).await })
     });
 
+    let http = args.transport == "http";
+    let credential = match (&args.http_credential, &args.database) {
+        _ if !http => String::new(),
+        (Some(c), _) => c.clone(),
+        (None, Some(url)) => create_credential(url, &prefix, args.patients, &formats).await?,
+        (None, None) => anyhow::bail!("--transport http needs --http-credential (or --database to create one)"),
+    };
     let (host, port) = vitalwatch_ingest::worker::broker_address(&args.broker)?;
     let conns = args.connections.max(1);
     let per_conn_rate = (args.rate as f64 / conns as f64).max(1.0);
@@ -255,6 +302,62 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
             p.onset = onset_step(k, per_conn, onsets, args.onset_warmup, steps_per_sec);
         }
         if patients.is_empty() {
+            continue;
+        }
+        if http {
+            let (published, expected_rows, samples) = (published.clone(), expected_rows.clone(), samples.clone());
+            let record = recorder.as_ref().map(|(tx, _)| tx.clone());
+            let mut poster = super::http_post::Poster::new(&args.http, &credential);
+            publishers.push(tokio::spawn(async move {
+                let acked = Arc::new(AtomicU64::new(0));
+                let poller = tokio::spawn(async {});
+                let started = Instant::now();
+                let (mut sent, mut step, mut idx, mut errors) = (0u64, 0u64, 0usize, 0u32);
+                while Instant::now() < deadline {
+                    let due = (started.elapsed().as_secs_f64() * per_conn_rate) as u64;
+                    while sent < due && Instant::now() < deadline {
+                        let p = &mut patients[idx];
+                        let t = Utc::now();
+                        let (topic, payload, rows) = p.reading(step, t);
+                        if sent.is_multiple_of(100) {
+                            let code = ["29463-7", "8480-6", "59408-5", "41653-7", "8310-5"][(step % 5) as usize];
+                            let t = DateTime::from_timestamp_micros(stored_micros(p, t)).unwrap_or(t);
+                            samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
+                        }
+                        match poster.post(&super::http_post::path_of_topic(&topic), &payload).await {
+                            Ok((200..=299, _)) => {
+                                acked.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, body)) => {
+                                errors += 1;
+                                if errors <= 5 {
+                                    eprintln!("HTTP {status}: {}", String::from_utf8_lossy(&body));
+                                }
+                            }
+                            Err(e) => {
+                                errors += 1;
+                                if errors <= 5 {
+                                    eprintln!("HTTP post failed: {e:#}");
+                                }
+                                tokio::time::sleep(Duration::from_millis(200)).await;
+                            }
+                        }
+                        if let Some(r) = &record {
+                            let _ = r.send((p.id.clone(), stored_micros(p, t), rows));
+                        }
+                        sent += 1;
+                        published.fetch_add(1, Ordering::Relaxed);
+                        expected_rows.fetch_add(rows, Ordering::Relaxed);
+                        idx += 1;
+                        if idx == patients.len() {
+                            idx = 0;
+                            step += 1;
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+                (sent, acked, poller)
+            }));
             continue;
         }
         let mut opts = MqttOptions::new(format!("{prefix}-pub-{c}"), host.clone(), port);
@@ -403,9 +506,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     progress.abort();
 
     println!("\n=== vitalwatch simulate report ===");
-    println!("patients {}  formats {:?}  connections {conns}", args.patients, args.formats);
     println!(
-        "published {sent_total} readings in {publish_secs:.1} s = {:.0} readings/s (broker acked {acked_total})",
+        "patients {}  formats {:?}  connections {conns}  transport {}",
+        args.patients, args.formats, args.transport
+    );
+    println!(
+        "published {sent_total} readings in {publish_secs:.1} s = {:.0} readings/s (broker or HTTP 2xx acked {acked_total})",
         sent_total as f64 / publish_secs
     );
     let seen = rows_seen.load(Ordering::Relaxed);
