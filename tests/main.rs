@@ -18,6 +18,7 @@ mod fault_suite;
 mod full_pipeline;
 mod ingest_limits;
 mod ingest_pipeline;
+mod lifecycle;
 mod observability;
 mod poison_records;
 mod registry_faults;

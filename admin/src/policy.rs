@@ -50,6 +50,10 @@ pub enum Operation {
     AnswerExpertise,
     /// Create, change or disable user accounts of the web workspace.
     ManageUsers,
+    /// Include a patient in a monitoring programme, discharge them, read their periods.
+    ManageLifecycle,
+    /// Erase or pseudonymise a patient's data (GDPR art. 17; the DPO, operators only).
+    ErasePatientData,
 }
 
 /// What an actor may reach with an operation.
@@ -75,9 +79,12 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
                 Scope::OwnPatients
             }
             RequestExpertise => Scope::OwnPatients,
+            // Including and discharging is the prescribing physician's decision.
+            ManageLifecycle => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers => Scope::Denied,
+            ErasePatientData => Scope::Denied,
         },
         // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
         // threshold is a medical decision: EditRules is the physician's.
@@ -88,6 +95,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             AnswerExpertise => Scope::OwnEntry,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
             | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
+            ManageLifecycle | ErasePatientData => Scope::Denied,
         },
         // A specialist sees the requests addressed to them, nothing else.
         Role::Specialist(_) => match op {
@@ -102,7 +110,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 18] = [
+    const ALL: [Operation; 20] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -121,6 +129,8 @@ mod tests {
         Operation::RequestExpertise,
         Operation::AnswerExpertise,
         Operation::ManageUsers,
+        Operation::ManageLifecycle,
+        Operation::ErasePatientData,
     ];
 
     #[test]
@@ -145,6 +155,8 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::EditRules), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
+        assert_eq!(scope(&dr, Operation::ManageLifecycle), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::ErasePatientData), Scope::Denied);
     }
 
     #[test]

@@ -119,6 +119,18 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0033_rules_versions.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 34,
+        name: "monitoring_periods",
+        sql: include_str!("../migrations/postgres/0034_monitoring_periods.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 38,
+        name: "erasure",
+        sql: include_str!("../migrations/postgres/0038_erasure.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -205,6 +217,18 @@ pub const SQLITE: &[Migration] = &[
         version: 33,
         name: "rules_versions",
         sql: include_str!("../migrations/sqlite/0033_rules_versions.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 34,
+        name: "monitoring_periods",
+        sql: include_str!("../migrations/sqlite/0034_monitoring_periods.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 38,
+        name: "erasure",
+        sql: include_str!("../migrations/sqlite/0038_erasure.sql"),
         timescale_only: false,
     },
 ];

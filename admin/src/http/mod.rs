@@ -28,6 +28,7 @@ use crate::service::AdminService;
 
 pub mod auth;
 pub mod error;
+pub mod lifecycle;
 pub mod openapi;
 pub mod routes;
 
@@ -55,7 +56,11 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/alerts/{id}/close", post(close_alert))
         .route("/audit", get(list_audit))
         .route("/audit/episodes", get(list_episode_audit))
-        .route("/tokens", get(list_tokens));
+        .route("/tokens", get(list_tokens))
+        .route("/patients/{id}/inclusions", post(lifecycle::include_patient))
+        .route("/patients/{id}/discharge", post(lifecycle::discharge_patient))
+        .route("/patients/{id}/periods", get(lifecycle::patient_periods))
+        .route("/patients/{id}/erasure", post(lifecycle::erase_patient));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

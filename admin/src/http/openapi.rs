@@ -17,6 +17,8 @@ use crate::model::*;
         list_physicians, get_physician, put_physician,
         list_alerts, get_alert, ack_alert, snooze_alert, close_alert,
         list_audit, list_episode_audit, list_tokens,
+        super::lifecycle::include_patient, super::lifecycle::discharge_patient,
+        super::lifecycle::patient_periods, super::lifecycle::erase_patient,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

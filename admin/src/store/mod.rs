@@ -15,6 +15,7 @@ pub use vitalwatch_platform::store::StoreError;
 use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenView};
 
 pub mod accounts;
+pub mod lifecycle;
 pub mod patient_view;
 pub mod tables;
 pub mod workspace;

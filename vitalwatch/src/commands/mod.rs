@@ -2,6 +2,7 @@
 
 pub mod admin;
 pub mod alerting;
+pub mod lifecycle;
 pub mod registry;
 pub mod roles;
 pub mod rules;
