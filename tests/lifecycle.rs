@@ -85,7 +85,9 @@ async fn events_until(
         if tokio::time::Instant::now() >= until {
             return false;
         }
-        out.extend(drain(c, Duration::from_millis(500)).await.iter().map(|b| AlertEvent::decode(b.as_slice()).unwrap()));
+        out.extend(
+            drain(c, Duration::from_millis(500)).await.iter().map(|b| AlertEvent::decode(b.as_slice()).unwrap()),
+        );
     }
 }
 
@@ -128,8 +130,21 @@ async fn discharge_stops_readings_and_alerts_readmission_restores_them() {
     let consent = (now - TimeDelta::days(6)).format("%Y-%m-%d").to_string();
     let out = run_cli(
         &[
-            "patient", "include", "lc-dis", "--program", "heart_failure", "--prescriber", "dr-a", "--start", &start,
-            "--planned-end", &planned_end, "--consent-date", &consent, "--consent-by", "IDE Martin",
+            "patient",
+            "include",
+            "lc-dis",
+            "--program",
+            "heart_failure",
+            "--prescriber",
+            "dr-a",
+            "--start",
+            &start,
+            "--planned-end",
+            &planned_end,
+            "--consent-date",
+            &consent,
+            "--consent-by",
+            "IDE Martin",
         ],
         &env,
     );
@@ -250,7 +265,8 @@ async fn discharge_stops_readings_and_alerts_readmission_restores_them() {
     .await;
     assert!(other_resolved, "the worker still evaluates other patients: {:#?}", &events[before..]);
     // Several ticks (tick_secs = 2) after the in-flight reading.
-    events.extend(drain(&alerts, Duration::from_secs(8)).await.iter().map(|b| AlertEvent::decode(b.as_slice()).unwrap()));
+    events
+        .extend(drain(&alerts, Duration::from_secs(8)).await.iter().map(|b| AlertEvent::decode(b.as_slice()).unwrap()));
     let after: Vec<_> = events[before..].iter().filter(|e| e.patient_id == "lc-dis").collect();
     assert!(after.is_empty(), "alerts for a discharged patient: {after:#?}");
     // The in-flight reading itself is stored (data kept).
@@ -265,8 +281,19 @@ async fn discharge_stops_readings_and_alerts_readmission_restores_them() {
     let consent = Utc::now().format("%Y-%m-%d").to_string();
     let out = run_cli(
         &[
-            "patient", "include", "lc-dis", "--program", "heart_failure", "--prescriber", "dr-a", "--planned-end",
-            &planned_end, "--consent-date", &consent, "--consent-by", "IDE Martin",
+            "patient",
+            "include",
+            "lc-dis",
+            "--program",
+            "heart_failure",
+            "--prescriber",
+            "dr-a",
+            "--planned-end",
+            &planned_end,
+            "--consent-date",
+            &consent,
+            "--consent-by",
+            "IDE Martin",
         ],
         &env,
     );

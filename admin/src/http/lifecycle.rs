@@ -50,7 +50,11 @@ pub async fn discharge_patient(
 #[utoipa::path(get, path = "/v1/patients/{id}/periods", tag = "lifecycle",
     params(("id" = String, Path, description = "patient id")),
     responses((status = 200, body = PeriodsView), (status = 404, body = ErrorBody)))]
-pub async fn patient_periods(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Result<Json<PeriodsView>, ApiError> {
+pub async fn patient_periods(
+    State(s): S,
+    Auth(a): Auth,
+    Path(id): Path<String>,
+) -> Result<Json<PeriodsView>, ApiError> {
     Ok(Json(s.patient_periods(&a, &id).await?))
 }
 

@@ -135,7 +135,9 @@ impl AdminService {
         self.audited(async |c| {
             let Some(status) = store::patient_status(c, p.as_str()).await? else {
                 return Err(match store::erasure_of(c, p.as_str()).await? {
-                    Some((m, at)) => AdminError::Conflict(format!("patient {id} was already erased ({m}, {})", at.to_rfc3339())),
+                    Some((m, at)) => {
+                        AdminError::Conflict(format!("patient {id} was already erased ({m}, {})", at.to_rfc3339()))
+                    }
                     None => unknown_patient(id),
                 });
             };
@@ -170,13 +172,8 @@ impl AdminService {
             .await?;
             let details = json!({ "mode": mode.as_str(), "erasure_id": erasure_id, "counts": counts });
             let entry = self.entry(actor, "patient.erase", ("patient", p.as_str()), Some(p.as_str()), details);
-            let out = ErasureResult {
-                patient: p.to_string(),
-                mode,
-                erasure_id,
-                counts,
-                remaining: REMAINING.to_owned(),
-            };
+            let out =
+                ErasureResult { patient: p.to_string(), mode, erasure_id, counts, remaining: REMAINING.to_owned() };
             Ok((out, Some(entry)))
         })
         .await

@@ -211,11 +211,9 @@ pub fn parse_when(field: &str, s: &str) -> Result<DateTime<Utc>, AdminError> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .ok()
-        .and_then(|d| d.and_hms_opt(0, 0, 0))
-        .map(|t| t.and_utc())
-        .ok_or_else(|| AdminError::Invalid(format!("{field} must be RFC 3339 (2026-12-01T09:00:00Z) or a day (2026-12-01)")))
+    NaiveDate::parse_from_str(s, "%Y-%m-%d").ok().and_then(|d| d.and_hms_opt(0, 0, 0)).map(|t| t.and_utc()).ok_or_else(
+        || AdminError::Invalid(format!("{field} must be RFC 3339 (2026-12-01T09:00:00Z) or a day (2026-12-01)")),
+    )
 }
 
 /// Clock skew tolerated for "not in the future" checks.
@@ -295,7 +293,8 @@ impl AdminService {
                     .find(|r| r.id == period_id)
                     .ok_or_else(|| AdminError::Internal("the new period was not stored".into()))?;
                 // Ids only: the programme names a pathology, it stays out of the audit.
-                let details = json!({ "period_id": period_id, "prescriber": prescriber.as_str(), "readmission": readmission });
+                let details =
+                    json!({ "period_id": period_id, "prescriber": prescriber.as_str(), "readmission": readmission });
                 let entry = self.entry(actor, "patient.include", ("patient", p.as_str()), Some(p.as_str()), details);
                 Ok((InclusionResult { period: period.into(), readmission }, Some(entry)))
             })

@@ -56,7 +56,10 @@ impl Processed {
         self.rejections.iter().any(|r| {
             matches!(
                 r.reason,
-                Reason::UnknownDevice | Reason::DeviceNotEnrolled | Reason::UnknownPatient | Reason::PatientNotMonitored
+                Reason::UnknownDevice
+                    | Reason::DeviceNotEnrolled
+                    | Reason::UnknownPatient
+                    | Reason::PatientNotMonitored
             )
         })
     }

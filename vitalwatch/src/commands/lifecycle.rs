@@ -184,8 +184,7 @@ pub async fn erase(config: Option<&Path>, a: EraseArgs) -> anyhow::Result<()> {
 /// `vitalwatch patient purge`.
 pub async fn purge(config: Option<&Path>, a: PurgeArgs) -> anyhow::Result<()> {
     let mode = mode(&a.mode)?;
-    let done =
-        admin::service(&a.store, config).await?.purge_discharged(&Actor::cli(), a.retention_days, mode).await?;
+    let done = admin::service(&a.store, config).await?.purge_discharged(&Actor::cli(), a.retention_days, mode).await?;
     for r in &done {
         print_erasure(r);
     }
