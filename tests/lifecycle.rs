@@ -21,7 +21,7 @@ use rdkafka::producer::{FutureProducer, FutureRecord};
 use rumqttc::QoS;
 use vitalwatch_admin::model::{CareTeamInput, Enrol, NewDevice, NewPatient, PhysicianInput};
 use vitalwatch_admin::{Actor, AdminService};
-use vitalwatch_platform::store::{self, Store};
+use vitalwatch_platform::store;
 use vitalwatch_schemas::proto::{self, AlertEvent, AlertEventKind};
 use vitalwatch_schemas::{Code, Observation, ObservationId, PatientId, Source, TimeSource};
 
@@ -116,7 +116,8 @@ async fn discharge_stops_readings_and_alerts_readmission_restores_them() {
     let dr: PhysicianInput =
         serde_json::from_value(serde_json::json!({ "name": "Dr A", "email": "a@hospital.example" })).unwrap();
     svc.upsert_physician(&op, "dr-a", &dr).await.unwrap();
-    let team = CareTeamInput { responsible: "dr-a".into(), deputies: vec![], policy: None, nurses: None };
+    svc.upsert_physician(&op, "dr-c", &dr).await.unwrap();
+    let team = CareTeamInput { responsible: "dr-a".into(), deputies: vec!["dr-c".into()], policy: None, nurses: None };
     svc.set_care_team(&op, "lc-dis", &team).await.unwrap();
     let now = Utc::now();
     svc.add_device(&op, &NewDevice { id: "scale-lc".into(), kind: "scale".into() }).await.unwrap();

@@ -11,7 +11,6 @@ use vitalwatch_admin::service::lifecycle::{DischargeInput, EndReason, InclusionI
 use vitalwatch_admin::store::AuditFilter;
 use vitalwatch_admin::{Actor, AdminError, AdminService};
 use vitalwatch_alerting::PhysicianId;
-use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
@@ -190,7 +189,8 @@ async fn seed(db: &Database, svc: &AdminService, p: &str, device: &str) {
     svc.add_patient(&op, &NewPatient { id: p.into() }).await.unwrap();
     let dr: PhysicianInput = serde_json::from_value(json!({ "name": "Dr A", "email": "a@hospital.example" })).unwrap();
     svc.upsert_physician(&op, "dr-a", &dr).await.unwrap();
-    let team = CareTeamInput { responsible: "dr-a".into(), deputies: vec![], policy: None, nurses: None };
+    svc.upsert_physician(&op, "dr-c", &dr).await.unwrap();
+    let team = CareTeamInput { responsible: "dr-a".into(), deputies: vec!["dr-c".into()], policy: None, nurses: None };
     svc.set_care_team(&op, p, &team).await.unwrap();
     svc.add_device(&op, &NewDevice { id: device.into(), kind: "scale".into() }).await.unwrap();
     let from = Utc::now() - Duration::days(3);
@@ -389,7 +389,7 @@ async fn conformance_pseudonymise_keeps_the_readings_under_a_pseudonym() {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("dpo");
-        let p = "pat-pseudo-91c2";
+        let p = "pat-ps-91c2";
         seed(&db, &svc, p, "scale-ps1").await;
         svc.discharge_patient(&op, p, &discharge(EndReason::Transferred)).await.unwrap();
         let r = svc.erase_patient(&op, p, &erase(ErasureMode::Pseudonymise)).await.unwrap();
