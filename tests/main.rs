@@ -19,6 +19,7 @@ mod full_pipeline;
 mod http_ingest;
 mod ingest_limits;
 mod ingest_pipeline;
+mod lifecycle;
 mod observability;
 mod patient_export;
 mod poison_records;

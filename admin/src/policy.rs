@@ -57,6 +57,10 @@ pub enum Operation {
     /// Create, list or revoke the credentials of the HTTP ingestion endpoint
     /// (operators only: they open a way for readings into the platform).
     ManageIngestClients,
+    /// Include a patient in a monitoring programme, discharge them, read their periods.
+    ManageLifecycle,
+    /// Erase or pseudonymise a patient's data (GDPR art. 17; the DPO, operators only).
+    ErasePatientData,
 }
 
 /// What an actor may reach with an operation.
@@ -86,6 +90,9 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
+            // Including and discharging is the prescribing physician's decision.
+            ManageLifecycle => Scope::OwnPatients,
+            ErasePatientData => Scope::Denied,
         },
         // A nurse triages (reads, acknowledges, snoozes, closes, forwards) but a
         // threshold is a medical decision: EditRules is the physician's.
@@ -99,6 +106,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadAccessLog | ExportPatientData => Scope::Denied,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
             | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
+            ManageLifecycle | ErasePatientData => Scope::Denied,
         },
         // A specialist sees the requests addressed to them, nothing else.
         Role::Specialist(_) => match op {
@@ -113,7 +121,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 21] = [
+    const ALL: [Operation; 23] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -135,6 +143,8 @@ mod tests {
         Operation::ReadAccessLog,
         Operation::ExportPatientData,
         Operation::ManageIngestClients,
+        Operation::ManageLifecycle,
+        Operation::ErasePatientData,
     ];
 
     #[test]
@@ -165,6 +175,8 @@ mod tests {
         assert_eq!(scope(&dr, Operation::ReadPhysician), Scope::OwnEntry);
         assert_eq!(scope(&dr, Operation::ReadAccessLog), Scope::OwnPatients);
         assert_eq!(scope(&dr, Operation::ExportPatientData), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::ManageLifecycle), Scope::OwnPatients);
+        assert_eq!(scope(&dr, Operation::ErasePatientData), Scope::Denied);
     }
 
     #[test]

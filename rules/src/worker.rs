@@ -57,6 +57,18 @@
 //! later is loaded by their first reading or heartbeat, or at the next
 //! assignment.
 //!
+//! ## Discharged patients
+//!
+//! A discharged patient (end of monitoring) raises no alert at all, missing
+//! data included. The worker keeps the set of discharged patients
+//! ([`Store::discharged_patients`]), refreshed with the rules poll and
+//! before every tick: a newly discharged patient's pending physician closes
+//! are applied (their RESOLVED events published), then the patient is
+//! dropped from the engine ([`Engine::remove_patient`]) and never loaded
+//! again while discharged. Their messages (readings already in flight when
+//! the discharge happened) are skipped, after a point check of the store
+//! ([`Store::is_discharged`]) that notices a readmission at once.
+//!
 //! ## Records that can never be processed
 //!
 //! A message that does not decode, or breaks the contract (an invalid id),
@@ -125,6 +137,8 @@ pub struct RulesStats {
     pub rebuilds: AtomicU64,
     /// Rule changes applied without a restart.
     pub rule_updates: AtomicU64,
+    /// Messages of discharged patients, skipped.
+    pub not_monitored: AtomicU64,
     /// Alert events published (re-publications included).
     pub events_published: AtomicU64,
     /// Alert events new to the database.
@@ -245,6 +259,8 @@ struct Worker<'a> {
     /// RESOLVED events are published and stored.
     closes_applied: Vec<String>,
     dead_letters: DeadLetters,
+    /// Discharged patients: never loaded, their messages skipped.
+    discharged: HashSet<PatientId>,
 }
 
 /// Runs until `shutdown` fires. The batch in flight when it fires is finished
@@ -277,6 +293,7 @@ pub async fn run(
         poll_mark: Utc::now() - POLL_MARGIN,
         closes_applied: Vec::new(),
         dead_letters,
+        discharged: HashSet::new(),
     };
     let wait = Duration::from_millis(s.batch_wait_ms);
     let poll_every = Duration::from_secs(s.config_poll_secs);
@@ -307,6 +324,7 @@ pub async fn run(
             w.engine = Engine::new(cfg.engine.clone())?;
             w.loaded.clear();
             assignment = now_assignment;
+            w.poll_discharged(&mut Vec::new()).await;
             w.wait_for_store(consumer, &assignment).await;
             w.to_load = w.owned_patients(consumer, &assignment).await.into();
             tracing::info!(
@@ -340,8 +358,11 @@ pub async fn run(
             next_poll = Instant::now() + poll_every;
             w.poll_rules(&mut events).await;
             w.poll_closes(&mut events).await;
+            w.poll_discharged(&mut events).await;
         }
         if clock.due(Instant::now()) {
+            // No missing-data alert for a patient discharged since the last poll.
+            w.poll_discharged(&mut events).await;
             let now = clock.take(Instant::now(), Utc::now());
             w.engine.tick(now, &mut events);
         }
@@ -575,6 +596,9 @@ impl Worker<'_> {
                 Err(e) => return self.dead_letter(m, DeadReason::Undecodable, &e).await,
             };
             clock.saw(obs.received_at);
+            if self.skip_discharged(&obs.patient_id).await {
+                return true;
+            }
             if !self.ensure_loaded(&obs.patient_id, obs.received_at, events).await {
                 return false;
             }
@@ -608,6 +632,9 @@ impl Worker<'_> {
                 0 => received,
                 t => micros(t).unwrap_or(received),
             };
+            if self.skip_discharged(&patient).await {
+                return true;
+            }
             if !self.ensure_loaded(&patient, received, events).await {
                 return false;
             }
@@ -642,7 +669,7 @@ impl Worker<'_> {
         let retention = chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
         for chunk in patients.chunks(LOAD_CHUNK) {
             let chunk: Vec<&(PatientId, DateTime<Utc>)> =
-                chunk.iter().filter(|(p, _)| !self.loaded.contains(p)).collect();
+                chunk.iter().filter(|(p, _)| !self.loaded.contains(p) && !self.discharged.contains(p)).collect();
             let Some(since) = chunk.iter().map(|(_, now)| *now - retention).min() else {
                 continue;
             };
@@ -782,6 +809,53 @@ impl Worker<'_> {
                 self.apply_close(&patient, &c, now, events);
             }
         }
+    }
+
+    /// True if `patient` is discharged: the message is skipped. A patient in
+    /// the discharged set is checked in the store first (a readmission is
+    /// noticed at their first message, not at the next poll); if the store
+    /// is unavailable the set is trusted.
+    async fn skip_discharged(&mut self, patient: &PatientId) -> bool {
+        if !self.discharged.contains(patient) {
+            return false;
+        }
+        match self.store.is_discharged(patient).await {
+            Ok(false) => {
+                self.discharged.remove(patient);
+                false
+            }
+            Ok(true) | Err(_) => {
+                self.stats.not_monitored.fetch_add(1, Ordering::Relaxed);
+                metrics::counter!("vitalwatch_rules_observations_total", "outcome" => "not_monitored").increment(1);
+                true
+            }
+        }
+    }
+
+    /// Refreshes the discharged set; newly discharged patients get their
+    /// pending physician closes applied (RESOLVED events into `events`), then
+    /// leave the engine. On failure the previous set is kept.
+    async fn poll_discharged(&mut self, events: &mut Vec<AlertEvent>) {
+        let ids = match self.store.discharged_patients().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(message = "Polling discharged patients failed; will retry.", error = %e);
+                return;
+            }
+        };
+        let now: HashSet<PatientId> = ids.into_iter().filter_map(|p| PatientId::new(p).ok()).collect();
+        let leaving: Vec<PatientId> =
+            now.iter().filter(|p| !self.discharged.contains(*p) && self.loaded.contains(*p)).cloned().collect();
+        if !leaving.is_empty() {
+            self.poll_closes(events).await;
+            for p in &leaving {
+                self.engine.remove_patient(p);
+                self.loaded.remove(p);
+                tracing::debug!(message = "Discharged patient dropped from the engine.", patient = %p.as_str());
+            }
+            tracing::info!(message = "Discharged patients dropped from the engine.", patients = leaving.len());
+        }
+        self.discharged = now;
     }
 
     async fn poll_rules(&mut self, events: &mut Vec<AlertEvent>) {

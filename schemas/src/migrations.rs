@@ -120,6 +120,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 34,
+        name: "monitoring_periods",
+        sql: include_str!("../migrations/postgres/0034_monitoring_periods.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 35,
         name: "ingest_clients",
         sql: include_str!("../migrations/postgres/0035_ingest_clients.sql"),
@@ -129,6 +135,12 @@ pub const POSTGRES: &[Migration] = &[
         version: 36,
         name: "access_log",
         sql: include_str!("../migrations/postgres/0036_access_log.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 38,
+        name: "erasure",
+        sql: include_str!("../migrations/postgres/0038_erasure.sql"),
         timescale_only: false,
     },
 ];
@@ -220,6 +232,12 @@ pub const SQLITE: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 34,
+        name: "monitoring_periods",
+        sql: include_str!("../migrations/sqlite/0034_monitoring_periods.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 35,
         name: "ingest_clients",
         sql: include_str!("../migrations/sqlite/0035_ingest_clients.sql"),
@@ -229,6 +247,12 @@ pub const SQLITE: &[Migration] = &[
         version: 36,
         name: "access_log",
         sql: include_str!("../migrations/sqlite/0036_access_log.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 38,
+        name: "erasure",
+        sql: include_str!("../migrations/sqlite/0038_erasure.sql"),
         timescale_only: false,
     },
 ];

@@ -138,6 +138,10 @@ pub struct RegistrySnapshot {
     pub devices: HashMap<String, DeviceEntry>,
     /// Active patient ids.
     pub patients: HashSet<String>,
+    /// Discharged patient ids (registered, no longer monitored): their
+    /// readings are refused with a reason of their own until a readmission.
+    #[serde(default)]
+    pub discharged: HashSet<String>,
 }
 
 impl RegistrySnapshot {
@@ -176,6 +180,26 @@ impl RegistrySnapshot {
     /// True if the patient is registered and active.
     pub fn has_patient(&self, patient: &PatientId) -> bool {
         self.patients.contains(patient.as_str())
+    }
+
+    /// True if the patient is registered but no longer monitored (discharged).
+    pub fn is_discharged(&self, patient: &PatientId) -> bool {
+        self.discharged.contains(patient.as_str())
+    }
+
+    /// The discharged patient a device's reading at `t` would belong to: the
+    /// patient of the enrolment covering `t`, or else of the device's latest
+    /// enrolment that began before `t`, if that patient is discharged. A
+    /// discharge ends the device's enrolment, so a reading it still sends is
+    /// refused as "patient not monitored" rather than "not enrolled".
+    pub fn discharged_patient_of(&self, device: &DeviceId, t: DateTime<Utc>) -> Option<&PatientId> {
+        let d = self.devices.get(device.as_str())?;
+        let e = d
+            .enrolments
+            .iter()
+            .find(|e| e.covers(t))
+            .or_else(|| d.enrolments.iter().filter(|e| e.valid_from <= t).max_by_key(|e| e.valid_from))?;
+        self.is_discharged(&e.patient_id).then_some(&e.patient_id)
     }
 }
 
@@ -311,6 +335,25 @@ mod tests {
             r.patient_for(&dev, t("2026-02-20T00:00:00Z"), t("2026-03-01T00:00:00Z")),
             Err(Attribution::Reassigned)
         );
+    }
+
+    #[test]
+    fn a_discharged_patients_device_is_named_as_such() {
+        let mut r = moved(false);
+        let dev = DeviceId::new("dev-1").unwrap();
+        // b's enrolment is open, b is active: nothing to say.
+        assert_eq!(r.discharged_patient_of(&dev, t("2026-04-01T00:00:00Z")), None);
+        r.discharged.insert("b".into());
+        assert_eq!(r.discharged_patient_of(&dev, t("2026-04-01T00:00:00Z")).map(PatientId::as_str), Some("b"));
+        // Before any enrolment: nobody.
+        assert_eq!(r.discharged_patient_of(&dev, t("2025-01-01T00:00:00Z")), None);
+        // a's period: a is not discharged.
+        assert_eq!(r.discharged_patient_of(&dev, t("2026-02-01T00:00:00Z")), None);
+        let d = r.devices.get_mut("dev-1").unwrap();
+        d.enrolments[1].valid_to = Some(t("2026-05-01T00:00:00Z"));
+        // After b's (ended) enrolment: still b's device.
+        assert_eq!(r.discharged_patient_of(&dev, t("2026-06-01T00:00:00Z")).map(PatientId::as_str), Some("b"));
+        assert!(r.is_discharged(&PatientId::new("b").unwrap()));
     }
 
     #[test]

@@ -101,6 +101,11 @@ async fn the_patient_page_shows_last_readings_adherence_devices_and_charts_with_
         );
         let b = &r.body;
         assert!(b.contains("Dernières mesures") && b.contains("81,4 kg"), "{e:?}: the latest weight, French decimals");
+        // The lifecycle section: registered without an inclusion, monitored, no period yet.
+        assert!(
+            b.contains("id=\"monitoring\"") && b.contains("Patient télésurveillé") && b.contains("Aucune période"),
+            "{e:?}: the monitoring section"
+        );
         assert!(b.contains("185 mmHg") && b.contains("95 mmHg"), "{e:?}: the blood pressure components");
         assert!(b.contains("appareil scale-w1") && b.contains("saisie manuelle"), "{e:?}: the sources");
         // Adherence: the days with readings this month in the patient's time zone.

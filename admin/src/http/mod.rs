@@ -28,7 +28,8 @@ use crate::service::AdminService;
 
 pub mod auth;
 pub mod error;
-pub mod ingest_routes;
+pub mod ingest_routes
+pub mod lifecycle;
 pub mod openapi;
 pub mod routes;
 
@@ -60,7 +61,11 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/patients/{id}/export", get(export_patient))
         .route("/patients/{id}/access-log", get(get_access_log))
         .route("/ingest-clients", get(ingest_routes::list_ingest_clients).post(ingest_routes::create_ingest_client))
-        .route("/ingest-clients/{name}/revoke", post(ingest_routes::revoke_ingest_client));
+        .route("/ingest-clients/{name}/revoke", post(ingest_routes::revoke_ingest_client))
+        .route("/patients/{id}/inclusions", post(lifecycle::include_patient))
+        .route("/patients/{id}/discharge", post(lifecycle::discharge_patient))
+        .route("/patients/{id}/periods", get(lifecycle::patient_periods))
+        .route("/patients/{id}/erasure", post(lifecycle::erase_patient));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -20,6 +20,8 @@ use crate::model::*;
         export_patient, get_access_log,
         super::ingest_routes::list_ingest_clients, super::ingest_routes::create_ingest_client,
         super::ingest_routes::revoke_ingest_client,
+        super::lifecycle::include_patient, super::lifecycle::discharge_patient,
+        super::lifecycle::patient_periods, super::lifecycle::erase_patient,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -30,6 +30,12 @@ impl AdminService {
         let p = patient_id(&input.id)?;
         let created = self
             .audited(async |c| {
+                if let Some((mode, at)) = crate::store::lifecycle::erasure_of(c, p.as_str()).await? {
+                    return Err(AdminError::Conflict(format!(
+                        "patient id {p} was erased ({mode}, {}); an erased id is never reused",
+                        at.to_rfc3339()
+                    )));
+                }
                 let created = registry::add_patient(c, &p).await.map_err(AdminError::conflict)?;
                 let entry = self.entry(actor, "patient.add", ("patient", p.as_str()), Some(p.as_str()), json!({}));
                 Ok((created, created.then_some(entry)))

@@ -16,6 +16,7 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 
 pub mod accounts;
 pub mod ingest_clients;
+pub mod lifecycle;
 pub mod patient_view;
 pub mod tables;
 pub mod workspace;

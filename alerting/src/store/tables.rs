@@ -165,7 +165,22 @@ pub async fn transition(
         (None, _) => row.get::<String>(1)?,
     };
     let ctx = load_team(c, &patient, now).await?;
-    let applied = engine::apply(current, action, &ctx, &options.caps, now)?;
+    let mut applied = engine::apply(current, action, &ctx, &options.caps, now)?;
+    // Defence in depth: a discharged patient is not monitored any more. The
+    // rules workers raise nothing for them, but an event already in flight
+    // (or a reminder planned before the discharge) must not notify anyone:
+    // the episode's state is kept, no notification, digest entry or wakeup.
+    if c.query_opt(&sql!("patient_discharged"), &args![patient.as_str()]).await?.is_some() {
+        if !applied.outbox.is_empty() || !applied.digest.is_empty() {
+            tracing::info!(message = "Notifications suppressed: the patient is discharged.", episode = %episode);
+        }
+        applied.outbox.clear();
+        applied.digest.clear();
+        applied.audit.retain(|r| {
+            !matches!(r.entry, AuditEntry::NotificationPlanned { .. } | AuditEntry::NotificationDigested { .. })
+        });
+        applied.next_wakeup = None;
+    }
     let Some(state) = &applied.state else {
         return Ok(applied);
     };

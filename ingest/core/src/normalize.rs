@@ -84,6 +84,10 @@ pub fn normalize(batch: &RawBatch<'_>, ctx: &Context<'_>, out: &mut Vec<Observat
             });
             return;
         }
+        if ctx.registry.is_discharged(p) {
+            rejected.push(Rejection::message(Reason::PatientNotMonitored, NOT_MONITORED));
+            return;
+        }
         if !ctx.registry.has_patient(p) {
             rejected.push(Rejection::message(Reason::UnknownPatient, "this patient is not registered for monitoring"));
             return;
@@ -95,6 +99,10 @@ pub fn normalize(batch: &RawBatch<'_>, ctx: &Context<'_>, out: &mut Vec<Observat
         }
     }
 }
+
+/// The message of a [`Reason::PatientNotMonitored`] rejection (no patient data).
+const NOT_MONITORED: &str =
+    "this patient's monitoring has ended (discharged); readings are accepted again after a readmission";
 
 fn reading(
     i: usize,
@@ -131,7 +139,15 @@ fn reading(
     let (patient, device) = match ctx.sender {
         Sender::Patient(p) => (p, None),
         Sender::Device(d) => match ctx.registry.patient_for(d, time, ctx.received_at) {
+            Ok(p) if ctx.registry.is_discharged(p) => {
+                return Err(Rejection::message(Reason::PatientNotMonitored, NOT_MONITORED));
+            }
             Ok(p) => (p, Some(d)),
+            Err(Attribution::EnrolmentEnded | Attribution::NotEnrolled)
+                if ctx.registry.discharged_patient_of(d, time).is_some() =>
+            {
+                return Err(Rejection::message(Reason::PatientNotMonitored, NOT_MONITORED));
+            }
             Err(Attribution::UnknownDevice) => {
                 return Err(Rejection::message(Reason::UnknownDevice, "this device is not registered"));
             }

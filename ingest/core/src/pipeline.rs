@@ -50,11 +50,18 @@ impl Processed {
     }
 
     /// True if the processing could be different with a fresher registry (an
-    /// unknown or unenrolled device or patient may just have been registered).
+    /// unknown or unenrolled device or patient may just have been registered,
+    /// a discharged patient readmitted).
     pub fn depends_on_registry(&self) -> bool {
-        self.rejections
-            .iter()
-            .any(|r| matches!(r.reason, Reason::UnknownDevice | Reason::DeviceNotEnrolled | Reason::UnknownPatient))
+        self.rejections.iter().any(|r| {
+            matches!(
+                r.reason,
+                Reason::UnknownDevice
+                    | Reason::DeviceNotEnrolled
+                    | Reason::UnknownPatient
+                    | Reason::PatientNotMonitored
+            )
+        })
     }
 }
 
@@ -335,6 +342,22 @@ mod tests {
                 ..Default::default()
             },
         );
+        // p3 was discharged a day ago: the end of its device's enrolment recorded then.
+        r.discharged.insert("p3".into());
+        r.devices.insert(
+            "gone".into(),
+            DeviceEntry {
+                enrolments: vec![Enrolment {
+                    valid_to: Some(moved_at),
+                    ended: Some(vitalwatch_schemas::registry::EnrolmentEnd {
+                        reason: vitalwatch_schemas::registry::EndReason::Unenrolled,
+                        recorded_at: moved_at,
+                    }),
+                    ..enrol("p3")
+                }],
+                ..Default::default()
+            },
+        );
         r
     }
 
@@ -434,6 +457,22 @@ mod tests {
                 "vitalwatch/v1/patients/nobody/manual/json".into(),
                 one(r#"{"type":"spo2","unit":"%","value":97}"#),
                 Reason::UnknownPatient,
+            ),
+            (
+                "vitalwatch/v1/patients/p3/manual/json".into(),
+                one(r#"{"type":"spo2","unit":"%","value":97}"#),
+                Reason::PatientNotMonitored,
+            ),
+            (
+                // Dated after the discharge (no enrolment covers it) and during the period (ended).
+                "vitalwatch/v1/devices/gone/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{t}","unit":"%","value":97}}"#)),
+                Reason::PatientNotMonitored,
+            ),
+            (
+                "vitalwatch/v1/devices/gone/readings/json".into(),
+                one(&format!(r#"{{"type":"spo2","time":"{}","unit":"%","value":97}}"#, at(2 * 24 * 60))),
+                Reason::PatientNotMonitored,
             ),
             (
                 APP.into(),

@@ -61,6 +61,10 @@ pub enum Reason {
     /// can no longer file readings for the previous patient (except through
     /// an audited backfill grant).
     DeviceReassigned,
+    /// The patient is registered but no longer monitored (discharged, end of
+    /// the monitoring period); readings are accepted again after a
+    /// readmission (a new monitoring period).
+    PatientNotMonitored,
 }
 
 impl Reason {
@@ -91,11 +95,12 @@ impl Reason {
             Reason::InvalidCharacters => "invalid_characters",
             Reason::RateLimited => "rate_limited",
             Reason::DeviceReassigned => "device_reassigned",
+            Reason::PatientNotMonitored => "patient_not_monitored",
         }
     }
 
     /// Every reason, for metrics pre-registration and docs.
-    pub const ALL: [Reason; 24] = [
+    pub const ALL: [Reason; 25] = [
         Reason::UnknownTopic,
         Reason::InvalidIdentifier,
         Reason::UnsupportedFormat,
@@ -120,6 +125,7 @@ impl Reason {
         Reason::InvalidCharacters,
         Reason::RateLimited,
         Reason::DeviceReassigned,
+        Reason::PatientNotMonitored,
     ];
 }
 

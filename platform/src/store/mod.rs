@@ -273,6 +273,14 @@ pub trait Store: Send + Sync {
     async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError>;
     /// The current registry.
     async fn registry(&self) -> Result<RegistrySnapshot, StoreError>;
+    /// Ids of the discharged patients (registered, no longer monitored).
+    async fn discharged_patients(&self) -> Result<Vec<String>, StoreError> {
+        Ok(self.registry().await?.discharged.into_iter().collect())
+    }
+    /// True if `patient` is registered and discharged (a point check).
+    async fn is_discharged(&self, patient: &PatientId) -> Result<bool, StoreError> {
+        Ok(self.registry().await?.discharged.contains(patient.as_str()))
+    }
     /// Registers a patient (idempotent). Returns true if new.
     async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError>;
     /// Registers a device (idempotent). Returns true if new.

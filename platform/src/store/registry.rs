@@ -258,6 +258,9 @@ pub async fn registry(c: &mut Conn) -> Result<RegistrySnapshot, StoreError> {
     for r in c.query(&sql!("registry_patients"), &[]).await? {
         snap.patients.insert(r.get(0)?);
     }
+    for r in c.query(&sql!("registry_discharged"), &[]).await? {
+        snap.discharged.insert(r.get(0)?);
+    }
     for r in c.query(&sql!("registry_devices"), &[]).await? {
         snap.devices.insert(r.get(0)?, DeviceEntry { retired_at: r.get(1)?, ..Default::default() });
     }
@@ -529,6 +532,21 @@ impl Store for SqlStore {
 
     async fn registry(&self) -> Result<RegistrySnapshot, StoreError> {
         self.db.run(async |c| registry(c).await).await
+    }
+
+    async fn discharged_patients(&self) -> Result<Vec<String>, StoreError> {
+        self.db
+            .run(async |c| c.query(&sql!("registry_discharged"), &[]).await?.iter().map(|r| r.get(0)).collect())
+            .await
+    }
+
+    async fn is_discharged(&self, patient: &PatientId) -> Result<bool, StoreError> {
+        self.db
+            .run(async |c| {
+                let row = c.query_opt(&sql!("patient_status"), &args![patient.as_str()]).await?;
+                Ok(row.map(|r| r.get::<String>(0)).transpose()?.as_deref() == Some("discharged"))
+            })
+            .await
     }
 
     async fn add_patient(&self, patient: &PatientId) -> Result<bool, StoreError> {

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod alerting;
 pub mod ingest_client;
+pub mod lifecycle;
 pub mod registry;
 pub mod roles;
 pub mod rules;

@@ -77,6 +77,16 @@ pub enum PatientCommand {
         #[command(flatten)]
         store: StoreArgs,
     },
+    /// Include a patient in a monitoring programme (a readmission after a discharge).
+    Include(super::lifecycle::IncludeArgs),
+    /// End a patient's monitoring: devices unenrolled, episodes closed, alerts and readings stopped.
+    Discharge(super::lifecycle::DischargeArgs),
+    /// A patient's monitoring status and periods.
+    Periods(super::lifecycle::PeriodsArgs),
+    /// Erase or pseudonymise a discharged patient's data (GDPR).
+    Erase(super::lifecycle::EraseArgs),
+    /// Erase the patients discharged more than --retention-days ago.
+    Purge(super::lifecycle::PurgeArgs),
 }
 
 /// `vitalwatch device ...`
@@ -181,6 +191,11 @@ pub fn show_config(config: Option<&Path>, args: StoreArgs) -> anyhow::Result<()>
 pub async fn patient(config: Option<&Path>, cmd: PatientCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     match cmd {
+        PatientCommand::Include(a) => return super::lifecycle::include(config, a).await,
+        PatientCommand::Discharge(a) => return super::lifecycle::discharge(config, a).await,
+        PatientCommand::Periods(a) => return super::lifecycle::periods(config, a).await,
+        PatientCommand::Erase(a) => return super::lifecycle::erase(config, a).await,
+        PatientCommand::Purge(a) => return super::lifecycle::purge(config, a).await,
         PatientCommand::Add { ids, store } => {
             let svc = admin::service(&store, config).await?;
             for id in ids {

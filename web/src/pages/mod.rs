@@ -16,6 +16,7 @@ pub mod episode;
 pub mod expertise;
 pub mod home;
 pub mod login;
+pub mod monitoring;
 pub mod oidc_login;
 pub mod patient;
 pub mod patients;

@@ -273,6 +273,7 @@ struct PatientPage {
     episodes: Vec<EpisodeRow>,
     notes: Vec<NoteRow>,
     history: Vec<VersionRow>,
+    monitoring: super::monitoring::MonitoringView,
 }
 
 /// A note of one of the patient's episodes (or a close with its outcome).
@@ -438,8 +439,13 @@ async fn page(State(s): State<AppState>, v: Viewer, Path(id): Path<String>, Quer
             .collect(),
         Err(e) => return admin_error(&v, e),
     };
+    let monitoring = match s.admin.patient_periods(&v.actor, &o.patient.id).await {
+        Ok(p) => super::monitoring::view(&p, l, tz),
+        Err(e) => return admin_error(&v, e),
+    };
     render(PatientPage {
         ctx: PageCtx::new(&v, Nav::Patients),
+        monitoring,
         notes,
         t,
         program: program_name(l, &o.rules.program),

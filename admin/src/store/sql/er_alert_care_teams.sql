@@ -1,0 +1,1 @@
+DELETE FROM alert_care_teams WHERE patient_id = $1

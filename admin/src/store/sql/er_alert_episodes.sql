@@ -1,0 +1,1 @@
+DELETE FROM alert_episodes WHERE patient_id = $1

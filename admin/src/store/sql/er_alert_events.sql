@@ -1,0 +1,1 @@
+DELETE FROM alert_events WHERE patient_id = $1

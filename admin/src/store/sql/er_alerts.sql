@@ -1,0 +1,1 @@
+DELETE FROM alerts WHERE patient_id = $1

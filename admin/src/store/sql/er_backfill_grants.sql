@@ -1,0 +1,1 @@
+DELETE FROM backfill_grants WHERE patient_id = $1

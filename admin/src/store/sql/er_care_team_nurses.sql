@@ -1,0 +1,1 @@
+DELETE FROM care_team_nurses WHERE patient_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM device_status WHERE patient_id = $1

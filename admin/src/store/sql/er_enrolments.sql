@@ -1,0 +1,1 @@
+DELETE FROM enrolments WHERE patient_id = $1

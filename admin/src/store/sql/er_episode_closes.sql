@@ -1,0 +1,1 @@
+DELETE FROM episode_closes WHERE patient_id = $1

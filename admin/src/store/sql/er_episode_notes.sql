@@ -1,0 +1,1 @@
+DELETE FROM episode_notes WHERE patient_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM expertise_requests WHERE patient_id = $1

@@ -1,0 +1,1 @@
+DELETE FROM monitoring_periods WHERE patient_id = $1

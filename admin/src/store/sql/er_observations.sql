@@ -1,0 +1,1 @@
+DELETE FROM observations WHERE patient_id = $1

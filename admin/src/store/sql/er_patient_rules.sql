@@ -1,0 +1,1 @@
+DELETE FROM patient_rules WHERE patient_id = $1

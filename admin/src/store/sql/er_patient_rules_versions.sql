@@ -1,0 +1,1 @@
+DELETE FROM patient_rules_versions WHERE patient_id = $1

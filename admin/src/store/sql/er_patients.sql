@@ -1,0 +1,1 @@
+DELETE FROM patients WHERE patient_id = $1

@@ -1,0 +1,1 @@
+SELECT mode, at FROM patient_erasures WHERE patient_id = $1

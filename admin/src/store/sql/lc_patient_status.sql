@@ -1,0 +1,1 @@
+SELECT status FROM patients WHERE patient_id = $1

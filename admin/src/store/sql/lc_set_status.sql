@@ -1,0 +1,1 @@
+UPDATE patients SET status = $2 WHERE patient_id = $1
