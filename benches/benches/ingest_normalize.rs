@@ -32,7 +32,7 @@ fn registry(n: usize, since: DateTime<Utc>) -> RegistrySnapshot {
             },
         );
     }
-    RegistrySnapshot { devices, patients }
+    RegistrySnapshot { devices, patients, ..Default::default() }
 }
 
 fn json_message(readings: usize, t: DateTime<Utc>, k: usize) -> Vec<u8> {

@@ -29,7 +29,7 @@ fn main() {
             },
         );
     }
-    let reg = RegistrySnapshot { devices, patients };
+    let reg = RegistrySnapshot { devices, patients, ..Default::default() };
     let limits = Limits::default();
     let msgs: Vec<(String, Vec<u8>)> = (0..10_000)
         .map(|k| {

@@ -28,7 +28,7 @@ use crate::service::AdminService;
 
 pub mod auth;
 pub mod error;
-pub mod ingest_routes
+pub mod ingest_routes;
 pub mod lifecycle;
 pub mod openapi;
 pub mod routes;
