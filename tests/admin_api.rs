@@ -190,6 +190,16 @@ async fn api_subprocess_on_postgres_enforces_roles_and_audits_every_change() {
                   AND author = 'dr-a' AND reason = 'back to the heart failure defaults'";
     assert_eq!(count(&db, latest).await, 1);
     assert_eq!(count(&db, "SELECT count(*) FROM patient_rules_versions WHERE patient_id = 'p-1'").await, 3);
+    // The history through the API: newest first, with author and reason; others' patients 404.
+    let h = http(a, "GET", "/v1/patients/p-1/rules/versions", Some(&dra), None).await;
+    assert_eq!(h.status, 200, "{}", h.body);
+    let versions = h.json()["versions"].as_array().cloned().unwrap_or_default();
+    let numbers: Vec<i64> = versions.iter().filter_map(|v| v["version"].as_i64()).collect();
+    assert_eq!(numbers, [3, 2, 1], "{}", h.body);
+    assert_eq!(versions[0]["reason"], "back to the heart failure defaults");
+    assert_eq!(versions[0]["author"], "dr-a");
+    assert_eq!(versions[1]["program"], "copd");
+    assert_eq!(http(a, "GET", "/v1/patients/p-9/rules/versions", Some(&dra), None).await.status, 404);
 
     // Alerts: list (own only), snooze, acknowledge, close; others' episodes are 404.
     let list = http(a, "GET", "/v1/alerts?status=open", Some(&dra), None).await.json();

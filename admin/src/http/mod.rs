@@ -42,6 +42,7 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/patients", get(list_patients).post(add_patient))
         .route("/patients/{id}", get(get_patient))
         .route("/patients/{id}/rules", get(get_rules).put(put_rules))
+        .route("/patients/{id}/rules/versions", get(get_rules_versions))
         .route("/patients/{id}/care-team", get(get_care_team).put(put_care_team))
         .route("/devices", get(list_devices).post(add_device))
         .route("/devices/{id}/enrol", post(enrol_device))

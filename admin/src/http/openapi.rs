@@ -17,6 +17,7 @@ use crate::model::*;
         list_physicians, get_physician, put_physician,
         list_alerts, get_alert, ack_alert, snooze_alert, close_alert,
         list_audit, list_episode_audit, list_tokens,
+        get_rules_versions,
         export_patient, get_access_log,
         super::ingest_routes::list_ingest_clients, super::ingest_routes::create_ingest_client,
         super::ingest_routes::revoke_ingest_client,

@@ -328,3 +328,13 @@ pub async fn get_access_log(
 ) -> Res<AccessLogPage> {
     Ok(Json(s.access_log(&a, &id, &q).await?))
 }
+
+/// Every version of a patient's care program and thresholds, newest first: the
+/// rules, who changed them, when and why (`{"versions": [...]}`; empty when none
+/// was ever set and the program defaults apply).
+#[utoipa::path(get, path = "/v1/patients/{id}/rules/versions", tag = "rules", params(("id" = String, Path, description = "patient id")),
+    responses((status = 200, body = Object), (status = 404, body = ErrorBody)))]
+pub async fn get_rules_versions(State(s): S, Auth(a): Auth, Path(id): Path<String>) -> Res<serde_json::Value> {
+    let versions = s.rules_history(&a, &id).await?;
+    Ok(Json(serde_json::json!({ "patient_id": id, "versions": versions })))
+}
