@@ -50,6 +50,9 @@ pub enum Operation {
     AnswerExpertise,
     /// Create, change or disable user accounts of the web workspace.
     ManageUsers,
+    /// Read the monthly activity report (operators: every patient;
+    /// physicians and nurses: their own patients).
+    ReadReports,
 }
 
 /// What an actor may reach with an operation.
@@ -75,6 +78,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
                 Scope::OwnPatients
             }
             RequestExpertise => Scope::OwnPatients,
+            ReadReports => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers => Scope::Denied,
@@ -85,6 +89,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit | RequestExpertise => {
                 Scope::OwnPatients
             }
+            ReadReports => Scope::OwnPatients,
             AnswerExpertise => Scope::OwnEntry,
             EditRules | AddPatient | ReadDevices | ManageDevices | ListPhysicians | ReadPhysician
             | ManagePhysicians | SetCareTeam | ManageTokens | ManageUsers => Scope::Denied,
@@ -102,7 +107,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 18] = [
+    const ALL: [Operation; 19] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -121,6 +126,7 @@ mod tests {
         Operation::RequestExpertise,
         Operation::AnswerExpertise,
         Operation::ManageUsers,
+        Operation::ReadReports,
     ];
 
     #[test]
@@ -158,6 +164,15 @@ mod tests {
         assert_eq!(scope(&nurse, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::RequestExpertise), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::ManageUsers), Scope::Denied);
+        assert_eq!(scope(&nurse, Operation::ReadReports), Scope::OwnPatients);
+    }
+
+    #[test]
+    fn activity_reports_cover_the_care_teams_own_patients() {
+        assert_eq!(scope(&Role::Operator, Operation::ReadReports), Scope::All);
+        assert_eq!(scope(&Role::Physician(PhysicianId::new("dr-a").unwrap()), Operation::ReadReports), Scope::OwnPatients);
+        assert_eq!(scope(&Role::Nurse("ide-a".into()), Operation::ReadReports), Scope::OwnPatients);
+        assert_eq!(scope(&Role::Specialist("sp".into()), Operation::ReadReports), Scope::Denied);
     }
 
     #[test]

@@ -119,6 +119,12 @@ pub const POSTGRES: &[Migration] = &[
         sql: include_str!("../migrations/postgres/0033_rules_versions.sql"),
         timescale_only: false,
     },
+    Migration {
+        version: 37,
+        name: "rules_version",
+        sql: include_str!("../migrations/postgres/0037_rules_version.sql"),
+        timescale_only: false,
+    },
 ];
 
 /// SQLite migrations, in order.
@@ -205,6 +211,12 @@ pub const SQLITE: &[Migration] = &[
         version: 33,
         name: "rules_versions",
         sql: include_str!("../migrations/sqlite/0033_rules_versions.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 37,
+        name: "rules_version",
+        sql: include_str!("../migrations/sqlite/0037_rules_version.sql"),
         timescale_only: false,
     },
 ];

@@ -96,6 +96,9 @@ enum Command {
     /// Create, list, disable or enable accounts of the clinician workspace.
     #[command(subcommand)]
     User(commands::admin::UserCommand),
+    /// Reports: the monthly télésurveillance activity (JSON or CSV).
+    #[command(subcommand)]
+    Report(commands::report::ReportCommand),
 }
 
 /// The arguments of a development-only subcommand in a build without the `dev` feature.
@@ -151,6 +154,7 @@ fn main() -> ExitCode {
             Command::Api => commands::admin::role(config).await,
             Command::ApiToken(c) => commands::admin::api_token(config, c).await,
             Command::User(c) => commands::admin::user(config, c).await,
+            Command::Report(c) => commands::report::report(config, c).await,
         }
     });
     match result {

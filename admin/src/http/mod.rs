@@ -55,7 +55,8 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/alerts/{id}/close", post(close_alert))
         .route("/audit", get(list_audit))
         .route("/audit/episodes", get(list_episode_audit))
-        .route("/tokens", get(list_tokens));
+        .route("/tokens", get(list_tokens))
+        .route("/reports/activity", get(activity_report));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

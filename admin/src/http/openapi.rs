@@ -17,6 +17,7 @@ use crate::model::*;
         list_physicians, get_physician, put_physician,
         list_alerts, get_alert, ack_alert, snooze_alert, close_alert,
         list_audit, list_episode_audit, list_tokens,
+        activity_report,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

@@ -32,6 +32,7 @@ pub mod expertise;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;
+pub mod report;
 pub mod rules;
 pub mod tokens;
 pub mod worklist;

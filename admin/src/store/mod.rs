@@ -16,6 +16,7 @@ use crate::model::{AlertView, AuditView, EpisodeAuditView, PatientView, TokenVie
 
 pub mod accounts;
 pub mod patient_view;
+pub mod report;
 pub mod tables;
 pub mod workspace;
 

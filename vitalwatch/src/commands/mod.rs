@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod alerting;
 pub mod registry;
+pub mod report;
 pub mod roles;
 pub mod rules;
 #[cfg(feature = "dev")]
