@@ -762,3 +762,84 @@ async fn takeover_while_persist_lags_misses_no_reading() {
     ingest.terminate(Duration::from_secs(20));
     persist.terminate(Duration::from_secs(20));
 }
+
+/// Issue #17: an alert's evidence names the version of the rules that raised
+/// it. Rules changed twice through the admin service (versions 1 and 2), a
+/// reading raises an alert naming version 2 (event, evidence, episode,
+/// `AlertView`); a third change (version 3, another program) resolves the
+/// removed rule's episode and a later reading's alert names version 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn alert_evidence_names_the_rules_version() {
+    use vitalwatch_admin::actor::Actor;
+    use vitalwatch_rules::{PatientRules, Program};
+    let Some(ctx) = setup("rulesver", &["rv-1"]).await else {
+        return;
+    };
+    let svc = vitalwatch_admin::AdminService::open(&ctx.db, 100, 100).await.unwrap();
+    let op = Actor::operator("op-rules");
+    let diabetes = PatientRules::for_program(Program::Diabetes);
+    assert_eq!(svc.set_rules(&op, "rv-1", &diabetes, Some("inclusion")).await.unwrap().version, Some(1));
+    assert_eq!(svc.set_rules(&op, "rv-1", &diabetes, Some("second look")).await.unwrap().version, Some(2));
+    let stored = ctx.st.patient_rules(&PatientId::new("rv-1").unwrap()).await.unwrap().unwrap();
+    assert_eq!(stored.version, 2, "patient_rules.version is the version in force");
+
+    let mut ingest = Proc::spawn("ingest", &["ingest"], &ctx.env);
+    let mut persist = Proc::spawn("persist", &["persist"], &ctx.env);
+    let mut rules = Proc::spawn("rules", &["rules"], &ctx.env);
+    ctx.wait_live().await;
+    let consumer = ctx.alerts_consumer();
+    let now = Utc::now();
+    ctx.manual("rv-1", glucose(now - TimeDelta::minutes(10), 52.0)).await;
+    let is = |e: &AlertEvent, rule: &str, kind: AlertEventKind| e.rule_id == rule && e.kind == kind as i32;
+    let events = collect(&consumer, Duration::from_secs(90), Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| is(e, "threshold.glucose.low", AlertEventKind::Opened))
+    })
+    .await;
+    let low = events.iter().find(|e| is(e, "threshold.glucose.low", AlertEventKind::Opened)).expect("glucose alert");
+    assert_eq!(low.rules_version, 2, "the event names the version in force");
+    assert!(wait_until(Duration::from_secs(30), || async {
+        ctx.st.alerts(None).await.unwrap_or_default().iter().any(|a| a.episode_id == low.episode_id)
+    })
+    .await);
+    let detail = svc.alert(&op, &low.episode_id).await.unwrap();
+    assert_eq!(detail.alert.as_ref().and_then(|a| a.rules_version), Some(2), "AlertView.rules_version");
+    assert_eq!(detail.evidence.as_ref().map(|e| e["rules_version"].clone()), Some(serde_json::json!(2)));
+
+    // A further change (version 3): the general program has no glucose rule.
+    let general = PatientRules::for_program(Program::General);
+    assert_eq!(svc.set_rules(&op, "rv-1", &general, Some("diabetes ruled out")).await.unwrap().version, Some(3));
+    let events = collect(&consumer, Duration::from_secs(90), Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| is(e, "threshold.glucose.low", AlertEventKind::Resolved))
+    })
+    .await;
+    let removed =
+        events.iter().find(|e| is(e, "threshold.glucose.low", AlertEventKind::Resolved)).expect("rule removed");
+    assert_eq!(removed.rules_version, 3, "the change that removed the rule is named");
+    ctx.manual(
+        "rv-1",
+        serde_json::json!({"type": "blood_pressure", "time": rfc3339(Utc::now() - TimeDelta::minutes(1)),
+            "unit": "mmHg", "systolic": 185, "diastolic": 125, "pulse": 80}),
+    )
+    .await;
+    let events = collect(&consumer, Duration::from_secs(90), Duration::from_secs(1), |ev| {
+        ev.iter().any(|e| is(e, "threshold.bp.crisis", AlertEventKind::Opened))
+    })
+    .await;
+    let crisis = events.iter().find(|e| is(e, "threshold.bp.crisis", AlertEventKind::Opened)).expect("crisis");
+    assert_eq!(crisis.rules_version, 3, "a reading after the change names the new version");
+    assert!(wait_until(Duration::from_secs(30), || async {
+        svc.alert(&op, &crisis.episode_id).await.is_ok_and(|d| d.alert.is_some())
+    })
+    .await);
+    let crisis_view = svc.alert(&op, &crisis.episode_id).await.unwrap().alert.unwrap();
+    assert_eq!(crisis_view.rules_version, Some(3));
+    // The first episode keeps the version that opened it.
+    let first = svc.alert(&op, &low.episode_id).await.unwrap().alert.unwrap();
+    assert_eq!((first.rules_version, first.status.as_str()), (Some(2), "resolved"));
+    let history = svc.rules_history(&op, "rv-1").await.unwrap();
+    assert_eq!(history.iter().map(|h| h.version).collect::<Vec<_>>(), vec![3, 2, 1]);
+
+    rules.terminate(Duration::from_secs(20));
+    ingest.terminate(Duration::from_secs(20));
+    persist.terminate(Duration::from_secs(20));
+}

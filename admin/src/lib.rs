@@ -12,6 +12,7 @@
 //! - [`http`]: the axum router, bearer authentication and the OpenAPI document;
 //! - [`model`]: the request and response bodies (JSON, OpenAPI schemas);
 //! - [`token`]: generation and hashing of bearer tokens;
+//! - [`report`]: the monthly activity report, pure (figures, CSV);
 //! - [`account`]: user accounts of the web workspace (roles, Argon2id passwords);
 //!   sessions and sign-in are in [`service::accounts`];
 //! - [`fhir`]: the FHIR R4 read API (`/fhir/r4`), the patient export and the
@@ -24,6 +25,7 @@ pub mod fhir;
 pub mod http;
 pub mod model;
 pub mod policy;
+pub mod report;
 pub mod service;
 pub mod settings;
 pub mod store;

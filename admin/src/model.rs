@@ -281,6 +281,12 @@ pub struct AlertView {
     pub resolved_at: Option<DateTime<Utc>>,
     /// Summary of the last event.
     pub summary: String,
+    /// The version of the patient's rules that opened the episode
+    /// (`GET /v1/patients/{id}/rules/history`); 0 = the program defaults (no
+    /// rules stored for the patient); absent for episodes opened before rules
+    /// versions were named in alerts.
+    #[serde(default)]
+    pub rules_version: Option<u32>,
 }
 
 /// An alert episode with its evidence and its alerting state (acknowledgments, snooze).

@@ -61,6 +61,9 @@ pub enum Operation {
     ManageLifecycle,
     /// Erase or pseudonymise a patient's data (GDPR art. 17; the DPO, operators only).
     ErasePatientData,
+    /// Read the monthly activity report (operators: every patient;
+    /// physicians and nurses: their own patients).
+    ReadReports,
 }
 
 /// What an actor may reach with an operation.
@@ -87,6 +90,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             }
             RequestExpertise => Scope::OwnPatients,
             ReadAccessLog | ExportPatientData => Scope::OwnPatients,
+            ReadReports => Scope::OwnPatients,
             ReadPhysician | AnswerExpertise => Scope::OwnEntry,
             AddPatient | ReadDevices | ManageDevices | ListPhysicians | ManagePhysicians | SetCareTeam
             | ManageTokens | ManageUsers | ManageIngestClients => Scope::Denied,
@@ -100,6 +104,7 @@ pub fn scope(role: &Role, op: Operation) -> Scope {
             ReadPatients | ReadRules | ReadCareTeam | ReadAlerts | ActOnAlerts | ReadAudit | RequestExpertise => {
                 Scope::OwnPatients
             }
+            ReadReports => Scope::OwnPatients,
             AnswerExpertise => Scope::OwnEntry,
             // Exporting a whole record and reading who accessed it are the
             // physician's (or the operators') acts, not the triage role's.
@@ -121,7 +126,7 @@ mod tests {
     use super::*;
     use vitalwatch_alerting::PhysicianId;
 
-    const ALL: [Operation; 23] = [
+    const ALL: [Operation; 24] = [
         Operation::ReadPatients,
         Operation::AddPatient,
         Operation::ReadDevices,
@@ -145,6 +150,7 @@ mod tests {
         Operation::ManageIngestClients,
         Operation::ManageLifecycle,
         Operation::ErasePatientData,
+        Operation::ReadReports,
     ];
 
     #[test]
@@ -190,6 +196,15 @@ mod tests {
         assert_eq!(scope(&nurse, Operation::ActOnAlerts), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::RequestExpertise), Scope::OwnPatients);
         assert_eq!(scope(&nurse, Operation::ManageUsers), Scope::Denied);
+        assert_eq!(scope(&nurse, Operation::ReadReports), Scope::OwnPatients);
+    }
+
+    #[test]
+    fn activity_reports_cover_the_care_teams_own_patients() {
+        assert_eq!(scope(&Role::Operator, Operation::ReadReports), Scope::All);
+        assert_eq!(scope(&Role::Physician(PhysicianId::new("dr-a").unwrap()), Operation::ReadReports), Scope::OwnPatients);
+        assert_eq!(scope(&Role::Nurse("ide-a".into()), Operation::ReadReports), Scope::OwnPatients);
+        assert_eq!(scope(&Role::Specialist("sp".into()), Operation::ReadReports), Scope::Denied);
     }
 
     #[test]

@@ -67,6 +67,7 @@ fn episode(now: DateTime<Utc>) -> EpisodeState {
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
         resolution: 0,
+        rules_version: 0,
     };
     EpisodeState::from_event(&event, now).unwrap().0
 }

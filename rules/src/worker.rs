@@ -10,7 +10,8 @@
 //!    worker takes the same decisions); every status with a patient goes to
 //!    [`Engine::on_device_status`];
 //! 2. rule changes in `patient_rules` are applied every `rules.config_poll_secs`
-//!    ([`Engine::set_patient_rules`]), and the missing-data rules are
+//!    ([`Engine::set_versioned_rules`]: the version is named in every alert
+//!    event, `AlertEvent.rules_version`), and the missing-data rules are
 //!    evaluated every `rules.tick_secs` ([`Engine::tick`], see [`TickClock`]);
 //! 3. the resulting [`AlertEvent`]s are published to `bus.alerts_topic`
 //!    (key = patient id) and their delivery awaited; then, in one database
@@ -699,6 +700,8 @@ impl Worker<'_> {
         let since = now - chrono::TimeDelta::days(i64::from(self.cfg.engine.retention_days));
         let RuleStateInputs { rules: row, observations: mut obs, closes } = input;
         let default = PatientRules::for_program(self.cfg.engine.default_program);
+        // 0: the program defaults (no rules stored for the patient).
+        let version = row.as_ref().map_or(0, |r| u32::try_from(r.version).unwrap_or(0));
         let rules = match &row {
             Some(r) => {
                 self.rules_seen.insert(r.patient_id.clone(), r.updated_at);
@@ -708,7 +711,7 @@ impl Worker<'_> {
         };
         // Later readings (persisted ahead of this worker) arrive from the bus in order.
         obs.retain(|o| o.received_at <= now && o.time >= since);
-        let report = match self.engine.replay(patient, rules, obs.iter(), now) {
+        let report = match self.engine.replay_versioned(patient, rules, version, obs.iter(), now) {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(message = "Stored rules rejected by the engine; using the program defaults.", error = %e);
@@ -881,7 +884,8 @@ impl Worker<'_> {
             let Some(rules) = parse_rules(&patient, &row.rules) else {
                 continue;
             };
-            match self.engine.set_patient_rules(&patient, rules, Utc::now()) {
+            let version = u32::try_from(row.version).unwrap_or(0);
+            match self.engine.set_versioned_rules(&patient, rules, version, Utc::now()) {
                 Ok(ev) => {
                     events.extend(ev);
                     self.stats.rule_updates.fetch_add(1, Ordering::Relaxed);

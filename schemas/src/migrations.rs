@@ -138,6 +138,12 @@ pub const POSTGRES: &[Migration] = &[
         timescale_only: false,
     },
     Migration {
+        version: 37,
+        name: "rules_version",
+        sql: include_str!("../migrations/postgres/0037_rules_version.sql"),
+        timescale_only: false,
+    },
+    Migration {
         version: 38,
         name: "erasure",
         sql: include_str!("../migrations/postgres/0038_erasure.sql"),
@@ -247,6 +253,12 @@ pub const SQLITE: &[Migration] = &[
         version: 36,
         name: "access_log",
         sql: include_str!("../migrations/sqlite/0036_access_log.sql"),
+        timescale_only: false,
+    },
+    Migration {
+        version: 37,
+        name: "rules_version",
+        sql: include_str!("../migrations/sqlite/0037_rules_version.sql"),
         timescale_only: false,
     },
     Migration {

@@ -157,6 +157,8 @@ const ROUTES: &[Route] = &[
     r("GET", "/v1/audit?patient=p-9", None, 200, 200),
     r("GET", "/v1/audit/episodes?episode=ep-9", None, 200, 200),
     r("GET", "/v1/tokens", None, 200, 403),
+    r("GET", "/v1/reports/activity?month=2026-11&patient=p-9", None, 200, 404),
+    r("GET", "/v1/reports/activity?month=2026-11&physician=dr-b", None, 200, 404),
     r("POST", "/v1/alerts/ep-9/snooze", Some(r#"{"by":"dr-b","minutes":30}"#), 200, 404),
     r("POST", "/v1/alerts/ep-9/ack", Some(r#"{"by":"dr-b"}"#), 200, 404),
     r("POST", "/v1/alerts/ep-9/close", Some(r#"{"by":"dr-b"}"#), 200, 404),

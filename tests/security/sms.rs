@@ -300,6 +300,7 @@ fn alert_event(episode: &str, event_id: &str, kind: AlertEventKind, severity: Se
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
         resolution: 0,
+        rules_version: 0,
     }
 }
 

@@ -99,6 +99,9 @@ enum Command {
     /// Create, list or revoke the credentials of the HTTP ingestion endpoint (per device or per app).
     #[command(subcommand)]
     IngestClient(commands::ingest_client::IngestClientCommand),
+    /// Reports: the monthly télésurveillance activity (JSON or CSV).
+    #[command(subcommand)]
+    Report(commands::report::ReportCommand),
 }
 
 /// The arguments of a development-only subcommand in a build without the `dev` feature.
@@ -155,6 +158,7 @@ fn main() -> ExitCode {
             Command::ApiToken(c) => commands::admin::api_token(config, c).await,
             Command::User(c) => commands::admin::user(config, c).await,
             Command::IngestClient(c) => commands::ingest_client::ingest_client(config, c).await,
+            Command::Report(c) => commands::report::report(config, c).await,
         }
     });
     match result {

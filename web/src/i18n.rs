@@ -26,6 +26,8 @@ pub struct Common {
     pub nav_admin: &'static str,
     /// Navigation: my account.
     pub nav_account: &'static str,
+    /// Navigation: the monthly activity report.
+    pub nav_reports: &'static str,
     /// Sign out button.
     pub sign_out: &'static str,
     /// Label of the main navigation.
@@ -77,6 +79,7 @@ pub const FR: Common = Common {
     nav_expertise: "Télé-expertise",
     nav_admin: "Administration",
     nav_account: "Mon compte",
+    nav_reports: "Activité mensuelle",
     sign_out: "Se déconnecter",
     nav_label: "Navigation principale",
     signed_in_as: "Connecté·e :",
@@ -108,6 +111,7 @@ pub const EN: Common = Common {
     nav_expertise: "Tele-expertise",
     nav_admin: "Operations",
     nav_account: "My account",
+    nav_reports: "Monthly activity",
     sign_out: "Sign out",
     nav_label: "Main navigation",
     signed_in_as: "Signed in:",

@@ -50,6 +50,7 @@ pub fn router(state: AppState) -> Router {
         .merge(pages::patient::routes())
         .merge(pages::patients::routes())
         .merge(pages::rules::routes())
+        .merge(pages::reports::routes())
         .merge(pages::admin::routes())
         .merge(assets::routes())
         .with_state(state)

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod activity_report;
 mod admin_pages;
 mod auth;
 mod journey;

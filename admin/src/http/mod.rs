@@ -66,7 +66,8 @@ pub fn router(service: Arc<AdminService>, limits: &HttpLimits) -> Router {
         .route("/patients/{id}/inclusions", post(lifecycle::include_patient))
         .route("/patients/{id}/discharge", post(lifecycle::discharge_patient))
         .route("/patients/{id}/periods", get(lifecycle::patient_periods))
-        .route("/patients/{id}/erasure", post(lifecycle::erase_patient));
+        .route("/patients/{id}/erasure", post(lifecycle::erase_patient))
+        .route("/reports/activity", get(activity_report));
     let app = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))

@@ -23,6 +23,7 @@ use crate::model::*;
         super::ingest_routes::revoke_ingest_client,
         super::lifecycle::include_patient, super::lifecycle::discharge_patient,
         super::lifecycle::patient_periods, super::lifecycle::erase_patient,
+        activity_report,
     ),
     components(schemas(ErrorBody)),
     modifiers(&BearerAuth),

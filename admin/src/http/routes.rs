@@ -338,3 +338,41 @@ pub async fn get_rules_versions(State(s): S, Auth(a): Auth, Path(id): Path<Strin
     let versions = s.rules_history(&a, &id).await?;
     Ok(Json(serde_json::json!({ "patient_id": id, "versions": versions })))
 }
+/// The monthly télésurveillance activity report (operators: every patient; physicians and nurses:
+/// their own): days with data, readings per type, alerts by severity, acknowledgment delays,
+/// actions. `format=csv`: a `;`-separated UTF-8 CSV with a byte-order mark, as an attachment.
+#[utoipa::path(get, path = "/v1/reports/activity", tag = "reports", params(crate::service::report::ReportQuery),
+    responses((status = 200, body = crate::report::ActivityReport, description = "JSON, or CSV with format=csv"),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+pub async fn activity_report(
+    State(s): S,
+    Auth(a): Auth,
+    Query(q): Query<crate::service::report::ReportQuery>,
+) -> Result<axum::response::Response, ApiError> {
+    use axum::response::IntoResponse;
+    let csv = match q.format.as_deref() {
+        None | Some("json") => false,
+        Some("csv") => true,
+        Some(_) => return Err(crate::error::AdminError::Invalid("format must be json or csv".into()).into()),
+    };
+    let report = s.activity_report(&a, &q).await?;
+    if !csv {
+        return Ok(Json(report).into_response());
+    }
+    let name = match (&report.patient, &report.physician) {
+        (Some(p), _) => format!("activity-{}-{p}.csv", report.month),
+        (None, Some(d)) => format!("activity-{}-{d}.csv", report.month),
+        (None, None) => format!("activity-{}.csv", report.month),
+    };
+    // Ids are [A-Za-z0-9._-]; anything else is dropped from the file name.
+    let name: String = name.chars().filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_')).collect();
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (axum::http::header::CONTENT_DISPOSITION, format!("attachment; filename=\"{name}\"")),
+        ],
+        crate::report::to_csv(&report),
+    )
+        .into_response())
+}

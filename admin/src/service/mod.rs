@@ -37,6 +37,7 @@ pub mod lifecycle;
 pub mod patient_view;
 pub mod patients;
 pub mod physicians;
+pub mod report;
 pub mod rules;
 pub mod tokens;
 pub mod worklist;

@@ -138,7 +138,7 @@ impl AdminService {
                     store::insert_rules_version(c, &earlier).await?;
                     next += 1;
                 }
-                registry::set_patient_rules(c, &p, &text).await?;
+                registry::set_patient_rules(c, &p, &text, next).await?;
                 let new = NewRulesVersion {
                     patient: p.as_str(),
                     version: next,

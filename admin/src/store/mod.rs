@@ -18,6 +18,7 @@ pub mod accounts;
 pub mod ingest_clients;
 pub mod lifecycle;
 pub mod patient_view;
+pub mod report;
 pub mod tables;
 pub mod workspace;
 

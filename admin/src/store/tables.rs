@@ -77,6 +77,7 @@ fn alert(r: &Row) -> Result<AlertView, StoreError> {
         last_event_at: r.get(9)?,
         resolved_at: r.get(10)?,
         summary: r.get(11)?,
+        rules_version: r.get::<Option<u32>>(12)?,
     })
 }
 
@@ -289,7 +290,7 @@ impl AdminStore for SqlAdminStore {
 
     async fn alert(&self, episode: &str) -> Result<Option<AlertRow>, StoreError> {
         let row = self.db.run(async |c| c.query_opt(&sql!("alert"), &args![episode]).await).await?;
-        row.map(|r| Ok(AlertRow { view: alert(&r)?, evidence: r.get(12)? })).transpose()
+        row.map(|r| Ok(AlertRow { view: alert(&r)?, evidence: r.get(13)? })).transpose()
     }
 
     async fn episode_patient(&self, episode: &str) -> Result<Option<String>, StoreError> {

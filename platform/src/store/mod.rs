@@ -85,6 +85,9 @@ pub struct StoredPatientRules {
     pub rules: String,
     /// Last change.
     pub updated_at: DateTime<Utc>,
+    /// The version in force (`patient_rules_versions.version`); 0 = no
+    /// version recorded. Named in every alert these rules raise.
+    pub version: i32,
 }
 
 /// The latest status of a device (`device_status`): battery, signal,
@@ -244,6 +247,7 @@ pub fn evidence_json(e: &proto::AlertEvent) -> String {
         "threshold": e.threshold,
         "baseline": e.baseline,
         "readings": readings,
+        "rules_version": e.rules_version,
     })
     .to_string()
 }
@@ -319,7 +323,10 @@ pub trait Store: Send + Sync {
         patient: &PatientId,
         since: DateTime<Utc>,
     ) -> Result<Vec<Observation>, StoreError>;
-    /// Stores (replaces) a patient's rules JSON; `updated_at` becomes now.
+    /// Stores (replaces) a patient's rules JSON as a new version by
+    /// `system` (`patient_rules_versions`, same transaction); `updated_at`
+    /// becomes now. Clinicians change rules through the admin service, which
+    /// records its author and reason.
     async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError>;
     /// A patient's stored rules, if any.
     async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError>;

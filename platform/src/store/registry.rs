@@ -182,13 +182,39 @@ pub async fn grant_backfill(
     c.execute(&sql!("insert_backfill_grant"), &args![device.as_str(), patient.as_str(), until, reason]).await.map(drop)
 }
 
-/// Stores (replaces) a patient's rules JSON; `updated_at` becomes now.
+/// Stores (replaces) a patient's rules JSON as `version` (the
+/// `patient_rules_versions` row the caller writes in the same transaction);
+/// `updated_at` becomes now.
 ///
 /// # Errors
 ///
 /// The database's.
-pub async fn set_patient_rules(c: &mut Conn, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
-    c.execute(&sql!("set_patient_rules"), &args![patient.as_str(), rules_json]).await.map(drop)
+pub async fn set_patient_rules(
+    c: &mut Conn,
+    patient: &PatientId,
+    rules_json: &str,
+    version: i32,
+) -> Result<(), StoreError> {
+    c.execute(&sql!("set_patient_rules"), &args![patient.as_str(), rules_json, version]).await.map(drop)
+}
+
+/// Stores a patient's rules set outside the admin service (a tool, the
+/// simulator, a test) as a new version by `system`, in one transaction on
+/// `c`; returns the version.
+///
+/// # Errors
+///
+/// The database's (a concurrent change of the same patient's rules: a
+/// unique violation).
+pub async fn set_patient_rules_as_system(
+    c: &mut Conn,
+    patient: &PatientId,
+    rules_json: &str,
+) -> Result<i32, StoreError> {
+    let version: i32 = c.query_one(&sql!("next_rules_version"), &args![patient.as_str()]).await?.get(0)?;
+    c.execute(&sql!("insert_system_rules_version"), &args![patient.as_str(), version, rules_json]).await?;
+    set_patient_rules(c, patient, rules_json, version).await?;
+    Ok(version)
 }
 
 /// Upserts device statuses (see [`Store::upsert_device_statuses`]), one
@@ -311,7 +337,7 @@ fn observation_row(patient: &PatientId, r: &Row) -> Result<Option<Observation>, 
 }
 
 fn rules_row(r: &Row) -> Result<StoredPatientRules, StoreError> {
-    Ok(StoredPatientRules { patient_id: r.get(0)?, rules: r.get(1)?, updated_at: r.get(2)? })
+    Ok(StoredPatientRules { patient_id: r.get(0)?, rules: r.get(1)?, updated_at: r.get(2)?, version: r.get(3)? })
 }
 
 fn close_row(r: &Row) -> Result<EpisodeClose, StoreError> {
@@ -414,6 +440,7 @@ async fn record_alert_events(c: &mut Conn, events: &[proto::AlertEvent]) -> Resu
                 e.summary.as_str(),
                 evidence_json(e),
                 e.event_id.as_str(),
+                e.rules_version,
             ],
         )
         .await?;
@@ -661,7 +688,7 @@ impl Store for SqlStore {
     }
 
     async fn set_patient_rules(&self, patient: &PatientId, rules_json: &str) -> Result<(), StoreError> {
-        self.db.run(async |c| set_patient_rules(c, patient, rules_json).await).await
+        self.db.transaction(async |c| set_patient_rules_as_system(c, patient, rules_json).await.map(drop)).await
     }
 
     async fn patient_rules(&self, patient: &PatientId) -> Result<Option<StoredPatientRules>, StoreError> {

@@ -79,6 +79,8 @@ pub(crate) fn build(e: &Emit<'_>) -> AlertEvent {
         historical: e.historical,
         received_at_unix_micros: e.received_us,
         resolution: resolution(e.kind, e.cause) as i32,
+        // Named by the engine, which knows the patient's rules version.
+        rules_version: 0,
     }
 }
 
@@ -156,6 +158,7 @@ pub(crate) fn build_device_silent(
         historical: false,
         received_at_unix_micros: 0,
         resolution: resolution(kind, Cause::Condition) as i32,
+        rules_version: 0,
     }
 }
 

@@ -251,14 +251,35 @@ impl Engine {
         rules: PatientRules,
         now: DateTime<Utc>,
     ) -> Result<Vec<AlertEvent>, ConfigError> {
+        self.set_versioned_rules(patient, rules, 0, now)
+    }
+
+    /// [`Engine::set_patient_rules`] with the rules' version
+    /// (`patient_rules.version`), named in every event they raise
+    /// (`AlertEvent.rules_version`; 0 = unversioned, the program defaults).
+    /// The RESOLVED events of removed rules name the new version.
+    ///
+    /// # Errors
+    ///
+    /// As [`Engine::set_patient_rules`].
+    pub fn set_versioned_rules(
+        &mut self,
+        patient: &PatientId,
+        rules: PatientRules,
+        version: u32,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AlertEvent>, ConfigError> {
         let since = rules.monitoring_since.map(|t| t.timestamp_micros());
         let compiled = self.compile(rules)?;
         let now_us = now.timestamp_micros();
         let floor_pad = self.retention_us;
         let Some(state) = self.patients.get_mut(patient.as_str()) else {
-            self.patients.insert(PatientKey::new(patient), PatientState::new(compiled, since.unwrap_or(now_us)));
+            let mut state = PatientState::new(compiled, since.unwrap_or(now_us));
+            state.rules_version = version;
+            self.patients.insert(PatientKey::new(patient), state);
             return Ok(Vec::new());
         };
+        state.rules_version = version;
         let old = std::mem::replace(&mut state.rules, Arc::clone(&compiled));
         if let Some(s) = since {
             state.monitoring_since_us = s;
@@ -293,6 +314,7 @@ impl Engine {
             }
         }
         state.episodes = kept;
+        stamp_version(&mut events, 0, version);
         let handled = std::mem::take(&mut state.handled);
         state.handled = handled
             .into_iter()
@@ -330,8 +352,11 @@ impl Engine {
         if t > now_us.saturating_add(limits.skew_us) {
             return ObservationOutcome::Rejected(RejectReason::FutureTime);
         }
+        let start = out.len();
         if let Some(state) = self.patients.get_mut(obs.patient_id.as_str()) {
-            return process(state, obs.patient_id.as_str(), obs, now_us, &limits, out);
+            let outcome = process(state, obs.patient_id.as_str(), obs, now_us, &limits, out);
+            stamp_version(out, start, state.rules_version);
+            return outcome;
         }
         let rules = match self.default_rules(self.settings.default_program) {
             Some(r) => r,
@@ -339,7 +364,9 @@ impl Engine {
         };
         let state =
             self.patients.entry(PatientKey::new(&obs.patient_id)).or_insert_with(|| PatientState::new(rules, t));
-        process(state, obs.patient_id.as_str(), obs, now_us, &limits, out)
+        let outcome = process(state, obs.patient_id.as_str(), obs, now_us, &limits, out);
+        stamp_version(out, start, state.rules_version);
+        outcome
     }
 
     /// Records a status heartbeat of `device`, enrolled to `patient`, at `time`.
@@ -371,10 +398,12 @@ impl Engine {
         let retention = self.retention_us;
         let silent_after_us = i64::from(self.settings.device_silent_after_secs) * 1_000_000;
         for (patient, state) in self.patients.iter_mut() {
+            let from = out.len();
             tick_patient(patient.as_str(), state, now_us, retention, out);
             if silent_after_us > 0 {
                 tick_devices(patient.as_str(), state, now_us, silent_after_us, out);
             }
+            stamp_version(out, from, state.rules_version);
         }
         if let Some(new) = out.get_mut(start..) {
             new.sort_by(|a, b| (&a.patient_id, &a.rule_id, a.kind).cmp(&(&b.patient_id, &b.rule_id, b.kind)));
@@ -406,7 +435,7 @@ impl Engine {
         let ep = *ep;
         let body = state.rules.get(rule).ok_or_else(|| CloseError::UnknownRule(rule_id.to_owned()))?;
         let floor = state.history.newest_us().unwrap_or(ep.last_us).saturating_sub(self.retention_us);
-        Ok(alert::build(&Emit {
+        let mut event = alert::build(&Emit {
             patient: patient.as_str(),
             program: state.rules.program.as_str(),
             body,
@@ -422,7 +451,9 @@ impl Engine {
             cause: Cause::ClosedByPhysician,
             historical: false,
             received_us: 0,
-        }))
+        });
+        event.rules_version = state.rules_version;
+        Ok(event)
     }
 
     /// The patient's open (and physician-closed) episodes.
@@ -493,6 +524,26 @@ impl Engine {
     where
         I: IntoIterator<Item = &'a Observation>,
     {
+        self.replay_versioned(patient, rules, 0, observations, now)
+    }
+
+    /// [`Engine::replay`] with the rules' version (see
+    /// [`Engine::set_versioned_rules`]); the replayed events name it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConfigError`] if the rules are invalid.
+    pub fn replay_versioned<'a, I>(
+        &mut self,
+        patient: &PatientId,
+        rules: PatientRules,
+        version: u32,
+        observations: I,
+        now: DateTime<Utc>,
+    ) -> Result<ReplayReport, ConfigError>
+    where
+        I: IntoIterator<Item = &'a Observation>,
+    {
         let since = rules.monitoring_since.map(|t| t.timestamp_micros());
         let compiled = self.compile(rules)?;
         let mut obs: Vec<&Observation> = observations.into_iter().filter(|o| o.patient_id == *patient).collect();
@@ -500,6 +551,7 @@ impl Engine {
         let now_us = now.timestamp_micros();
         let first = obs.first().map_or(now_us, |o| o.time_micros().min(o.received_at.timestamp_micros()));
         let mut state = PatientState::new(compiled, since.unwrap_or(first));
+        state.rules_version = version;
         let limits = self.limits();
         let mut events = Vec::new();
         let mut n = 0;
@@ -515,6 +567,7 @@ impl Engine {
         // Historical events are about old readings received recently: keep
         // them by their receive time.
         events.retain(|e| e.reading_time_unix_micros.max(e.received_at_unix_micros) >= cutoff);
+        stamp_version(&mut events, 0, version);
         let report = ReplayReport {
             observations: n,
             open_episodes: state.episodes.iter().filter(|e| e.status == EpisodeStatus::Open).count(),
@@ -571,6 +624,13 @@ impl Engine {
 ///   hypoglycaemia that was never alerted is news to the physician, whatever
 ///   the order in which the meter uploads its memory. The episode it opens
 ///   resolves on the next clearing reading.
+/// Names the rules' version in the events appended to `out` from `start` on.
+fn stamp_version(out: &mut [AlertEvent], start: usize, version: u32) {
+    for e in out.iter_mut().skip(start) {
+        e.rules_version = version;
+    }
+}
+
 fn process(
     state: &mut PatientState,
     patient: &str,
@@ -581,7 +641,7 @@ fn process(
 ) -> ObservationOutcome {
     let t = obs.time_micros();
     let code = obs.code;
-    let PatientState { rules, history, devices, episodes, monitoring_since_us, handled } = state;
+    let PatientState { rules, history, devices, episodes, monitoring_since_us, handled, .. } = state;
     let code_newest = history.latest(code, i64::MAX).map(|r| r.t_us);
     let dev_hash = obs.device_id.as_ref().map(|d| missing::device_hash(d.as_str()));
     let reference = match dev_hash {

@@ -37,6 +37,9 @@ pub struct PatientState {
     /// Recently ended episodes (resolved, or physician-closed then cleared):
     /// a late reading inside one of them was already handled.
     pub(crate) handled: Vec<Handled>,
+    /// The version of the patient's rules (`patient_rules.version`) named in
+    /// every event they raise; 0 = unversioned (program defaults).
+    pub(crate) rules_version: u32,
 }
 
 /// The time span of an episode that ended (24 bytes).
@@ -64,6 +67,7 @@ impl PatientState {
             episodes: Vec::new(),
             monitoring_since_us,
             handled: Vec::new(),
+            rules_version: 0,
         }
     }
 
@@ -118,6 +122,7 @@ impl PatientState {
         PatientSnapshot {
             version: SNAPSHOT_VERSION,
             rules: self.rules(),
+            rules_version: self.rules_version,
             monitoring_since_us: self.monitoring_since_us,
             epoch_us,
             history: entries.to_vec(),
@@ -189,6 +194,7 @@ impl PatientState {
             episodes,
             monitoring_since_us: s.monitoring_since_us,
             handled,
+            rules_version: s.rules_version,
         })
     }
 }
@@ -215,6 +221,9 @@ pub struct PatientSnapshot {
     /// Recently ended episodes (late readings inside them raise nothing).
     #[serde(default)]
     pub handled: Vec<HandledSnapshot>,
+    /// The version of the rules (0: unversioned; absent in older checkpoints).
+    #[serde(default)]
+    pub rules_version: u32,
 }
 
 /// An ended episode in a checkpoint.

@@ -5,6 +5,7 @@ pub mod alerting;
 pub mod ingest_client;
 pub mod lifecycle;
 pub mod registry;
+pub mod report;
 pub mod roles;
 pub mod rules;
 #[cfg(feature = "dev")]

@@ -97,6 +97,12 @@ pub(crate) struct EpisodeText {
     pub via_link: &'static str,
     pub via_sms: &'static str,
     pub via_web: &'static str,
+    /// "Rules" (the version of the rules that opened the episode).
+    pub rules: &'static str,
+    /// "rules v" before the version number.
+    pub rules_v: &'static str,
+    /// Version 0: the program's default rules.
+    pub rules_defaults: &'static str,
 }
 
 const FR: EpisodeText = EpisodeText {
@@ -181,6 +187,9 @@ const FR: EpisodeText = EpisodeText {
     via_link: "lien",
     via_sms: "réponse SMS",
     via_web: "application",
+    rules: "Règles",
+    rules_v: "règles v",
+    rules_defaults: "règles par défaut du programme",
 };
 
 const EN: EpisodeText = EpisodeText {
@@ -265,6 +274,9 @@ const EN: EpisodeText = EpisodeText {
     via_link: "link",
     via_sms: "SMS reply",
     via_web: "web app",
+    rules: "Rules",
+    rules_v: "rules v",
+    rules_defaults: "program default rules",
 };
 
 pub(crate) fn text(l: Lang) -> &'static EpisodeText {
@@ -315,6 +327,10 @@ struct EpisodeTemplate {
     severity_label: &'static str,
     summary: String,
     program: String,
+    /// "rules v3" (the version that opened the episode), if known.
+    rules_version: Option<String>,
+    /// The patient's rules history.
+    rules_href: String,
     code: String,
     status: &'static str,
     is_open: bool,
@@ -448,6 +464,11 @@ fn view(v: &Viewer, e: EpisodeView, done: &str) -> EpisodeTemplate {
         severity_label: severity_label(w, &a.severity),
         summary: a.summary.clone(),
         program: a.program.clone(),
+        rules_version: a.rules_version.map(|n| match n {
+            0 => t.rules_defaults.to_owned(),
+            n => format!("{}{n}", t.rules_v),
+        }),
+        rules_href: format!("/patients/{}#rules-history", urlencode(&a.patient_id)),
         code: a.code.clone(),
         status,
         is_open: a.status == "open",

@@ -20,6 +20,7 @@ pub mod monitoring;
 pub mod oidc_login;
 pub mod patient;
 pub mod patients;
+pub mod reports;
 pub mod rules;
 pub mod worklist;
 
@@ -36,6 +37,8 @@ pub enum Nav {
     Admin,
     /// My account.
     Account,
+    /// The monthly activity report.
+    Reports,
     /// None (sign-in, errors).
     None,
 }
@@ -113,6 +116,7 @@ impl PageCtx {
             "expertise" => self.active == Nav::Expertise,
             "admin" => self.active == Nav::Admin,
             "account" => self.active == Nav::Account,
+            "reports" => self.active == Nav::Reports,
             _ => false,
         };
         if is { "page" } else { "false" }

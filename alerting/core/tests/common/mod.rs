@@ -93,6 +93,7 @@ pub fn event(id: &str, kind: AlertEventKind, severity: Severity, at: DateTime<Ut
         historical: false,
         received_at_unix_micros: micros - 30_000_000,
         resolution: 0,
+        rules_version: 0,
     }
 }
 

@@ -1,1 +1,1 @@
-SELECT patient_id, rules, updated_at FROM patient_rules WHERE patient_id IN (SELECT value FROM json_each($1))
+SELECT patient_id, rules, updated_at, version FROM patient_rules WHERE patient_id IN (SELECT value FROM json_each($1))
