@@ -282,7 +282,7 @@ pub struct AlertView {
     /// Summary of the last event.
     pub summary: String,
     /// The version of the patient's rules that opened the episode
-    /// (`GET /v1/patients/{id}/rules/history`); 0 = the program defaults (no
+    /// (`GET /v1/patients/{id}/rules/versions`); 0 = the program defaults (no
     /// rules stored for the patient); absent for episodes opened before rules
     /// versions were named in alerts.
     #[serde(default)]

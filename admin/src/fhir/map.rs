@@ -27,6 +27,9 @@ pub const BP_PANEL: &str = "85354-9";
 pub const EXT_TIME_SOURCE: &str = "https://vitalwatch.example/fhir/StructureDefinition/time-source";
 /// Our extension: the value and unit as the sender sent them, before conversion.
 pub const EXT_ORIGINAL: &str = "https://vitalwatch.example/fhir/StructureDefinition/original-quantity";
+/// Our extension: the version of the patient's rules that raised an episode
+/// (`GET /v1/patients/{id}/rules/versions`; 0 = the program defaults).
+pub const EXT_RULES_VERSION: &str = "https://vitalwatch.example/fhir/StructureDefinition/rules-version";
 /// Our code system: the episode's state (`open`, `acknowledged`, `resolved`, `closed`).
 pub const CS_EPISODE_STATE: &str = "https://vitalwatch.example/fhir/CodeSystem/episode-state";
 /// Our code system: the rule ids that raise episodes.
@@ -306,6 +309,9 @@ pub struct EpisodeRow {
     pub evidence: Vec<(String, DateTime<Utc>)>,
     /// Acknowledgments: (physician, time).
     pub acks: Vec<(String, DateTime<Utc>)>,
+    /// The version of the patient's rules that opened the episode (absent for
+    /// episodes opened before alerts named it).
+    pub rules_version: Option<u32>,
 }
 
 /// The episode state shown on a DetectedIssue: `open`, `acknowledged`, `resolved` or `closed`.
@@ -372,6 +378,9 @@ pub fn detected_issue(e: &EpisodeRow) -> Value {
         "detail": e.summary,
     });
     let Some(m) = v.as_object_mut() else { return v };
+    if let Some(version) = e.rules_version {
+        m.insert("extension".into(), json!([{ "url": EXT_RULES_VERSION, "valueInteger": version }]));
+    }
     if !refs.is_empty() {
         let detail: Vec<Value> = refs.iter().map(|id| reference("Observation", id)).collect();
         m.insert("evidence".into(), json!([{ "code": [loinc(group_code(&e.code))], "detail": detail }]));
@@ -552,8 +561,10 @@ mod tests {
             summary: "SBP 190".into(),
             evidence: vec![("8480-6".into(), t), ("8462-4".into(), t)],
             acks: vec![],
+            rules_version: None,
         };
         let v = detected_issue(&e);
+        assert!(v.get("extension").is_none(), "no version recorded, none claimed");
         assert_eq!((v["status"].as_str(), v["severity"].as_str()), (Some("preliminary"), Some("high")));
         assert_eq!(v["meta"]["tag"][0]["code"], "open");
         let detail = v["evidence"][0]["detail"].as_array().unwrap();
@@ -566,6 +577,11 @@ mod tests {
         assert_eq!(v["mitigation"][0]["author"]["identifier"]["value"], "dr-a");
         e.status = "closed".into();
         assert_eq!(detected_issue(&e)["status"], "final");
+        // The alert's evidence names the rules version that raised it.
+        e.rules_version = Some(3);
+        let v = detected_issue(&e);
+        assert_eq!(v["extension"][0]["url"], EXT_RULES_VERSION);
+        assert_eq!(v["extension"][0]["valueInteger"], 3);
         assert_eq!(issue_severity("medium"), "moderate");
         assert_eq!(issue_severity("info"), "low");
     }

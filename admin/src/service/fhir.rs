@@ -228,6 +228,7 @@ impl AdminService {
             opened_at: a.opened_at,
             resolved_at: a.resolved_at,
             summary: a.summary,
+            rules_version: a.rules_version,
             evidence: d.evidence.as_ref().map(map::evidence_readings).unwrap_or_default(),
             acks: acks
                 .iter()
