@@ -7,7 +7,7 @@
 #   RATE=1000 DURATION=20 CONNS=16 bash scripts/bench-http-ingest.sh
 #   BIN=target/release/vitalwatch ...   (default: the debug build in $CARGO_TARGET_DIR or target)
 set -euo pipefail
-cd /work/wt/httpin
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source scripts/services.sh >/dev/null 2>&1
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug/vitalwatch}
 RUN=bhttp$(date +%H%M%S)

@@ -797,10 +797,12 @@ async fn alert_evidence_names_the_rules_version() {
     .await;
     let low = events.iter().find(|e| is(e, "threshold.glucose.low", AlertEventKind::Opened)).expect("glucose alert");
     assert_eq!(low.rules_version, 2, "the event names the version in force");
-    assert!(wait_until(Duration::from_secs(30), || async {
-        ctx.st.alerts(None).await.unwrap_or_default().iter().any(|a| a.episode_id == low.episode_id)
-    })
-    .await);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            ctx.st.alerts(None).await.unwrap_or_default().iter().any(|a| a.episode_id == low.episode_id)
+        })
+        .await
+    );
     let detail = svc.alert(&op, &low.episode_id).await.unwrap();
     assert_eq!(detail.alert.as_ref().and_then(|a| a.rules_version), Some(2), "AlertView.rules_version");
     assert_eq!(detail.evidence.as_ref().map(|e| e["rules_version"].clone()), Some(serde_json::json!(2)));
@@ -827,10 +829,12 @@ async fn alert_evidence_names_the_rules_version() {
     .await;
     let crisis = events.iter().find(|e| is(e, "threshold.bp.crisis", AlertEventKind::Opened)).expect("crisis");
     assert_eq!(crisis.rules_version, 3, "a reading after the change names the new version");
-    assert!(wait_until(Duration::from_secs(30), || async {
-        svc.alert(&op, &crisis.episode_id).await.is_ok_and(|d| d.alert.is_some())
-    })
-    .await);
+    assert!(
+        wait_until(Duration::from_secs(30), || async {
+            svc.alert(&op, &crisis.episode_id).await.is_ok_and(|d| d.alert.is_some())
+        })
+        .await
+    );
     let crisis_view = svc.alert(&op, &crisis.episode_id).await.unwrap().alert.unwrap();
     assert_eq!(crisis_view.rules_version, Some(3));
     // The first episode keeps the version that opened it.

@@ -202,7 +202,10 @@ mod tests {
     #[test]
     fn activity_reports_cover_the_care_teams_own_patients() {
         assert_eq!(scope(&Role::Operator, Operation::ReadReports), Scope::All);
-        assert_eq!(scope(&Role::Physician(PhysicianId::new("dr-a").unwrap()), Operation::ReadReports), Scope::OwnPatients);
+        assert_eq!(
+            scope(&Role::Physician(PhysicianId::new("dr-a").unwrap()), Operation::ReadReports),
+            Scope::OwnPatients
+        );
         assert_eq!(scope(&Role::Nurse("ide-a".into()), Operation::ReadReports), Scope::OwnPatients);
         assert_eq!(scope(&Role::Specialist("sp".into()), Operation::ReadReports), Scope::Denied);
     }

@@ -114,7 +114,8 @@ fn truncate(s: &str) -> String {
 ///
 /// [`AdminError::Invalid`].
 pub fn parse_time_zone(s: &str) -> Result<Tz, AdminError> {
-    s.parse::<Tz>().map_err(|_| AdminError::Invalid(format!("unknown time zone {:?} (IANA name, e.g. Europe/Paris)", truncate(s))))
+    s.parse::<Tz>()
+        .map_err(|_| AdminError::Invalid(format!("unknown time zone {:?} (IANA name, e.g. Europe/Paris)", truncate(s))))
 }
 
 /// A month as UTC instants: `[from, to)` and the constant-offset segments the
@@ -169,7 +170,10 @@ impl MonthWindow {
             let o = offset_at(tz, t);
             if o != offsets[seg] {
                 if seg + 1 >= MAX_SEGMENTS {
-                    return Err(AdminError::Invalid(format!("the time zone {} changes offset too often in {month}", tz.name())));
+                    return Err(AdminError::Invalid(format!(
+                        "the time zone {} changes offset too often in {month}",
+                        tz.name()
+                    )));
                 }
                 bounds[seg] = t;
                 seg += 1;
@@ -289,7 +293,12 @@ impl AckDelays {
     fn from_delays(mut delays: Vec<i64>, unacknowledged: u64) -> AckDelays {
         delays.sort_unstable();
         let median = if delays.is_empty() { None } else { Some(delays[(delays.len() - 1) / 2]) };
-        AckDelays { acknowledged: delays.len() as u64, unacknowledged, median_secs: median, max_secs: delays.last().copied() }
+        AckDelays {
+            acknowledged: delays.len() as u64,
+            unacknowledged,
+            median_secs: median,
+            max_secs: delays.last().copied(),
+        }
     }
 }
 
@@ -507,7 +516,8 @@ pub fn build(h: &ReportHeader, facts: &ActivityFacts) -> ActivityReport {
         t.alerts.merge(&r.alerts);
         t.actions.merge(&r.actions);
     }
-    t.patients_meeting_min_days = h.min_days.map(|_| patients.iter().filter(|r| r.meets_min_days == Some(true)).count() as u64);
+    t.patients_meeting_min_days =
+        h.min_days.map(|_| patients.iter().filter(|r| r.meets_min_days == Some(true)).count() as u64);
     t.acknowledgment = AckDelays::from_delays(all_delays, all_unacked);
     ActivityReport {
         month: h.month.to_string(),
@@ -528,11 +538,7 @@ pub fn build(h: &ReportHeader, facts: &ActivityFacts) -> ActivityReport {
 pub const CSV_SEPARATOR: char = ';';
 
 fn csv_field(s: &str) -> String {
-    if s.contains([CSV_SEPARATOR, '"', '\n', '\r']) {
-        format!("\"{}\"", s.replace('"', "\"\""))
-    } else {
-        s.to_owned()
-    }
+    if s.contains([CSV_SEPARATOR, '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
 }
 
 /// Whole minutes, rounded to the nearest.
@@ -550,7 +556,10 @@ pub fn csv_header() -> Vec<String> {
     h.push("readings_other".into());
     h.push("alerts_total".into());
     h.extend(SEVERITIES.iter().map(|s| format!("alerts_{s}")));
-    h.extend(["acknowledged", "unacknowledged", "ack_median_min", "ack_max_min", "acks", "snoozes", "closes"].map(String::from));
+    h.extend(
+        ["acknowledged", "unacknowledged", "ack_median_min", "ack_max_min", "acks", "snoozes", "closes"]
+            .map(String::from),
+    );
     h.extend(OUTCOMES.iter().map(|o| format!("closes_{o}")));
     h.push("closes_unspecified".into());
     h.extend(["notes", "expertise_requests", "rules_changes"].map(String::from));
@@ -699,7 +708,12 @@ mod tests {
                 ("a".into(), "8867-4".into(), 5),
                 ("b".into(), "29463-7".into(), 2),
             ],
-            episodes: vec![ep("a", "critical", Some(10)), ep("a", "high", Some(30)), ep("a", "high", None), ep("b", "low", Some(90))],
+            episodes: vec![
+                ep("a", "critical", Some(10)),
+                ep("a", "high", Some(30)),
+                ep("a", "high", None),
+                ep("b", "low", Some(90)),
+            ],
             actions: vec![
                 ("a".into(), "ack".into(), String::new(), 2),
                 ("a".into(), "close".into(), "patient_called".into(), 1),
@@ -713,7 +727,10 @@ mod tests {
         assert_eq!(a.readings[BP_PANEL], 4);
         assert_eq!(a.readings_total, 9);
         assert_eq!((a.alerts.total, a.alerts.critical, a.alerts.high), (3, 1, 2));
-        assert_eq!(a.acknowledgment, AckDelays { acknowledged: 2, unacknowledged: 1, median_secs: Some(600), max_secs: Some(1800) });
+        assert_eq!(
+            a.acknowledgment,
+            AckDelays { acknowledged: 2, unacknowledged: 1, median_secs: Some(600), max_secs: Some(1800) }
+        );
         assert_eq!((a.actions.closes, a.actions.closes_by_outcome["unspecified"]), (2, 1));
         assert_eq!(a.meets_min_days, Some(true));
         assert_eq!(r.patients[1].meets_min_days, Some(false));

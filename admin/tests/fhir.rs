@@ -18,67 +18,14 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use serde_json::{Value, json};
 use vitalwatch_admin::model::{CareTeamInput, Enrol, NewDevice, NewPatient, PhysicianInput};
+use vitalwatch_admin::service::lifecycle::InclusionInput;
 use vitalwatch_admin::{Actor, AdminService};
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity as ProtoSeverity};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 use vitalwatch_testkit::client::{Resp, request};
 
-/// One database of a case.
-struct Database {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn databases(case: &str) -> Vec<Database> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/vitalwatch.db", dir.path().display());
-    let mut out = vec![Database { name: "sqlite", url, _dir: Some(dir) }];
-    let server = vitalwatch_testkit::pg_url();
-    if vitalwatch_testkit::require("PostgreSQL", &server) {
-        let name = vitalwatch_testkit::unique(&format!("vw_fhir_{case}"));
-        out.push(Database {
-            name: "postgres",
-            url: vitalwatch_testkit::fresh_database(&server, &name).await,
-            _dir: None,
-        });
-    }
-    for db in &out {
-        vitalwatch_platform::store::open(&db.url, 100).await.expect("open").migrate().await.expect("migrate");
-    }
-    out
-}
-
-impl Database {
-    async fn exec(&self, sql: &str) {
-        if let Some(path) = self.url.strip_prefix("sqlite://") {
-            rusqlite::Connection::open(path).and_then(|c| c.execute_batch(sql)).expect("sqlite set-up");
-        } else {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("postgres set-up");
-        }
-    }
-
-    /// From now on, every insert into `access_log` fails.
-    async fn refuse_access_log(&self) {
-        if self.name == "sqlite" {
-            self.exec(
-                "CREATE TRIGGER refuse_access_log BEFORE INSERT ON access_log \
-                 BEGIN SELECT RAISE(ABORT, 'access log refused (test)'); END;",
-            )
-            .await;
-        } else {
-            self.exec(
-                "CREATE FUNCTION refuse_access_log() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'access log refused (test)'; END $$; \
-                 CREATE TRIGGER refuse_access_log BEFORE INSERT ON access_log \
-                 FOR EACH ROW EXECUTE FUNCTION refuse_access_log();",
-            )
-            .await;
-        }
-    }
-}
+mod common;
+use common::{Database, databases};
 
 /// The admin API (with `/fhir/r4`) in-process on `db`.
 struct Api {
@@ -191,6 +138,16 @@ async fn seed(api: &Api, db: &Database) -> Seed {
         let team = CareTeamInput { responsible: dr.into(), deputies: vec!["dr-c".into()], policy: None, nurses: None };
         svc.set_care_team(&op, p, &team).await.unwrap();
     }
+    // p-a is included in a programme (one monitoring period: an EpisodeOfCare).
+    let inclusion = InclusionInput {
+        program: "hypertension".into(),
+        prescriber: "dr-a".into(),
+        start: Some("2025-12-01".into()),
+        planned_end: "2026-06-01".into(),
+        consent_date: "2025-11-30".into(),
+        consent_by: "IDE Martin".into(),
+    };
+    svc.include_patient(&op, "p-a", &inclusion).await.unwrap();
     svc.add_device(&op, &NewDevice { id: "cuff-1".into(), kind: "bp_cuff".into() }).await.unwrap();
     svc.enrol_device(&op, "cuff-1", &Enrol { patient: "p-a".into(), from: Some(at(T0 - 86_400)) }).await.unwrap();
     let st = vitalwatch_platform::store::open(&db.url, 100).await.unwrap();
@@ -293,7 +250,7 @@ fn validate(docs: &[(String, Value)]) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
-    for db in databases("api").await {
+    for db in databases("vw_fhir", "api").await {
         let n = db.name;
         let api = Api::start(&db.url).await;
         let s = seed(&api, &db).await;
@@ -306,7 +263,7 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert_eq!(meta["fhirVersion"], "4.0.1");
         let types: Vec<&str> =
             meta["rest"][0]["resource"].as_array().unwrap().iter().filter_map(|r| r["type"].as_str()).collect();
-        assert_eq!(types, ["Patient", "Device", "Observation", "DetectedIssue"], "{n}");
+        assert_eq!(types, ["Patient", "Device", "Observation", "DetectedIssue", "EpisodeOfCare"], "{n}");
 
         // Authentication and scoping: 401 without a token, 404 (an OperationOutcome)
         // for someone else's patient exactly as for an unknown one.
@@ -321,6 +278,9 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
             "/fhir/r4/DetectedIssue?patient=p-b",
             "/fhir/r4/Patient/p-b/$everything",
             "/fhir/r4/Device/cuff-1-x",
+            "/fhir/r4/EpisodeOfCare?patient=p-b",
+            "/fhir/r4/EpisodeOfCare/mp-999999",
+            "/fhir/r4/EpisodeOfCare/x",
         ] {
             let r = api.get(path, Some(dra)).await;
             assert_eq!(r.status, 404, "{n}: {path}: {}", r.body);
@@ -435,12 +395,25 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert_eq!(ev["code"]["coding"][0]["code"], "85354-9", "{n}: the evidence resolves");
         assert_eq!(api.fhir("/fhir/r4/DetectedIssue/ep-1", dra).await, *di, "{n}");
 
+        // The monitoring period as an EpisodeOfCare; dr-b cannot read it.
+        let care = bundle_resources(&api.fhir("/fhir/r4/EpisodeOfCare?patient=p-a", dra).await);
+        assert_eq!(care.len(), 1, "{n}");
+        let eoc = &care[0];
+        assert_eq!((eoc["status"].as_str(), eoc["type"][0]["text"].as_str()), (Some("active"), Some("hypertension")));
+        assert_eq!(eoc["period"]["start"], "2025-12-01T00:00:00Z", "{n}");
+        assert_eq!(eoc["careManager"]["identifier"]["value"], "dr-a", "{n}");
+        let eoc_path = format!("/fhir/r4/EpisodeOfCare/{}", eoc["id"].as_str().unwrap());
+        assert_eq!(api.fhir(&eoc_path, dra).await, *eoc, "{n}");
+        assert_eq!(api.get(&eoc_path, Some(drb)).await.status, 404, "{n}: dr-b reads dr-a's period");
+        assert_eq!(api.get("/fhir/r4/EpisodeOfCare", Some(dra)).await.status, 400, "{n}: no patient");
+
         // $everything.
         let every = api.fhir("/fhir/r4/Patient/p-a/$everything", dra).await;
         let all = bundle_resources(&every);
-        let want: BTreeMap<String, usize> = [("DetectedIssue", 1), ("Device", 1), ("Observation", 27), ("Patient", 1)]
-            .map(|(k, v)| (k.to_owned(), v))
-            .into();
+        let want: BTreeMap<String, usize> =
+            [("DetectedIssue", 1), ("Device", 1), ("EpisodeOfCare", 1), ("Observation", 27), ("Patient", 1)]
+                .map(|(k, v)| (k.to_owned(), v))
+                .into();
         assert_eq!(kinds(&all), want, "{n}");
         let everything_ids: HashSet<&str> =
             all.iter().filter(|r| r["resourceType"] == "Observation").map(|o| o["id"].as_str().unwrap()).collect();
@@ -481,6 +454,8 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
             ("observations".into(), api.fhir("/fhir/r4/Observation?patient=p-a&_count=3", dra).await),
             ("issue".into(), di.clone()),
             ("issues".into(), api.fhir("/fhir/r4/DetectedIssue", ops).await),
+            ("episode_of_care".into(), eoc.clone()),
+            ("episodes_of_care".into(), api.fhir("/fhir/r4/EpisodeOfCare?patient=p-a", ops).await),
             ("everything".into(), every.clone()),
             ("export".into(), export.clone()),
             ("outcome".into(), api.get("/fhir/r4/Patient/p-b", Some(dra)).await.json()),
@@ -500,6 +475,7 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert!(has("dr-a", "fhir", "GET Observation"), "{n}");
         assert!(has("dr-a", "fhir", "GET Patient/{id}/$everything"), "{n}");
         assert!(has("dr-a", "fhir", "GET DetectedIssue/{id}"), "{n}");
+        assert!(has("dr-a", "fhir", "GET EpisodeOfCare") && has("dr-a", "fhir", "GET EpisodeOfCare/{id}"), "{n}");
         assert!(has("dr-a", "api", "GET /v1/patients/{id}"), "{n}");
         assert!(has("dr-a", "api", "export format=csv"), "{n}");
         assert!(has("dr-a", "api", "export format=fhir"), "{n}");
@@ -512,7 +488,7 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
         assert!(paged["next"].is_string(), "{n}");
 
         // A read whose access record cannot be written is refused (503), not served.
-        db.refuse_access_log().await;
+        db.refuse_inserts("access_log").await;
         let r = api.get("/fhir/r4/Patient/p-a", Some(dra)).await;
         assert_eq!(r.status, 503, "{n}: {}", r.body);
         assert_eq!(r.json()["issue"][0]["code"], "transient");
@@ -528,7 +504,7 @@ async fn fhir_api_scopes_pages_maps_validates_exports_and_logs_reads() {
 /// accepted again by the decoder with the same readings.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fhir_round_trip_through_the_ingest_decoder() {
-    for db in databases("roundtrip").await {
+    for db in databases("vw_fhir", "roundtrip").await {
         let n = db.name;
         let api = Api::start(&db.url).await;
         let op = Actor::operator("cli:test");

@@ -14,40 +14,10 @@ use vitalwatch_alerting::PhysicianId;
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity};
 use vitalwatch_schemas::{Code, DeviceId, Observation, ObservationId, PatientId, Source, TimeSource};
 
-struct Database {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn databases(case: &str) -> Vec<Database> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/vitalwatch.db", dir.path().display());
-    let mut out = vec![Database { name: "sqlite", url, _dir: Some(dir) }];
-    let server = vitalwatch_testkit::pg_url();
-    if vitalwatch_testkit::require("PostgreSQL", &server) {
-        let name = vitalwatch_testkit::unique(&format!("vw_lifecycle_{case}"));
-        let url = vitalwatch_testkit::fresh_database(&server, &name).await;
-        out.push(Database { name: "postgres", url, _dir: None });
-    }
-    for db in &out {
-        vitalwatch_platform::store::open(&db.url, 100).await.expect("open").migrate().await.expect("migrate");
-    }
-    out
-}
+mod common;
+use common::{Database, databases};
 
 impl Database {
-    /// Runs SQL outside the stores (test set-up).
-    async fn exec(&self, sql: &str) {
-        if let Some(path) = self.url.strip_prefix("sqlite://") {
-            rusqlite::Connection::open(path).and_then(|c| c.execute_batch(sql)).expect("sqlite set-up");
-        } else {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("postgres set-up");
-        }
-    }
-
     /// One integer from a query with one text parameter.
     async fn count(&self, sql: &str, arg: &str) -> i64 {
         if let Some(path) = self.url.strip_prefix("sqlite://") {
@@ -218,7 +188,7 @@ async fn seed(db: &Database, svc: &AdminService, p: &str, device: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_include_discharge_readmit() {
-    for db in databases("cycle").await {
+    for db in databases("vw_lifecycle", "cycle").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("cli:test");
@@ -348,7 +318,7 @@ fn erase(mode: ErasureMode) -> ErasureInput {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_erase_leaves_no_row_with_the_patient_id() {
-    for db in databases("erase").await {
+    for db in databases("vw_lifecycle", "erase").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("dpo");
@@ -387,7 +357,7 @@ async fn conformance_erase_leaves_no_row_with_the_patient_id() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_pseudonymise_keeps_the_readings_under_a_pseudonym() {
-    for db in databases("pseudo").await {
+    for db in databases("vw_lifecycle", "pseudo").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("dpo");
@@ -425,7 +395,7 @@ async fn conformance_pseudonymise_keeps_the_readings_under_a_pseudonym() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_purge_erases_patients_discharged_before_the_retention() {
-    for db in databases("purge").await {
+    for db in databases("vw_lifecycle", "purge").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("dpo");

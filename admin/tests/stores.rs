@@ -11,70 +11,8 @@ use vitalwatch_admin::model::{NewPatient, PhysicianInput};
 use vitalwatch_admin::{Actor, AdminService};
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity as ProtoSeverity};
 
-/// One database of a case.
-struct Database {
-    /// `sqlite` or `postgres`.
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-/// A fresh PostgreSQL database (marked for `scripts/test.sh` to drop later),
-/// or `None` (SQLite only) when the server is unreachable outside CI (a
-/// failure under CI: [`vitalwatch_testkit::require`]).
-async fn postgres(case: &str) -> Option<String> {
-    let server = vitalwatch_testkit::pg_url();
-    if !vitalwatch_testkit::require("PostgreSQL", &server) {
-        return None;
-    }
-    Some(vitalwatch_testkit::fresh_database(&server, &vitalwatch_testkit::unique(&format!("vw_stores_{case}"))).await)
-}
-
-/// The databases of a case, migrated: SQLite, and PostgreSQL when available.
-async fn databases(case: &str) -> Vec<Database> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/vitalwatch.db", dir.path().display());
-    let mut out = vec![Database { name: "sqlite", url, _dir: Some(dir) }];
-    if let Some(url) = postgres(case).await {
-        out.push(Database { name: "postgres", url, _dir: None });
-    }
-    for db in &out {
-        vitalwatch_platform::store::open(&db.url, 100).await.expect("open").migrate().await.expect("migrate");
-    }
-    out
-}
-
-impl Database {
-    /// Runs SQL on the database, outside the stores (test set-up).
-    async fn exec(&self, sql: &str) {
-        if let Some(path) = self.url.strip_prefix("sqlite://") {
-            rusqlite::Connection::open(path).and_then(|c| c.execute_batch(sql)).expect("sqlite set-up");
-        } else {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("postgres set-up");
-        }
-    }
-
-    /// From now on, every insert into `admin_audit` fails.
-    async fn refuse_admin_audit(&self) {
-        if self.name == "sqlite" {
-            self.exec(
-                "CREATE TRIGGER refuse_admin_audit BEFORE INSERT ON admin_audit \
-                 BEGIN SELECT RAISE(ABORT, 'admin audit refused (test)'); END;",
-            )
-            .await;
-        } else {
-            self.exec(
-                "CREATE FUNCTION refuse_admin_audit() RETURNS trigger LANGUAGE plpgsql AS \
-                 $$ BEGIN RAISE EXCEPTION 'admin audit refused (test)'; END $$; \
-                 CREATE TRIGGER refuse_admin_audit BEFORE INSERT ON admin_audit \
-                 FOR EACH ROW EXECUTE FUNCTION refuse_admin_audit();",
-            )
-            .await;
-        }
-    }
-}
+mod common;
+use common::{Database, databases};
 
 fn at(us: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(us).unwrap()
@@ -103,7 +41,7 @@ fn alert_event(episode: &str, kind: AlertEventKind, reading: DateTime<Utc>, summ
 /// its summary happens to contain "closed by".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_resolved_event_whose_summary_says_closed_by_is_not_a_physician_close() {
-    for db in databases("status").await {
+    for db in databases("vw_stores", "status").await {
         let st = vitalwatch_platform::store::open(&db.url, 100).await.expect("open");
         let t = at(1_700_000_000_000_000);
         let events = [
@@ -121,8 +59,8 @@ async fn a_resolved_event_whose_summary_says_closed_by_is_not_a_physician_close(
 /// the audit entry cannot be written, the change is not stored either.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_admin_change_whose_audit_entry_fails_is_not_stored() {
-    for db in databases("audit").await {
-        db.refuse_admin_audit().await;
+    for db in databases("vw_stores", "audit").await {
+        db.refuse_inserts("admin_audit").await;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("cli:test");
         let added = svc.add_patient(&op, &NewPatient { id: "pat-audit".into() }).await;
@@ -201,7 +139,7 @@ fn obs(p: &str, t: DateTime<Utc>, v: f64, device: Option<&str>) -> Observation {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_migrations_and_observations() {
-    for db in databases("obs").await {
+    for db in databases("vw_stores", "obs").await {
         let s = stores(&db).await;
         let n = db.name;
         assert!(s.registry.migrate().await.expect("migrate again").applied.is_empty(), "{n}");
@@ -238,7 +176,7 @@ async fn conformance_migrations_and_observations() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_registry() {
-    for db in databases("registry").await {
+    for db in databases("vw_stores", "registry").await {
         let s = stores(&db).await;
         let n = db.name;
         let (p1, p2, d) = (pat("pat-r1"), pat("pat-r2"), dev("dev-r1"));
@@ -284,7 +222,7 @@ async fn conformance_registry() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_alert_episodes_and_closes() {
-    for db in databases("episodes").await {
+    for db in databases("vw_stores", "episodes").await {
         let s = stores(&db).await;
         let n = db.name;
         let t = at(1_700_000_000_000_000);
@@ -360,7 +298,7 @@ fn codes() -> TransitionOptions {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_alerting_directory_and_transitions() {
-    for db in databases("alerting").await {
+    for db in databases("vw_stores", "alerting").await {
         let s = stores(&db).await;
         let n = db.name;
         let a = &s.alerting;
@@ -417,7 +355,7 @@ async fn conformance_alerting_directory_and_transitions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_alerting_outbox_claims_and_completions() {
-    for db in databases("outbox").await {
+    for db in databases("vw_stores", "outbox").await {
         let s = stores(&db).await;
         let n = db.name;
         let a = &s.alerting;
@@ -463,7 +401,7 @@ async fn conformance_alerting_outbox_claims_and_completions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_alerting_sms_guard_and_digests() {
-    for db in databases("guard").await {
+    for db in databases("vw_stores", "guard").await {
         let s = stores(&db).await;
         let n = db.name;
         let a = &s.alerting;
@@ -511,7 +449,7 @@ async fn conformance_alerting_sms_guard_and_digests() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_admin_tokens_audit_and_patients() {
-    for db in databases("admin").await {
+    for db in databases("vw_stores", "admin").await {
         let s = stores(&db).await;
         let n = db.name;
         let ad = &s.admin;
@@ -598,7 +536,7 @@ async fn conformance_admin_tokens_audit_and_patients() {
 /// The admin service's changes are stored with their audit entry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn conformance_admin_changes_are_audited() {
-    for db in databases("service").await {
+    for db in databases("vw_stores", "service").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("cli:test");
@@ -660,7 +598,7 @@ mod patient_page {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_device_status_keeps_the_latest_per_device() {
-        for db in databases("devstatus").await {
+        for db in databases("vw_stores", "devstatus").await {
             let s = stores(&db).await;
             let n = db.name;
             let t = now_s() - Duration::hours(1);
@@ -752,7 +690,7 @@ mod patient_page {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_patient_overview_series_and_preview() {
-        for db in databases("patientpage").await {
+        for db in databases("vw_stores", "patientpage").await {
             let n = db.name;
             let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
             let now = now_s();
@@ -837,7 +775,7 @@ mod patient_page {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance_rules_versions_and_who_may_see_or_change_them() {
-        for db in databases("rulesversions").await {
+        for db in databases("vw_stores", "rulesversions").await {
             let n = db.name;
             let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
             seed(&db, &svc, now_s()).await;
@@ -949,7 +887,7 @@ mod patient_page {
 async fn conformance_ingest_clients_are_hashed_granted_audited_and_operator_only() {
     use vitalwatch_admin::AdminError;
     use vitalwatch_admin::service::ingest_clients::NewIngestClientRequest;
-    for db in databases("ingest_clients").await {
+    for db in databases("vw_stores", "ingest_clients").await {
         let n = db.name;
         let svc = AdminService::open(&db.url, 100, 50).await.expect("admin service");
         let op = Actor::operator("cli:test");

@@ -25,43 +25,10 @@ use vitalwatch_platform::store::Store;
 use vitalwatch_schemas::proto::{self, AlertEventKind, Severity as ProtoSeverity};
 use vitalwatch_schemas::{Code, Observation, ObservationId, PatientId, Source, TimeSource};
 
-/// One database of a case.
-struct Database {
-    name: &'static str,
-    url: String,
-    _dir: Option<tempfile::TempDir>,
-}
-
-async fn databases(case: &str) -> Vec<Database> {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let url = format!("sqlite://{}/vitalwatch.db", dir.path().display());
-    let mut out = vec![Database { name: "sqlite", url, _dir: Some(dir) }];
-    let server = vitalwatch_testkit::pg_url();
-    if vitalwatch_testkit::require("PostgreSQL", &server) {
-        let name = vitalwatch_testkit::unique(&format!("vw_workspace_{case}"));
-        out.push(Database {
-            name: "postgres",
-            url: vitalwatch_testkit::fresh_database(&server, &name).await,
-            _dir: None,
-        });
-    }
-    for db in &out {
-        vitalwatch_platform::store::open(&db.url, 1000).await.expect("open").migrate().await.expect("migrate");
-    }
-    out
-}
+mod common;
+use common::{Database, databases};
 
 impl Database {
-    async fn exec(&self, sql: &str) {
-        if let Some(path) = self.url.strip_prefix("sqlite://") {
-            rusqlite::Connection::open(path).and_then(|c| c.execute_batch(sql)).expect("sqlite set-up");
-        } else {
-            let (client, conn) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls).await.expect("connect");
-            tokio::spawn(conn);
-            client.batch_execute(sql).await.expect("postgres set-up");
-        }
-    }
-
     /// Lists `nurse` in the care team of `patient`.
     async fn add_nurse(&self, patient: &str, nurse: &str) {
         self.exec(&format!("INSERT INTO care_team_nurses (patient_id, nurse_id) VALUES ('{patient}', '{nurse}')"))
@@ -200,7 +167,7 @@ async fn worklist(w: &World, actor: &Actor, q: WorklistQuery) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_worklist_orders_filters_pages_and_scopes_open_episodes() {
-    for db in databases("worklist").await {
+    for db in databases("vw_workspace", "worklist").await {
         let n = db.name;
         let w = world(&db).await;
         let t0 = now_us() - Duration::hours(3);
@@ -320,7 +287,7 @@ async fn the_worklist_orders_filters_pages_and_scopes_open_episodes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn notes_and_close_outcomes_are_stored_and_audited_by_id_only() {
-    for db in databases("notes").await {
+    for db in databases("vw_workspace", "notes").await {
         let n = db.name;
         let w = world(&db).await;
         let t0 = now_us() - Duration::hours(1);
@@ -426,7 +393,7 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
         timeout_secs: 10,
     };
     let mut sent = 0;
-    for db in databases("expertise").await {
+    for db in databases("vw_workspace", "expertise").await {
         let n = db.name;
         let mut w = world(&db).await;
         let transport = Arc::new(SmtpTransport::new(&smtp).unwrap());
@@ -575,7 +542,7 @@ async fn tele_expertise_to_an_account_and_through_a_single_use_link() {
 /// not here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worklist_page_of_a_5000_patient_care_team_holds_the_right_rows() {
-    for db in databases("worklist_perf").await {
+    for db in databases("vw_workspace", "worklist_perf").await {
         let n = db.name;
         let w = world(&db).await;
         // One real episode gives the state and outbox JSON every seeded episode copies.
@@ -589,7 +556,7 @@ async fn a_worklist_page_of_a_5000_patient_care_team_holds_the_right_rows() {
                    CASE x % 4 WHEN 0 THEN 'low' WHEN 1 THEN 'medium' WHEN 2 THEN 'high' ELSE 'critical' END,
                    CASE WHEN x % 3 = 0 THEN 'resolved' ELSE 'open' END, {now} - x * 60000000, {now}, NULL,
                    'SpO2 88 %', '{{\"readings\":[{{\"code\":\"59408-5\",\"value\":88.0,\"unit\":\"%\",\"time_unix_micros\":1}}]}}',
-                   'ev-' || x FROM i;
+                   'ev-' || x, NULL FROM i;
                  WITH RECURSIVE i(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM i WHERE x < 5000)
                  INSERT INTO alert_care_teams SELECT 'p-' || x, 'dr-a',
                    json_object('patient_id', 'p-' || x, 'responsible', 'dr-a', 'deputies', json_array('dr-b')), {now} FROM i;
@@ -603,7 +570,7 @@ async fn a_worklist_page_of_a_5000_patient_care_team_holds_the_right_rows() {
                (ARRAY['low', 'medium', 'high', 'critical'])[x % 4 + 1],
                CASE WHEN x % 3 = 0 THEN 'resolved' ELSE 'open' END, now() - x * interval '1 minute', now(), NULL,
                'SpO2 88 %', '{\"readings\":[{\"code\":\"59408-5\",\"value\":88.0,\"unit\":\"%\",\"time_unix_micros\":1}]}',
-               'ev-' || x FROM generate_series(1, 15000) x;
+               'ev-' || x, NULL FROM generate_series(1, 15000) x;
              INSERT INTO alert_care_teams SELECT 'p-' || x, 'dr-a',
                jsonb_build_object('patient_id', 'p-' || x, 'responsible', 'dr-a', 'deputies', jsonb_build_array('dr-b')), now()
                FROM generate_series(1, 5000) x;

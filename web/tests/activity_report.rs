@@ -130,7 +130,10 @@ async fn world(engine: Engine) -> Option<World> {
         let ev = event(ep, patient, sev, at);
         registry.record_alert_events(std::slice::from_ref(&ev)).await.unwrap();
         let options = TransitionOptions { codes: None, caps: Default::default() };
-        alerting.transition(&EpisodeId::new(ep).unwrap(), Action::Event(Box::new(ev)), &options, Utc::now()).await.unwrap();
+        alerting
+            .transition(&EpisodeId::new(ep).unwrap(), Action::Event(Box::new(ev)), &options, Utc::now())
+            .await
+            .unwrap();
     }
     let dr_a = Actor::physician(PhysicianId::new("dr-a").unwrap());
     let dr_b = Actor::physician(PhysicianId::new("dr-b").unwrap());
@@ -139,7 +142,8 @@ async fn world(engine: Engine) -> Option<World> {
         svc.ack_alert(&dr_a, ep, &AlertAction::default()).await.unwrap();
     }
     svc.ack_alert(&dr_b, "ep-b1", &AlertAction::default()).await.unwrap();
-    let close = AlertAction { outcome: Some("patient_called".into()), note: Some("rappelé".into()), ..Default::default() };
+    let close =
+        AlertAction { outcome: Some("patient_called".into()), note: Some("rappelé".into()), ..Default::default() };
     svc.close_alert(&dr_a, "ep-a2", &close).await.unwrap();
     svc.add_note(&dr_a, "ep-a3", "à revoir").await.unwrap();
     svc.set_rules(&dr_a, "pat-2", &PatientRules::for_program(Program::HeartFailure), Some("inclusion")).await.unwrap();
@@ -210,13 +214,20 @@ fn check_team(r: &ActivityReport, n: &str) {
     let k = &p1.acknowledgment;
     assert_eq!((k.acknowledged, k.unacknowledged, k.median_secs, k.max_secs), (2, 1, Some(600), Some(1800)), "{n}");
     let x = &p1.actions;
-    assert_eq!((x.acks, x.snoozes, x.closes, x.notes, x.expertise_requests, x.rules_changes), (3, 1, 1, 1, 1, 0), "{n}");
+    assert_eq!(
+        (x.acks, x.snoozes, x.closes, x.notes, x.expertise_requests, x.rules_changes),
+        (3, 1, 1, 1, 1, 0),
+        "{n}"
+    );
     assert_eq!(x.closes_by_outcome.get("patient_called"), Some(&1), "{n}");
     let p2 = &r.patients[1];
     assert_eq!((p2.days_with_data, p2.meets_min_days, p2.readings_total), (1, Some(false), 1), "{n}");
     assert_eq!((p2.alerts.total, p2.actions.rules_changes), (0, 1), "{n}");
     let tt = &r.totals;
-    assert_eq!((tt.patients, tt.patients_with_data, tt.patients_meeting_min_days, tt.days_with_data), (2, 2, Some(1), 4));
+    assert_eq!(
+        (tt.patients, tt.patients_with_data, tt.patients_meeting_min_days, tt.days_with_data),
+        (2, 2, Some(1), 4)
+    );
     assert_eq!((tt.readings_total, tt.alerts.total, tt.actions.acks, tt.actions.rules_changes), (6, 3, 3, 1), "{n}");
 }
 
@@ -272,7 +283,7 @@ async fn the_monthly_activity_report_on_both_engines() {
         assert!(matches!(app.admin.activity_report(&sp, &query(None, None)).await, Err(AdminError::Forbidden(_))));
 
         // The JSON API with dr-a's token; the CSV with the same figures.
-        let (token, _) = app.admin.create_token(&ops(), "dr-a report", "physician", Some("dr-a"), None).await.unwrap();
+        let (token, _) = app.admin.create_token(&ops(), "dr-a-report", "physician", Some("dr-a"), None).await.unwrap();
         let auth = [("Authorization", format!("Bearer {token}"))];
         let r = request(&app.addr, "GET", "/v1/reports/activity?month=2026-11&min_days=2", &auth, None).await;
         assert_eq!(r.status, 200, "{n}: {}", r.body);

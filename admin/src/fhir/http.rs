@@ -16,6 +16,7 @@ use super::search;
 use crate::actor::Actor;
 use crate::error::AdminError;
 use crate::service::AdminService;
+use crate::service::fhir::FhirPage;
 
 /// The FHIR media type (<https://hl7.org/fhir/R4/http.html#mime-type>).
 pub const FHIR_JSON: &str = "application/fhir+json; charset=utf-8";
@@ -35,6 +36,8 @@ pub fn router() -> Router<Arc<AdminService>> {
         .route("/Observation/{id}", get(read_observation))
         .route("/DetectedIssue", get(search_issues))
         .route("/DetectedIssue/{id}", get(read_issue))
+        .route("/EpisodeOfCare", get(search_care_episodes))
+        .route("/EpisodeOfCare/{id}", get(read_care_episode))
         .fallback(unknown_route)
 }
 
@@ -147,6 +150,14 @@ fn simple_query(base: &str, kind: &str, s: &search::SimpleSearch, key: &str, cur
     if q.is_empty() { format!("{base}/{kind}") } else { format!("{base}/{kind}?{q}") }
 }
 
+/// The searchset of a simple search's page, with its `self` and `next` links
+/// (`key` is the query parameter that names the patient or the id).
+fn paged(base: &str, kind: &str, key: &str, p: &search::SimpleSearch, page: FhirPage<String>) -> Response {
+    let this = simple_query(base, kind, p, key, p.cursor.as_deref());
+    let next = page.next.as_deref().map(|c| simple_query(base, kind, p, key, Some(c)));
+    ok(&map::searchset(base, page.resources, &this, next.as_deref()))
+}
+
 async fn metadata(headers: HeaderMap) -> Response {
     ok(&map::capability_statement(&base_url(&headers), env!("CARGO_PKG_VERSION"), chrono::Utc::now()))
 }
@@ -165,9 +176,7 @@ async fn search_patients(
     let p = search::simple_search(&pairs(q), &["_id", "_count", "_cursor"], s.max_page_size())
         .map_err(FhirError::bad_request)?;
     let page = s.fhir_patients(&a, &p).await?;
-    let this = simple_query(&base, "Patient", &p, "_id", p.cursor.as_deref());
-    let next = page.next.as_deref().map(|c| simple_query(&base, "Patient", &p, "_id", Some(c)));
-    Ok(ok(&map::searchset(&base, page.resources, &this, next.as_deref())))
+    Ok(paged(&base, "Patient", "_id", &p, page))
 }
 
 async fn everything(
@@ -194,8 +203,7 @@ async fn search_devices(
     let base = base_url(&headers);
     let p = search::simple_search(&pairs(q), &["patient"], s.max_page_size()).map_err(FhirError::bad_request)?;
     let resources = s.fhir_devices(&a, p.patient.as_deref()).await?;
-    let this = simple_query(&base, "Device", &p, "patient", None);
-    Ok(ok(&map::searchset(&base, resources, &this, None)))
+    Ok(paged(&base, "Device", "patient", &p, FhirPage { resources, next: None }))
 }
 
 async fn read_observation(State(s): S, FhirAuth(a): FhirAuth, Path(id): Path<String>) -> Result<Response, FhirError> {
@@ -230,9 +238,24 @@ async fn search_issues(
     let p = search::simple_search(&pairs(q), &["patient", "_count", "_cursor"], s.max_page_size())
         .map_err(FhirError::bad_request)?;
     let page = s.fhir_issues(&a, &p).await?;
-    let this = simple_query(&base, "DetectedIssue", &p, "patient", p.cursor.as_deref());
-    let next = page.next.as_deref().map(|c| simple_query(&base, "DetectedIssue", &p, "patient", Some(c)));
-    Ok(ok(&map::searchset(&base, page.resources, &this, next.as_deref())))
+    Ok(paged(&base, "DetectedIssue", "patient", &p, page))
+}
+
+async fn read_care_episode(State(s): S, FhirAuth(a): FhirAuth, Path(id): Path<String>) -> Result<Response, FhirError> {
+    Ok(ok(&s.fhir_episode_of_care(&a, &id).await?))
+}
+
+async fn search_care_episodes(
+    State(s): S,
+    FhirAuth(a): FhirAuth,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Result<Response, FhirError> {
+    let base = base_url(&headers);
+    let p = search::simple_search(&pairs(q), &["patient"], s.max_page_size()).map_err(FhirError::bad_request)?;
+    let patient = p.patient.as_deref().ok_or_else(|| FhirError::bad_request("EpisodeOfCare search needs patient="))?;
+    let resources = s.fhir_episodes_of_care(&a, patient).await?;
+    Ok(paged(&base, "EpisodeOfCare", "patient", &p, FhirPage { resources, next: None }))
 }
 
 async fn unknown_route() -> FhirError {

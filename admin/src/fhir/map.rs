@@ -8,6 +8,10 @@
 //!   diastolic, UCUM quantities with system `http://unitsofmeasure.org`).
 //! - DetectedIssue: <https://hl7.org/fhir/R4/detectedissue.html> (status is
 //!   bound to ObservationStatus, severity to high | moderate | low).
+//! - EpisodeOfCare: <https://hl7.org/fhir/R4/episodeofcare.html> (status
+//!   planned | waitlist | active | onhold | finished | cancelled |
+//!   entered-in-error; `careManager` a Reference, here a logical one by
+//!   identifier).
 //! - Device: <https://hl7.org/fhir/R4/device.html>; Patient:
 //!   <https://hl7.org/fhir/R4/patient.html>; Bundle:
 //!   <https://hl7.org/fhir/R4/bundle.html>; OperationOutcome:
@@ -16,6 +20,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::{Value, json};
 use vitalwatch_schemas::{Code, ObservationId};
+
+use crate::service::lifecycle::PeriodView;
 
 /// LOINC code system URI (<https://hl7.org/fhir/R4/loinc.html>).
 pub const LOINC: &str = "http://loinc.org";
@@ -30,6 +36,16 @@ pub const EXT_ORIGINAL: &str = "https://vitalwatch.example/fhir/StructureDefinit
 /// Our extension: the version of the patient's rules that raised an episode
 /// (`GET /v1/patients/{id}/rules/versions`; 0 = the program defaults).
 pub const EXT_RULES_VERSION: &str = "https://vitalwatch.example/fhir/StructureDefinition/rules-version";
+/// Our extension: the planned end of a monitoring period (the prescription's duration).
+pub const EXT_PLANNED_END: &str = "https://vitalwatch.example/fhir/StructureDefinition/planned-end";
+/// Our extension: the patient's consent to remote monitoring (sub-extensions
+/// `date` and `recordedBy`).
+pub const EXT_CONSENT: &str = "https://vitalwatch.example/fhir/StructureDefinition/monitoring-consent";
+/// Our extension: why a monitoring period ended (a code of [`CS_END_REASON`]).
+pub const EXT_END_REASON: &str = "https://vitalwatch.example/fhir/StructureDefinition/end-reason";
+/// Our code system: why monitoring ended (`discharged`, `end_of_programme`,
+/// `deceased`, `transferred`, `other`).
+pub const CS_END_REASON: &str = "https://vitalwatch.example/fhir/CodeSystem/end-reason";
 /// Our code system: the episode's state (`open`, `acknowledged`, `resolved`, `closed`).
 pub const CS_EPISODE_STATE: &str = "https://vitalwatch.example/fhir/CodeSystem/episode-state";
 /// Our code system: the rule ids that raise episodes.
@@ -282,6 +298,65 @@ pub fn device(d: &DeviceRow) -> Value {
     v
 }
 
+/// The EpisodeOfCare id of a monitoring period.
+pub fn episode_of_care_id(period: i64) -> String {
+    format!("mp-{period}")
+}
+
+/// The period id of an EpisodeOfCare id (`mp-{id}`).
+pub fn parse_episode_of_care_id(id: &str) -> Option<i64> {
+    id.strip_prefix("mp-")?.parse().ok().filter(|n| *n > 0)
+}
+
+/// FHIR EpisodeOfCare: one monitoring period (télésurveillance inclusion,
+/// French Health Code art. L6316-1) with its programme, prescriber, consent
+/// and end reason. Status at `now`: `finished` once ended, `planned` before
+/// its start, `active` otherwise.
+pub fn episode_of_care(patient: &str, p: &PeriodView, now: DateTime<Utc>) -> Value {
+    let status = match p.ended_at {
+        Some(_) => "finished",
+        None if p.start > now => "planned",
+        None => "active",
+    };
+    let mut period = json!({ "start": fhir_time(p.start) });
+    if let (Some(end), Some(m)) = (p.ended_at, period.as_object_mut()) {
+        m.insert("end".into(), Value::String(fhir_time(end)));
+    }
+    let mut ext = Vec::new();
+    if let Some(t) = p.planned_end {
+        ext.push(json!({ "url": EXT_PLANNED_END, "valueDateTime": fhir_time(t) }));
+    }
+    if p.consent_date.is_some() || p.consent_by.is_some() {
+        let mut sub = Vec::new();
+        if let Some(t) = p.consent_date {
+            sub.push(json!({ "url": "date", "valueDateTime": fhir_time(t) }));
+        }
+        if let Some(by) = &p.consent_by {
+            sub.push(json!({ "url": "recordedBy", "valueString": by }));
+        }
+        ext.push(json!({ "url": EXT_CONSENT, "extension": sub }));
+    }
+    if let Some(r) = &p.end_reason {
+        ext.push(json!({ "url": EXT_END_REASON, "valueCoding": { "system": CS_END_REASON, "code": r } }));
+    }
+    let mut v = json!({
+        "resourceType": "EpisodeOfCare",
+        "id": episode_of_care_id(p.id),
+        "status": status,
+        "type": [{ "text": p.program }],
+        "patient": reference("Patient", patient),
+        "period": period,
+        "careManager": {
+            "identifier": { "system": ID_PHYSICIAN, "value": p.prescriber },
+            "display": p.prescriber,
+        },
+    });
+    if let (false, Some(m)) = (ext.is_empty(), v.as_object_mut()) {
+        m.insert("extension".into(), Value::Array(ext));
+    }
+    v
+}
+
 /// An alert episode with what the DetectedIssue needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EpisodeRow {
@@ -438,6 +513,7 @@ pub const SEARCH_PARAMS: &[(&str, &[(&str, &str)])] = &[
         &[("patient", "reference"), ("code", "token"), ("date", "date"), ("_count", "number"), ("_sort", "special")],
     ),
     ("DetectedIssue", &[("patient", "reference"), ("_count", "number")]),
+    ("EpisodeOfCare", &[("patient", "reference")]),
 ];
 
 /// The CapabilityStatement: exactly what this server supports.
@@ -584,5 +660,45 @@ mod tests {
         assert_eq!(v["extension"][0]["valueInteger"], 3);
         assert_eq!(issue_severity("medium"), "moderate");
         assert_eq!(issue_severity("info"), "low");
+    }
+
+    #[test]
+    fn monitoring_periods_become_episodes_of_care() {
+        let t = |s: i64| DateTime::from_timestamp(1_767_225_600 + s, 0).unwrap();
+        let mut p = PeriodView {
+            id: 7,
+            program: "heart_failure".into(),
+            prescriber: "dr-a".into(),
+            start: t(0),
+            planned_end: Some(t(86_400 * 180)),
+            consent_date: Some(t(-86_400)),
+            consent_by: Some("IDE Martin".into()),
+            recorded_by: "op".into(),
+            recorded_at: t(0),
+            ended_at: None,
+            end_reason: None,
+            end_note: None,
+        };
+        let v = episode_of_care("p-1", &p, t(60));
+        assert_eq!(v["id"], "mp-7");
+        assert_eq!(parse_episode_of_care_id("mp-7"), Some(7));
+        assert_eq!(parse_episode_of_care_id("mp-x"), None);
+        assert_eq!(parse_episode_of_care_id("7"), None);
+        assert_eq!(v["status"], "active");
+        assert_eq!(v["patient"]["reference"], "Patient/p-1");
+        assert_eq!(v["period"], json!({ "start": "2026-01-01T00:00:00Z" }));
+        assert_eq!(v["careManager"]["identifier"]["value"], "dr-a");
+        assert_eq!(v["extension"][0]["valueDateTime"], "2026-06-30T00:00:00Z");
+        assert_eq!(v["extension"][1]["extension"][1]["valueString"], "IDE Martin");
+        assert_eq!(episode_of_care("p-1", &p, t(-60))["status"], "planned");
+        p.ended_at = Some(t(3_600));
+        p.end_reason = Some("deceased".into());
+        let v = episode_of_care("p-1", &p, t(60));
+        assert_eq!(v["status"], "finished");
+        assert_eq!(v["period"]["end"], "2026-01-01T01:00:00Z");
+        assert_eq!(v["extension"][2]["valueCoding"]["code"], "deceased");
+        // A period opened by the migration: no planned end, no consent.
+        let bare = PeriodView { planned_end: None, consent_date: None, consent_by: None, ..p };
+        assert_eq!(episode_of_care("p-1", &bare, t(60))["extension"].as_array().unwrap().len(), 1);
     }
 }

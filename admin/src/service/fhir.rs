@@ -283,6 +283,35 @@ impl AdminService {
         Ok(FhirPage { resources, next })
     }
 
+    /// The monitoring periods of a visible patient as EpisodeOfCare, oldest first, unlogged.
+    async fn care_episodes(&self, actor: &Actor, patient: &str) -> Result<Vec<Value>, AdminError> {
+        let view = self.patient_periods(actor, patient).await?;
+        let now = Utc::now();
+        Ok(view.periods.iter().map(|p| map::episode_of_care(&view.patient, p, now)).collect())
+    }
+
+    /// `GET EpisodeOfCare?patient=`: the patient's monitoring periods.
+    pub async fn fhir_episodes_of_care(&self, actor: &Actor, patient: &str) -> Result<Vec<Value>, AdminError> {
+        let out = self.care_episodes(actor, patient).await?;
+        self.log_access(actor, patient, AccessInterface::Fhir, "GET EpisodeOfCare").await?;
+        Ok(out)
+    }
+
+    /// `GET EpisodeOfCare/{id}` (`mp-{period id}`).
+    pub async fn fhir_episode_of_care(&self, actor: &Actor, id: &str) -> Result<Value, AdminError> {
+        let not_found = || unknown("EpisodeOfCare", id);
+        let period = map::parse_episode_of_care_id(id).ok_or_else(not_found)?;
+        let patient = self.period_patient(period).await?.ok_or_else(not_found)?;
+        // Someone else's patient: 404 exactly like an unknown period.
+        let all = self.care_episodes(actor, &patient).await.map_err(|e| match e {
+            AdminError::NotFound(_) | AdminError::Forbidden(_) => not_found(),
+            e => e,
+        })?;
+        let v = all.into_iter().find(|v| v["id"] == id).ok_or_else(not_found)?;
+        self.log_fhir(actor, std::slice::from_ref(&v), "GET EpisodeOfCare/{id}").await?;
+        Ok(v)
+    }
+
     /// Everything about a visible patient, unlogged: the Patient, every stored
     /// observation row, the episodes, the devices.
     async fn record(
@@ -337,10 +366,11 @@ impl AdminService {
         Ok((patient, rows, issues, devices))
     }
 
-    /// The `Patient/$everything` resources: Patient, Devices, Observations, DetectedIssues.
+    /// The `Patient/$everything` resources: Patient, EpisodeOfCare (monitoring periods), Devices, Observations, DetectedIssues.
     async fn everything_resources(&self, actor: &Actor, op: Operation, id: &str) -> Result<Vec<Value>, AdminError> {
         let (patient, rows, issues, devices) = self.record(actor, op, id).await?;
         let mut out = vec![map::patient(&patient)];
+        out.extend(self.care_episodes(actor, id).await?);
         out.extend(devices);
         out.extend(map::group_rows(&rows).iter().map(|g| map::observation(g)));
         out.extend(issues.into_iter().map(|(v, _)| v));

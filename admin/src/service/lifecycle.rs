@@ -397,6 +397,14 @@ impl AdminService {
     }
 }
 
+impl AdminService {
+    /// The patient a monitoring period belongs to, if the period exists
+    /// (unscoped: callers check the patient).
+    pub(crate) async fn period_patient(&self, period: i64) -> Result<Option<String>, AdminError> {
+        Ok(self.db.run(async |c| store::period_patient(c, period).await).await?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -179,6 +179,18 @@ pub async fn periods(c: &mut Conn, patient: &str) -> Result<Vec<PeriodRow>, Stor
     Ok(out)
 }
 
+/// The patient of a monitoring period, if it exists.
+///
+/// # Errors
+///
+/// The database's.
+pub async fn period_patient(c: &mut Conn, period: i64) -> Result<Option<String>, StoreError> {
+    match c.query_opt(&sql!("lc_period_patient"), &args![period]).await? {
+        Some(r) => Ok(Some(r.get(0)?)),
+        None => Ok(None),
+    }
+}
+
 /// Patients whose every period ended before `before` (discharged), by id.
 ///
 /// # Errors

@@ -603,6 +603,13 @@ impl Engine {
     }
 }
 
+/// Names the rules' version in the events appended to `out` from `start` on.
+fn stamp_version(out: &mut [AlertEvent], start: usize, version: u32) {
+    for e in out.iter_mut().skip(start) {
+        e.rules_version = version;
+    }
+}
+
 /// Processes one observation for one patient.
 ///
 /// Lateness (issue #14): a reading is *out of order* when it is older, by more
@@ -624,13 +631,6 @@ impl Engine {
 ///   hypoglycaemia that was never alerted is news to the physician, whatever
 ///   the order in which the meter uploads its memory. The episode it opens
 ///   resolves on the next clearing reading.
-/// Names the rules' version in the events appended to `out` from `start` on.
-fn stamp_version(out: &mut [AlertEvent], start: usize, version: u32) {
-    for e in out.iter_mut().skip(start) {
-        e.rules_version = version;
-    }
-}
-
 fn process(
     state: &mut PatientState,
     patient: &str,

@@ -1,0 +1,1 @@
+SELECT patient_id FROM monitoring_periods WHERE period_id = $1
