@@ -192,6 +192,11 @@ pub enum Verdict {
     /// Hold it until a reload that began after it arrived completes (or the
     /// hold time passes), then process it again.
     Hold,
+    /// It should be held, but `max_held` messages already are: the caller
+    /// must not decide it now (a fresher registry may know its id) and must
+    /// not hold more; it pushes back on its sender instead (MQTT: stop
+    /// reading until held messages are released; HTTP: 503, send again).
+    Full,
 }
 
 /// How the [`Gate`] decides (from `[ingest]`).
@@ -226,6 +231,11 @@ impl Gate {
         self.cfg.hold
     }
 
+    /// Most messages held at once.
+    pub fn max_held(&self) -> usize {
+        self.cfg.max_held
+    }
+
     /// Decides for a message on `topic` that looked at the registry at
     /// `arrived` and found an unknown id, with `held` messages already held.
     /// Asks for a reload when useful.
@@ -241,9 +251,13 @@ impl Gate {
         }
         self.registry.request_refresh();
         let failing = !self.registry.inner.attempts.borrow().ok;
-        if failing || held >= self.cfg.max_held || self.cfg.hold.is_zero() {
+        if failing || self.cfg.hold.is_zero() || self.cfg.max_held == 0 {
             metrics::counter!("vitalwatch_ingest_registry_not_held_total").increment(1);
             return Verdict::Final;
+        }
+        if held >= self.cfg.max_held {
+            metrics::counter!("vitalwatch_ingest_registry_held_full_total").increment(1);
+            return Verdict::Full;
         }
         Verdict::Hold
     }
@@ -399,7 +413,7 @@ mod tests {
         let t = "vitalwatch/v1/devices/ghost/readings/json";
         // Loaded before the message arrived: hold (and a reload is asked for).
         assert_eq!(gate.on_miss(t, Instant::now(), 0), Verdict::Hold);
-        assert_eq!(gate.on_miss(t, Instant::now(), 2), Verdict::Final, "at most max_held");
+        assert_eq!(gate.on_miss(t, Instant::now(), 2), Verdict::Full, "at most max_held, then push back");
         // A reload that began after the arrival confirms it.
         let arrived = Instant::now();
         pause().await;

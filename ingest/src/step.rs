@@ -125,6 +125,11 @@ impl Core {
         locked(&self.gate).on_miss(topic, arrived, held)
     }
 
+    /// Most messages held at once for a registry reload (`ingest.registry_max_held`).
+    pub fn max_held(&self) -> usize {
+        locked(&self.gate).max_held()
+    }
+
     /// The registry gate ([`Gate::confirm_miss`]).
     pub fn confirm_miss(&self, topic: &str, confirmed: bool) {
         locked(&self.gate).confirm_miss(topic, confirmed);

@@ -232,7 +232,8 @@ pub async fn run(
             http_stop.cancel();
         })
     };
-    let mut processor = Processor { client: client.clone(), core, registry, held: Vec::new(), acks, cap };
+    let max_held = core.max_held().max(1);
+    let mut processor = Processor { client: client.clone(), core, registry, held: Vec::new(), acks, cap, max_held };
     processor.run(rx, intake_ends).await;
     // Requests in progress finish (their records reach the bus) before the bus closes.
     http_stop.cancel();
@@ -434,6 +435,8 @@ struct Processor {
     /// Acknowledgments for the connection loop to write in batches.
     acks: Arc<AckQueue>,
     cap: usize,
+    /// Messages held at once at most (`ingest.registry_max_held`, at least 1).
+    max_held: usize,
 }
 
 /// A message waiting for a registry reload. Its slot in the ordered pending
@@ -478,7 +481,10 @@ impl Processor {
                     draining = true;
                     rx.close();
                 }
-                msg = rx.recv(), if pending.len() < self.cap => {
+                // Not while `max_held` messages wait for a registry reload: a
+                // message from a just-registered device is never rejected for
+                // want of room to hold it; the broker keeps the rest meanwhile.
+                msg = rx.recv(), if pending.len() < self.cap && self.held.len() < self.max_held => {
                     match msg {
                         Some((publish, received_at)) => {
                             let fut = self.start(publish, received_at, false).await;
@@ -509,9 +515,11 @@ impl Processor {
         let processed = self.core.admit(&publish.topic, &publish.payload, received_at, !retry);
         // Never waits on the database: a message that a fresher registry
         // could change is either final now or held in its slot.
+        // (`Full` cannot come from `run`, which reads nothing while the held
+        // set is full; held all the same, the set outgrows its bound by one.)
         if !retry
             && processed.depends_on_registry()
-            && self.core.on_miss(&publish.topic, arrived, self.held.len()) == Verdict::Hold
+            && matches!(self.core.on_miss(&publish.topic, arrived, self.held.len()), Verdict::Hold | Verdict::Full)
         {
             let (reply, answer) = tokio::sync::oneshot::channel::<Pending>();
             self.held.push(Held { publish: publish.clone(), received_at, arrived, reply });

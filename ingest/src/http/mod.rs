@@ -47,6 +47,8 @@ use credentials::{CredentialCache, Target};
 const RETRY_AFTER_UNAVAILABLE: &str = "5";
 /// Seconds a rate-limited client is told to wait (429).
 const RETRY_AFTER_RATE_LIMITED: &str = "1";
+/// Seconds a client is told to wait while the registry reloads (503).
+const RETRY_AFTER_RELOADING: &str = "1";
 
 /// The endpoint, bound and with its credentials loaded; started by
 /// [`crate::worker::run`], which shares its [`Core`] with it.
@@ -313,7 +315,8 @@ impl Endpoint {
         // `ingest.registry_hold_ms` and `ingest.registry_max_held`).
         if processed.depends_on_registry() {
             let held = self.held.fetch_add(1, Ordering::SeqCst);
-            if core.on_miss(topic, arrived, held) == Verdict::Hold {
+            let verdict = core.on_miss(topic, arrived, held);
+            if verdict == Verdict::Hold {
                 let confirmed = self.wait_reload(arrived).await;
                 processed = core.reprocess(topic, payload, received_at);
                 if processed.depends_on_registry() {
@@ -321,6 +324,18 @@ impl Endpoint {
                 }
             }
             self.held.fetch_sub(1, Ordering::SeqCst);
+            if verdict == Verdict::Full {
+                // As many requests as may be held already wait for the reload:
+                // not a rejection (a fresher registry may know the id), and
+                // nothing was produced; the client sends the same request again.
+                let r = error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "registry_reloading",
+                    "the device or patient is not known yet and the registry is reloading; send the same request again",
+                    Outcome::Unavailable,
+                );
+                return with_retry_after(r, RETRY_AFTER_RELOADING);
+            }
         }
         let emitted = core.emit(topic, payload, received_at, &processed, false).await;
         let (duplicates, produced) = (emitted.duplicates, emitted.ids.clone());
