@@ -120,7 +120,9 @@ roles=(ingest persist)
 # VW_BENCH_INGESTS=N runs N ingest replicas (they split the load through the shared subscription).
 for i in $(seq 2 "${VW_BENCH_INGESTS:-1}"); do roles+=("ingest-$i"); done
 for r in "${roles[@]}"; do
-  VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "${r%%-*}" >"$DIR/$r.log" 2>&1 &
+  # VW_BENCH_ROLE_THREADS=N: the roles' tokio worker threads (TOKIO_WORKER_THREADS; default: one per core).
+  env ${VW_BENCH_ROLE_THREADS:+TOKIO_WORKER_THREADS=$VW_BENCH_ROLE_THREADS} \
+    VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "${r%%-*}" >"$DIR/$r.log" 2>&1 &
   pids+=("$!")
 done
 sleep 3
