@@ -318,3 +318,68 @@ async fn run_serves_http_ingestion() {
     assert!(stored, "the two blood pressure rows in SQLite");
     run.terminate(Duration::from_secs(20));
 }
+
+/// The HTTP side of the registry hold's bound: with `ingest.registry_max_held`
+/// requests already waiting for the reload that may know their device, one
+/// more is answered 503 `registry_reloading` with `Retry-After` (nothing
+/// produced, not a rejection), and the same request sent again once the
+/// reload came is accepted. (Before, it was answered 422 `unknown_device`
+/// and dead-lettered although the device had just been registered.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn beyond_the_hold_bound_a_request_is_told_to_retry_not_rejected() {
+    let Some(mosq) = Mosquitto::start() else { return };
+    if !require("PostgreSQL", &pg_url()) || !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let run = unique("httphold");
+    let db = fresh_database(&pg_url(), &run).await;
+    let http = format!("127.0.0.1:{}", free_port());
+    let mut env = service_env(&run, &db, &mosq.url);
+    env.push(("VITALWATCH_INGEST__HTTP_LISTEN".into(), http.clone()));
+    env.push(("VITALWATCH_INGEST__REGISTRY_MAX_HELD".into(), "1".into()));
+    env.push(("VITALWATCH_INGEST__REGISTRY_MIN_REFRESH_MS".into(), "3000".into()));
+    env.push(("VITALWATCH_INGEST__REGISTRY_HOLD_MS".into(), "8000".into()));
+    run_cli(&["migrate"], &env);
+    let st = store::open(&db, 100).await.expect("store");
+    let patient = PatientId::new("pat-r").unwrap();
+    st.add_patient(&patient).await.unwrap();
+    let app = add_client(&["app-r", "--app", "--device", "dev-r0", "--device", "dev-r1", "--device", "dev-r2"], &env);
+    let mut ingest = Proc::spawn("ingest", &["ingest"], &env);
+    assert!(
+        wait_until(Duration::from_secs(60), || async { tokio::net::TcpStream::connect(&http).await.is_ok() }).await,
+        "the HTTP ingestion endpoint did not open {http}"
+    );
+    let t = Utc::now() - chrono::Duration::minutes(5);
+    let body = |bpm: u32| {
+        format!(r#"{{"readings":[{{"type":"heart_rate","time":"{}","unit":"/min","value":{bpm}}}]}}"#, rfc3339(t))
+    };
+    // An unregistered device: held for the reload it asks for, then 422. The
+    // next reload cannot start for 3 s.
+    let r = post(&http, "/ingest/v1/devices/dev-r0/readings/json", Some(&app), body(60).as_bytes()).await;
+    assert_eq!((r.status, r.json()["reason"].as_str()), (422, Some("unknown_device")), "{}", r.body);
+    // Two devices registered now; the first request fills the hold set.
+    for d in ["dev-r1", "dev-r2"] {
+        let d = DeviceId::new(d).unwrap();
+        st.add_device(&d, "oximeter").await.unwrap();
+        st.enrol(&d, &patient, Utc::now() - chrono::Duration::days(1)).await.unwrap();
+    }
+    let first = tokio::spawn({
+        let (http, app, b) = (http.clone(), app.clone(), body(61));
+        async move { post(&http, "/ingest/v1/devices/dev-r1/readings/json", Some(&app), b.as_bytes()).await }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = post(&http, "/ingest/v1/devices/dev-r2/readings/json", Some(&app), body(62).as_bytes()).await;
+    assert_eq!(second.status, 503, "{}", second.body);
+    assert_eq!(second.json()["error"], "registry_reloading", "{}", second.body);
+    assert_eq!(second.header("retry-after"), Some("1"));
+    let first = first.await.unwrap();
+    assert_eq!((first.status, first.json()["accepted"].as_u64()), (200, Some(1)), "{}", first.body);
+    // Sent again: accepted.
+    let again = post(&http, "/ingest/v1/devices/dev-r2/readings/json", Some(&app), body(62).as_bytes()).await;
+    assert_eq!((again.status, again.json()["accepted"].as_u64()), (200, Some(1)), "{}", again.body);
+    // Only the unregistered device's request was dead-lettered.
+    let dead = dead_letters(&kafka(), &format!("{run}.rejected"), 1).await;
+    let topics: Vec<&str> = dead.iter().map(|(_, r)| r.topic.as_str()).collect();
+    assert_eq!(topics, ["vitalwatch/v1/devices/dev-r0/readings/json"]);
+    ingest.terminate(Duration::from_secs(20));
+}
