@@ -6,7 +6,6 @@
 //! counts the seconds without progress (0 otherwise). A consumer with nothing
 //! to do is never stalled, however long it idles.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,10 +17,21 @@ use crate::shutdown::CancellationToken;
 /// How often the assignment is re-read to forget revoked partitions.
 const PRUNE_EVERY: Duration = Duration::from_secs(1);
 
+/// One partition's positions: the highest offset received (none yet when
+/// only a commit was seen) and the highest committed.
+#[derive(Debug)]
+struct Part {
+    topic: String,
+    partition: i32,
+    received: Option<i64>,
+    committed: i64,
+}
+
+/// A consumer is assigned a handful of partitions: a vector searched in place
+/// costs no allocation per record (a map keyed by an owned topic did two).
 #[derive(Debug, Default)]
 struct State {
-    received: BTreeMap<(String, i32), i64>,
-    committed: BTreeMap<(String, i32), i64>,
+    parts: Vec<Part>,
     /// When the role last made progress while it had work (or got work
     /// while it had none).
     since: Option<Instant>,
@@ -29,13 +39,20 @@ struct State {
 
 impl State {
     fn pending(&self) -> u64 {
-        self.received
-            .iter()
-            .map(|(k, r)| {
-                let c = self.committed.get(k).copied().unwrap_or(-1);
-                u64::try_from(r - c).unwrap_or(0)
-            })
-            .sum()
+        self.parts.iter().map(|p| p.received.map_or(0, |r| u64::try_from(r - p.committed).unwrap_or(0))).sum()
+    }
+
+    /// The partition's entry, created with `new` (received, committed) if absent.
+    fn part(&mut self, topic: &str, partition: i32, new: (Option<i64>, i64)) -> &mut Part {
+        let i = match self.parts.iter().position(|p| p.partition == partition && p.topic == topic) {
+            Some(i) => i,
+            None => {
+                let (received, committed) = new;
+                self.parts.push(Part { topic: topic.to_owned(), partition, received, committed });
+                self.parts.len() - 1
+            }
+        };
+        &mut self.parts[i]
     }
 }
 
@@ -65,11 +82,9 @@ impl Progress {
     pub fn received(&self, topic: &str, partition: i32, offset: i64) {
         let mut s = self.lock();
         let had_work = s.pending() > 0;
-        let key = (topic.to_owned(), partition);
         // A partition's first record: the group resumes right after its last commit.
-        s.committed.entry(key.clone()).or_insert(offset - 1);
-        let e = s.received.entry(key).or_insert(offset);
-        *e = (*e).max(offset);
+        let p = s.part(topic, partition, (Some(offset), offset - 1));
+        p.received = Some(p.received.map_or(offset, |r| r.max(offset)));
         if !had_work && s.pending() > 0 {
             s.since = Some(Instant::now());
         }
@@ -80,9 +95,9 @@ impl Progress {
         let mut s = self.lock();
         let mut advanced = false;
         for (t, p, o) in positions {
-            let e = s.committed.entry((t.clone(), *p)).or_insert(-1);
-            if *o > *e {
-                *e = *o;
+            let part = s.part(t, *p, (None, -1));
+            if *o > part.committed {
+                part.committed = *o;
                 advanced = true;
             }
         }
@@ -95,10 +110,8 @@ impl Progress {
     /// member's work now).
     pub fn retain(&self, assignment: &[(String, i32)]) {
         let mut s = self.lock();
-        let keep = |k: &(String, i32)| assignment.iter().any(|(t, p)| *t == k.0 && *p == k.1);
         let before = s.pending();
-        s.received.retain(|k, _| keep(k));
-        s.committed.retain(|k, _| keep(k));
+        s.parts.retain(|k| assignment.iter().any(|(t, p)| *t == k.topic && *p == k.partition));
         if before > 0 && s.pending() == 0 {
             s.since = None;
         }
