@@ -74,6 +74,9 @@ pub struct Core {
     pub registry: SharedRegistry,
     limiter: Mutex<RateLimiter>,
     gate: Mutex<Gate>,
+    /// The gate's hold bound and hold set size (constants: read without its lock).
+    hold: std::time::Duration,
+    max_held: usize,
     seen: Mutex<Seen>,
 }
 
@@ -99,6 +102,8 @@ impl Core {
             limits,
             registry,
             limiter: Mutex::new(limiter),
+            hold: gate.hold(),
+            max_held: gate.max_held(),
             gate: Mutex::new(gate),
             seen: Mutex::new(Seen { dedup: Dedup::new(dedup_capacity), inflight: HashSet::new() }),
         }
@@ -127,7 +132,7 @@ impl Core {
 
     /// Most messages held at once for a registry reload (`ingest.registry_max_held`).
     pub fn max_held(&self) -> usize {
-        locked(&self.gate).max_held()
+        self.max_held
     }
 
     /// The registry gate ([`Gate::confirm_miss`]).
@@ -137,7 +142,7 @@ impl Core {
 
     /// The longest hold of a message waiting for a registry reload.
     pub fn hold(&self) -> std::time::Duration {
-        locked(&self.gate).hold()
+        self.hold
     }
 
     /// Produces a processed message: its observations not already produced

@@ -220,18 +220,12 @@ pub async fn run(
         settings.ingest.dedup_capacity,
     ));
     // The HTTP endpoint, when configured, shares the core (same limits, dedup, gate).
-    let http_stop = CancellationToken::new();
+    // Stopped with the role, or earlier once the processor is done.
+    let http_stop = shutdown.child_token();
     let http_task = http.map(|server| {
         let (core, stop) = (core.clone(), http_stop.clone());
         tokio::spawn(async move { server.run(core, stop).await })
     });
-    let stop_http = {
-        let (shutdown, http_stop) = (shutdown.clone(), http_stop.clone());
-        tokio::spawn(async move {
-            shutdown.cancelled().await;
-            http_stop.cancel();
-        })
-    };
     let max_held = core.max_held().max(1);
     let mut processor = Processor { client: client.clone(), core, registry, held: Vec::new(), acks, cap, max_held };
     processor.run(rx, intake_ends).await;
@@ -244,7 +238,6 @@ pub async fn run(
             Err(e) => tracing::error!(message = "HTTP ingestion endpoint task failed.", error = %e),
         }
     }
-    stop_http.abort();
     reloader.abort();
     leaver.abort();
 

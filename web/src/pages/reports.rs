@@ -202,11 +202,8 @@ impl PageQuery {
     }
 }
 
-fn urlencode(s: &str) -> String {
-    super::worklist::urlencode(s)
-}
-
 fn query_string(month: &str, q: &ReportQuery) -> String {
+    use super::worklist::urlencode;
     let mut s = format!("month={}", urlencode(month));
     if let Some(p) = &q.patient {
         s.push_str(&format!("&patient={}", urlencode(p)));
