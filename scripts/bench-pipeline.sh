@@ -130,8 +130,26 @@ sleep 3
 args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
   --database "$DB_URL" --kafka "$KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
+# The whole box (issue #18): the brokers' CPU in the same report, PostgreSQL's summed below.
+args+=(--measure-pid "$tansu_pid" --measure-pid "$mosquitto_pid")
 [[ "$MODE" == rules || "$MODE" == alerting ]] && args+=(--alerts-topic "$RUN.alerts")
 [[ "$MODE" == alerting ]] && args+=(--smtp-listen 127.0.0.1:2525)
 
-echo "bench $MODE: ${RATE}/s for ${DURATION}s, $PATIENTS patients; roles ${roles[*]} (pids ${pids[*]}); logs in $DIR" >&2
+echo "bench $MODE: ${RATE}/s for ${DURATION}s, $PATIENTS patients; roles ${roles[*]} (pids ${pids[*]}), tansu pid $tansu_pid, mosquitto pid $mosquitto_pid; logs in $DIR" >&2
+# CPU ticks of every PostgreSQL process (postmaster, backends, checkpointer, WAL writer).
+pg_ticks() {
+  local t=0 p f
+  for p in $(pgrep -x postgres); do
+    read -r -a f <"/proc/$p/stat" 2>/dev/null && t=$((t + f[13] + f[14]))
+  done
+  echo "$t"
+}
+pg_before=$(pg_ticks)
 "$BIN" simulate "${args[@]}" 2>&1 | tee "$DIR/report.txt"
+pg_after=$(pg_ticks)
+published=$(sed -n 's/^published \([0-9]*\) readings.*/\1/p' "$DIR/report.txt")
+if [[ -n "$published" && "$published" -gt 0 ]]; then
+  awk -v t=$((pg_after - pg_before)) -v hz="$(getconf CLK_TCK)" -v n="$published" \
+    'BEGIN { printf "postgresql (all processes): %.2f CPU s total, %.2f CPU s per 100,000 readings\n", t / hz, t / hz / n * 100000 }' |
+    tee -a "$DIR/report.txt"
+fi

@@ -431,7 +431,7 @@ async fn every_string_field_survives_storage_and_a_nul_is_refused_as_data() {
             let mut p = observation("strings", base + chrono::Duration::seconds(i as i64), s);
             p.original_unit = s.clone();
             p.trace_id = s.clone();
-            vitalwatch_schemas::Observation::from_proto(&p).unwrap()
+            vitalwatch_schemas::Observation::from_proto(p).unwrap()
         })
         .collect();
     assert_eq!(st.insert_observations(&obs).await.unwrap(), obs.len() as u64);

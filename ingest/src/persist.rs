@@ -111,7 +111,7 @@ pub async fn run(
             }
             match proto::Observation::decode(m.payload.as_slice())
                 .map_err(|e| e.to_string())
-                .and_then(|p| Observation::from_proto(&p))
+                .and_then(Observation::from_proto)
             {
                 Ok(o) => {
                     obs.push(o);

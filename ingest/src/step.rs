@@ -9,12 +9,12 @@
 //! in arrival order and acknowledges after the bus; HTTP answers each request
 //! after the bus acknowledged what it produced.
 
-use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use chrono::{DateTime, Utc};
+use foldhash::{HashSet, HashSetExt as _};
 use prost::Message as _;
 use vitalwatch_platform::bus::{BusError, Delivery};
 use vitalwatch_schemas::ObservationId;
@@ -78,6 +78,8 @@ pub struct Core {
     hold: std::time::Duration,
     max_held: usize,
     seen: Mutex<Seen>,
+    /// `vitalwatch_ingest_observations_total`, registered once.
+    observations: metrics::Counter,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -106,6 +108,7 @@ impl Core {
             max_held: gate.max_held(),
             gate: Mutex::new(gate),
             seen: Mutex::new(Seen { dedup: Dedup::new(dedup_capacity), inflight: HashSet::new() }),
+            observations: metrics::counter!("vitalwatch_ingest_observations_total"),
         }
     }
 
@@ -114,7 +117,7 @@ impl Core {
     /// rejection, and its payload is not decoded. `check_rate` is false for
     /// retries of a message already let through (not counted again).
     pub fn admit(&self, topic: &str, payload: &[u8], received_at: DateTime<Utc>, check_rate: bool) -> Processed {
-        if check_rate && sender_key(topic).is_some_and(|k| !locked(&self.limiter).allow(&k, Instant::now())) {
+        if check_rate && sender_key(topic).is_some_and(|k| !locked(&self.limiter).allow(k, Instant::now())) {
             return rate_limited(topic, payload);
         }
         self.reprocess(topic, payload, received_at)
@@ -218,7 +221,7 @@ impl Core {
             }
         }
         self.stats.observations.fetch_add(n, Ordering::Relaxed);
-        metrics::counter!("vitalwatch_ingest_observations_total").increment(n);
+        self.observations.increment(n);
     }
 
     /// The bus did not acknowledge `ids` and the sender will send them again

@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use crate::settings::IngestConfig;
 use chrono::Utc;
-use futures::StreamExt;
 use futures::stream::FuturesOrdered;
+use futures::{FutureExt as _, StreamExt};
 use rumqttc::{AsyncClient, Event, EventLoop, Packet, PubAck, Publish, QoS};
 use tokio::sync::mpsc;
 use vitalwatch_platform::bus::{BusError, Producer};
@@ -227,7 +227,17 @@ pub async fn run(
         tokio::spawn(async move { server.run(core, stop).await })
     });
     let max_held = core.max_held().max(1);
-    let mut processor = Processor { client: client.clone(), core, registry, held: Vec::new(), acks, cap, max_held };
+    let mut processor = Processor {
+        client: client.clone(),
+        core,
+        registry,
+        held: Vec::new(),
+        acks,
+        cap,
+        max_held,
+        in_flight: metrics::gauge!("vitalwatch_ingest_in_flight"),
+        acked: metrics::counter!("vitalwatch_ingest_acked_total"),
+    };
     processor.run(rx, intake_ends).await;
     // Requests in progress finish (their records reach the bus) before the bus closes.
     http_stop.cancel();
@@ -285,6 +295,9 @@ async fn poll_loop(
     // A message the processor no longer took: the session must be kept for it.
     let mut refused = false;
     let mut backoff = RECONNECT_BACKOFF.delays();
+    // Registered once: a lookup per message is work per message.
+    let (received, queued) =
+        (metrics::counter!("vitalwatch_ingest_messages_total"), metrics::gauge!("vitalwatch_ingest_queued"));
     loop {
         let polled = eventloop.poll().await;
         // Between two turns of the event loop, once it has handed out what it
@@ -319,7 +332,7 @@ async fn poll_loop(
             }
             Ok(Event::Incoming(Packet::Publish(p))) => {
                 stats.messages.fetch_add(1, Ordering::Relaxed);
-                metrics::counter!("vitalwatch_ingest_messages_total").increment(1);
+                received.increment(1);
                 let delivered = match tx.as_ref() {
                     None => false,
                     Some(tx) => match tx.try_send((p, Utc::now())) {
@@ -342,7 +355,7 @@ async fn poll_loop(
                     drained.store(false, Ordering::SeqCst);
                 }
                 if let Some(tx) = &tx {
-                    metrics::gauge!("vitalwatch_ingest_queued").set((tx.max_capacity() - tx.capacity()) as f64);
+                    queued.set((tx.max_capacity() - tx.capacity()) as f64);
                 }
             }
             Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => {
@@ -430,6 +443,9 @@ struct Processor {
     cap: usize,
     /// Messages held at once at most (`ingest.registry_max_held`, at least 1).
     max_held: usize,
+    /// `vitalwatch_ingest_in_flight` and `vitalwatch_ingest_acked_total`.
+    in_flight: metrics::Gauge,
+    acked: metrics::Counter,
 }
 
 /// A message waiting for a registry reload. Its slot in the ordered pending
@@ -449,6 +465,11 @@ type Pending = std::pin::Pin<
     >,
 >;
 
+/// At most this many messages started, or deliveries completed, in one turn
+/// of the processor's loop: a burst costs one turn, and neither side waits
+/// long for the other.
+const TURN: usize = 64;
+
 impl Processor {
     async fn run(&mut self, mut rx: mpsc::Receiver<(Publish, chrono::DateTime<Utc>)>, shutdown: CancellationToken) {
         let mut pending: FuturesOrdered<Pending> = FuturesOrdered::new();
@@ -460,6 +481,12 @@ impl Processor {
                 biased;
                 Some((publish, received_at, result)) = pending.next(), if !pending.is_empty() => {
                     self.complete(publish, received_at, result).await;
+                    // The other deliveries already acknowledged (they come in
+                    // batches), without a turn of the loop for each.
+                    for _ in 0..TURN {
+                        let Some(Some((publish, received_at, result))) = pending.next().now_or_never() else { break };
+                        self.complete(publish, received_at, result).await;
+                    }
                 }
                 Ok(()) = attempts.changed(), if !self.held.is_empty() => {
                     let attempt = *attempts.borrow_and_update();
@@ -482,6 +509,15 @@ impl Processor {
                         Some((publish, received_at)) => {
                             let fut = self.start(publish, received_at, false).await;
                             pending.push_back(fut);
+                            // The messages already queued behind it, within the same bounds.
+                            for _ in 0..TURN {
+                                if pending.len() >= self.cap || self.held.len() >= self.max_held {
+                                    break;
+                                }
+                                let Ok((publish, received_at)) = rx.try_recv() else { break };
+                                let fut = self.start(publish, received_at, false).await;
+                                pending.push_back(fut);
+                            }
                         }
                         None => {
                             // Channel closed and empty: finish what is pending
@@ -563,7 +599,7 @@ impl Processor {
             }
         }
         if !retry {
-            metrics::gauge!("vitalwatch_ingest_in_flight").increment(1.0);
+            self.in_flight.increment(1.0);
         }
         Box::pin(async move {
             let (ids, result) = emitted.delivered().await;
@@ -617,9 +653,9 @@ impl Processor {
         };
         if queued {
             self.core.stats.acked.fetch_add(1, Ordering::Relaxed);
-            metrics::counter!("vitalwatch_ingest_acked_total").increment(1);
+            self.acked.increment(1);
         }
-        metrics::gauge!("vitalwatch_ingest_in_flight").decrement(1.0);
+        self.in_flight.decrement(1.0);
     }
 }
 

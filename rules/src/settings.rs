@@ -21,7 +21,10 @@ pub struct RulesSettings {
     /// ~100 ms per batch on publish, database and commit could not keep up
     /// with 14,000 observations a second and fell seconds behind.
     pub batch_size: usize,
-    /// Longest wait to fill a batch, milliseconds.
+    /// Longest wait to fill a batch, milliseconds. 0 (the default): a batch
+    /// is what has arrived, and the engine never waits for more while a
+    /// reading that may raise an alert is in hand (the alert latency); under
+    /// load, what arrives while a batch is evaluated makes the next one.
     pub batch_wait_ms: u64,
     /// Seconds between two polls of `patient_rules` for changed rules.
     pub config_poll_secs: u64,
@@ -47,7 +50,7 @@ impl Default for RulesSettings {
             group: "vitalwatch-rules".into(),
             tick_secs: 60,
             batch_size: 5000,
-            batch_wait_ms: 20,
+            batch_wait_ms: 0,
             config_poll_secs: 5,
             store_wait_secs: 30,
             engine: EngineSettings::default(),

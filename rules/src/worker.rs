@@ -302,9 +302,11 @@ pub async fn run(
     let mut clock = TickClock::new(Duration::from_secs(s.tick_secs), Instant::now());
     // Empty, so that the first assignment counts as a change (eager loading).
     let mut assignment: Vec<(String, i32)> = Vec::new();
-    // Asynchronous commits after each batch: the next batch does not wait for
-    // the broker's round trip (it was a quarter of the loop at 10k/s).
-    let mut commits = CommitTracker::default();
+    // Asynchronous commits: the next batch does not wait for the broker's
+    // round trip (it was a quarter of the loop at 10k/s). Batches take what
+    // has arrived without waiting for more (`rules.batch_wait_ms` 0), so they
+    // are many and small: at most one commit request per interval.
+    let mut commits = CommitTracker::at_most_every(COMMIT_EVERY);
     while !shutdown.is_cancelled() {
         let mut phase = Phases::start();
         let Some(batch) = next_batch(consumer, s.batch_size, wait, &shutdown).await else {
@@ -383,6 +385,10 @@ pub async fn run(
         w.mark_closes().await;
         phase.end("record");
         if batch.is_empty() {
+            // Idle: commit what the interval held back.
+            if let Err(e) = commits.flush(consumer).await {
+                tracing::warn!(message = "Offset commit failed.", error = %e);
+            }
             continue;
         }
         if let Err(e) = commits.after_batch(consumer, &positions(&batch)).await {
@@ -406,6 +412,10 @@ pub async fn run(
     );
     Ok(())
 }
+
+/// Shortest time between two offset commits of the rules group (a crash
+/// redelivers at most this much, which yields the same event ids).
+const COMMIT_EVERY: Duration = Duration::from_millis(100);
 
 /// How many partitions `persist` has not stored up to where this group
 /// resumes: this group committed an offset there and `persist` committed none
@@ -568,7 +578,7 @@ impl Worker<'_> {
     fn patient_of(&self, m: &vitalwatch_platform::bus::Message) -> Option<(PatientId, DateTime<Utc>)> {
         if m.topic == self.cfg.observations_topic {
             let p = proto::Observation::decode(m.payload.as_slice()).ok()?;
-            let o = Observation::from_proto(&p).ok()?;
+            let o = Observation::from_proto(p).ok()?;
             Some((o.patient_id, o.received_at))
         } else if m.topic == self.cfg.status_topic {
             let st = proto::DeviceStatus::decode(m.payload.as_slice()).ok()?;
@@ -591,7 +601,7 @@ impl Worker<'_> {
         if m.topic == self.cfg.observations_topic {
             let obs = match proto::Observation::decode(m.payload.as_slice())
                 .map_err(|e| e.to_string())
-                .and_then(|p| Observation::from_proto(&p))
+                .and_then(Observation::from_proto)
             {
                 Ok(o) => o,
                 Err(e) => return self.dead_letter(m, DeadReason::Undecodable, &e).await,

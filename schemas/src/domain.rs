@@ -468,11 +468,11 @@ impl Observation {
         }
     }
 
-    /// Converts from the protobuf message; fails with a description of the first
-    /// bad field.
-    pub fn from_proto(p: &crate::proto::Observation) -> Result<Self, String> {
+    /// Converts from the protobuf message (taking its strings, no copy); fails
+    /// with a description of the first bad field.
+    pub fn from_proto(p: crate::proto::Observation) -> Result<Self, String> {
         use crate::proto;
-        let patient_id = PatientId::new(p.patient_id.clone()).map_err(|e| e.to_string())?;
+        let patient_id = PatientId::new(p.patient_id).map_err(|e| e.to_string())?;
         let code = Code::from_loinc(&p.code).ok_or_else(|| format!("unknown code {:?}", p.code))?;
         let time = DateTime::from_timestamp_micros(p.time_unix_micros).ok_or("time out of range")?;
         let received_at =
@@ -488,11 +488,8 @@ impl Observation {
             Ok(proto::TimeSource::Received) => TimeSource::Received,
             _ => return Err(format!("unknown time source {}", p.time_source)),
         };
-        let device_id = if p.device_id.is_empty() {
-            None
-        } else {
-            Some(DeviceId::new(p.device_id.clone()).map_err(|e| e.to_string())?)
-        };
+        let device_id =
+            if p.device_id.is_empty() { None } else { Some(DeviceId::new(p.device_id).map_err(|e| e.to_string())?) };
         let id = ObservationId::from_hex(&p.id)
             .unwrap_or_else(|| ObservationId::compute(patient_id.as_str(), code, p.time_unix_micros));
         Ok(Observation {
@@ -506,9 +503,9 @@ impl Observation {
             device_id,
             time_source,
             original_value: p.original_value,
-            original_unit: p.original_unit.clone(),
-            msg_id: (!p.msg_id.is_empty()).then(|| p.msg_id.clone()),
-            trace_id: p.trace_id.clone(),
+            original_unit: p.original_unit,
+            msg_id: (!p.msg_id.is_empty()).then_some(p.msg_id),
+            trace_id: p.trace_id,
         })
     }
 }
@@ -593,6 +590,6 @@ mod tests {
             msg_id: Some("m1".into()),
             trace_id: "abc".into(),
         };
-        assert_eq!(Observation::from_proto(&o.to_proto()).unwrap(), o);
+        assert_eq!(Observation::from_proto(o.to_proto()).unwrap(), o);
     }
 }

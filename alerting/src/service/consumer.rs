@@ -161,9 +161,9 @@ pub async fn run_with_dead_letters(
     // the next alert does not wait for the broker's round trip.
     let mut commits = CommitTracker::default();
     while !shutdown.is_cancelled() {
-        // Alert events are few and urgent: wait only 5 ms for more to batch
-        // with the first one.
-        let Some(batch) = next_batch(consumer, 100, Duration::from_millis(5), shutdown).await else {
+        // Alert events are few and urgent: a batch is what has arrived, no
+        // wait for more.
+        let Some(batch) = next_batch(consumer, 100, Duration::ZERO, shutdown).await else {
             break;
         };
         if batch.is_empty() {

@@ -3,7 +3,9 @@
 //! consumers stay idempotent anyway (unique key, deterministic ids): this only
 //! saves work and keeps the observation topic free of the common duplicates.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use foldhash::{HashSet, HashSetExt as _};
 
 use vitalwatch_schemas::ObservationId;
 

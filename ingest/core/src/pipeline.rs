@@ -692,7 +692,7 @@ mod tests {
                     }
                     let bytes = prost::Message::encode_to_vec(&o.to_proto());
                     let back = <proto::Observation as prost::Message>::decode(bytes.as_slice()).unwrap();
-                    prop_assert_eq!(&Observation::from_proto(&back).unwrap(), o);
+                    prop_assert_eq!(&Observation::from_proto(back).unwrap(), o);
                 }
             }
         }

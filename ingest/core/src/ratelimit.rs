@@ -10,7 +10,7 @@
 //! bucket (more lenient, never stricter). Memory stays bounded whatever the
 //! number of distinct ids, and the amortized cost per message is O(1).
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt as _};
 use std::time::Instant;
 
 /// Rate limit settings.
@@ -30,27 +30,80 @@ struct Bucket {
     at: Instant,
 }
 
-/// Token buckets by sender key.
+/// Who a rate limit applies to: a device or a patient (manual entries), by
+/// id, borrowed from the topic (no allocation per message).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderKey<'a> {
+    kind: SenderKind,
+    id: &'a str,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SenderKind {
+    Device = 0,
+    Patient = 1,
+}
+
+/// Longest id kept in a key, bytes (longer ids are cut on a character boundary).
+const MAX_KEY_ID_BYTES: usize = 64;
+
+impl<'a> SenderKey<'a> {
+    /// A device's key.
+    pub fn device(id: &'a str) -> Self {
+        SenderKey { kind: SenderKind::Device, id: cut(id) }
+    }
+
+    /// A patient's key (manual entries).
+    pub fn patient(id: &'a str) -> Self {
+        SenderKey { kind: SenderKind::Patient, id: cut(id) }
+    }
+
+    /// The id (at most 64 bytes).
+    pub fn id(&self) -> &'a str {
+        self.id
+    }
+}
+
+impl std::fmt::Display for SenderKey<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefix = match self.kind {
+            SenderKind::Device => "d:",
+            SenderKind::Patient => "p:",
+        };
+        write!(f, "{prefix}{}", self.id)
+    }
+}
+
+fn cut(id: &str) -> &str {
+    let mut end = id.len().min(MAX_KEY_ID_BYTES);
+    while !id.is_char_boundary(end) {
+        end -= 1;
+    }
+    &id[..end]
+}
+
+/// Token buckets by sender key: one map per kind of sender, keyed by id, so
+/// that a lookup needs no key built for it.
 #[derive(Debug)]
 pub struct RateLimiter {
     limit: RateLimit,
-    buckets: HashMap<String, Bucket>,
+    buckets: [HashMap<Box<str>, Bucket>; 2],
 }
 
 impl RateLimiter {
-    /// A limiter with `limit`.
+    /// A limiter; `burst` below 1 is raised to 1, `max_senders` below 2 to 2.
     pub fn new(limit: RateLimit) -> Self {
         let limit = RateLimit { burst: limit.burst.max(1.0), max_senders: limit.max_senders.max(2), ..limit };
-        RateLimiter { limit, buckets: HashMap::new() }
+        RateLimiter { limit, buckets: [HashMap::new(), HashMap::new()] }
     }
 
-    /// Takes one token from `key`'s bucket at `now`: true if the message may
-    /// pass, false if the sender is over its limit.
-    pub fn allow(&mut self, key: &str, now: Instant) -> bool {
+    /// Takes a token from `key`'s bucket at `now`; false if it has none (the
+    /// message is over the limit).
+    pub fn allow(&mut self, key: SenderKey<'_>, now: Instant) -> bool {
         if self.limit.rate.is_nan() || self.limit.rate <= 0.0 {
             return true;
         }
-        if let Some(b) = self.buckets.get_mut(key) {
+        if let Some(b) = self.buckets[key.kind as usize].get_mut(key.id) {
             let elapsed = now.saturating_duration_since(b.at).as_secs_f64();
             b.tokens = (b.tokens + elapsed * self.limit.rate).min(self.limit.burst);
             b.at = now;
@@ -60,54 +113,54 @@ impl RateLimiter {
             }
             return false;
         }
-        if self.buckets.len() >= self.limit.max_senders {
+        if self.senders() >= self.limit.max_senders {
             self.evict(now);
         }
-        self.buckets.insert(key.to_owned(), Bucket { tokens: self.limit.burst - 1.0, at: now });
+        self.buckets[key.kind as usize].insert(key.id.into(), Bucket { tokens: self.limit.burst - 1.0, at: now });
         true
     }
 
     /// Senders tracked now.
     pub fn senders(&self) -> usize {
-        self.buckets.len()
+        self.buckets.iter().map(HashMap::len).sum()
     }
 
-    /// Makes room: drops the senders whose bucket is full again at `now`,
-    /// then, if more than half the capacity is still used, arbitrary others.
+    /// Drops idle senders (full buckets: no decision changes), then, if more
+    /// than half the bound remain, arbitrary ones down to half.
     fn evict(&mut self, now: Instant) {
         let RateLimit { rate, burst, max_senders } = self.limit;
-        self.buckets.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
-        let keep = max_senders / 2;
-        if self.buckets.len() > keep {
-            let drop: Vec<String> = self.buckets.keys().skip(keep).cloned().collect();
-            for k in drop {
-                self.buckets.remove(&k);
+        let mut keep = max_senders / 2;
+        for map in &mut self.buckets {
+            map.retain(|_, b| b.tokens + now.saturating_duration_since(b.at).as_secs_f64() * rate < burst);
+        }
+        for map in &mut self.buckets {
+            let here = map.len().min(keep);
+            keep -= here;
+            if map.len() > here {
+                let drop: Vec<Box<str>> = map.keys().skip(here).cloned().collect();
+                for k in drop {
+                    map.remove(&k);
+                }
             }
         }
     }
 }
 
-/// The rate-limit key of an MQTT topic: the device or patient id segment
-/// (`vitalwatch/v1/devices/{id}/...`, `vitalwatch/v1/patients/{id}/...`),
-/// prefixed by its kind; `None` for any other topic. Works on the raw
-/// segment (at most 64 bytes kept), so it needs no valid identifier.
-pub fn sender_key(topic: &str) -> Option<String> {
+/// The rate-limit key of a topic's sender: the device for device topics, the
+/// patient for manual entries; `None` for topics of neither kind (they are
+/// rejected by the topic check, not limited).
+pub fn sender_key(topic: &str) -> Option<SenderKey<'_>> {
     let mut parts = topic.splitn(5, '/');
     let (Some("vitalwatch"), Some("v1"), Some(kind), Some(id)) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return None;
     };
-    let prefix = match kind {
-        "devices" => "d:",
-        "patients" => "p:",
-        _ => return None,
-    };
-    let mut cut = id.len().min(64);
-    while !id.is_char_boundary(cut) {
-        cut -= 1;
+    match kind {
+        "devices" => Some(SenderKey::device(id)),
+        "patients" => Some(SenderKey::patient(id)),
+        _ => None,
     }
-    Some(format!("{prefix}{}", &id[..cut]))
 }
 
 #[cfg(test)]
@@ -124,22 +177,22 @@ mod tests {
     fn a_burst_then_the_sustained_rate() {
         let t0 = Instant::now();
         let mut l = limiter(50.0, 200.0, 100);
-        let passed = (0..2000).filter(|_| l.allow("d:flood", t0)).count();
+        let passed = (0..2000).filter(|_| l.allow(SenderKey::device("flood"), t0)).count();
         assert_eq!(passed, 200, "the burst");
         // One second later: 50 more.
         let t1 = t0 + Duration::from_secs(1);
-        assert_eq!((0..2000).filter(|_| l.allow("d:flood", t1)).count(), 50);
+        assert_eq!((0..2000).filter(|_| l.allow(SenderKey::device("flood"), t1)).count(), 50);
         // Another sender is not affected.
-        assert!((0..200).all(|_| l.allow("d:calm", t1)));
+        assert!((0..200).all(|_| l.allow(SenderKey::device("calm"), t1)));
         // A steady sender at the rate is never limited.
         let mut l = limiter(50.0, 200.0, 100);
-        assert!((0..10_000).all(|k| l.allow("d:steady", t0 + Duration::from_millis(20 * k))));
+        assert!((0..10_000).all(|k| l.allow(SenderKey::device("steady"), t0 + Duration::from_millis(20 * k))));
     }
 
     #[test]
     fn zero_rate_disables_the_limit() {
         let mut l = limiter(0.0, 1.0, 10);
-        assert!((0..1000).all(|_| l.allow("x", Instant::now())));
+        assert!((0..1000).all(|_| l.allow(SenderKey::device("x"), Instant::now())));
         assert_eq!(l.senders(), 0);
     }
 
@@ -148,33 +201,35 @@ mod tests {
         let t0 = Instant::now();
         let mut l = limiter(1.0, 5.0, 1000);
         for k in 0..100_000u32 {
-            assert!(l.allow(&format!("d:{k}"), t0 + Duration::from_micros(k as u64)));
+            assert!(l.allow(SenderKey::device(&k.to_string()), t0 + Duration::from_micros(k as u64)));
             assert!(l.senders() <= 1000);
         }
         // Idle senders (buckets full again) are dropped first: a flooder seen
         // just now keeps its empty bucket.
         let mut l = limiter(1.0, 5.0, 10);
         for k in 0..9 {
-            l.allow(&format!("d:idle-{k}"), t0);
+            l.allow(SenderKey::device(&format!("idle-{k}")), t0);
         }
         let later = t0 + Duration::from_secs(10);
         for _ in 0..5 {
-            l.allow("d:flood", later);
+            l.allow(SenderKey::device("flood"), later);
         }
         assert_eq!(l.senders(), 10);
-        assert!(l.allow("d:new", later), "the map is full: idle senders make room");
+        assert!(l.allow(SenderKey::patient("new"), later), "the map is full: idle senders make room");
         assert_eq!(l.senders(), 2, "the nine idle senders were dropped");
-        assert!(!l.allow("d:flood", later), "the flooder is still limited");
+        assert!(!l.allow(SenderKey::device("flood"), later), "the flooder is still limited");
     }
 
     #[test]
     fn sender_keys_from_topics() {
-        assert_eq!(sender_key("vitalwatch/v1/devices/cuff-1/readings/json").as_deref(), Some("d:cuff-1"));
-        assert_eq!(sender_key("vitalwatch/v1/devices/cuff-1/status").as_deref(), Some("d:cuff-1"));
-        assert_eq!(sender_key("vitalwatch/v1/patients/p1/manual/senml").as_deref(), Some("p:p1"));
+        let key = |t: &str| sender_key(t).map(|k| k.to_string());
+        assert_eq!(key("vitalwatch/v1/devices/cuff-1/readings/json").as_deref(), Some("d:cuff-1"));
+        assert_eq!(key("vitalwatch/v1/devices/cuff-1/status").as_deref(), Some("d:cuff-1"));
+        assert_eq!(key("vitalwatch/v1/patients/p1/manual/senml").as_deref(), Some("p:p1"));
+        assert_ne!(sender_key("vitalwatch/v1/patients/x/manual/json"), sender_key("vitalwatch/v1/devices/x/status"));
         assert_eq!(sender_key("other/v1/devices/x/status"), None);
         assert_eq!(sender_key("vitalwatch/v1/things/x/y"), None);
         let long = format!("vitalwatch/v1/devices/{}/status", "é".repeat(100));
-        assert_eq!(sender_key(&long).unwrap().len(), 2 + 64);
+        assert_eq!(sender_key(&long).unwrap().id().len(), 64);
     }
 }

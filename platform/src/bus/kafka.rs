@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures::{FutureExt as _, StreamExt as _};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
@@ -94,6 +95,51 @@ fn next_offsets(positions: &[(String, i32, i64)]) -> Result<TopicPartitionList, 
 #[derive(Clone)]
 pub struct KafkaProducer {
     inner: FutureProducer,
+    metrics: Arc<TopicMetrics>,
+}
+
+/// The produce metrics of each topic, registered once: a metrics handle
+/// looked up (and its topic label allocated) per record cost more than the
+/// record's own bookkeeping.
+#[derive(Default)]
+struct TopicMetrics {
+    topics: std::sync::Mutex<Vec<(String, ProduceMetrics)>>,
+}
+
+#[derive(Clone)]
+struct ProduceMetrics {
+    seconds: metrics::Histogram,
+    transient: metrics::Counter,
+    permanent: metrics::Counter,
+    closed: metrics::Counter,
+}
+
+impl TopicMetrics {
+    fn of(&self, topic: &str) -> ProduceMetrics {
+        let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, m)) = topics.iter().find(|(t, _)| t == topic) {
+            return m.clone();
+        }
+        let error = |kind: &'static str| metrics::counter!("vitalwatch_bus_produce_errors_total", "topic" => topic.to_owned(), "kind" => kind);
+        let m = ProduceMetrics {
+            seconds: metrics::histogram!("vitalwatch_bus_produce_seconds", "topic" => topic.to_owned()),
+            transient: error("transient"),
+            permanent: error("permanent"),
+            closed: error("closed"),
+        };
+        topics.push((topic.to_owned(), m.clone()));
+        m
+    }
+}
+
+impl ProduceMetrics {
+    fn error(&self, e: &BusError) -> &metrics::Counter {
+        match e {
+            BusError::Transient(_) => &self.transient,
+            BusError::Permanent(_) => &self.permanent,
+            BusError::Closed => &self.closed,
+        }
+    }
 }
 
 impl KafkaProducer {
@@ -124,7 +170,7 @@ impl KafkaProducer {
         }
         let inner: FutureProducer =
             c.create().map_err(|e| BusError::Permanent(format!("kafka producer: {}", describe(&e))))?;
-        Ok(KafkaProducer { inner })
+        Ok(KafkaProducer { inner, metrics: Arc::default() })
     }
 }
 
@@ -136,7 +182,7 @@ impl Producer for KafkaProducer {
             let started = std::time::Instant::now();
             match self.inner.send_result(record) {
                 Ok(fut) => {
-                    let topic = topic.to_owned();
+                    let metrics = self.metrics.of(topic);
                     return Ok(Box::pin(async move {
                         let result = match fut.await {
                             Ok(Ok(_)) => Ok(()),
@@ -144,12 +190,8 @@ impl Producer for KafkaProducer {
                             Err(_) => Err(BusError::Transient("delivery cancelled".into())),
                         };
                         match &result {
-                            Ok(()) => metrics::histogram!("vitalwatch_bus_produce_seconds", "topic" => topic)
-                                .record(started.elapsed().as_secs_f64()),
-                            Err(e) => metrics::counter!(
-                                "vitalwatch_bus_produce_errors_total", "topic" => topic, "kind" => e.kind()
-                            )
-                            .increment(1),
+                            Ok(()) => metrics.seconds.record(started.elapsed().as_secs_f64()),
+                            Err(e) => metrics.error(e).increment(1),
                         }
                         result
                     }));
@@ -311,6 +353,20 @@ impl KafkaConsumer {
                 report_skipped(&self.group, topic, partition, at, skipped);
             }
         }
+    }
+
+    /// A record taken from the stream as a [`Message`] (one copy of its
+    /// topic, key and payload), and where it stands in its partition.
+    fn take(&self, record: &rdkafka::message::BorrowedMessage<'_>) -> (Message, Step) {
+        let m = Message {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            key: record.key().map(<[u8]>::to_vec),
+            payload: record.payload().map(<[u8]>::to_vec).unwrap_or_default(),
+        };
+        let step = self.continuity.lock().unwrap_or_else(|e| e.into_inner()).observe(&m.topic, m.partition, m.offset);
+        (m, step)
     }
 
     fn rejoin_now(&mut self) {
@@ -488,17 +544,9 @@ impl Consumer for KafkaConsumer {
         // stream is held until it is returned, so a cancelled resume check
         // loses nothing; the next call finishes the check and returns it.
         if self.held.is_none() {
-            let m = self.inner.recv().await.map_err(classify)?.detach();
-            let m = Message {
-                topic: m.topic().to_owned(),
-                partition: m.partition(),
-                offset: m.offset(),
-                key: m.key().map(<[u8]>::to_vec),
-                payload: m.payload().map(<[u8]>::to_vec).unwrap_or_default(),
-            };
-            let step =
-                self.continuity.lock().unwrap_or_else(|e| e.into_inner()).observe(&m.topic, m.partition, m.offset);
-            self.held = Some((m, step));
+            let inner = self.inner.clone();
+            let taken = self.take(&inner.recv().await.map_err(classify)?);
+            self.held = Some(taken);
         }
         if let Some((m, Step::FirstAfterAssignment)) = &self.held {
             self.check_resume(&m.topic, m.partition, m.offset).await;
@@ -508,6 +556,46 @@ impl Consumer for KafkaConsumer {
             report_skipped(&self.group, &m.topic, m.partition, expected, skipped);
         }
         Ok(m)
+    }
+
+    /// Hands out what librdkafka has already fetched without a timer, a
+    /// boxed future or a wake-up per record: one message stream for the
+    /// whole batch, polled once per record while records are there, and
+    /// awaited (up to the deadline) only when it is empty.
+    async fn recv_batch(&mut self, max: usize, wait: Duration, idle: Duration) -> Result<Vec<Message>, BusError> {
+        let mut batch = Vec::with_capacity(max.min(1024));
+        match tokio::time::timeout(idle, self.recv()).await {
+            Ok(m) => batch.push(m?),
+            Err(_) => return Ok(batch),
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        let inner = self.inner.clone();
+        let mut stream = inner.stream();
+        while batch.len() < max {
+            let next = match stream.next().now_or_never() {
+                Some(next) => next,
+                None => match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Ok(next) => next,
+                    Err(_) => break,
+                },
+            };
+            // A receive error ends the batch (the next `recv` reports it if it lasts).
+            let Some(Ok(record)) = next else { break };
+            match self.take(&record) {
+                (m, Step::FirstAfterAssignment) => {
+                    // Its resume check needs a round trip: `recv` does it and
+                    // hands the record out first thing next time.
+                    self.held = Some((m, Step::FirstAfterAssignment));
+                    break;
+                }
+                (m, Step::Gap { expected, skipped }) => {
+                    report_skipped(&self.group, &m.topic, m.partition, expected, skipped);
+                    batch.push(m);
+                }
+                (m, Step::InOrder) => batch.push(m),
+            }
+        }
+        Ok(batch)
     }
 
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {

@@ -85,7 +85,11 @@ impl Producer for MemoryBus {
             let notified = self.inner.notify.notified();
             {
                 let mut map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
-                let log = map.entry(topic.to_owned()).or_default();
+                // No allocation for a topic that exists (every send but the first).
+                if !map.contains_key(topic) {
+                    map.insert(topic.to_owned(), TopicLog::default());
+                }
+                let Some(log) = map.get_mut(topic) else { continue };
                 if self.capacity == 0 || log.groups.is_empty() || log.entries.len() < self.capacity {
                     if let Some(p) = payload.take() {
                         log.entries.push_back((key.to_vec(), p));
@@ -116,34 +120,68 @@ pub struct MemoryConsumer {
     positions: HashMap<String, i64>,
 }
 
+/// Moves up to `max - out.len()` messages that are there now, from the
+/// consumer's `positions` on, into `out` (one lock for all); returns how many.
+fn take_into(bus: &Inner, positions: &mut HashMap<String, i64>, out: &mut Vec<Message>, max: usize) -> usize {
+    let before = out.len();
+    {
+        let map = bus.topics.lock().unwrap_or_else(|e| e.into_inner());
+        for (topic, pos) in positions.iter_mut() {
+            let Some(log) = map.get(topic) else { continue };
+            if *pos < log.base {
+                *pos = log.base;
+            }
+            while out.len() < max {
+                let Some((k, v)) = log.entries.get((*pos - log.base) as usize) else { break };
+                out.push(Message {
+                    topic: topic.clone(),
+                    partition: 0,
+                    offset: *pos,
+                    key: Some(k.clone()),
+                    payload: v.clone(),
+                });
+                *pos += 1;
+            }
+        }
+    }
+    out.len() - before
+}
+
 #[async_trait]
 impl Consumer for MemoryConsumer {
     async fn recv(&mut self) -> Result<Message, BusError> {
+        let mut one = Vec::with_capacity(1);
         loop {
+            // Created before looking: a send in between still wakes it.
             let notified = self.bus.inner.notify.notified();
-            {
-                let map = self.bus.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
-                for (topic, pos) in self.positions.iter_mut() {
-                    let Some(log) = map.get(topic) else { continue };
-                    if *pos < log.base {
-                        *pos = log.base;
-                    }
-                    let idx = (*pos - log.base) as usize;
-                    if let Some((k, v)) = log.entries.get(idx) {
-                        let m = Message {
-                            topic: topic.clone(),
-                            partition: 0,
-                            offset: *pos,
-                            key: Some(k.clone()),
-                            payload: v.clone(),
-                        };
-                        *pos += 1;
-                        return Ok(m);
-                    }
-                }
+            if take_into(&self.bus.inner, &mut self.positions, &mut one, 1) == 1 {
+                return one.pop().ok_or(BusError::Closed);
             }
             notified.await;
         }
+    }
+
+    /// Waits for the first message (at most `idle`), then lets the window
+    /// `wait` pass in one sleep and takes what came meanwhile: not a wake-up
+    /// per message produced (every send wakes the waiting consumers).
+    async fn recv_batch(&mut self, max: usize, wait: Duration, idle: Duration) -> Result<Vec<Message>, BusError> {
+        let mut batch = Vec::new();
+        let first = tokio::time::timeout(idle, async {
+            loop {
+                let notified = self.bus.inner.notify.notified();
+                if take_into(&self.bus.inner, &mut self.positions, &mut batch, max) > 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+        if first.is_err() || batch.len() >= max || wait.is_zero() {
+            return Ok(batch);
+        }
+        tokio::time::sleep(wait).await;
+        take_into(&self.bus.inner, &mut self.positions, &mut batch, max);
+        Ok(batch)
     }
 
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
@@ -206,6 +244,29 @@ mod tests {
         // A restarted member of b resumes after its commit.
         let mut b2 = bus.consumer("b", &["t"]);
         assert_eq!(b2.recv().await.unwrap().payload, vec![3]);
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_there_up_to_max_and_what_comes_in_its_window() {
+        let bus = MemoryBus::new(100);
+        let mut c = bus.consumer("g", &["t"]);
+        let idle = Duration::from_millis(50);
+        assert!(c.recv_batch(10, Duration::ZERO, idle).await.unwrap().is_empty(), "nothing came: empty");
+        for i in 0..5u8 {
+            bus.send("t", b"k", vec![i]).await.unwrap().await.unwrap();
+        }
+        let b = c.recv_batch(3, Duration::from_secs(5), idle).await.unwrap();
+        assert_eq!(b.iter().map(|m| m.payload[0]).collect::<Vec<_>>(), vec![0, 1, 2], "full at once: no wait");
+        let later = bus.clone();
+        let sender = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            later.send("t", b"k", vec![5]).await.unwrap().await.unwrap();
+        });
+        let b = c.recv_batch(10, Duration::from_millis(200), idle).await.unwrap();
+        sender.await.unwrap();
+        assert_eq!(b.iter().map(|m| (m.payload[0], m.offset)).collect::<Vec<_>>(), vec![(3, 3), (4, 4), (5, 5)]);
+        let b = c.recv_batch(10, Duration::ZERO, idle).await.unwrap();
+        assert!(b.is_empty(), "everything was taken once: {b:?}");
     }
 
     #[tokio::test]

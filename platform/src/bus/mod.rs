@@ -86,6 +86,16 @@ pub trait Consumer: Send {
     async fn commit_async(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
         self.commit(positions).await
     }
+    /// Receives up to `max` messages, waiting at most `wait` after the first
+    /// one; an empty batch only if `idle` passes with no message at all. The
+    /// default receives one message at a time ([`recv_each`]); a backend that
+    /// holds fetched records can hand them out without a timer or a wake-up
+    /// per record (Kafka). Cancelling it drops what it had taken, none of it
+    /// committed: the group delivers it again after a restart or a rebalance
+    /// (roles cancel it only when they stop).
+    async fn recv_batch(&mut self, max: usize, wait: Duration, idle: Duration) -> Result<Vec<Message>, BusError> {
+        recv_each(self, max, wait, idle).await
+    }
     /// Partitions currently assigned (for telemetry and tests).
     fn assignment(&self) -> Vec<(String, i32)>;
     /// How many partitions `topic` has (to tell which keys an assignment
@@ -108,9 +118,21 @@ pub trait Consumer: Send {
 }
 
 /// Receives up to `max` messages, waiting at most `wait` after the first one.
-/// Returns an empty batch only if `idle` passes with no message at all.
+/// Returns an empty batch only if `idle` passes with no message at all
+/// ([`Consumer::recv_batch`]).
 pub async fn recv_batch(
     consumer: &mut dyn Consumer,
+    max: usize,
+    wait: Duration,
+    idle: Duration,
+) -> Result<Vec<Message>, BusError> {
+    consumer.recv_batch(max, wait, idle).await
+}
+
+/// [`Consumer::recv_batch`] one [`Consumer::recv`] at a time, each under a
+/// timeout (the default for backends without a batch of their own).
+pub async fn recv_each<C: Consumer + ?Sized>(
+    consumer: &mut C,
     max: usize,
     wait: Duration,
     idle: Duration,
@@ -124,13 +146,7 @@ pub async fn recv_batch(
     while batch.len() < max {
         match tokio::time::timeout_at(deadline, consumer.recv()).await {
             Ok(Ok(m)) => batch.push(m),
-            Ok(Err(e)) => {
-                if batch.is_empty() {
-                    return Err(e);
-                }
-                break;
-            }
-            Err(_) => break,
+            Ok(Err(_)) | Err(_) => break,
         }
     }
     Ok(batch)
@@ -174,18 +190,35 @@ pub fn partition_for_key(key: &[u8], partitions: i32) -> i32 {
     (crc32fast::hash(key) % partitions.unsigned_abs()) as i32
 }
 
-/// Commits for a batch loop: an asynchronous commit after each batch, and a
-/// synchronous one of the last positions when the loop ends, so a clean stop
-/// leaves every processed offset committed.
+/// Commits for a batch loop: an asynchronous commit after each batch (or,
+/// with [`CommitTracker::at_most_every`], after the first batch of each
+/// interval), and a synchronous one of the last positions when the loop ends,
+/// so a clean stop leaves every processed offset committed.
 #[derive(Debug, Default)]
 pub struct CommitTracker {
     last: std::collections::BTreeMap<(String, i32), i64>,
     /// The assignment the positions belong to.
     assignment: Vec<(String, i32)>,
+    /// Shortest time between two asynchronous commits (zero: every batch).
+    interval: Duration,
+    /// When the last asynchronous commit was sent.
+    sent_at: Option<std::time::Instant>,
+    /// Positions recorded since then and not sent.
+    unsent: bool,
 }
 
 impl CommitTracker {
-    /// Commits a processed batch's positions without waiting for the broker.
+    /// A tracker that sends at most one asynchronous commit per `interval`:
+    /// for loops whose batches are small and many (they take what has
+    /// arrived, without waiting), where a commit request per batch would
+    /// cost the broker more than the batch. Call [`flush`](Self::flush) when
+    /// the loop idles, so nothing processed stays uncommitted meanwhile.
+    pub fn at_most_every(interval: Duration) -> Self {
+        CommitTracker { interval, ..Default::default() }
+    }
+
+    /// Commits a processed batch's positions without waiting for the broker
+    /// (held back, with the positions after it, until the interval has passed).
     ///
     /// # Errors
     ///
@@ -204,10 +237,36 @@ impl CommitTracker {
             self.assignment = assigned;
         }
         for (t, p, o) in positions {
-            let e = self.last.entry((t.clone(), *p)).or_insert(*o);
-            *e = (*e).max(*o);
+            match self.last.get_mut(&(t.clone(), *p)) {
+                Some(e) => *e = (*e).max(*o),
+                None => {
+                    self.last.insert((t.clone(), *p), *o);
+                }
+            }
         }
-        consumer.commit_async(positions).await
+        if self.interval.is_zero() {
+            return consumer.commit_async(positions).await;
+        }
+        self.unsent = true;
+        if self.sent_at.is_some_and(|at| at.elapsed() < self.interval) {
+            return Ok(());
+        }
+        self.flush(consumer).await
+    }
+
+    /// Sends what [`after_batch`](Self::after_batch) held back, if anything.
+    ///
+    /// # Errors
+    ///
+    /// The commit could not be queued.
+    pub async fn flush(&mut self, consumer: &mut dyn Consumer) -> Result<(), BusError> {
+        if !self.unsent {
+            return Ok(());
+        }
+        let pos: Vec<(String, i32, i64)> = self.last.iter().map(|((t, p), o)| (t.clone(), *p, *o)).collect();
+        self.sent_at = Some(std::time::Instant::now());
+        self.unsent = false;
+        consumer.commit_async(&pos).await
     }
 
     /// Commits, and waits for, the last positions of the partitions still

@@ -80,11 +80,22 @@ impl Progress {
 
     /// Records a received message.
     pub fn received(&self, topic: &str, partition: i32, offset: i64) {
+        self.received_each([(topic, partition, offset)]);
+    }
+
+    /// Records a batch of received messages (one lock for all).
+    pub fn received_all(&self, batch: &[Message]) {
+        self.received_each(batch.iter().map(|m| (m.topic.as_str(), m.partition, m.offset)));
+    }
+
+    fn received_each<'a>(&self, records: impl IntoIterator<Item = (&'a str, i32, i64)>) {
         let mut s = self.lock();
         let had_work = s.pending() > 0;
-        // A partition's first record: the group resumes right after its last commit.
-        let p = s.part(topic, partition, (Some(offset), offset - 1));
-        p.received = Some(p.received.map_or(offset, |r| r.max(offset)));
+        for (topic, partition, offset) in records {
+            // A partition's first record: the group resumes right after its last commit.
+            let p = s.part(topic, partition, (Some(offset), offset - 1));
+            p.received = Some(p.received.map_or(offset, |r| r.max(offset)));
+        }
         if !had_work && s.pending() > 0 {
             s.since = Some(Instant::now());
         }
@@ -173,16 +184,30 @@ impl Watched {
     }
 }
 
-#[async_trait]
-impl Consumer for Watched {
-    async fn recv(&mut self) -> Result<Message, BusError> {
+impl Watched {
+    /// Forgets the partitions no longer assigned, at most once a second.
+    fn prune(&mut self) {
         if self.pruned.elapsed() >= PRUNE_EVERY {
             self.pruned = Instant::now();
             self.progress.retain(&self.inner.assignment());
         }
+    }
+}
+
+#[async_trait]
+impl Consumer for Watched {
+    async fn recv(&mut self) -> Result<Message, BusError> {
+        self.prune();
         let m = self.inner.recv().await?;
         self.progress.received(&m.topic, m.partition, m.offset);
         Ok(m)
+    }
+
+    async fn recv_batch(&mut self, max: usize, wait: Duration, idle: Duration) -> Result<Vec<Message>, BusError> {
+        self.prune();
+        let batch = self.inner.recv_batch(max, wait, idle).await?;
+        self.progress.received_all(&batch);
+        Ok(batch)
     }
 
     async fn commit(&mut self, positions: &[(String, i32, i64)]) -> Result<(), BusError> {
@@ -258,6 +283,26 @@ mod tests {
         assert_eq!(p.status().0, 3);
         let m = last.unwrap();
         c.commit(&[(m.topic.clone(), m.partition, m.offset)]).await.unwrap();
+        assert_eq!(p.status(), (0, None));
+    }
+
+    #[tokio::test]
+    async fn the_wrapper_records_a_batch_received_at_once() {
+        let bus = crate::bus::memory::MemoryBus::new(100);
+        use crate::bus::Producer as _;
+        for i in 0..5u8 {
+            bus.send("t", b"k", vec![i]).await.unwrap().await.unwrap();
+        }
+        let p = Progress::new("persist");
+        let mut c = Watched::new(Box::new(bus.consumer("g", &["t"])), p.clone());
+        let batch = c.recv_batch(4, Duration::ZERO, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(batch.len(), 4);
+        assert_eq!(p.status().0, 4, "every record of the batch is work");
+        c.commit_async(&[("t".into(), 0, 1)]).await.unwrap();
+        assert_eq!(p.status().0, 2);
+        let rest = c.recv_batch(4, Duration::ZERO, Duration::from_secs(1)).await.unwrap();
+        assert_eq!(rest.iter().map(|m| m.offset).collect::<Vec<_>>(), vec![4]);
+        c.commit(&[("t".into(), 0, 4)]).await.unwrap();
         assert_eq!(p.status(), (0, None));
     }
 }

@@ -425,6 +425,23 @@ impl Conn {
         }
     }
 
+    /// Runs a PostgreSQL statement with typed parameters (arrays of borrowed
+    /// text, no [`Value`] per cell): the hot bulk inserts only.
+    ///
+    /// # Errors
+    ///
+    /// The engine's error, classified; [`StoreError::Permanent`] on SQLite.
+    pub(crate) async fn execute_postgres(
+        &mut self,
+        sql: &Sql,
+        params: &[&(dyn tokio_postgres::types::ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        match self {
+            Conn::Postgres(c) => c.execute_params(sql.postgres, params).await,
+            Conn::Sqlite(_) => Err(StoreError::Permanent("a PostgreSQL statement was run on SQLite".into())),
+        }
+    }
+
     /// Runs a statement once per argument list (SQLite: in one call to the
     /// blocking pool); returns the rows changed in all.
     ///

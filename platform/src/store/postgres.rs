@@ -310,6 +310,16 @@ impl PgConn {
         c.execute(&st, &params(args)).await.map_err(classify)
     }
 
+    pub(crate) async fn execute_params(
+        &mut self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
+        let c = self.client()?;
+        let st = c.prepare_cached(sql).await.map_err(classify)?;
+        c.execute(&st, params).await.map_err(classify)
+    }
+
     pub(crate) async fn query(&mut self, sql: &str, args: &[Value]) -> Result<Vec<Row>, StoreError> {
         let c = self.client()?;
         let st = c.prepare_cached(sql).await.map_err(classify)?;

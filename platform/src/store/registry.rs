@@ -364,35 +364,51 @@ fn observation_args(o: &Observation) -> Vec<Value> {
     .to_vec()
 }
 
-/// A column of a PostgreSQL `UNNEST` batch.
-fn column(part: &[Observation], f: impl Fn(&Observation) -> Value) -> Value {
-    Value::Array(part.iter().map(f).collect())
-}
-
 async fn insert_observations(c: &mut Conn, obs: &[Observation], chunk: usize) -> Result<u64, StoreError> {
     let sql = sql!("insert_observations", split);
     if c.dialect() == Dialect::Sqlite {
         return c.execute_many(&sql, obs.iter().map(observation_args).collect()).await;
     }
-    // PostgreSQL: `chunk` rows per statement, as arrays (UNNEST).
+    // PostgreSQL: `chunk` rows per statement, as typed arrays (UNNEST) that
+    // borrow the rows' text.
     let mut inserted = 0;
     for part in obs.chunks(chunk) {
-        let cols = [
-            column(part, |o| Value::from(o.time)),
-            column(part, |o| Value::from(o.patient_id.as_str())),
-            column(part, |o| Value::from(o.code.loinc())),
-            column(part, |o| Value::from(o.value)),
-            column(part, |o| Value::from(o.code.ucum())),
-            column(part, |o| Value::from(o.source.as_str())),
-            column(part, |o| Value::from(o.device_id.as_ref().map(|d| d.as_str()))),
-            column(part, |o| Value::from(o.received_at)),
-            column(part, |o| Value::from(o.time_source.as_str())),
-            column(part, |o| Value::from(o.original_value)),
-            column(part, |o| Value::from(o.original_unit.as_str())),
-            column(part, |o| Value::from(o.msg_id.as_deref())),
-            column(part, |o| Value::from(o.trace_id.as_str())),
-        ];
-        inserted += c.execute(&sql, &cols).await?;
+        fn col<'a, T>(part: &'a [Observation], f: impl Fn(&'a Observation) -> T) -> Vec<T> {
+            part.iter().map(f).collect()
+        }
+        let time = col(part, |o| o.time);
+        let patient = col(part, |o| o.patient_id.as_str());
+        let code = col(part, |o| o.code.loinc());
+        let value = col(part, |o| o.value);
+        let unit = col(part, |o| o.code.ucum());
+        let source = col(part, |o| o.source.as_str());
+        let device = col(part, |o| o.device_id.as_ref().map(|d| d.as_str()));
+        let received = col(part, |o| o.received_at);
+        let time_source = col(part, |o| o.time_source.as_str());
+        let original_value = col(part, |o| o.original_value);
+        let original_unit = col(part, |o| o.original_unit.as_str());
+        let msg_id = col(part, |o| o.msg_id.as_deref());
+        let trace = col(part, |o| o.trace_id.as_str());
+        inserted += c
+            .execute_postgres(
+                &sql,
+                &[
+                    &time,
+                    &patient,
+                    &code,
+                    &value,
+                    &unit,
+                    &source,
+                    &device,
+                    &received,
+                    &time_source,
+                    &original_value,
+                    &original_unit,
+                    &msg_id,
+                    &trace,
+                ],
+            )
+            .await?;
     }
     Ok(inserted)
 }
@@ -553,6 +569,10 @@ impl Store for SqlStore {
     async fn insert_observations(&self, obs: &[Observation]) -> Result<u64, StoreError> {
         if obs.is_empty() {
             return Ok(0);
+        }
+        if self.db.dialect() == Dialect::Postgres && obs.len() <= self.chunk {
+            // One statement is atomic on its own: no BEGIN and COMMIT round trips.
+            return self.db.run(async |c| insert_observations(c, obs, self.chunk).await).await;
         }
         self.db.transaction(async |c| insert_observations(c, obs, self.chunk).await).await
     }
