@@ -6,10 +6,13 @@
 #
 #   bash scripts/bench-pipeline.sh [ingest-persist|rules|alerting] [RATE] [SECONDS] [PATIENTS]
 #   (VW_BENCH_INGESTS=2 for two ingest replicas)
+#   bash scripts/bench-pipeline.sh run [RATE] [SECONDS] [PATIENTS]
 #
 #   ingest-persist  MQTT -> ingest -> Kafka -> persist -> PostgreSQL (issue #2; default 20000/s)
 #   rules           + the rules engine: publish -> alert event on Kafka (issue #3; 10000/s)
 #   alerting        + alerting, SMTP to the load generator's sink: publish -> email (issue #4; 10000/s)
+#   run             `vitalwatch run` (every role in one process, in-process bus) on the same
+#                   Mosquitto and PostgreSQL (issue #18; default 20000/s)
 #
 # Needs the services of scripts/services.sh (started here if missing). Kafka and MQTT are
 # private, fresh brokers, stopped at the end: tansu on $VW_BENCH_KAFKA_PORT (default 19092; the
@@ -22,9 +25,9 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 MODE="${1:-ingest-persist}"
 case "$MODE" in
-  ingest-persist) RATE="${2:-20000}" ;;
+  ingest-persist | run) RATE="${2:-20000}" ;;
   rules | alerting) RATE="${2:-10000}" ;;
-  *) echo "usage: $0 [ingest-persist|rules|alerting] [RATE] [SECONDS] [PATIENTS]" >&2; exit 2 ;;
+  *) echo "usage: $0 [ingest-persist|rules|alerting|run] [RATE] [SECONDS] [PATIENTS]" >&2; exit 2 ;;
 esac
 DURATION="${3:-60}"
 PATIENTS="${4:-2000}"
@@ -115,23 +118,28 @@ export VITALWATCH_ALERTING__ACK_SECRET
 psql "$VW_TEST_PG" -XAtqc "CHECKPOINT" >/dev/null
 
 roles=(ingest persist)
+# `vitalwatch run`: every role in one process, the in-process bus (no Kafka in its path).
+[[ "$MODE" == run ]] && roles=(run)
 [[ "$MODE" == rules || "$MODE" == alerting ]] && roles+=(rules)
 [[ "$MODE" == alerting ]] && roles+=(alerting)
 # VW_BENCH_INGESTS=N runs N ingest replicas (they split the load through the shared subscription).
 for i in $(seq 2 "${VW_BENCH_INGESTS:-1}"); do roles+=("ingest-$i"); done
 for r in "${roles[@]}"; do
+  extra=()
+  [[ "$r" == run ]] && extra=(--data-dir "$DIR/data")
   # VW_BENCH_ROLE_THREADS=N: the roles' tokio worker threads (TOKIO_WORKER_THREADS; default: one per core).
   env ${VW_BENCH_ROLE_THREADS:+TOKIO_WORKER_THREADS=$VW_BENCH_ROLE_THREADS} \
-    VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "${r%%-*}" >"$DIR/$r.log" 2>&1 &
+    VITALWATCH_MQTT__CLIENT_ID="$RUN-$r" "$BIN" "${r%%-*}" "${extra[@]}" >"$DIR/$r.log" 2>&1 &
   pids+=("$!")
 done
 sleep 3
 
-args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION"
-  --database "$DB_URL" --kafka "$KAFKA" --observations-topic "$RUN.observations")
+args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION" --database "$DB_URL")
+[[ "$MODE" != run ]] && args+=(--kafka "$KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 # The whole box (issue #18): the brokers' CPU in the same report, PostgreSQL's summed below.
-args+=(--measure-pid "$tansu_pid" --measure-pid "$mosquitto_pid")
+[[ "$MODE" != run ]] && args+=(--measure-pid "$tansu_pid")
+args+=(--measure-pid "$mosquitto_pid")
 [[ "$MODE" == rules || "$MODE" == alerting ]] && args+=(--alerts-topic "$RUN.alerts")
 [[ "$MODE" == alerting ]] && args+=(--smtp-listen 127.0.0.1:2525)
 

@@ -164,6 +164,18 @@ impl IngestSettings {
                 "ingest.http_max_connections, ingest.http_request_timeout_secs and ingest.http_bus_timeout_ms must be at least 1",
             ));
         }
+        // An HTTP request waits for a registry reload (at most the hold) and
+        // then for the bus (at most the bus timeout), and answers 503 itself
+        // when either runs out: neither wait may outlast the request timeout,
+        // which cuts the request off without an answer that says what happened.
+        let request_ms = self.http_request_timeout_secs.saturating_mul(1000);
+        if self.registry_hold_ms.saturating_add(self.http_bus_timeout_ms) >= request_ms {
+            return Err(ConfigError::new(format!(
+                "ingest.registry_hold_ms ({}) + ingest.http_bus_timeout_ms ({}) must be less than \
+                 ingest.http_request_timeout_secs ({} s): an HTTP request must be answered by ingest, not cut off",
+                self.registry_hold_ms, self.http_bus_timeout_ms, self.http_request_timeout_secs
+            )));
+        }
         Ok(())
     }
 }
@@ -179,5 +191,25 @@ impl PersistSettings {
             return Err(ConfigError::new("persist.batch_size and persist.concurrent_writes must be at least 1"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_are_valid() {
+        IngestSettings::default().validate().unwrap();
+        PersistSettings::default().validate().unwrap();
+    }
+
+    #[test]
+    fn an_http_request_is_answered_before_its_timeout_cuts_it_off() {
+        let s = IngestSettings { http_request_timeout_secs: 5, registry_hold_ms: 2_000, ..Default::default() };
+        let e = IngestSettings { http_bus_timeout_ms: 3_000, ..s.clone() }.validate().unwrap_err().to_string();
+        assert!(e.contains("ingest.registry_hold_ms (2000) + ingest.http_bus_timeout_ms (3000)"), "{e}");
+        IngestSettings { http_bus_timeout_ms: 2_999, ..s.clone() }.validate().unwrap();
+        assert!(IngestSettings { registry_hold_ms: 10_000, ..s }.validate().is_err());
     }
 }

@@ -314,8 +314,8 @@ impl Endpoint {
         // for the reload it asks for, as an MQTT message is held (bounded by
         // `ingest.registry_hold_ms` and `ingest.registry_max_held`).
         if processed.depends_on_registry() {
-            let held = self.held.fetch_add(1, Ordering::SeqCst);
-            let verdict = core.on_miss(topic, arrived, held);
+            let slot = HeldSlot::take(&self.held);
+            let verdict = core.on_miss(topic, arrived, slot.before);
             if verdict == Verdict::Hold {
                 let confirmed = self.wait_reload(arrived).await;
                 processed = core.reprocess(topic, payload, received_at);
@@ -323,7 +323,7 @@ impl Endpoint {
                     core.confirm_miss(topic, confirmed);
                 }
             }
-            self.held.fetch_sub(1, Ordering::SeqCst);
+            drop(slot);
             if verdict == Verdict::Full {
                 // As many requests as may be held already wait for the reload:
                 // not a rejection (a fresher registry may know the id), and
@@ -338,7 +338,11 @@ impl Endpoint {
             }
         }
         let emitted = core.emit(topic, payload, received_at, &processed, false).await;
-        let (duplicates, produced) = (emitted.duplicates, emitted.ids.clone());
+        let duplicates = emitted.duplicates;
+        // Until the bus answers, the ids are in flight: a request cut off
+        // meanwhile (the client went away, the request timeout) abandons them,
+        // so that the client's retry is produced again, not taken for a duplicate.
+        let produced = InFlight { core, ids: emitted.ids.clone() };
         let (ids, result) = match tokio::time::timeout(self.bus_timeout, emitted.delivered()).await {
             Ok(r) => r,
             Err(_) => {
@@ -350,13 +354,12 @@ impl Endpoint {
                     "the message bus did not acknowledge in time; nothing is guaranteed stored, send the same request again",
                     Outcome::Unavailable,
                 );
-                // No longer in flight: the client's retry is produced again.
-                core.abandoned(&produced);
+                // No longer in flight (`produced` is dropped): the client's retry is produced again.
                 return with_retry_after(r, RETRY_AFTER_UNAVAILABLE);
             }
         };
         if let Err(e) = result {
-            core.abandoned(&ids);
+            drop(produced);
             tracing::warn!(message = "HTTP ingestion: the bus did not acknowledge.", error = %e);
             let r = error(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -366,7 +369,7 @@ impl Endpoint {
             );
             return with_retry_after(r, RETRY_AFTER_UNAVAILABLE);
         }
-        core.delivered(ids);
+        produced.delivered(ids);
         match (processed.rejections.first(), processed.reply_json()) {
             (Some(first), Some(body)) => {
                 let (status, outcome) = rejection_status(first.reason);
@@ -405,9 +408,74 @@ impl Endpoint {
     }
 }
 
+/// A request counted among those waiting for a registry reload; uncounted
+/// when dropped, also when the request is cut off while it waits (a count
+/// left behind would answer every later request `registry_reloading`).
+struct HeldSlot<'a> {
+    count: &'a AtomicUsize,
+    /// Requests held before this one.
+    before: usize,
+}
+
+impl<'a> HeldSlot<'a> {
+    fn take(count: &'a AtomicUsize) -> Self {
+        HeldSlot { count, before: count.fetch_add(1, Ordering::SeqCst) }
+    }
+}
+
+impl Drop for HeldSlot<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Observation ids produced and not yet acknowledged by the bus: abandoned
+/// ([`Core::abandoned`]) when dropped before [`InFlight::delivered`].
+struct InFlight<'a> {
+    core: &'a Core,
+    ids: Vec<vitalwatch_schemas::ObservationId>,
+}
+
+impl InFlight<'_> {
+    /// The bus acknowledged them: remembered as produced.
+    fn delivered(mut self, ids: Vec<vitalwatch_schemas::ObservationId>) {
+        self.ids.clear();
+        self.core.delivered(ids);
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        if !self.ids.is_empty() {
+            self.core.abandoned(&self.ids);
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_held_slot_is_given_back_however_the_request_ends() {
+        let count = AtomicUsize::new(0);
+        let first = HeldSlot::take(&count);
+        let second = HeldSlot::take(&count);
+        assert_eq!((first.before, second.before, count.load(Ordering::SeqCst)), (0, 1, 2));
+        drop(first);
+        // A request cut off while it waits: its future, and the slot, are dropped.
+        let cut_off = async move {
+            let _slot = second;
+            std::future::pending::<()>().await;
+        };
+        let waker = futures::task::noop_waker();
+        let mut cx = std::task::Context::from_waker(&waker);
+        let mut cut_off = Box::pin(cut_off);
+        assert!(cut_off.as_mut().poll(&mut cx).is_pending());
+        assert_eq!(count.load(Ordering::SeqCst), 1);
+        drop(cut_off);
+        assert_eq!(count.load(Ordering::SeqCst), 0, "nothing left counted");
+    }
 
     #[test]
     fn bearer_and_segments() {
