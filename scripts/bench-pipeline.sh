@@ -148,7 +148,8 @@ echo "bench $MODE: ${RATE}/s for ${DURATION}s, $PATIENTS patients; roles ${roles
 pg_ticks() {
   local t=0 p f
   for p in $(pgrep -x postgres); do
-    read -r -a f <"/proc/$p/stat" 2>/dev/null && t=$((t + f[13] + f[14]))
+    # (A backend may exit between pgrep and the read.)
+    { read -r -a f <"/proc/$p/stat"; } 2>/dev/null && t=$((t + f[13] + f[14]))
   done
   echo "$t"
 }
