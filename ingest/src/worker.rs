@@ -504,14 +504,14 @@ impl Processor {
                 // Not while `max_held` messages wait for a registry reload: a
                 // message from a just-registered device is never rejected for
                 // want of room to hold it; the broker keeps the rest meanwhile.
-                msg = rx.recv(), if pending.len() < self.cap && self.held.len() < self.max_held => {
+                msg = rx.recv(), if self.has_room(pending.len()) => {
                     match msg {
                         Some((publish, received_at)) => {
                             let fut = self.start(publish, received_at, false).await;
                             pending.push_back(fut);
                             // The messages already queued behind it, within the same bounds.
                             for _ in 0..TURN {
-                                if pending.len() >= self.cap || self.held.len() >= self.max_held {
+                                if !self.has_room(pending.len()) {
                                     break;
                                 }
                                 let Ok((publish, received_at)) = rx.try_recv() else { break };
@@ -532,6 +532,12 @@ impl Processor {
                 }
             }
         }
+    }
+
+    /// True if another message may be taken: fewer than `cap` in processing
+    /// (`pending` of them) and fewer than `max_held` waiting for a reload.
+    fn has_room(&self, pending: usize) -> bool {
+        pending < self.cap && self.held.len() < self.max_held
     }
 
     /// Processes a message and enqueues its output; returns a future that

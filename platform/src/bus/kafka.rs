@@ -98,9 +98,8 @@ pub struct KafkaProducer {
     metrics: Arc<TopicMetrics>,
 }
 
-/// The produce metrics of each topic, registered once: a metrics handle
-/// looked up (and its topic label allocated) per record cost more than the
-/// record's own bookkeeping.
+/// The produce metrics of each topic, registered once instead of looked up
+/// (and their topic label allocated) for every record.
 #[derive(Default)]
 struct TopicMetrics {
     topics: std::sync::Mutex<Vec<(String, ProduceMetrics)>>,

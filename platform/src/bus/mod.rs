@@ -237,12 +237,8 @@ impl CommitTracker {
             self.assignment = assigned;
         }
         for (t, p, o) in positions {
-            match self.last.get_mut(&(t.clone(), *p)) {
-                Some(e) => *e = (*e).max(*o),
-                None => {
-                    self.last.insert((t.clone(), *p), *o);
-                }
-            }
+            let e = self.last.entry((t.clone(), *p)).or_insert(*o);
+            *e = (*e).max(*o);
         }
         if self.interval.is_zero() {
             return consumer.commit_async(positions).await;

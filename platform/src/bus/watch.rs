@@ -182,9 +182,7 @@ impl Watched {
     pub fn new(inner: Box<dyn Consumer>, progress: Arc<Progress>) -> Self {
         Watched { inner, progress, pruned: Instant::now() }
     }
-}
 
-impl Watched {
     /// Forgets the partitions no longer assigned, at most once a second.
     fn prune(&mut self) {
         if self.pruned.elapsed() >= PRUNE_EVERY {

@@ -305,9 +305,7 @@ impl PgConn {
     }
 
     pub(crate) async fn execute(&mut self, sql: &str, args: &[Value]) -> Result<u64, StoreError> {
-        let c = self.client()?;
-        let st = c.prepare_cached(sql).await.map_err(classify)?;
-        c.execute(&st, &params(args)).await.map_err(classify)
+        self.execute_params(sql, &params(args)).await
     }
 
     pub(crate) async fn execute_params(
