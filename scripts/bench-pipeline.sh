@@ -5,7 +5,10 @@
 # CPU seconds of our processes per 100,000 readings).
 #
 #   bash scripts/bench-pipeline.sh [ingest-persist|rules|alerting] [RATE] [SECONDS] [PATIENTS]
-#   (VW_BENCH_INGESTS=2 for two ingest replicas)
+#   (VW_BENCH_INGESTS=2 for two ingest replicas; VW_BENCH_FORMATS=json for canonical JSON only,
+#   default json,senml,fhir,proto, one per patient in turn, every fifth patient entering readings
+#   by hand in canonical JSON whatever the format; VW_BENCH_PER_MESSAGE=10 for ten readings per
+#   message, FHIR excepted; the rate stays in readings/s)
 #   bash scripts/bench-pipeline.sh run [RATE] [SECONDS] [PATIENTS]
 #
 #   ingest-persist  MQTT -> ingest -> Kafka -> persist -> PostgreSQL (issue #2; default 20000/s)
@@ -134,7 +137,8 @@ for r in "${roles[@]}"; do
 done
 sleep 3
 
-args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION" --database "$DB_URL")
+args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION" --database "$DB_URL"
+  --formats "${VW_BENCH_FORMATS:-json,senml,fhir,proto}" --per-message "${VW_BENCH_PER_MESSAGE:-1}")
 [[ "$MODE" != run ]] && args+=(--kafka "$KAFKA" --observations-topic "$RUN.observations")
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 # The whole box (issue #18): the brokers' CPU in the same report, PostgreSQL's summed below.
@@ -156,6 +160,12 @@ pg_ticks() {
 pg_before=$(pg_ticks)
 "$BIN" simulate "${args[@]}" 2>&1 | tee "$DIR/report.txt"
 pg_after=$(pg_ticks)
+# Memory of each role at the end of the run (issue #18): resident now and its peak.
+for i in "${!roles[@]}"; do
+  awk -v r="${roles[$i]}" '/^VmHWM/ { hwm = $2 } /^VmRSS/ { rss = $2 }
+    END { if (rss) printf "memory %s: resident %.1f MiB, peak %.1f MiB\n", r, rss / 1024, hwm / 1024 }' \
+    "/proc/${pids[$i]}/status" 2>/dev/null | tee -a "$DIR/report.txt" || true
+done
 published=$(sed -n 's/^published \([0-9]*\) readings.*/\1/p' "$DIR/report.txt")
 if [[ -n "$published" && "$published" -gt 0 ]]; then
   awk -v t=$((pg_after - pg_before)) -v hz="$(getconf CLK_TCK)" -v n="$published" \

@@ -37,6 +37,11 @@ pub struct SimulateArgs {
     /// Payload formats, comma-separated (json, senml, fhir, proto).
     #[arg(long, default_value = "json,senml,fhir,proto", value_delimiter = ',')]
     pub formats: Vec<String>,
+    /// Readings per message: each message carries this many readings of one
+    /// device, 1 ms apart (a device uploading its last measurements). The
+    /// rate stays in readings/s. FHIR messages carry one Observation each.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    pub per_message: u16,
     /// Publisher connections.
     #[arg(long, default_value_t = 4)]
     pub connections: usize,
@@ -194,6 +199,21 @@ fn stored_micros(p: &SimPatient, t: DateTime<Utc>) -> i64 {
     }
 }
 
+/// Records a published message's readings (`--record`) and returns how many
+/// readings and rows it carries.
+fn count(
+    p: &SimPatient,
+    readings: &[super::model::ReadingRows],
+    record: Option<&tokio::sync::mpsc::UnboundedSender<Recorded>>,
+) -> (u64, u64) {
+    if let Some(r) = record {
+        for (t, rows) in readings {
+            let _ = r.send((p.id.clone(), stored_micros(p, *t), *rows));
+        }
+    }
+    (readings.len() as u64, readings.iter().map(|(_, rows)| rows).sum())
+}
+
 /// Sampled readings (patient, LOINC code, time) waiting to be seen in the database.
 type Samples = Arc<std::sync::Mutex<Vec<(String, String, DateTime<Utc>)>>>;
 
@@ -292,6 +312,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(args.duration);
     let onsets = args.onsets.unwrap_or(args.duration.saturating_sub(20));
     let args_drain = args.drain_timeout;
+    let per_message = usize::from(args.per_message);
+    // About one latency sample per 100 readings.
+    let sample_every = (100 / per_message as u64).max(1);
     let mut publishers = Vec::new();
     for c in 0..conns {
         let mut patients: Vec<SimPatient> =
@@ -312,21 +335,22 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 let acked = Arc::new(AtomicU64::new(0));
                 let poller = tokio::spawn(async {});
                 let started = Instant::now();
-                let (mut sent, mut step, mut idx, mut errors) = (0u64, 0u64, 0usize, 0u32);
+                let (mut sent, mut step, mut idx, mut errors, mut messages) = (0u64, 0u64, 0usize, 0u32, 0u64);
                 while Instant::now() < deadline {
                     let due = (started.elapsed().as_secs_f64() * per_conn_rate) as u64;
                     while sent < due && Instant::now() < deadline {
                         let p = &mut patients[idx];
                         let t = Utc::now();
-                        let (topic, payload, rows) = p.reading(step, t);
-                        if sent.is_multiple_of(100) {
+                        let (topic, payload, readings) = p.message(step, t, per_message);
+                        if messages.is_multiple_of(sample_every) {
                             let code = ["29463-7", "8480-6", "59408-5", "41653-7", "8310-5"][(step % 5) as usize];
                             let t = DateTime::from_timestamp_micros(stored_micros(p, t)).unwrap_or(t);
                             samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
                         }
+                        messages += 1;
                         match poster.post(&super::http_post::path_of_topic(&topic), &payload).await {
                             Ok((200..=299, _)) => {
-                                acked.fetch_add(1, Ordering::Relaxed);
+                                acked.fetch_add(readings.len() as u64, Ordering::Relaxed);
                             }
                             Ok((status, body)) => {
                                 errors += 1;
@@ -342,11 +366,9 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                                 tokio::time::sleep(Duration::from_millis(200)).await;
                             }
                         }
-                        if let Some(r) = &record {
-                            let _ = r.send((p.id.clone(), stored_micros(p, t), rows));
-                        }
-                        sent += 1;
-                        published.fetch_add(1, Ordering::Relaxed);
+                        let (n, rows) = count(p, &readings, record.as_ref());
+                        sent += n;
+                        published.fetch_add(n, Ordering::Relaxed);
                         expected_rows.fetch_add(rows, Ordering::Relaxed);
                         idx += 1;
                         if idx == patients.len() {
@@ -370,11 +392,17 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let acked = Arc::new(AtomicU64::new(0));
         let acked2 = acked.clone();
+        // Readings per published message, in publish order: QoS 1 acknowledgments
+        // come back in that order (MQTT 3.1.1 §4.6), so each PUBACK counts the
+        // readings of the oldest message not yet acknowledged.
+        let sizes = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<u64>::new()));
+        let sizes2 = sizes.clone();
         let poller = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        acked2.fetch_add(1, Ordering::Relaxed);
+                        let n = sizes2.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(1);
+                        acked2.fetch_add(n, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -388,7 +416,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let record = recorder.as_ref().map(|(tx, _)| tx.clone());
         publishers.push(tokio::spawn(async move {
             let started = Instant::now();
-            let mut sent = 0u64;
+            let (mut sent, mut messages) = (0u64, 0u64);
             let mut step = 0u64;
             let mut idx = 0usize;
             while Instant::now() < deadline {
@@ -396,8 +424,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                 while sent < due {
                     let p = &mut patients[idx];
                     let t = Utc::now();
-                    let (topic, payload, rows) = p.reading(step, t);
-                    if sent.is_multiple_of(100) {
+                    let (topic, payload, readings) = p.message(step, t, per_message);
+                    if messages.is_multiple_of(sample_every) {
                         // The first row of the reading, keyed as stored (see
                         // `stored_micros`; until 2026-12-05 only the SenML samples
                         // matched: the others were never found, and the watcher
@@ -406,14 +434,16 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                         let t = DateTime::from_timestamp_micros(stored_micros(p, t)).unwrap_or(t);
                         samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
                     }
+                    messages += 1;
+                    // The broker acknowledges messages; the report counts readings
+                    // (queued before the publish, which its PUBACK cannot overtake).
+                    sizes.lock().unwrap_or_else(|e| e.into_inner()).push_back(readings.len() as u64);
                     if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
                         return (sent, acked, poller);
                     }
-                    if let Some(r) = &record {
-                        let _ = r.send((p.id.clone(), stored_micros(p, t), rows));
-                    }
-                    sent += 1;
-                    published.fetch_add(1, Ordering::Relaxed);
+                    let (n, rows) = count(p, &readings, record.as_ref());
+                    sent += n;
+                    published.fetch_add(n, Ordering::Relaxed);
                     expected_rows.fetch_add(rows, Ordering::Relaxed);
                     idx += 1;
                     if idx == patients.len() {
@@ -507,8 +537,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
 
     println!("\n=== vitalwatch simulate report ===");
     println!(
-        "patients {}  formats {:?}  connections {conns}  transport {}",
-        args.patients, args.formats, args.transport
+        "patients {}  formats {:?}  readings per message {}  connections {conns}  transport {}",
+        args.patients, args.formats, args.per_message, args.transport
     );
     println!(
         "published {sent_total} readings in {publish_secs:.1} s = {:.0} readings/s (broker or HTTP 2xx acked {acked_total})",

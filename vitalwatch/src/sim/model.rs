@@ -81,11 +81,51 @@ impl SimPatient {
 
     /// The `step`-th reading as (MQTT topic, payload, rows it will store).
     pub fn reading(&mut self, step: u64, time: DateTime<Utc>) -> (String, Vec<u8>, u64) {
-        // Trends run from the onset; the reading kind follows the step.
-        let s = step.saturating_sub(self.onset) as f64;
+        let (topic, payload, readings) = self.message(step, time, 1);
+        (topic, payload, readings.iter().map(|(_, rows)| rows).sum())
+    }
+
+    /// The `step`-th message: `n` readings of the same kind from the same
+    /// device (a device uploading its last `n` measurements, 1 ms apart, the
+    /// last one at `time`), as (MQTT topic, payload, each reading's time and
+    /// the rows it will store). FHIR: one Observation, or a collection
+    /// Bundle of `n`.
+    pub fn message(&mut self, step: u64, time: DateTime<Utc>, n: usize) -> (String, Vec<u8>, Vec<ReadingRows>) {
+        let n = n.max(1);
         let kind = step % 5;
+        let readings: Vec<SimReading> = (0..n)
+            .map(|j| {
+                let t = time - chrono::Duration::milliseconds((n - 1 - j) as i64);
+                let (ty, unit, values) = self.values(step, kind);
+                SimReading { ty, unit, values, t }
+            })
+            .collect();
+        let times = readings.iter().map(|r| (r.t, r.values.len() as u64)).collect();
+        if self.manual {
+            let topic = topics::patient_manual_topic(&self.id, "json");
+            return (topic, canonical_json_many(&readings), times);
+        }
+        let device = format!("{}-{}", self.device_prefix, DEVICE_KINDS[kind as usize].0);
+        let topic = topics::device_readings_topic(&device, self.format);
+        let payload = match self.format {
+            "senml" => senml(&readings),
+            "fhir" if n == 1 => serde_json::to_vec(&fhir(&readings[0])).unwrap_or_default(),
+            "fhir" => {
+                let entry: Vec<_> = readings.iter().map(|r| serde_json::json!({ "resource": fhir(r) })).collect();
+                serde_json::to_vec(&serde_json::json!({"resourceType": "Bundle", "type": "collection", "entry": entry}))
+                    .unwrap_or_default()
+            }
+            "proto" => proto(&readings),
+            _ => canonical_json_many(&readings),
+        };
+        (topic, payload, times)
+    }
+
+    /// One reading's type, unit and values at `step` (trend from the onset, noise).
+    fn values(&mut self, step: u64, kind: u64) -> (&'static str, &'static str, Vec<f64>) {
+        let s = step.saturating_sub(self.onset) as f64;
         let n = self.noise();
-        let (ty, unit, values): (&str, &str, Vec<f64>) = match kind {
+        match kind {
             0 => {
                 let w = 82.0 + n * 0.6 + if self.trend == Trend::WeightGain { 0.05 * s } else { 0.0 };
                 ("body_weight", "kg", vec![(w * 10.0).round() / 10.0])
@@ -103,49 +143,62 @@ impl SimPatient {
             }
             3 => ("blood_glucose", "mg/dL", vec![(110.0 + n * 30.0).round()]),
             _ => ("body_temperature", "Cel", vec![((36.8 + n * 0.4) * 10.0).round() / 10.0]),
-        };
-        let rows = values.len() as u64;
-        if self.manual {
-            let topic = topics::patient_manual_topic(&self.id, "json");
-            return (topic, canonical_json(ty, unit, &values, time), rows);
         }
-        let device = format!("{}-{}", self.device_prefix, DEVICE_KINDS[kind as usize].0);
-        let topic = topics::device_readings_topic(&device, self.format);
-        let payload = match self.format {
-            "senml" => senml(ty, unit, &values, time),
-            "fhir" => fhir(ty, unit, &values, time),
-            "proto" => proto(ty, unit, &values, time),
-            _ => canonical_json(ty, unit, &values, time),
-        };
-        (topic, payload, rows)
     }
+}
+
+/// A reading's time and the rows it will store.
+pub type ReadingRows = (DateTime<Utc>, u64);
+
+/// One simulated reading: type, unit, values (blood pressure: systolic,
+/// diastolic, pulse), time.
+struct SimReading {
+    ty: &'static str,
+    unit: &'static str,
+    values: Vec<f64>,
+    t: DateTime<Utc>,
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Micros, true)
 }
 
-/// Canonical JSON for one reading.
-pub fn canonical_json(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
-    let reading = if ty == "blood_pressure" {
+fn canonical_reading(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> serde_json::Value {
+    if ty == "blood_pressure" {
         serde_json::json!({"type": ty, "time": rfc3339(t), "unit": unit, "systolic": v[0], "diastolic": v[1], "pulse": v[2]})
     } else {
         serde_json::json!({"type": ty, "time": rfc3339(t), "unit": unit, "value": v[0]})
-    };
-    serde_json::to_vec(&serde_json::json!({ "readings": [reading] })).unwrap_or_default()
+    }
 }
 
-fn senml(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
-    let ts = t.timestamp_micros() as f64 / 1e6;
-    let records = if ty == "blood_pressure" {
-        serde_json::json!([
-            {"bn": "urn:dev:sim:", "bt": ts, "bu": unit, "n": "systolic", "v": v[0]},
-            {"n": "diastolic", "v": v[1]},
-            {"n": "pulse", "u": "/min", "v": v[2]}
-        ])
-    } else {
-        serde_json::json!([{"bn": "urn:dev:sim:", "bt": ts, "n": ty, "u": unit, "v": v[0]}])
-    };
+/// Canonical JSON for a message of several readings.
+fn canonical_json_many(readings: &[SimReading]) -> Vec<u8> {
+    let list: Vec<_> = readings.iter().map(|r| canonical_reading(r.ty, r.unit, &r.values, r.t)).collect();
+    serde_json::to_vec(&serde_json::json!({ "readings": list })).unwrap_or_default()
+}
+
+/// SenML (RFC 8428): each reading's first record sets the base time (its
+/// own time: the stored time is then the same float as for a single
+/// reading), the first record the base name.
+fn senml(readings: &[SimReading]) -> Vec<u8> {
+    let mut records = Vec::new();
+    for (i, r) in readings.iter().enumerate() {
+        let bt = r.t.timestamp_micros() as f64 / 1e6;
+        let v = &r.values;
+        let mut first = if r.ty == "blood_pressure" {
+            serde_json::json!({"bt": bt, "bu": r.unit, "n": "systolic", "v": v[0]})
+        } else {
+            serde_json::json!({"bt": bt, "n": r.ty, "u": r.unit, "v": v[0]})
+        };
+        if i == 0 {
+            first["bn"] = serde_json::json!("urn:dev:sim:");
+        }
+        records.push(first);
+        if r.ty == "blood_pressure" {
+            records.push(serde_json::json!({"n": "diastolic", "v": v[1]}));
+            records.push(serde_json::json!({"n": "pulse", "u": "/min", "v": v[2]}));
+        }
+    }
     serde_json::to_vec(&records).unwrap_or_default()
 }
 
@@ -161,7 +214,8 @@ fn loinc(ty: &str) -> &'static str {
     }
 }
 
-fn fhir(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+fn fhir(r: &SimReading) -> serde_json::Value {
+    let (ty, unit, v, t) = (r.ty, r.unit, &r.values, r.t);
     let code = |c: &str| serde_json::json!({"coding": [{"system": "http://loinc.org", "code": c}]});
     let q =
         |x: f64, u: &str| serde_json::json!({"value": x, "unit": u, "system": "http://unitsofmeasure.org", "code": u});
@@ -177,10 +231,16 @@ fn fhir(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
     } else {
         o["valueQuantity"] = q(v[0], unit);
     }
-    serde_json::to_vec(&o).unwrap_or_default()
+    o
 }
 
-fn proto(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
+fn proto(readings: &[SimReading]) -> Vec<u8> {
+    let readings = readings.iter().map(proto_reading).collect();
+    ReadingBatch { readings, ..Default::default() }.encode_to_vec()
+}
+
+fn proto_reading(sr: &SimReading) -> Reading {
+    let (ty, unit, v, t) = (sr.ty, sr.unit, &sr.values, sr.t);
     let r#type = match ty {
         "body_weight" => ReadingType::BodyWeight,
         "blood_pressure" => ReadingType::BloodPressure,
@@ -196,5 +256,54 @@ fn proto(ty: &str, unit: &str, v: &[f64], t: DateTime<Utc>) -> Vec<u8> {
     } else {
         r.value = Some(v[0]);
     }
-    ReadingBatch { readings: vec![r], ..Default::default() }.encode_to_vec()
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use vitalwatch_ingest::decode::decode;
+    use vitalwatch_ingest::topic::Format;
+
+    /// Every format carries `n` readings per message, each at its own time,
+    /// and decodes to them (blood pressure: one reading of three rows).
+    #[test]
+    fn messages_of_several_readings_decode_in_every_format() {
+        let t = DateTime::parse_from_rfc3339("2026-12-07T10:00:00.123456Z").unwrap().with_timezone(&Utc);
+        for (i, (name, format)) in
+            [("json", Format::Json), ("senml", Format::Senml), ("fhir", Format::Fhir), ("proto", Format::Proto)]
+                .into_iter()
+                .enumerate()
+        {
+            // Patient i of a population with this one format (i % 5 != 4: a device sender).
+            let mut p = SimPatient::new("p-t", i, &[name]);
+            for step in [0, 1] {
+                let (topic, payload, readings) = p.message(step, t, 10);
+                assert!(topic.ends_with(name), "{topic}");
+                let times: Vec<_> = readings.iter().map(|(t, _)| *t).collect();
+                assert_eq!(times.len(), 10);
+                assert_eq!(times[9], t);
+                assert!(times.windows(2).all(|w| w[1] - w[0] == chrono::Duration::milliseconds(1)));
+                let rows: u64 = readings.iter().map(|(_, r)| r).sum();
+                assert_eq!(rows, if step == 1 { 30 } else { 10 }, "{name} step {step}");
+                let batch = decode(format, &payload).unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                assert_eq!(batch.readings.len(), 10, "{name} step {step}");
+                let kinds: Vec<_> = batch.readings.iter().map(|r| r.kind.to_string()).collect();
+                let want = if step == 1 { "blood_pressure" } else { "body_weight" };
+                assert!(kinds.iter().all(|k| k == want), "{name}: {kinds:?}");
+                if step == 1 {
+                    assert!(
+                        batch
+                            .readings
+                            .iter()
+                            .all(|r| r.systolic.is_some() && r.diastolic.is_some() && r.pulse.is_some())
+                    );
+                }
+            }
+            // One reading per message is the single-reading payload.
+            let (_, one, readings) = p.message(2, t, 1);
+            assert_eq!(readings.len(), 1);
+            assert_eq!(decode(format, &one).unwrap().readings.len(), 1);
+        }
+    }
 }
