@@ -8,7 +8,8 @@
 #   (VW_BENCH_INGESTS=2 for two ingest replicas; VW_BENCH_FORMATS=json for canonical JSON only,
 #   default json,senml,fhir,proto, one per patient in turn, every fifth patient entering readings
 #   by hand in canonical JSON whatever the format; VW_BENCH_PER_MESSAGE=10 for ten readings per
-#   message, FHIR excepted; the rate stays in readings/s)
+#   message, 1 ms apart, the last at the publish time (so the on-Kafka latency includes 4.5 ms
+#   of back-dating on average); the rate stays in readings/s)
 #   bash scripts/bench-pipeline.sh run [RATE] [SECONDS] [PATIENTS]
 #
 #   ingest-persist  MQTT -> ingest -> Kafka -> persist -> PostgreSQL (issue #2; default 20000/s)

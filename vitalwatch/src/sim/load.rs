@@ -38,9 +38,12 @@ pub struct SimulateArgs {
     #[arg(long, default_value = "json,senml,fhir,proto", value_delimiter = ',')]
     pub formats: Vec<String>,
     /// Readings per message: each message carries this many readings of one
-    /// device, 1 ms apart (a device uploading its last measurements). The
-    /// rate stays in readings/s. FHIR messages carry one Observation each.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=1000))]
+    /// device, 1 ms apart, the last one at the publish time (a device
+    /// uploading its last measurements; FHIR as a collection Bundle). The rate
+    /// stays in readings/s; a trend moves one step per message. At most 100:
+    /// a FHIR Bundle of 100 blood pressures is about 70 KB, well inside
+    /// ingest's 256 KiB payload limit.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub per_message: u16,
     /// Publisher connections.
     #[arg(long, default_value_t = 4)]
@@ -319,7 +322,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
     for c in 0..conns {
         let mut patients: Vec<SimPatient> =
             (0..args.patients).filter(|i| i % conns == c).map(|i| SimPatient::new(&prefix, i, &formats)).collect();
-        let steps_per_sec = per_conn_rate / patients.len().max(1) as f64;
+        // One step is one message of `per_message` readings per patient.
+        let steps_per_sec = per_conn_rate / (patients.len().max(1) * per_message) as f64;
         let per_conn = patients.len();
         for (k, p) in patients.iter_mut().enumerate() {
             p.onset = onset_step(k, per_conn, onsets, args.onset_warmup, steps_per_sec);
@@ -392,17 +396,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
         let (client, mut eventloop) = AsyncClient::new(opts, 10_000);
         let acked = Arc::new(AtomicU64::new(0));
         let acked2 = acked.clone();
-        // Readings per published message, in publish order: QoS 1 acknowledgments
-        // come back in that order (MQTT 3.1.1 §4.6), so each PUBACK counts the
-        // readings of the oldest message not yet acknowledged.
-        let sizes = Arc::new(std::sync::Mutex::new(std::collections::VecDeque::<u64>::new()));
-        let sizes2 = sizes.clone();
         let poller = tokio::spawn(async move {
             loop {
                 match eventloop.poll().await {
                     Ok(Event::Incoming(Packet::PubAck(_))) => {
-                        let n = sizes2.lock().unwrap_or_else(|e| e.into_inner()).pop_front().unwrap_or(1);
-                        acked2.fetch_add(n, Ordering::Relaxed);
+                        // Every message carries `per_message` readings; the report counts readings.
+                        acked2.fetch_add(per_message as u64, Ordering::Relaxed);
                     }
                     Ok(_) => {}
                     Err(e) => {
@@ -435,9 +434,6 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<()> {
                         samples.lock().unwrap_or_else(|e| e.into_inner()).push((p.id.clone(), code.to_owned(), t));
                     }
                     messages += 1;
-                    // The broker acknowledges messages; the report counts readings
-                    // (queued before the publish, which its PUBACK cannot overtake).
-                    sizes.lock().unwrap_or_else(|e| e.into_inner()).push_back(readings.len() as u64);
                     if client.publish(topic, QoS::AtLeastOnce, false, payload).await.is_err() {
                         return (sent, acked, poller);
                     }
