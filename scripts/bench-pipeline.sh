@@ -141,6 +141,33 @@ sleep 3
 args=(--broker "mqtt://$MQTT" --patients "$PATIENTS" --rate "$RATE" --duration "$DURATION" --database "$DB_URL"
   --formats "${VW_BENCH_FORMATS:-json,senml,fhir,proto}" --per-message "${VW_BENCH_PER_MESSAGE:-1}")
 [[ "$MODE" != run ]] && args+=(--kafka "$KAFKA" --observations-topic "$RUN.observations")
+# VW_BENCH_PREREGISTER=1: the population's patients, devices and enrolments are inserted here in
+# a few statements (the load generator registers them one statement at a time, about 25 minutes
+# for 100,000 patients on a slow machine; it then finds them registered). The ids are the load
+# generator's: `{prefix}-{i:06}` and `{prefix}-{i:06}-{scale|cuff|oxi|gluco|thermo}`.
+if [[ "${VW_BENCH_PREREGISTER:-0}" == 1 ]]; then
+  PREFIX="p-$RUN"
+  args+=(--prefix "$PREFIX")
+  # In chunks of 500 patients, each statement its own transaction: the id triggers take an
+  # advisory lock per row (schemas/migrations/postgres/0025_principal_ids.sql), and one
+  # statement for all of them runs out of lock memory.
+  {
+    echo "CREATE TEMP TABLE kinds (suffix text, kind text);"
+    echo "INSERT INTO kinds VALUES ('scale', 'scale'), ('cuff', 'bp_cuff'), ('oxi', 'oximeter'), ('gluco', 'glucometer'), ('thermo', 'thermometer');"
+    for ((lo = 0; lo < PATIENTS; lo += 500)); do
+      hi=$((lo + 500 < PATIENTS ? lo + 500 : PATIENTS))
+      cat <<SQL
+INSERT INTO patients (patient_id) SELECT format('%s-%s', '$PREFIX', lpad(i::text, 6, '0'))
+  FROM generate_series($lo, $hi - 1) i ON CONFLICT DO NOTHING;
+INSERT INTO devices (device_id, kind) SELECT format('%s-%s-%s', '$PREFIX', lpad(i::text, 6, '0'), k.suffix), k.kind
+  FROM generate_series($lo, $hi - 1) i, kinds k ON CONFLICT DO NOTHING;
+INSERT INTO enrolments (device_id, patient_id, valid_from)
+  SELECT format('%s-%s-%s', '$PREFIX', lpad(i::text, 6, '0'), k.suffix), format('%s-%s', '$PREFIX', lpad(i::text, 6, '0')), now() - interval '365 days'
+  FROM generate_series($lo, $hi - 1) i, kinds k;
+SQL
+    done
+  } | psql "$DB_URL" -XAtq -v ON_ERROR_STOP=1
+fi
 for p in "${pids[@]}"; do args+=(--measure-pid "$p"); done
 # The whole box (issue #18): the brokers' CPU in the same report, PostgreSQL's summed below.
 [[ "$MODE" != run ]] && args+=(--measure-pid "$tansu_pid")
