@@ -265,13 +265,19 @@ mod tests {
         assert_eq!(p.status(), (0, None), "a revoked partition is not our work");
     }
 
-    #[tokio::test]
-    async fn the_wrapper_records_receives_and_commits() {
-        let bus = crate::bus::memory::MemoryBus::new(100);
+    /// An in-process bus with `n` messages on topic `t`.
+    async fn bus_with(n: u8) -> crate::bus::memory::MemoryBus {
         use crate::bus::Producer as _;
-        for i in 0..3u8 {
+        let bus = crate::bus::memory::MemoryBus::new(100);
+        for i in 0..n {
             bus.send("t", b"k", vec![i]).await.unwrap().await.unwrap();
         }
+        bus
+    }
+
+    #[tokio::test]
+    async fn the_wrapper_records_receives_and_commits() {
+        let bus = bus_with(3).await;
         let p = Progress::new("rules");
         let mut c = Watched::new(Box::new(bus.consumer("g", &["t"])), p.clone());
         let mut last = None;
@@ -286,11 +292,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_wrapper_records_a_batch_received_at_once() {
-        let bus = crate::bus::memory::MemoryBus::new(100);
-        use crate::bus::Producer as _;
-        for i in 0..5u8 {
-            bus.send("t", b"k", vec![i]).await.unwrap().await.unwrap();
-        }
+        let bus = bus_with(5).await;
         let p = Progress::new("persist");
         let mut c = Watched::new(Box::new(bus.consumer("g", &["t"])), p.clone());
         let batch = c.recv_batch(4, Duration::ZERO, Duration::from_secs(1)).await.unwrap();
