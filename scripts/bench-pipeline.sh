@@ -5,7 +5,8 @@
 # CPU seconds of our processes per 100,000 readings).
 #
 #   bash scripts/bench-pipeline.sh [ingest-persist|rules|alerting] [RATE] [SECONDS] [PATIENTS]
-#   (VW_BENCH_INGESTS=2 for two ingest replicas; VW_BENCH_FORMATS=json for canonical JSON only,
+#   (VW_BENCH_BIN=PATH to run a given binary instead of building this tree's;
+#   VW_BENCH_INGESTS=2 for two ingest replicas; VW_BENCH_FORMATS=json for canonical JSON only,
 #   default json,senml,fhir,proto, one per patient in turn, every fifth patient entering readings
 #   by hand in canonical JSON whatever the format; VW_BENCH_PER_MESSAGE=10 for ten readings per
 #   message, 1 ms apart, the last at the publish time (so the on-Kafka latency includes 4.5 ms
@@ -38,8 +39,15 @@ PATIENTS="${4:-2000}"
 
 source scripts/services.sh
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
-cargo build --release --bin vitalwatch >&2
-BIN="$CARGO_TARGET_DIR/release/vitalwatch"
+if [[ -n "${VW_BENCH_BIN:-}" ]]; then
+  # A given build (e.g. a copy of an earlier commit's binary, to compare two builds
+  # alternately on the same machine); roles and load generator alike.
+  BIN="$VW_BENCH_BIN"
+  [[ -x "$BIN" ]] || { echo "VW_BENCH_BIN=$BIN is not an executable" >&2; exit 2; }
+else
+  cargo build --release --bin vitalwatch >&2
+  BIN="$CARGO_TARGET_DIR/release/vitalwatch"
+fi
 
 RUN="bench_$(date +%s)"
 DIR="${VW_BENCH_DIR:-/tmp/vitalwatch-bench-$RUN}"
