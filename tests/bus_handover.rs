@@ -326,3 +326,51 @@ async fn a_waiting_fetch_is_answered_when_a_record_arrives() {
         "the record took {took:?}: the broker held the fetch for fetch.wait.max.ms (6 s) instead of answering"
     );
 }
+
+/// The producer's delivery reports are served by a tokio task that librdkafka
+/// wakes through a socket (`bus::kafka_wake`), or, for a producer made outside
+/// a runtime, by a thread of its own. Both must settle every record of a
+/// [`DeliveryGroup`] (ingest acknowledges an MQTT message only then), and the
+/// records must be on the broker. (A failed record fails its group: the unit
+/// tests of `bus::delivery`.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grouped_deliveries_are_reported_with_and_without_a_runtime() {
+    use vitalwatch_platform::bus::DeliveryGroup;
+    if !require("Kafka-protocol broker", &kafka()) {
+        return;
+    }
+    let topic = unique("grouped");
+    let s = BusSettings { partitions: 2, ..settings(&topic) };
+    ensure_topics(&s, &[&topic]).await.expect("create topic");
+    let in_runtime = KafkaProducer::new(&s, "grouped-in-runtime").expect("producer");
+    let s2 = s.clone();
+    let outside = std::thread::spawn(move || KafkaProducer::new(&s2, "grouped-outside").expect("producer"))
+        .join()
+        .expect("made outside a runtime");
+    for (name, producer) in [("in a runtime", &in_runtime), ("outside a runtime", &outside)] {
+        let group = DeliveryGroup::new();
+        for i in 0..50 {
+            let key = format!("patient-{i}");
+            producer
+                .send_grouped(&group, &topic, key.as_bytes(), format!("{name} {i}").into_bytes())
+                .await
+                .expect("send");
+        }
+        tokio::time::timeout(Duration::from_secs(30), group.delivered())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: the group was never settled"))
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // Every delivered record is on the broker.
+    let mut c = KafkaConsumer::new(&s, &unique("grouped_group"), "grouped-reader", &[&topic]).expect("consumer");
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 100 {
+        let Some(m) = recv(&mut c, Duration::from_secs(30)).await else { break };
+        seen.insert(String::from_utf8(m.payload).expect("utf-8"));
+    }
+    for name in ["in a runtime", "outside a runtime"] {
+        for i in 0..50 {
+            assert!(seen.contains(&format!("{name} {i}")), "{name} {i} was delivered but is not on the broker");
+        }
+    }
+}

@@ -16,7 +16,7 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use foldhash::{HashSet, HashSetExt as _};
 use prost::Message as _;
-use vitalwatch_platform::bus::{BusError, Delivery};
+use vitalwatch_platform::bus::{BusError, DeliveryGroup};
 use vitalwatch_schemas::ObservationId;
 
 use crate::dedup::Dedup;
@@ -36,8 +36,10 @@ struct Seen {
 
 /// What one message put on the bus.
 pub struct Emitted {
-    /// One delivery per record (observations, dead letter, status).
-    pub deliveries: Vec<Result<Delivery, BusError>>,
+    /// Its records (observations, dead letter, status), awaited together.
+    group: DeliveryGroup,
+    /// The first record the bus refused outright (not in `group`).
+    refused: Option<BusError>,
     /// The observations produced (duplicates left out).
     pub ids: Vec<ObservationId>,
     /// Observations left out as already produced.
@@ -47,17 +49,11 @@ pub struct Emitted {
 impl Emitted {
     /// Resolves when the bus acknowledged every record: the first error, if any.
     pub async fn delivered(self) -> (Vec<ObservationId>, Result<(), BusError>) {
-        let mut result = Ok(());
-        for d in self.deliveries {
-            match d {
-                Ok(fut) => {
-                    if let Err(e) = fut.await {
-                        result = Err(e);
-                    }
-                }
-                Err(e) => result = Err(e),
-            }
-        }
+        let delivered = self.group.delivered().await;
+        let result = match self.refused {
+            Some(e) => Err(e),
+            None => delivered,
+        };
         (self.ids, result)
     }
 }
@@ -161,7 +157,9 @@ impl Core {
         retry: bool,
     ) -> Emitted {
         let out = &self.outputs;
-        let mut deliveries = Vec::with_capacity(p.observations.len() + p.rejections.len() + 1);
+        // One group for the message's records: one wake-up when the bus took them all.
+        let group = DeliveryGroup::new();
+        let mut refused = None;
         let mut ids = Vec::with_capacity(p.observations.len());
         let mut duplicates = 0;
         for o in &p.observations {
@@ -173,18 +171,30 @@ impl Core {
             }
             ids.push(o.id);
             let bytes = o.to_proto().encode_to_vec();
-            deliveries.push(out.producer.send(&out.observations_topic, o.patient_id.as_str().as_bytes(), bytes).await);
+            let sent =
+                out.producer.send_grouped(&group, &out.observations_topic, o.patient_id.as_str().as_bytes(), bytes);
+            if let Err(e) = sent.await {
+                refused.get_or_insert(e);
+            }
         }
         for r in &p.rejections {
             self.stats.count_rejection(r.reason);
         }
         if let Some(dl) = dead_letter(topic, payload, received_at, p) {
             metrics::counter!("vitalwatch_ingest_dead_letters_total").increment(1);
-            deliveries.push(out.producer.send(&out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await);
+            if let Err(e) =
+                out.producer.send_grouped(&group, &out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await
+            {
+                refused.get_or_insert(e);
+            }
         }
         if let Some(s) = &p.status {
             let key = if s.patient_id.is_empty() { s.device_id.clone() } else { s.patient_id.clone() };
-            deliveries.push(out.producer.send(&out.status_topic, key.as_bytes(), s.encode_to_vec()).await);
+            if let Err(e) =
+                out.producer.send_grouped(&group, &out.status_topic, key.as_bytes(), s.encode_to_vec()).await
+            {
+                refused.get_or_insert(e);
+            }
         }
         if !p.observations.is_empty() {
             tracing::debug!(message = "Message accepted.", trace_id = %p.trace_id, observations = p.observations.len());
@@ -197,7 +207,7 @@ impl Core {
                 rejections = p.rejections.len()
             );
         }
-        Emitted { deliveries, ids, duplicates }
+        Emitted { group, refused, ids, duplicates }
     }
 
     /// True if `id` is to be produced now (and marks it in flight).

@@ -1001,14 +1001,11 @@ async fn publish_once(
     topic: &str,
     events: &[AlertEvent],
 ) -> Result<(), vitalwatch_platform::bus::BusError> {
-    let mut deliveries = Vec::with_capacity(events.len());
+    let group = vitalwatch_platform::bus::DeliveryGroup::new();
     for e in events {
-        deliveries.push(producer.send(topic, e.patient_id.as_bytes(), e.encode_to_vec()).await?);
+        producer.send_grouped(&group, topic, e.patient_id.as_bytes(), e.encode_to_vec()).await?;
     }
-    for d in deliveries {
-        d.await?;
-    }
-    Ok(())
+    group.delivered().await
 }
 
 fn parse_rules(patient: &PatientId, json: &str) -> Option<PatientRules> {

@@ -13,11 +13,13 @@ use rdkafka::config::ClientConfig;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, StreamConsumer};
 use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message as _;
-use rdkafka::producer::{FutureProducer, FutureRecord, Producer as _};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer as _, ProducerContext};
 use rdkafka::{Offset, TopicPartitionList};
 
 use super::continuity::{Continuity, Step, skipped_at_resume};
-use super::{BusError, Consumer, Delivery, Message, Producer};
+use super::delivery::GroupState;
+use super::kafka_wake::MainQueue;
+use super::{BusError, Consumer, Delivery, DeliveryGroup, Message, Producer};
 use crate::config::BusSettings;
 
 /// The settings every client shares: brokers, client id, transport security
@@ -92,10 +94,100 @@ fn next_offsets(positions: &[(String, i32, i64)]) -> Result<TopicPartitionList, 
 }
 
 /// Kafka producer.
+///
+/// Every record carries its [`DeliveryGroup`] as librdkafka's delivery
+/// opaque; the delivery callback settles it, so a group of records costs one
+/// wake-up of its waiter, and a record no allocation beyond librdkafka's own.
+/// The callbacks run on a tokio task that librdkafka wakes through a socket
+/// ([`super::kafka_wake`]), not on a polling thread of their own.
 #[derive(Clone)]
 pub struct KafkaProducer {
-    inner: FutureProducer,
-    metrics: Arc<TopicMetrics>,
+    inner: Arc<Polled>,
+}
+
+/// A producer whose delivery reports are served where the application runs:
+/// librdkafka signals its main queue on a socket (`rd_kafka_queue_io_event_enable`)
+/// and a tokio task serves the queue, so a produce response wakes one thread
+/// (librdkafka's broker thread writes, a tokio worker serves) instead of two
+/// (rdkafka's `ThreadedProducer` has a thread of its own that serves the
+/// queue and then wakes the task waiting for the delivery).
+struct Polled {
+    // Field order is drop order: the queue handle goes before the producer
+    // (librdkafka wants every queue handle destroyed before its client).
+    main: MainQueue,
+    producer: BaseProducer<ProduceContext>,
+}
+
+impl Polled {
+    /// Runs the delivery callbacks that are ready, a bounded number of
+    /// events at a time; true once the queue is empty (librdkafka signals
+    /// again only when an event lands in an empty queue).
+    fn serve(&self) -> bool {
+        for _ in 0..256 {
+            if self.main.len() == 0 {
+                return true;
+            }
+            self.producer.poll(Duration::ZERO);
+        }
+        self.main.len() == 0
+    }
+}
+
+/// Serves `producer`'s delivery reports until the producer is dropped: on a
+/// tokio task woken by librdkafka's signal when there is a runtime, else on a
+/// thread of its own (as rdkafka's `ThreadedProducer`). A tick every 100 ms
+/// serves anything a lost signal would leave.
+fn spawn_server(producer: &Arc<Polled>, signal: std::os::unix::net::UnixStream) -> Result<(), BusError> {
+    let weak = Arc::downgrade(producer);
+    let io = |e: std::io::Error| BusError::Permanent(format!("kafka producer wake-up socket: {e}"));
+    match tokio::runtime::Handle::try_current() {
+        Ok(handle) => {
+            let _guard = handle.enter();
+            let signal = tokio::net::UnixStream::from_std(signal).map_err(io)?;
+            handle.spawn(async move {
+                let mut buf = [0u8; 256];
+                loop {
+                    let emptied = match weak.upgrade() {
+                        Some(p) => p.serve(),
+                        None => return,
+                    };
+                    if !emptied {
+                        // More is ready: let the other tasks run, then serve on.
+                        tokio::task::yield_now().await;
+                        continue;
+                    }
+                    tokio::select! {
+                        ready = signal.readable() => {
+                            if ready.is_err() {
+                                return;
+                            }
+                            loop {
+                                match signal.try_read(&mut buf) {
+                                    Ok(0) => return,
+                                    Ok(_) => continue,
+                                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                                    Err(_) => return,
+                                }
+                            }
+                        }
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                    }
+                }
+            });
+        }
+        Err(_) => {
+            drop(signal);
+            std::thread::Builder::new()
+                .name("kafka-producer-poll".into())
+                .spawn(move || {
+                    while let Some(p) = weak.upgrade() {
+                        p.producer.poll(Duration::from_millis(100));
+                    }
+                })
+                .map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// The produce metrics of each topic, registered once instead of looked up
@@ -105,7 +197,6 @@ struct TopicMetrics {
     topics: std::sync::Mutex<Vec<(String, ProduceMetrics)>>,
 }
 
-#[derive(Clone)]
 struct ProduceMetrics {
     seconds: metrics::Histogram,
     transient: metrics::Counter,
@@ -114,30 +205,52 @@ struct ProduceMetrics {
 }
 
 impl TopicMetrics {
-    fn of(&self, topic: &str) -> ProduceMetrics {
+    /// Records one settled record of `topic`.
+    fn record(&self, topic: &str, result: &Result<(), BusError>, elapsed: Duration) {
         let mut topics = self.topics.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, m)) = topics.iter().find(|(t, _)| t == topic) {
-            return m.clone();
-        }
-        let error = |kind: &'static str| metrics::counter!("vitalwatch_bus_produce_errors_total", "topic" => topic.to_owned(), "kind" => kind);
-        let m = ProduceMetrics {
-            seconds: metrics::histogram!("vitalwatch_bus_produce_seconds", "topic" => topic.to_owned()),
-            transient: error("transient"),
-            permanent: error("permanent"),
-            closed: error("closed"),
+        let i = match topics.iter().position(|(t, _)| t == topic) {
+            Some(i) => i,
+            None => {
+                let error = |kind: &'static str| metrics::counter!("vitalwatch_bus_produce_errors_total", "topic" => topic.to_owned(), "kind" => kind);
+                let m = ProduceMetrics {
+                    seconds: metrics::histogram!("vitalwatch_bus_produce_seconds", "topic" => topic.to_owned()),
+                    transient: error("transient"),
+                    permanent: error("permanent"),
+                    closed: error("closed"),
+                };
+                topics.push((topic.to_owned(), m));
+                topics.len() - 1
+            }
         };
-        topics.push((topic.to_owned(), m.clone()));
-        m
+        let m = &topics[i].1;
+        match result {
+            Ok(()) => m.seconds.record(elapsed.as_secs_f64()),
+            Err(BusError::Transient(_)) => m.transient.increment(1),
+            Err(BusError::Permanent(_)) => m.permanent.increment(1),
+            Err(BusError::Closed) => m.closed.increment(1),
+        }
     }
 }
 
-impl ProduceMetrics {
-    fn error(&self, e: &BusError) -> &metrics::Counter {
-        match e {
-            BusError::Transient(_) => &self.transient,
-            BusError::Permanent(_) => &self.permanent,
-            BusError::Closed => &self.closed,
-        }
+/// The producer's context: settles each record's [`DeliveryGroup`] and
+/// keeps the produce metrics.
+#[derive(Default)]
+struct ProduceContext {
+    metrics: TopicMetrics,
+}
+
+impl ClientContext for ProduceContext {}
+
+impl ProducerContext for ProduceContext {
+    type DeliveryOpaque = Arc<GroupState>;
+
+    fn delivery(&self, delivery: &DeliveryResult<'_>, group: Arc<GroupState>) {
+        let (topic, result) = match delivery {
+            Ok(m) => (m.topic(), Ok(())),
+            Err((e, m)) => (m.topic(), Err(classify(e.clone()))),
+        };
+        self.metrics.record(topic, &result, group.started.elapsed());
+        group.settle(result);
     }
 }
 
@@ -167,45 +280,54 @@ impl KafkaProducer {
         for (k, v) in &s.kafka {
             c.set(k, v);
         }
-        let inner: FutureProducer =
-            c.create().map_err(|e| BusError::Permanent(format!("kafka producer: {}", describe(&e))))?;
-        Ok(KafkaProducer { inner, metrics: Arc::default() })
+        let producer: BaseProducer<ProduceContext> = c
+            .create_with_context(ProduceContext::default())
+            .map_err(|e| BusError::Permanent(format!("kafka producer: {}", describe(&e))))?;
+        let (main, wake) = MainQueue::signalled(&producer)
+            .map_err(|e| BusError::Permanent(format!("kafka producer wake-up socket: {e}")))?;
+        let inner = Arc::new(Polled { main, producer });
+        spawn_server(&inner, wake)?;
+        Ok(KafkaProducer { inner })
     }
 }
 
 #[async_trait]
 impl Producer for KafkaProducer {
     async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError> {
+        let group = DeliveryGroup::new();
+        self.send_grouped(&group, topic, key, payload).await?;
+        Ok(Box::pin(group.delivered()))
+    }
+
+    async fn send_grouped(
+        &self,
+        group: &DeliveryGroup,
+        topic: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
         loop {
-            let record = FutureRecord::to(topic).key(key).payload(&payload);
-            let started = std::time::Instant::now();
-            match self.inner.send_result(record) {
-                Ok(fut) => {
-                    let metrics = self.metrics.of(topic);
-                    return Ok(Box::pin(async move {
-                        let result = match fut.await {
-                            Ok(Ok(_)) => Ok(()),
-                            Ok(Err((e, _))) => Err(classify(e)),
-                            Err(_) => Err(BusError::Transient("delivery cancelled".into())),
-                        };
-                        match &result {
-                            Ok(()) => metrics.seconds.record(started.elapsed().as_secs_f64()),
-                            Err(e) => metrics.error(e).increment(1),
+            // Counted before librdkafka has it: its delivery report may come at once.
+            group.expect();
+            let record = BaseRecord::with_opaque_to(topic, group.state()).key(key).payload(&payload);
+            match self.inner.producer.send(record) {
+                Ok(()) => return Ok(()),
+                Err((e, _)) => {
+                    group.forget();
+                    match e {
+                        KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        result
-                    }));
+                        e => return Err(classify(e)),
+                    }
                 }
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), _)) => {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err((e, _)) => return Err(classify(e)),
             }
         }
     }
 
     async fn flush(&self, timeout: Duration) -> Result<(), BusError> {
         let p = self.inner.clone();
-        tokio::task::spawn_blocking(move || p.flush(timeout))
+        tokio::task::spawn_blocking(move || p.producer.flush(timeout))
             .await
             .map_err(|e| BusError::Transient(e.to_string()))?
             .map_err(classify)

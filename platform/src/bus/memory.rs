@@ -10,7 +10,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::sync::Notify;
 
-use super::{BusError, Consumer, Delivery, Message, Producer};
+use super::{BusError, Consumer, Delivery, DeliveryGroup, Message, Producer};
 
 #[derive(Default)]
 struct TopicLog {
@@ -59,27 +59,8 @@ impl MemoryBus {
         map.get(topic).map(|l| l.entries.iter().cloned().collect()).unwrap_or_default()
     }
 
-    /// True when every consumer group has committed everything appended to
-    /// the topics it reads (topics nobody consumes, such as dead letters in
-    /// embedded mode, do not count): what was produced has been taken.
-    pub fn caught_up(&self) -> bool {
-        let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
-        map.values().all(|log| {
-            let end = log.base + log.entries.len() as i64;
-            log.groups.values().all(|&committed| committed >= end)
-        })
-    }
-
-    /// Total number of messages ever appended to `topic`.
-    pub fn end_offset(&self, topic: &str) -> i64 {
-        let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
-        map.get(topic).map(|l| l.base + l.entries.len() as i64).unwrap_or(0)
-    }
-}
-
-#[async_trait]
-impl Producer for MemoryBus {
-    async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError> {
+    /// Appends to `topic`'s log, waiting while a consumed log is full.
+    async fn append(&self, topic: &str, key: &[u8], payload: Vec<u8>) {
         let mut payload = Some(payload);
         loop {
             let notified = self.inner.notify.notified();
@@ -101,11 +82,48 @@ impl Producer for MemoryBus {
                     }
                     drop(map);
                     self.inner.notify.notify_waiters();
-                    return Ok(Box::pin(async { Ok(()) }));
+                    return;
                 }
             }
             notified.await;
         }
+    }
+
+    /// True when every consumer group has committed everything appended to
+    /// the topics it reads (topics nobody consumes, such as dead letters in
+    /// embedded mode, do not count): what was produced has been taken.
+    pub fn caught_up(&self) -> bool {
+        let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
+        map.values().all(|log| {
+            let end = log.base + log.entries.len() as i64;
+            log.groups.values().all(|&committed| committed >= end)
+        })
+    }
+
+    /// Total number of messages ever appended to `topic`.
+    pub fn end_offset(&self, topic: &str) -> i64 {
+        let map = self.inner.topics.lock().unwrap_or_else(|e| e.into_inner());
+        map.get(topic).map(|l| l.base + l.entries.len() as i64).unwrap_or(0)
+    }
+}
+
+#[async_trait]
+impl Producer for MemoryBus {
+    async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError> {
+        self.append(topic, key, payload).await;
+        Ok(Box::pin(async { Ok(()) }))
+    }
+
+    /// Delivered once appended: the group does not wait for it.
+    async fn send_grouped(
+        &self,
+        _group: &DeliveryGroup,
+        topic: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        self.append(topic, key, payload).await;
+        Ok(())
     }
 
     async fn flush(&self, _timeout: Duration) -> Result<(), BusError> {

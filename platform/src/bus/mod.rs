@@ -10,8 +10,10 @@ use futures::future::BoxFuture;
 
 pub mod continuity;
 pub mod dead_letter;
+pub mod delivery;
 pub mod kafka;
 pub mod kafka_security;
+mod kafka_wake;
 pub mod memory;
 pub mod watch;
 
@@ -40,6 +42,8 @@ impl BusError {
     }
 }
 
+pub use delivery::DeliveryGroup;
+
 /// Resolves when the message is durably accepted by the bus.
 pub type Delivery = BoxFuture<'static, Result<(), BusError>>;
 
@@ -49,6 +53,21 @@ pub trait Producer: Send + Sync {
     /// Enqueues a message. Waits while the producer queue is full
     /// (back-pressure); the returned future resolves on delivery.
     async fn send(&self, topic: &str, key: &[u8], payload: Vec<u8>) -> Result<Delivery, BusError>;
+    /// Enqueues a message whose delivery `group` awaits together with the
+    /// others handed to it ([`DeliveryGroup::delivered`]): one wake-up for
+    /// the group, not a future per message. Waits while the producer queue
+    /// is full. An error here means the message was not taken, and the group
+    /// does not wait for it.
+    async fn send_grouped(
+        &self,
+        group: &DeliveryGroup,
+        topic: &str,
+        key: &[u8],
+        payload: Vec<u8>,
+    ) -> Result<(), BusError> {
+        group.attach(self.send(topic, key, payload).await?);
+        Ok(())
+    }
     /// Waits for every queued message to be delivered, at most `timeout`.
     async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
 }
