@@ -153,7 +153,7 @@ mod tests {
         // Settled from another thread, as librdkafka's delivery callbacks are.
         std::thread::spawn(move || c.settle(Err(BusError::Permanent("second".into())))).join().unwrap();
         let result = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").unwrap();
-        assert!(matches!(result, Err(BusError::Transient(m)) if m == "first"), "{result:?}");
+        assert!(matches!(&result, Err(BusError::Transient(m)) if m == "first"), "{result:?}");
     }
 
     #[tokio::test]
@@ -178,6 +178,6 @@ mod tests {
         assert!(!waiter.is_finished(), "the second delivery has not resolved");
         tx.send(()).unwrap();
         let result = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").unwrap();
-        assert!(matches!(result, Err(BusError::Transient(m)) if m == "late"), "{result:?}");
+        assert!(matches!(&result, Err(BusError::Transient(m)) if m == "late"), "{result:?}");
     }
 }
