@@ -36,10 +36,9 @@ struct Seen {
 
 /// What one message put on the bus.
 pub struct Emitted {
-    /// Its records (observations, dead letter, status), awaited together.
+    /// Its records (observations, dead letter, status), awaited together
+    /// (a record the bus refused outright fails the group).
     group: DeliveryGroup,
-    /// The first record the bus refused outright (not in `group`).
-    refused: Option<BusError>,
     /// The observations produced (duplicates left out).
     pub ids: Vec<ObservationId>,
     /// Observations left out as already produced.
@@ -49,12 +48,7 @@ pub struct Emitted {
 impl Emitted {
     /// Resolves when the bus acknowledged every record: the first error, if any.
     pub async fn delivered(self) -> (Vec<ObservationId>, Result<(), BusError>) {
-        let delivered = self.group.delivered().await;
-        let result = match self.refused {
-            Some(e) => Err(e),
-            None => delivered,
-        };
-        (self.ids, result)
+        (self.ids, self.group.delivered().await)
     }
 }
 
@@ -158,8 +152,8 @@ impl Core {
     ) -> Emitted {
         let out = &self.outputs;
         // One group for the message's records: one wake-up when the bus took them all.
+        // A record refused outright fails the group: its error is not needed here.
         let group = DeliveryGroup::new();
-        let mut refused = None;
         let mut ids = Vec::with_capacity(p.observations.len());
         let mut duplicates = 0;
         for o in &p.observations {
@@ -171,30 +165,19 @@ impl Core {
             }
             ids.push(o.id);
             let bytes = o.to_proto().encode_to_vec();
-            let sent =
-                out.producer.send_grouped(&group, &out.observations_topic, o.patient_id.as_str().as_bytes(), bytes);
-            if let Err(e) = sent.await {
-                refused.get_or_insert(e);
-            }
+            let key = o.patient_id.as_str().as_bytes();
+            let _ = out.producer.send_grouped(&group, &out.observations_topic, key, bytes).await;
         }
         for r in &p.rejections {
             self.stats.count_rejection(r.reason);
         }
         if let Some(dl) = dead_letter(topic, payload, received_at, p) {
             metrics::counter!("vitalwatch_ingest_dead_letters_total").increment(1);
-            if let Err(e) =
-                out.producer.send_grouped(&group, &out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await
-            {
-                refused.get_or_insert(e);
-            }
+            let _ = out.producer.send_grouped(&group, &out.rejected_topic, topic.as_bytes(), dl.encode_to_vec()).await;
         }
         if let Some(s) = &p.status {
             let key = if s.patient_id.is_empty() { s.device_id.clone() } else { s.patient_id.clone() };
-            if let Err(e) =
-                out.producer.send_grouped(&group, &out.status_topic, key.as_bytes(), s.encode_to_vec()).await
-            {
-                refused.get_or_insert(e);
-            }
+            let _ = out.producer.send_grouped(&group, &out.status_topic, key.as_bytes(), s.encode_to_vec()).await;
         }
         if !p.observations.is_empty() {
             tracing::debug!(message = "Message accepted.", trace_id = %p.trace_id, observations = p.observations.len());
@@ -207,7 +190,7 @@ impl Core {
                 rejections = p.rejections.len()
             );
         }
-        Emitted { group, refused, ids, duplicates }
+        Emitted { group, ids, duplicates }
     }
 
     /// True if `id` is to be produced now (and marks it in flight).

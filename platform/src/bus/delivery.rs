@@ -74,6 +74,12 @@ impl DeliveryGroup {
         self.0.settle(Ok(()));
     }
 
+    /// A record the bus refused outright (the caller got `error`): the group
+    /// fails with it, unless an earlier record already failed it.
+    pub(crate) fn refuse(&self, error: BusError) {
+        self.0.fail(error);
+    }
+
     /// Adds a record that has a delivery future of its own (backends without
     /// grouped delivery): settled now if it already resolved, else by a task.
     pub fn attach(&self, delivery: Delivery) {
@@ -114,13 +120,18 @@ impl DeliveryGroup {
 }
 
 impl GroupState {
+    /// Keeps `error` as the group's failure, unless it already has one.
+    fn fail(&self, error: BusError) {
+        let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
+        if failed.is_none() {
+            *failed = Some(error);
+        }
+    }
+
     /// One record settled (delivered, or failed with `result`'s error).
     pub(crate) fn settle(&self, result: Result<(), BusError>) {
         if let Err(e) = result {
-            let mut failed = self.failed.lock().unwrap_or_else(|e| e.into_inner());
-            if failed.is_none() {
-                *failed = Some(e);
-            }
+            self.fail(e);
         }
         if self.pending.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.waker.wake();

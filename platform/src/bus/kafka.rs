@@ -318,7 +318,11 @@ impl Producer for KafkaProducer {
                         KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull) => {
                             tokio::time::sleep(Duration::from_millis(5)).await;
                         }
-                        e => return Err(classify(e)),
+                        e => {
+                            let e = classify(e);
+                            group.refuse(e.clone());
+                            return Err(e);
+                        }
                     }
                 }
             }

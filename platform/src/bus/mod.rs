@@ -18,7 +18,7 @@ pub mod memory;
 pub mod watch;
 
 /// A bus failure.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BusError {
     /// A failure that may pass (broker down, timeout, rebalance).
     #[error("transient bus error: {0}")]
@@ -56,8 +56,8 @@ pub trait Producer: Send + Sync {
     /// Enqueues a message whose delivery `group` awaits together with the
     /// others handed to it ([`DeliveryGroup::delivered`]): one wake-up for
     /// the group, not a future per message. Waits while the producer queue
-    /// is full. An error here means the message was not taken, and the group
-    /// does not wait for it.
+    /// is full. An error here means the message was not taken: the group
+    /// fails with the same error, and does not wait for it.
     async fn send_grouped(
         &self,
         group: &DeliveryGroup,
@@ -65,8 +65,16 @@ pub trait Producer: Send + Sync {
         key: &[u8],
         payload: Vec<u8>,
     ) -> Result<(), BusError> {
-        group.attach(self.send(topic, key, payload).await?);
-        Ok(())
+        match self.send(topic, key, payload).await {
+            Ok(delivery) => {
+                group.attach(delivery);
+                Ok(())
+            }
+            Err(e) => {
+                group.refuse(e.clone());
+                Err(e)
+            }
+        }
     }
     /// Waits for every queued message to be delivered, at most `timeout`.
     async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
