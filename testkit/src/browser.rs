@@ -11,6 +11,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
+use fantoccini::error::{CmdError, ErrorStatus};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 use crate::env::{free_port, required, service_var};
@@ -22,6 +23,9 @@ pub const PHONE: (u32, u32) = (390, 844);
 
 /// How long [`Browser::wait_for`] and friends wait.
 pub const WAIT: Duration = Duration::from_secs(15);
+
+/// How often [`Browser::wait_for`] and friends look again.
+pub const POLL: Duration = Duration::from_millis(50);
 
 /// The Chromium flags every session gets (as root, in a closed network): no sandbox, no GPU, no
 /// QUIC, no first-run UI and no background connections to Google's hosts.
@@ -57,9 +61,47 @@ impl fmt::Display for BrowserError {
 
 impl std::error::Error for BrowserError {}
 
-fn err(action: impl Into<String>) -> impl FnOnce(fantoccini::error::CmdError) -> BrowserError {
+fn err(action: impl Into<String>) -> impl FnOnce(CmdError) -> BrowserError {
     let action = action.into();
     move |e| BrowserError { action, message: e.to_string() }
+}
+
+/// Whether a navigation of the page interrupted the command. chromedriver answers such a
+/// command with the bare string "aborted by navigation" (not a W3C error object: fantoccini's
+/// `NotW3C`); an element found just before the navigation is stale after it.
+pub fn interrupted_by_navigation(e: &CmdError) -> bool {
+    match e {
+        CmdError::NotW3C(serde_json::Value::String(s)) => s.contains("aborted by navigation"),
+        CmdError::Standard(w) => {
+            w.error == ErrorStatus::StaleElementReference
+                || (w.error == ErrorStatus::UnknownError && w.message.contains("aborted by navigation"))
+        }
+        _ => false,
+    }
+}
+
+/// Runs `look` until it succeeds, every [`POLL`] for at most `wait`, as long as it fails only
+/// because the element is not there yet or a navigation interrupted it
+/// ([`interrupted_by_navigation`]). Any other failure ends the wait at once.
+async fn keep_looking<T, F, Fut>(action: String, wait: Duration, mut look: F) -> Result<T, BrowserError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, CmdError>>,
+{
+    // tokio's clock, which the unit tests pause.
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match look().await {
+            Ok(found) => return Ok(found),
+            Err(e) if e.is_no_such_element() || interrupted_by_navigation(&e) => {
+                if tokio::time::Instant::now() >= deadline {
+                    return Err(BrowserError { action, message: format!("still failing after {wait:?}: {e}") });
+                }
+                tokio::time::sleep(POLL).await;
+            }
+            Err(e) => return Err(BrowserError { action, message: e.to_string() }),
+        }
+    }
 }
 
 /// The Chromium binary (`VW_CHROMIUM`, default `/usr/bin/chromium`).
@@ -186,21 +228,25 @@ impl Browser {
         self.client().find_all(Locator::Css(css)).await.map_err(err(format!("find_all {css:?}")))
     }
 
-    /// Waits (at most [`WAIT`]) until an element matches the CSS selector; returns it.
+    /// Waits (at most [`WAIT`]) until an element matches the CSS selector; returns it. A lookup
+    /// that finds nothing, or that a navigation of the page interrupts, is made again every
+    /// [`POLL`].
     pub async fn wait_for(&self, css: &str) -> Result<Element, BrowserError> {
-        self.client()
-            .wait()
-            .at_most(WAIT)
-            .for_element(Locator::Css(css))
-            .await
-            .map_err(err(format!("wait_for {css:?}")))
+        keep_looking(format!("wait_for {css:?}"), WAIT, || self.client().find(Locator::Css(css))).await
     }
 
     /// Waits (at most [`WAIT`]) until the current URL starts with `prefix`; returns it.
     pub async fn wait_for_url(&self, prefix: &str) -> Result<String, BrowserError> {
         let deadline = Instant::now() + WAIT;
         loop {
-            let url = self.current_url().await?;
+            let url = match self.client().current_url().await {
+                Ok(url) => url.to_string(),
+                Err(e) if interrupted_by_navigation(&e) && Instant::now() < deadline => {
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                Err(e) => return Err(err("current_url")(e)),
+            };
             if url.starts_with(prefix) {
                 return Ok(url);
             }
@@ -210,7 +256,7 @@ impl Browser {
                     message: format!("still at {url} after {WAIT:?}"),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(50)).await;
+            tokio::time::sleep(POLL).await;
         }
     }
 
@@ -228,9 +274,13 @@ impl Browser {
     }
 
     /// The visible text of the element matching the CSS selector (waiting for it).
+    /// Reading has no effect on the page, so a navigation that replaces the element between
+    /// the lookup and the read is outlasted as in [`wait_for`](Self::wait_for).
     pub async fn text(&self, css: &str) -> Result<String, BrowserError> {
-        let e = self.wait_for(css).await?;
-        e.text().await.map_err(err(format!("text of {css:?}")))
+        keep_looking(format!("text of {css:?}"), WAIT, || async {
+            self.client().find(Locator::Css(css)).await?.text().await
+        })
+        .await
     }
 
     /// Runs `script` (a function body; `arguments[i]` are `args`) in the page; returns its value.
@@ -300,5 +350,84 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::sync::Mutex;
+
+    use fantoccini::error::WebDriver;
+
+    use super::*;
+
+    fn no_such_element() -> CmdError {
+        CmdError::Standard(WebDriver::new(ErrorStatus::NoSuchElement, "no such element: #done"))
+    }
+
+    /// chromedriver's answer to a lookup a navigation interrupted, as CI received it.
+    fn aborted() -> CmdError {
+        CmdError::NotW3C(serde_json::Value::String("aborted by navigation".into()))
+    }
+
+    /// Runs `keep_looking` over scripted answers; returns its result and how many looks it took.
+    async fn look_through(answers: Vec<Result<u32, CmdError>>, wait: Duration) -> (Result<u32, BrowserError>, usize) {
+        let answers = Mutex::new(VecDeque::from(answers));
+        let looks = Mutex::new(0);
+        let result = keep_looking("wait_for \"#done\"".into(), wait, || {
+            *looks.lock().unwrap() += 1;
+            let next = answers.lock().unwrap().pop_front().unwrap_or_else(|| Err(no_such_element()));
+            async move { next }
+        })
+        .await;
+        let looks = *looks.lock().unwrap();
+        (result, looks)
+    }
+
+    #[test]
+    fn navigation_interruptions_are_recognised_and_other_failures_are_not() {
+        assert!(interrupted_by_navigation(&aborted()));
+        let unknown =
+            WebDriver::new(ErrorStatus::UnknownError, "unknown error: aborted by navigation: loader has changed");
+        assert!(interrupted_by_navigation(&CmdError::Standard(unknown)));
+        assert!(interrupted_by_navigation(&CmdError::Standard(WebDriver::new(
+            ErrorStatus::StaleElementReference,
+            "stale"
+        ))));
+        assert!(!interrupted_by_navigation(&no_such_element()));
+        assert!(!interrupted_by_navigation(&CmdError::NotW3C(serde_json::Value::String("session deleted".into()))));
+        let other = WebDriver::new(ErrorStatus::UnknownError, "unknown error: cannot determine loading status");
+        assert!(!interrupted_by_navigation(&CmdError::Standard(other)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_outlasts_lookups_a_navigation_interrupted() {
+        let (found, looks) =
+            look_through(vec![Err(aborted()), Err(no_such_element()), Err(aborted()), Ok(7)], WAIT).await;
+        assert_eq!(found.unwrap(), 7);
+        assert_eq!(looks, 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn any_other_failure_ends_the_wait_at_once() {
+        let invalid = CmdError::Standard(WebDriver::new(ErrorStatus::InvalidSelector, "invalid selector: ##"));
+        let (result, looks) = look_through(vec![Err(aborted()), Err(invalid), Ok(7)], WAIT).await;
+        let e = result.unwrap_err();
+        assert_eq!(looks, 2);
+        assert_eq!(e.action, "wait_for \"#done\"");
+        assert!(e.message.contains("invalid selector"), "{}", e.message);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wait_ends_with_the_last_failure_once_its_time_is_up() {
+        let wait = Duration::from_secs(1);
+        let (result, looks) = look_through(vec![Err(aborted())], wait).await;
+        let e = result.unwrap_err();
+        assert!(e.message.starts_with("still failing after 1s: "), "{}", e.message);
+        assert!(e.message.contains("no such element"), "{}", e.message);
+        // One look at once, then one every POLL until the deadline.
+        let expected = (wait.as_millis() / POLL.as_millis()) as usize + 1;
+        assert!((expected..=expected + 1).contains(&looks), "{looks} looks, expected about {expected}");
     }
 }

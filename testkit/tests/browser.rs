@@ -72,6 +72,41 @@ async fn browser_loads_a_page_clicks_submits_and_screenshots() {
     browser.close().await;
 }
 
+/// A page that loads the next hop 10 ms after it is parsed, `HOPS` times, then `/done`: a
+/// page that keeps navigating for several seconds.
+const HOP: &str = r#"<!doctype html><title>Hop</title><p>hop</p><script>
+const n = Number(new URLSearchParams(location.search).get('n') || 0);
+setTimeout(() => location.replace(n < HOPS ? '/hop?n=' + (n + 1) : '/done'), 10);
+</script>"#;
+const HOPS: usize = 150;
+
+/// Regression (CI of 2026-12-07): chromedriver answers a lookup that a navigation of the page
+/// interrupts with "aborted by navigation" (here about one lookup in 25 while the page hops
+/// every 10 ms), and `wait_for` gave up on that answer, after a form's submit, instead of
+/// looking again. A wait must outlast any run of navigations within its time.
+#[tokio::test]
+async fn wait_for_outlasts_a_run_of_navigations() {
+    const ROUNDS: usize = 3;
+    let Some(browser) = Browser::start().await else { return };
+    let (base, seen) = spawn_html_server(vec![
+        ("/hop".to_owned(), HOP.replace("HOPS", &HOPS.to_string())),
+        ("/done".to_owned(), "<!doctype html><title>Done</title><h1 id=done>Done</h1>".to_owned()),
+    ])
+    .await;
+    for round in 0..ROUNDS {
+        browser.goto(&format!("{base}/hop?n=0")).await.unwrap();
+        let started = std::time::Instant::now();
+        let done = browser.wait_for("#done").await.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert_eq!(done.text().await.unwrap(), "Done");
+        eprintln!("round {round}: #done after {:?}", started.elapsed());
+    }
+    let requests = seen.lock().unwrap().clone();
+    let hops = requests.iter().filter(|r| r.path == "/hop").count();
+    assert_eq!(hops, ROUNDS * (HOPS + 1), "every hop was loaded");
+    assert_eq!(requests.iter().filter(|r| r.path == "/done").count(), ROUNDS);
+    browser.close().await;
+}
+
 #[tokio::test]
 async fn browser_signs_in_at_the_oidc_provider_and_lands_on_the_redirect_uri_with_a_code() {
     let (rp, seen) = spawn_html_server(vec![(
