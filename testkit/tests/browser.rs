@@ -81,7 +81,7 @@ setTimeout(() => location.replace(n < HOPS ? '/hop?n=' + (n + 1) : '/done'), 10)
 const HOPS: usize = 150;
 
 /// Regression (CI of 2026-12-07): chromedriver answers a lookup that a navigation of the page
-/// interrupts with "aborted by navigation" (here about one lookup in 25 while the page hops
+/// interrupts with "aborted by navigation" (here one bare lookup in 23 while the page hops
 /// every 10 ms), and `wait_for` gave up on that answer, after a form's submit, instead of
 /// looking again. A wait must outlast any run of navigations within its time.
 #[tokio::test]
