@@ -68,13 +68,15 @@ fn err(action: impl Into<String>) -> impl FnOnce(CmdError) -> BrowserError {
 
 /// Whether a navigation of the page interrupted the command. chromedriver answers such a
 /// command with the bare string "aborted by navigation" (not a W3C error object: fantoccini's
-/// `NotW3C`); an element found just before the navigation is stale after it.
+/// `NotW3C`), or with an error whose message names it; an element found just before the
+/// navigation is stale after it.
 pub fn interrupted_by_navigation(e: &CmdError) -> bool {
     match e {
         CmdError::NotW3C(serde_json::Value::String(s)) => s.contains("aborted by navigation"),
+        // chromedriver 156 also wraps it: "timeout\nfrom aborted by navigation: loader has
+        // changed while resolving nodes", seen while a page kept replacing itself.
         CmdError::Standard(w) => {
-            w.error == ErrorStatus::StaleElementReference
-                || (w.error == ErrorStatus::UnknownError && w.message.contains("aborted by navigation"))
+            w.error == ErrorStatus::StaleElementReference || w.message.contains("aborted by navigation")
         }
         _ => false,
     }
@@ -132,6 +134,18 @@ impl Browser {
     /// Like [`start`](Self::start), with `lang` (`fr`, `en-GB`, ...) as the browser's language
     /// (its `Accept-Language` and `navigator.language`).
     pub async fn start_with_lang(lang: &str) -> Option<Browser> {
+        Self::start_inner(lang, |driver| driver.to_owned()).await
+    }
+
+    /// Like [`start`](Self::start), with the session's WebDriver commands sent to the URL that
+    /// `route` gives for chromedriver's (`http://127.0.0.1:<port>`): a test's proxy in front of
+    /// chromedriver, which can answer a command as chromedriver does only rarely (a lookup
+    /// "aborted by navigation") to test that the helpers outlast it.
+    pub async fn start_through(route: impl FnOnce(&str) -> String) -> Option<Browser> {
+        Self::start_inner("en", route).await
+    }
+
+    async fn start_inner(lang: &str, route: impl FnOnce(&str) -> String) -> Option<Browser> {
         let (chromium, chromedriver) = (chromium_path(), chromedriver_path());
         let ok = chromium.is_file() && chromedriver.is_file();
         if !required(ok, "chromium and chromedriver are not installed; run `bash scripts/services.sh`") {
@@ -176,7 +190,7 @@ impl Browser {
         );
         let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
             .capabilities(caps)
-            .connect(&format!("http://127.0.0.1:{port}"))
+            .connect(&route(&format!("http://127.0.0.1:{port}")))
             .await
             .unwrap_or_else(|e| {
                 panic!(
@@ -397,6 +411,11 @@ mod tests {
         ))));
         assert!(!interrupted_by_navigation(&no_such_element()));
         assert!(!interrupted_by_navigation(&CmdError::NotW3C(serde_json::Value::String("session deleted".into()))));
+        let wrapped = WebDriver::new(
+            ErrorStatus::Timeout,
+            "timeout\nfrom aborted by navigation: loader has changed while resolving nodes",
+        );
+        assert!(interrupted_by_navigation(&CmdError::Standard(wrapped)));
         let other = WebDriver::new(ErrorStatus::UnknownError, "unknown error: cannot determine loading status");
         assert!(!interrupted_by_navigation(&CmdError::Standard(other)));
     }
