@@ -66,11 +66,11 @@ fn err(action: impl Into<String>) -> impl FnOnce(CmdError) -> BrowserError {
     move |e| BrowserError { action, message: e.to_string() }
 }
 
-/// Whether a navigation of the page interrupted the command. chromedriver answers such a
-/// command with the bare string "aborted by navigation" (not a W3C error object: fantoccini's
-/// `NotW3C`), or with an error whose message names it; an element found just before the
-/// navigation is stale after it.
-pub fn interrupted_by_navigation(e: &CmdError) -> bool {
+/// Whether the page changed under the command: a navigation interrupted it, or the element it
+/// found is gone (stale: replaced by a navigation or by the page's own script). chromedriver
+/// answers an interrupted command with the bare string "aborted by navigation" (not a W3C error
+/// object: fantoccini's `NotW3C`), or with an error whose message names it.
+fn page_changed_under(e: &CmdError) -> bool {
     match e {
         CmdError::NotW3C(serde_json::Value::String(s)) => s.contains("aborted by navigation"),
         // chromedriver 156 also wraps it: "timeout\nfrom aborted by navigation: loader has
@@ -83,8 +83,8 @@ pub fn interrupted_by_navigation(e: &CmdError) -> bool {
 }
 
 /// Runs `look` until it succeeds, every [`POLL`] for at most `wait`, as long as it fails only
-/// because the element is not there yet or a navigation interrupted it
-/// ([`interrupted_by_navigation`]). Any other failure ends the wait at once.
+/// because the element is not there yet or the page changed under it ([`page_changed_under`]).
+/// Any other failure ends the wait at once.
 async fn keep_looking<T, F, Fut>(action: String, wait: Duration, mut look: F) -> Result<T, BrowserError>
 where
     F: FnMut() -> Fut,
@@ -95,7 +95,7 @@ where
     loop {
         match look().await {
             Ok(found) => return Ok(found),
-            Err(e) if e.is_no_such_element() || interrupted_by_navigation(&e) => {
+            Err(e) if e.is_no_such_element() || page_changed_under(&e) => {
                 if tokio::time::Instant::now() >= deadline {
                     return Err(BrowserError { action, message: format!("still failing after {wait:?}: {e}") });
                 }
@@ -137,10 +137,10 @@ impl Browser {
         Self::start_inner(lang, |driver| driver.to_owned()).await
     }
 
-    /// Like [`start`](Self::start), with the session's WebDriver commands sent to the URL that
-    /// `route` gives for chromedriver's (`http://127.0.0.1:<port>`): a test's proxy in front of
-    /// chromedriver, which can answer a command as chromedriver does only rarely (a lookup
-    /// "aborted by navigation") to test that the helpers outlast it.
+    /// Like [`start`](Self::start) (in English), with the session's WebDriver commands sent to
+    /// the URL that `route` gives for chromedriver's (`http://127.0.0.1:<port>`): a test's proxy
+    /// in front of chromedriver, which can answer a command as chromedriver does only rarely (a
+    /// lookup "aborted by navigation") to test that the helpers outlast it.
     pub async fn start_through(route: impl FnOnce(&str) -> String) -> Option<Browser> {
         Self::start_inner("en", route).await
     }
@@ -242,33 +242,37 @@ impl Browser {
         self.client().find_all(Locator::Css(css)).await.map_err(err(format!("find_all {css:?}")))
     }
 
-    /// Waits (at most [`WAIT`]) until an element matches the CSS selector; returns it. A lookup
-    /// that finds nothing, or that a navigation of the page interrupts, is made again every
-    /// [`POLL`].
+    /// Waits until an element matches the CSS selector; returns it. A lookup that finds nothing,
+    /// or that a navigation of the page interrupts, is made again every [`POLL`] for [`WAIT`].
+    /// One lookup can take longer than that: chromedriver holds it while a navigation is pending.
     pub async fn wait_for(&self, css: &str) -> Result<Element, BrowserError> {
         keep_looking(format!("wait_for {css:?}"), WAIT, || self.client().find(Locator::Css(css))).await
     }
 
     /// Waits (at most [`WAIT`]) until the current URL starts with `prefix`; returns it.
     pub async fn wait_for_url(&self, prefix: &str) -> Result<String, BrowserError> {
-        let deadline = Instant::now() + WAIT;
+        let action = || format!("wait_for_url {prefix:?}");
+        let deadline = tokio::time::Instant::now() + WAIT;
         loop {
             let url = match self.client().current_url().await {
                 Ok(url) => url.to_string(),
-                Err(e) if interrupted_by_navigation(&e) && Instant::now() < deadline => {
+                Err(e) if page_changed_under(&e) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(BrowserError {
+                            action: action(),
+                            message: format!("still failing after {WAIT:?}: {e}"),
+                        });
+                    }
                     tokio::time::sleep(POLL).await;
                     continue;
                 }
-                Err(e) => return Err(err("current_url")(e)),
+                Err(e) => return Err(err(action())(e)),
             };
             if url.starts_with(prefix) {
                 return Ok(url);
             }
-            if Instant::now() > deadline {
-                return Err(BrowserError {
-                    action: format!("wait_for_url {prefix:?}"),
-                    message: format!("still at {url} after {WAIT:?}"),
-                });
+            if tokio::time::Instant::now() >= deadline {
+                return Err(BrowserError { action: action(), message: format!("still at {url} after {WAIT:?}") });
             }
             tokio::time::sleep(POLL).await;
         }
@@ -370,7 +374,6 @@ impl Drop for Browser {
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
-    use std::sync::Mutex;
 
     use fantoccini::error::WebDriver;
 
@@ -387,37 +390,33 @@ mod tests {
 
     /// Runs `keep_looking` over scripted answers; returns its result and how many looks it took.
     async fn look_through(answers: Vec<Result<u32, CmdError>>, wait: Duration) -> (Result<u32, BrowserError>, usize) {
-        let answers = Mutex::new(VecDeque::from(answers));
-        let looks = Mutex::new(0);
+        let mut answers = VecDeque::from(answers);
+        let mut looks = 0;
         let result = keep_looking("wait_for \"#done\"".into(), wait, || {
-            *looks.lock().unwrap() += 1;
-            let next = answers.lock().unwrap().pop_front().unwrap_or_else(|| Err(no_such_element()));
+            looks += 1;
+            let next = answers.pop_front().unwrap_or_else(|| Err(no_such_element()));
             async move { next }
         })
         .await;
-        let looks = *looks.lock().unwrap();
         (result, looks)
     }
 
     #[test]
-    fn navigation_interruptions_are_recognised_and_other_failures_are_not() {
-        assert!(interrupted_by_navigation(&aborted()));
+    fn interruptions_and_stale_elements_are_recognised_and_other_failures_are_not() {
+        assert!(page_changed_under(&aborted()));
         let unknown =
             WebDriver::new(ErrorStatus::UnknownError, "unknown error: aborted by navigation: loader has changed");
-        assert!(interrupted_by_navigation(&CmdError::Standard(unknown)));
-        assert!(interrupted_by_navigation(&CmdError::Standard(WebDriver::new(
-            ErrorStatus::StaleElementReference,
-            "stale"
-        ))));
-        assert!(!interrupted_by_navigation(&no_such_element()));
-        assert!(!interrupted_by_navigation(&CmdError::NotW3C(serde_json::Value::String("session deleted".into()))));
+        assert!(page_changed_under(&CmdError::Standard(unknown)));
+        assert!(page_changed_under(&CmdError::Standard(WebDriver::new(ErrorStatus::StaleElementReference, "stale"))));
+        assert!(!page_changed_under(&no_such_element()));
+        assert!(!page_changed_under(&CmdError::NotW3C(serde_json::Value::String("session deleted".into()))));
         let wrapped = WebDriver::new(
             ErrorStatus::Timeout,
             "timeout\nfrom aborted by navigation: loader has changed while resolving nodes",
         );
-        assert!(interrupted_by_navigation(&CmdError::Standard(wrapped)));
+        assert!(page_changed_under(&CmdError::Standard(wrapped)));
         let other = WebDriver::new(ErrorStatus::UnknownError, "unknown error: cannot determine loading status");
-        assert!(!interrupted_by_navigation(&CmdError::Standard(other)));
+        assert!(!page_changed_under(&CmdError::Standard(other)));
     }
 
     #[tokio::test(start_paused = true)]

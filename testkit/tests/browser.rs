@@ -74,39 +74,40 @@ async fn browser_loads_a_page_clicks_submits_and_screenshots() {
     browser.close().await;
 }
 
-/// A page that loads the next hop 10 ms after it is parsed, `HOPS` times, then `/done`: a
-/// page that keeps navigating for several seconds.
+/// A page that loads the next hop 10 ms after it is parsed, for `RUN_MS` from the first hop
+/// (carried in the query), then `/done`: a page that keeps navigating, however slow the
+/// machine.
 const HOP: &str = r#"<!doctype html><title>Hop</title><p>hop</p><script>
-const n = Number(new URLSearchParams(location.search).get('n') || 0);
-setTimeout(() => location.replace(n < HOPS ? '/hop?n=' + (n + 1) : '/done'), 10);
+const t0 = Number(new URLSearchParams(location.search).get('t'));
+setTimeout(() => location.replace(Date.now() - t0 < RUN_MS ? '/hop?t=' + t0 : '/done'), 10);
 </script>"#;
-const HOPS: usize = 60;
+const RUN_MS: u64 = 2_500;
 
 /// The same defect as `wait_for_and_text_look_again_when_chromedriver_aborts_a_lookup`, on
 /// chromedriver's own answers: a lookup made while the page hops every 10 ms is "aborted by
 /// navigation" about once in 23 here, so this test fails only now and then on a wait that gives
-/// up on it (1 run in 3 of the 150-hop version, 0 in 4 of this one). A wait must outlast any run
-/// of navigations within its time; each round takes 3 to 4 s, well within it (15 s).
+/// up on it (1 run in 3 of a 150-hop version). A wait must outlast any run of navigations
+/// within its time (15 s; each run here lasts 2.5 s).
 #[tokio::test]
 async fn wait_for_outlasts_a_run_of_navigations() {
-    const ROUNDS: usize = 6;
+    const ROUNDS: usize = 3;
     let Some(browser) = Browser::start().await else { return };
     let (base, seen) = spawn_html_server(vec![
-        ("/hop".to_owned(), HOP.replace("HOPS", &HOPS.to_string())),
+        ("/hop".to_owned(), HOP.replace("RUN_MS", &RUN_MS.to_string())),
         ("/done".to_owned(), "<!doctype html><title>Done</title><h1 id=done>Done</h1>".to_owned()),
     ])
     .await;
     for round in 0..ROUNDS {
-        browser.goto(&format!("{base}/hop?n=0")).await.unwrap();
-        let started = std::time::Instant::now();
+        let t0 = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis();
+        browser.goto(&format!("{base}/hop?t={t0}")).await.unwrap();
         let done = browser.wait_for("#done").await.unwrap_or_else(|e| panic!("round {round}: {e}"));
         assert_eq!(done.text().await.unwrap(), "Done");
-        eprintln!("round {round}: #done after {:?}", started.elapsed());
     }
     let requests = seen.lock().unwrap().clone();
     let hops = requests.iter().filter(|r| r.path == "/hop").count();
-    assert_eq!(hops, ROUNDS * (HOPS + 1), "every hop was loaded");
+    assert!(hops >= ROUNDS * 5, "the page kept navigating during the waits: {hops} hops in {ROUNDS} rounds");
     assert_eq!(requests.iter().filter(|r| r.path == "/done").count(), ROUNDS);
+    eprintln!("{hops} hops in {ROUNDS} rounds");
     browser.close().await;
 }
 
@@ -136,7 +137,10 @@ fn spawn_webdriver_proxy(driver: &str, abort: Arc<AtomicUsize>) -> String {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let (driver, client, abort) = (driver.clone(), client.clone(), abort.clone());
                     async move {
-                        let lookup = req.method() == hyper::Method::POST && req.uri().path().ends_with("/element");
+                        // POST /session/<id>/element: a lookup from the page (not inside an element).
+                        let segments: Vec<&str> = req.uri().path().split('/').collect();
+                        let lookup = req.method() == hyper::Method::POST
+                            && matches!(segments[..], ["", "session", _, "element"]);
                         if lookup && abort.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)).is_ok() {
                             return hyper::Response::builder()
                                 .status(500)
@@ -153,8 +157,15 @@ fn spawn_webdriver_proxy(driver: &str, abort: Arc<AtomicUsize>) -> String {
                                 forward = forward.header(k, v);
                             }
                         }
-                        let answer =
-                            client.request(forward.body(Full::new(body)).unwrap()).await.expect("chromedriver answers");
+                        let answer = match client.request(forward.body(Full::new(body)).unwrap()).await {
+                            Ok(answer) => answer,
+                            Err(e) => {
+                                return hyper::Response::builder()
+                                    .status(502)
+                                    .header("content-type", "text/plain")
+                                    .body(Full::new(Bytes::from(format!("proxy: chromedriver did not answer: {e}"))));
+                            }
+                        };
                         let (parts, body) = answer.into_parts();
                         let body = body.collect().await.map(|c| c.to_bytes()).unwrap_or_default();
                         Ok::<_, hyper::http::Error>(hyper::Response::from_parts(parts, Full::new(body)))
