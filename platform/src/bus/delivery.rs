@@ -14,10 +14,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::task::Poll;
 use std::time::Instant;
 
-use futures::FutureExt as _;
 use futures::task::AtomicWaker;
 
-use super::{BusError, Delivery};
+use super::BusError;
 
 /// The records of one unit of work whose deliveries are awaited together.
 ///
@@ -78,20 +77,6 @@ impl DeliveryGroup {
     /// fails with it, unless an earlier record already failed it.
     pub(crate) fn refuse(&self, error: BusError) {
         self.0.fail(error);
-    }
-
-    /// Adds a record that has a delivery future of its own (backends without
-    /// grouped delivery): settled now if it already resolved, else by a task.
-    pub fn attach(&self, delivery: Delivery) {
-        self.expect();
-        let mut delivery = delivery;
-        match (&mut delivery).now_or_never() {
-            Some(result) => self.0.settle(result),
-            None => {
-                let state = self.state();
-                tokio::spawn(async move { state.settle(delivery.await) });
-            }
-        }
     }
 
     /// Closes the group and resolves once the bus settled every record in
@@ -173,22 +158,5 @@ mod tests {
         group.expect();
         group.forget();
         assert!(tokio::time::timeout(Duration::from_secs(5), group.delivered()).await.expect("not waiting").is_ok());
-    }
-
-    #[tokio::test]
-    async fn attached_futures_count_whether_ready_or_not() {
-        let group = DeliveryGroup::new();
-        group.attach(Box::pin(async { Ok(()) }));
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        group.attach(Box::pin(async move {
-            let _ = rx.await;
-            Err(BusError::Transient("late".into()))
-        }));
-        let waiter = tokio::spawn(group.delivered());
-        tokio::time::sleep(Duration::from_millis(20)).await;
-        assert!(!waiter.is_finished(), "the second delivery has not resolved");
-        tx.send(()).unwrap();
-        let result = tokio::time::timeout(Duration::from_secs(5), waiter).await.expect("woken").unwrap();
-        assert!(matches!(&result, Err(BusError::Transient(m)) if m == "late"), "{result:?}");
     }
 }

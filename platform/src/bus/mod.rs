@@ -64,18 +64,7 @@ pub trait Producer: Send + Sync {
         topic: &str,
         key: &[u8],
         payload: Vec<u8>,
-    ) -> Result<(), BusError> {
-        match self.send(topic, key, payload).await {
-            Ok(delivery) => {
-                group.attach(delivery);
-                Ok(())
-            }
-            Err(e) => {
-                group.refuse(e.clone());
-                Err(e)
-            }
-        }
-    }
+    ) -> Result<(), BusError>;
     /// Waits for every queued message to be delivered, at most `timeout`.
     async fn flush(&self, timeout: Duration) -> Result<(), BusError>;
 }
